@@ -1,0 +1,133 @@
+/*
+ * Blocks, votes, commits and the validator set from genesis.
+ *
+ * Header (canonical msgpack array of 7):
+ *   [1, height, prev hash (bin 32), time ms, proposer public key (bin 32),
+ *    records root (bin 32), record count]
+ * The block hash is BLAKE2b-256 of the header's encoding. The records root is
+ * BLAKE2b-256 of the concatenated record ids in block order. A block's
+ * encoding is [header, [record bytes (bin) ...]].
+ *
+ * A vote is an Ed25519 signature over TD_VOTE_DOMAIN, the chain id, a NUL and
+ * the encoding of [type, height, round, block hash or nil]. A commit is the set
+ * of PRECOMMIT signatures for one block from more than two thirds of the
+ * validators: [height, round, block hash, [[validator index, sig] ...]]
+ * with strictly increasing indexes.
+ */
+#ifndef TENDERD_BLOCK_H
+#define TENDERD_BLOCK_H
+
+#include <jansson.h>
+#include "tenderd/types.h"
+#include "tenderd/codec.h"
+#include "tenderd/record.h"
+
+#define TD_VOTE_DOMAIN "tenderd-vote-v1"
+
+enum td_vote_type {
+	TD_VOTE_PREVOTE = 1,
+	TD_VOTE_PRECOMMIT = 2,
+};
+
+struct td_validator {
+	char name[TD_NAME_MAX + 1];
+	uint8_t pk[TD_PUBKEY_LEN];
+};
+
+/* The genesis: the chain's identity and its validators, in proposer order. */
+struct td_genesis {
+	char chain_id[TD_CHAIN_ID_MAX + 1];
+	char ocid_prefix[TD_OCID_MAX + 1]; /* every tender's ocid starts with it */
+	uint64_t time_ms;
+	uint32_t n;
+	struct td_validator *v; /* n entries, owned */
+};
+
+/*
+ * Parses a genesis JSON document:
+ *   {"chain_id": "...", "ocid_prefix": "ocds-xxxxxx", "genesis_time": "ISO",
+ *    "validators": [{"name": "...", "pub_key": "hex"}, ...]}
+ * Returns 0 or TD_EINVAL with a message.
+ */
+int td_genesis_parse(struct td_genesis *g, const char *text, size_t len, char *err, size_t errlen);
+/* The genesis as a JSON document (new reference). */
+json_t *td_genesis_json(const struct td_genesis *g);
+void td_genesis_free(struct td_genesis *g);
+/* Index of the validator with public key pk, or -1. */
+int td_genesis_find(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN]);
+
+struct td_block_header {
+	uint64_t height;
+	uint8_t prev_hash[TD_HASH_LEN];
+	uint64_t time_ms;
+	uint8_t proposer[TD_PUBKEY_LEN];
+	uint8_t records_root[TD_HASH_LEN];
+	uint32_t n_records;
+};
+
+struct td_block {
+	struct td_block_header hdr;
+	uint8_t hash[TD_HASH_LEN];
+	struct td_record **records; /* hdr.n_records entries, owned */
+};
+
+struct td_commit_sig {
+	uint32_t validator; /* index into the genesis validators */
+	uint8_t sig[TD_SIG_LEN];
+};
+
+struct td_commit {
+	uint64_t height;
+	uint32_t round;
+	uint8_t block_hash[TD_HASH_LEN];
+	uint32_t n_sigs;
+	struct td_commit_sig *sigs; /* owned, increasing validator index */
+};
+
+/* Encodes a header; the block hash is td_hash() of these bytes. */
+void td_header_encode(struct td_buf *b, const struct td_block_header *h);
+/* Computes the records root over n record ids. */
+void td_records_root(uint8_t out[static TD_HASH_LEN], struct td_record *const *records, uint32_t n);
+
+/*
+ * Builds a block over records (takes ownership of the array and records):
+ * fills the records root, count and hash. Never fails.
+ */
+struct td_block *td_block_new(uint64_t height, const uint8_t prev[static TD_HASH_LEN], uint64_t time_ms,
+			      const uint8_t proposer[static TD_PUBKEY_LEN], struct td_record **records, uint32_t n);
+/* Encodes a block with its records. Caller frees *out. */
+void td_block_encode(const struct td_block *blk, uint8_t **out, size_t *len);
+/*
+ * Decodes a block, checking canonical form, every record (signatures
+ * verified unless trusted), the records root and count. Returns 0 or an
+ * error with a message.
+ */
+__attribute__((warn_unused_result)) int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len,
+							const char *chain_id, bool trusted, char *err, size_t errlen);
+void td_block_free(struct td_block *blk);
+
+/* The bytes a validator signs for a vote; caller frees *out. hash NULL is a vote for nothing. */
+void td_vote_sign_bytes(uint8_t **out, size_t *len, const char *chain_id, enum td_vote_type type, uint64_t height,
+			uint32_t round, const uint8_t *hash);
+/* Signs a vote with sk into sig. */
+void td_vote_sign(uint8_t sig[static TD_SIG_LEN], const char *chain_id, enum td_vote_type type, uint64_t height,
+		  uint32_t round, const uint8_t *hash, const uint8_t sk[static TD_SECKEY_LEN]);
+/* Verifies a vote signature from pk. */
+__attribute__((warn_unused_result)) bool td_vote_verify(const uint8_t sig[static TD_SIG_LEN], const char *chain_id,
+							enum td_vote_type type, uint64_t height, uint32_t round,
+							const uint8_t *hash, const uint8_t pk[static TD_PUBKEY_LEN]);
+
+void td_commit_encode(const struct td_commit *c, uint8_t **out, size_t *len);
+int td_commit_decode(struct td_commit *c, const uint8_t *buf, size_t len, char *err, size_t errlen);
+/*
+ * Checks a commit for the block (height, hash) against the genesis
+ * validators: indexes valid and increasing, each signature a PRECOMMIT for
+ * that block, and more than two thirds of the validators signed.
+ */
+__attribute__((warn_unused_result)) int td_commit_verify(const struct td_commit *c, const struct td_genesis *g,
+							 uint64_t height, const uint8_t hash[static TD_HASH_LEN],
+							 char *err, size_t errlen);
+/* Frees the signatures (not c itself). */
+void td_commit_clear(struct td_commit *c);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * OCDS 1.1 releases: validation, building a full release from an agency's
+ * fragment, compiling releases into a tender's current state, summaries.
+ *
+ * Trees come from td_json_load (numbers are exact; see tenderd/json.h).
+ * Every refusal writes a message naming the field and the reason into err.
+ */
+#ifndef TENDERD_RELEASE_H
+#define TENDERD_RELEASE_H
+
+#include <jansson.h>
+#include "tenderd/types.h"
+
+/* What a record does to a tender; each maps to one OCDS release tag. */
+enum td_kind {
+	TD_KIND_TENDER = 1,       /* tag "tender": a new call for bids */
+	TD_KIND_AMENDMENT = 2,    /* tag "tenderAmendment" */
+	TD_KIND_CANCELLATION = 3, /* tag "tenderCancellation" */
+	TD_KIND_AWARD = 4,        /* tag "award" */
+};
+#define TD_KIND_MIN TD_KIND_TENDER
+#define TD_KIND_MAX TD_KIND_AWARD
+
+/* The release tag of a kind ("tender", "tenderAmendment", ...). */
+const char *td_kind_name(enum td_kind kind);
+/* Parses a tag; returns 0 if s names no kind. */
+enum td_kind td_kind_parse(const char *s, size_t len);
+
+/*
+ * Checks a full release as stored on the ledger: ocid ("ocds-" prefix), id,
+ * date (ISO 8601 with offset), tag equal to [td_kind_name(kind)],
+ * initiationType "tender", and the OCDS fields present (tender, awards,
+ * parties, buyer): ids, closed code lists (tender status, procurementMethod,
+ * mainProcurementCategory, award status), dates, currency codes, non-negative
+ * exact amounts. Returns 0 or TD_EINVAL with a message in err.
+ */
+int td_release_validate(const json_t *release, enum td_kind kind, char *err, size_t errlen);
+
+/*
+ * Builds the full release an agency publishes from its fragment (not
+ * modified): sets ocid (from ocid if given, else the fragment's; a conflict is
+ * refused), id (the fragment's "id" or "<ocid>-<time_ms>"), date (time_ms as
+ * UTC ISO 8601), tag, initiationType, a buyer named agency_name when absent,
+ * and for a cancellation tender.status "cancelled". Then validates it.
+ * Returns a new reference, or NULL with a message in err.
+ */
+json_t *td_release_build(const json_t *fragment, enum td_kind kind, const char *ocid,
+			 uint64_t time_ms, const char *agency_name, char *err, size_t errlen);
+
+/*
+ * Merges release into compiled (OCDS merge: later fields override, objects
+ * merge recursively, arrays of objects with "id" merge by id, other arrays are
+ * replaced; the release's "tag" becomes ["compiled"]). compiled may be an
+ * empty object for the first release. Modifies compiled in place.
+ */
+void td_release_merge(json_t *compiled, const json_t *release);
+
+/*
+ * A tender summary of a compiled release for listings: ocid, title, status,
+ * value, procurementMethod, mainProcurementCategory, tenderPeriod, date.
+ * Returns a new reference.
+ */
+json_t *td_release_summary(const json_t *compiled);
+
+/* Formats ms since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (32 bytes). */
+void td_time_iso(char out[32], uint64_t time_ms);
+/* True if s is an ISO 8601 date-time with seconds and a zone (Z or +hh:mm). */
+bool td_iso_valid(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * The chain: committed blocks and what they say, kept in the store.
+ *
+ * chain_apply() is the only writer: it checks a block against the ledger
+ * (height, previous hash, proposer, records root, each record's lifecycle
+ * rules in block order, the commit) and writes the block, its commit, its
+ * records and every index in one synced LevelDB batch, so a crash at any
+ * point leaves either the whole block or none of it. Queries read the store.
+ */
+#ifndef TENDERD_CHAIN_H
+#define TENDERD_CHAIN_H
+
+#include <jansson.h>
+#include "tenderd/block.h"
+
+struct chain;
+
+/*
+ * Opens (creating if missing) the store at path for genesis g, which the
+ * caller keeps alive until chain_close(). Refuses a store of another chain id
+ * or schema version. Returns 0 or an error with a message.
+ */
+int chain_open(struct chain **out, const char *path, const struct td_genesis *g, char *err, size_t errlen);
+/* Closes the store; NULL does nothing. */
+void chain_close(struct chain *c);
+
+uint64_t chain_height(const struct chain *c);
+/* Hash of the last block; all zeros at height 0. */
+const uint8_t *chain_last_hash(const struct chain *c);
+/* Time of the last block (genesis time at height 0). */
+uint64_t chain_last_time(const struct chain *c);
+/* Records committed so far. */
+uint64_t chain_record_count(const struct chain *c);
+
+/*
+ * Checks one record against the committed ledger: ocid prefix from genesis,
+ * no committed record with the same id, ocid or (ocid, release id) pair for a
+ * new tender, and for amendments, cancellations and awards the lifecycle
+ * rules (tender exists, same agency, not cancelled). Returns 0, TD_EEXIST,
+ * TD_ERULE or TD_EPERM, with a message naming the rule in err.
+ */
+int chain_check_record(const struct chain *c, const struct td_record *rec, char *err, size_t errlen);
+
+/* True if a record with this id is committed; stores its block height in *height (may be NULL). */
+bool chain_has_record(const struct chain *c, const uint8_t id[static TD_HASH_LEN], uint64_t *height);
+
+/*
+ * Appends blk at height chain_height()+1 with its commit after checking both
+ * (see the file comment); records in a block see the earlier records of the
+ * same block. Writes everything in one synced batch. On any failure nothing
+ * is written and err names the reason (TD_EINVAL, TD_ERULE, TD_ESIG, TD_EIO).
+ */
+int chain_apply(struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err,
+		size_t errlen);
+
+/*
+ * A tender's compiled state and releases:
+ *   {"ocid", "compiled": {OCDS compiled release}, "releases": [{"record_id",
+ *    "height", "time", "agency", "agency_name", "kind", "release"}...]}
+ * NULL if no committed tender has this ocid.
+ */
+json_t *chain_tender_json(const struct chain *c, const char *ocid);
+
+/*
+ * Tender summaries newest first (by the height and position of the tender's
+ * first release): {"tenders": [summary + "agency", "agency_name", "height",
+ * "releases"...], "next_cursor": string or null}. cursor is NULL or a
+ * next_cursor from an earlier answer; limit is 1..1000. NULL on a bad cursor.
+ */
+json_t *chain_list_json(const struct chain *c, uint32_t limit, const char *cursor);
+
+/*
+ * A block for people: {"height", "hash", "prev_hash", "time", "proposer",
+ * "proposer_name", "records": [record ids], "commit": {"height", "round",
+ * "block_hash", "signatures": [{"validator", "name", "pub_key", "signature"}]}}
+ * with hashes and keys in hex. NULL if there is no such block.
+ */
+json_t *chain_block_json(const struct chain *c, uint64_t height);
+
+/* The stored encodings of a block and its commit (for block sync); caller frees both. */
+int chain_block_raw(const struct chain *c, uint64_t height, uint8_t **blk, size_t *blen, uint8_t **commit,
+		    size_t *clen);
+
+#endif

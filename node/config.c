@@ -1,0 +1,435 @@
+/*
+ * Config, key and genesis files of a node's home (see config.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ini.h>
+#include <sodium.h>
+
+#include "config.h"
+#include "tenderd/json.h"
+
+static void resolve(char *out, size_t cap, const char *home, const char *path)
+{
+	if (path[0] == '/')
+		snprintf(out, cap, "%s", path);
+	else
+		snprintf(out, cap, "%s/%s", home, path);
+}
+
+void config_defaults(struct config *cfg, const char *home)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->home, sizeof(cfg->home), "%s", home);
+	resolve(cfg->socket_path, sizeof(cfg->socket_path), home, "tenderd.sock");
+	resolve(cfg->store_path, sizeof(cfg->store_path), home, "data");
+	snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
+	snprintf(cfg->log_format, sizeof(cfg->log_format), "text");
+	cfg->mempool_max_records = 20000;
+	cfg->mempool_max_bytes = 64u * 1024 * 1024;
+	cfg->block_delay_ms = 10;
+	cfg->block_max_records = TD_BLOCK_RECORDS_MAX;
+	cfg->block_max_bytes = 4u * 1024 * 1024;
+	snprintf(cfg->p2p_listen, sizeof(cfg->p2p_listen), "127.0.0.1:26656");
+}
+
+static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	if (!*s || *s == '-')
+		return false;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static int set_str(char *dst, size_t cap, const char *value, char *err, size_t errlen, const char *what)
+{
+	if (strlen(value) >= cap) {
+		snprintf(err, errlen, "%s: value too long", what);
+		return TD_EINVAL;
+	}
+	snprintf(dst, cap, "%s", value);
+	return 0;
+}
+
+int config_set(struct config *cfg, const char *section, const char *key, const char *value, char *err,
+	       size_t errlen)
+{
+	char what[96];
+	uint64_t v;
+
+	snprintf(what, sizeof(what), "%s.%s", section, key);
+#define IS(s, k) (strcmp(section, s) == 0 && strcmp(key, k) == 0)
+#define UINT(field, lo, hi)                                                                                            \
+	do {                                                                                                           \
+		if (!parse_u64(value, lo, hi, &v)) {                                                                   \
+			snprintf(err, errlen, "%s: \"%s\" is not a whole number in %llu..%llu", what, value,         \
+				 (unsigned long long)(lo), (unsigned long long)(hi));                                  \
+			return TD_EINVAL;                                                                              \
+		}                                                                                                      \
+		field = v;                                                                                             \
+		return 0;                                                                                              \
+	} while (0)
+	if (IS("node", "name")) {
+		if (!*value) {
+			snprintf(err, errlen, "%s: must not be empty", what);
+			return TD_EINVAL;
+		}
+		return set_str(cfg->name, sizeof(cfg->name), value, err, errlen, what);
+	}
+	if (IS("rpc", "socket")) {
+		resolve(cfg->socket_path, sizeof(cfg->socket_path), cfg->home, value);
+		return 0;
+	}
+	if (IS("store", "path")) {
+		resolve(cfg->store_path, sizeof(cfg->store_path), cfg->home, value);
+		return 0;
+	}
+	if (IS("log", "level")) {
+		if (strcmp(value, "error") && strcmp(value, "warn") && strcmp(value, "info") && strcmp(value, "debug")) {
+			snprintf(err, errlen, "%s: \"%s\" is not one of error, warn, info, debug", what, value);
+			return TD_EINVAL;
+		}
+		return set_str(cfg->log_level, sizeof(cfg->log_level), value, err, errlen, what);
+	}
+	if (IS("log", "format")) {
+		if (strcmp(value, "text") && strcmp(value, "json")) {
+			snprintf(err, errlen, "%s: \"%s\" is not text or json", what, value);
+			return TD_EINVAL;
+		}
+		return set_str(cfg->log_format, sizeof(cfg->log_format), value, err, errlen, what);
+	}
+	if (IS("mempool", "max_records"))
+		UINT(cfg->mempool_max_records, 1, 10000000);
+	if (IS("mempool", "max_bytes"))
+		UINT(cfg->mempool_max_bytes, TD_RECORD_MAX, 1ull << 40);
+	if (IS("consensus", "block_delay_ms"))
+		UINT(cfg->block_delay_ms, 0, 60000);
+	if (IS("consensus", "block_max_records"))
+		UINT(cfg->block_max_records, 1, TD_BLOCK_RECORDS_MAX);
+	if (IS("consensus", "block_max_bytes"))
+		UINT(cfg->block_max_bytes, TD_RECORD_MAX, TD_BLOCK_MAX - 4096);
+	if (IS("p2p", "listen"))
+		return set_str(cfg->p2p_listen, sizeof(cfg->p2p_listen), value, err, errlen, what);
+	if (IS("p2p", "peers"))
+		return set_str(cfg->p2p_peers, sizeof(cfg->p2p_peers), value, err, errlen, what);
+#undef IS
+#undef UINT
+	snprintf(err, errlen, "unknown option %s", what);
+	return TD_EINVAL;
+}
+
+struct ini_ctx {
+	struct config *cfg;
+	char *err;
+	size_t errlen;
+	int rc;
+};
+
+static int on_ini_option(void *user, const char *section, const char *name, const char *value)
+{
+	struct ini_ctx *ctx = user;
+	char msg[TD_ERRMSG_MAX];
+	if (ctx->rc)
+		return 0;
+	ctx->rc = config_set(ctx->cfg, section, name, value, msg, sizeof(msg));
+	if (ctx->rc)
+		snprintf(ctx->err, ctx->errlen, "%s", msg);
+	return ctx->rc == 0;
+}
+
+int config_load(struct config *cfg, const char *home, char *err, size_t errlen)
+{
+	char path[PATH_MAX + 16];
+	struct ini_ctx ctx = { cfg, err, errlen, 0 };
+
+	config_defaults(cfg, home);
+	snprintf(path, sizeof(path), "%s/%s", home, CONFIG_FILE);
+	int rc = ini_parse(path, on_ini_option, &ctx);
+	if (rc == -1) {
+		snprintf(err, errlen, "%s: cannot open: %s (run `tenderd init --home %s` first)", path, strerror(errno),
+			 home);
+		return TD_EIO;
+	}
+	if (rc != 0) {
+		char msg[TD_ERRMSG_MAX];
+		snprintf(msg, sizeof(msg), "%s", ctx.rc ? err : "syntax error");
+		snprintf(err, errlen, "%s line %d: %s", path, rc, msg);
+		return TD_EINVAL;
+	}
+	if (!cfg->name[0]) {
+		snprintf(err, errlen, "%s: [node] name is required", path);
+		return TD_EINVAL;
+	}
+	return 0;
+}
+
+/* Creates path exclusively with mode and writes len bytes, synced. */
+static int write_new(const char *path, const char *data, size_t len, mode_t mode, char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, errno == EEXIST ? "already exists, refusing to overwrite" :
+								     strerror(errno));
+		return errno == EEXIST ? TD_EEXIST : TD_EIO;
+	}
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = write(fd, data + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "%s: write: %s", path, strerror(errno));
+			close(fd);
+			return TD_EIO;
+		}
+		off += (size_t)n;
+	}
+	if (fchmod(fd, mode) != 0 || fsync(fd) != 0 || close(fd) != 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return TD_EIO;
+	}
+	return 0;
+}
+
+int config_write(const struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		abort();
+	fprintf(f,
+		"# tenderd node configuration.\n"
+		"# Every option is listed with its default; relative paths are under the node's home.\n"
+		"# Any option can be overridden on the command line: tenderd run --set section.key=value\n"
+		"\n"
+		"[node]\n"
+		"# This agency's name; it must match this node's validator entry in genesis.json.\n"
+		"name = %s\n"
+		"\n"
+		"[rpc]\n"
+		"# Unix socket for tenderctl and the agency's systems (mode 0660: owner and group only).\n"
+		"socket = tenderd.sock\n"
+		"\n"
+		"[store]\n"
+		"# LevelDB directory holding the chain.\n"
+		"path = data\n"
+		"\n"
+		"[log]\n"
+		"# error, warn, info or debug.\n"
+		"level = info\n"
+		"# text, or json for log shippers (one JSON object per line).\n"
+		"format = text\n"
+		"\n"
+		"[mempool]\n"
+		"# Pending records and bytes held before publishing is refused with \"mempool full\".\n"
+		"max_records = 20000\n"
+		"max_bytes = 67108864\n"
+		"\n"
+		"[consensus]\n"
+		"# How long the first pending record waits for others to join its block, in ms.\n"
+		"# No block is made while nothing is pending.\n"
+		"block_delay_ms = 10\n"
+		"# Caps on one block.\n"
+		"block_max_records = %d\n"
+		"block_max_bytes = 4194304\n"
+		"\n"
+		"[p2p]\n"
+		"# Address the peer-to-peer transport listens on.\n"
+		"listen = %s\n"
+		"# Comma-separated host:port of the other validators' nodes.\n"
+		"peers = %s\n",
+		cfg->name, TD_BLOCK_RECORDS_MAX, cfg->p2p_listen, cfg->p2p_peers);
+	fclose(f);
+	int rc = write_new(path, text, len, 0644, err, errlen);
+	free(text);
+	return rc;
+}
+
+int config_read_file(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t n = 0;
+	int rc = TD_EIO;
+
+	*out = NULL;
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return TD_EIO;
+	}
+	buf = td_xmalloc(max + 1);
+	n = fread(buf, 1, max + 1, f);
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: read: %s", path, strerror(errno));
+		goto out;
+	}
+	if (n > max) {
+		snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
+		rc = TD_EINVAL;
+		goto out;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	buf = NULL;
+	rc = 0;
+out:
+	free(buf);
+	fclose(f);
+	return rc;
+}
+
+int config_key_load(const char *path, uint8_t sk[static TD_SECKEY_LEN], char *err, size_t errlen)
+{
+	struct stat st;
+	char *text = NULL;
+	size_t len;
+	json_t *doc = NULL;
+	uint8_t seed[crypto_sign_SEEDBYTES], pk[TD_PUBKEY_LEN], want[TD_PUBKEY_LEN];
+	int rc = TD_EINVAL;
+
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return TD_EIO;
+	}
+	if (st.st_mode & 077) {
+		snprintf(err, errlen, "%s: key file is accessible by group or others (mode %03o); run chmod 600 %s",
+			 path, (unsigned)(st.st_mode & 0777), path);
+		return TD_EPERM;
+	}
+	if ((rc = config_read_file(path, 4096, &text, &len, err, errlen)))
+		return rc;
+	rc = TD_EINVAL;
+	doc = td_json_load(text, len, err, errlen);
+	const json_t *s = json_object_get(doc, "secret_seed"), *p = json_object_get(doc, "pub_key");
+	if (!td_json_is_string(s) || !td_json_is_string(p) ||
+	    !td_unhex(seed, sizeof(seed), json_string_value(s), json_string_length(s)) ||
+	    !td_unhex(want, sizeof(want), json_string_value(p), json_string_length(p))) {
+		snprintf(err, errlen, "%s: not a tenderd key file (secret_seed and pub_key in hex)", path);
+		goto out;
+	}
+	crypto_sign_seed_keypair(pk, sk, seed);
+	if (memcmp(pk, want, sizeof(pk)) != 0) {
+		snprintf(err, errlen, "%s: pub_key does not match secret_seed", path);
+		goto out;
+	}
+	rc = 0;
+out:
+	sodium_memzero(seed, sizeof(seed));
+	if (text) {
+		sodium_memzero(text, len);
+		free(text);
+	}
+	json_decref(doc);
+	return rc;
+}
+
+int config_key_write(const char *path, const uint8_t sk[static TD_SECKEY_LEN], char *err, size_t errlen)
+{
+	char seed[2 * crypto_sign_SEEDBYTES + 1], pk[2 * TD_PUBKEY_LEN + 1], text[512];
+	td_hex(seed, sk, crypto_sign_SEEDBYTES);
+	td_hex(pk, sk + crypto_sign_SEEDBYTES, TD_PUBKEY_LEN);
+	int n = snprintf(text, sizeof(text), "{\n  \"type\": \"ed25519\",\n  \"pub_key\": \"%s\",\n  \"secret_seed\": \"%s\"\n}\n",
+			 pk, seed);
+	int rc = write_new(path, text, (size_t)n, 0600, err, errlen);
+	sodium_memzero(seed, sizeof(seed));
+	sodium_memzero(text, sizeof(text));
+	return rc;
+}
+
+int config_genesis_load(struct td_genesis *g, const char *path, char *err, size_t errlen)
+{
+	char *text;
+	size_t len;
+	char msg[TD_ERRMSG_MAX];
+	int rc = config_read_file(path, 1024 * 1024, &text, &len, err, errlen);
+	if (rc)
+		return rc;
+	rc = td_genesis_parse(g, text, len, msg, sizeof(msg));
+	if (rc)
+		snprintf(err, errlen, "%s: %s", path, msg);
+	free(text);
+	return rc;
+}
+
+int config_genesis_write(const struct td_genesis *g, const char *path, char *err, size_t errlen)
+{
+	json_t *doc = td_genesis_json(g);
+	char *text = td_json_dump(doc, JSON_INDENT(2));
+	json_decref(doc);
+	if (!text)
+		abort();
+	size_t len = strlen(text);
+	text = td_xrealloc(text, len + 2);
+	text[len++] = '\n';
+	int rc = write_new(path, text, len, 0644, err, errlen);
+	free(text);
+	return rc;
+}
+
+int config_init_home(const char *home, const char *name, const char *chain_id, const char *ocid_prefix, char *err,
+		     size_t errlen)
+{
+	char kpath[PATH_MAX + 16], cpath[PATH_MAX + 16], gpath[PATH_MAX + 16];
+	uint8_t pk[TD_PUBKEY_LEN], sk[TD_SECKEY_LEN];
+	struct td_genesis g = { 0 };
+	struct td_validator v;
+	struct config cfg;
+	int rc;
+
+	if (strlen(name) == 0 || strlen(name) > TD_NAME_MAX) {
+		snprintf(err, errlen, "--name must be 1..%d bytes", TD_NAME_MAX);
+		return TD_EINVAL;
+	}
+	if (strlen(chain_id) == 0 || strlen(chain_id) > TD_CHAIN_ID_MAX) {
+		snprintf(err, errlen, "--chain-id must be 1..%d bytes", TD_CHAIN_ID_MAX);
+		return TD_EINVAL;
+	}
+	if (strncmp(ocid_prefix, "ocds-", 5) != 0 || strlen(ocid_prefix) > TD_OCID_MAX / 2) {
+		snprintf(err, errlen, "--ocid-prefix must start with \"ocds-\" (for example ocds-kr2020)");
+		return TD_EINVAL;
+	}
+	if (mkdir(home, 0750) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", home, strerror(errno));
+		return TD_EIO;
+	}
+	snprintf(kpath, sizeof(kpath), "%s/%s", home, KEY_FILE);
+	snprintf(cpath, sizeof(cpath), "%s/%s", home, CONFIG_FILE);
+	snprintf(gpath, sizeof(gpath), "%s/%s", home, GENESIS_FILE);
+	if (access(kpath, F_OK) == 0 || access(cpath, F_OK) == 0 || access(gpath, F_OK) == 0) {
+		snprintf(err, errlen, "%s already holds a node (%s, %s or %s exists); refusing to overwrite", home,
+			 KEY_FILE, CONFIG_FILE, GENESIS_FILE);
+		return TD_EEXIST;
+	}
+	crypto_sign_keypair(pk, sk);
+	if ((rc = config_key_write(kpath, sk, err, errlen)))
+		goto out;
+	config_defaults(&cfg, home);
+	snprintf(cfg.name, sizeof(cfg.name), "%s", name);
+	if ((rc = config_write(&cfg, cpath, err, errlen)))
+		goto out;
+	snprintf(g.chain_id, sizeof(g.chain_id), "%s", chain_id);
+	snprintf(g.ocid_prefix, sizeof(g.ocid_prefix), "%s", ocid_prefix);
+	g.time_ms = (uint64_t)time(NULL) * 1000;
+	snprintf(v.name, sizeof(v.name), "%s", name);
+	memcpy(v.pk, pk, sizeof(pk));
+	g.n = 1;
+	g.v = &v;
+	rc = config_genesis_write(&g, gpath, err, errlen);
+out:
+	sodium_memzero(sk, sizeof(sk));
+	return rc;
+}

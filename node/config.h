@@ -1,0 +1,70 @@
+/*
+ * A node's home: config.ini (INI, every option documented with its
+ * default), genesis.json, node.key (Ed25519 key, mode 0600) and the store.
+ */
+#ifndef TENDERD_CONFIG_H
+#define TENDERD_CONFIG_H
+
+#include <limits.h>
+#include "tenderd/block.h"
+
+#define CONFIG_FILE "config.ini"
+#define GENESIS_FILE "genesis.json"
+#define KEY_FILE "node.key"
+
+struct config {
+	char home[PATH_MAX];
+	char name[TD_NAME_MAX + 1];  /* [node] name: this agency, as in genesis */
+	char socket_path[PATH_MAX];  /* [rpc] socket */
+	char store_path[PATH_MAX];   /* [store] path */
+	char log_level[16];          /* [log] level */
+	char log_format[16];         /* [log] format: text or json */
+	uint32_t mempool_max_records; /* [mempool] max_records */
+	uint64_t mempool_max_bytes;   /* [mempool] max_bytes */
+	uint32_t block_delay_ms;      /* [consensus] block_delay_ms */
+	uint32_t block_max_records;   /* [consensus] block_max_records */
+	uint32_t block_max_bytes;     /* [consensus] block_max_bytes */
+	char p2p_listen[128];         /* [p2p] listen host:port */
+	char p2p_peers[4096];         /* [p2p] peers: comma-separated host:port */
+};
+
+/* Fills cfg with the defaults for home (paths resolved under it). */
+void config_defaults(struct config *cfg, const char *home);
+/*
+ * Loads HOME/config.ini over the defaults. Unknown sections or keys and bad
+ * values are refused with the line number. Returns 0 or TD_EINVAL/TD_EIO.
+ */
+int config_load(struct config *cfg, const char *home, char *err, size_t errlen);
+/*
+ * Sets one option by "section.key" (for command-line overrides); relative
+ * paths resolve under the home. Returns 0 or TD_EINVAL with a message.
+ */
+int config_set(struct config *cfg, const char *section, const char *key, const char *value, char *err,
+	       size_t errlen);
+/* Writes a documented config.ini for cfg to path (refuses to overwrite). */
+int config_write(const struct config *cfg, const char *path, char *err, size_t errlen);
+
+/*
+ * Reads an Ed25519 key file; refuses one that group or others can read or
+ * write ("chmod 600"). Returns 0 or an error with a message; never logs the key.
+ */
+int config_key_load(const char *path, uint8_t sk[static TD_SECKEY_LEN], char *err, size_t errlen);
+/* Creates a key file (mode 0600, refuses to overwrite) holding sk. */
+int config_key_write(const char *path, const uint8_t sk[static TD_SECKEY_LEN], char *err, size_t errlen);
+
+/* Reads and parses a genesis file. */
+int config_genesis_load(struct td_genesis *g, const char *path, char *err, size_t errlen);
+/* Writes g as JSON to path (refuses to overwrite). */
+int config_genesis_write(const struct td_genesis *g, const char *path, char *err, size_t errlen);
+
+/*
+ * `tenderd init`: creates home (if needed) with a new key, config.ini and a
+ * one-validator genesis.json. Refuses a home that already has any of them.
+ */
+int config_init_home(const char *home, const char *name, const char *chain_id, const char *ocid_prefix, char *err,
+		     size_t errlen);
+
+/* Reads a whole file (at most max bytes) into a malloc'd NUL-terminated buffer. */
+int config_read_file(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen);
+
+#endif

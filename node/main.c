@@ -1,0 +1,203 @@
+/*
+ * tenderd: the daemon's command line.
+ *
+ *   tenderd init --home DIR --name AGENCY [--chain-id ID] [--ocid-prefix P]
+ *   tenderd run --home DIR [--log-level L] [--log-format F] [--socket PATH] [--set SECTION.KEY=VALUE]...
+ *   tenderd version
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "node.h"
+
+#define EXIT_USAGE 3
+
+static const char usage_text[] =
+	"usage: tenderd COMMAND [OPTIONS]\n"
+	"\n"
+	"tenderd keeps a shared ledger of signed OCDS procurement releases.\n"
+	"\n"
+	"commands:\n"
+	"  init     create a node home: key (node.key, mode 0600), config.ini, genesis.json\n"
+	"  run      run the node in the foreground until SIGINT or SIGTERM\n"
+	"  version  print the version\n"
+	"\n"
+	"tenderd init --home DIR --name AGENCY [--chain-id ID] [--ocid-prefix PREFIX]\n"
+	"  --home DIR            node home to create (or $TENDERD_HOME)\n"
+	"  --name AGENCY         this agency's name, as validators and buyers see it\n"
+	"  --chain-id ID         chain identifier (default tenderd-local)\n"
+	"  --ocid-prefix PREFIX  ocid prefix every tender must use (default ocds-kr2020)\n"
+	"\n"
+	"tenderd run --home DIR [OPTIONS]\n"
+	"  --home DIR            node home (or $TENDERD_HOME)\n"
+	"  --log-level LEVEL     error, warn, info or debug (config log.level)\n"
+	"  --log-format FORMAT   text or json (config log.format)\n"
+	"  --socket PATH         JSON-RPC socket path (config rpc.socket)\n"
+	"  --set SECTION.KEY=VALUE  override any config.ini option; may repeat\n"
+	"\n"
+	"exit status: 0 clean stop, 1 error, 3 usage\n";
+
+static int usage(FILE *f, int code)
+{
+	fputs(usage_text, f);
+	return code;
+}
+
+static const char *home_arg(const char *opt)
+{
+	if (opt)
+		return opt;
+	return getenv("TENDERD_HOME");
+}
+
+static int cmd_init(int argc, char **argv)
+{
+	static const struct option opts[] = { { "home", required_argument, NULL, 'h' },
+					      { "name", required_argument, NULL, 'n' },
+					      { "chain-id", required_argument, NULL, 'c' },
+					      { "ocid-prefix", required_argument, NULL, 'o' },
+					      { "help", no_argument, NULL, 'H' },
+					      { NULL, 0, NULL, 0 } };
+	const char *home = NULL, *name = NULL, *chain_id = "tenderd-local", *prefix = "ocds-kr2020";
+	char err[512];
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h': home = optarg; break;
+		case 'n': name = optarg; break;
+		case 'c': chain_id = optarg; break;
+		case 'o': prefix = optarg; break;
+		case 'H': return usage(stdout, 0);
+		default: return usage(stderr, EXIT_USAGE);
+		}
+	}
+	home = home_arg(home);
+	if (!home || !name || optind != argc) {
+		fprintf(stderr, "tenderd init: --home and --name are required\n");
+		return usage(stderr, EXIT_USAGE);
+	}
+	if (config_init_home(home, name, chain_id, prefix, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tenderd init: %s\n", err);
+		return 1;
+	}
+	printf("initialised node \"%s\" in %s\n", name, home);
+	printf("  key      %s/%s (mode 0600; keep it secret)\n", home, KEY_FILE);
+	printf("  config   %s/%s\n", home, CONFIG_FILE);
+	printf("  genesis  %s/%s (chain %s, one validator)\n", home, GENESIS_FILE, chain_id);
+	printf("start it with: tenderd run --home %s\n", home);
+	return 0;
+}
+
+static int override(struct config *cfg, const char *section, const char *key, const char *value)
+{
+	char err[512];
+	if (config_set(cfg, section, key, value, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tenderd run: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = { { "home", required_argument, NULL, 'h' },
+					      { "log-level", required_argument, NULL, 'l' },
+					      { "log-format", required_argument, NULL, 'f' },
+					      { "socket", required_argument, NULL, 's' },
+					      { "set", required_argument, NULL, 'S' },
+					      { "help", no_argument, NULL, 'H' },
+					      { NULL, 0, NULL, 0 } };
+	struct {
+		char section[32], key[64];
+		const char *value;
+	} sets[64];
+	int nsets = 0, c;
+	const char *home = NULL, *level = NULL, *format = NULL, *sock = NULL;
+	struct config cfg;
+	struct node *node = NULL;
+	uv_loop_t loop;
+	char err[1024];
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h': home = optarg; break;
+		case 'l': level = optarg; break;
+		case 'f': format = optarg; break;
+		case 's': sock = optarg; break;
+		case 'S': {
+			const char *dot = strchr(optarg, '.'), *eq = strchr(optarg, '=');
+			if (nsets == 64 || !dot || !eq || dot > eq || dot - optarg >= 32 || eq - dot - 1 >= 64) {
+				fprintf(stderr, "tenderd run: --set takes SECTION.KEY=VALUE\n");
+				return EXIT_USAGE;
+			}
+			snprintf(sets[nsets].section, sizeof(sets[nsets].section), "%.*s", (int)(dot - optarg), optarg);
+			snprintf(sets[nsets].key, sizeof(sets[nsets].key), "%.*s", (int)(eq - dot - 1), dot + 1);
+			sets[nsets++].value = eq + 1;
+			break;
+		}
+		case 'H': return usage(stdout, 0);
+		default: return usage(stderr, EXIT_USAGE);
+		}
+	}
+	home = home_arg(home);
+	if (!home || optind != argc) {
+		fprintf(stderr, "tenderd run: --home is required\n");
+		return usage(stderr, EXIT_USAGE);
+	}
+	if (config_load(&cfg, home, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tenderd run: %s\n", err);
+		return 1;
+	}
+	for (int i = 0; i < nsets; i++)
+		if (override(&cfg, sets[i].section, sets[i].key, sets[i].value))
+			return EXIT_USAGE;
+	if ((level && override(&cfg, "log", "level", level)) || (format && override(&cfg, "log", "format", format)) ||
+	    (sock && override(&cfg, "rpc", "socket", sock)))
+		return EXIT_USAGE;
+	log_set_level((enum log_level)log_parse_level(cfg.log_level));
+	log_set_json(strcmp(cfg.log_format, "json") == 0);
+
+	signal(SIGPIPE, SIG_IGN);
+	uv_loop_init(&loop);
+	if (node_start(&node, &loop, &cfg, err, sizeof(err)) != 0) {
+		log_error("cannot start: %s", err);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		uv_loop_close(&loop);
+		return 1;
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	node_free(node);
+	int rc = uv_loop_close(&loop);
+	if (rc != 0)
+		log_warn("event loop closed with handles open: %s", uv_strerror(rc));
+	log_info("stopped");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage(stderr, EXIT_USAGE);
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
+		return usage(stdout, 0);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("tenderd 0.1.0\n");
+		return 0;
+	}
+	optind = 1;
+	if (strcmp(cmd, "init") == 0)
+		return cmd_init(argc - 1, argv + 1);
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
+	fprintf(stderr, "tenderd: unknown command \"%s\"\n", cmd);
+	return usage(stderr, EXIT_USAGE);
+}

@@ -1,0 +1,197 @@
+/*
+ * Mempool (see mempool.h): a FIFO list of records plus an open hash table
+ * keyed by 32-byte hashes, which holds both record ids and the hashes of
+ * ocids with a pending tender (so two tenders for one ocid cannot both wait).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mempool.h"
+
+struct entry {
+	struct td_record *rec;
+	uint8_t ocid_key[TD_HASH_LEN]; /* hash of the ocid, for tenders */
+	struct entry *prev, *next;     /* FIFO order */
+	struct entry *hnext;           /* id hash chain */
+};
+
+struct okey {
+	uint8_t key[TD_HASH_LEN];
+	struct okey *hnext;
+};
+
+struct mempool {
+	uint32_t max_records;
+	uint64_t max_bytes;
+	uint32_t count;
+	uint64_t bytes;
+	struct entry *head, *tail;
+	size_t nbuckets;             /* power of two */
+	struct entry **by_id;
+	struct okey **by_ocid;
+};
+
+static size_t bucket(const struct mempool *mp, const uint8_t key[static TD_HASH_LEN])
+{
+	uint64_t h;
+	memcpy(&h, key, sizeof(h));
+	return (size_t)h & (mp->nbuckets - 1);
+}
+
+struct mempool *mempool_new(uint32_t max_records, uint64_t max_bytes)
+{
+	struct mempool *mp = td_xcalloc(1, sizeof(*mp));
+	mp->max_records = max_records;
+	mp->max_bytes = max_bytes;
+	mp->nbuckets = 1024;
+	while (mp->nbuckets < (size_t)max_records && mp->nbuckets < (1u << 22))
+		mp->nbuckets <<= 1;
+	mp->by_id = td_xcalloc(mp->nbuckets, sizeof(*mp->by_id));
+	mp->by_ocid = td_xcalloc(mp->nbuckets, sizeof(*mp->by_ocid));
+	return mp;
+}
+
+void mempool_free(struct mempool *mp)
+{
+	if (!mp)
+		return;
+	for (struct entry *e = mp->head, *n; e; e = n) {
+		n = e->next;
+		td_record_free(e->rec);
+		free(e);
+	}
+	for (size_t i = 0; i < mp->nbuckets; i++)
+		for (struct okey *o = mp->by_ocid[i], *n; o; o = n) {
+			n = o->hnext;
+			free(o);
+		}
+	free(mp->by_id);
+	free(mp->by_ocid);
+	free(mp);
+}
+
+static struct entry *find(const struct mempool *mp, const uint8_t id[static TD_HASH_LEN])
+{
+	for (struct entry *e = mp->by_id[bucket(mp, id)]; e; e = e->hnext)
+		if (memcmp(e->rec->id, id, TD_HASH_LEN) == 0)
+			return e;
+	return NULL;
+}
+
+static struct okey **find_ocid(const struct mempool *mp, const uint8_t key[static TD_HASH_LEN])
+{
+	struct okey **p = &mp->by_ocid[bucket(mp, key)];
+	while (*p && memcmp((*p)->key, key, TD_HASH_LEN) != 0)
+		p = &(*p)->hnext;
+	return p;
+}
+
+bool mempool_has(const struct mempool *mp, const uint8_t id[static TD_HASH_LEN])
+{
+	return find(mp, id) != NULL;
+}
+
+struct td_record *mempool_get(const struct mempool *mp, const uint8_t id[static TD_HASH_LEN])
+{
+	struct entry *e = find(mp, id);
+	return e ? e->rec : NULL;
+}
+
+uint32_t mempool_count(const struct mempool *mp)
+{
+	return mp->count;
+}
+
+uint64_t mempool_bytes(const struct mempool *mp)
+{
+	return mp->bytes;
+}
+
+int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t errlen)
+{
+	uint8_t okey[TD_HASH_LEN];
+
+	if (find(mp, rec->id)) {
+		snprintf(err, errlen, "record is already pending");
+		return TD_EEXIST;
+	}
+	if (rec->kind == TD_KIND_TENDER) {
+		td_hash(okey, (const uint8_t *)rec->ocid, strlen(rec->ocid));
+		if (*find_ocid(mp, okey)) {
+			snprintf(err, errlen, "a tender with ocid %s is already pending", rec->ocid);
+			return TD_EEXIST;
+		}
+	}
+	if (mp->count + 1 > mp->max_records || mp->bytes + rec->len > mp->max_bytes) {
+		snprintf(err, errlen, "mempool full (%u records, %llu bytes pending); try again shortly", mp->count,
+			 (unsigned long long)mp->bytes);
+		return TD_EFULL;
+	}
+	struct entry *e = td_xcalloc(1, sizeof(*e));
+	e->rec = rec;
+	if (rec->kind == TD_KIND_TENDER) {
+		struct okey *o = td_xcalloc(1, sizeof(*o));
+		memcpy(o->key, okey, TD_HASH_LEN);
+		memcpy(e->ocid_key, okey, TD_HASH_LEN);
+		size_t b = bucket(mp, okey);
+		o->hnext = mp->by_ocid[b];
+		mp->by_ocid[b] = o;
+	}
+	size_t b = bucket(mp, rec->id);
+	e->hnext = mp->by_id[b];
+	mp->by_id[b] = e;
+	e->prev = mp->tail;
+	if (mp->tail)
+		mp->tail->next = e;
+	else
+		mp->head = e;
+	mp->tail = e;
+	mp->count++;
+	mp->bytes += rec->len;
+	return 0;
+}
+
+uint32_t mempool_peek(const struct mempool *mp, struct td_record **out, uint32_t max, uint64_t max_bytes)
+{
+	uint32_t n = 0;
+	uint64_t bytes = 0;
+	for (struct entry *e = mp->head; e && n < max; e = e->next) {
+		if (bytes + e->rec->len > max_bytes)
+			break;
+		bytes += e->rec->len;
+		out[n++] = e->rec;
+	}
+	return n;
+}
+
+void mempool_remove(struct mempool *mp, const uint8_t id[static TD_HASH_LEN])
+{
+	struct entry **p = &mp->by_id[bucket(mp, id)];
+	while (*p && memcmp((*p)->rec->id, id, TD_HASH_LEN) != 0)
+		p = &(*p)->hnext;
+	struct entry *e = *p;
+	if (!e)
+		return;
+	*p = e->hnext;
+	if (e->rec->kind == TD_KIND_TENDER) {
+		struct okey **o = find_ocid(mp, e->ocid_key);
+		struct okey *dead = *o;
+		if (dead) {
+			*o = dead->hnext;
+			free(dead);
+		}
+	}
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		mp->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		mp->tail = e->prev;
+	mp->count--;
+	mp->bytes -= e->rec->len;
+	td_record_free(e->rec);
+	free(e);
+}

@@ -1,0 +1,43 @@
+/*
+ * The mempool: verified records waiting for a block, in arrival order.
+ *
+ * A record enters once (deduplicated by record id; a second tender for an
+ * ocid already pending is refused), is bounded by count and bytes (full:
+ * TD_EFULL, never a silent drop), and leaves only when committed
+ * (mempool_remove) or when it can no longer be committed (mempool_drop).
+ */
+#ifndef TENDERD_MEMPOOL_H
+#define TENDERD_MEMPOOL_H
+
+#include "tenderd/record.h"
+
+struct mempool;
+
+struct mempool *mempool_new(uint32_t max_records, uint64_t max_bytes);
+/* Frees the pool and every record in it; NULL does nothing. */
+void mempool_free(struct mempool *mp);
+
+/*
+ * Adds rec, taking ownership on success. Returns 0, TD_EEXIST (same record
+ * id pending, or a tender for an ocid with a tender pending) or TD_EFULL,
+ * with a message in err; on failure the caller still owns rec.
+ */
+int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t errlen);
+/* True if a record with this id is pending. */
+bool mempool_has(const struct mempool *mp, const uint8_t id[static TD_HASH_LEN]);
+/* The pending record with this id, or NULL (borrowed). */
+struct td_record *mempool_get(const struct mempool *mp, const uint8_t id[static TD_HASH_LEN]);
+uint32_t mempool_count(const struct mempool *mp);
+uint64_t mempool_bytes(const struct mempool *mp);
+
+/*
+ * Copies into out (room for max) the oldest pending records that fit
+ * max_bytes in total, without removing them; returns how many. The pointers
+ * are borrowed and valid until the records leave the pool.
+ */
+uint32_t mempool_peek(const struct mempool *mp, struct td_record **out, uint32_t max, uint64_t max_bytes);
+
+/* Removes and frees the record with this id if pending (it was committed or refused). */
+void mempool_remove(struct mempool *mp, const uint8_t id[static TD_HASH_LEN]);
+
+#endif

@@ -1,0 +1,444 @@
+/*
+ * Blocks, votes, commits and the genesis (see tenderd/block.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "tenderd/block.h"
+#include "tenderd/codec.h"
+#include "tenderd/json.h"
+
+/* ---- genesis ---- */
+
+static bool copy_str(const json_t *obj, const char *key, char *out, size_t cap)
+{
+	const json_t *v = json_object_get(obj, key);
+	if (!td_json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= cap)
+		return false;
+	memcpy(out, json_string_value(v), json_string_length(v) + 1);
+	return true;
+}
+
+/* Parses "YYYY-MM-DDTHH:MM:SS[.mmm]Z" into ms since the epoch. */
+static bool parse_utc(const char *s, uint64_t *out)
+{
+	struct tm tm = { 0 };
+	int ms = 0, n = 0;
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+		   &tm.tm_sec, &n) != 6)
+		return false;
+	if (s[n] == '.') {
+		int k = 0;
+		if (sscanf(s + n, ".%3d%n", &ms, &k) != 1)
+			return false;
+		n += k;
+	}
+	if (strcmp(s + n, "Z") != 0 || !td_iso_valid(s, strlen(s)))
+		return false;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	time_t t = timegm(&tm);
+	if (t < 0)
+		return false;
+	*out = (uint64_t)t * 1000 + (uint64_t)ms;
+	return true;
+}
+
+int td_genesis_parse(struct td_genesis *g, const char *text, size_t len, char *err, size_t errlen)
+{
+	json_t *doc = td_json_load(text, len, err, errlen), *vals;
+	char ts[40];
+	int rc = TD_EINVAL;
+
+	memset(g, 0, sizeof(*g));
+	if (!doc)
+		return TD_EINVAL;
+	if (!copy_str(doc, "chain_id", g->chain_id, sizeof(g->chain_id))) {
+		snprintf(err, errlen, "genesis: chain_id must be a string of 1..%d bytes", TD_CHAIN_ID_MAX);
+		goto out;
+	}
+	if (!copy_str(doc, "ocid_prefix", g->ocid_prefix, sizeof(g->ocid_prefix)) ||
+	    strncmp(g->ocid_prefix, "ocds-", 5) != 0) {
+		snprintf(err, errlen, "genesis: ocid_prefix must be a string starting with \"ocds-\"");
+		goto out;
+	}
+	if (!copy_str(doc, "genesis_time", ts, sizeof(ts)) || !parse_utc(ts, &g->time_ms)) {
+		snprintf(err, errlen, "genesis: genesis_time must be a UTC time like 2020-03-01T00:00:00Z");
+		goto out;
+	}
+	vals = json_object_get(doc, "validators");
+	if (!json_is_array(vals) || json_array_size(vals) == 0 || json_array_size(vals) > TD_VALIDATORS_MAX) {
+		snprintf(err, errlen, "genesis: validators must be an array of 1..%d validators", TD_VALIDATORS_MAX);
+		goto out;
+	}
+	g->n = (uint32_t)json_array_size(vals);
+	g->v = td_xcalloc(g->n, sizeof(*g->v));
+	for (uint32_t i = 0; i < g->n; i++) {
+		const json_t *v = json_array_get(vals, i), *pk = json_object_get(v, "pub_key");
+		if (!copy_str(v, "name", g->v[i].name, sizeof(g->v[i].name))) {
+			snprintf(err, errlen, "genesis: validators[%u].name must be a string of 1..%d bytes", i,
+				 TD_NAME_MAX);
+			goto out;
+		}
+		if (!td_json_is_string(pk) ||
+		    !td_unhex(g->v[i].pk, TD_PUBKEY_LEN, json_string_value(pk), json_string_length(pk))) {
+			snprintf(err, errlen, "genesis: validators[%u].pub_key must be %d hex digits", i,
+				 2 * TD_PUBKEY_LEN);
+			goto out;
+		}
+		for (uint32_t j = 0; j < i; j++) {
+			if (memcmp(g->v[j].pk, g->v[i].pk, TD_PUBKEY_LEN) == 0) {
+				snprintf(err, errlen, "genesis: validators[%u] repeats the key of validators[%u]", i, j);
+				goto out;
+			}
+		}
+	}
+	rc = 0;
+out:
+	json_decref(doc);
+	if (rc)
+		td_genesis_free(g);
+	return rc;
+}
+
+json_t *td_genesis_json(const struct td_genesis *g)
+{
+	json_t *doc = json_object(), *vals = json_array();
+	char ts[32], hex[2 * TD_PUBKEY_LEN + 1];
+	time_t t = (time_t)(g->time_ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_object_set_new(doc, "chain_id", json_string(g->chain_id));
+	json_object_set_new(doc, "ocid_prefix", json_string(g->ocid_prefix));
+	json_object_set_new(doc, "genesis_time", json_string(ts));
+	for (uint32_t i = 0; i < g->n; i++) {
+		td_hex(hex, g->v[i].pk, TD_PUBKEY_LEN);
+		json_array_append_new(vals, json_pack("{s:s, s:s}", "name", g->v[i].name, "pub_key", hex));
+	}
+	json_object_set_new(doc, "validators", vals);
+	return doc;
+}
+
+void td_genesis_free(struct td_genesis *g)
+{
+	if (!g)
+		return;
+	free(g->v);
+	g->v = NULL;
+	g->n = 0;
+}
+
+int td_genesis_find(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN])
+{
+	for (uint32_t i = 0; i < g->n; i++)
+		if (memcmp(g->v[i].pk, pk, TD_PUBKEY_LEN) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* ---- blocks ---- */
+
+void td_header_encode(struct td_buf *b, const struct td_block_header *h)
+{
+	td_enc_array(b, 7);
+	td_enc_uint(b, 1);
+	td_enc_uint(b, h->height);
+	td_enc_bin(b, h->prev_hash, TD_HASH_LEN);
+	td_enc_uint(b, h->time_ms);
+	td_enc_bin(b, h->proposer, TD_PUBKEY_LEN);
+	td_enc_bin(b, h->records_root, TD_HASH_LEN);
+	td_enc_uint(b, h->n_records);
+}
+
+static void header_hash(uint8_t out[static TD_HASH_LEN], const struct td_block_header *h)
+{
+	struct td_buf b;
+	td_buf_init(&b);
+	td_header_encode(&b, h);
+	td_hash(out, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+}
+
+void td_records_root(uint8_t out[static TD_HASH_LEN], struct td_record *const *records, uint32_t n)
+{
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, TD_HASH_LEN);
+	for (uint32_t i = 0; i < n; i++)
+		crypto_generichash_update(&st, records[i]->id, TD_HASH_LEN);
+	crypto_generichash_final(&st, out, TD_HASH_LEN);
+}
+
+struct td_block *td_block_new(uint64_t height, const uint8_t prev[static TD_HASH_LEN], uint64_t time_ms,
+			      const uint8_t proposer[static TD_PUBKEY_LEN], struct td_record **records, uint32_t n)
+{
+	struct td_block *blk = td_xcalloc(1, sizeof(*blk));
+	blk->hdr.height = height;
+	memcpy(blk->hdr.prev_hash, prev, TD_HASH_LEN);
+	blk->hdr.time_ms = time_ms;
+	memcpy(blk->hdr.proposer, proposer, TD_PUBKEY_LEN);
+	blk->hdr.n_records = n;
+	blk->records = records;
+	td_records_root(blk->hdr.records_root, records, n);
+	header_hash(blk->hash, &blk->hdr);
+	return blk;
+}
+
+void td_block_encode(const struct td_block *blk, uint8_t **out, size_t *len)
+{
+	struct td_buf b;
+	td_buf_init(&b);
+	td_enc_array(&b, 2);
+	td_header_encode(&b, &blk->hdr);
+	td_enc_array(&b, blk->hdr.n_records);
+	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
+		td_enc_bin(&b, blk->records[i]->bytes, blk->records[i]->len);
+	*out = td_buf_take(&b, len);
+	td_buf_free(&b);
+}
+
+int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len, const char *chain_id, bool trusted,
+		    char *err, size_t errlen)
+{
+	struct td_block *blk = td_xcalloc(1, sizeof(*blk));
+	msgpack_unpacked u;
+	struct td_rd r = { true };
+	const msgpack_object *top, *h, *recs;
+	uint8_t root[TD_HASH_LEN], *again = NULL;
+	size_t againlen;
+	uint32_t n = 0;
+	int rc = TD_EINVAL;
+
+	*out = NULL;
+	msgpack_unpacked_init(&u);
+	if (len > TD_BLOCK_MAX) {
+		snprintf(err, errlen, "block is %zu bytes, over the %d byte limit", len, TD_BLOCK_MAX);
+		goto fail;
+	}
+	if (td_unpack(&u, buf, len)) {
+		snprintf(err, errlen, "block: malformed msgpack");
+		goto fail;
+	}
+	top = td_get_array(&r, &u.data, 2, 0, NULL);
+	h = top ? td_get_array(&r, &top[0], 7, 0, NULL) : NULL;
+	if (!h || td_get_uint(&r, &h[0]) != 1) {
+		snprintf(err, errlen, "block: not a version 1 block");
+		goto fail;
+	}
+	blk->hdr.height = td_get_uint(&r, &h[1]);
+	td_get_bin_fixed(&r, &h[2], blk->hdr.prev_hash, TD_HASH_LEN);
+	blk->hdr.time_ms = td_get_uint(&r, &h[3]);
+	td_get_bin_fixed(&r, &h[4], blk->hdr.proposer, TD_PUBKEY_LEN);
+	td_get_bin_fixed(&r, &h[5], blk->hdr.records_root, TD_HASH_LEN);
+	uint64_t count = td_get_uint(&r, &h[6]);
+	recs = td_get_array(&r, &top[1], UINT32_MAX, TD_BLOCK_RECORDS_MAX, &n);
+	if (!r.ok || count != n) {
+		snprintf(err, errlen, "block: header field of the wrong type or record count mismatch");
+		goto fail;
+	}
+	blk->hdr.n_records = n;
+	blk->records = td_xcalloc(n, sizeof(*blk->records));
+	for (uint32_t i = 0; i < n; i++) {
+		char rerr[TD_ERRMSG_MAX];
+		if (recs[i].type != MSGPACK_OBJECT_BIN) {
+			snprintf(err, errlen, "block: record %u is not a byte string", i);
+			goto fail;
+		}
+		const uint8_t *p = (const uint8_t *)recs[i].via.bin.ptr;
+		rc = trusted ? td_record_decode_trusted(&blk->records[i], p, recs[i].via.bin.size, chain_id, rerr,
+							sizeof(rerr))
+			     : td_record_decode(&blk->records[i], p, recs[i].via.bin.size, chain_id, rerr, sizeof(rerr));
+		if (rc) {
+			snprintf(err, errlen, "block: record %u: %s", i, rerr);
+			goto fail;
+		}
+		rc = TD_EINVAL;
+	}
+	td_records_root(root, blk->records, n);
+	if (memcmp(root, blk->hdr.records_root, TD_HASH_LEN) != 0) {
+		snprintf(err, errlen, "block: records root does not match its records");
+		goto fail;
+	}
+	header_hash(blk->hash, &blk->hdr);
+	td_block_encode(blk, &again, &againlen);
+	if (againlen != len || memcmp(again, buf, len) != 0) {
+		snprintf(err, errlen, "block: not in canonical encoding");
+		goto fail;
+	}
+	free(again);
+	msgpack_unpacked_destroy(&u);
+	*out = blk;
+	return 0;
+fail:
+	free(again);
+	msgpack_unpacked_destroy(&u);
+	td_block_free(blk);
+	return rc;
+}
+
+void td_block_free(struct td_block *blk)
+{
+	if (!blk)
+		return;
+	if (blk->records)
+		for (uint32_t i = 0; i < blk->hdr.n_records; i++)
+			td_record_free(blk->records[i]);
+	free(blk->records);
+	free(blk);
+}
+
+/* ---- votes and commits ---- */
+
+void td_vote_sign_bytes(uint8_t **out, size_t *len, const char *chain_id, enum td_vote_type type, uint64_t height,
+			uint32_t round, const uint8_t *hash)
+{
+	struct td_buf b;
+	td_buf_init(&b);
+	td_enc_raw(&b, (const uint8_t *)TD_VOTE_DOMAIN, strlen(TD_VOTE_DOMAIN));
+	td_enc_raw(&b, (const uint8_t *)"\0", 1);
+	td_enc_raw(&b, (const uint8_t *)chain_id, strlen(chain_id));
+	td_enc_raw(&b, (const uint8_t *)"\0", 1);
+	td_enc_array(&b, 4);
+	td_enc_uint(&b, (uint64_t)type);
+	td_enc_uint(&b, height);
+	td_enc_uint(&b, round);
+	if (hash)
+		td_enc_bin(&b, hash, TD_HASH_LEN);
+	else
+		msgpack_pack_nil(&b.pk);
+	*out = td_buf_take(&b, len);
+	td_buf_free(&b);
+}
+
+void td_vote_sign(uint8_t sig[static TD_SIG_LEN], const char *chain_id, enum td_vote_type type, uint64_t height,
+		  uint32_t round, const uint8_t *hash, const uint8_t sk[static TD_SECKEY_LEN])
+{
+	uint8_t *msg;
+	size_t len;
+	td_vote_sign_bytes(&msg, &len, chain_id, type, height, round, hash);
+	crypto_sign_detached(sig, NULL, msg, len, sk);
+	free(msg);
+}
+
+bool td_vote_verify(const uint8_t sig[static TD_SIG_LEN], const char *chain_id, enum td_vote_type type,
+		    uint64_t height, uint32_t round, const uint8_t *hash, const uint8_t pk[static TD_PUBKEY_LEN])
+{
+	uint8_t *msg;
+	size_t len;
+	td_vote_sign_bytes(&msg, &len, chain_id, type, height, round, hash);
+	bool ok = crypto_sign_verify_detached(sig, msg, len, pk) == 0;
+	free(msg);
+	return ok;
+}
+
+void td_commit_encode(const struct td_commit *c, uint8_t **out, size_t *len)
+{
+	struct td_buf b;
+	td_buf_init(&b);
+	td_enc_array(&b, 4);
+	td_enc_uint(&b, c->height);
+	td_enc_uint(&b, c->round);
+	td_enc_bin(&b, c->block_hash, TD_HASH_LEN);
+	td_enc_array(&b, c->n_sigs);
+	for (uint32_t i = 0; i < c->n_sigs; i++) {
+		td_enc_array(&b, 2);
+		td_enc_uint(&b, c->sigs[i].validator);
+		td_enc_bin(&b, c->sigs[i].sig, TD_SIG_LEN);
+	}
+	*out = td_buf_take(&b, len);
+	td_buf_free(&b);
+}
+
+int td_commit_decode(struct td_commit *c, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	msgpack_unpacked u;
+	struct td_rd r = { true };
+	const msgpack_object *top, *sigs;
+	uint8_t *again = NULL;
+	size_t againlen;
+	uint32_t n = 0;
+	uint64_t round;
+	int rc = TD_EINVAL;
+
+	memset(c, 0, sizeof(*c));
+	msgpack_unpacked_init(&u);
+	if (len > 64 * 1024 || td_unpack(&u, buf, len)) {
+		snprintf(err, errlen, "commit: malformed or too large");
+		goto out;
+	}
+	top = td_get_array(&r, &u.data, 4, 0, NULL);
+	if (!top)
+		goto bad;
+	c->height = td_get_uint(&r, &top[0]);
+	round = td_get_uint(&r, &top[1]);
+	td_get_bin_fixed(&r, &top[2], c->block_hash, TD_HASH_LEN);
+	sigs = td_get_array(&r, &top[3], UINT32_MAX, TD_VALIDATORS_MAX, &n);
+	if (!r.ok || round > UINT32_MAX)
+		goto bad;
+	c->round = (uint32_t)round;
+	c->n_sigs = n;
+	c->sigs = td_xcalloc(n, sizeof(*c->sigs));
+	for (uint32_t i = 0; i < n; i++) {
+		const msgpack_object *s = td_get_array(&r, &sigs[i], 2, 0, NULL);
+		if (!s)
+			goto bad;
+		uint64_t idx = td_get_uint(&r, &s[0]);
+		c->sigs[i].validator = idx > UINT32_MAX ? UINT32_MAX : (uint32_t)idx;
+		td_get_bin_fixed(&r, &s[1], c->sigs[i].sig, TD_SIG_LEN);
+	}
+	if (!r.ok)
+		goto bad;
+	td_commit_encode(c, &again, &againlen);
+	if (againlen != len || memcmp(again, buf, len) != 0)
+		goto bad;
+	rc = 0;
+	goto out;
+bad:
+	snprintf(err, errlen, "commit: malformed or not in canonical encoding");
+	td_commit_clear(c);
+out:
+	free(again);
+	msgpack_unpacked_destroy(&u);
+	return rc;
+}
+
+int td_commit_verify(const struct td_commit *c, const struct td_genesis *g, uint64_t height,
+		     const uint8_t hash[static TD_HASH_LEN], char *err, size_t errlen)
+{
+	if (c->height != height || memcmp(c->block_hash, hash, TD_HASH_LEN) != 0) {
+		snprintf(err, errlen, "commit: for another block (height %llu)", (unsigned long long)c->height);
+		return TD_EINVAL;
+	}
+	for (uint32_t i = 0; i < c->n_sigs; i++) {
+		uint32_t v = c->sigs[i].validator;
+		if (v >= g->n || (i > 0 && v <= c->sigs[i - 1].validator)) {
+			snprintf(err, errlen, "commit: validator index %u unknown or out of order", v);
+			return TD_EINVAL;
+		}
+		if (!td_vote_verify(c->sigs[i].sig, g->chain_id, TD_VOTE_PRECOMMIT, c->height, c->round, c->block_hash,
+				    g->v[v].pk)) {
+			snprintf(err, errlen, "commit: signature of validator %u (%s) does not verify", v, g->v[v].name);
+			return TD_ESIG;
+		}
+	}
+	if ((uint64_t)c->n_sigs * 3 <= (uint64_t)g->n * 2) {
+		snprintf(err, errlen, "commit: %u of %u validators signed, more than two thirds needed", c->n_sigs,
+			 g->n);
+		return TD_ESIG;
+	}
+	return 0;
+}
+
+void td_commit_clear(struct td_commit *c)
+{
+	if (!c)
+		return;
+	free(c->sigs);
+	c->sigs = NULL;
+	c->n_sigs = 0;
+}

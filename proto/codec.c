@@ -1,0 +1,336 @@
+/*
+ * Canonical msgpack on top of msgpack-c (see tenderd/codec.h).
+ *
+ * msgpack-c's packer writes the shortest form of every header, so canonical
+ * form only needs sorted map keys and exact-number ext values here; readers
+ * refuse what the writers would not produce, and record/block decoders
+ * finish with an encode-and-compare to catch anything else.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tenderd/codec.h"
+#include "tenderd/json.h"
+
+void td_buf_init(struct td_buf *b)
+{
+	msgpack_sbuffer_init(&b->sb);
+	msgpack_packer_init(&b->pk, &b->sb, msgpack_sbuffer_write);
+}
+
+void td_buf_free(struct td_buf *b)
+{
+	msgpack_sbuffer_destroy(&b->sb);
+}
+
+uint8_t *td_buf_take(struct td_buf *b, size_t *len)
+{
+	*len = b->sb.size;
+	uint8_t *p = (uint8_t *)msgpack_sbuffer_release(&b->sb);
+	if (!p)
+		p = td_xmalloc(1);
+	return p;
+}
+
+/* msgpack-c's sbuffer only fails on allocation failure: abort like td_xmalloc. */
+static void check(int rc)
+{
+	if (rc != 0)
+		abort();
+}
+
+void td_enc_uint(struct td_buf *b, uint64_t v)
+{
+	check(msgpack_pack_uint64(&b->pk, v));
+}
+
+void td_enc_str(struct td_buf *b, const char *s, size_t len)
+{
+	check(msgpack_pack_str_with_body(&b->pk, s, len));
+}
+
+void td_enc_cstr(struct td_buf *b, const char *s)
+{
+	td_enc_str(b, s, strlen(s));
+}
+
+void td_enc_bin(struct td_buf *b, const uint8_t *p, size_t len)
+{
+	check(msgpack_pack_bin_with_body(&b->pk, p, len));
+}
+
+void td_enc_array(struct td_buf *b, uint32_t n)
+{
+	check(msgpack_pack_array(&b->pk, n));
+}
+
+void td_enc_map(struct td_buf *b, uint32_t n)
+{
+	check(msgpack_pack_map(&b->pk, n));
+}
+
+void td_enc_raw(struct td_buf *b, const uint8_t *p, size_t len)
+{
+	check(msgpack_sbuffer_write(&b->sb, (const char *)p, len));
+}
+
+struct key {
+	const char *s;
+	size_t len;
+	json_t *v;
+};
+
+static int key_cmp(const void *a, const void *b)
+{
+	const struct key *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(x->s, y->s, n);
+	if (c)
+		return c;
+	return (x->len > y->len) - (x->len < y->len);
+}
+
+int td_enc_json(struct td_buf *b, const json_t *v, int max_depth)
+{
+	size_t len;
+	const char *text;
+
+	if (max_depth < 0)
+		return TD_EINVAL;
+	switch (json_typeof(v)) {
+	case JSON_NULL:
+		check(msgpack_pack_nil(&b->pk));
+		return 0;
+	case JSON_TRUE:
+		check(msgpack_pack_true(&b->pk));
+		return 0;
+	case JSON_FALSE:
+		check(msgpack_pack_false(&b->pk));
+		return 0;
+	case JSON_INTEGER:
+	case JSON_REAL:
+		return TD_EINVAL;
+	case JSON_STRING:
+		if ((text = td_json_number_text(v, &len))) {
+			check(msgpack_pack_ext_with_body(&b->pk, text, len, TD_EXT_NUMBER));
+			return 0;
+		}
+		if (memchr(json_string_value(v), '\0', json_string_length(v)))
+			return TD_EINVAL;
+		td_enc_str(b, json_string_value(v), json_string_length(v));
+		return 0;
+	case JSON_ARRAY: {
+		size_t n = json_array_size(v);
+		if (n > UINT32_MAX)
+			return TD_EINVAL;
+		td_enc_array(b, (uint32_t)n);
+		for (size_t i = 0; i < n; i++) {
+			int rc = td_enc_json(b, json_array_get(v, i), max_depth - 1);
+			if (rc)
+				return rc;
+		}
+		return 0;
+	}
+	case JSON_OBJECT: {
+		size_t n = json_object_size(v), i = 0;
+		const char *k;
+		json_t *item;
+		int rc = 0;
+		if (n > UINT32_MAX)
+			return TD_EINVAL;
+		struct key *keys = td_xcalloc(n, sizeof(*keys));
+		json_object_foreach((json_t *)v, k, item) {
+			keys[i].s = k;
+			keys[i].len = strlen(k);
+			keys[i].v = item;
+			i++;
+		}
+		qsort(keys, n, sizeof(*keys), key_cmp);
+		td_enc_map(b, (uint32_t)n);
+		for (i = 0; i < n && rc == 0; i++) {
+			td_enc_str(b, keys[i].s, keys[i].len);
+			rc = td_enc_json(b, keys[i].v, max_depth - 1);
+		}
+		free(keys);
+		return rc;
+	}
+	}
+	return TD_EINVAL;
+}
+
+int td_unpack(msgpack_unpacked *u, const uint8_t *p, size_t len)
+{
+	size_t off = 0;
+	msgpack_unpack_return rc = msgpack_unpack_next(u, (const char *)p, len, &off);
+	if (rc != MSGPACK_UNPACK_SUCCESS || off != len)
+		return TD_EINVAL;
+	return 0;
+}
+
+bool td_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < len) {
+		unsigned c = p[i];
+		size_t n;
+		uint32_t cp;
+		if (c == 0)
+			return false;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (i + n >= len)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		/* Overlong forms, surrogates and values past U+10FFFF. */
+		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+uint64_t td_get_uint(struct td_rd *r, const msgpack_object *o)
+{
+	if (!r->ok || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		r->ok = false;
+		return 0;
+	}
+	return o->via.u64;
+}
+
+const char *td_get_str(struct td_rd *r, const msgpack_object *o, size_t *len, size_t max)
+{
+	*len = 0;
+	if (!r->ok || o->type != MSGPACK_OBJECT_STR || o->via.str.size > max ||
+	    !td_utf8_valid(o->via.str.ptr, o->via.str.size)) {
+		r->ok = false;
+		return "";
+	}
+	*len = o->via.str.size;
+	return o->via.str.ptr;
+}
+
+void td_get_cstr(struct td_rd *r, const msgpack_object *o, char *out, size_t outlen)
+{
+	size_t len;
+	const char *s = td_get_str(r, o, &len, outlen - 1);
+	memcpy(out, s, len);
+	out[len] = '\0';
+}
+
+void td_get_bin_fixed(struct td_rd *r, const msgpack_object *o, uint8_t *out, size_t len)
+{
+	if (!r->ok || o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != len) {
+		r->ok = false;
+		memset(out, 0, len);
+		return;
+	}
+	memcpy(out, o->via.bin.ptr, len);
+}
+
+const msgpack_object *td_get_array(struct td_rd *r, const msgpack_object *o, uint32_t n, uint32_t max,
+				   uint32_t *count)
+{
+	if (count)
+		*count = 0;
+	if (!r->ok || o->type != MSGPACK_OBJECT_ARRAY) {
+		r->ok = false;
+		return NULL;
+	}
+	if (n == UINT32_MAX) {
+		if (o->via.array.size > max) {
+			r->ok = false;
+			return NULL;
+		}
+	} else if (o->via.array.size != n) {
+		r->ok = false;
+		return NULL;
+	}
+	if (count)
+		*count = o->via.array.size;
+	return o->via.array.ptr;
+}
+
+static bool str_less(const msgpack_object_str *a, const msgpack_object_str *b)
+{
+	size_t n = a->size < b->size ? a->size : b->size;
+	int c = memcmp(a->ptr, b->ptr, n);
+	return c < 0 || (c == 0 && a->size < b->size);
+}
+
+json_t *td_get_json(struct td_rd *r, const msgpack_object *o, int max_depth)
+{
+	json_t *v = NULL;
+
+	if (!r->ok || max_depth < 0)
+		goto fail;
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		return json_null();
+	case MSGPACK_OBJECT_BOOLEAN:
+		return json_boolean(o->via.boolean);
+	case MSGPACK_OBJECT_STR:
+		if (!td_utf8_valid(o->via.str.ptr, o->via.str.size))
+			goto fail;
+		return json_stringn(o->via.str.ptr, o->via.str.size);
+	case MSGPACK_OBJECT_EXT:
+		if (o->via.ext.type != TD_EXT_NUMBER)
+			goto fail;
+		v = td_json_number(o->via.ext.ptr, o->via.ext.size);
+		if (!v)
+			goto fail;
+		return v;
+	case MSGPACK_OBJECT_ARRAY:
+		v = json_array();
+		for (uint32_t i = 0; i < o->via.array.size; i++) {
+			json_t *item = td_get_json(r, &o->via.array.ptr[i], max_depth - 1);
+			if (!item)
+				goto fail;
+			json_array_append_new(v, item);
+		}
+		return v;
+	case MSGPACK_OBJECT_MAP:
+		v = json_object();
+		for (uint32_t i = 0; i < o->via.map.size; i++) {
+			const msgpack_object_kv *kv = &o->via.map.ptr[i];
+			if (kv->key.type != MSGPACK_OBJECT_STR || !td_utf8_valid(kv->key.via.str.ptr, kv->key.via.str.size))
+				goto fail;
+			if (i > 0 && !str_less(&o->via.map.ptr[i - 1].key.via.str, &kv->key.via.str))
+				goto fail;
+			json_t *item = td_get_json(r, &kv->val, max_depth - 1);
+			if (!item)
+				goto fail;
+			json_object_setn_new_nocheck(v, kv->key.via.str.ptr, kv->key.via.str.size, item);
+		}
+		return v;
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+	case MSGPACK_OBJECT_BIN:
+		goto fail;
+	}
+fail:
+	json_decref(v);
+	r->ok = false;
+	return NULL;
+}

@@ -1,0 +1,220 @@
+/*
+ * Signed records (see tenderd/record.h for the encoding).
+ *
+ * td_record_decode() is the one gate for bytes from outside: size cap first,
+ * then msgpack structure, field types, the release's own validity, the
+ * envelope agreeing with the release, canonical form (re-encode and
+ * compare), and last the signature, the most expensive check.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "tenderd/codec.h"
+#include "tenderd/json.h"
+#include "tenderd/record.h"
+
+void td_hash(uint8_t out[static TD_HASH_LEN], const uint8_t *in, size_t len)
+{
+	crypto_generichash(out, TD_HASH_LEN, in, len, NULL, 0);
+}
+
+/* Writes the first 7 envelope items (no array header). Returns 0 or TD_EINVAL. */
+static int encode_fields(struct td_buf *b, const struct td_record *rec)
+{
+	td_enc_uint(b, 1);
+	td_enc_cstr(b, td_kind_name(rec->kind));
+	td_enc_cstr(b, rec->ocid);
+	td_enc_cstr(b, rec->release_id);
+	td_enc_bin(b, rec->agency, TD_PUBKEY_LEN);
+	td_enc_uint(b, rec->time_ms);
+	return td_enc_json(b, rec->release, TD_JSON_DEPTH_MAX);
+}
+
+/* The message an agency signs: domain, chain id, NUL, the unsigned encoding. */
+static int signing_bytes(const struct td_record *rec, const char *chain_id, uint8_t **out, size_t *len)
+{
+	struct td_buf b;
+	int rc;
+
+	td_buf_init(&b);
+	td_enc_raw(&b, (const uint8_t *)TD_RECORD_DOMAIN, strlen(TD_RECORD_DOMAIN));
+	td_enc_raw(&b, (const uint8_t *)"\0", 1);
+	td_enc_raw(&b, (const uint8_t *)chain_id, strlen(chain_id));
+	td_enc_raw(&b, (const uint8_t *)"\0", 1);
+	td_enc_array(&b, 7);
+	rc = encode_fields(&b, rec);
+	*out = td_buf_take(&b, len);
+	td_buf_free(&b);
+	return rc;
+}
+
+static int encode_signed(const struct td_record *rec, uint8_t **out, size_t *len)
+{
+	struct td_buf b;
+	int rc;
+
+	td_buf_init(&b);
+	td_enc_array(&b, 8);
+	rc = encode_fields(&b, rec);
+	td_enc_bin(&b, rec->sig, TD_SIG_LEN);
+	*out = td_buf_take(&b, len);
+	td_buf_free(&b);
+	return rc;
+}
+
+/* Copies the string member key of release into out (cap bytes); false if missing or too long. */
+static bool member(const json_t *release, const char *key, char *out, size_t cap)
+{
+	const json_t *v = json_object_get(release, key);
+	if (!td_json_is_string(v) || json_string_length(v) >= cap)
+		return false;
+	memcpy(out, json_string_value(v), json_string_length(v) + 1);
+	return true;
+}
+
+int td_record_sign(struct td_record **out, enum td_kind kind, const json_t *release, uint64_t time_ms,
+		   const char *chain_id, const uint8_t sk[static TD_SECKEY_LEN], char *err, size_t errlen)
+{
+	struct td_record *rec = td_xcalloc(1, sizeof(*rec));
+	uint8_t *msg = NULL;
+	size_t msglen;
+	int rc;
+
+	*out = NULL;
+	rc = td_release_validate(release, kind, err, errlen);
+	if (rc)
+		goto fail;
+	rc = TD_EINVAL;
+	rec->kind = kind;
+	rec->time_ms = time_ms;
+	rec->release = json_deep_copy(release);
+	crypto_sign_ed25519_sk_to_pk(rec->agency, sk);
+	if (!member(release, "ocid", rec->ocid, sizeof(rec->ocid)) ||
+	    !member(release, "id", rec->release_id, sizeof(rec->release_id))) {
+		snprintf(err, errlen, "release: ocid or id missing or too long");
+		goto fail;
+	}
+	if (signing_bytes(rec, chain_id, &msg, &msglen)) {
+		snprintf(err, errlen, "release: nested deeper than %d levels", TD_JSON_DEPTH_MAX);
+		goto fail;
+	}
+	crypto_sign_detached(rec->sig, NULL, msg, msglen, sk);
+	if (encode_signed(rec, &rec->bytes, &rec->len))
+		goto fail;
+	if (rec->len > TD_RECORD_MAX) {
+		snprintf(err, errlen, "record is %zu bytes, over the %d byte limit", rec->len, TD_RECORD_MAX);
+		goto fail;
+	}
+	td_hash(rec->id, rec->bytes, rec->len);
+	free(msg);
+	*out = rec;
+	return 0;
+fail:
+	free(msg);
+	td_record_free(rec);
+	return rc;
+}
+
+static int decode(struct td_record **out, const uint8_t *buf, size_t len, const char *chain_id, bool verify,
+		  char *err, size_t errlen)
+{
+	struct td_record *rec = td_xcalloc(1, sizeof(*rec));
+	msgpack_unpacked u;
+	struct td_rd r = { true };
+	const msgpack_object *f;
+	uint8_t *again = NULL, *msg = NULL;
+	size_t againlen, msglen, kindlen;
+	const char *kind;
+	int rc = TD_EINVAL;
+
+	*out = NULL;
+	msgpack_unpacked_init(&u);
+	if (len > TD_RECORD_MAX) {
+		snprintf(err, errlen, "record is %zu bytes, over the %d byte limit", len, TD_RECORD_MAX);
+		goto fail;
+	}
+	if (td_unpack(&u, buf, len)) {
+		snprintf(err, errlen, "record: malformed msgpack");
+		goto fail;
+	}
+	f = td_get_array(&r, &u.data, 8, 0, NULL);
+	if (!f || td_get_uint(&r, &f[0]) != 1) {
+		snprintf(err, errlen, "record: not a version 1 envelope");
+		goto fail;
+	}
+	kind = td_get_str(&r, &f[1], &kindlen, 32);
+	rec->kind = td_kind_parse(kind, kindlen);
+	td_get_cstr(&r, &f[2], rec->ocid, sizeof(rec->ocid));
+	td_get_cstr(&r, &f[3], rec->release_id, sizeof(rec->release_id));
+	td_get_bin_fixed(&r, &f[4], rec->agency, TD_PUBKEY_LEN);
+	rec->time_ms = td_get_uint(&r, &f[5]);
+	if (r.ok && f[6].type != MSGPACK_OBJECT_MAP)
+		r.ok = false;
+	rec->release = td_get_json(&r, &f[6], TD_JSON_DEPTH_MAX);
+	td_get_bin_fixed(&r, &f[7], rec->sig, TD_SIG_LEN);
+	if (!r.ok || rec->kind == 0) {
+		snprintf(err, errlen, "record: envelope field of the wrong type, unknown kind, or non-canonical body");
+		goto fail;
+	}
+	if (td_release_validate(rec->release, rec->kind, err, errlen))
+		goto fail;
+	{
+		char ocid[TD_OCID_MAX + 1], id[TD_ID_MAX + 1];
+		if (!member(rec->release, "ocid", ocid, sizeof(ocid)) || strcmp(ocid, rec->ocid) != 0 ||
+		    !member(rec->release, "id", id, sizeof(id)) || strcmp(id, rec->release_id) != 0) {
+			snprintf(err, errlen, "record: envelope ocid or release id differs from the release");
+			goto fail;
+		}
+	}
+	if (encode_signed(rec, &again, &againlen) || againlen != len || memcmp(again, buf, len) != 0) {
+		snprintf(err, errlen, "record: not in canonical encoding");
+		goto fail;
+	}
+	if (verify) {
+		if (signing_bytes(rec, chain_id, &msg, &msglen))
+			goto fail;
+		if (crypto_sign_verify_detached(rec->sig, msg, msglen, rec->agency) != 0) {
+			snprintf(err, errlen, "record: signature does not verify");
+			rc = TD_ESIG;
+			goto fail;
+		}
+	}
+	rec->bytes = again;
+	rec->len = againlen;
+	again = NULL;
+	td_hash(rec->id, rec->bytes, rec->len);
+	*out = rec;
+	rc = 0;
+	goto done;
+fail:
+	td_record_free(rec);
+done:
+	free(again);
+	free(msg);
+	msgpack_unpacked_destroy(&u);
+	return rc;
+}
+
+int td_record_decode(struct td_record **out, const uint8_t *buf, size_t len, const char *chain_id, char *err,
+		     size_t errlen)
+{
+	return decode(out, buf, len, chain_id, true, err, errlen);
+}
+
+int td_record_decode_trusted(struct td_record **out, const uint8_t *buf, size_t len, const char *chain_id, char *err,
+			     size_t errlen)
+{
+	return decode(out, buf, len, chain_id, false, err, errlen);
+}
+
+void td_record_free(struct td_record *rec)
+{
+	if (!rec)
+		return;
+	json_decref(rec->release);
+	free(rec->bytes);
+	free(rec);
+}
