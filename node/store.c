@@ -1,0 +1,302 @@
+/*
+ * store: LevelDB through its C API (see store.h).
+ *
+ * Every LevelDB object (options, read/write options, the handle) is created
+ * in store_open() and destroyed in store_close(). Reads verify checksums.
+ * Values handed to callers are copied out of LevelDB's allocations so that
+ * callers free them with free() like everything else in tenderd.
+ *
+ * Reverse prefix iteration seeks to the prefix's successor (the prefix with
+ * its last byte below 0xff incremented, bytes after it dropped) and steps
+ * back once; a prefix of all 0xff bytes has no successor and starts at the
+ * last key of the database.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <leveldb/c.h>
+
+#include "tenderd/types.h"
+#include "store.h"
+
+struct store {
+	leveldb_t *db;
+	leveldb_options_t *opts;
+	leveldb_readoptions_t *ropts;
+	leveldb_writeoptions_t *wopts;      /* sync off */
+	leveldb_writeoptions_t *wopts_sync; /* sync on */
+};
+
+struct store_batch {
+	leveldb_writebatch_t *wb;
+	size_t count;
+};
+
+struct store_iter {
+	leveldb_iterator_t *it;
+	uint8_t *prefix; /* owned copy */
+	size_t plen;
+	bool reverse;
+	bool started; /* false until the first store_iter_next() */
+	int error;
+};
+
+static void set_err(char *err, size_t errlen, const char *what, const char *msg)
+{
+	if (err && errlen)
+		snprintf(err, errlen, "%s: %s", what, msg ? msg : "unknown error");
+}
+
+int store_open(struct store **out, const char *path, char *err, size_t errlen)
+{
+	struct store *s = td_xcalloc(1, sizeof(*s));
+	char *lerr = NULL;
+
+	s->opts = leveldb_options_create();
+	leveldb_options_set_create_if_missing(s->opts, 1);
+	leveldb_options_set_paranoid_checks(s->opts, 1);
+	s->ropts = leveldb_readoptions_create();
+	leveldb_readoptions_set_verify_checksums(s->ropts, 1);
+	s->wopts = leveldb_writeoptions_create();
+	leveldb_writeoptions_set_sync(s->wopts, 0);
+	s->wopts_sync = leveldb_writeoptions_create();
+	leveldb_writeoptions_set_sync(s->wopts_sync, 1);
+
+	s->db = leveldb_open(s->opts, path, &lerr);
+	if (lerr || !s->db) {
+		set_err(err, errlen, path, lerr);
+		leveldb_free(lerr);
+		goto fail;
+	}
+	*out = s;
+	return 0;
+
+fail:
+	if (s->db)
+		leveldb_close(s->db);
+	leveldb_writeoptions_destroy(s->wopts_sync);
+	leveldb_writeoptions_destroy(s->wopts);
+	leveldb_readoptions_destroy(s->ropts);
+	leveldb_options_destroy(s->opts);
+	free(s);
+	*out = NULL;
+	return TD_EIO;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	leveldb_close(s->db);
+	leveldb_writeoptions_destroy(s->wopts_sync);
+	leveldb_writeoptions_destroy(s->wopts);
+	leveldb_readoptions_destroy(s->ropts);
+	leveldb_options_destroy(s->opts);
+	free(s);
+}
+
+int store_get(const struct store *s, const void *key, size_t klen, uint8_t **val, size_t *vlen)
+{
+	char *lerr = NULL;
+	size_t n = 0;
+	char *v = leveldb_get(s->db, s->ropts, key, klen, &n, &lerr);
+
+	*val = NULL;
+	*vlen = 0;
+	if (lerr) {
+		leveldb_free(lerr);
+		leveldb_free(v);
+		return TD_EIO;
+	}
+	if (!v)
+		return TD_ENOTFOUND;
+	*val = td_xmalloc(n);
+	memcpy(*val, v, n);
+	*vlen = n;
+	leveldb_free(v);
+	return 0;
+}
+
+bool store_has(const struct store *s, const void *key, size_t klen)
+{
+	uint8_t *v;
+	size_t n;
+
+	if (store_get(s, key, klen, &v, &n) != 0)
+		return false;
+	free(v);
+	return true;
+}
+
+struct store_batch *store_batch_new(void)
+{
+	struct store_batch *b = td_xcalloc(1, sizeof(*b));
+
+	b->wb = leveldb_writebatch_create();
+	return b;
+}
+
+void store_batch_free(struct store_batch *b)
+{
+	if (!b)
+		return;
+	leveldb_writebatch_destroy(b->wb);
+	free(b);
+}
+
+void store_batch_clear(struct store_batch *b)
+{
+	leveldb_writebatch_clear(b->wb);
+	b->count = 0;
+}
+
+void store_batch_put(struct store_batch *b, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	leveldb_writebatch_put(b->wb, key, klen, val, vlen);
+	b->count++;
+}
+
+void store_batch_delete(struct store_batch *b, const void *key, size_t klen)
+{
+	leveldb_writebatch_delete(b->wb, key, klen);
+	b->count++;
+}
+
+size_t store_batch_count(const struct store_batch *b)
+{
+	return b->count;
+}
+
+int store_write(struct store *s, const struct store_batch *b, bool sync, char *err, size_t errlen)
+{
+	char *lerr = NULL;
+
+	/* leveldb_write does not modify the batch; its prototype just lacks const. */
+	leveldb_write(s->db, sync ? s->wopts_sync : s->wopts, (leveldb_writebatch_t *)b->wb, &lerr);
+	if (lerr) {
+		set_err(err, errlen, "store write", lerr);
+		leveldb_free(lerr);
+		return TD_EIO;
+	}
+	return 0;
+}
+
+/* Positions it at the last key with its prefix (or before nothing). */
+static void iter_seek_last(struct store_iter *it)
+{
+	size_t n = it->plen;
+
+	if (n == 0) {
+		leveldb_iter_seek_to_last(it->it);
+		return;
+	}
+	/* successor: drop trailing 0xff bytes, increment the last remaining one */
+	while (n > 0 && it->prefix[n - 1] == 0xff)
+		n--;
+	if (n == 0) {
+		leveldb_iter_seek_to_last(it->it);
+		return;
+	}
+	uint8_t *succ = td_xmalloc(n);
+	memcpy(succ, it->prefix, n);
+	succ[n - 1]++;
+	leveldb_iter_seek(it->it, (const char *)succ, n);
+	free(succ);
+	if (leveldb_iter_valid(it->it))
+		leveldb_iter_prev(it->it);
+	else
+		leveldb_iter_seek_to_last(it->it);
+}
+
+struct store_iter *store_iter_new(const struct store *s, const void *prefix, size_t plen, bool reverse)
+{
+	struct store_iter *it = td_xcalloc(1, sizeof(*it));
+
+	it->it = leveldb_create_iterator(s->db, s->ropts);
+	it->prefix = td_xmalloc(plen);
+	if (plen)
+		memcpy(it->prefix, prefix, plen);
+	it->plen = plen;
+	it->reverse = reverse;
+	if (reverse)
+		iter_seek_last(it);
+	else
+		leveldb_iter_seek(it->it, (const char *)it->prefix, plen);
+	return it;
+}
+
+void store_iter_seek(struct store_iter *it, const void *key, size_t klen)
+{
+	size_t m = klen < it->plen ? klen : it->plen;
+	int c = m ? memcmp(key, it->prefix, m) : 0;
+
+	it->started = false;
+	if (c == 0 && klen < it->plen)
+		c = -1; /* a proper prefix of the prefix sorts before the range */
+	if (c < 0 && !it->reverse) {
+		leveldb_iter_seek(it->it, (const char *)it->prefix, it->plen);
+		return;
+	}
+	if (c > 0 && it->reverse) {
+		iter_seek_last(it);
+		return;
+	}
+	leveldb_iter_seek(it->it, key, klen);
+	if (!it->reverse)
+		return;
+	if (!leveldb_iter_valid(it->it)) {
+		leveldb_iter_seek_to_last(it->it);
+		return;
+	}
+	size_t n;
+	const char *k = leveldb_iter_key(it->it, &n);
+	if (n != klen || memcmp(k, key, klen) != 0)
+		leveldb_iter_prev(it->it); /* first key > key: step back to the last key < key */
+}
+
+bool store_iter_next(struct store_iter *it, const uint8_t **key, size_t *klen, const uint8_t **val, size_t *vlen)
+{
+	if (it->started && leveldb_iter_valid(it->it)) {
+		if (it->reverse)
+			leveldb_iter_prev(it->it);
+		else
+			leveldb_iter_next(it->it);
+	}
+	it->started = true;
+	if (!leveldb_iter_valid(it->it)) {
+		char *lerr = NULL;
+		leveldb_iter_get_error(it->it, &lerr);
+		if (lerr) {
+			it->error = TD_EIO;
+			leveldb_free(lerr);
+		}
+		return false;
+	}
+	size_t kn, vn;
+	const char *k = leveldb_iter_key(it->it, &kn);
+	if (kn < it->plen || memcmp(k, it->prefix, it->plen) != 0)
+		return false;
+	const char *v = leveldb_iter_value(it->it, &vn);
+	*key = (const uint8_t *)k;
+	*klen = kn;
+	if (val)
+		*val = (const uint8_t *)v;
+	if (vlen)
+		*vlen = vn;
+	return true;
+}
+
+int store_iter_error(const struct store_iter *it)
+{
+	return it->error;
+}
+
+void store_iter_free(struct store_iter *it)
+{
+	if (!it)
+		return;
+	leveldb_iter_destroy(it->it);
+	free(it->prefix);
+	free(it);
+}
