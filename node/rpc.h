@@ -12,6 +12,7 @@
 #ifndef TENDERD_RPC_H
 #define TENDERD_RPC_H
 
+#include <stdbool.h>
 #include <uv.h>
 #include <jansson.h>
 

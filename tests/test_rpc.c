@@ -1,0 +1,868 @@
+/*
+ * Tests for node/rpc.c: the JSON-RPC server on a Unix socket.
+ *
+ * Each test starts an rpc on its own loop, runs the loop in a second thread
+ * and plays the client from the test thread with plain blocking sockets and
+ * bounded waits (poll with a deadline), so cmocka's asserts stay in the test
+ * thread. The handler runs on the loop thread only; the test thread talks to
+ * it only through the socket and a uv_async_t that stops the rpc. Teardown
+ * checks that the socket file is gone and that the loop closes with no
+ * handle left.
+ *
+ * Handler methods: "echo" (returns params), "later" ({"ms":N,"value":V}:
+ * answers V from a timer), "err" (an rpc_error), "hold" (parks the request),
+ * "parked" (how many parked, how many still alive), "release" (answers the
+ * parked requests; returns how many had lost their client), "notify" (two
+ * notifications then an answer), "stop" (answers, then rpc_stop).
+ */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "rpc.h"
+#include "tenderd/json.h"
+
+#define WAIT_MS 5000 /* longest wait for any single answer */
+#define PARK_MAX 8
+
+struct fx {
+	uv_loop_t loop;
+	uv_async_t stop_async;
+	struct rpc *rpc;
+	pthread_t thread;
+	bool thread_started;
+	char dir[64];
+	char path[128];
+	/* loop thread only until the thread is joined */
+	struct rpc_req *parked[PARK_MAX];
+	int nparked;
+	int later_dead;   /* "later" answers given after the client left */
+	int later_active; /* "later" timers not yet fired */
+};
+
+struct later {
+	uv_timer_t timer;
+	struct rpc_req *req;
+	json_t *value;
+	struct fx *fx;
+};
+
+static void on_later_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void on_later(uv_timer_t *t)
+{
+	struct later *l = t->data;
+	if (!rpc_req_alive(l->req))
+		l->fx->later_dead++;
+	l->fx->later_active--;
+	rpc_reply(l->req, l->value);
+	uv_close((uv_handle_t *)t, on_later_closed);
+}
+
+static void release_parked(struct fx *f, int *dead)
+{
+	for (int i = 0; i < f->nparked; i++) {
+		if (!rpc_req_alive(f->parked[i]))
+			(*dead)++;
+		rpc_reply(f->parked[i], json_string("released"));
+	}
+	f->nparked = 0;
+}
+
+static void handler(void *ctx, struct rpc_req *req, const char *method, json_t *params)
+{
+	struct fx *f = ctx;
+
+	if (strcmp(method, "echo") == 0) {
+		rpc_reply(req, json_incref(params));
+	} else if (strcmp(method, "later") == 0) {
+		uint64_t ms = 0;
+		if (!td_json_number_u64(json_object_get(params, "ms"), &ms)) {
+			rpc_error(req, TD_RPC_INVALID_PARAMS, "ms missing");
+			return;
+		}
+		struct later *l = calloc(1, sizeof(*l));
+		l->req = req;
+		l->fx = f;
+		l->value = json_incref(json_object_get(params, "value"));
+		uv_timer_init(&f->loop, &l->timer);
+		l->timer.data = l;
+		uv_timer_start(&l->timer, on_later, ms, 0);
+		f->later_active++;
+	} else if (strcmp(method, "err") == 0) {
+		rpc_error(req, TD_RPC_RULE, "refused: %s", "because");
+	} else if (strcmp(method, "hold") == 0) {
+		if (f->nparked == PARK_MAX) {
+			rpc_error(req, TD_RPC_MEMPOOL_FULL, "too many held");
+			return;
+		}
+		f->parked[f->nparked++] = req;
+	} else if (strcmp(method, "parked") == 0) {
+		int alive = 0;
+		for (int i = 0; i < f->nparked; i++)
+			alive += rpc_req_alive(f->parked[i]);
+		json_t *r = json_object();
+		json_object_set_new(r, "total", td_json_uint((uint64_t)f->nparked));
+		json_object_set_new(r, "alive", td_json_uint((uint64_t)alive));
+		json_object_set_new(r, "timers", td_json_uint((uint64_t)f->later_active));
+		rpc_reply(req, r);
+	} else if (strcmp(method, "release") == 0) {
+		int dead = 0;
+		release_parked(f, &dead);
+		rpc_reply(req, td_json_uint((uint64_t)dead));
+	} else if (strcmp(method, "notify") == 0) {
+		bool a = rpc_notify(req, "tick", td_json_uint(1));
+		bool b = rpc_notify(req, "tick", td_json_uint(2));
+		rpc_reply(req, json_boolean(a && b));
+	} else if (strcmp(method, "stop") == 0) {
+		rpc_reply(req, json_true());
+		rpc_stop(f->rpc);
+		f->rpc = NULL; /* freed once its handles are closed */
+	} else {
+		rpc_error(req, TD_RPC_METHOD_NOT_FOUND, "unknown method %s", method);
+	}
+}
+
+/* Stops the rpc from the loop thread; parked requests are answered after the stop. */
+static void on_stop_async(uv_async_t *a)
+{
+	struct fx *f = a->data;
+	int dead = 0;
+	rpc_stop(f->rpc);
+	release_parked(f, &dead);
+	uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *loop_main(void *arg)
+{
+	struct fx *f = arg;
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char err[256];
+
+	assert_non_null(f);
+	strcpy(f->dir, "/tmp/td_rpc_XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/tenderd.sock", f->dir);
+	assert_int_equal(uv_loop_init(&f->loop), 0);
+	assert_int_equal(uv_async_init(&f->loop, &f->stop_async, on_stop_async), 0);
+	f->stop_async.data = f;
+	int rc = rpc_start(&f->rpc, &f->loop, f->path, handler, f, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("rpc_start: %s", err);
+	assert_int_equal(pthread_create(&f->thread, NULL, loop_main, f), 0);
+	f->thread_started = true;
+	*state = f;
+	return 0;
+}
+
+/* Stops the rpc and waits (bounded) for the loop thread to end. */
+static void stop_and_join(struct fx *f)
+{
+	struct timespec ts;
+
+	if (!f->thread_started)
+		return;
+	assert_int_equal(uv_async_send(&f->stop_async), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	int rc = pthread_timedjoin_np(f->thread, NULL, &ts);
+	if (rc != 0) {
+		fprintf(stderr, "loop thread did not finish: handles left open\n");
+		abort(); /* cannot continue safely with the loop still running */
+	}
+	f->thread_started = false;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+
+	stop_and_join(f);
+	assert_int_equal(lstat(f->path, &st), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	assert_int_equal(rmdir(f->dir), 0);
+	free(f);
+	return 0;
+}
+
+/* ---- a small blocking client ------------------------------------------ */
+
+struct client {
+	int fd;
+	char *buf;
+	size_t len, cap;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void fill_addr(struct sockaddr_un *sa, const char *path)
+{
+	size_t n = strlen(path);
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	assert_true(n < sizeof(sa->sun_path));
+	memcpy(sa->sun_path, path, n + 1);
+}
+
+static int raw_connect(const char *path)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	fill_addr(&sa, path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static struct client *client_new(const char *path)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	c->fd = raw_connect(path);
+	assert_true(c->fd >= 0);
+	return c;
+}
+
+static void client_free(struct client *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->buf);
+	free(c);
+}
+
+/* Sends all of s; returns false if the server closed the connection first. */
+static bool client_send_n(struct client *c, const char *s, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = send(c->fd, s, n, MSG_NOSIGNAL);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		s += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+static void client_send(struct client *c, const char *s)
+{
+	assert_true(client_send_n(c, s, strlen(s)));
+}
+
+/*
+ * Reads one line (returned NUL-terminated without its newline, valid until
+ * the next read) within WAIT_MS; NULL on EOF or connection reset. Fails the
+ * test on timeout.
+ */
+static char *client_line(struct client *c)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	static char *line;
+	static size_t linecap;
+
+	for (;;) {
+		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+		if (nl) {
+			size_t n = (size_t)(nl - c->buf);
+			if (n + 1 > linecap) {
+				free(line);
+				linecap = n + 1;
+				line = malloc(linecap);
+				assert_non_null(line);
+			}
+			memcpy(line, c->buf, n);
+			line[n] = '\0';
+			memmove(c->buf, nl + 1, c->len - n - 1);
+			c->len -= n + 1;
+			return line;
+		}
+		int64_t left = deadline - now_ms();
+		if (left <= 0)
+			fail_msg("no answer within %d ms", WAIT_MS);
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		int rc = poll(&p, 1, (int)left);
+		if (rc <= 0)
+			continue;
+		if (c->cap - c->len < 65536) {
+			c->cap = c->cap * 2 + 65536;
+			c->buf = realloc(c->buf, c->cap);
+			assert_non_null(c->buf);
+		}
+		ssize_t k = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == ECONNRESET)
+			return NULL;
+		assert_true(k >= 0);
+		if (k == 0)
+			return NULL;
+		c->len += (size_t)k;
+	}
+}
+
+/* Reads one line and parses it. */
+static json_t *client_json(struct client *c)
+{
+	char err[256];
+	char *line = client_line(c);
+	assert_non_null(line);
+	json_t *v = td_json_load(line, strlen(line), err, sizeof(err));
+	if (!v)
+		fail_msg("answer is not JSON (%s): %.200s", err, line);
+	return v;
+}
+
+/* Sends one request line and returns the parsed answer. */
+static json_t *roundtrip(struct client *c, const char *line)
+{
+	client_send(c, line);
+	return client_json(c);
+}
+
+static int64_t num(const json_t *v)
+{
+	size_t len;
+	const char *s = td_json_number_text(v, &len);
+	assert_non_null(s);
+	char tmp[32];
+	assert_true(len < sizeof(tmp));
+	memcpy(tmp, s, len);
+	tmp[len] = '\0';
+	return strtoll(tmp, NULL, 10);
+}
+
+/* Checks that ans is an error with code and a message containing needle; returns its id. */
+static const json_t *expect_error(const json_t *ans, int code, const char *needle)
+{
+	const json_t *e = json_object_get(ans, "error");
+	assert_non_null(e);
+	assert_null(json_object_get(ans, "result"));
+	assert_string_equal(json_string_value(json_object_get(ans, "jsonrpc")), "2.0");
+	assert_int_equal(num(json_object_get(e, "code")), code);
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	assert_non_null(msg);
+	if (!strstr(msg, needle))
+		fail_msg("message '%s' lacks '%s'", msg, needle);
+	return json_object_get(ans, "id");
+}
+
+/* Asks "parked" until total, alive (and timers, unless negative) match, within WAIT_MS. */
+static void wait_state(struct client *c, int64_t total, int64_t alive, int64_t timers)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	for (;;) {
+		json_t *a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"parked\"}\n");
+		json_t *r = json_object_get(a, "result");
+		bool ok = num(json_object_get(r, "total")) == total && num(json_object_get(r, "alive")) == alive &&
+			  (timers < 0 || num(json_object_get(r, "timers")) == timers);
+		json_decref(a);
+		if (ok)
+			return;
+		if (now_ms() > deadline)
+			fail_msg("parked never reached total %lld alive %lld", (long long)total, (long long)alive);
+		usleep(5000);
+	}
+}
+
+static void wait_parked(struct client *c, int64_t total, int64_t alive)
+{
+	wait_state(c, total, alive, -1);
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_socket_mode(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+	char err[256];
+	struct rpc *r = NULL;
+	uv_loop_t loop;
+	char path[160];
+
+	assert_int_equal(lstat(f->path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0660);
+
+	/* With an empty umask bind would make 0777: the mode must come from rpc_start itself. */
+	snprintf(path, sizeof(path), "%s/second.sock", f->dir);
+	mode_t old = umask(0);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	int rc = rpc_start(&r, &loop, path, handler, f, err, sizeof(err));
+	umask(old);
+	assert_int_equal(rc, 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0660);
+	rpc_stop(r);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(lstat(path, &st), -1);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_echo_exact(void **state)
+{
+	struct fx *f = *state;
+	struct client *c = client_new(f->path);
+
+	/* Exact numbers survive the round trip byte for byte. */
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"echo\",\"params\":"
+		       "{\"amount\":712500000.50,\"big\":123456789012345678901234567890,\"e\":1.0E+2}}\n");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":"
+					    "{\"amount\":712500000.50,\"big\":123456789012345678901234567890,"
+					    "\"e\":1.0E+2}}");
+	/* String, exact-number and null ids come back unchanged; absent params become {}. */
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":\"abc\",\"method\":\"echo\"}\n");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":\"abc\",\"result\":{}}");
+	client_send(c, "{\"id\":1.50,\"method\":\"echo\",\"params\":[1,\"x\"],\"jsonrpc\":\"2.0\"}\n");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":1.50,\"result\":[1,\"x\"]}");
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"echo\",\"params\":[]}\r\n");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":null,\"result\":[]}");
+	/* Handler errors carry code and message. */
+	json_t *a = roundtrip(c, "\n\n{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"err\"}\n");
+	assert_int_equal(num(expect_error(a, TD_RPC_RULE, "refused: because")), 9);
+	json_decref(a);
+	/* Notifications sent on a request's connection come before its answer. */
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"notify\"}\n");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"method\":\"tick\",\"params\":1}");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"method\":\"tick\",\"params\":2}");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":10,\"result\":true}");
+	client_free(c);
+}
+
+static void test_pipelined_order(void **state)
+{
+	struct fx *f = *state;
+	struct client *c = client_new(f->path);
+
+	/*
+	 * The first answer comes last from the handler, the notification (no id)
+	 * never answers: answers must still leave in request order 1, 2, 3, 4.
+	 */
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"later\",\"params\":{\"ms\":80,\"value\":\"a\"}}\n"
+		       "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"later\",\"params\":{\"ms\":5,\"value\":\"b\"}}\n"
+		       "{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":[\"notification\"]}\n"
+		       "{\"jsonrpc\":\"2.0\",\"method\":\"hold\"}\n"
+		       "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"echo\",\"params\":[\"c\"]}\n"
+		       "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"later\",\"params\":{\"ms\":0,\"value\":\"d\"}}\n");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"a\"}");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":\"b\"}");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":[\"c\"]}");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":\"d\"}");
+	/* The held notification is still pending and alive; releasing it writes nothing. */
+	wait_parked(c, 1, 1);
+	json_t *a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"release\"}\n");
+	assert_int_equal(num(json_object_get(a, "result")), 0);
+	assert_int_equal(num(json_object_get(a, "id")), 5);
+	json_decref(a);
+	client_free(c);
+}
+
+static void test_malformed(void **state)
+{
+	struct fx *f = *state;
+	struct client *c = client_new(f->path);
+	json_t *a;
+
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\n");
+	assert_true(json_is_null(expect_error(a, TD_RPC_PARSE_ERROR, "parse error")));
+	json_decref(a);
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"amount\":01}\n");
+	assert_true(json_is_null(expect_error(a, TD_RPC_PARSE_ERROR, "invalid number")));
+	json_decref(a);
+	/* The connection still works after a parse error. */
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\",\"params\":[2]}\n");
+	assert_int_equal(num(json_object_get(a, "id")), 2);
+	assert_non_null(json_object_get(a, "result"));
+	json_decref(a);
+	a = roundtrip(c, "[{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"echo\"}]\n");
+	assert_true(json_is_null(expect_error(a, TD_RPC_INVALID_REQUEST, "must be a JSON object")));
+	json_decref(a);
+	a = roundtrip(c, "\"echo\"\n");
+	assert_true(json_is_null(expect_error(a, TD_RPC_INVALID_REQUEST, "must be a JSON object")));
+	json_decref(a);
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":4}\n");
+	assert_int_equal(num(expect_error(a, TD_RPC_INVALID_REQUEST, "\"method\" must be a string")), 4);
+	json_decref(a);
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":5}\n");
+	assert_int_equal(num(expect_error(a, TD_RPC_INVALID_REQUEST, "\"method\" must be a string")), 5);
+	json_decref(a);
+	a = roundtrip(c, "{\"jsonrpc\":\"1.0\",\"id\":6,\"method\":\"echo\"}\n");
+	assert_int_equal(num(expect_error(a, TD_RPC_INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"")), 6);
+	json_decref(a);
+	a = roundtrip(c, "{\"jsonrpc\":2.0,\"id\":7,\"method\":\"echo\"}\n");
+	assert_int_equal(num(expect_error(a, TD_RPC_INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"")), 7);
+	json_decref(a);
+	/* A request without id that is malformed is still answered, with id null. */
+	a = roundtrip(c, "{\"id\":null,\"method\":\"echo\"}\n");
+	assert_true(json_is_null(expect_error(a, TD_RPC_INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"")));
+	json_decref(a);
+	a = roundtrip(c, "{\"method\":\"echo\"}\n");
+	assert_true(json_is_null(expect_error(a, TD_RPC_INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"")));
+	json_decref(a);
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":{\"x\":1},\"method\":\"echo\"}\n");
+	assert_true(json_is_null(expect_error(a, TD_RPC_INVALID_REQUEST, "\"id\" must be")));
+	json_decref(a);
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"echo\",\"params\":\"x\"}\n");
+	assert_int_equal(num(expect_error(a, TD_RPC_INVALID_PARAMS, "\"params\" must be")), 8);
+	json_decref(a);
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"echo\",\"params\":null}\n");
+	assert_int_equal(num(expect_error(a, TD_RPC_INVALID_PARAMS, "\"params\" must be")), 9);
+	json_decref(a);
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"echo\",\"id\":11}\n");
+	assert_true(json_is_null(expect_error(a, TD_RPC_PARSE_ERROR, "duplicate")));
+	json_decref(a);
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"nope\"}\n");
+	assert_int_equal(num(expect_error(a, TD_RPC_METHOD_NOT_FOUND, "unknown method nope")), 12);
+	json_decref(a);
+	/* Still alive at the end. */
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":13,\"method\":\"echo\",\"params\":{\"ok\":true}}\n");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":13,\"result\":{\"ok\":true}}");
+	client_free(c);
+}
+
+/* A request line of exactly len bytes (without newline): an echo of one long string. */
+static char *long_request(size_t len)
+{
+	static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"";
+	static const char tail[] = "\"]}";
+	char *s = malloc(len + 2);
+	assert_non_null(s);
+	size_t h = sizeof(head) - 1, t = sizeof(tail) - 1;
+	memcpy(s, head, h);
+	memset(s + h, 'a', len - h - t);
+	memcpy(s + len - t, tail, t);
+	s[len] = '\n';
+	s[len + 1] = '\0';
+	return s;
+}
+
+static void test_line_limit(void **state)
+{
+	struct fx *f = *state;
+	struct client *c = client_new(f->path);
+
+	/* A line of exactly RPC_LINE_MAX bytes is served. */
+	char *req = long_request(RPC_LINE_MAX);
+	assert_true(client_send_n(c, req, RPC_LINE_MAX + 1));
+	char *line = client_line(c);
+	assert_non_null(line);
+	assert_int_equal(strlen(line), RPC_LINE_MAX -
+					       strlen("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":") +
+					       strlen("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":"));
+	free(req);
+
+	/* One byte more: an error, then the server closes the connection. */
+	req = long_request(RPC_LINE_MAX + 1);
+	client_send_n(c, req, RPC_LINE_MAX + 1); /* no newline; the server may close before all is sent */
+	free(req);
+	json_t *a = client_json(c);
+	assert_true(json_is_null(expect_error(a, TD_RPC_INVALID_REQUEST, "request too large")));
+	json_decref(a);
+	assert_null(client_line(c));
+	client_free(c);
+
+	/* Other clients are unaffected. */
+	c = client_new(f->path);
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\"}\n");
+	assert_non_null(json_object_get(a, "result"));
+	json_decref(a);
+	client_free(c);
+}
+
+static void test_many_clients(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 50 };
+	struct client *c[N];
+	char buf[256];
+
+	for (int i = 0; i < N; i++)
+		c[i] = client_new(f->path);
+	/* All send before any reads; half of the answers come from timers. */
+	for (int i = 0; i < N; i++) {
+		if (i % 2)
+			snprintf(
+				buf, sizeof(buf),
+				"{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"later\",\"params\":{\"ms\":%d,\"value\":%d}}\n",
+				i, (N - i) % 7, i * 10);
+		else
+			snprintf(buf, sizeof(buf),
+				 "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"echo\",\"params\":[%d]}\n", i, i * 10);
+		client_send(c[i], buf);
+	}
+	for (int i = N - 1; i >= 0; i--) {
+		if (i % 2)
+			snprintf(buf, sizeof(buf), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":%d}", i, i * 10);
+		else
+			snprintf(buf, sizeof(buf), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":[%d]}", i, i * 10);
+		assert_string_equal(client_line(c[i]), buf);
+	}
+	for (int i = 0; i < N; i++)
+		client_free(c[i]);
+}
+
+static void test_clients_max(void **state)
+{
+	struct fx *f = *state;
+	struct client *c[RPC_CLIENTS_MAX];
+	json_t *a;
+
+	for (int i = 0; i < RPC_CLIENTS_MAX; i++)
+		c[i] = client_new(f->path);
+	/* Connections are accepted in order: once the last of the cap answers, all are in. */
+	a = roundtrip(c[RPC_CLIENTS_MAX - 1], "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\"}\n");
+	assert_non_null(json_object_get(a, "result"));
+	json_decref(a);
+	/* One more is closed at accept. */
+	struct client *extra = client_new(f->path);
+	const char *req = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\"}\n";
+	client_send_n(extra, req, strlen(req)); /* may fail: the server closes at accept */
+	assert_null(client_line(extra));
+	client_free(extra);
+	/* The first one still works. */
+	a = roundtrip(c[0], "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\"}\n");
+	assert_int_equal(num(json_object_get(a, "id")), 2);
+	json_decref(a);
+	for (int i = 0; i < RPC_CLIENTS_MAX; i++)
+		client_free(c[i]);
+}
+
+static void test_disconnect_pending(void **state)
+{
+	struct fx *f = *state;
+	struct client *ctl = client_new(f->path);
+	struct client *a = client_new(f->path), *b = client_new(f->path);
+
+	/* a and b each leave a request pending; a also has an answered one queued behind it. */
+	client_send(a, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hold\"}\n"
+		       "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\",\"params\":[\"queued\"]}\n");
+	client_send(b, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hold\"}\n");
+	wait_parked(ctl, 2, 2);
+	client_free(a);
+	wait_parked(ctl, 2, 1);
+	/* The handler answers both: a's answer is dropped, b's arrives. */
+	json_t *ans = roundtrip(ctl, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"release\"}\n");
+	assert_int_equal(num(json_object_get(ans, "result")), 1);
+	json_decref(ans);
+	assert_string_equal(client_line(b), "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"released\"}");
+	client_free(b);
+
+	/* A client that leaves while a timer is about to answer it. */
+	struct client *d = client_new(f->path);
+	client_send(d, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"later\",\"params\":{\"ms\":300,\"value\":1}}\n");
+	wait_state(ctl, 0, 0, 1);
+	client_free(d);
+	client_free(ctl);
+	stop_and_join(f);
+	assert_int_equal(f->later_dead, 1);
+}
+
+static void test_stop_with_pending(void **state)
+{
+	struct fx *f = *state;
+	struct client *ctl = client_new(f->path);
+	struct client *a = client_new(f->path);
+	struct stat st;
+
+	client_send(a, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hold\"}\n");
+	wait_parked(ctl, 1, 1);
+	/* Stopping closes every connection; the held request is answered after the stop. */
+	stop_and_join(f);
+	assert_null(client_line(a));
+	assert_null(client_line(ctl));
+	assert_int_equal(lstat(f->path, &st), -1);
+	assert_int_equal(raw_connect(f->path), -1);
+	client_free(a);
+	client_free(ctl);
+}
+
+static void test_stop_from_handler(void **state)
+{
+	struct fx *f = *state;
+	struct client *c = client_new(f->path);
+	struct stat st;
+
+	/* rpc_stop inside the read callback that called the handler, with more lines behind it. */
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stop\"}\n"
+		       "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\"}\n");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":true}");
+	assert_null(client_line(c));
+	int64_t deadline = now_ms() + WAIT_MS;
+	while (lstat(f->path, &st) == 0 && now_ms() < deadline)
+		usleep(1000);
+	assert_int_equal(lstat(f->path, &st), -1);
+	client_free(c);
+}
+
+static void test_slow_reader(void **state)
+{
+	struct fx *f = *state;
+	struct client *c = client_new(f->path);
+	enum { REQS = 12 };
+	size_t len = 1000 * 1000;
+	char *req = long_request(len);
+	bool cut = false;
+
+	/* About 12 MB of answers that the client never reads: over the 8 MiB write cap. */
+	for (int i = 0; i < REQS && !cut; i++)
+		cut = !client_send_n(c, req, len + 1);
+	free(req);
+	usleep(200000);
+	/* Drain: the server must have closed the connection before sending everything. */
+	size_t total = 0;
+	int64_t deadline = now_ms() + WAIT_MS;
+	char *buf = malloc(1 << 20);
+	assert_non_null(buf);
+	for (;;) {
+		assert_true(now_ms() < deadline);
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t k = recv(c->fd, buf, 1 << 20, 0);
+		if (k <= 0)
+			break;
+		total += (size_t)k;
+	}
+	free(buf);
+	assert_true(total < (size_t)REQS * len);
+	client_free(c);
+
+	/* The server is still serving others. */
+	c = client_new(f->path);
+	json_t *a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\"}\n");
+	assert_non_null(json_object_get(a, "result"));
+	json_decref(a);
+	client_free(c);
+}
+
+static void test_second_start_refused(void **state)
+{
+	struct fx *f = *state;
+	uv_loop_t loop;
+	struct rpc *r = NULL;
+	char err[256] = "";
+
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_true(rpc_start(&r, &loop, f->path, handler, f, err, sizeof(err)) < 0);
+	assert_null(r);
+	assert_non_null(strstr(err, "another tenderd is running"));
+	assert_int_equal(uv_loop_close(&loop), 0);
+
+	/* The first server is untouched. */
+	struct client *c = client_new(f->path);
+	json_t *a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\"}\n");
+	assert_non_null(json_object_get(a, "result"));
+	json_decref(a);
+	client_free(c);
+}
+
+static void test_stale_and_foreign_files(void **state)
+{
+	struct fx *f = *state;
+	uv_loop_t loop;
+	struct rpc *r = NULL;
+	char err[256] = "", path[160];
+	struct stat st;
+
+	/* A socket file nobody listens on (a crashed daemon's) is replaced. */
+	snprintf(path, sizeof(path), "%s/stale.sock", f->dir);
+	struct sockaddr_un sa;
+	fill_addr(&sa, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	assert_int_equal(lstat(path, &st), 0);
+
+	assert_int_equal(uv_loop_init(&loop), 0);
+	if (rpc_start(&r, &loop, path, handler, f, err, sizeof(err)) != 0)
+		fail_msg("stale socket not replaced: %s", err);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0660);
+	rpc_stop(r);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(lstat(path, &st), -1);
+
+	/* A regular file at the path is left alone and refused. */
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("precious", fp);
+	fclose(fp);
+	r = NULL;
+	assert_true(rpc_start(&r, &loop, path, handler, f, err, sizeof(err)) < 0);
+	assert_null(r);
+	assert_non_null(strstr(err, "not a socket"));
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_size, 8);
+	assert_int_equal(unlink(path), 0);
+
+	/* A path too long for a socket address is refused. */
+	char longpath[200];
+	memset(longpath, 'x', sizeof(longpath) - 1);
+	longpath[0] = '/';
+	longpath[sizeof(longpath) - 1] = '\0';
+	assert_true(rpc_start(&r, &loop, longpath, handler, f, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "too long"));
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_socket_mode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_echo_exact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipelined_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_line_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_clients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clients_max, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disconnect_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_with_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_from_handler, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_start_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_and_foreign_files, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
