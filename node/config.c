@@ -16,12 +16,11 @@
 #include "config.h"
 #include "tenderd/json.h"
 
-static void resolve(char *out, size_t cap, const char *home, const char *path)
+/* Resolves path under home unless absolute; false if the result does not fit. */
+static bool resolve(char *out, size_t cap, const char *home, const char *path)
 {
-	if (path[0] == '/')
-		snprintf(out, cap, "%s", path);
-	else
-		snprintf(out, cap, "%s/%s", home, path);
+	int n = path[0] == '/' ? snprintf(out, cap, "%s", path) : snprintf(out, cap, "%s/%s", home, path);
+	return n >= 0 && (size_t)n < cap;
 }
 
 void config_defaults(struct config *cfg, const char *home)
@@ -88,12 +87,14 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 		}
 		return set_str(cfg->name, sizeof(cfg->name), value, err, errlen, what);
 	}
-	if (IS("rpc", "socket")) {
-		resolve(cfg->socket_path, sizeof(cfg->socket_path), cfg->home, value);
-		return 0;
-	}
-	if (IS("store", "path")) {
-		resolve(cfg->store_path, sizeof(cfg->store_path), cfg->home, value);
+	if (IS("rpc", "socket") || IS("store", "path")) {
+		char *dst = IS("rpc", "socket") ? cfg->socket_path : cfg->store_path;
+		/* Unix socket paths are limited to 107 bytes by the kernel. */
+		size_t cap = IS("rpc", "socket") ? 108 : sizeof(cfg->store_path);
+		if (!*value || !resolve(dst, cap, cfg->home, value)) {
+			snprintf(err, errlen, "%s: path empty or too long", what);
+			return TD_EINVAL;
+		}
 		return 0;
 	}
 	if (IS("log", "level")) {
