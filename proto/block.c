@@ -109,11 +109,8 @@ json_t *td_genesis_json(const struct td_genesis *g)
 {
 	json_t *doc = json_object(), *vals = json_array();
 	char ts[32], hex[2 * TD_PUBKEY_LEN + 1];
-	time_t t = (time_t)(g->time_ms / 1000);
-	struct tm tm;
 
-	gmtime_r(&t, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	td_time_iso(ts, g->time_ms);
 	json_object_set_new(doc, "chain_id", json_string(g->chain_id));
 	json_object_set_new(doc, "ocid_prefix", json_string(g->ocid_prefix));
 	json_object_set_new(doc, "genesis_time", json_string(ts));

@@ -139,10 +139,16 @@ int td_enc_json(struct td_buf *b, const json_t *v, int max_depth)
 		if (n > UINT32_MAX)
 			return TD_EINVAL;
 		struct key *keys = td_xcalloc(n, sizeof(*keys));
-		json_object_foreach((json_t *)v, k, item) {
+		for (void *it = json_object_iter((json_t *)v); it; it = json_object_iter_next((json_t *)v, it)) {
+			k = json_object_iter_key(it);
+			item = json_object_iter_value(it);
 			keys[i].s = k;
-			keys[i].len = strlen(k);
+			keys[i].len = json_object_iter_key_len(it);
 			keys[i].v = item;
+			if (memchr(k, '\0', keys[i].len)) {
+				free(keys);
+				return TD_EINVAL;
+			}
 			i++;
 		}
 		qsort(keys, n, sizeof(*keys), key_cmp);
@@ -158,8 +164,71 @@ int td_enc_json(struct td_buf *b, const json_t *v, int max_depth)
 	return TD_EINVAL;
 }
 
+/* Reads a w-byte big-endian length at p[*i]. */
+static bool read_be(const uint8_t *p, size_t len, size_t *i, int w, uint64_t *out)
+{
+	if (len - *i < (size_t)w)
+		return false;
+	*out = 0;
+	for (int k = 0; k < w; k++)
+		*out = *out << 8 | p[(*i)++];
+	return true;
+}
+
+/*
+ * Checks that every array and map header in the value at p[*i] counts no
+ * more items than bytes remain: msgpack-c allocates a container's whole
+ * count before reading its items, so a 5-byte input could otherwise ask
+ * for gigabytes. Skips string, bin and ext bodies without looking inside.
+ */
+static bool counts_fit(const uint8_t *p, size_t len, size_t *i, int depth)
+{
+	uint64_t items = 0, skip = 0, n;
+	if (depth > 64 || *i >= len)
+		return false;
+	uint8_t c = p[(*i)++];
+	if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+		return true;
+	if (c >= 0x80 && c <= 0x8f)
+		items = 2 * (uint64_t)(c & 0x0f);
+	else if (c >= 0x90 && c <= 0x9f)
+		items = c & 0x0f;
+	else if (c >= 0xa0 && c <= 0xbf)
+		skip = c & 0x1f;
+	else if (c >= 0xd4 && c <= 0xd8)
+		skip = 1 + (1u << (c - 0xd4));
+	else if (c == 0xc4 || c == 0xd9 || c == 0xc5 || c == 0xda || c == 0xc6 || c == 0xdb) {
+		if (!read_be(p, len, i, (c == 0xc4 || c == 0xd9) ? 1 : (c == 0xc5 || c == 0xda) ? 2 : 4, &skip))
+			return false;
+	} else if (c >= 0xc7 && c <= 0xc9) {
+		if (!read_be(p, len, i, c == 0xc7 ? 1 : c == 0xc8 ? 2 : 4, &skip))
+			return false;
+		skip += 1;
+	} else if (c >= 0xca && c <= 0xd3) {
+		static const uint8_t sizes[] = { 4, 8, 1, 2, 4, 8, 1, 2, 4, 8 };
+		skip = sizes[c - 0xca];
+	} else if (c >= 0xdc && c <= 0xdf) {
+		if (!read_be(p, len, i, (c == 0xdc || c == 0xde) ? 2 : 4, &n))
+			return false;
+		items = c >= 0xde ? 2 * n : n;
+	} else {
+		return false; /* 0xc1 is never used */
+	}
+	if (items > len - *i || skip > len - *i)
+		return false;
+	*i += skip;
+	for (uint64_t k = 0; k < items; k++)
+		if (!counts_fit(p, len, i, depth + 1))
+			return false;
+	return true;
+}
+
 int td_unpack(msgpack_unpacked *u, const uint8_t *p, size_t len)
 {
+	size_t at = 0;
+	if (!counts_fit(p, len, &at, 0) || at != len)
+		return TD_EINVAL;
+
 	size_t off = 0;
 	msgpack_unpack_return rc = msgpack_unpack_next(u, (const char *)p, len, &off);
 	if (rc != MSGPACK_UNPACK_SUCCESS || off != len)
@@ -226,7 +295,7 @@ const char *td_get_str(struct td_rd *r, const msgpack_object *o, size_t *len, si
 		return "";
 	}
 	*len = o->via.str.size;
-	return o->via.str.ptr;
+	return o->via.str.size ? o->via.str.ptr : ""; /* msgpack-c gives NULL for some empty strings */
 }
 
 void td_get_cstr(struct td_rd *r, const msgpack_object *o, char *out, size_t outlen)
@@ -273,7 +342,7 @@ const msgpack_object *td_get_array(struct td_rd *r, const msgpack_object *o, uin
 static bool str_less(const msgpack_object_str *a, const msgpack_object_str *b)
 {
 	size_t n = a->size < b->size ? a->size : b->size;
-	int c = memcmp(a->ptr, b->ptr, n);
+	int c = n ? memcmp(a->ptr, b->ptr, n) : 0;
 	return c < 0 || (c == 0 && a->size < b->size);
 }
 
@@ -291,7 +360,10 @@ json_t *td_get_json(struct td_rd *r, const msgpack_object *o, int max_depth)
 	case MSGPACK_OBJECT_STR:
 		if (!td_utf8_valid(o->via.str.ptr, o->via.str.size))
 			goto fail;
-		return json_stringn(o->via.str.ptr, o->via.str.size);
+		v = json_stringn(o->via.str.size ? o->via.str.ptr : "", o->via.str.size);
+		if (!v)
+			goto fail;
+		return v;
 	case MSGPACK_OBJECT_EXT:
 		if (o->via.ext.type != TD_EXT_NUMBER)
 			goto fail;
@@ -319,7 +391,9 @@ json_t *td_get_json(struct td_rd *r, const msgpack_object *o, int max_depth)
 			json_t *item = td_get_json(r, &kv->val, max_depth - 1);
 			if (!item)
 				goto fail;
-			json_object_setn_new_nocheck(v, kv->key.via.str.ptr, kv->key.via.str.size, item);
+			if (json_object_setn_new_nocheck(v, kv->key.via.str.size ? kv->key.via.str.ptr : "",
+							 kv->key.via.str.size, item) != 0)
+				goto fail;
 		}
 		return v;
 	case MSGPACK_OBJECT_POSITIVE_INTEGER:

@@ -8,7 +8,7 @@
  * BLAKE2b-256 of the concatenated record ids in block order. A block's
  * encoding is [header, [record bytes (bin) ...]].
  *
- * A vote is an Ed25519 signature over TD_VOTE_DOMAIN, the chain id, a NUL and
+ * A vote is an Ed25519 signature over TD_VOTE_DOMAIN, a NUL, the chain id, a NUL and
  * the encoding of [type, height, round, block hash or nil]. A commit is the set
  * of PRECOMMIT signatures for one block from more than two thirds of the
  * validators: [height, round, block hash, [[validator index, sig] ...]]

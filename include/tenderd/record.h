@@ -4,7 +4,7 @@
  * Encoding (canonical msgpack, see tenderd/codec.h), an array of 8:
  *   [1, kind tag, ocid, release id, agency public key (bin 32),
  *    time (ms since epoch), release (map), signature (bin 64)]
- * The signature is Ed25519 over TD_RECORD_DOMAIN, the chain id, a NUL, and
+ * The signature is Ed25519 over TD_RECORD_DOMAIN, a NUL, the chain id, a NUL, and
  * the canonical encoding of the first 7 items as an array of 7. The record id
  * is BLAKE2b-256 of the whole encoding. A record is at most TD_RECORD_MAX bytes.
  */
@@ -28,6 +28,7 @@ struct td_record {
 	uint8_t id[TD_HASH_LEN];     /* BLAKE2b-256 of bytes */
 	uint8_t *bytes;              /* owned canonical encoding */
 	size_t len;
+	uint32_t refs;               /* td_record_ref() adds one, td_record_free() drops one */
 };
 
 /*
@@ -51,6 +52,9 @@ __attribute__((warn_unused_result)) int td_record_decode(struct td_record **out,
 int td_record_decode_trusted(struct td_record **out, const uint8_t *buf, size_t len, const char *chain_id, char *err,
 			     size_t errlen);
 
+/* Adds a reference to rec (shared by the mempool and a proposed block); returns rec. */
+struct td_record *td_record_ref(struct td_record *rec);
+/* Drops a reference; the record is freed with the last one. NULL does nothing. */
 void td_record_free(struct td_record *rec);
 
 /* BLAKE2b-256 of len bytes. */

@@ -1,0 +1,269 @@
+// libFuzzer target for the decoders that take bytes from outside: records,
+// blocks, commits, the genesis and JSON text. Not built by CMake (the test
+// glob only picks tests/test_*.c). Build from the repository root with
+//
+//   clang -g -fsanitize=fuzzer,address -Iinclude tests/fuzz_record.c proto/*.c $(pkg-config --cflags --libs jansson msgpack libsodium) -o fuzz_record
+//
+// (add ",undefined" to -fsanitize for UBSan as well) and run, e.g.
+//
+//   mkdir -p corpus && cp tests/data/samples/*.json corpus/
+//   ASAN_OPTIONS=allocator_may_return_null=1 ./fuzz_record -max_len=65536 -max_total_time=120 \
+//       -malloc_limit_mb=1000000 corpus
+//
+// Seeds worth adding: the bytes of a signed record, a block and a commit
+// (signatures only verify for chain id "tenderd-test"; the trusted decoders
+// skip them, so mutations still get deep). The ASAN/malloc_limit options
+// are needed because msgpack-c reserves memory for an array/map header's
+// full count before reading the items: a 5-byte input asks for ~128 GB
+// (reported to the lead; drop the options once td_unpack guards against it).
+//
+// -DTD_FUZZ_SKIP_KNOWN_BUGS skips the invariant that the known td_get_json
+// empty-string bug breaks, so a run can look past it.
+//
+// Besides "no crash, no leak", the target checks invariants: whatever
+// decodes re-encodes to the very input, td_get_json never returns NULL with
+// r.ok still true, and JSON that loads dumps and encodes stably.
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tenderd/block.h"
+#include "tenderd/codec.h"
+#include "tenderd/json.h"
+#include "tenderd/record.h"
+
+#define CHAIN "tenderd-test"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check(bool ok, const char *what)
+{
+	if (!ok) {
+		fprintf(stderr, "invariant broken: %s\n", what);
+		abort();
+	}
+}
+
+static void fuzz_record(const uint8_t *data, size_t size)
+{
+	struct td_record *rec = NULL;
+	char err[TD_ERRMSG_MAX];
+
+	if (td_record_decode(&rec, data, size, CHAIN, err, sizeof(err)) == 0) {
+		check(rec->len == size && memcmp(rec->bytes, data, size) == 0, "record bytes differ from input");
+		td_record_free(rec);
+	}
+	if (td_record_decode_trusted(&rec, data, size, CHAIN, err, sizeof(err)) == 0) {
+		uint8_t id[TD_HASH_LEN];
+		check(rec->len == size && memcmp(rec->bytes, data, size) == 0, "trusted record bytes differ");
+		td_hash(id, data, size);
+		check(memcmp(id, rec->id, TD_HASH_LEN) == 0, "record id is not the hash of its bytes");
+		check(rec->kind >= TD_KIND_MIN && rec->kind <= TD_KIND_MAX, "record kind out of range");
+		td_record_free(rec);
+	}
+}
+
+static void fuzz_block(const uint8_t *data, size_t size)
+{
+	struct td_block *blk = NULL;
+	char err[TD_ERRMSG_MAX];
+
+	for (int trusted = 0; trusted < 2; trusted++) {
+		if (td_block_decode(&blk, data, size, CHAIN, trusted, err, sizeof(err)) == 0) {
+			uint8_t *again;
+			size_t len;
+			td_block_encode(blk, &again, &len);
+			check(len == size && memcmp(again, data, size) == 0, "block re-encodes differently");
+			free(again);
+			td_block_free(blk);
+		}
+	}
+}
+
+static void fuzz_commit(const uint8_t *data, size_t size)
+{
+	struct td_commit c;
+	char err[TD_ERRMSG_MAX];
+
+	if (td_commit_decode(&c, data, size, err, sizeof(err)) == 0) {
+		uint8_t *again;
+		size_t len;
+		td_commit_encode(&c, &again, &len);
+		check(len == size && memcmp(again, data, size) == 0, "commit re-encodes differently");
+		free(again);
+		td_commit_clear(&c);
+	}
+}
+
+/* Raw msgpack as a JSON tree: what td_get_json accepts must re-encode stably. */
+static void fuzz_msgpack_json(const uint8_t *data, size_t size)
+{
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	if (td_unpack(&u, data, size) == 0) {
+		struct td_rd r = { true };
+		json_t *v = td_get_json(&r, &u.data, TD_JSON_DEPTH_MAX);
+#ifndef TD_FUZZ_SKIP_KNOWN_BUGS
+		check((v != NULL) == r.ok, "td_get_json result and r.ok disagree");
+#endif
+		if (v) {
+			struct td_buf b;
+			td_buf_init(&b);
+			check(td_enc_json(&b, v, TD_JSON_DEPTH_MAX) == 0, "tree from td_get_json does not encode");
+			td_buf_free(&b);
+			json_decref(v);
+		}
+	}
+	msgpack_unpacked_destroy(&u);
+}
+
+static void fuzz_json(const uint8_t *data, size_t size)
+{
+	char err[TD_ERRMSG_MAX];
+	json_t *v = td_json_load((const char *)data, size, err, sizeof(err));
+	if (!v)
+		return;
+	/* dump -> load -> dump is stable, and both trees encode to the same bytes. */
+	char *s1 = td_json_dump(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	check(s1 != NULL, "dump failed");
+	json_t *w = td_json_load(s1, strlen(s1), err, sizeof(err));
+	check(w != NULL, "dumped JSON does not load again");
+	char *s2 = td_json_dump(w, JSON_COMPACT | JSON_ENCODE_ANY);
+	check(strcmp(s1, s2) == 0, "dump is not stable");
+	struct td_buf a, b;
+	td_buf_init(&a);
+	td_buf_init(&b);
+	int ra = td_enc_json(&a, v, TD_JSON_DEPTH_MAX), rb = td_enc_json(&b, w, TD_JSON_DEPTH_MAX);
+	check(ra == rb, "a tree and its reload encode differently");
+#ifdef TD_FUZZ_SKIP_KNOWN_BUGS
+	/* Known bug: td_get_json loses "" values and keys at the start of a buffer (see test_codec). */
+	if (strstr(s1, "\"\"") != NULL)
+		ra = -1;
+#endif
+	if (ra == 0) {
+		check(a.sb.size == b.sb.size && memcmp(a.sb.data, b.sb.data, a.sb.size) == 0, "encodings differ");
+		/* Within the depth limit the encoding reads back as the same tree and bytes. */
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		check(td_unpack(&u, (const uint8_t *)a.sb.data, a.sb.size) == 0, "encoding does not unpack");
+		struct td_rd r = { true };
+		json_t *x = td_get_json(&r, &u.data, TD_JSON_DEPTH_MAX);
+		check(x != NULL && r.ok, "encoding does not read back as JSON");
+		struct td_buf c;
+		td_buf_init(&c);
+		check(td_enc_json(&c, x, TD_JSON_DEPTH_MAX) == 0, "read-back tree does not encode");
+		check(c.sb.size == a.sb.size && memcmp(c.sb.data, a.sb.data, a.sb.size) == 0,
+		      "read-back tree encodes differently");
+		td_buf_free(&c);
+		json_decref(x);
+		msgpack_unpacked_destroy(&u);
+	}
+	td_buf_free(&a);
+	td_buf_free(&b);
+	free(s1);
+	free(s2);
+	json_decref(v);
+	json_decref(w);
+
+	struct td_genesis g;
+	if (td_genesis_parse(&g, (const char *)data, size, err, sizeof(err)) == 0)
+		td_genesis_free(&g);
+}
+
+#ifdef TD_FUZZ_SKIP_KNOWN_BUGS
+/* Reads a big-endian length of n bytes at p[*i]; false if past the end. */
+static bool be(const uint8_t *p, size_t len, size_t *i, int n, uint64_t *out)
+{
+	*out = 0;
+	if (len - *i < (size_t)n)
+		return false;
+	for (int k = 0; k < n; k++)
+		*out = *out << 8 | p[(*i)++];
+	return true;
+}
+
+/*
+ * Walks msgpack values (and msgpack inside bin payloads, where blocks carry
+ * records) and reports a container whose count exceeds the bytes left: the
+ * guard td_unpack lacks (see the header comment). Such inputs make msgpack-c
+ * ask for gigabytes, which under ASan is slow and eats the RSS limit.
+ */
+enum walk { W_OK, W_BAD, W_HUGE };
+
+static enum walk walk(const uint8_t *p, size_t len, size_t *i, int depth)
+{
+	uint64_t n = 0, skip = 0, items = 0;
+	bool bin = false;
+	if (depth > 64 || *i >= len)
+		return W_BAD;
+	uint8_t c = p[(*i)++];
+	if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+		return W_OK;
+	if (c >= 0x80 && c <= 0x8f)
+		items = 2 * (uint64_t)(c & 0x0f);
+	else if (c >= 0x90 && c <= 0x9f)
+		items = c & 0x0f;
+	else if (c >= 0xa0 && c <= 0xbf)
+		skip = c & 0x1f;
+	else if (c >= 0xd4 && c <= 0xd8)
+		skip = 1 + (1u << (c - 0xd4));
+	else if (c == 0xc4 || c == 0xd9 || c == 0xc5 || c == 0xda || c == 0xc6 || c == 0xdb) {
+		int w = (c == 0xc4 || c == 0xd9) ? 1 : (c == 0xc5 || c == 0xda) ? 2 : 4;
+		if (!be(p, len, i, w, &skip))
+			return W_BAD;
+		bin = c == 0xc4 || c == 0xc5 || c == 0xc6;
+	} else if (c >= 0xc7 && c <= 0xc9) {
+		if (!be(p, len, i, c == 0xc7 ? 1 : c == 0xc8 ? 2 : 4, &skip))
+			return W_BAD;
+		skip += 1;
+	} else if (c >= 0xca && c <= 0xd3) {
+		static const uint8_t sizes[] = { 4, 8, 1, 2, 4, 8, 1, 2, 4, 8 };
+		skip = sizes[c - 0xca];
+	} else if (c >= 0xdc && c <= 0xdf) {
+		if (!be(p, len, i, (c == 0xdc || c == 0xde) ? 2 : 4, &n))
+			return W_BAD;
+		items = (c >= 0xde) ? 2 * n : n;
+	} else {
+		return W_BAD; /* 0xc1 */
+	}
+	if (items > len - *i)
+		return W_HUGE;
+	if (skip > len - *i)
+		return W_BAD;
+	if (bin) {
+		size_t j = 0;
+		if (walk(p + *i, (size_t)skip, &j, depth + 1) == W_HUGE)
+			return W_HUGE;
+	}
+	*i += skip;
+	for (uint64_t k = 0; k < items; k++) {
+		enum walk w = walk(p, len, i, depth + 1);
+		if (w != W_OK)
+			return w;
+	}
+	return W_OK;
+}
+#endif
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size > TD_RECORD_MAX + 16)
+		return 0;
+#ifdef TD_FUZZ_SKIP_KNOWN_BUGS
+	{
+		size_t i = 0;
+		if (walk(data, size, &i, 0) == W_HUGE)
+			goto json_only;
+	}
+#endif
+	fuzz_record(data, size);
+	fuzz_block(data, size);
+	fuzz_commit(data, size);
+	fuzz_msgpack_json(data, size);
+#ifdef TD_FUZZ_SKIP_KNOWN_BUGS
+json_only:
+#endif
+	fuzz_json(data, size);
+	return 0;
+}
