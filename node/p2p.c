@@ -1,0 +1,1355 @@
+/*
+ * Peer-to-peer transport (contract in p2p.h).
+ *
+ * Wire protocol, version 1 (TCP, every integer big-endian):
+ *
+ * 1. Hello. On connect each side sends at once one plaintext hello of
+ *    HELLO_LEN = 164 bytes:
+ *      "TDP1" (4) | BLAKE2b-256(chain id) (32) | Ed25519 identity public key (32) |
+ *      ephemeral X25519 public key (32, crypto_kx_keypair, fresh per connection) |
+ *      Ed25519 signature (64) by the identity over
+ *        "tenderd-p2p-v1" | chain hash | ephemeral public key | role
+ *      where role is 1 from the dialer and 2 from the listener (so a hello
+ *      cannot be reflected back to its sender).
+ *    The receiver checks, in order: magic, chain hash (else "wrong chain id"),
+ *    that the identity is a genesis validator (else "unknown identity <hex>"),
+ *    that it is not this node, and the signature against the role it expects
+ *    of the peer. Any failure closes the connection.
+ * 2. Keys. The dialer runs crypto_kx_client_session_keys, the listener
+ *    crypto_kx_server_session_keys, over the two ephemeral keys. Each side
+ *    then sends a crypto_secretstream_xchacha20poly1305 header (24 bytes,
+ *    init_push with its tx key) and reads the peer's (init_pull with its rx
+ *    key). The connection is then authenticated: the identity signed the
+ *    ephemeral key whose secret half is needed to derive the session keys.
+ * 3. Frames. Every later byte is a frame: a 4-byte length L, then L bytes of
+ *    secretstream ciphertext (tag MESSAGE) of a plaintext whose first byte
+ *    is the frame type: 0 application message (the rest is the message),
+ *    1 ping, 2 pong (no payload). L is checked before any allocation:
+ *    1 + ABYTES <= L <= frame_max + 1 + ABYTES, where ABYTES is
+ *    crypto_secretstream_xchacha20poly1305_ABYTES (17). A frame that fails
+ *    to decrypt (tampered, replayed, reordered or truncated: the stream's
+ *    nonce advances with every frame), carries another tag or an unknown
+ *    type closes the connection, logged once with the reason. There is no
+ *    plaintext mode.
+ * 4. Liveness. Each side pings every ping_ms and answers pings with pongs;
+ *    a ready peer from which nothing arrived for timeout_ms is dropped, and
+ *    so is a connection whose handshake is not done within timeout_ms of
+ *    its start (connect included).
+ * 5. One connection per pair. When a second connection to a validator
+ *    completes its handshake, both sides keep the one dialed by the node with
+ *    the bytewise smaller identity key; if both were dialed by the same node,
+ *    the one whose dialer ephemeral key is smaller. Both sides know all these
+ *    keys, so they close the same connection.
+ *
+ * Dialing: each address in cfg->peers has a dialer that connects, and after a
+ * failure or disconnect waits a backoff (200 ms doubling to 10 s, +-20%
+ * jitter) before the next try. The identity behind an address is learned at
+ * handshake; while that validator is connected (by any connection) the
+ * dialer pauses, and it resumes when the connection goes. An address that
+ * turns out to be this node is not dialed again. Failures are logged on the
+ * first one and then once a minute (debug in between).
+ *
+ * Ownership and lifetimes:
+ * - struct p2p counts references: the listener, the tick timer, each dialer
+ *   timer, each connection until its close callback and each getaddrinfo in
+ *   flight. p2p_stop closes everything; the last close callback frees it.
+ * - A connection (struct p2p_peer) is freed only in its close callback, so it
+ *   stays valid through any callback that drops it. conn_drop() marks it
+ *   closing and takes it out of the validator table at once; on_disconnect
+ *   fires from the close callback (or from p2p_stop, or just before a newer
+ *   connection to the same validator is announced, so connects and
+ *   disconnects of a validator alternate).
+ * - Each write is one allocation holding the uv_write_t and the frame bytes,
+ *   freed in the write callback. Bytes waiting in libuv's queue are capped
+ *   by send_queue_max: a peer that does not read is dropped.
+ * - A connection's read buffer holds at most one frame (or the hello, or
+ *   the header): it grows (doubling) as the bytes of a frame whose length
+ *   was checked arrive, never past that frame; buffers over BUF_KEEP are
+ *   released after use. Inbound
+ *   connections still in their handshake are capped at P2P_HANDSHAKING_MAX.
+ * - Session keys and ephemeral secrets live only in the connection and are
+ *   wiped when it is freed. Only public keys are ever logged.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "log.h"
+#include "p2p.h"
+#include "tenderd/json.h"
+
+#define HELLO_MAGIC "TDP1"
+#define HELLO_MAGIC_LEN 4
+#define SIGN_DOMAIN "tenderd-p2p-v1"
+#define SIGN_DOMAIN_LEN (sizeof(SIGN_DOMAIN) - 1)
+#define EPH_LEN crypto_kx_PUBLICKEYBYTES
+#define HELLO_LEN (HELLO_MAGIC_LEN + TD_HASH_LEN + TD_PUBKEY_LEN + EPH_LEN + TD_SIG_LEN)
+#define HDR_LEN crypto_secretstream_xchacha20poly1305_HEADERBYTES
+#define ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
+#define ROLE_DIALER 1
+#define ROLE_LISTENER 2
+
+#define READ_CHUNK (64 * 1024)
+#define BUF_KEEP (64 * 1024) /* read buffers larger than this are freed after their frame */
+#define BUF_MIN 4096         /* smallest read buffer allocated */
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 10000
+#define FAIL_LOG_EVERY_MS 60000
+#define LISTEN_BACKLOG 128
+#define ADDR_MAX 80
+#define REASON_MAX 160
+
+enum frame_type {
+	FRAME_APP = 0,
+	FRAME_PING = 1,
+	FRAME_PONG = 2,
+};
+
+enum conn_state {
+	CS_CONNECTING, /* outbound, TCP connect in flight */
+	CS_HELLO,      /* our hello sent, reading the peer's */
+	CS_HEADER,     /* keys derived, our stream header sent, reading the peer's */
+	CS_READY,      /* reading frames */
+};
+
+enum dial_state {
+	DS_WAIT,       /* timer armed for the next try */
+	DS_RESOLVING,  /* getaddrinfo in flight */
+	DS_CONNECTING, /* a connection of ours is connecting or handshaking */
+	DS_CONNECTED,  /* our connection is ready */
+	DS_PAUSED,     /* the validator behind the address is connected another way */
+	DS_SELF,       /* the address is this node: never dialed again */
+};
+
+struct p2p;
+
+struct dialer {
+	struct p2p *p;
+	char *addr;   /* as configured, owned */
+	char *host;   /* owned */
+	char port[8]; /* decimal */
+	bool numeric; /* sa holds the address; else resolve each try */
+	struct sockaddr_storage sa;
+	uv_timer_t timer;
+	uv_getaddrinfo_t gai;
+	enum dial_state state;
+	struct p2p_peer *conn; /* our connection while DS_CONNECTING/DS_CONNECTED */
+	int validator;         /* identity behind the address once learned, else -1 */
+	uint32_t backoff_ms;   /* wait before the next try after a failure (before jitter) */
+	uint64_t attempts;     /* tries since start */
+	uint64_t fails;        /* failures since the last success */
+	uint64_t next_at;      /* loop time of the next try in DS_WAIT */
+	uint64_t last_log;     /* loop time of the last failure logged at info or above */
+	char last_error[REASON_MAX];
+};
+
+struct p2p {
+	uv_loop_t *loop;
+	uv_tcp_t listener;
+	uv_timer_t tick;
+	const struct td_genesis *g;
+	uint8_t sk[TD_SECKEY_LEN];
+	uint8_t chain_hash[TD_HASH_LEN];
+	int self; /* our index in g */
+	size_t send_queue_max;
+	uint32_t ping_ms, timeout_ms, frame_max;
+	struct p2p_callbacks cb;
+	void *ctx;
+	struct p2p_peer *conns;         /* every connection not yet through its close callback */
+	struct p2p_peer **by_validator; /* g->n entries: the ready, non-closing connection */
+	size_t npeers;                  /* non-NULL entries of by_validator */
+	size_t nhandshaking;            /* inbound connections counted against P2P_HANDSHAKING_MAX */
+	bool hs_full_logged;
+	struct dialer *dialers;
+	size_t ndialers;
+	uint16_t port;
+	size_t refs;
+	bool stopping;
+	uint64_t bytes_sent, bytes_received;
+	uint8_t rbuf[READ_CHUNK]; /* shared: libuv calls alloc then read for one stream at a time */
+};
+
+struct p2p_peer {
+	uv_tcp_t tcp; /* tcp.data points back here */
+	uv_connect_t connect;
+	struct p2p *p;
+	struct p2p_peer *prev, *next;
+	struct dialer *d; /* the dialer that made this outbound connection, until it closes */
+	bool outbound;
+	bool closing;   /* uv_close called; the close callback frees */
+	bool announced; /* on_connect was called and on_disconnect not yet */
+	bool counted;   /* counted in p->nhandshaking */
+	bool was_ready; /* got through the handshake and the duplicate check */
+	bool dup;       /* closed as the duplicate of another connection */
+	int reason_level;
+	enum conn_state state;
+	int validator; /* -1 until the hello is verified */
+	char addr[ADDR_MAX];
+	char reason[REASON_MAX]; /* why it was closed */
+	uint8_t eph_pk[EPH_LEN], eph_sk[crypto_kx_SECRETKEYBYTES];
+	uint8_t dialer_eph[EPH_LEN]; /* the dialer's ephemeral public key, for the duplicate rule */
+	uint8_t rx_key[crypto_kx_SESSIONKEYBYTES];
+	crypto_secretstream_xchacha20poly1305_state tx, rx;
+	uint8_t *buf; /* the unit being read: hello, header or frame (length prefix included) */
+	size_t have, need, cap;
+	uint64_t created, last_rx, last_ping, connected_at;
+	uint64_t sent, received;
+};
+
+/* One write: the request and its bytes in one allocation, freed in on_write. */
+struct wreq {
+	uv_write_t w;
+	size_t len;
+	uint8_t data[];
+};
+
+static void conn_drop(struct p2p_peer *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void dial_schedule(struct dialer *d, uint32_t delay_ms);
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void p2p_unref(struct p2p *p)
+{
+	if (p->refs == 0) {
+		log_error("p2p: internal error: reference count underflow");
+		abort();
+	}
+	if (--p->refs > 0 || !p->stopping)
+		return;
+	for (size_t i = 0; i < p->ndialers; i++) {
+		free(p->dialers[i].addr);
+		free(p->dialers[i].host);
+	}
+	free(p->dialers);
+	free(p->by_validator);
+	sodium_memzero(p->sk, sizeof(p->sk));
+	free(p);
+}
+
+static const uint8_t *self_pk(const struct p2p *p)
+{
+	return p->sk + TD_SECKEY_LEN - TD_PUBKEY_LEN;
+}
+
+static uint32_t jitter(uint32_t ms)
+{
+	uint32_t span = ms / 5 * 2;
+	return ms - ms / 5 + randombytes_uniform(span + 1);
+}
+
+static void put_be32(uint8_t *b, uint32_t v)
+{
+	b[0] = (uint8_t)(v >> 24);
+	b[1] = (uint8_t)(v >> 16);
+	b[2] = (uint8_t)(v >> 8);
+	b[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *b)
+{
+	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
+}
+
+static void format_sockaddr(char *out, size_t outlen, const struct sockaddr *sa)
+{
+	char ip[64];
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		uv_ip4_name(in, ip, sizeof(ip));
+		snprintf(out, outlen, "%s:%u", ip, (unsigned)ntohs(in->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		uv_ip6_name(in6, ip, sizeof(ip));
+		snprintf(out, outlen, "[%s]:%u", ip, (unsigned)ntohs(in6->sin6_port));
+	} else {
+		snprintf(out, outlen, "?");
+	}
+}
+
+/*
+ * Splits "host:port" or "[v6]:port" (len bytes) into host (NUL-terminated,
+ * hostlen bytes) and a decimal port of 0..65535. Returns false if malformed.
+ */
+static bool split_hostport(const char *s, size_t len, char *host, size_t hostlen, char port[static 8])
+{
+	const char *colon;
+	size_t hl;
+
+	if (len == 0)
+		return false;
+	if (s[0] == '[') {
+		const char *close = memchr(s, ']', len);
+		if (!close || (size_t)(close - s) + 1 >= len || close[1] != ':')
+			return false;
+		hl = (size_t)(close - s) - 1;
+		memcpy(host, s + 1, hl < hostlen ? hl : 0);
+		colon = close + 1;
+	} else {
+		colon = NULL;
+		for (size_t i = 0; i < len; i++)
+			if (s[i] == ':') {
+				if (colon)
+					return false; /* bare IPv6 needs brackets */
+				colon = s + i;
+			}
+		if (!colon)
+			return false;
+		hl = (size_t)(colon - s);
+		memcpy(host, s, hl < hostlen ? hl : 0);
+	}
+	if (hl == 0 || hl >= hostlen)
+		return false;
+	host[hl] = '\0';
+	size_t pl = len - (size_t)(colon + 1 - s);
+	if (pl == 0 || pl > 5)
+		return false;
+	unsigned v = 0;
+	for (size_t i = 0; i < pl; i++) {
+		char ch = colon[1 + i];
+		if (ch < '0' || ch > '9')
+			return false;
+		v = v * 10 + (unsigned)(ch - '0');
+	}
+	if (v > 65535)
+		return false;
+	snprintf(port, 8, "%u", v);
+	return true;
+}
+
+static bool numeric_addr(const char *host, const char *port, struct sockaddr_storage *sa)
+{
+	int pn = atoi(port);
+	if (uv_ip4_addr(host, pn, (struct sockaddr_in *)sa) == 0)
+		return true;
+	return uv_ip6_addr(host, pn, (struct sockaddr_in6 *)sa) == 0;
+}
+
+/* ---- connections: writing --------------------------------------------- */
+
+static void on_write(uv_write_t *w, int status)
+{
+	struct wreq *wr = (struct wreq *)w;
+	struct p2p_peer *c = w->handle->data;
+	struct p2p *p = c->p;
+
+	if (status == 0) {
+		p->bytes_sent += wr->len;
+		c->sent += wr->len;
+	}
+	free(wr);
+	if (status < 0 && !c->closing)
+		conn_drop(c, LOG_INFO, "write failed: %s", uv_strerror(status));
+}
+
+/* Hands wr (len bytes filled) to libuv; ownership passes. Drops c if the write cannot start. */
+static void conn_write(struct p2p_peer *c, struct wreq *wr)
+{
+	if (c->closing) {
+		free(wr);
+		return;
+	}
+	uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned int)wr->len);
+	int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+	if (rc < 0) {
+		free(wr);
+		conn_drop(c, LOG_INFO, "write failed: %s", uv_strerror(rc));
+	}
+}
+
+static void conn_write_raw(struct p2p_peer *c, const uint8_t *data, size_t len)
+{
+	struct wreq *wr = td_xmalloc(sizeof(*wr) + len);
+	memcpy(wr->data, data, len);
+	wr->len = len;
+	conn_write(c, wr);
+}
+
+/*
+ * Seals one plaintext (type byte first) into a frame and queues it on a
+ * ready connection. Returns 0, or TD_EFULL after dropping c when its send
+ * queue would pass send_queue_max (or c is already closing).
+ */
+static int conn_push(struct p2p_peer *c, const uint8_t *pt, size_t ptlen)
+{
+	struct p2p *p = c->p;
+	size_t ctlen = ptlen + ABYTES;
+	size_t n = 4 + ctlen;
+
+	if (c->closing || c->state != CS_READY)
+		return TD_EFULL;
+	size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+	if (queued > 0 && queued + n > p->send_queue_max) {
+		conn_drop(c, LOG_WARN, "send queue full (%zu bytes queued); dropping the peer", queued);
+		return TD_EFULL;
+	}
+	struct wreq *wr = td_xmalloc(sizeof(*wr) + n);
+	put_be32(wr->data, (uint32_t)ctlen);
+	crypto_secretstream_xchacha20poly1305_push(&c->tx, wr->data + 4, NULL, pt, ptlen, NULL, 0,
+						   crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+	wr->len = n;
+	conn_write(c, wr);
+	return c->closing ? TD_EFULL : 0;
+}
+
+static void conn_push_control(struct p2p_peer *c, enum frame_type type)
+{
+	uint8_t b = (uint8_t)type;
+	(void)conn_push(c, &b, 1);
+}
+
+/* ---- connections: life cycle ------------------------------------------ */
+
+static const char *conn_who(const struct p2p_peer *c)
+{
+	return c->validator >= 0 ? c->p->g->v[c->validator].name : "unknown peer";
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+	struct p2p_peer *c = h->data;
+	struct p2p *p = c->p;
+
+	if (c->announced) {
+		c->announced = false;
+		if (p->cb.on_disconnect)
+			p->cb.on_disconnect(p->ctx, c);
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		p->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c->buf);
+	sodium_memzero(c->eph_sk, sizeof(c->eph_sk));
+	sodium_memzero(c->rx_key, sizeof(c->rx_key));
+	sodium_memzero(&c->tx, sizeof(c->tx));
+	sodium_memzero(&c->rx, sizeof(c->rx));
+	free(c);
+	p2p_unref(p);
+}
+
+static struct p2p_peer *conn_new(struct p2p *p, bool outbound)
+{
+	struct p2p_peer *c = td_xcalloc(1, sizeof(*c));
+	c->p = p;
+	c->outbound = outbound;
+	c->validator = -1;
+	c->state = CS_CONNECTING;
+	c->created = c->last_rx = uv_now(p->loop);
+	uv_tcp_init(p->loop, &c->tcp);
+	c->tcp.data = c;
+	c->connect.data = c;
+	c->next = p->conns;
+	if (p->conns)
+		p->conns->prev = c;
+	p->conns = c;
+	p->refs++;
+	return c;
+}
+
+/* Starts the next try of a dialer whose validator lost its connection. */
+static void wake_dialers(struct p2p *p, int validator)
+{
+	for (size_t i = 0; i < p->ndialers; i++) {
+		struct dialer *d = &p->dialers[i];
+		if (d->validator == validator && d->state == DS_PAUSED) {
+			d->backoff_ms = BACKOFF_MIN_MS;
+			dial_schedule(d, jitter(BACKOFF_MIN_MS));
+		}
+	}
+}
+
+static void dial_failed(struct dialer *d, int level, const char *reason)
+{
+	struct p2p *p = d->p;
+	uint64_t now = uv_now(p->loop);
+	uint32_t delay = jitter(d->backoff_ms);
+
+	d->fails++;
+	snprintf(d->last_error, sizeof(d->last_error), "%s", reason);
+	if (level >= 0 && (d->fails == 1 || now - d->last_log >= FAIL_LOG_EVERY_MS)) {
+		log_msg(level < LOG_INFO ? (enum log_level)level : LOG_INFO,
+			"p2p: cannot connect to %s: %s (failure %" PRIu64 "; retrying with backoff, next in %u ms)",
+			d->addr, reason, d->fails, delay);
+		d->last_log = now;
+	} else {
+		log_debug("p2p: cannot connect to %s: %s (failure %" PRIu64 ", next try in %u ms)", d->addr, reason,
+			  d->fails, delay);
+	}
+	d->backoff_ms = d->backoff_ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS : d->backoff_ms * 2;
+	dial_schedule(d, delay);
+}
+
+/* A dialer's connection closed: decide when to try again. */
+static void dial_after_close(struct dialer *d, const struct p2p_peer *c)
+{
+	if (d->state == DS_SELF)
+		return;
+	if (c->was_ready) {
+		d->backoff_ms = BACKOFF_MIN_MS;
+		d->fails = 0;
+		dial_schedule(d, jitter(BACKOFF_MIN_MS));
+	} else if (c->dup) {
+		dial_schedule(d, jitter(d->backoff_ms)); /* will pause while the other connection lives */
+	} else {
+		dial_failed(d, c->reason_level, c->reason);
+	}
+}
+
+/*
+ * Starts closing c (idempotent) for the reason given, logged at level
+ * (negative: not logged here; a dialer's failures are logged by the dialer).
+ * c stays allocated until its close callback.
+ */
+static void conn_drop(struct p2p_peer *c, int level, const char *fmt, ...)
+{
+	struct p2p *p = c->p;
+	va_list ap;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	va_start(ap, fmt);
+	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+	va_end(ap);
+	c->reason_level = level;
+	if (level >= 0 && !(c->d && !c->was_ready))
+		log_msg((enum log_level)level, "p2p: %s (%s, %s): %s", conn_who(c), c->addr, c->outbound ? "out" : "in",
+			c->reason);
+	if (c->counted) {
+		c->counted = false;
+		if (--p->nhandshaking < P2P_HANDSHAKING_MAX)
+			p->hs_full_logged = false;
+	}
+	bool was_peer = c->validator >= 0 && p->by_validator[c->validator] == c;
+	if (was_peer) {
+		p->by_validator[c->validator] = NULL;
+		p->npeers--;
+	}
+	if (c->d) {
+		struct dialer *d = c->d;
+		c->d = NULL;
+		d->conn = NULL;
+		if (!p->stopping)
+			dial_after_close(d, c);
+	}
+	if (was_peer && !p->stopping)
+		wake_dialers(p, c->validator);
+	uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+/* ---- connections: handshake ------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct p2p_peer *c = h->data;
+	buf->base = (char *)c->p->rbuf;
+	buf->len = sizeof(c->p->rbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* The bytes a hello's signature covers. */
+static void hello_signed_bytes(uint8_t out[static SIGN_DOMAIN_LEN + TD_HASH_LEN + EPH_LEN + 1],
+			       const uint8_t chain_hash[static TD_HASH_LEN], const uint8_t eph[static EPH_LEN],
+			       uint8_t role)
+{
+	memcpy(out, SIGN_DOMAIN, SIGN_DOMAIN_LEN);
+	memcpy(out + SIGN_DOMAIN_LEN, chain_hash, TD_HASH_LEN);
+	memcpy(out + SIGN_DOMAIN_LEN + TD_HASH_LEN, eph, EPH_LEN);
+	out[SIGN_DOMAIN_LEN + TD_HASH_LEN + EPH_LEN] = role;
+}
+
+/* The TCP connection is up: send our hello and start reading the peer's. */
+static void conn_begin(struct p2p_peer *c)
+{
+	struct p2p *p = c->p;
+	uint8_t hello[HELLO_LEN];
+	uint8_t m[SIGN_DOMAIN_LEN + TD_HASH_LEN + EPH_LEN + 1];
+
+	uv_tcp_nodelay(&c->tcp, 1);
+	crypto_kx_keypair(c->eph_pk, c->eph_sk);
+	memcpy(hello, HELLO_MAGIC, HELLO_MAGIC_LEN);
+	memcpy(hello + HELLO_MAGIC_LEN, p->chain_hash, TD_HASH_LEN);
+	memcpy(hello + HELLO_MAGIC_LEN + TD_HASH_LEN, self_pk(p), TD_PUBKEY_LEN);
+	memcpy(hello + HELLO_MAGIC_LEN + TD_HASH_LEN + TD_PUBKEY_LEN, c->eph_pk, EPH_LEN);
+	hello_signed_bytes(m, p->chain_hash, c->eph_pk, c->outbound ? ROLE_DIALER : ROLE_LISTENER);
+	crypto_sign_detached(hello + HELLO_LEN - TD_SIG_LEN, NULL, m, sizeof(m), p->sk);
+	c->state = CS_HELLO;
+	c->need = HELLO_LEN;
+	c->have = 0;
+	conn_write_raw(c, hello, sizeof(hello));
+	if (c->closing)
+		return;
+	int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	if (rc < 0)
+		conn_drop(c, LOG_INFO, "cannot read: %s", uv_strerror(rc));
+}
+
+/* Checks the peer's hello in c->buf; derives the keys and sends our stream header. */
+static void conn_hello(struct p2p_peer *c)
+{
+	struct p2p *p = c->p;
+	const uint8_t *h = c->buf;
+	const uint8_t *id = h + HELLO_MAGIC_LEN + TD_HASH_LEN;
+	const uint8_t *eph = id + TD_PUBKEY_LEN;
+	const uint8_t *sig = eph + EPH_LEN;
+	uint8_t m[SIGN_DOMAIN_LEN + TD_HASH_LEN + EPH_LEN + 1];
+	uint8_t rx[crypto_kx_SESSIONKEYBYTES], tx[crypto_kx_SESSIONKEYBYTES];
+	uint8_t header[HDR_LEN];
+	int rc;
+
+	if (memcmp(h, HELLO_MAGIC, HELLO_MAGIC_LEN) != 0) {
+		conn_drop(c, LOG_WARN, "not a tenderd peer (bad hello magic)");
+		return;
+	}
+	if (memcmp(h + HELLO_MAGIC_LEN, p->chain_hash, TD_HASH_LEN) != 0) {
+		conn_drop(c, LOG_WARN, "wrong chain id");
+		return;
+	}
+	int v = td_genesis_find(p->g, id);
+	if (v < 0) {
+		char hex[2 * TD_PUBKEY_LEN + 1];
+		td_hex(hex, id, TD_PUBKEY_LEN);
+		conn_drop(c, LOG_WARN, "unknown identity %s", hex);
+		return;
+	}
+	if (v == p->self) {
+		if (c->d) {
+			c->d->state = DS_SELF;
+			log_info("p2p: %s is this node; not dialing it", c->d->addr);
+		}
+		conn_drop(c, -1, "connection to itself");
+		return;
+	}
+	hello_signed_bytes(m, h + HELLO_MAGIC_LEN, eph, c->outbound ? ROLE_LISTENER : ROLE_DIALER);
+	if (crypto_sign_verify_detached(sig, m, sizeof(m), id) != 0) {
+		conn_drop(c, LOG_WARN, "bad hello signature from %s", p->g->v[v].name);
+		return;
+	}
+	c->validator = v;
+	if (c->d)
+		c->d->validator = v;
+	if (c->outbound)
+		rc = crypto_kx_client_session_keys(rx, tx, c->eph_pk, c->eph_sk, eph);
+	else
+		rc = crypto_kx_server_session_keys(rx, tx, c->eph_pk, c->eph_sk, eph);
+	sodium_memzero(c->eph_sk, sizeof(c->eph_sk));
+	if (rc != 0) {
+		conn_drop(c, LOG_WARN, "unusable ephemeral key");
+		goto out;
+	}
+	memcpy(c->dialer_eph, c->outbound ? c->eph_pk : eph, EPH_LEN);
+	memcpy(c->rx_key, rx, sizeof(rx));
+	crypto_secretstream_xchacha20poly1305_init_push(&c->tx, header, tx);
+	c->state = CS_HEADER;
+	c->need = HDR_LEN;
+	c->have = 0;
+	conn_write_raw(c, header, sizeof(header));
+out:
+	sodium_memzero(rx, sizeof(rx));
+	sodium_memzero(tx, sizeof(tx));
+}
+
+/*
+ * The duplicate rule (file comment, point 5): true if the new connection nw
+ * wins over old, both to the same validator.
+ */
+static bool keep_new(const struct p2p *p, const struct p2p_peer *old, const struct p2p_peer *nw)
+{
+	if (old->outbound == nw->outbound)
+		return memcmp(nw->dialer_eph, old->dialer_eph, EPH_LEN) < 0;
+	bool self_smaller = memcmp(self_pk(p), p->g->v[nw->validator].pk, TD_PUBKEY_LEN) < 0;
+	return nw->outbound == self_smaller;
+}
+
+/* The handshake is done: apply the duplicate rule, then announce c. */
+static void conn_ready(struct p2p_peer *c)
+{
+	struct p2p *p = c->p;
+	int v = c->validator;
+	struct p2p_peer *old = p->by_validator[v];
+	uint64_t now = uv_now(p->loop);
+
+	if (c->counted) {
+		c->counted = false;
+		if (--p->nhandshaking < P2P_HANDSHAKING_MAX)
+			p->hs_full_logged = false;
+	}
+	if (old) {
+		if (!keep_new(p, old, c)) {
+			c->dup = true;
+			conn_drop(c, LOG_DEBUG, "duplicate connection; keeping the other one");
+			return;
+		}
+		old->dup = true;
+		conn_drop(old, LOG_DEBUG, "duplicate connection; keeping the newer one");
+	}
+	/* Connects and disconnects of one validator alternate: report the closing ones first. */
+	for (struct p2p_peer *q = p->conns; q; q = q->next) {
+		if (q == c || !q->announced || q->validator != v)
+			continue;
+		q->announced = false;
+		if (p->cb.on_disconnect)
+			p->cb.on_disconnect(p->ctx, q);
+		if (c->closing)
+			return;
+	}
+	c->state = CS_READY;
+	c->was_ready = true;
+	c->need = 4;
+	c->have = 0;
+	c->connected_at = c->last_ping = now;
+	p->by_validator[v] = c;
+	p->npeers++;
+	if (c->d) {
+		struct dialer *d = c->d;
+		d->state = DS_CONNECTED;
+		d->backoff_ms = BACKOFF_MIN_MS;
+		d->fails = 0;
+		d->last_error[0] = '\0';
+	}
+	log_info("p2p: connected to %s (%s, %s)", p->g->v[v].name, c->addr, c->outbound ? "out" : "in");
+	c->announced = true;
+	if (p->cb.on_connect)
+		p->cb.on_connect(p->ctx, c);
+}
+
+/* ---- connections: reading --------------------------------------------- */
+
+/* One whole frame of ctlen bytes (length already checked). */
+static void conn_frame(struct p2p_peer *c, const uint8_t *ct, size_t ctlen)
+{
+	struct p2p *p = c->p;
+	size_t ptlen = ctlen - ABYTES;
+	unsigned long long outlen = 0;
+	unsigned char tag = 0;
+	uint8_t *pt = td_xmalloc(ptlen);
+
+	if (crypto_secretstream_xchacha20poly1305_pull(&c->rx, pt, &outlen, &tag, ct, ctlen, NULL, 0) != 0) {
+		conn_drop(c, LOG_WARN, "frame fails to decrypt (tampered, replayed, reordered or truncated)");
+		goto out;
+	}
+	if (tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE || outlen != ptlen || ptlen < 1) {
+		conn_drop(c, LOG_WARN, "unexpected frame (stream tag %u)", (unsigned)tag);
+		goto out;
+	}
+	switch (pt[0]) {
+	case FRAME_APP:
+		if (p->cb.on_message)
+			p->cb.on_message(p->ctx, c, pt + 1, ptlen - 1);
+		break;
+	case FRAME_PING: conn_push_control(c, FRAME_PONG); break;
+	case FRAME_PONG: break;
+	default: /* a byte from the peer, not an enum */
+		conn_drop(c, LOG_WARN, "unknown frame type %u", (unsigned)pt[0]);
+		break;
+	}
+out:
+	free(pt);
+}
+
+/* c->buf holds c->need bytes: act on them according to the state. */
+static void conn_unit(struct p2p_peer *c)
+{
+	struct p2p *p = c->p;
+
+	switch (c->state) {
+	case CS_CONNECTING: log_error("p2p: internal error: bytes before connect"); abort();
+	case CS_HELLO: conn_hello(c); return;
+	case CS_HEADER: {
+		int rc = crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, c->buf, c->rx_key);
+		sodium_memzero(c->rx_key, sizeof(c->rx_key));
+		if (rc != 0) {
+			conn_drop(c, LOG_WARN, "bad stream header");
+			return;
+		}
+		conn_ready(c);
+		return;
+	}
+	case CS_READY: break;
+	}
+	if (c->need == 4) {
+		uint32_t len = get_be32(c->buf);
+		if (len < 1 + ABYTES || len > (uint64_t)p->frame_max + 1 + ABYTES) {
+			conn_drop(c, LOG_WARN, "frame length %" PRIu32 " out of range (at most %" PRIu32 " + %u)", len,
+				  p->frame_max, 1 + (unsigned)ABYTES);
+			return;
+		}
+		c->need = 4 + (size_t)len;
+		return;
+	}
+	conn_frame(c, c->buf + 4, c->need - 4);
+	c->need = 4;
+	c->have = 0;
+	if (c->cap > BUF_KEEP) {
+		free(c->buf);
+		c->buf = NULL;
+		c->cap = 0;
+	}
+}
+
+/* Splits n bytes read from c into units; stops when c starts closing. */
+static void conn_feed(struct p2p_peer *c, const uint8_t *in, size_t n)
+{
+	while (n > 0 && !c->closing) {
+		size_t take = c->need - c->have;
+		if (take > n)
+			take = n;
+		if (c->cap < c->have + take) {
+			/* Grow with the bytes that arrived (doubling), never past the unit being read. */
+			size_t cap = c->cap < BUF_MIN ? BUF_MIN : c->cap * 2;
+			if (cap < c->have + take)
+				cap = c->have + take;
+			if (cap > c->need && c->need > BUF_MIN)
+				cap = c->need;
+			c->buf = td_xrealloc(c->buf, cap);
+			c->cap = cap;
+		}
+		memcpy(c->buf + c->have, in, take);
+		c->have += take;
+		in += take;
+		n -= take;
+		if (c->have == c->need)
+			conn_unit(c);
+	}
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct p2p_peer *c = s->data;
+	struct p2p *p = c->p;
+
+	if (c->closing)
+		return;
+	if (n < 0) {
+		conn_drop(c, c->was_ready ? LOG_INFO : LOG_DEBUG, "%s",
+			  n == UV_EOF ? "connection closed by the peer" : uv_strerror((int)n));
+		return;
+	}
+	p->bytes_received += (uint64_t)n;
+	c->received += (uint64_t)n;
+	c->last_rx = uv_now(p->loop);
+	conn_feed(c, (const uint8_t *)buf->base, (size_t)n);
+}
+
+/* ---- dialing ---------------------------------------------------------- */
+
+static void on_connected(uv_connect_t *req, int status)
+{
+	struct p2p_peer *c = req->data;
+
+	if (c->closing)
+		return;
+	if (status < 0) {
+		conn_drop(c, LOG_INFO, "%s", uv_strerror(status));
+		return;
+	}
+	conn_begin(c);
+}
+
+static void dial_connect(struct dialer *d, const struct sockaddr *sa)
+{
+	struct p2p_peer *c = conn_new(d->p, true);
+	c->d = d;
+	d->conn = c;
+	d->state = DS_CONNECTING;
+	snprintf(c->addr, sizeof(c->addr), "%s", d->addr);
+	int rc = uv_tcp_connect(&c->connect, &c->tcp, sa, on_connected);
+	if (rc < 0)
+		conn_drop(c, LOG_INFO, "%s", uv_strerror(rc));
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct dialer *d = req->data;
+	struct p2p *p = d->p;
+
+	if (!p->stopping) {
+		if (status < 0 || !res) {
+			char reason[REASON_MAX];
+			snprintf(reason, sizeof(reason), "cannot resolve %s: %s", d->host,
+				 status < 0 ? uv_strerror(status) : "no address");
+			dial_failed(d, LOG_INFO, reason);
+		} else {
+			dial_connect(d, res->ai_addr);
+		}
+	}
+	uv_freeaddrinfo(res);
+	p2p_unref(p);
+}
+
+static void on_dial_timer(uv_timer_t *t)
+{
+	struct dialer *d = t->data;
+	struct p2p *p = d->p;
+
+	if (p->stopping || d->state != DS_WAIT)
+		return;
+	if (d->validator >= 0 && p->by_validator[d->validator]) {
+		d->state = DS_PAUSED;
+		return;
+	}
+	d->attempts++;
+	if (d->numeric) {
+		dial_connect(d, (const struct sockaddr *)&d->sa);
+		return;
+	}
+	struct addrinfo hints;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	d->state = DS_RESOLVING;
+	int rc = uv_getaddrinfo(p->loop, &d->gai, on_resolved, d->host, d->port, &hints);
+	if (rc < 0) {
+		d->state = DS_WAIT;
+		dial_failed(d, LOG_INFO, uv_strerror(rc));
+		return;
+	}
+	p->refs++;
+}
+
+static void dial_schedule(struct dialer *d, uint32_t delay_ms)
+{
+	d->state = DS_WAIT;
+	d->next_at = uv_now(d->p->loop) + delay_ms;
+	uv_timer_start(&d->timer, on_dial_timer, delay_ms, 0);
+}
+
+/* ---- listening and the tick ------------------------------------------- */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct p2p *p = server->data;
+
+	if (status < 0) {
+		log_warn("p2p: accept failed: %s", uv_strerror(status));
+		return;
+	}
+	if (p->stopping)
+		return;
+	struct p2p_peer *c = conn_new(p, false);
+	int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+	if (rc < 0) {
+		conn_drop(c, LOG_DEBUG, "accept failed: %s", uv_strerror(rc));
+		return;
+	}
+	struct sockaddr_storage ss;
+	int sl = sizeof(ss);
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+		format_sockaddr(c->addr, sizeof(c->addr), (struct sockaddr *)&ss);
+	else
+		snprintf(c->addr, sizeof(c->addr), "?");
+	if (p->nhandshaking >= P2P_HANDSHAKING_MAX) {
+		if (!p->hs_full_logged)
+			log_warn("p2p: %d connections already in their handshake; refusing more", P2P_HANDSHAKING_MAX);
+		p->hs_full_logged = true;
+		conn_drop(c, LOG_DEBUG, "too many connections in their handshake");
+		return;
+	}
+	c->counted = true;
+	p->nhandshaking++;
+	conn_begin(c);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct p2p *p = t->data;
+	uint64_t now = uv_now(p->loop);
+	struct p2p_peer *c, *next;
+
+	for (c = p->conns; c; c = next) {
+		next = c->next;
+		if (c->closing)
+			continue;
+		if (c->state != CS_READY) {
+			if (now - c->created >= p->timeout_ms)
+				conn_drop(c, LOG_INFO, "handshake not done within %" PRIu32 " ms", p->timeout_ms);
+			continue;
+		}
+		if (now - c->last_rx >= p->timeout_ms) {
+			conn_drop(c, LOG_WARN, "nothing received for %" PRIu64 " ms; dropping the peer",
+				  now - c->last_rx);
+			continue;
+		}
+		if (now - c->last_ping >= p->ping_ms) {
+			c->last_ping = now;
+			conn_push_control(c, FRAME_PING);
+		}
+	}
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	p2p_unref(h->data);
+}
+
+static void on_dial_timer_closed(uv_handle_t *h)
+{
+	struct dialer *d = h->data;
+	p2p_unref(d->p);
+}
+
+/* ---- start and stop --------------------------------------------------- */
+
+/* Parses cfg->peers into dialers (not yet started). Returns 0 or TD_EINVAL with a message. */
+static int parse_peers(struct p2p *p, const char *peers, char *err, size_t errlen)
+{
+	size_t n = 0;
+	const char *s = peers ? peers : "";
+
+	for (const char *q = s; *q; q++)
+		if (*q == ',')
+			n++;
+	p->dialers = td_xcalloc(n + 1, sizeof(*p->dialers));
+	while (*s) {
+		const char *end = strchr(s, ',');
+		size_t len = end ? (size_t)(end - s) : strlen(s);
+		const char *a = s;
+		s += len + (end ? 1 : 0);
+		while (len > 0 && (*a == ' ' || *a == '\t')) {
+			a++;
+			len--;
+		}
+		while (len > 0 && (a[len - 1] == ' ' || a[len - 1] == '\t'))
+			len--;
+		if (len == 0)
+			continue;
+		if (p->ndialers >= P2P_DIALERS_MAX) {
+			snprintf(err, errlen, "too many peer addresses (at most %d)", P2P_DIALERS_MAX);
+			return TD_EINVAL;
+		}
+		struct dialer *d = &p->dialers[p->ndialers];
+		char host[256];
+		if (!split_hostport(a, len, host, sizeof(host), d->port)) {
+			snprintf(err, errlen, "peer address \"%.*s\" is not host:port", (int)(len > 100 ? 100 : len),
+				 a);
+			return TD_EINVAL;
+		}
+		d->p = p;
+		d->addr = td_xstrndup(a, len);
+		d->host = td_xstrndup(host, strlen(host));
+		d->numeric = numeric_addr(host, d->port, &d->sa);
+		d->validator = -1;
+		d->backoff_ms = BACKOFF_MIN_MS;
+		p->ndialers++;
+	}
+	return 0;
+}
+
+/* Opens a listening socket for cfg->listen with plain syscalls. Returns the fd or -1 with a message. */
+static int open_listener(const char *listen_addr, char *err, size_t errlen)
+{
+	char host[256], port[8];
+	struct addrinfo hints, *res = NULL;
+	int fd, one = 1;
+
+	if (!split_hostport(listen_addr, strlen(listen_addr), host, sizeof(host), port)) {
+		snprintf(err, errlen, "listen address \"%s\" is not host:port", listen_addr);
+		return -1;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0 || !res) {
+		snprintf(err, errlen, "cannot resolve listen address %s: %s", listen_addr, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		goto fail_res;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", listen_addr, strerror(errno));
+		goto fail_fd;
+	}
+	if (listen(fd, LISTEN_BACKLOG) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", listen_addr, strerror(errno));
+		goto fail_fd;
+	}
+	freeaddrinfo(res);
+	return fd;
+
+fail_fd:
+	close(fd);
+fail_res:
+	freeaddrinfo(res);
+	return -1;
+}
+
+static void free_unstarted(struct p2p *p)
+{
+	p->stopping = true;
+	p->refs = 1;
+	p2p_unref(p);
+}
+
+int p2p_start(struct p2p **out, uv_loop_t *loop, const struct p2p_config *cfg, const struct p2p_callbacks *cb,
+	      void *ctx, char *err, size_t errlen)
+{
+	struct p2p *p;
+	int fd, rc;
+
+	*out = NULL;
+	if (!cfg || !cfg->genesis || !cfg->sk || !cfg->listen || cfg->genesis->n == 0) {
+		snprintf(err, errlen, "p2p: listen address, genesis and key are required");
+		return TD_EINVAL;
+	}
+	if (sodium_init() < 0) {
+		snprintf(err, errlen, "p2p: libsodium cannot start");
+		return TD_EIO;
+	}
+	int self = td_genesis_find(cfg->genesis, cfg->sk + TD_SECKEY_LEN - TD_PUBKEY_LEN);
+	if (self < 0) {
+		snprintf(err, errlen, "p2p: this node's key is not a genesis validator");
+		return TD_EINVAL;
+	}
+
+	p = td_xcalloc(1, sizeof(*p));
+	p->loop = loop;
+	p->g = cfg->genesis;
+	memcpy(p->sk, cfg->sk, TD_SECKEY_LEN);
+	p->self = self;
+	crypto_generichash(p->chain_hash, TD_HASH_LEN, (const unsigned char *)cfg->genesis->chain_id,
+			   strlen(cfg->genesis->chain_id), NULL, 0);
+	p->send_queue_max = cfg->send_queue_max ? cfg->send_queue_max : P2P_SEND_QUEUE_DEFAULT;
+	p->ping_ms = cfg->ping_ms ? cfg->ping_ms : P2P_PING_MS_DEFAULT;
+	p->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : P2P_TIMEOUT_MS_DEFAULT;
+	p->frame_max = cfg->frame_max ? cfg->frame_max : P2P_FRAME_MAX_DEFAULT;
+	if (p->frame_max > UINT32_MAX - 1 - ABYTES) {
+		snprintf(err, errlen, "p2p: frame_max too large");
+		free_unstarted(p);
+		return TD_EINVAL;
+	}
+	if (cb)
+		p->cb = *cb;
+	p->ctx = ctx;
+	p->by_validator = td_xcalloc(cfg->genesis->n, sizeof(*p->by_validator));
+	rc = parse_peers(p, cfg->peers, err, errlen);
+	if (rc < 0) {
+		free_unstarted(p);
+		return rc;
+	}
+	fd = open_listener(cfg->listen, err, errlen);
+	if (fd < 0) {
+		free_unstarted(p);
+		return TD_EIO;
+	}
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		p->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+							   ((struct sockaddr_in *)&ss)->sin_port);
+
+	/* From here on the handles own p: failures go through p2p_stop. */
+	uv_tcp_init(loop, &p->listener);
+	p->listener.data = p;
+	p->refs++;
+	rc = uv_tcp_open(&p->listener, fd);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&p->listener, LISTEN_BACKLOG, on_connection);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, uv_strerror(rc));
+		if (uv_fileno((uv_handle_t *)&p->listener, &(uv_os_fd_t){ 0 }) != 0)
+			close(fd); /* uv_tcp_open failed: the handle does not own fd */
+		p->stopping = true;
+		uv_close((uv_handle_t *)&p->listener, on_handle_closed);
+		return TD_EIO;
+	}
+	uv_timer_init(loop, &p->tick);
+	p->tick.data = p;
+	p->refs++;
+	uint32_t tick = (p->ping_ms < p->timeout_ms ? p->ping_ms : p->timeout_ms) / 4;
+	tick = tick < 10 ? 10 : tick > 1000 ? 1000 : tick;
+	uv_timer_start(&p->tick, on_tick, tick, tick);
+	for (size_t i = 0; i < p->ndialers; i++) {
+		struct dialer *d = &p->dialers[i];
+		uv_timer_init(loop, &d->timer);
+		d->timer.data = d;
+		d->gai.data = d;
+		p->refs++;
+		dial_schedule(d, 0);
+	}
+	log_info("p2p: listening on %s (port %u), %zu peer address(es) to dial", cfg->listen, (unsigned)p->port,
+		 p->ndialers);
+	*out = p;
+	return 0;
+}
+
+void p2p_stop(struct p2p *p)
+{
+	struct p2p_peer *c;
+
+	if (!p || p->stopping)
+		return;
+	p->stopping = true;
+	for (c = p->conns; c; c = c->next) {
+		if (!c->announced)
+			continue;
+		c->announced = false;
+		if (p->cb.on_disconnect)
+			p->cb.on_disconnect(p->ctx, c);
+	}
+	uv_close((uv_handle_t *)&p->listener, on_handle_closed);
+	uv_close((uv_handle_t *)&p->tick, on_handle_closed);
+	for (size_t i = 0; i < p->ndialers; i++) {
+		struct dialer *d = &p->dialers[i];
+		if (d->state == DS_RESOLVING)
+			uv_cancel((uv_req_t *)&d->gai); /* on_resolved still runs and drops its reference */
+		uv_close((uv_handle_t *)&d->timer, on_dial_timer_closed);
+	}
+	for (c = p->conns; c; c = c->next)
+		conn_drop(c, -1, "stopping");
+	log_info("p2p: stopped");
+}
+
+/* ---- sending and queries ---------------------------------------------- */
+
+int p2p_send(struct p2p_peer *peer, const uint8_t *msg, size_t len)
+{
+	struct p2p *p = peer->p;
+
+	if (len > p->frame_max)
+		return TD_EINVAL;
+	if (peer->closing || peer->state != CS_READY)
+		return TD_EFULL;
+	uint8_t *pt = td_xmalloc(len + 1);
+	pt[0] = FRAME_APP;
+	if (len)
+		memcpy(pt + 1, msg, len);
+	int rc = conn_push(peer, pt, len + 1);
+	free(pt);
+	return rc;
+}
+
+void p2p_broadcast(struct p2p *p, const uint8_t *msg, size_t len, const struct p2p_peer *except)
+{
+	if (len > p->frame_max) {
+		log_error("p2p: internal error: broadcast of %zu bytes is over frame_max (%" PRIu32 "); not sent", len,
+			  p->frame_max);
+		return;
+	}
+	if (p->stopping || p->npeers == 0)
+		return;
+	uint8_t *pt = td_xmalloc(len + 1);
+	pt[0] = FRAME_APP;
+	if (len)
+		memcpy(pt + 1, msg, len);
+	for (struct p2p_peer *c = p->conns; c; c = c->next)
+		if (c != except && !c->closing && c->state == CS_READY && c->announced)
+			(void)conn_push(c, pt, len + 1);
+	free(pt);
+}
+
+void p2p_disconnect(struct p2p_peer *peer, const char *reason)
+{
+	conn_drop(peer, LOG_WARN, "disconnecting: %s", reason ? reason : "no reason given");
+}
+
+uint32_t p2p_peer_validator(const struct p2p_peer *peer)
+{
+	return (uint32_t)peer->validator;
+}
+
+struct p2p_peer *p2p_peer_find(struct p2p *p, uint32_t validator)
+{
+	if (p->stopping || validator >= p->g->n)
+		return NULL;
+	return p->by_validator[validator];
+}
+
+size_t p2p_peer_count(const struct p2p *p)
+{
+	return p->stopping ? 0 : p->npeers;
+}
+
+uint16_t p2p_listen_port(const struct p2p *p)
+{
+	return p->port;
+}
+
+uint64_t p2p_bytes_sent(const struct p2p *p)
+{
+	return p->bytes_sent;
+}
+
+uint64_t p2p_bytes_received(const struct p2p *p)
+{
+	return p->bytes_received;
+}
+
+static void json_set_identity(json_t *o, const struct p2p *p, int v)
+{
+	char hex[2 * TD_PUBKEY_LEN + 1];
+	td_hex(hex, p->g->v[v].pk, TD_PUBKEY_LEN);
+	json_object_set_new(o, "name", json_string(p->g->v[v].name));
+	json_object_set_new(o, "pub_key", json_string(hex));
+}
+
+json_t *p2p_peers_json(const struct p2p *p)
+{
+	json_t *arr = json_array();
+	uint64_t now = uv_now(p->loop);
+
+	if (p->stopping)
+		return arr;
+	for (uint32_t v = 0; v < p->g->n; v++) {
+		const struct p2p_peer *c = p->by_validator[v];
+		if (!c)
+			continue;
+		json_t *o = json_object();
+		json_set_identity(o, p, (int)v);
+		json_object_set_new(o, "validator", td_json_uint(v));
+		json_object_set_new(o, "address", json_string(c->addr));
+		json_object_set_new(o, "direction", json_string(c->outbound ? "out" : "in"));
+		json_object_set_new(o, "state", json_string("connected"));
+		json_object_set_new(o, "connected_ms", td_json_uint(now - c->connected_at));
+		json_object_set_new(o, "bytes_sent", td_json_uint(c->sent));
+		json_object_set_new(o, "bytes_received", td_json_uint(c->received));
+		json_array_append_new(arr, o);
+	}
+	for (size_t i = 0; i < p->ndialers; i++) {
+		const struct dialer *d = &p->dialers[i];
+		const char *state = NULL;
+		switch (d->state) {
+		case DS_WAIT: state = "backoff"; break;
+		case DS_RESOLVING:
+		case DS_CONNECTING: state = "connecting"; break;
+		case DS_CONNECTED:
+		case DS_PAUSED:
+		case DS_SELF: break;
+		}
+		if (!state)
+			continue;
+		json_t *o = json_object();
+		json_object_set_new(o, "address", json_string(d->addr));
+		json_object_set_new(o, "direction", json_string("out"));
+		json_object_set_new(o, "state", json_string(state));
+		json_object_set_new(o, "attempts", td_json_uint(d->attempts));
+		json_object_set_new(o, "failures", td_json_uint(d->fails));
+		json_object_set_new(o, "retry_in_ms",
+				    td_json_uint(d->state == DS_WAIT && d->next_at > now ? d->next_at - now : 0));
+		if (d->last_error[0])
+			json_object_set_new(o, "last_error", json_string(d->last_error));
+		if (d->validator >= 0)
+			json_set_identity(o, p, d->validator);
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
