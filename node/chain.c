@@ -884,7 +884,9 @@ static int check_block(const struct chain *c, const struct td_block *blk, const 
 		seterr(err, errlen, "block %llu: hash does not match its header", (unsigned long long)h->height);
 		return TD_EINVAL;
 	}
-	if (!commit || commit->height != h->height || memcmp(commit->block_hash, hash, TD_HASH_LEN) != 0) {
+	if (!commit)
+		return 0; /* a proposal being validated: no commit yet */
+	if (commit->height != h->height || memcmp(commit->block_hash, hash, TD_HASH_LEN) != 0) {
 		seterr(err, errlen, "block %llu: commit is not for this block", (unsigned long long)h->height);
 		return TD_ESIG;
 	}
@@ -896,7 +898,8 @@ static int check_block(const struct chain *c, const struct td_block *blk, const 
 	return 0;
 }
 
-int chain_apply(struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err, size_t errlen)
+/* Checks blk (and commit, unless NULL) as chain_apply does; writes only when commit is given. */
+static int apply(struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err, size_t errlen)
 {
 	const uint64_t height = blk->hdr.height;
 	struct overlay ov = { 0 };
@@ -929,6 +932,8 @@ int chain_apply(struct chain *c, const struct td_block *blk, const struct td_com
 			goto out;
 	}
 
+	if (!commit)
+		goto out;
 	td_block_encode(blk, &bytes, &len);
 	if (len > TD_BLOCK_MAX) {
 		seterr(err, errlen, "block %llu: %zu bytes, at most %u", (unsigned long long)height, len,
@@ -959,6 +964,20 @@ out:
 	store_batch_free(b);
 	overlay_free(&ov);
 	return rc;
+}
+
+int chain_apply(struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err, size_t errlen)
+{
+	if (!commit) {
+		seterr(err, errlen, "block %llu: no commit", (unsigned long long)blk->hdr.height);
+		return TD_ESIG;
+	}
+	return apply(c, blk, commit, err, errlen);
+}
+
+int chain_validate(const struct chain *c, const struct td_block *blk, char *err, size_t errlen)
+{
+	return apply((struct chain *)c, blk, NULL, err, errlen);
 }
 
 /* ---- queries --------------------------------------------------------------- */

@@ -54,6 +54,12 @@ int chain_apply(struct chain *c, const struct td_block *blk, const struct td_com
 		size_t errlen);
 
 /*
+ * Checks a proposed block as chain_apply() would, without a commit and
+ * without writing: valid(v) for consensus. Returns 0 or an error with a message.
+ */
+int chain_validate(const struct chain *c, const struct td_block *blk, char *err, size_t errlen);
+
+/*
  * A tender's compiled state and releases:
  *   {"ocid", "compiled": {OCDS compiled release}, "releases": [{"record_id",
  *    "height", "time", "agency", "agency_name", "kind", "release"}...]}

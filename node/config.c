@@ -434,3 +434,94 @@ out:
 	sodium_memzero(sk, sizeof(sk));
 	return rc;
 }
+
+/* Names for testnet validators: agencies of the 2020 pilots first, then numbered ones. */
+static void testnet_name(char *out, size_t cap, uint32_t i)
+{
+	static const char *const names[] = { "Korea Internet & Security Agency", "Jeju Special Self-Governing Province",
+					     "Gangwon-do Provincial Government", "Sejong Special Self-Governing City" };
+	if (i < sizeof(names) / sizeof(names[0]))
+		snprintf(out, cap, "%s", names[i]);
+	else
+		snprintf(out, cap, "Agency %u", i + 1);
+}
+
+int config_testnet(const char *out, uint32_t nodes, uint32_t base_port, const char *chain_id, const char *ocid_prefix,
+		   char *err, size_t errlen)
+{
+	struct td_genesis g = { 0 };
+	uint8_t(*sks)[TD_SECKEY_LEN] = NULL;
+	char home[PATH_MAX], path[PATH_MAX + 32];
+	int rc = TD_EINVAL;
+
+	if (nodes < 1 || nodes > 64) {
+		snprintf(err, errlen, "--nodes must be 1..64");
+		return TD_EINVAL;
+	}
+	if (base_port < 1024 || base_port + nodes > 65535) {
+		snprintf(err, errlen, "--base-port must leave room for %u ports between 1024 and 65535", nodes);
+		return TD_EINVAL;
+	}
+	if (strlen(chain_id) == 0 || strlen(chain_id) > TD_CHAIN_ID_MAX || strncmp(ocid_prefix, "ocds-", 5) != 0) {
+		snprintf(err, errlen, "bad chain id or ocid prefix");
+		return TD_EINVAL;
+	}
+	if (mkdir(out, 0750) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", out, strerror(errno));
+		return TD_EIO;
+	}
+	snprintf(g.chain_id, sizeof(g.chain_id), "%s", chain_id);
+	snprintf(g.ocid_prefix, sizeof(g.ocid_prefix), "%s", ocid_prefix);
+	g.time_ms = (uint64_t)time(NULL) * 1000;
+	g.n = nodes;
+	g.v = td_xcalloc(nodes, sizeof(*g.v));
+	sks = td_xcalloc(nodes, TD_SECKEY_LEN);
+	for (uint32_t i = 0; i < nodes; i++) {
+		snprintf(home, sizeof(home), "%s/node%u", out, i);
+		snprintf(path, sizeof(path), "%s/%s", home, KEY_FILE);
+		if (access(path, F_OK) == 0) {
+			snprintf(err, errlen, "%s already holds a node; remove %s first", home, out);
+			rc = TD_EEXIST;
+			goto out;
+		}
+		testnet_name(g.v[i].name, sizeof(g.v[i].name), i);
+		crypto_sign_keypair(g.v[i].pk, sks[i]);
+	}
+	for (uint32_t i = 0; i < nodes; i++) {
+		struct config cfg;
+		size_t used = 0;
+		snprintf(home, sizeof(home), "%s/node%u", out, i);
+		if (mkdir(home, 0750) != 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: %s", home, strerror(errno));
+			rc = TD_EIO;
+			goto out;
+		}
+		config_defaults(&cfg, home);
+		snprintf(cfg.name, sizeof(cfg.name), "%s", g.v[i].name);
+		snprintf(cfg.p2p_listen, sizeof(cfg.p2p_listen), "127.0.0.1:%u", base_port + i);
+		for (uint32_t j = 0; j < nodes; j++) {
+			if (j == i)
+				continue;
+			int k = snprintf(cfg.p2p_peers + used, sizeof(cfg.p2p_peers) - used, "%s127.0.0.1:%u",
+					 used ? "," : "", base_port + j);
+			if (k < 0 || (size_t)k >= sizeof(cfg.p2p_peers) - used)
+				break;
+			used += (size_t)k;
+		}
+		snprintf(path, sizeof(path), "%s/%s", home, KEY_FILE);
+		if ((rc = config_key_write(path, sks[i], err, errlen)))
+			goto out;
+		snprintf(path, sizeof(path), "%s/%s", home, CONFIG_FILE);
+		if ((rc = config_write(&cfg, path, err, errlen)))
+			goto out;
+		snprintf(path, sizeof(path), "%s/%s", home, GENESIS_FILE);
+		if ((rc = config_genesis_write(&g, path, err, errlen)))
+			goto out;
+	}
+	rc = 0;
+out:
+	sodium_memzero(sks, (size_t)nodes * TD_SECKEY_LEN);
+	free(sks);
+	td_genesis_free(&g);
+	return rc;
+}

@@ -64,6 +64,15 @@ int config_genesis_write(const struct td_genesis *g, const char *path, char *err
 int config_init_home(const char *home, const char *name, const char *chain_id, const char *ocid_prefix, char *err,
 		     size_t errlen);
 
+/*
+ * `tenderd testnet`: creates out/node0 .. out/node<n-1>, each a home with its
+ * own key and config, sharing one genesis of n validators; node i listens on
+ * 127.0.0.1:base_port+i and dials every other node. Refuses an out directory
+ * that already holds node homes.
+ */
+int config_testnet(const char *out, uint32_t nodes, uint32_t base_port, const char *chain_id, const char *ocid_prefix,
+		   char *err, size_t errlen);
+
 /* Reads a whole file (at most max bytes) into a malloc'd NUL-terminated buffer. */
 int config_read_file(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen);
 

@@ -27,6 +27,7 @@ static const char usage_text[] =
 	"commands:\n"
 	"  init     create a node home: key (node.key, mode 0600), config.ini, genesis.json\n"
 	"  run      run the node in the foreground until SIGINT or SIGTERM\n"
+	"  testnet  create the homes of a local multi-node testnet\n"
 	"  version  print the version\n"
 	"\n"
 	"tenderd init --home DIR --name AGENCY [--chain-id ID] [--ocid-prefix PREFIX]\n"
@@ -34,6 +35,10 @@ static const char usage_text[] =
 	"  --name AGENCY         this agency's name, as validators and buyers see it\n"
 	"  --chain-id ID         chain identifier (default tenderd-local)\n"
 	"  --ocid-prefix PREFIX  ocid prefix every tender must use (default ocds-kr2020)\n"
+	"\n"
+	"tenderd testnet --nodes N --out DIR --base-port P [--chain-id ID] [--ocid-prefix PREFIX]\n"
+	"  writes DIR/node0 .. DIR/node<N-1> sharing one genesis of N validators;\n"
+	"  node i listens on 127.0.0.1:P+i and its socket is DIR/node<i>/tenderd.sock\n"
 	"\n"
 	"tenderd run --home DIR [OPTIONS]\n"
 	"  --home DIR            node home (or $TENDERD_HOME)\n"
@@ -93,6 +98,58 @@ static int cmd_init(int argc, char **argv)
 	printf("  config   %s/%s\n", home, CONFIG_FILE);
 	printf("  genesis  %s/%s (chain %s, one validator)\n", home, GENESIS_FILE, chain_id);
 	printf("start it with: tenderd run --home %s\n", home);
+	return 0;
+}
+
+static int cmd_testnet(int argc, char **argv)
+{
+	static const struct option opts[] = { { "nodes", required_argument, NULL, 'n' },
+					      { "out", required_argument, NULL, 'o' },
+					      { "base-port", required_argument, NULL, 'p' },
+					      { "chain-id", required_argument, NULL, 'c' },
+					      { "ocid-prefix", required_argument, NULL, 'x' },
+					      { "help", no_argument, NULL, 'H' },
+					      { NULL, 0, NULL, 0 } };
+	const char *out = NULL, *chain_id = "tenderd-testnet", *prefix = "ocds-kr2020";
+	long nodes = 4, port = 26656;
+	char err[512], *end;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			nodes = strtol(optarg, &end, 10);
+			if (*end || nodes < 1 || nodes > 64) {
+				fprintf(stderr, "tenderd testnet: --nodes takes 1..64\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'o': out = optarg; break;
+		case 'p':
+			port = strtol(optarg, &end, 10);
+			if (*end || port < 1024 || port > 65000) {
+				fprintf(stderr, "tenderd testnet: --base-port takes 1024..65000\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'c': chain_id = optarg; break;
+		case 'x': prefix = optarg; break;
+		case 'H': return usage(stdout, 0);
+		default: return usage(stderr, EXIT_USAGE);
+		}
+	}
+	if (!out || optind != argc) {
+		fprintf(stderr, "tenderd testnet: --out is required\n");
+		return usage(stderr, EXIT_USAGE);
+	}
+	if (config_testnet(out, (uint32_t)nodes, (uint32_t)port, chain_id, prefix, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tenderd testnet: %s\n", err);
+		return 1;
+	}
+	printf("testnet of %ld nodes in %s (chain %s)\n", nodes, out, chain_id);
+	for (long i = 0; i < nodes; i++)
+		printf("  node%ld: p2p 127.0.0.1:%ld, socket %s/node%ld/tenderd.sock\n", i, port + i, out, i);
+	printf("start each with: tenderd run --home %s/nodeI\n", out);
 	return 0;
 }
 
@@ -196,6 +253,8 @@ int main(int argc, char **argv)
 	optind = 1;
 	if (strcmp(cmd, "init") == 0)
 		return cmd_init(argc - 1, argv + 1);
+	if (strcmp(cmd, "testnet") == 0)
+		return cmd_testnet(argc - 1, argv + 1);
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
 	fprintf(stderr, "tenderd: unknown command \"%s\"\n", cmd);

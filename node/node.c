@@ -1,9 +1,18 @@
 /*
- * The node (see node.h). It owns the loop's handles, the chain, the mempool
- * and the socket; lower modules never call each other through it except by
- * the callbacks set here. Methods on the socket:
- *   status, tender.publish, tender.get, tender.list, block.get
- * Requests published with "wait" stay in a list until their record commits.
+ * The node (see node.h). It owns the loop's handles, the chain, the mempool,
+ * the consensus core, the p2p transport and the socket, and wires them:
+ *
+ *   socket publish -> record (signed here) -> chain check -> mempool -> ANNOUNCE
+ *   peer ANNOUNCE -> FETCH -> RECORDS -> verify once -> mempool -> ANNOUNCE
+ *   consensus REQUEST_VALUE -> block from the mempool -> PROPOSAL (header + ids)
+ *   peer PROPOSAL -> block rebuilt from the mempool (FETCH what is missing)
+ *     -> VALIDATE (chain_validate) -> votes -> DECIDE -> chain_apply -> answers
+ *   peer STATUS ahead of us -> SYNC_REQ -> SYNC_BLOCKS -> chain_apply
+ *
+ * A height is started only when something is pending (a record in the
+ * mempool, or a peer's proposal or vote for it): an idle chain makes no
+ * blocks and sends only STATUS. Before signing any proposal or vote the
+ * consensus sign state is saved with fsync (double-sign guard).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +22,25 @@
 #include <sodium.h>
 
 #include "chain.h"
+#include "consensus.h"
 #include "log.h"
 #include "mempool.h"
 #include "node.h"
+#include "p2p.h"
 #include "rpc.h"
+#include "signstate.h"
 #include "tenderd/json.h"
+#include "tenderd/msg.h"
 
 #define TENDERD_VERSION "0.1.0"
+#define SEEN_SLOTS 65536          /* recently requested or refused record ids */
+#define FETCH_RETRY_MS 2000       /* ask again for a record after this long */
+#define TICK_MS 1000              /* STATUS broadcast and sync checks */
+#define SYNC_TIMEOUT_MS 5000      /* a sync request unanswered this long is given up */
+#define FUTURE_DRIFT_MS 30000     /* a proposed block may be this far ahead of our clock */
+#define PRECOMMITS_MAX (16 * TD_VALIDATORS_MAX)
+#define PENDING_PROPOSALS_MAX 16
+#define ANNOUNCE_BATCH 1024
 
 struct waiter {
 	struct rpc_req *req;
@@ -27,6 +48,42 @@ struct waiter {
 	char ocid[TD_OCID_MAX + 1];
 	char release_id[TD_ID_MAX + 1];
 	struct waiter *next;
+};
+
+struct ntimer {
+	uv_timer_t t;
+	struct node *n;
+	enum cons_timeout kind;
+	uint64_t h;
+	uint32_t r;
+	struct ntimer *prev, *next;
+};
+
+/* A proposal whose block is being rebuilt from records we still lack. */
+struct pprop {
+	uint32_t from;
+	uint32_t round;
+	int32_t valid_round;
+	uint8_t hash[TD_HASH_LEN];
+	struct td_block_header hdr;
+	uint8_t (*ids)[TD_HASH_LEN];
+	struct td_record **recs; /* references, NULL where missing */
+	uint32_t missing;
+	uint64_t asked_ms;
+};
+
+struct pvote {
+	uint64_t height;
+	uint32_t round;
+	uint32_t validator;
+	uint8_t hash[TD_HASH_LEN];
+	uint8_t sig[TD_SIG_LEN];
+};
+
+struct seen {
+	uint8_t id[TD_HASH_LEN];
+	uint64_t ms;
+	bool refused;
 };
 
 struct node {
@@ -39,14 +96,50 @@ struct node {
 	struct chain *chain;
 	struct mempool *mp;
 	struct rpc *rpc;
-	uv_timer_t block_timer;
+	struct p2p *p2p;
+	struct cons cons;
+	bool cons_ok;
+	struct cons_sign_state saved_ss; /* what is on disk */
+	char ss_path[PATH_MAX + 32];
+
+	uv_timer_t start_timer, tick_timer;
+	uv_check_t flush_check;
 	uv_signal_t sig_int, sig_term;
-	struct waiter *waiters;
-	struct td_record **scratch; /* cfg.block_max_records slots for building blocks */
 	bool handles_open;
 	bool stopping;
-	uint64_t last_rx_ms;
+
+	struct waiter *waiters;
+	struct ntimer *timers;
+
+	/* this height's proposals: complete blocks and ones being rebuilt */
+	struct td_block *blocks[PENDING_PROPOSALS_MAX];
+	uint32_t nblocks;
+	struct pprop pend[PENDING_PROPOSALS_MAX];
+	uint32_t npend;
+	struct pvote *precommits;
+	uint32_t nprecommits;
+	bool awaiting_value;
+	uint64_t av_h;
+	uint32_t av_r;
+
+	/* gossip */
+	struct seen *seen;
+	uint8_t (*announce)[TD_HASH_LEN];
+	uint32_t nannounce;
+
+	/* block sync */
+	uint64_t peer_height[TD_VALIDATORS_MAX];
+	bool syncing;
+	uint64_t sync_deadline;
+	uint64_t height_at_last_tick;
+
+	struct td_record **scratch; /* cfg.block_max_records slots */
+	uint64_t records_received, records_refused;
 };
+
+static void drive(struct node *n);
+static void reset_height(struct node *n);
+static void maybe_start(struct node *n, uint32_t delay_ms);
 
 static uint64_t wall_ms(void)
 {
@@ -55,9 +148,19 @@ static uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static bool sole_validator(const struct node *n)
+static uint64_t cur_height(const struct node *n)
 {
-	return n->my_index == 0 && n->genesis.n == 1;
+	return chain_height(n->chain) + 1;
+}
+
+static void send_buf(struct node *n, struct p2p_peer *to, struct td_buf *b)
+{
+	if (!n->p2p)
+		return;
+	if (to)
+		p2p_send(to, (const uint8_t *)b->sb.data, b->sb.size);
+	else
+		p2p_broadcast(n->p2p, (const uint8_t *)b->sb.data, b->sb.size, NULL);
 }
 
 /* ---- answering waiting requests ---- */
@@ -69,7 +172,7 @@ static json_t *publish_result(const uint8_t id[static TD_HASH_LEN], const char *
 	return json_pack("{s:s, s:s, s:s}", "id", hex, "ocid", ocid, "release_id", release_id);
 }
 
-/* Answers every waiter whose record is committed, or refused with msg (id given). */
+/* Answers every waiter whose record is committed, or the one refused with msg (id given). */
 static void settle_waiters(struct node *n, const uint8_t *refused_id, int code, const char *msg)
 {
 	struct waiter **p = &n->waiters;
@@ -91,97 +194,792 @@ static void settle_waiters(struct node *n, const uint8_t *refused_id, int code, 
 	}
 }
 
-/* ---- the block producer (one validator) ---- */
+/* ---- gossip ---- */
 
-/* Refuses a pending record that can no longer be committed. */
-static void drop_record(struct node *n, struct td_record *rec, const char *why)
+static struct seen *seen_slot(struct node *n, const uint8_t id[static TD_HASH_LEN])
 {
-	char hex[2 * TD_HASH_LEN + 1];
-	uint8_t id[TD_HASH_LEN];
-	td_hex(hex, rec->id, TD_HASH_LEN);
-	log_warn("dropping pending record %s (%s): %s", hex, rec->ocid, why);
-	memcpy(id, rec->id, TD_HASH_LEN);
-	mempool_remove(n->mp, id);
-	settle_waiters(n, id, TD_RPC_RULE, why);
+	uint32_t h;
+	memcpy(&h, id, sizeof(h));
+	return &n->seen[h & (SEEN_SLOTS - 1)];
 }
 
-/*
- * Commits one block of pending records at the next height. With want
- * records from the front of the mempool (0: as many as fit). Returns the
- * number of records committed, or -1 if the block was refused.
- */
-static int commit_block(struct node *n, uint32_t want)
+static bool seen_recent(struct node *n, const uint8_t id[static TD_HASH_LEN], uint64_t now, bool *refused)
 {
-	struct td_record **recs = n->scratch;
+	struct seen *s = seen_slot(n, id);
+	if (memcmp(s->id, id, TD_HASH_LEN) != 0)
+		return false;
+	*refused = s->refused;
+	return s->refused || now - s->ms < FETCH_RETRY_MS;
+}
+
+static void seen_mark(struct node *n, const uint8_t id[static TD_HASH_LEN], uint64_t now, bool refused)
+{
+	struct seen *s = seen_slot(n, id);
+	memcpy(s->id, id, TD_HASH_LEN);
+	s->ms = now;
+	s->refused = refused;
+}
+
+static void flush_announce(struct node *n)
+{
+	if (n->nannounce == 0)
+		return;
+	if (n->p2p && p2p_peer_count(n->p2p) > 0) {
+		struct td_buf b;
+		td_buf_init(&b);
+		td_msg_ids(&b, TD_MSG_ANNOUNCE, (const uint8_t(*)[TD_HASH_LEN])n->announce, n->nannounce);
+		send_buf(n, NULL, &b);
+		td_buf_free(&b);
+	}
+	n->nannounce = 0;
+}
+
+static void announce(struct node *n, const uint8_t id[static TD_HASH_LEN])
+{
+	memcpy(n->announce[n->nannounce++], id, TD_HASH_LEN);
+	if (n->nannounce == ANNOUNCE_BATCH)
+		flush_announce(n);
+}
+
+/* Runs after each loop iteration's I/O: one ANNOUNCE carries all ids gathered. */
+static void on_flush_check(uv_check_t *c)
+{
+	flush_announce(c->data);
+}
+
+static void fetch(struct node *n, struct p2p_peer *peer, uint8_t (*ids)[TD_HASH_LEN], uint32_t k)
+{
+	if (k == 0 || !peer)
+		return;
+	struct td_buf b;
+	td_buf_init(&b);
+	td_msg_ids(&b, TD_MSG_FETCH, (const uint8_t(*)[TD_HASH_LEN])ids, k);
+	send_buf(n, peer, &b);
+	td_buf_free(&b);
+}
+
+static void on_announce(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
+{
+	uint8_t(*want)[TD_HASH_LEN] = td_xcalloc(m->n_ids ? m->n_ids : 1, TD_HASH_LEN);
+	uint32_t k = 0;
+	uint64_t now = uv_now(n->loop);
+	bool refused;
+	for (uint32_t i = 0; i < m->n_ids; i++) {
+		if (mempool_has(n->mp, m->ids[i]) || seen_recent(n, m->ids[i], now, &refused) ||
+		    chain_has_record(n->chain, m->ids[i], NULL))
+			continue;
+		seen_mark(n, m->ids[i], now, false);
+		memcpy(want[k++], m->ids[i], TD_HASH_LEN);
+	}
+	fetch(n, peer, want, k);
+	free(want);
+}
+
+/* Answers FETCH with the records we hold, in messages under the frame cap. */
+static void on_fetch(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
+{
+	struct td_record **found = td_xcalloc(m->n_ids ? m->n_ids : 1, sizeof(*found));
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < m->n_ids; i++) {
+		struct td_record *rec = mempool_get(n->mp, m->ids[i]);
+		for (uint32_t j = 0; !rec && j < n->nblocks; j++)
+			for (uint32_t x = 0; !rec && x < n->blocks[j]->hdr.n_records; x++)
+				if (memcmp(n->blocks[j]->records[x]->id, m->ids[i], TD_HASH_LEN) == 0)
+					rec = n->blocks[j]->records[x];
+		if (rec)
+			found[k++] = rec;
+	}
+	for (uint32_t i = 0; i < k;) {
+		uint32_t j = i;
+		size_t bytes = 0;
+		while (j < k && bytes + found[j]->len < TD_BLOCK_MAX / 2)
+			bytes += found[j++]->len;
+		struct td_buf b;
+		td_buf_init(&b);
+		td_msg_items_begin(&b, TD_MSG_RECORDS, j - i);
+		for (uint32_t x = i; x < j; x++)
+			td_enc_bin(&b, found[x]->bytes, found[x]->len);
+		send_buf(n, peer, &b);
+		td_buf_free(&b);
+		i = j;
+	}
+	free(found);
+}
+
+static void pending_proposals_offer(struct node *n, struct td_record *rec);
+
+/* A record from a peer: verified once, then into the mempool and on to others. */
+static void on_records(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
+{
 	char err[TD_ERRMSG_MAX];
-	uint32_t k = mempool_peek(n->mp, recs, want ? want : n->cfg.block_max_records, n->cfg.block_max_bytes);
-	uint32_t kept = 0;
-
-	for (uint32_t i = 0; i < k; i++) {
-		if (chain_check_record(n->chain, recs[i], err, sizeof(err)) != 0)
-			drop_record(n, recs[i], err);
-		else
-			recs[kept++] = recs[i];
+	uint64_t now = uv_now(n->loop);
+	bool added = false;
+	for (uint32_t i = 0; i < m->n_items; i++) {
+		uint8_t id[TD_HASH_LEN];
+		bool refused = false;
+		struct td_record *rec = NULL;
+		if (m->items[i].len > TD_RECORD_MAX) {
+			p2p_disconnect(peer, "sent a record over the size limit");
+			return;
+		}
+		td_hash(id, m->items[i].p, m->items[i].len);
+		if ((rec = mempool_get(n->mp, id))) {
+			pending_proposals_offer(n, rec);
+			continue;
+		}
+		if ((seen_recent(n, id, now, &refused) && refused) || chain_has_record(n->chain, id, NULL))
+			continue;
+		n->records_received++;
+		int rc = td_record_decode(&rec, m->items[i].p, m->items[i].len, n->genesis.chain_id, err, sizeof(err));
+		if (rc) {
+			n->records_refused++;
+			seen_mark(n, id, now, true);
+			p2p_disconnect(peer, "sent a record that fails verification");
+			return;
+		}
+		pending_proposals_offer(n, rec);
+		if (chain_check_record(n->chain, rec, err, sizeof(err)) != 0 ||
+		    mempool_add(n->mp, rec, err, sizeof(err)) != 0) {
+			log_debug("record from peer not pooled: %s", err);
+			td_record_free(rec);
+			continue;
+		}
+		added = true;
+		announce(n, id);
 	}
-	if (kept == 0)
-		return 0;
-
-	uint64_t height = chain_height(n->chain) + 1, now = wall_ms();
-	if (now < chain_last_time(n->chain))
-		now = chain_last_time(n->chain);
-	struct td_record **owned = td_xcalloc(kept, sizeof(*owned));
-	memcpy(owned, recs, kept * sizeof(*owned));
-	struct td_block *blk = td_block_new(height, chain_last_hash(n->chain), now, n->pk, owned, kept);
-	struct td_commit_sig sig = { .validator = (uint32_t)n->my_index };
-	struct td_commit commit = { .height = height, .round = 0, .n_sigs = 1, .sigs = &sig };
-	memcpy(commit.block_hash, blk->hash, TD_HASH_LEN);
-	td_vote_sign(sig.sig, n->genesis.chain_id, TD_VOTE_PRECOMMIT, height, 0, blk->hash, n->sk);
-
-	int rc = chain_apply(n->chain, blk, &commit, err, sizeof(err));
-	uint8_t (*ids)[TD_HASH_LEN] = td_xcalloc(kept, TD_HASH_LEN);
-	for (uint32_t i = 0; i < kept; i++) {
-		memcpy(ids[i], blk->records[i]->id, TD_HASH_LEN);
-		blk->records[i] = NULL; /* still owned by the mempool */
-	}
-	if (rc == 0) {
-		char hex[2 * TD_HASH_LEN + 1];
-		td_hex(hex, blk->hash, TD_HASH_LEN);
-		log_info("committed block %llu (%s) with %u record%s", (unsigned long long)height, hex, kept,
-			 kept == 1 ? "" : "s");
-		for (uint32_t i = 0; i < kept; i++)
-			mempool_remove(n->mp, ids[i]);
-		settle_waiters(n, NULL, 0, NULL);
-	} else {
-		log_error("block %llu refused by the chain: %s", (unsigned long long)height, err);
-		if (kept == 1)
-			drop_record(n, mempool_get(n->mp, ids[0]), err);
-	}
-	free(ids);
-	td_block_free(blk);
-	return rc == 0 ? (int)kept : -1;
+	if (added)
+		maybe_start(n, n->cfg.block_delay_ms);
+	if (n->awaiting_value && added)
+		drive(n);
 }
 
-/* Commits what is pending; a refused block is retried record by record. */
-static void produce(struct node *n)
+/* ---- proposals being rebuilt ---- */
+
+static struct td_block *block_find(struct node *n, const uint8_t hash[static TD_HASH_LEN])
 {
-	if (commit_block(n, 0) < 0)
-		while (mempool_count(n->mp) > 0 && commit_block(n, 1) != 0)
-			;
+	for (uint32_t i = 0; i < n->nblocks; i++)
+		if (memcmp(n->blocks[i]->hash, hash, TD_HASH_LEN) == 0)
+			return n->blocks[i];
+	return NULL;
 }
 
-static void on_block_timer(uv_timer_t *t)
+static void block_keep(struct node *n, struct td_block *blk)
+{
+	if (n->nblocks == PENDING_PROPOSALS_MAX) {
+		td_block_free(n->blocks[0]);
+		memmove(n->blocks, n->blocks + 1, (PENDING_PROPOSALS_MAX - 1) * sizeof(*n->blocks));
+		n->nblocks--;
+	}
+	n->blocks[n->nblocks++] = blk;
+}
+
+static void pprop_clear(struct pprop *p)
+{
+	if (p->recs)
+		for (uint32_t i = 0; i < p->hdr.n_records; i++)
+			td_record_free(p->recs[i]);
+	free(p->recs);
+	free(p->ids);
+	memset(p, 0, sizeof(*p));
+}
+
+/* The block of a complete proposal: checked against its header, kept, given to consensus. */
+static void pprop_complete(struct node *n, uint32_t idx)
+{
+	struct pprop p = n->pend[idx];
+	n->pend[idx] = n->pend[--n->npend];
+	memset(&n->pend[n->npend], 0, sizeof(n->pend[n->npend]));
+
+	struct td_block *blk = td_block_new(p.hdr.height, p.hdr.prev_hash, p.hdr.time_ms, p.hdr.proposer, p.recs,
+					    p.hdr.n_records);
+	p.recs = NULL;
+	if (memcmp(blk->hash, p.hash, TD_HASH_LEN) != 0) {
+		log_warn("proposal for height %llu round %u from validator %u: records do not match its header",
+			 (unsigned long long)p.hdr.height, p.round, p.from);
+		td_block_free(blk);
+		pprop_clear(&p);
+		return;
+	}
+	if (!block_find(n, blk->hash))
+		block_keep(n, blk);
+	else
+		td_block_free(blk);
+	if (p.hdr.height == cur_height(n)) {
+		if (!cons_started(&n->cons) || cons_height(&n->cons) != cur_height(n))
+			cons_start(&n->cons, cur_height(n));
+		cons_on_proposal(&n->cons, p.from, p.hdr.height, p.round, p.hash, p.valid_round);
+		drive(n);
+	}
+	pprop_clear(&p);
+}
+
+static void pending_proposals_offer(struct node *n, struct td_record *rec)
+{
+	for (uint32_t i = 0; i < n->npend; i++) {
+		struct pprop *p = &n->pend[i];
+		for (uint32_t j = 0; j < p->hdr.n_records; j++) {
+			if (!p->recs[j] && memcmp(p->ids[j], rec->id, TD_HASH_LEN) == 0) {
+				p->recs[j] = td_record_ref(rec);
+				p->missing--;
+			}
+		}
+	}
+	for (uint32_t i = 0; i < n->npend;) {
+		if (n->pend[i].missing == 0)
+			pprop_complete(n, i);
+		else
+			i++;
+	}
+}
+
+static void on_proposal(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
+{
+	uint8_t hash[TD_HASH_LEN];
+	struct td_buf b;
+
+	log_debug("proposal for height %llu round %u with %u records", (unsigned long long)m->height, m->round,
+		  m->n_ids);
+	if (m->height != cur_height(n) || m->round > CONS_ROUND_MAX)
+		return;
+	uint32_t from = (uint32_t)((m->height + m->round) % n->genesis.n);
+	td_buf_init(&b);
+	td_header_encode(&b, &m->hdr);
+	td_hash(hash, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+	if (!td_proposal_verify(m->sig, n->genesis.chain_id, m->height, m->round, m->valid_round, hash,
+				n->genesis.v[from].pk)) {
+		p2p_disconnect(peer, "sent a proposal with a bad signature");
+		return;
+	}
+	if (block_find(n, hash)) {
+		if (!cons_started(&n->cons) || cons_height(&n->cons) != cur_height(n))
+			cons_start(&n->cons, cur_height(n));
+		cons_on_proposal(&n->cons, from, m->height, m->round, hash, m->valid_round);
+		drive(n);
+		return;
+	}
+	for (uint32_t i = 0; i < n->npend; i++)
+		if (memcmp(n->pend[i].hash, hash, TD_HASH_LEN) == 0 && n->pend[i].round == m->round)
+			return;
+	if (n->npend == PENDING_PROPOSALS_MAX)
+		return;
+	struct pprop *p = &n->pend[n->npend++];
+	memset(p, 0, sizeof(*p));
+	p->from = from;
+	p->round = m->round;
+	p->valid_round = m->valid_round;
+	memcpy(p->hash, hash, TD_HASH_LEN);
+	p->hdr = m->hdr;
+	p->ids = td_xcalloc(m->n_ids ? m->n_ids : 1, TD_HASH_LEN);
+	p->recs = td_xcalloc(m->n_ids ? m->n_ids : 1, sizeof(*p->recs));
+	memcpy(p->ids, m->ids, (size_t)m->n_ids * TD_HASH_LEN);
+	uint8_t(*want)[TD_HASH_LEN] = td_xcalloc(m->n_ids ? m->n_ids : 1, TD_HASH_LEN);
+	for (uint32_t i = 0; i < m->n_ids; i++) {
+		struct td_record *rec = mempool_get(n->mp, m->ids[i]);
+		if (rec)
+			p->recs[i] = td_record_ref(rec);
+		else
+			memcpy(want[p->missing++], m->ids[i], TD_HASH_LEN);
+	}
+	p->asked_ms = uv_now(n->loop);
+	if (p->missing == 0)
+		pprop_complete(n, n->npend - 1);
+	else
+		fetch(n, peer, want, p->missing);
+	free(want);
+}
+
+/* ---- votes ---- */
+
+static void precommit_keep(struct node *n, uint64_t h, uint32_t r, uint32_t v, const uint8_t hash[static TD_HASH_LEN],
+			   const uint8_t sig[static TD_SIG_LEN])
+{
+	for (uint32_t i = 0; i < n->nprecommits; i++) {
+		struct pvote *p = &n->precommits[i];
+		if (p->height == h && p->round == r && p->validator == v && memcmp(p->hash, hash, TD_HASH_LEN) == 0)
+			return;
+	}
+	if (n->nprecommits == PRECOMMITS_MAX)
+		return;
+	struct pvote *p = &n->precommits[n->nprecommits++];
+	p->height = h;
+	p->round = r;
+	p->validator = v;
+	memcpy(p->hash, hash, TD_HASH_LEN);
+	memcpy(p->sig, sig, TD_SIG_LEN);
+}
+
+static void on_vote(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
+{
+	uint64_t h = cur_height(n);
+	if ((m->height != h && m->height != h + 1) || m->round > CONS_ROUND_MAX)
+		return;
+	if (m->validator >= n->genesis.n) {
+		p2p_disconnect(peer, "sent a vote from an unknown validator");
+		return;
+	}
+	if (!td_vote_verify(m->sig, n->genesis.chain_id, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash,
+			    n->genesis.v[m->validator].pk)) {
+		p2p_disconnect(peer, "sent a vote with a bad signature");
+		return;
+	}
+	log_debug("vote type %d from %u at height %llu round %u%s", (int)m->vote_type, m->validator,
+		  (unsigned long long)m->height, m->round, m->nil ? " nil" : "");
+	if (m->vote_type == TD_VOTE_PRECOMMIT && !m->nil)
+		precommit_keep(n, m->height, m->round, m->validator, m->hash, m->sig);
+	if (m->height == h && (!cons_started(&n->cons) || cons_height(&n->cons) != h))
+		cons_start(&n->cons, h);
+	int rc = cons_on_vote(&n->cons, m->validator, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash);
+	if (rc == TD_ERULE)
+		log_warn("validator %u (%s) signed two different votes at height %llu round %u: kept as evidence",
+			 m->validator, n->genesis.v[m->validator].name, (unsigned long long)m->height, m->round);
+	drive(n);
+}
+
+/* ---- consensus actions ---- */
+
+/* Builds a block at height h from pending records that pass the chain's checks. */
+static struct td_block *build_block(struct node *n, uint64_t h)
+{
+	char err[TD_ERRMSG_MAX];
+	for (;;) {
+		uint32_t k = mempool_peek(n->mp, n->scratch, n->cfg.block_max_records, n->cfg.block_max_bytes);
+		if (k == 0)
+			return NULL;
+		for (uint32_t attempt = 0; attempt < 2; attempt++) {
+			uint32_t take = attempt == 0 ? k : 1;
+			struct td_record **recs = td_xcalloc(take, sizeof(*recs));
+			for (uint32_t i = 0; i < take; i++)
+				recs[i] = td_record_ref(n->scratch[i]);
+			uint64_t now = wall_ms();
+			if (now < chain_last_time(n->chain))
+				now = chain_last_time(n->chain);
+			struct td_block *blk = td_block_new(h, chain_last_hash(n->chain), now, n->pk, recs, take);
+			if (chain_validate(n->chain, blk, err, sizeof(err)) == 0)
+				return blk;
+			td_block_free(blk);
+			if (take == 1) {
+				/* The oldest record alone is refused: it can never commit. */
+				struct td_record *bad = n->scratch[0];
+				uint8_t id[TD_HASH_LEN];
+				memcpy(id, bad->id, TD_HASH_LEN);
+				log_warn("dropping pending record for %s: %s", bad->ocid, err);
+				mempool_remove(n->mp, id);
+				settle_waiters(n, id, TD_RPC_RULE, err);
+				break;
+			}
+		}
+	}
+}
+
+static bool save_sign_state(struct node *n)
+{
+	const struct cons_sign_state *ss = cons_sign_state(&n->cons);
+	char err[TD_ERRMSG_MAX];
+	if (memcmp(ss, &n->saved_ss, sizeof(*ss)) == 0)
+		return true;
+	if (signstate_save(n->ss_path, ss, err, sizeof(err)) != 0) {
+		log_error("cannot save the sign state, refusing to sign: %s", err);
+		return false;
+	}
+	n->saved_ss = *ss;
+	return true;
+}
+
+static void on_cons_timer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void on_cons_timer(uv_timer_t *t)
+{
+	struct ntimer *nt = t->data;
+	struct node *n = nt->n;
+	if (nt->prev)
+		nt->prev->next = nt->next;
+	else
+		n->timers = nt->next;
+	if (nt->next)
+		nt->next->prev = nt->prev;
+	uv_close((uv_handle_t *)&nt->t, on_cons_timer_closed);
+	if (!n->stopping) {
+		cons_on_timeout(&n->cons, nt->kind, nt->h, nt->r);
+		drive(n);
+	}
+}
+
+static void decide(struct node *n, const struct cons_action *a)
+{
+	char err[TD_ERRMSG_MAX], hex[2 * TD_HASH_LEN + 1];
+	struct td_block *blk = block_find(n, a->value);
+	struct td_commit_sig sigs[TD_VALIDATORS_MAX];
+	struct td_commit commit = { .height = a->height, .round = a->round, .n_sigs = 0, .sigs = sigs };
+
+	if (a->height != cur_height(n))
+		return; /* already applied through block sync */
+	if (!blk) {
+		log_error("decided height %llu but the block is unknown; waiting for block sync",
+			  (unsigned long long)a->height);
+		return;
+	}
+	memcpy(commit.block_hash, a->value, TD_HASH_LEN);
+	for (uint32_t i = 0; i < a->n_signers; i++) {
+		for (uint32_t j = 0; j < n->nprecommits; j++) {
+			const struct pvote *p = &n->precommits[j];
+			if (p->height == a->height && p->round == a->round && p->validator == a->signers[i] &&
+			    memcmp(p->hash, a->value, TD_HASH_LEN) == 0) {
+				sigs[commit.n_sigs].validator = p->validator;
+				memcpy(sigs[commit.n_sigs++].sig, p->sig, TD_SIG_LEN);
+				break;
+			}
+		}
+	}
+	if (chain_apply(n->chain, blk, &commit, err, sizeof(err)) != 0) {
+		log_error("decided block %llu refused by the chain: %s", (unsigned long long)a->height, err);
+		return;
+	}
+	td_hex(hex, blk->hash, TD_HASH_LEN);
+	log_info("committed block %llu (%s) round %u with %u record%s, %u signatures", (unsigned long long)a->height,
+		 hex, a->round, blk->hdr.n_records, blk->hdr.n_records == 1 ? "" : "s", commit.n_sigs);
+	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
+		mempool_remove(n->mp, blk->records[i]->id);
+	reset_height(n);
+}
+
+static void act(struct node *n, const struct cons_action *a)
+{
+	struct td_buf b;
+	log_debug("consensus action %d at height %llu round %u%s", (int)a->kind, (unsigned long long)a->height,
+		  a->round, a->kind == CONS_ACT_VOTE ? (a->nil ? " (vote nil)" : " (vote)") : "");
+	switch (a->kind) {
+	case CONS_ACT_PROPOSAL: {
+		struct td_block *blk = block_find(n, a->value);
+		uint8_t sig[TD_SIG_LEN];
+		if (!blk) {
+			log_warn("cannot re-send proposal for height %llu round %u: block not at hand",
+				 (unsigned long long)a->height, a->round);
+			return;
+		}
+		if (!save_sign_state(n))
+			return;
+		td_proposal_sign(sig, n->genesis.chain_id, a->height, a->round, a->valid_round, blk->hash, n->sk);
+		td_buf_init(&b);
+		td_msg_proposal(&b, blk, a->round, a->valid_round, sig);
+		send_buf(n, NULL, &b);
+		td_buf_free(&b);
+		return;
+	}
+	case CONS_ACT_VOTE: {
+		uint8_t sig[TD_SIG_LEN];
+		if (!save_sign_state(n))
+			return;
+		td_vote_sign(sig, n->genesis.chain_id, a->vote_type, a->height, a->round, a->nil ? NULL : a->value,
+			     n->sk);
+		if (a->vote_type == TD_VOTE_PRECOMMIT && !a->nil)
+			precommit_keep(n, a->height, a->round, (uint32_t)n->my_index, a->value, sig);
+		td_buf_init(&b);
+		td_msg_vote(&b, a->vote_type, a->height, a->round, a->nil ? NULL : a->value, (uint32_t)n->my_index,
+			    sig);
+		send_buf(n, NULL, &b);
+		td_buf_free(&b);
+		return;
+	}
+	case CONS_ACT_TIMEOUT: {
+		struct ntimer *nt = td_xcalloc(1, sizeof(*nt));
+		nt->n = n;
+		nt->kind = a->timeout;
+		nt->h = a->height;
+		nt->r = a->round;
+		uv_timer_init(n->loop, &nt->t);
+		nt->t.data = nt;
+		nt->next = n->timers;
+		if (n->timers)
+			n->timers->prev = nt;
+		n->timers = nt;
+		uv_timer_start(&nt->t, on_cons_timer, a->duration_ms, 0);
+		return;
+	}
+	case CONS_ACT_REQUEST_VALUE: {
+		struct td_block *blk = build_block(n, a->height);
+		if (!blk) {
+			n->awaiting_value = true;
+			n->av_h = a->height;
+			n->av_r = a->round;
+			return;
+		}
+		n->awaiting_value = false;
+		block_keep(n, blk);
+		cons_on_value(&n->cons, a->height, a->round, blk->hash);
+		return;
+	}
+	case CONS_ACT_VALIDATE: {
+		struct td_block *blk = block_find(n, a->value);
+		char err[TD_ERRMSG_MAX];
+		bool ok = blk && blk->hdr.time_ms <= wall_ms() + FUTURE_DRIFT_MS &&
+			  chain_validate(n->chain, blk, err, sizeof(err)) == 0;
+		if (blk && !ok)
+			log_warn("refusing proposed block %llu: %s", (unsigned long long)blk->hdr.height,
+				 blk->hdr.time_ms > wall_ms() + FUTURE_DRIFT_MS ? "time too far ahead" : err);
+		cons_on_validity(&n->cons, a->value, ok);
+		return;
+	}
+	case CONS_ACT_DECIDE:
+		decide(n, a);
+		return;
+	}
+}
+
+/* Runs queued consensus actions until the core has nothing more to say. */
+static void drive(struct node *n)
+{
+	struct cons_action a;
+	if (!n->cons_ok || n->stopping)
+		return;
+	if (n->awaiting_value && mempool_count(n->mp) > 0 && cons_height(&n->cons) == n->av_h &&
+	    cons_round(&n->cons) == n->av_r) {
+		struct td_block *blk = build_block(n, n->av_h);
+		if (blk) {
+			n->awaiting_value = false;
+			block_keep(n, blk);
+			cons_on_value(&n->cons, n->av_h, n->av_r, blk->hash);
+		}
+	}
+	while (cons_next_action(&n->cons, &a))
+		act(n, &a);
+}
+
+/* Forgets the finished height's proposals and votes; answers waiters; starts the next height if needed. */
+static void reset_height(struct node *n)
+{
+	struct td_buf b;
+	uint64_t h = cur_height(n);
+	for (uint32_t i = 0; i < n->nblocks; i++)
+		td_block_free(n->blocks[i]);
+	n->nblocks = 0;
+	for (uint32_t i = 0; i < n->npend; i++)
+		pprop_clear(&n->pend[i]);
+	n->npend = 0;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < n->nprecommits; i++)
+		if (n->precommits[i].height >= h)
+			n->precommits[k++] = n->precommits[i];
+	n->nprecommits = k;
+	n->awaiting_value = false;
+	settle_waiters(n, NULL, 0, NULL);
+	if (n->p2p) {
+		td_buf_init(&b);
+		td_msg_status(&b, chain_height(n->chain), chain_last_hash(n->chain));
+		send_buf(n, NULL, &b);
+		td_buf_free(&b);
+	}
+	maybe_start(n, 0);
+}
+
+static void on_start_timer(uv_timer_t *t)
 {
 	struct node *n = t->data;
-	produce(n);
-	if (mempool_count(n->mp) > 0 && !n->stopping)
-		uv_timer_start(&n->block_timer, on_block_timer, 0, 0);
+	uint64_t h = cur_height(n);
+	if (n->stopping || !n->cons_ok || (cons_started(&n->cons) && cons_height(&n->cons) == h))
+		return;
+	cons_start(&n->cons, h);
+	drive(n);
 }
 
-static void schedule_block(struct node *n)
+/* Starts consensus on the next height after delay_ms when records are pending. */
+static void maybe_start(struct node *n, uint32_t delay_ms)
 {
-	if (!sole_validator(n) || n->stopping || mempool_count(n->mp) == 0 || uv_is_active((uv_handle_t *)&n->block_timer))
+	if (n->stopping || !n->cons_ok || mempool_count(n->mp) == 0 || n->syncing)
 		return;
-	uv_timer_start(&n->block_timer, on_block_timer, n->cfg.block_delay_ms, 0);
+	if (cons_started(&n->cons) && cons_height(&n->cons) == cur_height(n))
+		return;
+	if (uv_is_active((uv_handle_t *)&n->start_timer) && delay_ms > 0)
+		return;
+	uv_timer_start(&n->start_timer, on_start_timer, delay_ms, 0);
+}
+
+/* ---- block sync ---- */
+
+static void request_sync(struct node *n, struct p2p_peer *peer)
+{
+	struct td_buf b;
+	n->syncing = true;
+	n->sync_deadline = uv_now(n->loop) + SYNC_TIMEOUT_MS;
+	td_buf_init(&b);
+	td_msg_sync_req(&b, chain_height(n->chain) + 1, TD_SYNC_BATCH);
+	send_buf(n, peer, &b);
+	td_buf_free(&b);
+}
+
+static void on_status(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
+{
+	uint32_t v = p2p_peer_validator(peer);
+	n->peer_height[v] = m->height;
+	if (!n->syncing && m->height >= chain_height(n->chain) + 2)
+		request_sync(n, peer);
+}
+
+static void on_sync_req(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
+{
+	struct td_buf b;
+	uint64_t top = chain_height(n->chain);
+	uint32_t count = 0;
+	size_t bytes = 0;
+	uint8_t *blks[TD_SYNC_BATCH * 4], *commits[TD_SYNC_BATCH * 4];
+	size_t blens[TD_SYNC_BATCH * 4], clens[TD_SYNC_BATCH * 4];
+
+	for (uint64_t h = m->height; h >= 1 && h <= top && count < m->count && bytes < TD_BLOCK_MAX; h++) {
+		if (chain_block_raw(n->chain, h, &blks[count], &blens[count], &commits[count], &clens[count]) != 0)
+			break;
+		bytes += blens[count] + clens[count];
+		count++;
+	}
+	td_buf_init(&b);
+	td_msg_items_begin(&b, TD_MSG_SYNC_BLOCKS, count);
+	for (uint32_t i = 0; i < count; i++) {
+		td_enc_array(&b, 2);
+		td_enc_bin(&b, blks[i], blens[i]);
+		td_enc_bin(&b, commits[i], clens[i]);
+		free(blks[i]);
+		free(commits[i]);
+	}
+	send_buf(n, peer, &b);
+	td_buf_free(&b);
+}
+
+static void on_sync_blocks(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
+{
+	char err[TD_ERRMSG_MAX];
+	uint32_t applied = 0;
+	for (uint32_t i = 0; i + 1 < m->n_items; i += 2) {
+		struct td_block *blk = NULL;
+		struct td_commit commit;
+		if (td_block_decode(&blk, m->items[i].p, m->items[i].len, n->genesis.chain_id, false, err,
+				    sizeof(err)) != 0) {
+			p2p_disconnect(peer, "sent a block that fails verification");
+			break;
+		}
+		if (blk->hdr.height != cur_height(n)) {
+			td_block_free(blk);
+			continue;
+		}
+		if (td_commit_decode(&commit, m->items[i + 1].p, m->items[i + 1].len, err, sizeof(err)) != 0 ||
+		    chain_apply(n->chain, blk, &commit, err, sizeof(err)) != 0) {
+			log_warn("block %llu from sync refused: %s", (unsigned long long)blk->hdr.height, err);
+			td_commit_clear(&commit);
+			td_block_free(blk);
+			p2p_disconnect(peer, "sent a block the chain refuses");
+			break;
+		}
+		for (uint32_t j = 0; j < blk->hdr.n_records; j++)
+			mempool_remove(n->mp, blk->records[j]->id);
+		td_commit_clear(&commit);
+		td_block_free(blk);
+		applied++;
+	}
+	n->syncing = false;
+	if (applied) {
+		log_info("block sync: applied %u block%s, now at height %llu", applied, applied == 1 ? "" : "s",
+			 (unsigned long long)chain_height(n->chain));
+		reset_height(n);
+		uint32_t v = p2p_peer_validator(peer);
+		if (n->peer_height[v] > chain_height(n->chain))
+			request_sync(n, peer);
+	}
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	struct td_buf b;
+	uint64_t h = chain_height(n->chain);
+	if (n->syncing && uv_now(n->loop) > n->sync_deadline)
+		n->syncing = false;
+	td_buf_init(&b);
+	td_msg_status(&b, h, chain_last_hash(n->chain));
+	send_buf(n, NULL, &b);
+	td_buf_free(&b);
+	/* A peer ahead of us while we made no progress for a tick: catch up by sync. */
+	if (!n->syncing && h == n->height_at_last_tick) {
+		for (uint32_t v = 0; v < n->genesis.n; v++) {
+			struct p2p_peer *peer = p2p_peer_find(n->p2p, v);
+			if (peer && n->peer_height[v] > h) {
+				request_sync(n, peer);
+				break;
+			}
+		}
+	}
+	n->height_at_last_tick = h;
+	/* Proposals still missing records: ask their sender again. */
+	for (uint32_t i = 0; i < n->npend; i++) {
+		struct pprop *p = &n->pend[i];
+		if (uv_now(n->loop) - p->asked_ms < FETCH_RETRY_MS)
+			continue;
+		uint8_t(*want)[TD_HASH_LEN] = td_xcalloc(p->missing, TD_HASH_LEN);
+		uint32_t k = 0;
+		for (uint32_t j = 0; j < p->hdr.n_records; j++)
+			if (!p->recs[j])
+				memcpy(want[k++], p->ids[j], TD_HASH_LEN);
+		fetch(n, p2p_peer_find(n->p2p, p->from), want, k);
+		p->asked_ms = uv_now(n->loop);
+		free(want);
+	}
+	maybe_start(n, 0);
+}
+
+/* ---- p2p callbacks ---- */
+
+static void on_peer_connect(void *ctx, struct p2p_peer *peer)
+{
+	struct node *n = ctx;
+	struct td_buf b;
+	uint32_t v = p2p_peer_validator(peer);
+	log_info("peer %s (validator %u) connected", n->genesis.v[v].name, v);
+	td_buf_init(&b);
+	td_msg_status(&b, chain_height(n->chain), chain_last_hash(n->chain));
+	send_buf(n, peer, &b);
+	td_buf_free(&b);
+	/* Tell the newcomer what we hold so it can fetch what it lacks. */
+	uint32_t k = mempool_peek(n->mp, n->scratch, n->cfg.block_max_records, UINT64_MAX);
+	if (k) {
+		uint8_t(*ids)[TD_HASH_LEN] = td_xcalloc(k, TD_HASH_LEN);
+		for (uint32_t i = 0; i < k; i++)
+			memcpy(ids[i], n->scratch[i]->id, TD_HASH_LEN);
+		td_buf_init(&b);
+		td_msg_ids(&b, TD_MSG_ANNOUNCE, (const uint8_t(*)[TD_HASH_LEN])ids, k);
+		send_buf(n, peer, &b);
+		td_buf_free(&b);
+		free(ids);
+	}
+}
+
+static void on_peer_disconnect(void *ctx, struct p2p_peer *peer)
+{
+	struct node *n = ctx;
+	uint32_t v = p2p_peer_validator(peer);
+	log_info("peer %s (validator %u) disconnected", n->genesis.v[v].name, v);
+}
+
+static void on_peer_message(void *ctx, struct p2p_peer *peer, const uint8_t *msg, size_t len)
+{
+	struct node *n = ctx;
+	struct td_msg m;
+	if (n->stopping)
+		return;
+	if (td_msg_decode(&m, msg, len) != 0) {
+		p2p_disconnect(peer, "sent a malformed message");
+		return;
+	}
+	switch (m.type) {
+	case TD_MSG_STATUS: on_status(n, peer, &m); break;
+	case TD_MSG_ANNOUNCE: on_announce(n, peer, &m); break;
+	case TD_MSG_FETCH: on_fetch(n, peer, &m); break;
+	case TD_MSG_RECORDS: on_records(n, peer, &m); break;
+	case TD_MSG_PROPOSAL: on_proposal(n, peer, &m); break;
+	case TD_MSG_VOTE: on_vote(n, peer, &m); break;
+	case TD_MSG_SYNC_REQ: on_sync_req(n, peer, &m); break;
+	case TD_MSG_SYNC_BLOCKS: on_sync_blocks(n, peer, &m); break;
+	}
+	td_msg_free(&m);
 }
 
 /* ---- socket methods ---- */
@@ -200,23 +998,52 @@ static int rpc_code(int rc)
 static void m_status(struct node *n, struct rpc_req *req)
 {
 	char hash[2 * TD_HASH_LEN + 1], pk[2 * TD_PUBKEY_LEN + 1], ts[32];
-	json_t *vals = json_array();
+	json_t *vals = json_array(), *evid = json_array();
+	uint64_t top = 0;
+	uint32_t nevid = 0;
+	const struct cons_evidence *ev = cons_evidence(&n->cons, &nevid);
 
 	for (uint32_t i = 0; i < n->genesis.n; i++) {
 		td_hex(pk, n->genesis.v[i].pk, TD_PUBKEY_LEN);
-		json_array_append_new(vals, json_pack("{s:o, s:s, s:s}", "index", td_json_uint(i), "name",
-						      n->genesis.v[i].name, "pub_key", pk));
+		json_array_append_new(vals, json_pack("{s:o, s:s, s:s, s:o}", "index", td_json_uint(i), "name",
+						      n->genesis.v[i].name, "pub_key", pk, "missed_proposals",
+						      td_json_uint(cons_missed_proposals(&n->cons, i))));
+		if (n->peer_height[i] > top)
+			top = n->peer_height[i];
 	}
+	for (uint32_t i = 0; i < nevid; i++) {
+		char a[2 * TD_HASH_LEN + 1], b[2 * TD_HASH_LEN + 1];
+		td_hex(a, ev[i].a, TD_HASH_LEN);
+		td_hex(b, ev[i].b, TD_HASH_LEN);
+		json_array_append_new(evid, json_pack("{s:o, s:s, s:o, s:o, s:s, s:s, s:s}", "validator",
+						      td_json_uint(ev[i].validator), "name",
+						      n->genesis.v[ev[i].validator].name, "height",
+						      td_json_uint(ev[i].height), "round", td_json_uint(ev[i].round), "kind",
+						      ev[i].kind == CONS_STEP_PROPOSE ? "proposal" :
+						      ev[i].kind == CONS_STEP_PREVOTE ? "prevote" : "precommit",
+						      "first", ev[i].nil_a ? "nil" : a, "second", ev[i].nil_b ? "nil" : b));
+	}
+	uint64_t h = chain_height(n->chain);
 	td_hex(hash, chain_last_hash(n->chain), TD_HASH_LEN);
 	td_hex(pk, n->pk, TD_PUBKEY_LEN);
 	td_time_iso(ts, chain_last_time(n->chain));
-	json_t *res = json_pack("{s:s, s:s, s:{s:s, s:s, s:b}, s:o, s:s, s:s, s:o, s:o, s:o, s:[], s:o, s:b}",
-				"version", TENDERD_VERSION, "chain_id", n->genesis.chain_id, "node", "name",
-				n->cfg.name, "pub_key", pk, "validator", n->my_index >= 0, "height",
-				td_json_uint(chain_height(n->chain)), "last_block_hash", hash, "last_block_time", ts,
-				"records", td_json_uint(chain_record_count(n->chain)), "mempool",
-				td_json_uint(mempool_count(n->mp)), "mempool_bytes", td_json_uint(mempool_bytes(n->mp)),
-				"peers", "validators", vals, "catching_up", 0);
+	json_t *res = json_pack(
+		"{s:s, s:s, s:{s:s, s:s, s:b}, s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:{s:o, s:o, s:s}, "
+		"s:{s:o, s:o, s:o, s:o}}",
+		"version", TENDERD_VERSION, "chain_id", n->genesis.chain_id, "node", "name", n->cfg.name, "pub_key", pk,
+		"validator", n->my_index >= 0, "height", td_json_uint(h), "last_block_hash", hash, "last_block_time",
+		ts, "records", td_json_uint(chain_record_count(n->chain)), "mempool", td_json_uint(mempool_count(n->mp)),
+		"mempool_bytes", td_json_uint(mempool_bytes(n->mp)), "peers",
+		n->p2p ? p2p_peers_json(n->p2p) : json_array(), "validators", vals, "catching_up",
+		n->syncing || top > h + 1, "sync_target", td_json_uint(top > h ? top : h), "consensus", "height",
+		td_json_uint(cons_height(&n->cons)), "round", td_json_uint(cons_round(&n->cons)), "step",
+		!cons_started(&n->cons) ? "idle" :
+		cons_step(&n->cons) == CONS_STEP_PROPOSE ? "propose" :
+		cons_step(&n->cons) == CONS_STEP_PREVOTE ? "prevote" : "precommit",
+		"p2p", "bytes_sent", td_json_uint(n->p2p ? p2p_bytes_sent(n->p2p) : 0), "bytes_received",
+		td_json_uint(n->p2p ? p2p_bytes_received(n->p2p) : 0), "records_received",
+		td_json_uint(n->records_received), "records_refused", td_json_uint(n->records_refused));
+	json_object_set_new(res, "evidence", evid);
 	rpc_reply(req, res);
 }
 
@@ -275,7 +1102,8 @@ static void m_publish(struct node *n, struct rpc_req *req, json_t *params)
 	}
 	char hex[2 * TD_HASH_LEN + 1];
 	td_hex(hex, rec->id, TD_HASH_LEN);
-	log_info("accepted %s %s for %s (record %s)", td_kind_name(kind), rec->release_id, rec->ocid, hex);
+	log_debug("accepted %s %s for %s (record %s)", td_kind_name(kind), rec->release_id, rec->ocid, hex);
+	announce(n, rec->id);
 	if (jwait && json_is_true(jwait)) {
 		struct waiter *w = td_xcalloc(1, sizeof(*w));
 		w->req = req;
@@ -287,7 +1115,9 @@ static void m_publish(struct node *n, struct rpc_req *req, json_t *params)
 	} else {
 		rpc_reply(req, publish_result(rec->id, rec->ocid, rec->release_id));
 	}
-	schedule_block(n);
+	maybe_start(n, n->cfg.block_delay_ms);
+	if (n->awaiting_value)
+		drive(n);
 }
 
 static bool param_u64(const json_t *params, const char *key, uint64_t *out)
@@ -323,7 +1153,8 @@ static void m_list(struct node *n, struct rpc_req *req, json_t *params)
 		rpc_error(req, TD_RPC_INVALID_PARAMS, "cursor must be a string from next_cursor");
 		return;
 	}
-	json_t *res = chain_list_json(n->chain, (uint32_t)limit, td_json_is_string(cursor) ? json_string_value(cursor) : NULL);
+	json_t *res = chain_list_json(n->chain, (uint32_t)limit,
+				      td_json_is_string(cursor) ? json_string_value(cursor) : NULL);
 	if (!res) {
 		rpc_error(req, TD_RPC_INVALID_PARAMS, "cursor is not a next_cursor from an earlier answer");
 		return;
@@ -385,6 +1216,7 @@ int node_start(struct node **out, uv_loop_t *loop, const struct config *cfg, cha
 {
 	struct node *n = td_xcalloc(1, sizeof(*n));
 	char path[PATH_MAX + 16], pk[2 * TD_PUBKEY_LEN + 1];
+	struct cons_sign_state ss;
 	int rc;
 
 	*out = NULL;
@@ -405,37 +1237,74 @@ int node_start(struct node **out, uv_loop_t *loop, const struct config *cfg, cha
 		goto fail;
 	n->my_index = td_genesis_find(&n->genesis, n->pk);
 	td_hex(pk, n->pk, TD_PUBKEY_LEN);
-	if (n->my_index < 0)
-		log_warn("this node's key %s is not a validator in %s; it cannot publish", pk, GENESIS_FILE);
-	else if (strcmp(n->genesis.v[n->my_index].name, cfg->name) != 0)
+	if (n->my_index < 0) {
+		snprintf(err, errlen, "this node's key %s is not a validator in %s", pk, GENESIS_FILE);
+		rc = TD_EINVAL;
+		goto fail;
+	}
+	if (strcmp(n->genesis.v[n->my_index].name, cfg->name) != 0)
 		log_warn("config name \"%s\" differs from this validator's genesis name \"%s\"", cfg->name,
 			 n->genesis.v[n->my_index].name);
 	if ((rc = chain_open(&n->chain, cfg->store_path, &n->genesis, err, errlen)))
 		goto fail;
+	snprintf(n->ss_path, sizeof(n->ss_path), "%s/%s", cfg->home, SIGNSTATE_FILE);
+	if ((rc = signstate_load(n->ss_path, &ss, err, errlen)))
+		goto fail;
+	n->saved_ss = ss;
+	if ((rc = cons_init(&n->cons, n->genesis.n, n->my_index, chain_height(n->chain) + 1, NULL,
+			    ss.any && ss.height >= chain_height(n->chain) + 1 ? &ss : NULL))) {
+		snprintf(err, errlen, "consensus: bad validator set or sign state");
+		goto fail;
+	}
+	n->cons_ok = true;
 	n->mp = mempool_new(cfg->mempool_max_records, cfg->mempool_max_bytes);
 	n->scratch = td_xcalloc(cfg->block_max_records, sizeof(*n->scratch));
+	n->seen = td_xcalloc(SEEN_SLOTS, sizeof(*n->seen));
+	n->announce = td_xcalloc(ANNOUNCE_BATCH, TD_HASH_LEN);
+	n->precommits = td_xcalloc(PRECOMMITS_MAX, sizeof(*n->precommits));
 	if ((rc = rpc_start(&n->rpc, loop, cfg->socket_path, on_request, n, err, errlen)))
 		goto fail;
-	uv_timer_init(loop, &n->block_timer);
-	n->block_timer.data = n;
+	if (n->genesis.n > 1) {
+		struct p2p_config pc = { .listen = cfg->p2p_listen, .peers = cfg->p2p_peers, .genesis = &n->genesis,
+					 .sk = n->sk };
+		struct p2p_callbacks cb = { on_peer_connect, on_peer_message, on_peer_disconnect };
+		if ((rc = p2p_start(&n->p2p, loop, &pc, &cb, n, err, errlen)))
+			goto fail;
+	}
+	uv_timer_init(loop, &n->start_timer);
+	uv_timer_init(loop, &n->tick_timer);
+	uv_check_init(loop, &n->flush_check);
 	uv_signal_init(loop, &n->sig_int);
 	uv_signal_init(loop, &n->sig_term);
+	n->start_timer.data = n->tick_timer.data = n->flush_check.data = n;
 	n->sig_int.data = n->sig_term.data = n;
+	uv_check_start(&n->flush_check, on_flush_check);
 	uv_signal_start(&n->sig_int, on_signal, SIGINT);
 	uv_signal_start(&n->sig_term, on_signal, SIGTERM);
+	if (n->p2p)
+		uv_timer_start(&n->tick_timer, on_tick, TICK_MS, TICK_MS);
 	n->handles_open = true;
 
 	log_info("tenderd %s: chain %s, ocid prefix %s, %u validator%s", TENDERD_VERSION, n->genesis.chain_id,
 		 n->genesis.ocid_prefix, n->genesis.n, n->genesis.n == 1 ? "" : "s");
-	log_info("validator %s (%s)%s", cfg->name, pk, n->my_index >= 0 ? "" : " [not in genesis]");
+	log_info("validator %u: %s (%s)", n->my_index, cfg->name, pk);
 	log_info("store %s at height %llu with %llu records", cfg->store_path,
 		 (unsigned long long)chain_height(n->chain), (unsigned long long)chain_record_count(n->chain));
-	log_info("listening on %s", cfg->socket_path);
-	if (n->genesis.n > 1)
-		log_warn("genesis has %u validators: this build commits only on one-validator chains", n->genesis.n);
+	log_info("socket %s", cfg->socket_path);
+	if (n->p2p)
+		log_info("p2p listening on %s, dialing %s", cfg->p2p_listen, cfg->p2p_peers[0] ? cfg->p2p_peers : "none");
+	/* A restart in the middle of a height resumes it at once (re-sending what was signed). */
+	if (ss.any && ss.height == chain_height(n->chain) + 1) {
+		cons_start(&n->cons, ss.height);
+		drive(n);
+	}
 	*out = n;
 	return 0;
 fail:
+	if (n->rpc) {
+		rpc_stop(n->rpc);
+		n->rpc = NULL;
+	}
 	node_free(n);
 	return rc;
 }
@@ -445,15 +1314,6 @@ void node_stop(struct node *n)
 	if (n->stopping)
 		return;
 	n->stopping = true;
-	/* A sole validator commits what it acknowledged before it goes. */
-	if (sole_validator(n)) {
-		while (mempool_count(n->mp) > 0) {
-			uint32_t before = mempool_count(n->mp);
-			produce(n);
-			if (mempool_count(n->mp) >= before)
-				break;
-		}
-	}
 	while (n->waiters) {
 		struct waiter *w = n->waiters;
 		n->waiters = w->next;
@@ -464,9 +1324,17 @@ void node_stop(struct node *n)
 		log_warn("%u pending records were not committed", mempool_count(n->mp));
 	rpc_stop(n->rpc);
 	n->rpc = NULL;
+	p2p_stop(n->p2p);
+	n->p2p = NULL;
+	for (struct ntimer *t = n->timers, *next; t; t = next) {
+		next = t->next;
+		uv_close((uv_handle_t *)&t->t, on_cons_timer_closed);
+	}
+	n->timers = NULL;
 	if (n->handles_open) {
-		uv_timer_stop(&n->block_timer);
-		uv_close((uv_handle_t *)&n->block_timer, NULL);
+		uv_close((uv_handle_t *)&n->start_timer, NULL);
+		uv_close((uv_handle_t *)&n->tick_timer, NULL);
+		uv_close((uv_handle_t *)&n->flush_check, NULL);
 		uv_close((uv_handle_t *)&n->sig_int, NULL);
 		uv_close((uv_handle_t *)&n->sig_term, NULL);
 		n->handles_open = false;
@@ -477,12 +1345,18 @@ void node_free(struct node *n)
 {
 	if (!n)
 		return;
-	if (n->rpc)
-		rpc_stop(n->rpc);
+	for (uint32_t i = 0; i < n->nblocks; i++)
+		td_block_free(n->blocks[i]);
+	for (uint32_t i = 0; i < n->npend; i++)
+		pprop_clear(&n->pend[i]);
+	cons_free(&n->cons);
 	chain_close(n->chain);
 	mempool_free(n->mp);
 	td_genesis_free(&n->genesis);
 	free(n->scratch);
+	free(n->seen);
+	free(n->announce);
+	free(n->precommits);
 	sodium_memzero(n->sk, sizeof(n->sk));
 	free(n);
 }

@@ -79,6 +79,7 @@ int td_record_sign(struct td_record **out, enum td_kind kind, const json_t *rele
 		   const char *chain_id, const uint8_t sk[static TD_SECKEY_LEN], char *err, size_t errlen)
 {
 	struct td_record *rec = td_xcalloc(1, sizeof(*rec));
+	rec->refs = 1;
 	uint8_t *msg = NULL;
 	size_t msglen;
 	int rc;
@@ -122,6 +123,7 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 		  char *err, size_t errlen)
 {
 	struct td_record *rec = td_xcalloc(1, sizeof(*rec));
+	rec->refs = 1;
 	msgpack_unpacked u;
 	struct td_rd r = { true };
 	const msgpack_object *f;
@@ -210,9 +212,15 @@ int td_record_decode_trusted(struct td_record **out, const uint8_t *buf, size_t 
 	return decode(out, buf, len, chain_id, false, err, errlen);
 }
 
+struct td_record *td_record_ref(struct td_record *rec)
+{
+	rec->refs++;
+	return rec;
+}
+
 void td_record_free(struct td_record *rec)
 {
-	if (!rec)
+	if (!rec || --rec->refs > 0)
 		return;
 	json_decref(rec->release);
 	free(rec->bytes);

@@ -81,7 +81,7 @@ void td_msg_vote(struct td_buf *b, enum td_vote_type type, uint64_t height, uint
 		 uint32_t validator, const uint8_t sig[static TD_SIG_LEN]);
 void td_msg_sync_req(struct td_buf *b, uint64_t from, uint32_t count);
 
-/* Proposal signatures: over the domain, chain id, NUL and [height, round, valid round + 1, block hash]. */
+/* Proposal signatures: over the domain, NUL, chain id, NUL and [height, round, valid round + 1, block hash]. */
 void td_proposal_sign(uint8_t sig[static TD_SIG_LEN], const char *chain_id, uint64_t height, uint32_t round,
 		      int32_t valid_round, const uint8_t hash[static TD_HASH_LEN], const uint8_t sk[static TD_SECKEY_LEN]);
 __attribute__((warn_unused_result)) bool td_proposal_verify(const uint8_t sig[static TD_SIG_LEN], const char *chain_id,
