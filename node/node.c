@@ -41,6 +41,8 @@
 #define PRECOMMITS_MAX (16 * TD_VALIDATORS_MAX)
 #define PENDING_PROPOSALS_MAX 16
 #define ANNOUNCE_BATCH 1024
+#define FUTURE_PROPOSALS_MAX 8    /* next-height proposals kept until this height commits */
+#define STALL_TICKS 2             /* ticks without a new block before signed messages are sent again */
 
 struct waiter {
 	struct rpc_req *req;
@@ -128,6 +130,14 @@ struct node {
 	uint32_t nannounce;
 
 	/* block sync */
+	struct {
+		uint8_t *bytes;
+		size_t len;
+		uint32_t from; /* validator index of the peer that sent it */
+	} future[FUTURE_PROPOSALS_MAX];
+	uint32_t nfuture;
+	uint32_t stalled_ticks;
+
 	uint64_t peer_height[TD_VALIDATORS_MAX];
 	bool syncing;
 	uint64_t sync_deadline;
@@ -138,6 +148,7 @@ struct node {
 };
 
 static void drive(struct node *n);
+static void on_proposal(struct node *n, struct p2p_peer *peer, const struct td_msg *m);
 static void reset_height(struct node *n);
 static void maybe_start(struct node *n, uint32_t delay_ms);
 
@@ -432,6 +443,23 @@ static void pending_proposals_offer(struct node *n, struct td_record *rec)
 	}
 }
 
+/* Re-encodes a decoded proposal (decoding made sure it is canonical, so the bytes are the same). */
+static void encode_again(struct td_buf *b, const struct td_msg *m)
+{
+	struct td_block_header hdr = m->hdr;
+	struct td_block blk = { .hdr = hdr };
+	struct td_record *recs = td_xcalloc(m->n_ids ? m->n_ids : 1, sizeof(*recs));
+	struct td_record **ptrs = td_xcalloc(m->n_ids ? m->n_ids : 1, sizeof(*ptrs));
+	for (uint32_t i = 0; i < m->n_ids; i++) {
+		memcpy(recs[i].id, m->ids[i], TD_HASH_LEN);
+		ptrs[i] = &recs[i];
+	}
+	blk.records = ptrs;
+	td_msg_proposal(b, &blk, m->round, m->valid_round, m->sig);
+	free(ptrs);
+	free(recs);
+}
+
 static void on_proposal(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
 {
 	uint8_t hash[TD_HASH_LEN];
@@ -439,7 +467,19 @@ static void on_proposal(struct node *n, struct p2p_peer *peer, const struct td_m
 
 	log_debug("proposal for height %llu round %u with %u records", (unsigned long long)m->height, m->round,
 		  m->n_ids);
-	if (m->height != cur_height(n) || m->round > CONS_ROUND_MAX)
+	if (m->round > CONS_ROUND_MAX)
+		return;
+	if (m->height == cur_height(n) + 1 && n->nfuture < FUTURE_PROPOSALS_MAX) {
+		/* The next height's proposer may be ahead of us by one commit: keep it for then. */
+		struct td_buf fb;
+		td_buf_init(&fb);
+		encode_again(&fb, m);
+		n->future[n->nfuture].bytes = td_buf_take(&fb, &n->future[n->nfuture].len);
+		td_buf_free(&fb);
+		n->future[n->nfuture++].from = p2p_peer_validator(peer);
+		return;
+	}
+	if (m->height != cur_height(n))
 		return;
 	uint32_t from = (uint32_t)((m->height + m->round) % n->genesis.n);
 	td_buf_init(&b);
@@ -765,7 +805,21 @@ static void reset_height(struct node *n)
 			n->precommits[k++] = n->precommits[i];
 	n->nprecommits = k;
 	n->awaiting_value = false;
+	n->stalled_ticks = 0;
 	settle_waiters(n, NULL, 0, NULL);
+	/* Proposals that arrived one height early. */
+	uint32_t nf = n->nfuture;
+	n->nfuture = 0;
+	for (uint32_t i = 0; i < nf; i++) {
+		struct td_msg m;
+		struct p2p_peer *peer = n->p2p ? p2p_peer_find(n->p2p, n->future[i].from) : NULL;
+		if (peer && td_msg_decode(&m, n->future[i].bytes, n->future[i].len) == 0) {
+			if (m.height == h)
+				on_proposal(n, peer, &m);
+			td_msg_free(&m);
+		}
+		free(n->future[i].bytes);
+	}
 	if (n->p2p) {
 		td_buf_init(&b);
 		td_msg_status(&b, chain_height(n->chain), chain_last_hash(n->chain));
@@ -887,6 +941,46 @@ static void on_sync_blocks(struct node *n, struct p2p_peer *peer, const struct t
 	}
 }
 
+/*
+ * Sends again what this validator signed at the current height (the same
+ * bytes: Ed25519 signatures are deterministic), for peers that missed them
+ * (a restart, a dropped connection). Nothing new is signed here.
+ */
+static void resend_signed(struct node *n)
+{
+	const struct cons_sign_state *ss = cons_sign_state(&n->cons);
+	struct td_buf b;
+	uint8_t sig[TD_SIG_LEN];
+	uint64_t h = cur_height(n);
+	if (n->my_index < 0 || !ss->any || ss->height != h)
+		return;
+	if (ss->proposal.set) {
+		struct td_block *blk = block_find(n, ss->proposal.value);
+		if (blk) {
+			td_proposal_sign(sig, n->genesis.chain_id, h, ss->proposal.round, ss->proposal.valid_round,
+					 blk->hash, n->sk);
+			td_buf_init(&b);
+			td_msg_proposal(&b, blk, ss->proposal.round, ss->proposal.valid_round, sig);
+			send_buf(n, NULL, &b);
+			td_buf_free(&b);
+		}
+	}
+	const struct cons_signed *votes[2] = { &ss->prevote, &ss->precommit };
+	for (int i = 0; i < 2; i++) {
+		if (!votes[i]->set)
+			continue;
+		enum td_vote_type type = i == 0 ? TD_VOTE_PREVOTE : TD_VOTE_PRECOMMIT;
+		const uint8_t *value = votes[i]->nil ? NULL : votes[i]->value;
+		td_vote_sign(sig, n->genesis.chain_id, type, h, votes[i]->round, value, n->sk);
+		td_buf_init(&b);
+		td_msg_vote(&b, type, h, votes[i]->round, value, (uint32_t)n->my_index, sig);
+		send_buf(n, NULL, &b);
+		td_buf_free(&b);
+	}
+	log_debug("no new block for %u ticks at height %llu: sent our signed messages again", n->stalled_ticks,
+		  (unsigned long long)h);
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct node *n = t->data;
@@ -907,6 +1001,12 @@ static void on_tick(uv_timer_t *t)
 				break;
 			}
 		}
+	}
+	if (h == n->height_at_last_tick && cons_started(&n->cons) && cons_height(&n->cons) == h + 1) {
+		if (++n->stalled_ticks >= STALL_TICKS)
+			resend_signed(n);
+	} else {
+		n->stalled_ticks = 0;
 	}
 	n->height_at_last_tick = h;
 	/* Proposals still missing records: ask their sender again. */
@@ -1349,6 +1449,8 @@ void node_free(struct node *n)
 		td_block_free(n->blocks[i]);
 	for (uint32_t i = 0; i < n->npend; i++)
 		pprop_clear(&n->pend[i]);
+	for (uint32_t i = 0; i < n->nfuture; i++)
+		free(n->future[i].bytes);
 	cons_free(&n->cons);
 	chain_close(n->chain);
 	mempool_free(n->mp);
