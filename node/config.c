@@ -36,6 +36,9 @@ void config_defaults(struct config *cfg, const char *home)
 	cfg->block_delay_ms = 10;
 	cfg->block_max_records = TD_BLOCK_RECORDS_MAX;
 	cfg->block_max_bytes = 4u * 1024 * 1024;
+	cfg->timeout_propose_ms = 1000;
+	cfg->timeout_vote_ms = 500;
+	cfg->timeout_max_ms = 5000;
 	snprintf(cfg->p2p_listen, sizeof(cfg->p2p_listen), "127.0.0.1:26656");
 }
 
@@ -121,6 +124,12 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 		UINT(cfg->block_max_records, 1, TD_BLOCK_RECORDS_MAX);
 	if (IS("consensus", "block_max_bytes"))
 		UINT(cfg->block_max_bytes, TD_RECORD_MAX, TD_BLOCK_MAX - 4096);
+	if (IS("consensus", "timeout_propose_ms"))
+		UINT(cfg->timeout_propose_ms, 10, 600000);
+	if (IS("consensus", "timeout_vote_ms"))
+		UINT(cfg->timeout_vote_ms, 10, 600000);
+	if (IS("consensus", "timeout_max_ms"))
+		UINT(cfg->timeout_max_ms, 10, 3600000);
 	if (IS("p2p", "listen"))
 		return set_str(cfg->p2p_listen, sizeof(cfg->p2p_listen), value, err, errlen, what);
 	if (IS("p2p", "peers"))
@@ -246,6 +255,12 @@ int config_write(const struct config *cfg, const char *path, char *err, size_t e
 		"# Caps on one block.\n"
 		"block_max_records = %d\n"
 		"block_max_bytes = 4194304\n"
+		"# Round timeouts: a round waits timeout_propose_ms for its proposal and\n"
+		"# timeout_vote_ms for votes, each growing by half per further round of a\n"
+		"# height, capped at timeout_max_ms, and back to the start at each height.\n"
+		"timeout_propose_ms = 1000\n"
+		"timeout_vote_ms = 500\n"
+		"timeout_max_ms = 5000\n"
 		"\n"
 		"[p2p]\n"
 		"# Address the peer-to-peer transport listens on.\n"

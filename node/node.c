@@ -1351,7 +1351,18 @@ int node_start(struct node **out, uv_loop_t *loop, const struct config *cfg, cha
 	if ((rc = signstate_load(n->ss_path, &ss, err, errlen)))
 		goto fail;
 	n->saved_ss = ss;
-	if ((rc = cons_init(&n->cons, n->genesis.n, n->my_index, chain_height(n->chain) + 1, NULL,
+	struct cons_config cc = {
+		.propose_base = cfg->timeout_propose_ms,
+		.propose_delta = cfg->timeout_propose_ms / 2,
+		.propose_max = cfg->timeout_max_ms,
+		.prevote_base = cfg->timeout_vote_ms,
+		.prevote_delta = cfg->timeout_vote_ms / 2,
+		.prevote_max = cfg->timeout_max_ms,
+		.precommit_base = cfg->timeout_vote_ms,
+		.precommit_delta = cfg->timeout_vote_ms / 2,
+		.precommit_max = cfg->timeout_max_ms,
+	};
+	if ((rc = cons_init(&n->cons, n->genesis.n, n->my_index, chain_height(n->chain) + 1, &cc,
 			    ss.any && ss.height >= chain_height(n->chain) + 1 ? &ss : NULL))) {
 		snprintf(err, errlen, "consensus: bad validator set or sign state");
 		goto fail;
