@@ -467,8 +467,18 @@ static void on_proposal(struct node *n, struct p2p_peer *peer, const struct td_m
 
 	log_debug("proposal for height %llu round %u with %u records", (unsigned long long)m->height, m->round,
 		  m->n_ids);
-	if (m->round > CONS_ROUND_MAX)
+	if (m->round > CONS_ROUND_MAX || (m->height != cur_height(n) && m->height != cur_height(n) + 1))
 		return;
+	uint32_t from = (uint32_t)((m->height + m->round) % n->genesis.n);
+	td_buf_init(&b);
+	td_header_encode(&b, &m->hdr);
+	td_hash(hash, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+	if (!td_proposal_verify(m->sig, n->genesis.chain_id, m->height, m->round, m->valid_round, hash,
+				n->genesis.v[from].pk)) {
+		p2p_disconnect(peer, "sent a proposal with a bad signature");
+		return;
+	}
 	if (m->height == cur_height(n) + 1 && n->nfuture < FUTURE_PROPOSALS_MAX) {
 		/* The next height's proposer may be ahead of us by one commit: keep it for then. */
 		struct td_buf fb;
@@ -481,16 +491,6 @@ static void on_proposal(struct node *n, struct p2p_peer *peer, const struct td_m
 	}
 	if (m->height != cur_height(n))
 		return;
-	uint32_t from = (uint32_t)((m->height + m->round) % n->genesis.n);
-	td_buf_init(&b);
-	td_header_encode(&b, &m->hdr);
-	td_hash(hash, (const uint8_t *)b.sb.data, b.sb.size);
-	td_buf_free(&b);
-	if (!td_proposal_verify(m->sig, n->genesis.chain_id, m->height, m->round, m->valid_round, hash,
-				n->genesis.v[from].pk)) {
-		p2p_disconnect(peer, "sent a proposal with a bad signature");
-		return;
-	}
 	if (block_find(n, hash)) {
 		if (!cons_started(&n->cons) || cons_height(&n->cons) != cur_height(n))
 			cons_start(&n->cons, cur_height(n));
@@ -881,9 +881,15 @@ static void on_sync_req(struct node *n, struct p2p_peer *peer, const struct td_m
 	uint8_t *blks[TD_SYNC_BATCH * 4], *commits[TD_SYNC_BATCH * 4];
 	size_t blens[TD_SYNC_BATCH * 4], clens[TD_SYNC_BATCH * 4];
 
-	for (uint64_t h = m->height; h >= 1 && h <= top && count < m->count && bytes < TD_BLOCK_MAX; h++) {
+	/* As many blocks as fit one frame: a block is at most TD_BLOCK_MAX, the frame a little more. */
+	for (uint64_t h = m->height; h >= 1 && h <= top && count < m->count; h++) {
 		if (chain_block_raw(n->chain, h, &blks[count], &blens[count], &commits[count], &clens[count]) != 0)
 			break;
+		if (count > 0 && bytes + blens[count] + clens[count] > TD_BLOCK_MAX) {
+			free(blks[count]);
+			free(commits[count]);
+			break;
+		}
 		bytes += blens[count] + clens[count];
 		count++;
 	}
