@@ -1,9 +1,10 @@
 /*
  * The chain: applying committed blocks and answering queries from the store.
  *
- * Store layout (schema version 1). Integers in keys and values are big-endian
- * (u64: 8 bytes, u32: 4 bytes), so keys sort numerically; ocids and release
- * ids hold no NUL byte (td_get_str refuses it), so NUL ends them in keys.
+ * Store layout (schema version 2). Integers in keys and values are big-endian
+ * (u64: 8 bytes, u32: 4 bytes), so keys sort numerically; ocids, release
+ * ids and code-list values hold no NUL byte (td_get_str and td_json_load
+ * refuse it), so NUL ends them in keys.
  *
  *   "S"                          -> schema version (u32)
  *   "I"                          -> chain id (bytes)
@@ -16,23 +17,62 @@
  *   "T" ocid                     -> tender state: owner agency[32] | flags u8
  *                                   (1: cancelled) | first height u64 | first
  *                                   index u32 | releases u32 | last height u64 |
- *                                   status length u8 | tender.status bytes
+ *                                   first release date u64 | tender date u64 |
+ *                                   four strings, each a length u8 and its
+ *                                   bytes: tender.status, tender.
+ *                                   mainProcurementCategory, tender.
+ *                                   procurementMethod (each empty when absent
+ *                                   or longer than FIELD_MAX) and the id of
+ *                                   the latest release
  *   "E" ocid \0 seq u32          -> record id of the tender's seq-th release
  *   "U" ocid \0 release id       -> record id ((ocid, release id) uniqueness)
  *   "K" ocid                     -> compiled release (JSON text, exact numbers)
  *   "Y" ocid                     -> summary for listings (JSON text):
  *                                   td_release_summary + agency, agency_name,
  *                                   height (first release), releases (count)
- *   "L" \0 height u64 index u32  -> ocid: every tender by its first release;
- *                                   read in reverse for newest first
  *
- * Listing filters are further "L" indexes keyed so that the same reverse
- * walk answers them: "L" 'a' agency[32] height index (by agency), "L" 's'
- * status \0 height index, "L" 'c' category \0 ..., "L" 'm' method \0 ...,
- * "L" 'd' deadline u64 ...; an index on a field that amendments can change
- * deletes the old key (known from "T"/"K") and puts the new one in the same
- * batch. A list cursor is the hex of the last index key returned, so it is
- * tied to the index it came from.
+ * List indexes; each maps to the ocid, and h i is the height u64 and index
+ * u32 of the tender's first release:
+ *   "L" \0 h i                   every tender
+ *   "L" 'a' agency[32] h i       by publishing agency (never changes)
+ *   "L" 's' status \0 h i        by compiled tender.status
+ *   "L" 'c' category \0 h i      by compiled tender.mainProcurementCategory
+ *   "L" 'm' method \0 h i        by compiled tender.procurementMethod
+ *   "L" 'd' date u64 h i         by tender date
+ *   "N" <an 'a', 's', 'c' or 'm' list key without "L" and h i> -> u64: how
+ *                                   many tenders that index value holds
+ * A tender with no (or an over-long) status, category or method has no key
+ * in that index. Whenever a block changes a tender's compiled status,
+ * category, method or date, the same batch deletes the old list key, puts
+ * the new one and moves the "N" counts (old values from "T", new ones from
+ * the compiled release after the block).
+ *
+ * Dates: the tender date is tender.tenderPeriod.startDate of the compiled
+ * release if present, else the date of the tender's first release. A date
+ * key is the instant in ms since the epoch in UTC (the zone offset applied,
+ * so "2020-03-09T09:00:00+09:00" and "2020-03-09T00:00:00Z" are one key;
+ * digits past the millisecond dropped) plus 2^63, so u64 order is time order
+ * and the same as comparing the dates as ISO strings normalised to UTC.
+ *
+ * Listing (chain_list_json). Every answer walks one list index in reverse
+ * (newest first), never all tenders:
+ *   - no filter: "L" \0, by first-release height and index, descending;
+ *   - any of agency/status/category/method: the index of the one of them
+ *     whose "N" count is smallest, by first-release height and index
+ *     descending; each candidate's other filters (and since/until) are
+ *     checked against its "T" state;
+ *   - only since and/or until: "L" 'd' from until down to since, so by tender
+ *     date descending (then first-release height and index descending).
+ * since/until are inclusive and take an ISO 8601 date-time with a zone, or
+ * a bare date YYYY-MM-DD (since: 00:00:00Z that day; until: 23:59:59.999Z).
+ * One call examines at most LIST_SCAN_MAX index entries: when a combined
+ * filter rejects that many it answers with fewer than limit tenders (maybe
+ * none) and a next_cursor to continue from. A next_cursor can also lead to
+ * an empty last page. The cursor is the hex of the last index key examined:
+ * it names its index, so a continued walk stays on that index even if the
+ * counts change, and a cursor whose index does not belong to the filter is
+ * refused. Keys removed since (a status change) only move the walk to the
+ * next older key.
  *
  * Invariants: chain_apply() is the only writer after chain_open(); a block
  * and everything derived from it (commit, record, release, tender, summary,
@@ -49,6 +89,20 @@
  * from the records and each record id from its bytes, and verifies the
  * commit; record signatures are taken as checked by whoever built the
  * td_record (td_record_decode, td_block_decode, td_record_sign).
+ *
+ * Lifecycle rules (check_record, for chain_check_record, chain_validate and
+ * chain_apply alike): the ocid has the genesis prefix; a record id, a new
+ * tender's ocid and an (ocid, release id) pair are used once; amendments,
+ * cancellations and awards need an existing tender, come from the agency
+ * that published it and find it not cancelled; and an amendment references
+ * the release it amends: each tender.amendments entry with amendsReleaseID
+ * names a release of the same ocid that is committed or earlier in the same
+ * block, and at least one entry has it.
+ *
+ * Packages (chain_release_package_json, chain_record_package_json) carry the
+ * releases as signed, except that a release whose tender object has no "id"
+ * (amendments and cancellations may leave it out) gets the compiled
+ * tender.id in the exported copy, as the OCDS release schema requires.
  *
  * JSON answers: "time" of a release entry is the record's own time (when the
  * agency signed it); "height" of a listed tender is the height of its first
@@ -74,13 +128,15 @@
 #include "chain.h"
 #include "store.h"
 
-#define SCHEMA_VERSION 1u
+#define SCHEMA_VERSION 2u
 #define TIP_LEN (8 + TD_HASH_LEN + 8 + 8)
-#define TSTATE_FIXED (TD_PUBKEY_LEN + 1 + 8 + 4 + 4 + 8 + 1)
-#define STATUS_MAX 32 /* longest tender.status kept in "T" (codes are short) */
+#define TSTATE_FIXED (TD_PUBKEY_LEN + 1 + 8 + 4 + 4 + 8 + 8 + 8)
+#define FIELD_MAX 32 /* longest status, category or method kept in "T" (code list values are short) */
+#define TSTATE_MAX (TSTATE_FIXED + 3 * (1 + FIELD_MAX) + 1 + TD_ID_MAX)
 #define KEY_MAX (2 + TD_OCID_MAX + 1 + TD_ID_MAX + 16)
-#define LIST_KEY_LEN (2 + 8 + 4)
 #define LIST_LIMIT_MAX 1000
+#define LIST_SCAN_MAX 10000 /* list index entries one chain_list_json call examines at most */
+#define DATE_BIAS 0x8000000000000000ull
 #define FLAG_CANCELLED 1u
 
 struct chain {
@@ -100,22 +156,33 @@ struct tstate {
 	uint32_t first_index;
 	uint32_t n_releases;
 	uint64_t last_height;
-	char status[STATUS_MAX + 1];
+	uint64_t first_date;              /* date key of the first release's date */
+	uint64_t date;                    /* date key of the tender date (list index 'd') */
+	char status[FIELD_MAX + 1];       /* compiled tender.status; "" if absent or too long */
+	char category[FIELD_MAX + 1];     /* compiled tender.mainProcurementCategory, likewise */
+	char method[FIELD_MAX + 1];       /* compiled tender.procurementMethod, likewise */
+	char last_release[TD_ID_MAX + 1]; /* id of the latest release */
 };
 
 /* A tender touched by the block being applied. */
 struct pend {
 	char ocid[TD_OCID_MAX + 1];
-	struct tstate st;
-	json_t *compiled; /* owned */
-	bool is_new;      /* first published in this block */
+	struct tstate st;  /* after the block's records so far */
+	struct tstate old; /* as committed (unset when is_new): the list keys to replace */
+	json_t *compiled;  /* owned */
+	bool is_new;       /* first published in this block */
 };
+
+/* A change of one "N" count by the block. */
+struct ndelta;
 
 struct overlay {
 	struct pend *t;
 	size_t nt, cap;
 	const struct td_record **recs; /* accepted records of the block, borrowed */
 	size_t nrecs;
+	struct ndelta *nd; /* "N" count changes, one per key */
+	size_t nnd, ndcap;
 };
 
 /* ---- keys and integers --------------------------------------------------- */
@@ -204,12 +271,102 @@ static void key_ocid(struct key *k, char tag, const char *ocid)
 	key_str(k, ocid);
 }
 
-static void key_list(struct key *k, uint64_t height, uint32_t index)
+/* The list indexes (see the file comment). */
+enum lix {
+	LIX_ALL,
+	LIX_AGENCY,
+	LIX_STATUS,
+	LIX_CATEGORY,
+	LIX_METHOD,
+	LIX_DATE,
+};
+#define LIX_COUNT 6
+
+struct ndelta {
+	struct key k;
+	int64_t d;
+};
+
+/*
+ * The start of every key of index x with value v (the agency key, a
+ * NUL-ended string, or NULL for LIX_ALL and LIX_DATE): "L", the index tag and
+ * the value; the ordered part follows.
+ */
+static void lix_prefix(struct key *k, enum lix x, const void *v)
 {
 	key_tag(k, 'L');
-	key_byte(k, 0);
-	key_u64(k, height);
-	key_u32(k, index);
+	switch (x) {
+	case LIX_ALL: key_byte(k, 0); break;
+	case LIX_AGENCY:
+		key_byte(k, 'a');
+		key_bytes(k, v, TD_PUBKEY_LEN);
+		break;
+	case LIX_STATUS:
+	case LIX_CATEGORY:
+	case LIX_METHOD:
+		key_byte(k, x == LIX_STATUS ? 's' : x == LIX_CATEGORY ? 'c' : 'm');
+		key_str(k, v);
+		key_byte(k, 0);
+		break;
+	case LIX_DATE: key_byte(k, 'd'); break;
+	}
+}
+
+/* Bytes of a key of index x after its prefix. */
+static size_t lix_tail(enum lix x)
+{
+	return x == LIX_DATE ? 8 + 8 + 4 : 8 + 4;
+}
+
+/* Index x's value for tender t (NULL for LIX_ALL and LIX_DATE). */
+static const void *lix_value(enum lix x, const struct tstate *t)
+{
+	switch (x) {
+	case LIX_ALL: return NULL;
+	case LIX_AGENCY: return t->owner;
+	case LIX_STATUS: return t->status;
+	case LIX_CATEGORY: return t->category;
+	case LIX_METHOD: return t->method;
+	case LIX_DATE: return NULL;
+	}
+	return NULL;
+}
+
+/* True if tender t has a key in index x (a string index skips an empty value). */
+static bool lix_has(enum lix x, const struct tstate *t)
+{
+	switch (x) {
+	case LIX_ALL:
+	case LIX_AGENCY:
+	case LIX_DATE: return true;
+	case LIX_STATUS:
+	case LIX_CATEGORY:
+	case LIX_METHOD: return *(const char *)lix_value(x, t) != '\0';
+	}
+	return false;
+}
+
+/* The key of tender t in index x. */
+static void lix_key(struct key *k, enum lix x, const struct tstate *t)
+{
+	lix_prefix(k, x, lix_value(x, t));
+	if (x == LIX_DATE)
+		key_u64(k, t->date);
+	key_u64(k, t->first_height);
+	key_u32(k, t->first_index);
+}
+
+/* True if index x keeps an "N" count per value. */
+static bool lix_counted(enum lix x)
+{
+	return x != LIX_ALL && x != LIX_DATE;
+}
+
+/* The "N" count key of value v in index x (lix_counted). */
+static void lix_count_key(struct key *k, enum lix x, const void *v)
+{
+	lix_prefix(k, x, v);
+	k->b[0] = 'N';
 }
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -279,9 +436,17 @@ static json_t *get_json(const struct chain *c, const struct key *k)
 
 /* ---- tender state ---------------------------------------------------------- */
 
-static void tstate_encode(const struct tstate *t, uint8_t out[static TSTATE_FIXED + STATUS_MAX], size_t *len)
+static uint8_t *put_field(uint8_t *p, const char *s)
 {
-	size_t sl = strlen(t->status);
+	size_t n = strlen(s);
+
+	*p++ = (uint8_t)n;
+	memcpy(p, s, n);
+	return p + n;
+}
+
+static void tstate_encode(const struct tstate *t, uint8_t out[static TSTATE_MAX], size_t *len)
+{
 	uint8_t *p = out;
 
 	memcpy(p, t->owner, TD_PUBKEY_LEN);
@@ -295,19 +460,38 @@ static void tstate_encode(const struct tstate *t, uint8_t out[static TSTATE_FIXE
 	p += 4;
 	put_u64(p, t->last_height);
 	p += 8;
-	*p++ = (uint8_t)sl;
-	memcpy(p, t->status, sl);
-	*len = TSTATE_FIXED + sl;
+	put_u64(p, t->first_date);
+	p += 8;
+	put_u64(p, t->date);
+	p += 8;
+	p = put_field(p, t->status);
+	p = put_field(p, t->category);
+	p = put_field(p, t->method);
+	p = put_field(p, t->last_release);
+	*len = (size_t)(p - out);
+}
+
+/* Reads a length-prefixed string of at most max bytes into out (max + 1 bytes); false if malformed. */
+static bool get_field(const uint8_t **p, const uint8_t *end, char *out, size_t max)
+{
+	size_t n;
+
+	if (*p >= end)
+		return false;
+	n = **p;
+	if (n > max || (size_t)(end - *p - 1) < n || memchr(*p + 1, 0, n))
+		return false;
+	memcpy(out, *p + 1, n);
+	out[n] = '\0';
+	*p += 1 + n;
+	return true;
 }
 
 static bool tstate_decode(struct tstate *t, const uint8_t *p, size_t len)
 {
-	size_t sl;
+	const uint8_t *end = p + len;
 
 	if (len < TSTATE_FIXED)
-		return false;
-	sl = p[TSTATE_FIXED - 1];
-	if (sl > STATUS_MAX || len != TSTATE_FIXED + sl)
 		return false;
 	memcpy(t->owner, p, TD_PUBKEY_LEN);
 	p += TD_PUBKEY_LEN;
@@ -320,10 +504,12 @@ static bool tstate_decode(struct tstate *t, const uint8_t *p, size_t len)
 	p += 4;
 	t->last_height = get_u64(p);
 	p += 8;
-	p++;
-	memcpy(t->status, p, sl);
-	t->status[sl] = '\0';
-	return true;
+	t->first_date = get_u64(p);
+	p += 8;
+	t->date = get_u64(p);
+	p += 8;
+	return get_field(&p, end, t->status, FIELD_MAX) && get_field(&p, end, t->category, FIELD_MAX) &&
+	       get_field(&p, end, t->method, FIELD_MAX) && get_field(&p, end, t->last_release, TD_ID_MAX) && p == end;
 }
 
 /* Reads the committed state of a tender: 0, TD_ENOTFOUND, TD_EIO or TD_ECORRUPT. */
@@ -343,20 +529,99 @@ static int tstate_load(const struct chain *c, const char *ocid, struct tstate *t
 	return rc;
 }
 
-/* Takes tender.status from the compiled release into t (and the cancelled flag). */
-static void tstate_status(struct tstate *t, const json_t *compiled)
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 {
-	const json_t *s = json_object_get(json_object_get(compiled, "tender"), "status");
-	const char *text;
+	y -= m <= 2;
+	const int64_t era = (y >= 0 ? y : y - 399) / 400;
+	const unsigned yoe = (unsigned)(y - era * 400);
+	const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
 
-	t->status[0] = '\0';
-	if (!td_json_is_string(s))
-		return;
-	text = json_string_value(s);
-	if (strlen(text) <= STATUS_MAX)
-		snprintf(t->status, sizeof(t->status), "%s", text);
-	if (strcmp(text, "cancelled") == 0)
+/* The value of n decimal digits at s (checked by td_iso_valid). */
+static unsigned dec(const char *s, size_t n)
+{
+	unsigned v = 0;
+
+	for (size_t i = 0; i < n; i++)
+		v = v * 10 + (unsigned)(s[i] - '0');
+	return v;
+}
+
+/*
+ * The date key (file comment) of an ISO 8601 date-time with seconds and a
+ * zone (td_iso_valid) into *out; false if s[0..len) is not one.
+ */
+static bool date_key(const char *s, size_t len, uint64_t *out)
+{
+	int64_t days, mins, ms = 0;
+	size_t i = 19, nd = 0;
+
+	if (!td_iso_valid(s, len))
+		return false;
+	days = days_from_civil(dec(s, 4), dec(s + 5, 2), dec(s + 8, 2));
+	mins = (days * 24 + dec(s + 11, 2)) * 60 + dec(s + 14, 2);
+	if (s[i] == '.') {
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+			if (nd < 3) {
+				ms = ms * 10 + (s[i] - '0');
+				nd++;
+			}
+		for (; nd < 3; nd++)
+			ms *= 10;
+	}
+	if (s[i] == '+' || s[i] == '-') {
+		int64_t off = dec(s + i + 1, 2) * 60 + dec(s + i + 4, 2);
+		mins -= s[i] == '+' ? off : -off;
+	}
+	*out = (uint64_t)((mins * 60 + dec(s + 17, 2)) * 1000 + ms) + DATE_BIAS;
+	return true;
+}
+
+/*
+ * The date key of a since/until filter: a date-time as date_key, or a bare
+ * date YYYY-MM-DD taken as its first (end false) or last (end true)
+ * millisecond in UTC. False if s is neither.
+ */
+static bool filter_date(const char *s, bool end, uint64_t *out)
+{
+	char buf[32];
+	size_t n = strlen(s);
+
+	if (n == 10) {
+		snprintf(buf, sizeof(buf), "%.10sT%s", s, end ? "23:59:59.999Z" : "00:00:00Z");
+		return date_key(buf, strlen(buf), out);
+	}
+	return date_key(s, n, out);
+}
+
+/* Copies a code list value into out (FIELD_MAX + 1 bytes); "" if v is not a string or too long. */
+static void copy_field(char *out, const json_t *v)
+{
+	out[0] = '\0';
+	if (td_json_is_string(v) && json_string_length(v) <= FIELD_MAX)
+		snprintf(out, FIELD_MAX + 1, "%s", json_string_value(v));
+}
+
+/*
+ * Takes the indexed fields of the compiled release into t: status (and the
+ * cancelled flag), category, method and the tender date (t->first_date if
+ * the compiled release has no tenderPeriod.startDate).
+ */
+static void tstate_fields(struct tstate *t, const json_t *compiled)
+{
+	const json_t *tender = json_object_get(compiled, "tender");
+	const json_t *start = json_object_get(json_object_get(tender, "tenderPeriod"), "startDate");
+
+	copy_field(t->status, json_object_get(tender, "status"));
+	copy_field(t->category, json_object_get(tender, "mainProcurementCategory"));
+	copy_field(t->method, json_object_get(tender, "procurementMethod"));
+	if (strcmp(t->status, "cancelled") == 0)
 		t->flags |= FLAG_CANCELLED;
+	if (!td_json_is_string(start) || !date_key(json_string_value(start), json_string_length(start), &t->date))
+		t->date = t->first_date;
 }
 
 /* ---- overlay --------------------------------------------------------------- */
@@ -367,6 +632,7 @@ static void overlay_free(struct overlay *ov)
 		json_decref(ov->t[i].compiled);
 	free(ov->t);
 	free(ov->recs);
+	free(ov->nd);
 	memset(ov, 0, sizeof(*ov));
 }
 
@@ -392,6 +658,27 @@ static struct pend *overlay_add(struct overlay *ov, const char *ocid)
 	memset(p, 0, sizeof(*p));
 	snprintf(p->ocid, sizeof(p->ocid), "%s", ocid);
 	return p;
+}
+
+/* Adds d to the "N" count of tender t's value in index x (a counted one). */
+static void overlay_count(struct overlay *ov, enum lix x, const struct tstate *t, int64_t d)
+{
+	struct key k;
+
+	lix_count_key(&k, x, lix_value(x, t));
+	for (size_t i = 0; i < ov->nnd; i++) {
+		if (ov->nd[i].k.n == k.n && memcmp(ov->nd[i].k.b, k.b, k.n) == 0) {
+			ov->nd[i].d += d;
+			return;
+		}
+	}
+	if (ov->nnd == ov->ndcap) {
+		ov->ndcap = ov->ndcap ? 2 * ov->ndcap : 8;
+		ov->nd = td_xrealloc(ov->nd, ov->ndcap * sizeof(*ov->nd));
+	}
+	ov->nd[ov->nnd].k = k;
+	ov->nd[ov->nnd].d = d;
+	ov->nnd++;
 }
 
 static bool overlay_has_id(const struct overlay *ov, const uint8_t id[static TD_HASH_LEN])
@@ -605,6 +892,51 @@ static const char *kind_verb(enum td_kind kind)
 }
 
 /*
+ * "A release references the release it amends": every tender.amendments
+ * entry of an amendment that has amendsReleaseID names a release of the same
+ * ocid, committed or accepted earlier in the block (ov), and at least one
+ * entry has it.
+ */
+static int check_amends(const struct chain *c, const struct overlay *ov, const struct td_record *rec, char *err,
+			size_t errlen)
+{
+	const json_t *list = json_object_get(json_object_get(rec->release, "tender"), "amendments");
+	const json_t *e;
+	size_t i, refs = 0;
+	struct key k;
+
+	json_array_foreach(list, i, e) {
+		const json_t *ref = json_object_get(e, "amendsReleaseID");
+		const char *id;
+		if (!ref)
+			continue;
+		if (!td_json_is_string(ref) || json_string_length(ref) == 0 || json_string_length(ref) > TD_ID_MAX ||
+		    strlen(json_string_value(ref)) != json_string_length(ref)) {
+			seterr(err, errlen,
+			       "tender.amendments[%zu].amendsReleaseID: must be the id of the release amended", i);
+			return TD_ERULE;
+		}
+		id = json_string_value(ref);
+		key_ocid(&k, 'U', rec->ocid);
+		key_byte(&k, 0);
+		key_str(&k, id);
+		if (!overlay_has_pair(ov, rec->ocid, id) && !store_has(c->st, k.b, k.n)) {
+			seterr(err, errlen, "tender.amendments[%zu].amendsReleaseID: no release %s for ocid %s", i, id,
+			       rec->ocid);
+			return TD_ERULE;
+		}
+		refs++;
+	}
+	if (refs == 0) {
+		seterr(err, errlen,
+		       "tender.amendments: an amendment must name the release it amends (amendsReleaseID) of tender %s",
+		       rec->ocid);
+		return TD_ERULE;
+	}
+	return 0;
+}
+
+/*
  * The lifecycle rules of chain_check_record, seeing the block's earlier
  * records through ov (NULL: the committed ledger only).
  */
@@ -674,6 +1006,8 @@ static int check_record(const struct chain *c, const struct overlay *ov, const s
 		seterr(err, errlen, "release %s of tender %s already exists", rec->release_id, rec->ocid);
 		return TD_EEXIST;
 	}
+	if (rec->kind == TD_KIND_AMENDMENT)
+		return check_amends(c, ov, rec, err, errlen);
 	return 0;
 }
 
@@ -699,10 +1033,14 @@ static int pend_get(const struct chain *c, struct overlay *ov, const struct td_r
 		return 0;
 	}
 	if (rec->kind == TD_KIND_TENDER) {
+		const json_t *date = json_object_get(rec->release, "date");
 		p = overlay_add(ov, rec->ocid);
 		memcpy(p->st.owner, rec->agency, TD_PUBKEY_LEN);
 		p->st.first_height = height;
 		p->st.first_index = index;
+		if (!td_json_is_string(date) ||
+		    !date_key(json_string_value(date), json_string_length(date), &p->st.first_date))
+			p->st.first_date = rec->time_ms + DATE_BIAS;
 		p->compiled = json_object();
 		p->is_new = true;
 		*out = p;
@@ -721,6 +1059,7 @@ static int pend_get(const struct chain *c, struct overlay *ov, const struct td_r
 	}
 	p = overlay_add(ov, rec->ocid);
 	p->st = st;
+	p->old = st;
 	p->compiled = compiled;
 	*out = p;
 	return 0;
@@ -741,8 +1080,9 @@ static int stage_record(const struct chain *c, struct overlay *ov, struct store_
 	td_release_merge(p->compiled, rec->release);
 	if (rec->kind == TD_KIND_CANCELLATION)
 		p->st.flags |= FLAG_CANCELLED;
-	tstate_status(&p->st, p->compiled);
+	tstate_fields(&p->st, p->compiled);
 	p->st.last_height = height;
+	snprintf(p->st.last_release, sizeof(p->st.last_release), "%s", rec->release_id);
 
 	key_ocid(&k, 'E', rec->ocid);
 	key_byte(&k, 0);
@@ -777,10 +1117,75 @@ static int put_json(struct store_batch *b, const struct key *k, const json_t *v)
 	return 0;
 }
 
-/* Adds the state, compiled release, summary and list key of a touched tender. */
-static int stage_tender(const struct chain *c, struct store_batch *b, const struct pend *p, char *err, size_t errlen)
+/*
+ * Puts the list keys of a touched tender that the block adds or changes and
+ * deletes the ones it replaces, noting the "N" count changes in ov.
+ */
+static void stage_lists(struct overlay *ov, struct store_batch *b, const struct pend *p)
 {
-	uint8_t tv[TSTATE_FIXED + STATUS_MAX];
+	for (int i = 0; i < LIX_COUNT; i++) {
+		const enum lix x = (enum lix)i;
+		const bool had = !p->is_new && lix_has(x, &p->old), has = lix_has(x, &p->st);
+		struct key ko, kn;
+		if (had)
+			lix_key(&ko, x, &p->old);
+		if (has)
+			lix_key(&kn, x, &p->st);
+		if (had && has && ko.n == kn.n && memcmp(ko.b, kn.b, ko.n) == 0)
+			continue;
+		if (had) {
+			store_batch_delete(b, ko.b, ko.n);
+			if (lix_counted(x))
+				overlay_count(ov, x, &p->old, -1);
+		}
+		if (has) {
+			store_batch_put(b, kn.b, kn.n, p->ocid, strlen(p->ocid));
+			if (lix_counted(x))
+				overlay_count(ov, x, &p->st, 1);
+		}
+	}
+}
+
+/* Puts the "N" counts changed by the block. */
+static int stage_counts(const struct chain *c, const struct overlay *ov, struct store_batch *b, char *err,
+			size_t errlen)
+{
+	for (size_t i = 0; i < ov->nnd; i++) {
+		const struct ndelta *nd = &ov->nd[i];
+		uint64_t n = 0;
+		uint8_t *v, nb[8];
+		size_t vl;
+		int rc;
+		if (nd->d == 0)
+			continue;
+		rc = store_get(c->st, nd->k.b, nd->k.n, &v, &vl);
+		if (rc == 0) {
+			n = vl == 8 ? get_u64(v) : UINT64_MAX;
+			free(v);
+		} else if (rc != TD_ENOTFOUND) {
+			seterr(err, errlen, "cannot read a list count (%s)", td_strerror(rc));
+			return rc;
+		}
+		if (n == UINT64_MAX || (nd->d < 0 && (uint64_t)-nd->d > n)) {
+			seterr(err, errlen, "a list count in the store is corrupt");
+			return TD_ECORRUPT;
+		}
+		n = nd->d < 0 ? n - (uint64_t)-nd->d : n + (uint64_t)nd->d;
+		if (n == 0) {
+			store_batch_delete(b, nd->k.b, nd->k.n);
+		} else {
+			put_u64(nb, n);
+			store_batch_put(b, nd->k.b, nd->k.n, nb, sizeof(nb));
+		}
+	}
+	return 0;
+}
+
+/* Adds the state, compiled release, summary and list keys of a touched tender. */
+static int stage_tender(const struct chain *c, struct overlay *ov, struct store_batch *b, const struct pend *p,
+			char *err, size_t errlen)
+{
+	uint8_t tv[TSTATE_MAX];
 	char name[2 * TD_PUBKEY_LEN + 1];
 	size_t tl;
 	struct key k;
@@ -808,10 +1213,7 @@ static int stage_tender(const struct chain *c, struct store_batch *b, const stru
 	if (rc != 0)
 		goto fail;
 
-	if (p->is_new) {
-		key_list(&k, p->st.first_height, p->st.first_index);
-		store_batch_put(b, k.b, k.n, p->ocid, strlen(p->ocid));
-	}
+	stage_lists(ov, b, p);
 	return 0;
 fail:
 	seterr(err, errlen, "tender %s: cannot serialize its state", p->ocid);
@@ -927,10 +1329,13 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 		}
 	}
 	for (size_t i = 0; i < ov.nt; i++) {
-		rc = stage_tender(c, b, &ov.t[i], err, errlen);
+		rc = stage_tender(c, &ov, b, &ov.t[i], err, errlen);
 		if (rc != 0)
 			goto out;
 	}
+	rc = stage_counts(c, &ov, b, err, errlen);
+	if (rc != 0)
+		goto out;
 
 	if (!commit)
 		goto out;
@@ -1037,37 +1442,49 @@ static int blkview_record(const struct chain *c, struct blkview *bv, uint64_t he
 	return 0;
 }
 
-/* One release entry of chain_tender_json for the record with this id. */
-static json_t *release_entry(const struct chain *c, struct blkview *bv, const uint8_t id[static TD_HASH_LEN])
+/* Decodes the committed record with this id (its block read through bv) into *out, its height in *height. */
+static int record_at(const struct chain *c, struct blkview *bv, const uint8_t id[static TD_HASH_LEN],
+		     struct td_record **out, uint64_t *height)
 {
-	char e[TD_ERRMSG_MAX], name[2 * TD_PUBKEY_LEN + 1];
+	char e[TD_ERRMSG_MAX];
 	struct td_record *rec = NULL;
 	const uint8_t *p;
 	uint8_t *loc;
 	size_t n, ln;
 	struct key k;
-	uint64_t height;
-	json_t *out;
+	int rc;
 
+	*out = NULL;
 	key_tag(&k, 'R');
 	key_bytes(&k, id, TD_HASH_LEN);
-	if (store_get(c->st, k.b, k.n, &loc, &ln) != 0)
-		return NULL;
+	rc = store_get(c->st, k.b, k.n, &loc, &ln);
+	if (rc != 0)
+		return rc;
 	if (ln != 12) {
 		free(loc);
-		return NULL;
+		return TD_ECORRUPT;
 	}
-	height = get_u64(loc);
-	if (blkview_record(c, bv, height, get_u32(loc + 8), &p, &n) != 0 ||
-	    td_record_decode_trusted(&rec, p, n, c->g->chain_id, e, sizeof(e)) != 0 ||
-	    memcmp(rec->id, id, TD_HASH_LEN) != 0) {
-		free(loc);
-		td_record_free(rec);
-		return NULL;
-	}
+	*height = get_u64(loc);
+	rc = blkview_record(c, bv, *height, get_u32(loc + 8), &p, &n);
 	free(loc);
+	if (rc != 0)
+		return rc;
+	if (td_record_decode_trusted(&rec, p, n, c->g->chain_id, e, sizeof(e)) != 0 ||
+	    memcmp(rec->id, id, TD_HASH_LEN) != 0) {
+		td_record_free(rec);
+		return TD_ECORRUPT;
+	}
+	*out = rec;
+	return 0;
+}
+
+/* The fields of a release entry (chain_tender_json, chain_block_releases_json) for rec at height. */
+static json_t *entry_json(const struct chain *c, const struct td_record *rec, uint64_t height)
+{
+	char name[2 * TD_PUBKEY_LEN + 1];
+	json_t *out = json_object();
+
 	agency_name(c->g, rec->agency, name);
-	out = json_object();
 	json_object_set_new(out, "record_id", hex_json(rec->id, TD_HASH_LEN));
 	json_object_set_new(out, "height", td_json_uint(height));
 	json_object_set_new(out, "time", time_json(rec->time_ms));
@@ -1075,19 +1492,51 @@ static json_t *release_entry(const struct chain *c, struct blkview *bv, const ui
 	json_object_set_new(out, "agency_name", json_string(name));
 	json_object_set_new(out, "kind", json_string(td_kind_name(rec->kind)));
 	json_object_set_new(out, "release", json_incref(rec->release));
-	td_record_free(rec);
 	return out;
+}
+
+/*
+ * The releases of a committed tender in order: entries as in
+ * chain_tender_json (entries true) or the bare releases. NULL on a read
+ * error or if fewer than n releases are found.
+ */
+static json_t *tender_releases(const struct chain *c, const char *ocid, uint32_t n, bool entries)
+{
+	struct blkview bv = { 0 };
+	struct store_iter *it;
+	struct key k;
+	const uint8_t *key, *val;
+	size_t klen, vlen;
+	json_t *rels = json_array();
+
+	key_ocid(&k, 'E', ocid);
+	key_byte(&k, 0);
+	it = store_iter_new(c->st, k.b, k.n, false);
+	while (store_iter_next(it, &key, &klen, &val, &vlen)) {
+		struct td_record *rec;
+		uint64_t height;
+		if (vlen != TD_HASH_LEN || record_at(c, &bv, val, &rec, &height) != 0)
+			goto fail;
+		json_array_append_new(rels, entries ? entry_json(c, rec, height) : json_incref(rec->release));
+		td_record_free(rec);
+	}
+	if (store_iter_error(it) != 0 || json_array_size(rels) != n)
+		goto fail;
+	store_iter_free(it);
+	blkview_clear(&bv);
+	return rels;
+fail:
+	store_iter_free(it);
+	blkview_clear(&bv);
+	json_decref(rels);
+	return NULL;
 }
 
 json_t *chain_tender_json(const struct chain *c, const char *ocid)
 {
-	struct blkview bv = { 0 };
-	struct store_iter *it;
 	struct tstate st;
 	struct key k;
 	json_t *out, *compiled, *rels;
-	const uint8_t *key, *val;
-	size_t klen, vlen;
 
 	if (!ocid || strlen(ocid) > TD_OCID_MAX || tstate_load(c, ocid, &st) != 0)
 		return NULL;
@@ -1095,84 +1544,239 @@ json_t *chain_tender_json(const struct chain *c, const char *ocid)
 	compiled = get_json(c, &k);
 	if (!compiled)
 		return NULL;
+	rels = tender_releases(c, ocid, st.n_releases, true);
+	if (!rels) {
+		json_decref(compiled);
+		return NULL;
+	}
 	out = json_object();
 	json_object_set_new(out, "ocid", json_string(ocid));
 	json_object_set_new(out, "compiled", compiled);
-	rels = json_array();
 	json_object_set_new(out, "releases", rels);
-
-	key_ocid(&k, 'E', ocid);
-	key_byte(&k, 0);
-	it = store_iter_new(c->st, k.b, k.n, false);
-	while (store_iter_next(it, &key, &klen, &val, &vlen)) {
-		json_t *entry = vlen == TD_HASH_LEN ? release_entry(c, &bv, val) : NULL;
-		if (!entry)
-			goto fail;
-		json_array_append_new(rels, entry);
-	}
-	if (store_iter_error(it) != 0 || json_array_size(rels) != st.n_releases)
-		goto fail;
-	store_iter_free(it);
-	blkview_clear(&bv);
 	return out;
-fail:
-	store_iter_free(it);
-	blkview_clear(&bv);
-	json_decref(out);
-	return NULL;
 }
 
-json_t *chain_list_json(const struct chain *c, uint32_t limit, const char *cursor)
+int chain_last_release_id(const struct chain *c, const char *ocid, char out[static TD_ID_MAX + 1])
 {
-	static const uint8_t prefix[2] = { 'L', 0 };
-	uint8_t last[LIST_KEY_LEN];
-	struct store_iter *it;
+	struct tstate st;
+	int rc;
+
+	if (!ocid || strlen(ocid) > TD_OCID_MAX)
+		return TD_ENOTFOUND;
+	rc = tstate_load(c, ocid, &st);
+	if (rc != 0)
+		return rc;
+	snprintf(out, TD_ID_MAX + 1, "%s", st.last_release);
+	return 0;
+}
+
+/* A filter ready for a walk over one list index. */
+struct lquery {
+	const void *eq[LIX_COUNT]; /* equality value per index, NULL where not filtered */
+	int n_eq;
+	bool has_since, has_until;
+	uint64_t since, until; /* date keys, inclusive */
+	bool none;             /* no tender can match */
+};
+
+static bool lquery_init(struct lquery *q, const struct chain_filter *f)
+{
+	memset(q, 0, sizeof(*q));
+	if (!f)
+		return true;
+	q->eq[LIX_AGENCY] = f->agency;
+	q->eq[LIX_STATUS] = f->status;
+	q->eq[LIX_CATEGORY] = f->category;
+	q->eq[LIX_METHOD] = f->method;
+	for (int i = 0; i < LIX_COUNT; i++) {
+		if (!q->eq[i])
+			continue;
+		q->n_eq++;
+		/* a value "T" cannot hold matches no tender (and would not fit a key) */
+		if (i != LIX_AGENCY && (strlen(q->eq[i]) > FIELD_MAX || *(const char *)q->eq[i] == '\0'))
+			q->none = true;
+	}
+	if (f->since) {
+		if (!filter_date(f->since, false, &q->since))
+			return false;
+		q->has_since = true;
+	}
+	if (f->until) {
+		if (!filter_date(f->until, true, &q->until))
+			return false;
+		q->has_until = true;
+	}
+	if (q->has_since && q->has_until && q->since > q->until)
+		q->none = true;
+	return true;
+}
+
+/* True if tender t passes every part of q. */
+static bool lquery_match(const struct lquery *q, const struct tstate *t)
+{
+	for (int i = 0; i < LIX_COUNT; i++) {
+		const enum lix x = (enum lix)i;
+		if (!q->eq[i])
+			continue;
+		if (x == LIX_AGENCY ? memcmp(t->owner, q->eq[i], TD_PUBKEY_LEN) != 0 :
+				      strcmp(lix_value(x, t), q->eq[i]) != 0)
+			return false;
+	}
+	return !(q->has_since && t->date < q->since) && !(q->has_until && t->date > q->until);
+}
+
+/* The "N" count of value v in index x; UINT64_MAX on a read error (never chosen). */
+static uint64_t lix_count(const struct chain *c, enum lix x, const void *v)
+{
+	struct key k;
+	uint8_t *val;
+	size_t n;
+	uint64_t r;
+	int rc;
+
+	lix_count_key(&k, x, v);
+	rc = store_get(c->st, k.b, k.n, &val, &n);
+	if (rc == TD_ENOTFOUND)
+		return 0;
+	if (rc != 0)
+		return UINT64_MAX;
+	r = n == 8 ? get_u64(val) : UINT64_MAX;
+	free(val);
+	return r;
+}
+
+/*
+ * The index a query walks and its prefix in *pre: the one a cursor (ck, cl
+ * bytes; NULL for none) names if it belongs to the query, else the smallest
+ * equality index, the date index for a date range alone, or all tenders.
+ * False if the cursor belongs to none of the query's indexes.
+ */
+static bool lquery_index(const struct chain *c, const struct lquery *q, const uint8_t *ck, size_t cl, enum lix *out,
+			 struct key *pre)
+{
+	uint64_t best = UINT64_MAX;
+	bool found = false;
+
+	for (int i = 0; i < LIX_COUNT; i++) {
+		const enum lix x = (enum lix)i;
+		struct key k;
+		if (!q->eq[i])
+			continue;
+		lix_prefix(&k, x, q->eq[i]);
+		if (ck) {
+			if (cl == k.n + lix_tail(x) && memcmp(ck, k.b, k.n) == 0) {
+				*out = x;
+				*pre = k;
+				return true;
+			}
+			continue;
+		}
+		uint64_t n = lix_count(c, x, q->eq[i]);
+		if (!found || n < best) {
+			best = n;
+			*out = x;
+			*pre = k;
+			found = true;
+		}
+	}
+	if (q->n_eq > 0)
+		return found;
+	*out = q->has_since || q->has_until ? LIX_DATE : LIX_ALL;
+	lix_prefix(pre, *out, NULL);
+	return !ck || (cl == pre->n + lix_tail(*out) && memcmp(ck, pre->b, pre->n) == 0);
+}
+
+json_t *chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_t limit, const char *cursor)
+{
+	uint8_t ck[KEY_MAX], last[KEY_MAX];
+	size_t cl = 0, lastlen = 0;
+	struct store_iter *it = NULL;
+	struct lquery q;
+	struct key pre, sk = { .n = 0 };
+	enum lix x = LIX_ALL;
 	const uint8_t *key, *val;
 	size_t klen, vlen;
 	json_t *out, *list;
-	uint32_t got = 0;
-	bool more = false;
+	uint32_t got = 0, examined = 0;
+	bool more = false, check;
 
-	if (limit < 1 || limit > LIST_LIMIT_MAX)
+	if (limit < 1 || limit > LIST_LIMIT_MAX || !lquery_init(&q, f))
 		return NULL;
-	it = store_iter_new(c->st, prefix, sizeof(prefix), true);
 	if (cursor) {
-		uint8_t ck[LIST_KEY_LEN];
-		if (!td_unhex(ck, sizeof(ck), cursor, strlen(cursor)) || memcmp(ck, prefix, sizeof(prefix)) != 0) {
-			store_iter_free(it);
+		size_t hl = strlen(cursor);
+		if (hl == 0 || hl % 2 != 0 || hl / 2 > sizeof(ck) || !td_unhex(ck, hl / 2, cursor, hl))
 			return NULL;
-		}
-		store_iter_seek(it, ck, sizeof(ck));
-		/* the cursor is the last key already returned: skip it if still there */
-		if (store_iter_next(it, &key, &klen, &val, &vlen) &&
-		    !(klen == sizeof(ck) && memcmp(key, ck, sizeof(ck)) == 0))
-			store_iter_seek(it, ck, sizeof(ck));
+		cl = hl / 2;
 	}
+	if (!q.none && !lquery_index(c, &q, cursor ? ck : NULL, cl, &x, &pre))
+		return NULL;
 	out = json_object();
 	list = json_array();
 	json_object_set_new(out, "tenders", list);
+	if (q.none)
+		goto done;
+	/* a candidate needs its "T" state unless the index alone answers the query */
+	check = q.n_eq > 1 || (q.n_eq == 1 && (q.has_since || q.has_until));
+
+	it = store_iter_new(c->st, pre.b, pre.n, true);
+	if (cursor) {
+		sk.n = cl;
+		memcpy(sk.b, ck, cl);
+	}
+	if (x == LIX_DATE && q.has_until) {
+		/* start at the newest key dated until, or at the cursor if older */
+		struct key k = pre;
+		uint8_t ff[8 + 4];
+		memset(ff, 0xff, sizeof(ff));
+		key_u64(&k, q.until);
+		key_bytes(&k, ff, sizeof(ff));
+		if (!cursor || memcmp(k.b, ck, cl) < 0)
+			sk = k;
+	}
+	if (sk.n)
+		store_iter_seek(it, sk.b, sk.n);
+	if (cursor) {
+		/* the cursor is the last key already examined: skip it if still there */
+		if (store_iter_next(it, &key, &klen, &val, &vlen) && !(klen == cl && memcmp(key, ck, cl) == 0))
+			store_iter_seek(it, sk.b, sk.n);
+	}
 	while (store_iter_next(it, &key, &klen, &val, &vlen)) {
-		if (got == limit) {
+		char ocid[TD_OCID_MAX + 1];
+		struct tstate st;
+		struct key yk;
+		json_t *sum;
+		if (got == limit || examined == LIST_SCAN_MAX) {
 			more = true;
 			break;
 		}
-		if (klen != LIST_KEY_LEN || vlen == 0 || vlen > TD_OCID_MAX)
+		if (klen != pre.n + lix_tail(x) || vlen == 0 || vlen > TD_OCID_MAX || memchr(val, 0, vlen))
 			goto fail;
-		struct key yk;
-		key_tag(&yk, 'Y');
-		key_bytes(&yk, val, vlen);
-		json_t *sum = get_json(c, &yk);
+		if (x == LIX_DATE && q.has_since && get_u64(key + pre.n) < q.since)
+			break; /* descending: every later key is older still */
+		examined++;
+		memcpy(last, key, klen);
+		lastlen = klen;
+		memcpy(ocid, val, vlen);
+		ocid[vlen] = '\0';
+		if (check) {
+			if (tstate_load(c, ocid, &st) != 0)
+				goto fail;
+			if (!lquery_match(&q, &st))
+				continue;
+		}
+		key_ocid(&yk, 'Y', ocid);
+		sum = get_json(c, &yk);
 		if (!sum)
 			goto fail;
 		json_array_append_new(list, sum);
-		memcpy(last, key, LIST_KEY_LEN);
 		got++;
 	}
 	if (store_iter_error(it) != 0)
 		goto fail;
+done:
 	if (more) {
-		char hex[2 * LIST_KEY_LEN + 1];
-		td_hex(hex, last, LIST_KEY_LEN);
+		char hex[2 * KEY_MAX + 1];
+		td_hex(hex, last, lastlen);
 		json_object_set_new(out, "next_cursor", json_string(hex));
 	} else {
 		json_object_set_new(out, "next_cursor", json_null());
@@ -1181,6 +1785,208 @@ json_t *chain_list_json(const struct chain *c, uint32_t limit, const char *curso
 	return out;
 fail:
 	store_iter_free(it);
+	json_decref(out);
+	return NULL;
+}
+
+/* Decodes the committed block at height (1..tip; records not re-verified). */
+static int load_block(const struct chain *c, uint64_t height, struct td_block **out)
+{
+	char e[TD_ERRMSG_MAX];
+	struct key k;
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	key_height(&k, 'B', height);
+	rc = store_get(c->st, k.b, k.n, &buf, &len);
+	if (rc != 0)
+		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
+	rc = td_block_decode(out, buf, len, c->g->chain_id, true, e, sizeof(e)) == 0 ? 0 : TD_ECORRUPT;
+	free(buf);
+	return rc;
+}
+
+json_t *chain_block_releases_json(const struct chain *c, uint64_t height)
+{
+	struct td_block *blk;
+	json_t *out;
+
+	if (height == 0 || height > c->height || load_block(c, height, &blk) != 0)
+		return NULL;
+	out = json_array();
+	for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
+		const struct td_record *rec = blk->records[i];
+		json_t *e = entry_json(c, rec, height);
+		json_object_set_new(e, "index", td_json_uint(i));
+		json_object_set_new(e, "block_records", td_json_uint(blk->hdr.n_records));
+		json_object_set_new(e, "ocid", json_string(rec->ocid));
+		json_object_set_new(e, "release_id", json_string(rec->release_id));
+		json_array_append_new(out, e);
+	}
+	td_block_free(blk);
+	return out;
+}
+
+/*
+ * The head of a package over blocks *from..*to: the range clamped to the
+ * chain (from 0 is 1, to past the tip is the tip); "publishedDate" is the
+ * time of block *to in whole seconds UTC. NULL if the range is empty.
+ */
+static json_t *package_new(const struct chain *c, uint64_t *from, uint64_t *to, const char *publisher, const char *uri)
+{
+	struct td_block *blk;
+	char iso[32], date[32], def[TD_CHAIN_ID_MAX + 80];
+	json_t *out, *pub;
+
+	if (*from == 0)
+		*from = 1;
+	if (*from > *to || *from > c->height)
+		return NULL;
+	if (*to > c->height)
+		*to = c->height;
+	if (load_block(c, *to, &blk) != 0)
+		return NULL;
+	td_time_iso(iso, blk->hdr.time_ms);
+	td_block_free(blk);
+	snprintf(date, sizeof(date), "%.19sZ", iso);
+	if (!uri) {
+		snprintf(def, sizeof(def), "tenderd://%s/export?from=%llu&to=%llu", c->g->chain_id,
+			 (unsigned long long)*from, (unsigned long long)*to);
+		uri = def;
+	}
+	out = json_object();
+	json_object_set_new(out, "uri", json_string(uri));
+	json_object_set_new(out, "version", json_string("1.1"));
+	json_object_set_new(out, "publishedDate", json_string(date));
+	pub = json_object();
+	json_object_set_new(pub, "name", json_string(publisher ? publisher : c->g->chain_id));
+	json_object_set_new(out, "publisher", pub);
+	return out;
+}
+
+/*
+ * A release as a package carries it. OCDS requires tender.id wherever a
+ * release has a tender object, and an amendment or cancellation may leave
+ * it out (its signed release is kept as signed on the ledger): such a
+ * release gets tender_id (the compiled tender.id) in a shallow copy.
+ */
+static json_t *export_release(const json_t *rel, const json_t *tender_id)
+{
+	json_t *tender = json_object_get(rel, "tender"), *copy, *tc;
+
+	if (!json_is_object(tender) || json_object_get(tender, "id") || !td_json_is_string(tender_id))
+		return json_incref((json_t *)rel);
+	copy = json_copy((json_t *)rel);
+	tc = json_copy(tender);
+	json_object_set(tc, "id", (json_t *)tender_id);
+	json_object_set_new(copy, "tender", tc);
+	return copy;
+}
+
+/* The compiled tender.id of ocid, remembered in cache (ocid -> id); NULL if there is none. */
+static const json_t *tender_id_of(const struct chain *c, json_t *cache, const char *ocid)
+{
+	const json_t *id = json_object_get(cache, ocid);
+	json_t *compiled;
+	struct key k;
+
+	if (id)
+		return id;
+	key_ocid(&k, 'K', ocid);
+	compiled = get_json(c, &k);
+	id = json_object_get(json_object_get(compiled, "tender"), "id");
+	json_object_set(cache, ocid, td_json_is_string(id) ? (json_t *)id : json_null());
+	json_decref(compiled);
+	return json_object_get(cache, ocid);
+}
+
+json_t *chain_release_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
+				   const char *uri)
+{
+	json_t *out = package_new(c, &from, &to, publisher, uri);
+	json_t *rels, *ids;
+
+	if (!out)
+		return NULL;
+	ids = json_object();
+	rels = json_array();
+	json_object_set_new(out, "releases", rels);
+	for (uint64_t h = from; h <= to; h++) {
+		struct td_block *blk;
+		if (load_block(c, h, &blk) != 0) {
+			json_decref(ids);
+			json_decref(out);
+			return NULL;
+		}
+		for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
+			const struct td_record *rec = blk->records[i];
+			json_array_append_new(rels, export_release(rec->release, tender_id_of(c, ids, rec->ocid)));
+		}
+		td_block_free(blk);
+	}
+	json_decref(ids);
+	return out;
+}
+
+json_t *chain_record_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
+				  const char *uri)
+{
+	json_t *out = package_new(c, &from, &to, publisher, uri);
+	json_t *seen, *ocids, *recs, *o;
+	size_t i;
+
+	if (!out)
+		return NULL;
+	/* the ocids with a release in the range, in order of their first one there */
+	seen = json_object();
+	ocids = json_array();
+	for (uint64_t h = from; h <= to; h++) {
+		struct td_block *blk;
+		if (load_block(c, h, &blk) != 0)
+			goto fail;
+		for (uint32_t j = 0; j < blk->hdr.n_records; j++) {
+			const char *ocid = blk->records[j]->ocid;
+			if (!json_object_get(seen, ocid)) {
+				json_object_set_new(seen, ocid, json_true());
+				json_array_append_new(ocids, json_string(ocid));
+			}
+		}
+		td_block_free(blk);
+	}
+	recs = json_array();
+	json_object_set_new(out, "records", recs);
+	json_array_foreach(ocids, i, o) {
+		const char *ocid = json_string_value(o);
+		struct tstate st;
+		struct key k;
+		json_t *r, *rels, *compiled;
+		if (tstate_load(c, ocid, &st) != 0)
+			goto fail;
+		key_ocid(&k, 'K', ocid);
+		compiled = get_json(c, &k);
+		rels = compiled ? tender_releases(c, ocid, st.n_releases, false) : NULL;
+		if (!rels) {
+			json_decref(compiled);
+			goto fail;
+		}
+		for (size_t j = 0; j < json_array_size(rels); j++)
+			json_array_set_new(rels, j,
+					   export_release(json_array_get(rels, j),
+							  json_object_get(json_object_get(compiled, "tender"), "id")));
+		r = json_object();
+		json_object_set_new(r, "ocid", json_string(ocid));
+		json_object_set_new(r, "releases", rels);
+		json_object_set_new(r, "compiledRelease", compiled);
+		json_array_append_new(recs, r);
+	}
+	json_decref(seen);
+	json_decref(ocids);
+	return out;
+fail:
+	json_decref(seen);
+	json_decref(ocids);
 	json_decref(out);
 	return NULL;
 }

@@ -67,13 +67,60 @@ int chain_validate(const struct chain *c, const struct td_block *blk, char *err,
  */
 json_t *chain_tender_json(const struct chain *c, const char *ocid);
 
+/* What chain_list_json keeps; NULL members match everything. */
+struct chain_filter {
+	const uint8_t *agency;  /* TD_PUBKEY_LEN bytes: the publishing agency */
+	const char *status;     /* the compiled tender.status */
+	const char *category;   /* tender.mainProcurementCategory */
+	const char *method;     /* tender.procurementMethod */
+	const char *since;      /* ISO 8601: tender period start (or first release date) on or after */
+	const char *until;      /* ISO 8601: tender period start (or first release date) on or before */
+};
+
 /*
  * Tender summaries newest first (by the height and position of the tender's
- * first release): {"tenders": [summary + "agency", "agency_name", "height",
- * "releases"...], "next_cursor": string or null}. cursor is NULL or a
- * next_cursor from an earlier answer; limit is 1..1000. NULL on a bad cursor.
+ * first release; when the filter has only since/until, by tender date),
+ * keeping those that match f (NULL: all), answered from one index without
+ * scanning every tender: {"tenders": [summary + "agency", "agency_name",
+ * "height", "releases"...], "next_cursor": string or null}. At most 10,000
+ * index entries are examined per call, so a selective filter may return
+ * fewer than limit tenders with a next_cursor to follow. cursor is NULL or a
+ * next_cursor from an earlier answer with the same filter; limit is 1..1000.
+ * NULL on a bad cursor, limit or date.
  */
-json_t *chain_list_json(const struct chain *c, uint32_t limit, const char *cursor);
+json_t *chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_t limit, const char *cursor);
+
+/*
+ * The releases committed in block `height`, in block order:
+ *   [{"height", "index", "block_records", "record_id", "ocid", "release_id",
+ *     "kind", "time", "agency", "agency_name", "release"}]
+ * (block_records: how many records the block holds, so a reader can tell it
+ * saw the whole block). NULL if there is no such block.
+ */
+json_t *chain_block_releases_json(const struct chain *c, uint64_t height);
+
+/*
+ * An OCDS 1.1 release package of every release committed in blocks from..to
+ * (inclusive): {"uri", "version": "1.1", "publishedDate", "publisher":
+ * {"name"}, "releases": [...]} that validates against the official
+ * release-package schema. NULL if from > to or from is past the chain.
+ */
+json_t *chain_release_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
+				   const char *uri);
+
+/*
+ * An OCDS 1.1 record package for every ocid with a release in blocks
+ * from..to: {"uri", "version": "1.1", "publishedDate", "publisher",
+ * "records": [{"ocid", "releases": [...all of the ocid's releases...],
+ * "compiledRelease"}]}. NULL as for the release package. Exported releases
+ * that have a tender but no tender.id get it from the compiled release (the
+ * schema requires it); the ledger keeps them as signed.
+ */
+json_t *chain_record_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
+				  const char *uri);
+
+/* The id of the latest committed release of ocid into out; TD_ENOTFOUND if no tender has that ocid. */
+int chain_last_release_id(const struct chain *c, const char *ocid, char out[static TD_ID_MAX + 1]);
 
 /*
  * A block for people: {"height", "hash", "prev_hash", "time", "proposer",

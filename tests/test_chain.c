@@ -1,8 +1,11 @@
 /*
  * Tests for node/chain.c: applying blocks signed by one and by four
  * validators, reading tenders, listings and blocks back after a reopen, every
- * refusal leaving the chain (and the store) as it was, and crash consistency
- * under SIGKILL while a child process applies blocks.
+ * refusal leaving the chain (and the store) as it was, listing filters and
+ * their indexes and cursors, the amendsReleaseID rule, block releases, OCDS
+ * packages validated against the official schemas (by /usr/bin/python3 with
+ * jsonschema), and crash consistency under SIGKILL while a child process
+ * applies blocks.
  *
  * Records are built from the sample releases in tests/data/samples with td_release_build and
  * td_record_sign; keys come from libsodium. Each test uses its own temporary
@@ -176,6 +179,28 @@ static struct td_record *mkrec(struct net *t, enum td_kind kind, json_t *frag, c
 	return rec;
 }
 
+/* Sets amendsReleaseID to id in every tender.amendments entry of frag that lacks it; returns frag. */
+static json_t *with_ref(json_t *frag, const char *id)
+{
+	json_t *list = json_object_get(json_object_get(frag, "tender"), "amendments"), *e;
+	size_t i;
+
+	json_array_foreach(list, i, e) {
+		if (!json_object_get(e, "amendsReleaseID"))
+			json_object_set_new(e, "amendsReleaseID", json_string(id));
+	}
+	return frag;
+}
+
+/* with_ref with the latest committed release of ocid. */
+static json_t *ref_last(struct net *t, json_t *frag, const char *ocid)
+{
+	char id[TD_ID_MAX + 1];
+
+	assert_int_equal(chain_last_release_id(t->c, ocid, id), 0);
+	return with_ref(frag, id);
+}
+
 /* A block at height over n records (stolen), proposed by validator height % n, time after the tip. */
 static struct td_block *mkblock_at(struct net *t, uint64_t height, const uint8_t prev[static TD_HASH_LEN],
 				   struct td_record **recs, uint32_t n)
@@ -326,7 +351,7 @@ static void test_empty(void **state)
 	assert_null(chain_tender_json(t->c, "ocds-kr2020-kisa-0001"));
 	assert_null(chain_block_json(t->c, 0));
 	assert_null(chain_block_json(t->c, 1));
-	json_t *l = chain_list_json(t->c, 10, NULL);
+	json_t *l = chain_list_json(t->c, NULL, 10, NULL);
 	assert_non_null(l);
 	assert_int_equal(json_array_size(json_object_get(l, "tenders")), 0);
 	assert_true(json_is_null(json_object_get(l, "next_cursor")));
@@ -356,7 +381,8 @@ static void test_apply_and_query(void **state)
 
 	/* a tender and its amendment in one block, and another tender */
 	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
-	r[1] = mkrec(t, TD_KIND_AMENDMENT, load_sample("amend-jeju.json"), "ocds-kr2020-jeju-0001", t->sk[0]);
+	r[1] = mkrec(t, TD_KIND_AMENDMENT, with_ref(load_sample("amend-jeju.json"), r[0]->release_id),
+		     "ocds-kr2020-jeju-0001", t->sk[0]);
 	r[2] = mkrec(t, TD_KIND_TENDER, load_sample("tender-gangwon.json"), NULL, t->out_sk);
 	memcpy(id_jeju, r[0]->id, TD_HASH_LEN);
 	memcpy(id_amend, r[1]->id, TD_HASH_LEN);
@@ -429,7 +455,7 @@ static void test_apply_and_query(void **state)
 
 	/* the listing: newest first by (height, index of the first release) */
 	static const char *order[] = { "ocds-kr2020-gw-0001", "ocds-kr2020-jeju-0001", "ocds-kr2020-kisa-0001" };
-	json_t *l = chain_list_json(t->c, 10, NULL);
+	json_t *l = chain_list_json(t->c, NULL, 10, NULL);
 	assert_non_null(l);
 	const json_t *ts = json_object_get(l, "tenders");
 	assert_int_equal(json_array_size(ts), 3);
@@ -454,7 +480,7 @@ static void test_apply_and_query(void **state)
 	/* pagination: one at a time, then two and one */
 	char cursor[128] = "";
 	for (size_t i = 0; i < 3; i++) {
-		l = chain_list_json(t->c, 1, i ? cursor : NULL);
+		l = chain_list_json(t->c, NULL, 1, i ? cursor : NULL);
 		assert_non_null(l);
 		ts = json_object_get(l, "tenders");
 		assert_int_equal(json_array_size(ts), 1);
@@ -468,22 +494,22 @@ static void test_apply_and_query(void **state)
 		}
 		json_decref(l);
 	}
-	l = chain_list_json(t->c, 2, NULL);
+	l = chain_list_json(t->c, NULL, 2, NULL);
 	assert_int_equal(json_array_size(json_object_get(l, "tenders")), 2);
 	snprintf(cursor, sizeof(cursor), "%s", jstr(l, "next_cursor"));
 	json_decref(l);
-	l = chain_list_json(t->c, 2, cursor);
+	l = chain_list_json(t->c, NULL, 2, cursor);
 	ts = json_object_get(l, "tenders");
 	assert_int_equal(json_array_size(ts), 1);
 	assert_string_equal(jstr(json_array_get(ts, 0), "ocid"), order[2]);
 	assert_true(json_is_null(json_object_get(l, "next_cursor")));
 	json_decref(l);
 	/* bad cursors and limits */
-	assert_null(chain_list_json(t->c, 10, "zz"));
-	assert_null(chain_list_json(t->c, 10, "4c00"));
-	assert_null(chain_list_json(t->c, 10, "5900000000000000020000000000"));
-	assert_null(chain_list_json(t->c, 0, NULL));
-	assert_null(chain_list_json(t->c, 1001, NULL));
+	assert_null(chain_list_json(t->c, NULL, 10, "zz"));
+	assert_null(chain_list_json(t->c, NULL, 10, "4c00"));
+	assert_null(chain_list_json(t->c, NULL, 10, "5900000000000000020000000000"));
+	assert_null(chain_list_json(t->c, NULL, 0, NULL));
+	assert_null(chain_list_json(t->c, NULL, 1001, NULL));
 
 	/* blocks */
 	json_t *bj = chain_block_json(t->c, 2);
@@ -591,7 +617,7 @@ static void test_four_validators(void **state)
 	assert_string_equal(jstr(json_array_get(jpath(bj, "commit", "signatures"), 1), "name"), "agency-2");
 	assert_string_equal(jstr(bj, "proposer_name"), "agency-1");
 	json_decref(bj);
-	json_t *l = chain_list_json(t->c, 5, NULL);
+	json_t *l = chain_list_json(t->c, NULL, 5, NULL);
 	assert_string_equal(jstr(json_array_get(json_object_get(l, "tenders"), 0), "agency_name"), "agency-2");
 	json_decref(l);
 
@@ -736,7 +762,10 @@ static void test_record_refusals(void **state)
 	apply_ok(t, r, 3);
 	r[0] = mkrec(
 		t, TD_KIND_AMENDMENT,
-		parse("{\"id\": \"jeju-amend-1\", \"tender\": {\"title\": \"T2\", \"amendments\": [{\"id\": \"a\", \"rationale\": \"r\"}]}}"),
+		ref_last(
+			t,
+			parse("{\"id\": \"jeju-amend-1\", \"tender\": {\"title\": \"T2\", \"amendments\": [{\"id\": \"a\", \"rationale\": \"r\"}]}}"),
+			"ocds-kr2020-jeju-0001"),
 		"ocds-kr2020-jeju-0001", t->sk[0]);
 	apply_ok(t, r, 1);
 	tip_get(t, &tp);
@@ -820,18 +849,27 @@ static void test_record_refusals(void **state)
 	/* (ocid, release id) already used: in a later block and within one block */
 	r[0] = mkrec(
 		t, TD_KIND_AMENDMENT,
-		parse("{\"id\": \"jeju-amend-1\", \"tender\": {\"title\": \"T3\", \"amendments\": [{\"id\": \"a\", \"rationale\": \"r\"}]}}"),
+		ref_last(
+			t,
+			parse("{\"id\": \"jeju-amend-1\", \"tender\": {\"title\": \"T3\", \"amendments\": [{\"id\": \"a\", \"rationale\": \"r\"}]}}"),
+			"ocds-kr2020-jeju-0001"),
 		"ocds-kr2020-jeju-0001", t->sk[0]);
 	assert_int_equal(chain_check_record(t->c, r[0], err, sizeof(err)), TD_EEXIST);
 	refuse(t, r, 1, TD_EEXIST, err, sizeof(err));
 	assert_non_null(strstr(err, "jeju-amend-1"));
 	r[0] = mkrec(
 		t, TD_KIND_AMENDMENT,
-		parse("{\"id\": \"jeju-amend-2\", \"tender\": {\"title\": \"T4\", \"amendments\": [{\"id\": \"a\", \"rationale\": \"r\"}]}}"),
+		ref_last(
+			t,
+			parse("{\"id\": \"jeju-amend-2\", \"tender\": {\"title\": \"T4\", \"amendments\": [{\"id\": \"a\", \"rationale\": \"r\"}]}}"),
+			"ocds-kr2020-jeju-0001"),
 		"ocds-kr2020-jeju-0001", t->sk[0]);
 	r[1] = mkrec(
 		t, TD_KIND_AMENDMENT,
-		parse("{\"id\": \"jeju-amend-2\", \"tender\": {\"title\": \"T5\", \"amendments\": [{\"id\": \"a\", \"rationale\": \"r\"}]}}"),
+		ref_last(
+			t,
+			parse("{\"id\": \"jeju-amend-2\", \"tender\": {\"title\": \"T5\", \"amendments\": [{\"id\": \"a\", \"rationale\": \"r\"}]}}"),
+			"ocds-kr2020-jeju-0001"),
 		"ocds-kr2020-jeju-0001", t->sk[0]);
 	refuse(t, r, 2, TD_EEXIST, err, sizeof(err));
 
@@ -856,7 +894,7 @@ static void test_record_refusals(void **state)
 	tj = chain_tender_json(t->c, "ocds-kr2020-kisa-0002");
 	assert_int_equal(json_array_size(json_object_get(tj, "releases")), 1);
 	json_decref(tj);
-	json_t *l = chain_list_json(t->c, 100, NULL);
+	json_t *l = chain_list_json(t->c, NULL, 100, NULL);
 	assert_int_equal(json_array_size(json_object_get(l, "tenders")), 4);
 	json_decref(l);
 }
@@ -901,12 +939,728 @@ static void test_wrong_store(void **state)
 	/* the net's own store reopens once the schema is back */
 	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
 	b = store_batch_new();
-	static const uint8_t v1[4] = { 0, 0, 0, 1 };
-	store_batch_put(b, "S", 1, v1, sizeof(v1));
+	static const uint8_t v2[4] = { 0, 0, 0, 2 };
+	store_batch_put(b, "S", 1, v2, sizeof(v2));
 	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
 	store_batch_free(b);
 	store_close(st);
 	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
+}
+
+/* ---- listing filters -------------------------------------------------------- */
+
+static json_t *parsef(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *parsef(const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return parse(buf);
+}
+
+/* A new tender PREFIX-name with these fields (start NULL: no tenderPeriod) signed with sk. */
+static struct td_record *mktender(struct net *t, const char *name, const char *category, const char *method,
+				  const char *start, const uint8_t sk[static TD_SECKEY_LEN])
+{
+	char period[128] = "";
+
+	if (start)
+		snprintf(period, sizeof(period), ", \"tenderPeriod\": {\"startDate\": \"%s\"}", start);
+	return mkrec(t, TD_KIND_TENDER,
+		     parsef("{\"ocid\": \"" PREFIX "-%s\", \"tender\": {\"id\": \"%s\", \"title\": \"Tender %s\", "
+			    "\"status\": \"active\", \"value\": {\"amount\": 1000.50, \"currency\": \"KRW\"}, "
+			    "\"procurementMethod\": \"%s\", \"mainProcurementCategory\": \"%s\"%s}}",
+			    name, name, name, method, category, period),
+		     NULL, sk);
+}
+
+/* Appends the ocids of a listing answer, without PREFIX "-", to out as space-separated words. */
+static void collect(const json_t *l, char *out, size_t outlen)
+{
+	const json_t *ts = json_object_get(l, "tenders"), *e;
+	size_t i;
+
+	assert_true(json_is_array(ts));
+	json_array_foreach(ts, i, e) {
+		const char *ocid = jstr(e, "ocid");
+		size_t n = strlen(out);
+		assert_true(strncmp(ocid, PREFIX "-", strlen(PREFIX) + 1) == 0);
+		snprintf(out + n, outlen - n, "%s%s", n ? " " : "", ocid + strlen(PREFIX) + 1);
+	}
+}
+
+/* The listing under f is exactly want, in one answer and in pages of two through the cursor. */
+static void expect(struct net *t, const struct chain_filter *f, const char *want)
+{
+	char got[1024] = "", cursor[1024] = "";
+	json_t *l = chain_list_json(t->c, f, 1000, NULL);
+
+	assert_non_null(l);
+	assert_true(json_is_null(json_object_get(l, "next_cursor")));
+	collect(l, got, sizeof(got));
+	json_decref(l);
+	assert_string_equal(got, want);
+
+	got[0] = '\0';
+	for (int page = 0;; page++) {
+		assert_true(page < 20);
+		l = chain_list_json(t->c, f, 2, page ? cursor : NULL);
+		assert_non_null(l);
+		assert_true(json_array_size(json_object_get(l, "tenders")) <= 2);
+		collect(l, got, sizeof(got));
+		const json_t *nc = json_object_get(l, "next_cursor");
+		if (json_is_null(nc)) {
+			json_decref(l);
+			break;
+		}
+		assert_true(td_json_is_string(nc));
+		snprintf(cursor, sizeof(cursor), "%s", json_string_value(nc));
+		json_decref(l);
+	}
+	assert_string_equal(got, want);
+}
+
+/* The next_cursor of one call (limit 1) under f into out; asserts there is one. */
+static void first_cursor(struct net *t, const struct chain_filter *f, char *out, size_t outlen)
+{
+	json_t *l = chain_list_json(t->c, f, 1, NULL);
+
+	assert_non_null(l);
+	snprintf(out, outlen, "%s", jstr(l, "next_cursor"));
+	json_decref(l);
+}
+
+/* The "N" count of a list index value (tag and value bytes) in the raw store; 0 if absent. */
+static uint64_t raw_count(struct store *st, char tag, const void *v, size_t vlen)
+{
+	uint8_t k[64], *val;
+	size_t kl = 0, n;
+	uint64_t r = 0;
+
+	k[kl++] = 'N';
+	k[kl++] = (uint8_t)tag;
+	memcpy(k + kl, v, vlen);
+	kl += vlen;
+	if (store_get(st, k, kl, &val, &n) == TD_ENOTFOUND)
+		return 0;
+	assert_int_equal(n, 8);
+	for (size_t i = 0; i < 8; i++)
+		r = r << 8 | val[i];
+	free(val);
+	return r;
+}
+
+/*
+ * Every filter alone and combined, since/until over +09:00 offsets, cursors
+ * under filters, and the indexes following amendments and a cancellation.
+ */
+static void test_list_filters(void **state)
+{
+	struct net *t = *state;
+	const uint8_t *a0 = t->g.v[0].pk, *a1 = t->g.v[1].pk;
+	struct td_record *r[4];
+	struct chain_filter f;
+	char err[256], cur[1024];
+
+	/*
+	 * tender date in UTC and order by first release (newest last):
+	 *   f1 a0 goods open       03-09 00:00:00.000    height 1
+	 *   f2 a1 services select. 03-08 23:30:00.000    height 1
+	 *   f3 a0 services open    03-08 23:59:59.999    height 2
+	 *   f4 a2 works limited    (first release date: 2020-01-01)
+	 *   f5 a0 goods selective  03-09 16:00:00.000    height 2
+	 *   f6 a1 goods open       03-09 00:00:00.001    height 3
+	 *   f7 out services open   03-09 00:00:00.000    height 3
+	 */
+	r[0] = mktender(t, "f1", "goods", "open", "2020-03-09T09:00:00+09:00", t->sk[0]);
+	r[1] = mktender(t, "f2", "services", "selective", "2020-03-08T23:30:00Z", t->sk[1]);
+	apply_ok(t, r, 2);
+	r[0] = mktender(t, "f3", "services", "open", "2020-03-09T08:59:59.999+09:00", t->sk[0]);
+	r[1] = mktender(t, "f4", "works", "limited", NULL, t->sk[2]);
+	r[2] = mktender(t, "f5", "goods", "selective", "2020-03-10T01:00:00+09:00", t->sk[0]);
+	apply_ok(t, r, 3);
+	r[0] = mktender(t, "f6", "goods", "open", "2020-03-09T00:00:00.001Z", t->sk[1]);
+	r[1] = mktender(t, "f7", "services", "open", "2020-03-09T10:00:00+10:00", t->out_sk);
+	apply_ok(t, r, 2);
+
+	expect(t, NULL, "f7 f6 f5 f4 f3 f2 f1");
+	memset(&f, 0, sizeof(f));
+	expect(t, &f, "f7 f6 f5 f4 f3 f2 f1");
+
+	/* each filter alone */
+	f = (struct chain_filter){ .agency = a0 };
+	expect(t, &f, "f5 f3 f1");
+	f = (struct chain_filter){ .agency = a1 };
+	expect(t, &f, "f6 f2");
+	f = (struct chain_filter){ .agency = t->out_pk };
+	expect(t, &f, "f7");
+	f = (struct chain_filter){ .agency = t->g.v[3].pk };
+	expect(t, &f, "");
+	f = (struct chain_filter){ .status = "active" };
+	expect(t, &f, "f7 f6 f5 f4 f3 f2 f1");
+	f = (struct chain_filter){ .status = "cancelled" };
+	expect(t, &f, "");
+	f = (struct chain_filter){ .category = "goods" };
+	expect(t, &f, "f6 f5 f1");
+	f = (struct chain_filter){ .category = "services" };
+	expect(t, &f, "f7 f3 f2");
+	f = (struct chain_filter){ .category = "consultingServices" };
+	expect(t, &f, "");
+	f = (struct chain_filter){ .method = "open" };
+	expect(t, &f, "f7 f6 f3 f1");
+	f = (struct chain_filter){ .method = "selective" };
+	expect(t, &f, "f5 f2");
+	f = (struct chain_filter){ .method = "an-unknown-method-far-longer-than-any-code-list-value" };
+	expect(t, &f, "");
+
+	/* combinations, still by first release */
+	f = (struct chain_filter){ .agency = a0, .category = "goods" };
+	expect(t, &f, "f5 f1");
+	f = (struct chain_filter){ .agency = a0, .category = "services", .method = "open" };
+	expect(t, &f, "f3");
+	f = (struct chain_filter){ .category = "goods", .method = "open", .status = "active" };
+	expect(t, &f, "f6 f1");
+	f = (struct chain_filter){ .agency = a1, .method = "limited" };
+	expect(t, &f, "");
+
+	/* the most selective index answers: one candidate, so no cursor after it */
+	f = (struct chain_filter){ .status = "active", .agency = t->out_pk };
+	json_t *l = chain_list_json(t->c, &f, 1, NULL);
+	assert_int_equal(json_array_size(json_object_get(l, "tenders")), 1);
+	assert_true(json_is_null(json_object_get(l, "next_cursor")));
+	json_decref(l);
+	f = (struct chain_filter){ .status = "active", .method = "selective" };
+	first_cursor(t, &f, cur, sizeof(cur));
+	assert_true(strncmp(cur, "4c6d73656c65637469766500", 24) == 0); /* "L" 'm' "selective" NUL */
+
+	/* since/until alone: by tender date, newest first; +09:00 is nine hours before Z */
+	f = (struct chain_filter){ .until = "2100-01-01T00:00:00Z" };
+	expect(t, &f, "f5 f6 f7 f1 f3 f2 f4");
+	f = (struct chain_filter){ .since = "2020-03-09T09:00:00+09:00" };
+	expect(t, &f, "f5 f6 f7 f1");
+	f = (struct chain_filter){ .since = "2020-03-09T00:00:00.001Z" };
+	expect(t, &f, "f5 f6");
+	f = (struct chain_filter){ .since = "2020-03-09T09:00:00.0011+09:00" };
+	expect(t, &f, "f5 f6");
+	f = (struct chain_filter){ .since = "2020-03-09T09:00:00.002+09:00" };
+	expect(t, &f, "f5");
+	f = (struct chain_filter){ .until = "2020-03-09T08:59:59.999+09:00" };
+	expect(t, &f, "f3 f2 f4");
+	f = (struct chain_filter){ .until = "2020-03-09T09:00:00+09:00" };
+	expect(t, &f, "f7 f1 f3 f2 f4");
+	f = (struct chain_filter){ .since = "2020-03-08T23:59:59.999Z", .until = "2020-03-09T02:00:00+02:00" };
+	expect(t, &f, "f7 f1 f3");
+	f = (struct chain_filter){ .since = "2020-03-08T18:00:00-06:00", .until = "2020-03-08T18:00:00-06:00" };
+	expect(t, &f, "f7 f1");
+	f = (struct chain_filter){ .since = "2020-03-09", .until = "2020-03-09" };
+	expect(t, &f, "f5 f6 f7 f1");
+	f = (struct chain_filter){ .since = "2020-01-01", .until = "2020-01-01" };
+	expect(t, &f, "f4");
+	f = (struct chain_filter){ .since = "2020-03-10T00:00:00Z", .until = "2020-03-09T00:00:00Z" };
+	expect(t, &f, "");
+	f = (struct chain_filter){ .since = "2021-01-01T00:00:00Z" };
+	expect(t, &f, "");
+
+	/* dates combined with other filters: by first release again */
+	f = (struct chain_filter){ .agency = a0, .since = "2020-03-09T00:00:00Z" };
+	expect(t, &f, "f5 f1");
+	f = (struct chain_filter){ .category = "services", .until = "2020-03-09T08:59:59.999+09:00" };
+	expect(t, &f, "f3 f2");
+	f = (struct chain_filter){ .method = "open", .since = "2020-03-09", .until = "2020-03-09T09:00:00+09:00" };
+	expect(t, &f, "f7 f1");
+
+	/* bad dates, cursors of another filter, cursors that are not keys */
+	f = (struct chain_filter){ .since = "yesterday" };
+	assert_null(chain_list_json(t->c, &f, 10, NULL));
+	f = (struct chain_filter){ .until = "2020-03-09T09:00:00" };
+	assert_null(chain_list_json(t->c, &f, 10, NULL));
+	f = (struct chain_filter){ .until = "2020-02-30" };
+	assert_null(chain_list_json(t->c, &f, 10, NULL));
+	f = (struct chain_filter){ .method = "open" };
+	first_cursor(t, &f, cur, sizeof(cur));
+	f = (struct chain_filter){ .method = "open", .agency = a1 };
+	l = chain_list_json(t->c, &f, 10, cur); /* the method index still serves this filter */
+	assert_non_null(l);
+	char got[256] = "";
+	collect(l, got, sizeof(got));
+	assert_string_equal(got, "f6");
+	json_decref(l);
+	f = (struct chain_filter){ .category = "goods" };
+	assert_null(chain_list_json(t->c, &f, 10, cur));
+	assert_null(chain_list_json(t->c, NULL, 10, cur));
+	f = (struct chain_filter){ .method = "selective" };
+	assert_null(chain_list_json(t->c, &f, 10, cur));
+	f = (struct chain_filter){ .since = "2020-03-09" };
+	assert_null(chain_list_json(t->c, &f, 10, cur));
+	first_cursor(t, &f, cur, sizeof(cur));
+	cur[strlen(cur) - 2] = '\0';
+	assert_null(chain_list_json(t->c, &f, 10, cur));
+	assert_null(chain_list_json(t->c, &f, 10, "4c64"));
+	assert_null(chain_list_json(t->c, &f, 10, "4c6"));
+
+	/*
+	 * Block 4: f3 cancelled; f1 amended to works with a later start; f6
+	 * amended to another method. The indexes follow in the same block.
+	 */
+	r[0] = mkrec(t, TD_KIND_CANCELLATION, parse("{}"), PREFIX "-f3", t->sk[0]);
+	r[1] = mkrec(t, TD_KIND_AMENDMENT,
+		     ref_last(t,
+			      parse("{\"tender\": {\"mainProcurementCategory\": \"works\", \"tenderPeriod\": "
+				    "{\"startDate\": \"2020-03-11T00:00:00+09:00\"}, \"amendments\": [{\"id\": \"m1\", "
+				    "\"rationale\": \"scope\"}]}}"),
+			      PREFIX "-f1"),
+		     PREFIX "-f1", t->sk[0]);
+	r[2] = mkrec(t, TD_KIND_AMENDMENT,
+		     ref_last(t,
+			      parse("{\"tender\": {\"procurementMethod\": \"limited\", \"amendments\": [{\"id\": "
+				    "\"m1\", \"rationale\": \"method\"}]}}"),
+			      PREFIX "-f6"),
+		     PREFIX "-f6", t->sk[1]);
+	assert_int_equal(chain_check_record(t->c, r[0], err, sizeof(err)), 0);
+	apply_ok(t, r, 3);
+
+	for (int pass = 0; pass < 2; pass++) {
+		f = (struct chain_filter){ .status = "active" };
+		expect(t, &f, "f7 f6 f5 f4 f2 f1");
+		f = (struct chain_filter){ .status = "cancelled" };
+		expect(t, &f, "f3");
+		f = (struct chain_filter){ .status = "cancelled", .agency = a0 };
+		expect(t, &f, "f3");
+		f = (struct chain_filter){ .status = "active", .agency = a0 };
+		expect(t, &f, "f5 f1");
+		f = (struct chain_filter){ .category = "works" };
+		expect(t, &f, "f4 f1");
+		f = (struct chain_filter){ .category = "goods" };
+		expect(t, &f, "f6 f5");
+		f = (struct chain_filter){ .method = "open" };
+		expect(t, &f, "f7 f3 f1");
+		f = (struct chain_filter){ .method = "limited" };
+		expect(t, &f, "f6 f4");
+		f = (struct chain_filter){ .until = "2100-01-01T00:00:00Z" };
+		expect(t, &f, "f1 f5 f6 f7 f3 f2 f4");
+		f = (struct chain_filter){ .since = "2020-03-10T15:00:00Z", .until = "2020-03-11T00:00:00+09:00" };
+		expect(t, &f, "f1");
+		/* the smallest index is the cancelled one: one candidate, no cursor */
+		f = (struct chain_filter){ .status = "cancelled", .method = "open" };
+		l = chain_list_json(t->c, &f, 1, NULL);
+		assert_int_equal(json_array_size(json_object_get(l, "tenders")), 1);
+		assert_true(json_is_null(json_object_get(l, "next_cursor")));
+		json_decref(l);
+		expect(t, NULL, "f7 f6 f5 f4 f3 f2 f1");
+		reopen(t);
+	}
+
+	/* a cursor taken before a status change still continues the walk */
+	f = (struct chain_filter){ .status = "active" };
+	first_cursor(t, &f, cur, sizeof(cur)); /* after f7 */
+	r[0] = mkrec(t, TD_KIND_CANCELLATION, parse("{}"), PREFIX "-f6", t->sk[1]);
+	apply_ok(t, r, 1);
+	l = chain_list_json(t->c, &f, 10, cur);
+	got[0] = '\0';
+	collect(l, got, sizeof(got));
+	assert_string_equal(got, "f5 f4 f2 f1");
+	json_decref(l);
+	f = (struct chain_filter){ .status = "cancelled" };
+	expect(t, &f, "f6 f3");
+
+	/* the counts that pick the smallest index moved with every change, and none is left at zero */
+	chain_close(t->c);
+	t->c = NULL;
+	struct store *st;
+	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
+	assert_int_equal(raw_count(st, 's', "active", 7), 5);
+	assert_int_equal(raw_count(st, 's', "cancelled", 10), 2);
+	assert_int_equal(raw_count(st, 'c', "goods", 6), 2);
+	assert_int_equal(raw_count(st, 'c', "works", 6), 2);
+	assert_int_equal(raw_count(st, 'c', "services", 9), 3);
+	assert_int_equal(raw_count(st, 'm', "open", 5), 3);
+	assert_int_equal(raw_count(st, 'm', "limited", 8), 2);
+	assert_int_equal(raw_count(st, 'm', "selective", 10), 2);
+	assert_int_equal(raw_count(st, 'a', a0, TD_PUBKEY_LEN), 3);
+	assert_int_equal(raw_count(st, 'a', t->out_pk, TD_PUBKEY_LEN), 1);
+	struct store_iter *it = store_iter_new(st, "N", 1, false);
+	const uint8_t *k, *v;
+	size_t kn, vn, nkeys = 0;
+	while (store_iter_next(it, &k, &kn, &v, &vn)) {
+		assert_int_equal(vn, 8);
+		assert_memory_not_equal(v, "\0\0\0\0\0\0\0\0", 8);
+		nkeys++;
+	}
+	store_iter_free(it);
+	assert_int_equal(nkeys, 2 + 4 + 3 + 3); /* status, agency (a0 a1 a2 out), category, method values */
+	store_close(st);
+	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
+}
+
+/* One call examines at most 10000 index entries and hands back a cursor to go on. */
+static void test_list_scan_bound(void **state)
+{
+	struct net *t = *state;
+	enum { N = 10100, PER_BLOCK = 2020 };
+	struct td_record **r = calloc(PER_BLOCK, sizeof(*r));
+	struct chain_filter f;
+	char cur[1024], got[256] = "";
+	uint32_t made = 0;
+
+	/* the oldest tender is the only one starting in 2031 */
+	r[0] = mktender(t, "late", "goods", "open", "2031-01-01T00:00:00Z", t->sk[0]);
+	apply_ok(t, r, 1);
+	while (made < N) {
+		for (uint32_t i = 0; i < PER_BLOCK; i++) {
+			char name[32];
+			snprintf(name, sizeof(name), "bulk-%u", made + i);
+			r[i] = mktender(t, name, "goods", "open", NULL, t->sk[0]);
+		}
+		apply_ok(t, r, PER_BLOCK);
+		made += PER_BLOCK;
+	}
+	free(r);
+
+	f = (struct chain_filter){ .agency = t->g.v[0].pk, .since = "2030-01-01" };
+	json_t *l = chain_list_json(t->c, &f, 10, NULL);
+	assert_non_null(l);
+	assert_int_equal(json_array_size(json_object_get(l, "tenders")), 0);
+	snprintf(cur, sizeof(cur), "%s", jstr(l, "next_cursor"));
+	json_decref(l);
+	l = chain_list_json(t->c, &f, 10, cur);
+	assert_non_null(l);
+	collect(l, got, sizeof(got));
+	assert_string_equal(got, "late");
+	assert_true(json_is_null(json_object_get(l, "next_cursor")));
+	json_decref(l);
+
+	/* the date index alone finds it at once */
+	f = (struct chain_filter){ .since = "2030-01-01" };
+	expect(t, &f, "late");
+}
+
+/* ---- amendments name the release they amend ------------------------------------ */
+
+static void test_amends_rule(void **state)
+{
+	struct net *t = *state;
+	struct td_record *r[3];
+	char err[256], want[256], id[TD_ID_MAX + 1], tender_id[TD_ID_MAX + 1], kisa_id[TD_ID_MAX + 1];
+	const char *jeju = PREFIX "-jeju-0001";
+
+	assert_int_equal(chain_last_release_id(t->c, jeju, id), TD_ENOTFOUND);
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
+	r[1] = mkrec(t, TD_KIND_TENDER, load_sample("tender-kisa.json"), NULL, t->sk[0]);
+	snprintf(tender_id, sizeof(tender_id), "%s", r[0]->release_id);
+	snprintf(kisa_id, sizeof(kisa_id), "%s", r[1]->release_id);
+	apply_ok(t, r, 2);
+	assert_int_equal(chain_last_release_id(t->c, jeju, id), 0);
+	assert_string_equal(id, tender_id);
+	assert_int_equal(chain_last_release_id(t->c, PREFIX "-none", id), TD_ENOTFOUND);
+
+	/* no amendsReleaseID at all */
+	r[0] = mkrec(t, TD_KIND_AMENDMENT, load_sample("amend-jeju.json"), jeju, t->sk[0]);
+	assert_int_equal(chain_check_record(t->c, r[0], err, sizeof(err)), TD_ERULE);
+	assert_non_null(strstr(err, "amendsReleaseID"));
+	refuse(t, r, 1, TD_ERULE, err, sizeof(err));
+	assert_non_null(strstr(err, "must name the release it amends"));
+
+	/* a release id that does not exist, and one of another tender */
+	r[0] = mkrec(t, TD_KIND_AMENDMENT, with_ref(load_sample("amend-jeju.json"), "nope"), jeju, t->sk[0]);
+	assert_int_equal(chain_check_record(t->c, r[0], err, sizeof(err)), TD_ERULE);
+	assert_string_equal(err, "tender.amendments[0].amendsReleaseID: no release nope for ocid " PREFIX "-jeju-0001");
+	refuse(t, r, 1, TD_ERULE, err, sizeof(err));
+	r[0] = mkrec(t, TD_KIND_AMENDMENT, with_ref(load_sample("amend-jeju.json"), kisa_id), jeju, t->sk[0]);
+	assert_int_equal(chain_check_record(t->c, r[0], err, sizeof(err)), TD_ERULE);
+	snprintf(want, sizeof(want), "tender.amendments[0].amendsReleaseID: no release %s for ocid %s", kisa_id, jeju);
+	assert_string_equal(err, want);
+	refuse(t, r, 1, TD_ERULE, err, sizeof(err));
+
+	/* the second entry is the wrong one; a reference that is not a string */
+	r[0] = mkrec(
+		t, TD_KIND_AMENDMENT,
+		parsef("{\"tender\": {\"amendments\": [{\"id\": \"a1\", \"rationale\": \"r\", \"amendsReleaseID\": "
+		       "\"%s\"}, {\"id\": \"a2\", \"rationale\": \"r\", \"amendsReleaseID\": \"gone\"}]}}",
+		       tender_id),
+		jeju, t->sk[0]);
+	refuse(t, r, 1, TD_ERULE, err, sizeof(err));
+	assert_string_equal(err,
+			    "block 2: record 0: tender.amendments[1].amendsReleaseID: no release gone for ocid " PREFIX
+			    "-jeju-0001");
+	r[0] = mkrec(
+		t, TD_KIND_AMENDMENT,
+		parse("{\"tender\": {\"amendments\": [{\"id\": \"a1\", \"rationale\": \"r\", \"amendsReleaseID\": 7}]}}"),
+		jeju, t->sk[0]);
+	refuse(t, r, 1, TD_ERULE, err, sizeof(err));
+	assert_non_null(strstr(err, "tender.amendments[0].amendsReleaseID"));
+
+	/* the right one */
+	r[0] = mkrec(t, TD_KIND_AMENDMENT, with_ref(load_sample("amend-jeju.json"), tender_id), jeju, t->sk[0]);
+	assert_int_equal(chain_check_record(t->c, r[0], err, sizeof(err)), 0);
+	snprintf(id, sizeof(id), "%s", r[0]->release_id);
+	apply_ok(t, r, 1);
+	char last[TD_ID_MAX + 1];
+	assert_int_equal(chain_last_release_id(t->c, jeju, last), 0);
+	assert_string_equal(last, id);
+	/* an amendment of the amendment; entries without the field are allowed next to one with it */
+	r[0] = mkrec(t, TD_KIND_AMENDMENT,
+		     parsef("{\"tender\": {\"amendments\": [{\"id\": \"amend-1\", \"rationale\": \"again\"}, {\"id\": "
+			    "\"amend-2\", \"rationale\": \"r\", \"amendsReleaseID\": \"%s\"}]}}",
+			    id),
+		     jeju, t->sk[0]);
+	apply_ok(t, r, 1);
+
+	/* a reference to a release earlier in the same block */
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-gangwon.json"), NULL, t->sk[0]);
+	r[1] = mkrec(t, TD_KIND_AMENDMENT, with_ref(load_sample("amend-jeju.json"), r[0]->release_id),
+		     PREFIX "-gw-0001", t->sk[0]);
+	r[2] = mkrec(t, TD_KIND_AMENDMENT, with_ref(load_sample("amend-jeju.json"), r[1]->release_id),
+		     PREFIX "-gw-0001", t->sk[0]);
+	assert_int_equal(chain_check_record(t->c, r[1], err, sizeof(err)), TD_ERULE); /* not committed alone */
+	apply_ok(t, r, 3);
+	json_t *tj = chain_tender_json(t->c, PREFIX "-gw-0001");
+	assert_int_equal(json_array_size(json_object_get(tj, "releases")), 3);
+	json_decref(tj);
+	/* but not to one later in the block */
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-private.json"), NULL, t->sk[0]);
+	r[1] = mkrec(t, TD_KIND_AMENDMENT, with_ref(load_sample("amend-jeju.json"), "later"), PREFIX "-kisa-0002",
+		     t->sk[0]);
+	r[2] = mkrec(
+		t, TD_KIND_AMENDMENT,
+		parse("{\"id\": \"later\", \"tender\": {\"title\": \"x\", \"amendments\": [{\"id\": \"b\", \"rationale\": \"r\"}]}}"),
+		PREFIX "-kisa-0002", t->sk[0]);
+	refuse(t, r, 3, TD_ERULE, err, sizeof(err));
+	assert_non_null(strstr(err, "no release later"));
+}
+
+/* ---- block releases and OCDS packages ------------------------------------------ */
+
+/*
+ * Validates a package file against the official OCDS 1.1 schemas in
+ * TD_TEST_DATA/ocds (Draft 4), the release schema's URL mapped to the local
+ * copy; date-time and uri formats checked. Exit 0: valid, 1: invalid.
+ */
+static const char validate_py[] =
+	"import json, re, sys\n"
+	"from jsonschema import Draft4Validator, FormatChecker, RefResolver\n"
+	"d, kind, path = sys.argv[1:4]\n"
+	"def load(n):\n"
+	"    with open(d + '/' + n) as f:\n"
+	"        return json.load(f)\n"
+	"store = {}\n"
+	"for n in ('release-schema.json', 'release-package-schema.json', 'record-package-schema.json'):\n"
+	"    doc = load(n)\n"
+	"    store[doc['id']] = doc\n"
+	"schema = load(kind + '-package-schema.json')\n"
+	"fc = FormatChecker()\n"
+	"@fc.checks('date-time')\n"
+	"def date_time(v):\n"
+	"    return not isinstance(v, str) or re.fullmatch(\n"
+	"        r'\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?(Z|[+-]\\d\\d:\\d\\d)', v) is not None\n"
+	"v = Draft4Validator(schema, resolver=RefResolver(schema['id'], schema, store=store), format_checker=fc)\n"
+	"with open(path) as f:\n"
+	"    doc = json.load(f)\n"
+	"errs = list(v.iter_errors(doc))\n"
+	"for e in errs:\n"
+	"    print('schema:', '/'.join(str(p) for p in e.absolute_path), e.message[:300], file=sys.stderr)\n"
+	"sys.exit(1 if errs else 0)\n";
+
+/* Writes text to dir/name. */
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Runs the validator on pkg (kind "release" or "record"); returns its exit status. */
+static int validate(struct net *t, const char *kind, const json_t *pkg)
+{
+	char cmd[1024], name[64];
+	char *text = td_json_dump(pkg, JSON_INDENT(1));
+	int st;
+
+	assert_non_null(text);
+	snprintf(name, sizeof(name), "%s-package.json", kind);
+	write_file(t->dir, name, text);
+	free(text);
+	write_file(t->dir, "validate.py", validate_py);
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/validate.py %s/ocds %s %s/%s", t->dir, TD_TEST_DATA, kind,
+		 t->dir, name);
+	st = system(cmd);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* The releases of block 2 in block order, with where they sit. */
+static void test_block_releases(void **state)
+{
+	struct net *t = *state;
+	struct td_record *r[3];
+	char ids[3][2 * TD_HASH_LEN + 1], rids[3][TD_ID_MAX + 1], pk[2 * TD_PUBKEY_LEN + 1];
+
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-kisa.json"), NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
+	r[1] = mkrec(t, TD_KIND_AMENDMENT, with_ref(load_sample("amend-jeju.json"), r[0]->release_id),
+		     PREFIX "-jeju-0001", t->sk[0]);
+	r[2] = mkrec(t, TD_KIND_TENDER, load_sample("tender-gangwon.json"), NULL, t->out_sk);
+	for (int i = 0; i < 3; i++) {
+		td_hex(ids[i], r[i]->id, TD_HASH_LEN);
+		snprintf(rids[i], sizeof(rids[i]), "%s", r[i]->release_id);
+	}
+	apply_ok(t, r, 3);
+
+	json_t *b = chain_block_releases_json(t->c, 2);
+	assert_non_null(b);
+	assert_int_equal(json_array_size(b), 3);
+	static const char *kinds[] = { "tender", "tenderAmendment", "tender" };
+	static const char *ocids[] = { PREFIX "-jeju-0001", PREFIX "-jeju-0001", PREFIX "-gw-0001" };
+	for (size_t i = 0; i < 3; i++) {
+		const json_t *e = json_array_get(b, i);
+		assert_int_equal(juint(e, "height"), 2);
+		assert_int_equal(juint(e, "index"), i);
+		assert_int_equal(juint(e, "block_records"), 3);
+		assert_string_equal(jstr(e, "record_id"), ids[i]);
+		assert_string_equal(jstr(e, "ocid"), ocids[i]);
+		assert_string_equal(jstr(e, "release_id"), rids[i]);
+		assert_string_equal(jstr(e, "kind"), kinds[i]);
+		assert_true(td_iso_valid(jstr(e, "time"), strlen(jstr(e, "time"))));
+		assert_string_equal(jstr(json_object_get(e, "release"), "id"), rids[i]);
+	}
+	td_hex(pk, t->out_pk, TD_PUBKEY_LEN);
+	assert_string_equal(jstr(json_array_get(b, 2), "agency"), pk);
+	assert_string_equal(jstr(json_array_get(b, 2), "agency_name"), pk);
+	assert_string_equal(jstr(json_array_get(b, 0), "agency_name"), "agency-0");
+	char *text = td_json_dump(b, JSON_COMPACT);
+	assert_non_null(strstr(text, "\"amount\":712500000.50"));
+	free(text);
+	json_decref(b);
+
+	b = chain_block_releases_json(t->c, 1);
+	assert_int_equal(json_array_size(b), 1);
+	assert_int_equal(juint(json_array_get(b, 0), "block_records"), 1);
+	json_decref(b);
+	assert_null(chain_block_releases_json(t->c, 0));
+	assert_null(chain_block_releases_json(t->c, 3));
+}
+
+/*
+ * Release and record packages over a small chain (a tender, its amendment
+ * and award; another tender and its cancellation), validated against the
+ * official OCDS 1.1 schemas, with amounts kept as written.
+ */
+static void test_packages(void **state)
+{
+	struct net *t = *state;
+	struct td_record *r[2];
+	char date[32];
+
+	if (system("/usr/bin/python3 -c 'import jsonschema' 2>/dev/null") != 0)
+		fail_msg("/usr/bin/python3 with jsonschema is needed (scripts/setup.sh installs python3-jsonschema)");
+	assert_null(chain_release_package_json(t->c, 0, 0, "p", "tenderd://x/export"));
+	assert_null(chain_release_package_json(t->c, 1, 1, "p", "tenderd://x/export"));
+
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
+	r[1] = mkrec(t, TD_KIND_TENDER, load_sample("tender-sejong.json"), NULL, t->sk[0]);
+	apply_ok(t, r, 2);
+	r[0] = mkrec(t, TD_KIND_AMENDMENT, ref_last(t, load_sample("amend-jeju.json"), PREFIX "-jeju-0001"),
+		     PREFIX "-jeju-0001", t->sk[0]);
+	apply_ok(t, r, 1);
+	r[0] = mkrec(t, TD_KIND_AWARD, load_sample("award-jeju.json"), NULL, t->sk[0]);
+	r[1] = mkrec(t, TD_KIND_CANCELLATION, parse("{\"tender\": {\"description\": \"no budget\"}}"),
+		     PREFIX "-sj-0001", t->sk[0]);
+	apply_ok(t, r, 2);
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-kisa.json"), NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	uint64_t t4 = chain_last_time(t->c);
+	{
+		json_t *bj = chain_block_json(t->c, 3);
+		char iso[32];
+		snprintf(iso, sizeof(iso), "%s", jstr(bj, "time"));
+		json_decref(bj);
+		snprintf(date, sizeof(date), "%.19sZ", iso);
+	}
+
+	/* release package of blocks 1..3 */
+	json_t *pkg =
+		chain_release_package_json(t->c, 1, 3, "Test publisher", "tenderd://" CHAIN_ID "/export?from=1&to=3");
+	assert_non_null(pkg);
+	assert_string_equal(jstr(pkg, "uri"), "tenderd://" CHAIN_ID "/export?from=1&to=3");
+	assert_string_equal(jstr(pkg, "version"), "1.1");
+	assert_string_equal(jstr(jpath(pkg, "publisher", NULL), "name"), "Test publisher");
+	assert_string_equal(jstr(pkg, "publishedDate"), date);
+	const json_t *rels = json_object_get(pkg, "releases");
+	assert_int_equal(json_array_size(rels), 5);
+	static const char *tags[] = { "tender", "tender", "tenderAmendment", "award", "tenderCancellation" };
+	for (size_t i = 0; i < 5; i++)
+		assert_string_equal(json_string_value(json_array_get(jpath(json_array_get(rels, i), "tag", NULL), 0)),
+				    tags[i]);
+	/* the amendment and the cancellation get their tender's id (OCDS requires it), the ledger keeps them as signed */
+	assert_string_equal(jstr(jpath(json_array_get(rels, 2), "tender", NULL), "id"), "jeju-2020-0001");
+	assert_string_equal(jstr(jpath(json_array_get(rels, 4), "tender", NULL), "id"), "sj-2020-0001");
+	json_t *br = chain_block_releases_json(t->c, 2);
+	assert_null(json_object_get(jpath(json_object_get(json_array_get(br, 0), "release"), "tender", NULL), "id"));
+	json_decref(br);
+	char *text = td_json_dump(pkg, JSON_COMPACT);
+	assert_non_null(strstr(text, "712500000.50"));
+	free(text);
+	assert_int_equal(validate(t, "release", pkg), 0);
+	/* the validator does refuse a broken package */
+	json_object_set_new(json_array_get(rels, 0), "tag", json_pack("[s]", "noSuchTag"));
+	assert_int_equal(validate(t, "release", pkg), 1);
+	json_decref(pkg);
+
+	/* ranges: one block; to past the tip; empty or past the chain */
+	pkg = chain_release_package_json(t->c, 2, 2, "p", "tenderd://" CHAIN_ID "/export?from=2&to=2");
+	assert_int_equal(json_array_size(json_object_get(pkg, "releases")), 1);
+	assert_int_equal(validate(t, "release", pkg), 0);
+	json_decref(pkg);
+	pkg = chain_release_package_json(t->c, 0, 99, "p", "tenderd://" CHAIN_ID "/export");
+	assert_int_equal(json_array_size(json_object_get(pkg, "releases")), 6);
+	char iso4[32], date4[32];
+	td_time_iso(iso4, t4);
+	snprintf(date4, sizeof(date4), "%.19sZ", iso4);
+	assert_string_equal(jstr(pkg, "publishedDate"), date4);
+	json_decref(pkg);
+	assert_null(chain_release_package_json(t->c, 3, 2, "p", "tenderd://x/export"));
+	assert_null(chain_release_package_json(t->c, 5, 9, "p", "tenderd://x/export"));
+	assert_null(chain_record_package_json(t->c, 5, 5, "p", "tenderd://x/export"));
+
+	/* record package of blocks 2..3: jeju (3 releases) and sejong (2) */
+	pkg = chain_record_package_json(t->c, 2, 3, "Test publisher", "tenderd://" CHAIN_ID "/export?from=2&to=3");
+	assert_non_null(pkg);
+	assert_string_equal(jstr(pkg, "version"), "1.1");
+	assert_string_equal(jstr(pkg, "publishedDate"), date);
+	const json_t *recs = json_object_get(pkg, "records");
+	assert_int_equal(json_array_size(recs), 2);
+	const json_t *jr = json_array_get(recs, 0), *sr = json_array_get(recs, 1);
+	assert_string_equal(jstr(jr, "ocid"), PREFIX "-jeju-0001");
+	assert_string_equal(jstr(sr, "ocid"), PREFIX "-sj-0001");
+	assert_int_equal(json_array_size(json_object_get(jr, "releases")), 3);
+	assert_int_equal(json_array_size(json_object_get(sr, "releases")), 2);
+	const json_t *cr = json_object_get(jr, "compiledRelease");
+	assert_string_equal(json_string_value(json_array_get(jpath(cr, "tag", NULL), 0)), "compiled");
+	assert_string_equal(jstr(cr, "ocid"), PREFIX "-jeju-0001");
+	assert_string_equal(jstr(cr, "initiationType"), "tender");
+	assert_int_equal(json_array_size(jpath(cr, "awards", NULL)), 1);
+	assert_string_equal(jstr(jpath(json_object_get(sr, "compiledRelease"), "tender", NULL), "status"), "cancelled");
+	text = td_json_dump(pkg, JSON_COMPACT);
+	assert_non_null(strstr(text, "\"amount\":712500000.50"));
+	free(text);
+	assert_int_equal(validate(t, "record", pkg), 0);
+	json_object_del((json_t *)cr, "initiationType");
+	assert_int_equal(validate(t, "record", pkg), 1);
+	json_decref(pkg);
+
+	pkg = chain_record_package_json(t->c, 4, 4, "p", "tenderd://" CHAIN_ID "/export?from=4&to=4");
+	assert_int_equal(json_array_size(json_object_get(pkg, "records")), 1);
+	assert_string_equal(jstr(json_array_get(json_object_get(pkg, "records"), 0), "ocid"), PREFIX "-kisa-0001");
+	assert_int_equal(validate(t, "record", pkg), 0);
+	json_decref(pkg);
 }
 
 /* ---- crash consistency ------------------------------------------------------ */
@@ -969,7 +1723,7 @@ static void check_consistent(struct net *t)
 	}
 	assert_memory_equal(chain_last_hash(t->c), prev, TD_HASH_LEN);
 	assert_int_equal(chain_record_count(t->c), total);
-	json_t *l = chain_list_json(t->c, 1000, NULL);
+	json_t *l = chain_list_json(t->c, NULL, 1000, NULL);
 	assert_non_null(l);
 	assert_int_equal(json_array_size(json_object_get(l, "tenders")), total < 1000 ? total : 1000);
 	json_decref(l);
@@ -1043,6 +1797,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_block_refusals, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_record_refusals, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_store, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_list_filters, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_list_scan_bound, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_amends_rule, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_block_releases, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_packages, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup4, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
