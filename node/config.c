@@ -107,6 +107,17 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 		}
 		return set_str(cfg->log_level, sizeof(cfg->log_level), value, err, errlen, what);
 	}
+	if (IS("log", "file")) {
+		if (!*value) {
+			cfg->log_file[0] = '\0';
+			return 0;
+		}
+		if (!resolve(cfg->log_file, sizeof(cfg->log_file), cfg->home, value)) {
+			snprintf(err, errlen, "%s: path too long", what);
+			return TD_EINVAL;
+		}
+		return 0;
+	}
 	if (IS("log", "format")) {
 		if (strcmp(value, "text") && strcmp(value, "json")) {
 			snprintf(err, errlen, "%s: \"%s\" is not text or json", what, value);
@@ -242,6 +253,9 @@ int config_write(const struct config *cfg, const char *path, char *err, size_t e
 		"level = info\n"
 		"# text, or json for log shippers (one JSON object per line).\n"
 		"format = text\n"
+		"# A file to append the log to (relative to the home), reopened on SIGHUP for\n"
+		"# log rotation; empty: standard error.\n"
+		"file =\n"
 		"\n"
 		"[mempool]\n"
 		"# Pending records and bytes held before publishing is refused with \"mempool full\".\n"

@@ -19,6 +19,7 @@ struct config {
 	char store_path[PATH_MAX];   /* [store] path */
 	char log_level[16];          /* [log] level */
 	char log_format[16];         /* [log] format: text or json */
+	char log_file[PATH_MAX];     /* [log] file: empty for stderr; reopened on SIGHUP */
 	uint32_t mempool_max_records; /* [mempool] max_records */
 	uint64_t mempool_max_bytes;   /* [mempool] max_bytes */
 	uint32_t block_delay_ms;      /* [consensus] block_delay_ms */

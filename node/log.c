@@ -10,12 +10,18 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
+
 #include <jansson.h>
 
 #include "log.h"
 
 static enum log_level current_level = LOG_INFO;
 static int json_format;
+static char log_path[PATH_MAX];
 
 static const char *const names[] = { "error", "warn", "info", "debug" };
 
@@ -25,6 +31,27 @@ int log_parse_level(const char *s)
 		if (strcmp(s, names[i]) == 0)
 			return i;
 	return -1;
+}
+
+int log_reopen(void)
+{
+	if (!log_path[0])
+		return 0;
+	int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	fflush(stderr);
+	int rc = dup2(fd, STDERR_FILENO) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+int log_set_file(const char *path)
+{
+	if (strlen(path) >= sizeof(log_path))
+		return -ENAMETOOLONG;
+	snprintf(log_path, sizeof(log_path), "%s", path);
+	return log_reopen();
 }
 
 void log_set_level(enum log_level level)

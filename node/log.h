@@ -19,6 +19,13 @@ void log_set_level(enum log_level level);
 /* true: JSON lines {"ts","level","msg"}; false: plain text. */
 void log_set_json(int json);
 int log_enabled(enum log_level level);
+/*
+ * Sends the log (and anything else written to stderr) to the file at path,
+ * appending; remembered for log_reopen(). Returns 0 or -errno.
+ */
+int log_set_file(const char *path);
+/* Opens the log file again (after logrotate moved it); does nothing without one. Returns 0 or -errno. */
+int log_reopen(void);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)

@@ -45,6 +45,7 @@ static const char usage_text[] =
 	"  --log-level LEVEL     error, warn, info or debug (config log.level)\n"
 	"  --log-format FORMAT   text or json (config log.format)\n"
 	"  --socket PATH         JSON-RPC socket path (config rpc.socket)\n"
+	"  --log-file PATH       append the log to PATH, reopened on SIGHUP (config log.file)\n"
 	"  --set SECTION.KEY=VALUE  override any config.ini option; may repeat\n"
 	"\n"
 	"exit status: 0 clean stop, 1 error, 3 usage\n";
@@ -169,6 +170,7 @@ static int cmd_run(int argc, char **argv)
 					      { "log-level", required_argument, NULL, 'l' },
 					      { "log-format", required_argument, NULL, 'f' },
 					      { "socket", required_argument, NULL, 's' },
+					      { "log-file", required_argument, NULL, 'L' },
 					      { "set", required_argument, NULL, 'S' },
 					      { "help", no_argument, NULL, 'H' },
 					      { NULL, 0, NULL, 0 } };
@@ -177,7 +179,7 @@ static int cmd_run(int argc, char **argv)
 		const char *value;
 	} sets[64];
 	int nsets = 0, c;
-	const char *home = NULL, *level = NULL, *format = NULL, *sock = NULL;
+	const char *home = NULL, *level = NULL, *format = NULL, *sock = NULL, *logfile = NULL;
 	struct config cfg;
 	struct node *node = NULL;
 	uv_loop_t loop;
@@ -189,6 +191,7 @@ static int cmd_run(int argc, char **argv)
 		case 'l': level = optarg; break;
 		case 'f': format = optarg; break;
 		case 's': sock = optarg; break;
+		case 'L': logfile = optarg; break;
 		case 'S': {
 			const char *dot = strchr(optarg, '.'), *eq = strchr(optarg, '=');
 			if (nsets == 64 || !dot || !eq || dot > eq || dot - optarg >= 32 || eq - dot - 1 >= 64) {
@@ -217,8 +220,15 @@ static int cmd_run(int argc, char **argv)
 		if (override(&cfg, sets[i].section, sets[i].key, sets[i].value))
 			return EXIT_USAGE;
 	if ((level && override(&cfg, "log", "level", level)) || (format && override(&cfg, "log", "format", format)) ||
-	    (sock && override(&cfg, "rpc", "socket", sock)))
+	    (sock && override(&cfg, "rpc", "socket", sock)) || (logfile && override(&cfg, "log", "file", logfile)))
 		return EXIT_USAGE;
+	if (cfg.log_file[0]) {
+		int lrc = log_set_file(cfg.log_file);
+		if (lrc < 0) {
+			fprintf(stderr, "tenderd run: cannot open log file %s: %s\n", cfg.log_file, strerror(-lrc));
+			return 1;
+		}
+	}
 	log_set_level((enum log_level)log_parse_level(cfg.log_level));
 	log_set_json(strcmp(cfg.log_format, "json") == 0);
 

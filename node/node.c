@@ -42,6 +42,10 @@
 #define PENDING_PROPOSALS_MAX 16
 #define ANNOUNCE_BATCH 1024
 #define FUTURE_PROPOSALS_MAX 8    /* next-height proposals kept until this height commits */
+#define WATCH_QUEUE_MAX (1024 * 1024) /* bytes queued to a watcher before replay pauses */
+#define WATCH_BLOCKS_PER_TURN 64       /* blocks replayed to one watcher per loop turn */
+#define EXPORT_BLOCKS_MAX 100000   /* blocks in one ledger.export answer */
+#define RECENT_BLOCKS 4           /* committed blocks kept to answer late FETCHes */
 #define STALL_TICKS 2             /* ticks without a new block before signed messages are sent again */
 
 struct waiter {
@@ -50,6 +54,13 @@ struct waiter {
 	char ocid[TD_OCID_MAX + 1];
 	char release_id[TD_ID_MAX + 1];
 	struct waiter *next;
+};
+
+/* A tender.watch subscription: releases of blocks from next_height on are still to be sent. */
+struct watcher {
+	struct rpc_req *req;
+	uint64_t next_height;
+	struct watcher *next;
 };
 
 struct ntimer {
@@ -106,11 +117,13 @@ struct node {
 
 	uv_timer_t start_timer, tick_timer;
 	uv_check_t flush_check;
-	uv_signal_t sig_int, sig_term;
+	uv_signal_t sig_int, sig_term, sig_hup;
 	bool handles_open;
 	bool stopping;
 
 	struct waiter *waiters;
+	struct watcher *watchers;
+	uv_timer_t watch_timer;
 	struct ntimer *timers;
 
 	/* this height's proposals: complete blocks and ones being rebuilt */
@@ -120,6 +133,9 @@ struct node {
 	uint32_t npend;
 	struct pvote *precommits;
 	uint32_t nprecommits;
+	struct td_block *recent[RECENT_BLOCKS]; /* last committed blocks, oldest replaced first */
+	uint32_t recent_next;
+	uv_timer_t value_timer;  /* a proposer with nothing pending proposes an empty block when it fires */
 	bool awaiting_value;
 	uint64_t av_h;
 	uint32_t av_r;
@@ -149,6 +165,7 @@ struct node {
 
 static void drive(struct node *n);
 static void on_proposal(struct node *n, struct p2p_peer *peer, const struct td_msg *m);
+static void on_value_timer(uv_timer_t *t);
 static void reset_height(struct node *n);
 static void maybe_start(struct node *n, uint32_t delay_ms);
 
@@ -293,10 +310,13 @@ static void on_fetch(struct node *n, struct p2p_peer *peer, const struct td_msg 
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < m->n_ids; i++) {
 		struct td_record *rec = mempool_get(n->mp, m->ids[i]);
-		for (uint32_t j = 0; !rec && j < n->nblocks; j++)
-			for (uint32_t x = 0; !rec && x < n->blocks[j]->hdr.n_records; x++)
-				if (memcmp(n->blocks[j]->records[x]->id, m->ids[i], TD_HASH_LEN) == 0)
-					rec = n->blocks[j]->records[x];
+		/* A slower peer may ask for records of a block we have already committed. */
+		for (uint32_t j = 0; !rec && j < n->nblocks + RECENT_BLOCKS; j++) {
+			const struct td_block *blk = j < n->nblocks ? n->blocks[j] : n->recent[j - n->nblocks];
+			for (uint32_t x = 0; blk && !rec && x < blk->hdr.n_records; x++)
+				if (memcmp(blk->records[x]->id, m->ids[i], TD_HASH_LEN) == 0)
+					rec = blk->records[x];
+		}
 		if (rec)
 			found[k++] = rec;
 	}
@@ -578,14 +598,23 @@ static void on_vote(struct node *n, struct p2p_peer *peer, const struct td_msg *
 
 /* ---- consensus actions ---- */
 
-/* Builds a block at height h from pending records that pass the chain's checks. */
-static struct td_block *build_block(struct node *n, uint64_t h)
+/*
+ * Builds a block at height h from pending records that pass the chain's
+ * checks; with nothing pending, an empty block if allow_empty, else NULL.
+ */
+static struct td_block *build_block(struct node *n, uint64_t h, bool allow_empty)
 {
 	char err[TD_ERRMSG_MAX];
 	for (;;) {
 		uint32_t k = mempool_peek(n->mp, n->scratch, n->cfg.block_max_records, n->cfg.block_max_bytes);
-		if (k == 0)
-			return NULL;
+		if (k == 0) {
+			if (!allow_empty)
+				return NULL;
+			uint64_t now = wall_ms();
+			if (now < chain_last_time(n->chain))
+				now = chain_last_time(n->chain);
+			return td_block_new(h, chain_last_hash(n->chain), now, n->pk, NULL, 0);
+		}
 		for (uint32_t attempt = 0; attempt < 2; attempt++) {
 			uint32_t take = attempt == 0 ? k : 1;
 			struct td_record **recs = td_xcalloc(take, sizeof(*recs));
@@ -683,6 +712,16 @@ static void decide(struct node *n, const struct cons_action *a)
 		 hex, a->round, blk->hdr.n_records, blk->hdr.n_records == 1 ? "" : "s", commit.n_sigs);
 	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
 		mempool_remove(n->mp, blk->records[i]->id);
+	/* Keep the committed block out of the height's proposals, for late FETCHes. */
+	for (uint32_t i = 0; i < n->nblocks; i++) {
+		if (n->blocks[i] == blk) {
+			n->blocks[i] = n->blocks[--n->nblocks];
+			break;
+		}
+	}
+	td_block_free(n->recent[n->recent_next]);
+	n->recent[n->recent_next] = blk;
+	n->recent_next = (n->recent_next + 1) % RECENT_BLOCKS;
 	reset_height(n);
 }
 
@@ -740,11 +779,17 @@ static void act(struct node *n, const struct cons_action *a)
 		return;
 	}
 	case CONS_ACT_REQUEST_VALUE: {
-		struct td_block *blk = build_block(n, a->height);
+		struct td_block *blk = build_block(n, a->height, false);
 		if (!blk) {
+			/*
+			 * Nothing pending here although the height started (records are
+			 * pending elsewhere): wait for them to arrive, but no longer than a
+			 * propose timeout, so the others are not left waiting on us.
+			 */
 			n->awaiting_value = true;
 			n->av_h = a->height;
 			n->av_r = a->round;
+			uv_timer_start(&n->value_timer, on_value_timer, n->cfg.timeout_propose_ms, 0);
 			return;
 		}
 		n->awaiting_value = false;
@@ -769,6 +814,20 @@ static void act(struct node *n, const struct cons_action *a)
 	}
 }
 
+static void on_value_timer(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	if (!n->awaiting_value || n->stopping || cons_height(&n->cons) != n->av_h || cons_round(&n->cons) != n->av_r)
+		return;
+	struct td_block *blk = build_block(n, n->av_h, true);
+	n->awaiting_value = false;
+	block_keep(n, blk);
+	log_info("proposing an empty block at height %llu round %u: nothing pending here",
+		 (unsigned long long)n->av_h, n->av_r);
+	cons_on_value(&n->cons, n->av_h, n->av_r, blk->hash);
+	drive(n);
+}
+
 /* Runs queued consensus actions until the core has nothing more to say. */
 static void drive(struct node *n)
 {
@@ -777,7 +836,7 @@ static void drive(struct node *n)
 		return;
 	if (n->awaiting_value && mempool_count(n->mp) > 0 && cons_height(&n->cons) == n->av_h &&
 	    cons_round(&n->cons) == n->av_r) {
-		struct td_block *blk = build_block(n, n->av_h);
+		struct td_block *blk = build_block(n, n->av_h, false);
 		if (blk) {
 			n->awaiting_value = false;
 			block_keep(n, blk);
@@ -786,6 +845,53 @@ static void drive(struct node *n)
 	}
 	while (cons_next_action(&n->cons, &a))
 		act(n, &a);
+}
+
+static void on_watch_timer(uv_timer_t *t);
+
+/*
+ * Sends each watcher the releases of the blocks it has not seen, a few
+ * blocks per turn and only while its client keeps reading; comes back by
+ * timer while any watcher is behind. A watcher whose client left is
+ * answered (which frees the request) and forgotten.
+ */
+static void pump_watchers(struct node *n)
+{
+	uint64_t top = chain_height(n->chain);
+	bool behind = false, blocked = false;
+	struct watcher **p = &n->watchers;
+	while (*p) {
+		struct watcher *w = *p;
+		if (!rpc_req_alive(w->req) || n->stopping) {
+			rpc_error(w->req, TD_RPC_SHUTTING_DOWN, "watch ended");
+			*p = w->next;
+			free(w);
+			continue;
+		}
+		for (int k = 0; k < WATCH_BLOCKS_PER_TURN && w->next_height <= top; k++) {
+			if (rpc_req_queued(w->req) > WATCH_QUEUE_MAX) {
+				blocked = true;
+				break;
+			}
+			json_t *rels = chain_block_releases_json(n->chain, w->next_height);
+			size_t i;
+			json_t *rel;
+			json_array_foreach(rels, i, rel)
+				rpc_notify(w->req, "tender.release", json_incref(rel));
+			json_decref(rels);
+			w->next_height++;
+		}
+		if (w->next_height <= top)
+			behind = true;
+		p = &w->next;
+	}
+	if ((behind || blocked) && !n->stopping && !uv_is_active((uv_handle_t *)&n->watch_timer))
+		uv_timer_start(&n->watch_timer, on_watch_timer, blocked ? 20 : 0, 0);
+}
+
+static void on_watch_timer(uv_timer_t *t)
+{
+	pump_watchers(t->data);
 }
 
 /* Forgets the finished height's proposals and votes; answers waiters; starts the next height if needed. */
@@ -805,8 +911,10 @@ static void reset_height(struct node *n)
 			n->precommits[k++] = n->precommits[i];
 	n->nprecommits = k;
 	n->awaiting_value = false;
+	uv_timer_stop(&n->value_timer);
 	n->stalled_ticks = 0;
 	settle_waiters(n, NULL, 0, NULL);
+	pump_watchers(n);
 	/* Proposals that arrived one height early. */
 	uint32_t nf = n->nfuture;
 	n->nfuture = 0;
@@ -868,7 +976,9 @@ static void on_status(struct node *n, struct p2p_peer *peer, const struct td_msg
 {
 	uint32_t v = p2p_peer_validator(peer);
 	n->peer_height[v] = m->height;
-	if (!n->syncing && m->height >= chain_height(n->chain) + 2)
+	/* Two ahead, or one ahead while we still lack records of this height's proposal: fetch the blocks. */
+	if (!n->syncing && (m->height >= chain_height(n->chain) + 2 ||
+			    (m->height == chain_height(n->chain) + 1 && n->npend > 0)))
 		request_sync(n, peer);
 }
 
@@ -913,7 +1023,12 @@ static void on_sync_blocks(struct node *n, struct p2p_peer *peer, const struct t
 	for (uint32_t i = 0; i + 1 < m->n_items; i += 2) {
 		struct td_block *blk = NULL;
 		struct td_commit commit;
-		if (td_block_decode(&blk, m->items[i].p, m->items[i].len, n->genesis.chain_id, false, err,
+		/*
+		 * Records of a synced block are not verified one by one: chain_apply
+		 * checks the block's commit, and more than two thirds of the validators
+		 * verified every record before they signed it.
+		 */
+		if (td_block_decode(&blk, m->items[i].p, m->items[i].len, n->genesis.chain_id, true, err,
 				    sizeof(err)) != 0) {
 			p2p_disconnect(peer, "sent a block that fails verification");
 			break;
@@ -1009,8 +1124,13 @@ static void on_tick(uv_timer_t *t)
 		}
 	}
 	if (h == n->height_at_last_tick && cons_started(&n->cons) && cons_height(&n->cons) == h + 1) {
-		if (++n->stalled_ticks >= STALL_TICKS)
+		if (++n->stalled_ticks >= STALL_TICKS) {
 			resend_signed(n);
+			/* Peers may have refused our records while their mempools were full: offer them again. */
+			uint32_t k = mempool_peek(n->mp, n->scratch, ANNOUNCE_BATCH, UINT64_MAX);
+			for (uint32_t i = 0; i < k; i++)
+				announce(n, n->scratch[i]->id);
+		}
 	} else {
 		n->stalled_ticks = 0;
 	}
@@ -1142,7 +1262,8 @@ static void m_status(struct node *n, struct rpc_req *req)
 		"mempool_bytes", td_json_uint(mempool_bytes(n->mp)), "peers",
 		n->p2p ? p2p_peers_json(n->p2p) : json_array(), "validators", vals, "catching_up",
 		n->syncing || top > h + 1, "sync_target", td_json_uint(top > h ? top : h), "consensus", "height",
-		td_json_uint(cons_height(&n->cons)), "round", td_json_uint(cons_round(&n->cons)), "step",
+		td_json_uint(cons_started(&n->cons) ? cons_height(&n->cons) : h + 1), "round",
+		td_json_uint(cons_started(&n->cons) ? cons_round(&n->cons) : 0), "step",
 		!cons_started(&n->cons) ? "idle" :
 		cons_step(&n->cons) == CONS_STEP_PROPOSE ? "propose" :
 		cons_step(&n->cons) == CONS_STEP_PREVOTE ? "prevote" : "precommit",
@@ -1151,6 +1272,30 @@ static void m_status(struct node *n, struct rpc_req *req)
 		td_json_uint(n->records_received), "records_refused", td_json_uint(n->records_refused));
 	json_object_set_new(res, "evidence", evid);
 	rpc_reply(req, res);
+}
+
+/*
+ * Points each amendment of an amendment release at what it amends: the
+ * tender's latest committed release (amendsReleaseID) and this release
+ * (releaseID), where the agency left them out.
+ */
+static void link_amendments(struct node *n, json_t *full)
+{
+	char last[TD_ID_MAX + 1];
+	const json_t *ocid = json_object_get(full, "ocid"), *id = json_object_get(full, "id");
+	json_t *amends = json_object_get(json_object_get(full, "tender"), "amendments");
+	size_t i;
+	json_t *a;
+	if (!td_json_is_string(ocid) || chain_last_release_id(n->chain, json_string_value(ocid), last) != 0)
+		return;
+	json_array_foreach(amends, i, a) {
+		if (!json_is_object(a))
+			continue;
+		if (!json_object_get(a, "amendsReleaseID"))
+			json_object_set_new(a, "amendsReleaseID", json_string(last));
+		if (!json_object_get(a, "releaseID") && td_json_is_string(id))
+			json_object_set_new(a, "releaseID", json_string(json_string_value(id)));
+	}
 }
 
 static void m_publish(struct node *n, struct rpc_req *req, json_t *params)
@@ -1194,6 +1339,8 @@ static void m_publish(struct node *n, struct rpc_req *req, json_t *params)
 		rpc_error(req, TD_RPC_INVALID_RECORD, "%s", err);
 		return;
 	}
+	if (kind == TD_KIND_AMENDMENT)
+		link_amendments(n, full);
 	rc = td_record_sign(&rec, kind, full, now, n->genesis.chain_id, n->sk, err, sizeof(err));
 	json_decref(full);
 	if (rc) {
@@ -1247,10 +1394,75 @@ static void m_get(struct node *n, struct rpc_req *req, json_t *params)
 	rpc_reply(req, res);
 }
 
+/* Reads an optional string parameter; false (and an error sent) if present but not a string. */
+static bool opt_str(struct rpc_req *req, const json_t *params, const char *key, const char **out)
+{
+	const json_t *v = json_object_get(params, key);
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return true;
+	if (!td_json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "%s must be a non-empty string", key);
+		return false;
+	}
+	*out = json_string_value(v);
+	return true;
+}
+
+/*
+ * A date bound for list: YYYY-MM-DD (passed on as it is: the chain takes it
+ * as the whole of that UTC day) or a full ISO 8601 time.
+ */
+static bool date_param(const char *s, char out[static 40])
+{
+	size_t len = strlen(s);
+	if (len == 10) {
+		snprintf(out, 40, "%sT00:00:00Z", s);
+		if (!td_iso_valid(out, strlen(out)))
+			return false;
+		memcpy(out, s, len + 1);
+		return true;
+	}
+	if (len >= 40 || !td_iso_valid(s, len))
+		return false;
+	memcpy(out, s, len + 1);
+	return true;
+}
+
 static void m_list(struct node *n, struct rpc_req *req, json_t *params)
 {
 	uint64_t limit = 50;
 	const json_t *cursor = json_object_get(params, "cursor");
+	struct chain_filter f = { 0 };
+	const char *agency, *since, *until;
+	uint8_t pk[TD_PUBKEY_LEN];
+	char since_buf[40], until_buf[40];
+
+	if (!opt_str(req, params, "agency", &agency) || !opt_str(req, params, "status", &f.status) ||
+	    !opt_str(req, params, "category", &f.category) || !opt_str(req, params, "method", &f.method) ||
+	    !opt_str(req, params, "since", &since) || !opt_str(req, params, "until", &until))
+		return;
+	if (agency) {
+		int v = -1;
+		if (td_unhex(pk, TD_PUBKEY_LEN, agency, strlen(agency)))
+			v = td_genesis_find(&n->genesis, pk);
+		for (uint32_t i = 0; v < 0 && i < n->genesis.n; i++)
+			if (strcmp(n->genesis.v[i].name, agency) == 0)
+				v = (int)i;
+		if (v < 0) {
+			rpc_error(req, TD_RPC_INVALID_PARAMS, "agency \"%s\" is not a validator name or key of this chain",
+				  agency);
+			return;
+		}
+		memcpy(pk, n->genesis.v[v].pk, TD_PUBKEY_LEN);
+		f.agency = pk;
+	}
+	if ((since && !date_param(since, since_buf)) || (until && !date_param(until, until_buf))) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "since and until take a date (2020-03-01) or an ISO 8601 time");
+		return;
+	}
+	f.since = since ? since_buf : NULL;
+	f.until = until ? until_buf : NULL;
 	if (json_object_get(params, "limit") && (!param_u64(params, "limit", &limit) || limit < 1 || limit > 1000)) {
 		rpc_error(req, TD_RPC_INVALID_PARAMS, "limit must be a whole number from 1 to 1000");
 		return;
@@ -1259,7 +1471,7 @@ static void m_list(struct node *n, struct rpc_req *req, json_t *params)
 		rpc_error(req, TD_RPC_INVALID_PARAMS, "cursor must be a string from next_cursor");
 		return;
 	}
-	json_t *res = chain_list_json(n->chain, (uint32_t)limit,
+	json_t *res = chain_list_json(n->chain, &f, (uint32_t)limit,
 				      td_json_is_string(cursor) ? json_string_value(cursor) : NULL);
 	if (!res) {
 		rpc_error(req, TD_RPC_INVALID_PARAMS, "cursor is not a next_cursor from an earlier answer");
@@ -1279,6 +1491,60 @@ static void m_block(struct node *n, struct rpc_req *req, json_t *params)
 	if (!res) {
 		rpc_error(req, TD_RPC_NOT_FOUND, "no block at height %llu (the chain is at %llu)",
 			  (unsigned long long)height, (unsigned long long)chain_height(n->chain));
+		return;
+	}
+	rpc_reply(req, res);
+}
+
+static void m_watch(struct node *n, struct rpc_req *req, json_t *params)
+{
+	uint64_t from = chain_height(n->chain) + 1;
+	if (json_object_get(params, "from_height") && (!param_u64(params, "from_height", &from) || from < 1)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "from_height must be a whole number from 1");
+		return;
+	}
+	struct watcher *w = td_xcalloc(1, sizeof(*w));
+	w->req = req;
+	w->next_height = from;
+	w->next = n->watchers;
+	n->watchers = w;
+	log_debug("watch from height %llu", (unsigned long long)from);
+	pump_watchers(n);
+}
+
+static void m_export(struct node *n, struct rpc_req *req, json_t *params)
+{
+	uint64_t from = 1, to = chain_height(n->chain);
+	const json_t *records = json_object_get(params, "records");
+	char uri[256];
+	if ((json_object_get(params, "from") && !param_u64(params, "from", &from)) ||
+	    (json_object_get(params, "to") && !param_u64(params, "to", &to)) || (records && !json_is_boolean(records))) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "from and to must be block heights, records true or false");
+		return;
+	}
+	if (from >= 1 && to >= from && to - from >= EXPORT_BLOCKS_MAX) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "export at most %u blocks at a time (from..to)", EXPORT_BLOCKS_MAX);
+		return;
+	}
+	if (from < 1 || from > to || to > chain_height(n->chain)) {
+		rpc_error(req, TD_RPC_NOT_FOUND, "no blocks %llu..%llu (the chain is at %llu)", (unsigned long long)from,
+			  (unsigned long long)to, (unsigned long long)chain_height(n->chain));
+		return;
+	}
+	snprintf(uri, sizeof(uri), "tenderd://%s/%s?from=%llu&to=%llu", n->genesis.chain_id,
+		 json_is_true(records) ? "records" : "releases", (unsigned long long)from, (unsigned long long)to);
+	json_t *res = json_is_true(records) ? chain_record_package_json(n->chain, from, to, n->cfg.name, uri) :
+					      chain_release_package_json(n->chain, from, to, n->cfg.name, uri);
+	if (!res) {
+		rpc_error(req, TD_RPC_INTERNAL, "export of blocks %llu..%llu failed", (unsigned long long)from,
+			  (unsigned long long)to);
+		return;
+	}
+	if (json_array_size(json_object_get(res, json_is_true(records) ? "records" : "releases")) == 0) {
+		/* The OCDS package schemas require at least one release or record. */
+		json_decref(res);
+		rpc_error(req, TD_RPC_NOT_FOUND, "blocks %llu..%llu hold no releases", (unsigned long long)from,
+			  (unsigned long long)to);
 		return;
 	}
 	rpc_reply(req, res);
@@ -1305,11 +1571,24 @@ static void on_request(void *ctx, struct rpc_req *req, const char *method, json_
 		m_list(n, req, params);
 	else if (strcmp(method, "block.get") == 0)
 		m_block(n, req, params);
+	else if (strcmp(method, "tender.watch") == 0)
+		m_watch(n, req, params);
+	else if (strcmp(method, "ledger.export") == 0)
+		m_export(n, req, params);
 	else
 		rpc_error(req, TD_RPC_METHOD_NOT_FOUND, "unknown method %s", method);
 }
 
 /* ---- life cycle ---- */
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+	int rc = log_reopen();
+	if (rc < 0)
+		log_error("SIGHUP: cannot reopen the log file: %s", strerror(-rc));
+	else
+		log_info("SIGHUP: log file reopened");
+}
 
 static void on_signal(uv_signal_t *s, int signum)
 {
@@ -1389,15 +1668,21 @@ int node_start(struct node **out, uv_loop_t *loop, const struct config *cfg, cha
 			goto fail;
 	}
 	uv_timer_init(loop, &n->start_timer);
+	uv_timer_init(loop, &n->watch_timer);
+	uv_timer_init(loop, &n->value_timer);
+	n->watch_timer.data = n->value_timer.data = n;
 	uv_timer_init(loop, &n->tick_timer);
 	uv_check_init(loop, &n->flush_check);
 	uv_signal_init(loop, &n->sig_int);
 	uv_signal_init(loop, &n->sig_term);
+	uv_signal_init(loop, &n->sig_hup);
+	n->sig_hup.data = n;
 	n->start_timer.data = n->tick_timer.data = n->flush_check.data = n;
 	n->sig_int.data = n->sig_term.data = n;
 	uv_check_start(&n->flush_check, on_flush_check);
 	uv_signal_start(&n->sig_int, on_signal, SIGINT);
 	uv_signal_start(&n->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&n->sig_hup, on_sighup, SIGHUP);
 	if (n->p2p)
 		uv_timer_start(&n->tick_timer, on_tick, TICK_MS, TICK_MS);
 	n->handles_open = true;
@@ -1437,6 +1722,12 @@ void node_stop(struct node *n)
 		rpc_error(w->req, TD_RPC_SHUTTING_DOWN, "tenderd stopped before the record was committed");
 		free(w);
 	}
+	while (n->watchers) {
+		struct watcher *w = n->watchers;
+		n->watchers = w->next;
+		rpc_error(w->req, TD_RPC_SHUTTING_DOWN, "tenderd is stopping");
+		free(w);
+	}
 	if (mempool_count(n->mp) > 0)
 		log_warn("%u pending records were not committed", mempool_count(n->mp));
 	rpc_stop(n->rpc);
@@ -1450,10 +1741,13 @@ void node_stop(struct node *n)
 	n->timers = NULL;
 	if (n->handles_open) {
 		uv_close((uv_handle_t *)&n->start_timer, NULL);
+		uv_close((uv_handle_t *)&n->watch_timer, NULL);
+		uv_close((uv_handle_t *)&n->value_timer, NULL);
 		uv_close((uv_handle_t *)&n->tick_timer, NULL);
 		uv_close((uv_handle_t *)&n->flush_check, NULL);
 		uv_close((uv_handle_t *)&n->sig_int, NULL);
 		uv_close((uv_handle_t *)&n->sig_term, NULL);
+		uv_close((uv_handle_t *)&n->sig_hup, NULL);
 		n->handles_open = false;
 	}
 }
@@ -1468,6 +1762,8 @@ void node_free(struct node *n)
 		pprop_clear(&n->pend[i]);
 	for (uint32_t i = 0; i < n->nfuture; i++)
 		free(n->future[i].bytes);
+	for (uint32_t i = 0; i < RECENT_BLOCKS; i++)
+		td_block_free(n->recent[i]);
 	cons_free(&n->cons);
 	chain_close(n->chain);
 	mempool_free(n->mp);

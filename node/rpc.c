@@ -344,6 +344,13 @@ bool rpc_notify(struct rpc_req *req, const char *method, json_t *params)
 	return !c->closing;
 }
 
+size_t rpc_req_queued(const struct rpc_req *req)
+{
+	if (!req->conn || req->conn->closing)
+		return 0;
+	return uv_stream_get_write_queue_size((const uv_stream_t *)&req->conn->pipe);
+}
+
 bool rpc_req_alive(const struct rpc_req *req)
 {
 	return req->conn != NULL;

@@ -51,6 +51,8 @@ void rpc_error(struct rpc_req *req, int code, const char *fmt, ...) __attribute_
  * subscriptions. Returns false if the client is gone.
  */
 bool rpc_notify(struct rpc_req *req, const char *method, json_t *params);
+/* Bytes waiting to be written to req's client (0 once it is gone): lets a streamer pace itself. */
+size_t rpc_req_queued(const struct rpc_req *req);
 /* False once the client of req has disconnected. */
 bool rpc_req_alive(const struct rpc_req *req);
 
