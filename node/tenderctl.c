@@ -2,17 +2,22 @@
  * tenderctl: the command-line client of tenderd.
  *
  * Speaks only JSON-RPC 2.0 through the node's Unix socket: builds one
- * request from the command line, sends it as one line, reads one answer line
- * and prints its "result" (pretty JSON on stdout) or its error (stderr).
- * Release files are parsed with td_json_load, so amounts keep the exact text
- * the agency wrote all the way to the node. Uses only include/tenderd.
+ * request from the command line, sends it as one line, reads answer lines
+ * and prints the "result" (pretty JSON on stdout, or a table for `list
+ * --format table`) or the error (stderr). `watch` keeps the connection open
+ * and prints each tender.release notification as one compact JSON line.
+ * Release files and every answer line are parsed with td_json_load and
+ * printed with td_json_dump, so amounts keep the exact text the agency wrote
+ * all the way to the node and back. Uses only include/tenderd.
  *
  * Exit codes (tenderd/types.h): TD_EXIT_OK, TD_EXIT_REFUSED (the node
- * answered with an error, or the input file is bad), TD_EXIT_UNREACHABLE (no
- * connection, no answer, or no answer in time), TD_EXIT_USAGE.
+ * answered with an error, or a local file is bad), TD_EXIT_UNREACHABLE (no
+ * connection, no answer, no answer in time, or the connection dropped),
+ * TD_EXIT_USAGE.
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,56 +30,261 @@
 #include "tenderd/json.h"
 #include "tenderd/types.h"
 
-#define CTL_ANSWER_MAX (64 * 1024 * 1024) /* longest answer line we accept */
+#define CTL_ANSWER_MAX (64 * 1024 * 1024) /* longest answer or notification line we accept */
 #define CTL_FILE_MAX (1024 * 1024)        /* longest release file */
 #define CTL_TIMEOUT_DEFAULT 30            /* seconds, for requests that do not --wait */
 #define CTL_DEFAULT_SOCKET "./tenderd.sock"
+#define CTL_TITLE_COLS 40  /* widest TITLE cell of list --format table, in terminal columns */
+#define CTL_AGENCY_COLS 40 /* widest AGENCY cell */
+
+/* Set by the SIGINT/SIGTERM handler that `watch` installs; read by wait_fd. */
+static volatile sig_atomic_t stop_requested;
+
+/* Every option a command may take after its name. */
+enum opt {
+	O_WAIT,
+	O_REASON,
+	O_LIMIT,
+	O_CURSOR,
+	O_WITH_CURSOR,
+	O_AGENCY,
+	O_STATUS,
+	O_CATEGORY,
+	O_METHOD,
+	O_SINCE,
+	O_UNTIL,
+	O_FORMAT,
+	O_FROM,
+	O_TO,
+	O_RECORDS,
+	O_OUT,
+	O_COUNT
+};
+
+static const struct {
+	const char *name;
+	const char *metavar; /* NULL: a flag without a value */
+} opt_defs[O_COUNT] = {
+	[O_WAIT] = { "--wait", NULL },
+	[O_REASON] = { "--reason", "TEXT" },
+	[O_LIMIT] = { "--limit", "N" },
+	[O_CURSOR] = { "--cursor", "C" },
+	[O_WITH_CURSOR] = { "--with-cursor", NULL },
+	[O_AGENCY] = { "--agency", "NAME|PUBKEY" },
+	[O_STATUS] = { "--status", "STATUS" },
+	[O_CATEGORY] = { "--category", "CATEGORY" },
+	[O_METHOD] = { "--method", "METHOD" },
+	[O_SINCE] = { "--since", "DATE" },
+	[O_UNTIL] = { "--until", "DATE" },
+	[O_FORMAT] = { "--format", "json|table" },
+	[O_FROM] = { "--from", "HEIGHT" },
+	[O_TO] = { "--to", "HEIGHT" },
+	[O_RECORDS] = { "--records", NULL },
+	[O_OUT] = { "--out", "FILE" },
+};
+
+/* One option of one command, with what it means for that command. */
+struct opt_help {
+	enum opt opt;
+	const char *help;
+};
+
+#define CTL_CMD_OPTS_MAX 13
 
 struct command {
 	const char *name;
 	const char *args;
-	const char *help;
+	const char *help;                       /* one line, for tenderctl --help */
+	const char *detail;                     /* a paragraph, for tenderctl COMMAND --help */
+	struct opt_help opts[CTL_CMD_OPTS_MAX]; /* ends at the first entry with help == NULL */
 };
 
+#define WAIT_HELP                                                                           \
+	"return only once the record is committed in a block, and print the block height\n" \
+	"(no default --timeout then)"
+
 static const struct command commands[] = {
-	{ "status", "", "show the node's status" },
-	{ "publish", "tender|award FILE|- [--wait]",
-	  "publish a new tender or an award (OCDS release JSON; - is stdin)" },
-	{ "amend", "OCID FILE|- [--wait]", "publish an amendment of tender OCID" },
-	{ "cancel", "OCID --reason TEXT [--wait]", "cancel tender OCID, giving the reason" },
-	{ "get", "OCID", "show tender OCID and its releases" },
-	{ "list", "[--limit N] [--cursor C] [--with-cursor]", "list tenders (--with-cursor: with next_cursor)" },
-	{ "block", "HEIGHT", "show the committed block at HEIGHT" },
-	{ "call", "METHOD [PARAMS_JSON]", "send a raw JSON-RPC request" },
+	{ "status",
+	  "",
+	  "show the node's status",
+	  "Prints the node's status: chain id, this node's name and key, height, records,\n"
+	  "mempool, peers, validators and consensus state.",
+	  { { O_COUNT, NULL } } },
+	{ "publish",
+	  "tender|award FILE|-",
+	  "publish a new tender or an award (OCDS release JSON; - is stdin)",
+	  "Publishes an OCDS release fragment read from FILE (- reads stdin). `publish tender`\n"
+	  "starts a contracting process: the fragment needs an \"ocid\" with the chain's ocid\n"
+	  "prefix and a \"tender\" object. `publish award` needs the \"ocid\" of a tender this\n"
+	  "agency published that is not cancelled; its \"awards\" list suppliers, which the\n"
+	  "node also lists as parties with the role supplier. The node fills in id, date,\n"
+	  "tag, initiationType and buyer, validates, signs and answers {id, ocid, release_id}\n"
+	  "(id is the record id).",
+	  { { O_WAIT, WAIT_HELP }, { O_COUNT, NULL } } },
+	{ "amend",
+	  "OCID FILE|-",
+	  "publish an amendment of tender OCID (tag tenderAmendment)",
+	  "Publishes a tenderAmendment release of tender OCID from FILE (- reads stdin): a\n"
+	  "release fragment with the changed fields and, in tender.amendments, the\n"
+	  "amendment's id, date and rationale. The node points each amendment at the release\n"
+	  "it amends (amendsReleaseID: the tender's latest release) and at this release\n"
+	  "(releaseID) unless the fragment sets them. Only the agency that published the\n"
+	  "tender may amend it, and not once it is cancelled.",
+	  { { O_WAIT, WAIT_HELP }, { O_COUNT, NULL } } },
+	{ "cancel",
+	  "OCID --reason TEXT",
+	  "cancel tender OCID, giving the reason (tag tenderCancellation)",
+	  "Publishes a tenderCancellation release of tender OCID: tender.status becomes\n"
+	  "cancelled and the reason becomes tender.statusDetails. A cancelled tender takes\n"
+	  "no further releases. Only the agency that published the tender may cancel it.",
+	  { { O_REASON, "why the tender is cancelled (required; UTF-8 text)" },
+	    { O_WAIT, WAIT_HELP },
+	    { O_COUNT, NULL } } },
+	{ "get",
+	  "OCID",
+	  "show tender OCID: compiled release and every release",
+	  "Prints {ocid, compiled, releases}: the OCDS compiled release (every release merged\n"
+	  "in order) and the releases in ledger order, each with its record_id, block\n"
+	  "height, time, agency key, agency_name and kind.",
+	  { { O_COUNT, NULL } } },
+	{ "list",
+	  "[FILTERS] [--limit N] [--cursor C] [--format json|table]",
+	  "list tenders, newest first",
+	  "Lists tender summaries, newest first (by the block of the tender's first\n"
+	  "release). Filters combine (all must match). A page holds at most --limit\n"
+	  "tenders; when more follow, the next cursor is printed on stderr; pass it back\n"
+	  "with --cursor and the same filters for the next page. Paging is stable: a\n"
+	  "tender published meanwhile does not make a page repeat or skip one.",
+	  { { O_AGENCY, "only tenders published by this agency: its validator name or 64-hex public key" },
+	    { O_STATUS, "only tenders whose compiled tender.status is STATUS\n"
+			"(planning, planned, active, cancelled, unsuccessful, complete, withdrawn)" },
+	    { O_CATEGORY, "only tenders with this tender.mainProcurementCategory (goods, works, services)" },
+	    { O_METHOD, "only tenders with this tender.procurementMethod (open, selective, limited, direct)" },
+	    { O_SINCE, "only tenders whose tender period starts on or after DATE\n"
+		       "(without a tender period: the date of the tender's first release); DATE is\n"
+		       "a day, 2020-03-01 (from 00:00 UTC), or an ISO 8601 date-time with a zone\n"
+		       "such as 2020-03-01T09:00:00+09:00" },
+	    { O_UNTIL, "only tenders whose tender period starts on or before DATE: a day\n"
+		       "(2020-03-31: up to the end of that day, UTC) or a date-time, as --since" },
+	    { O_LIMIT, "at most N tenders in this page, 1..1000 (default 50)" },
+	    { O_CURSOR, "the page after an earlier one: the next_cursor it gave" },
+	    { O_WITH_CURSOR, "print the whole answer {tenders, next_cursor} instead of the array (json)" },
+	    { O_FORMAT, "output format: json (default: the array of tenders) or table (for people)\n"
+			"table: aligned columns OCID, TITLE (cut at 40 columns), STATUS, AGENCY,\n"
+			"VALUE (the exact amount and currency) and DATE (tender period start)" },
+	    { O_COUNT, NULL } } },
+	{ "watch",
+	  "[--from HEIGHT]",
+	  "stream committed releases as JSON lines",
+	  "Subscribes to committed releases (JSON-RPC tender.watch) and prints each as one\n"
+	  "compact JSON line on stdout, in chain order: {height, index, block_records,\n"
+	  "record_id, ocid, release_id, kind, time, agency, agency_name, release}. Runs until\n"
+	  "interrupted (SIGINT or SIGTERM: exit 0) or the node goes away (the connection\n"
+	  "drops, or the node ends the stream because it is stopping: exit 2).\n"
+	  "To resume after a disconnect without missing or repeating a release: let H be\n"
+	  "the last height whose line with index == block_records-1 was seen; resume with\n"
+	  "--from H+1 (or --from the last height seen, skipping the indexes already seen).",
+	  { { O_FROM, "replay the releases of blocks HEIGHT.. first, then continue live\n"
+		      "(default: only blocks committed from now on)" },
+	    { O_COUNT, NULL } } },
+	{ "export",
+	  "[--from H] [--to H] [--records] [--out FILE]",
+	  "write an OCDS 1.1 release or record package",
+	  "Exports the releases committed in blocks --from..--to as an OCDS 1.1 release\n"
+	  "package, or with --records as a record package (one record per ocid with all its\n"
+	  "releases and the compiled release). Both validate against the official OCDS 1.1\n"
+	  "package schemas; amounts keep their exact text.",
+	  { { O_FROM, "first block (default 1)" },
+	    { O_TO, "last block, inclusive (default: the current height)" },
+	    { O_RECORDS, "a record package with compiled releases instead of a release package" },
+	    { O_OUT, "write the package to FILE instead of stdout" },
+	    { O_COUNT, NULL } } },
+	{ "block",
+	  "HEIGHT",
+	  "show the committed block at HEIGHT",
+	  "Prints the block at HEIGHT: hash, previous hash, time, proposer, record ids and\n"
+	  "its commit (the validators' signatures).",
+	  { { O_COUNT, NULL } } },
+	{ "call",
+	  "METHOD [PARAMS_JSON]",
+	  "send a raw JSON-RPC request",
+	  "Sends METHOD with PARAMS_JSON (an object or array; default {}) and prints the\n"
+	  "result, e.g. tenderctl call block.get '{\"height\": 1}'.",
+	  { { O_COUNT, NULL } } },
 };
 
 static const char options_help[] =
-	"Options:\n"
+	"Options for every command:\n"
 	"  --socket PATH      tenderd's socket (default: $TENDERD_SOCKET, else " CTL_DEFAULT_SOCKET ")\n"
-	"  --timeout SECONDS  give up when no answer came in SECONDS (default: 30,\n"
-	"                     none with --wait; 0: none)\n"
-	"  --wait             return only once the record is committed in a block\n"
+	"  --timeout SECONDS  give up when no answer came in SECONDS (default: 30, none\n"
+	"                     with --wait; 0: none; watch waits for its stream forever)\n"
 	"  -h, --help         show this help; COMMAND --help shows the command's\n"
 	"\n"
-	"Exit status: 0 ok, 1 refused (by the node, or a bad input file),\n"
-	"             2 node unreachable (or no answer in time), 3 usage error.\n";
+	"Exit status: 0 ok, 1 refused (by the node, or a bad local file),\n"
+	"             2 node unreachable (no answer in time, or the connection dropped),\n"
+	"             3 usage error.\n";
+
+static size_t command_count(void)
+{
+	return sizeof(commands) / sizeof(commands[0]);
+}
+
+static bool command_takes(const struct command *c, enum opt o)
+{
+	for (size_t i = 0; i < CTL_CMD_OPTS_MAX && c->opts[i].help; i++)
+		if (c->opts[i].opt == o)
+			return true;
+	return false;
+}
 
 static void print_help(FILE *f)
 {
 	fprintf(f, "Usage: tenderctl [--socket PATH] [--timeout SECONDS] COMMAND [ARGS]\n\n"
 		   "Talks to a running tenderd through its JSON-RPC socket.\n\nCommands:\n");
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		char left[64];
-		snprintf(left, sizeof(left), "%s %s", commands[i].name, commands[i].args);
-		fprintf(f, "  %-46s %s\n", left, commands[i].help);
+	for (size_t i = 0; i < command_count(); i++) {
+		const struct command *c = &commands[i];
+		fprintf(f, "  %s%s%s\n      %s\n", c->name, c->args[0] ? " " : "", c->args, c->help);
+		for (size_t k = 0; k < CTL_CMD_OPTS_MAX && c->opts[k].help; k++) {
+			enum opt o = c->opts[k].opt;
+			const char *nl = strchr(c->opts[k].help, '\n');
+			int len = nl ? (int)(nl - c->opts[k].help) : (int)strlen(c->opts[k].help);
+			char left[48];
+			snprintf(left, sizeof(left), "%s%s%s", opt_defs[o].name, opt_defs[o].metavar ? " " : "",
+				 opt_defs[o].metavar ? opt_defs[o].metavar : "");
+			fprintf(f, "      %-24s %.*s\n", left, len, c->opts[k].help);
+		}
 	}
 	fprintf(f, "\n%s", options_help);
 }
 
+/* Prints text with every line after the first indented by indent spaces. */
+static void print_indented(FILE *f, const char *text, int indent)
+{
+	for (const char *p = text; *p; p++) {
+		fputc(*p, f);
+		if (*p == '\n')
+			fprintf(f, "%*s", indent, "");
+	}
+}
+
 static void print_command_help(FILE *f, const struct command *c)
 {
-	fprintf(f, "Usage: tenderctl [--socket PATH] [--timeout SECONDS] %s %s\n\n  %s\n\n%s", c->name, c->args,
-		c->help, options_help);
+	fprintf(f, "Usage: tenderctl [--socket PATH] [--timeout SECONDS] %s%s%s\n\n%s\n\n", c->name,
+		c->args[0] ? " " : "", c->args, c->detail);
+	if (c->opts[0].help) {
+		fprintf(f, "Options of %s:\n", c->name);
+		for (size_t k = 0; k < CTL_CMD_OPTS_MAX && c->opts[k].help; k++) {
+			enum opt o = c->opts[k].opt;
+			char left[48];
+			snprintf(left, sizeof(left), "%s%s%s", opt_defs[o].name, opt_defs[o].metavar ? " " : "",
+				 opt_defs[o].metavar ? opt_defs[o].metavar : "");
+			fprintf(f, "  %-24s ", left);
+			print_indented(f, c->opts[k].help, 27);
+			fputc('\n', f);
+		}
+		fputc('\n', f);
+	}
+	fputs(options_help, f);
 }
 
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -85,28 +295,33 @@ static int usage(const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fputs("\n\n", stderr);
-	print_help(stderr);
+	fputs("\n(tenderctl --help lists the commands; tenderctl COMMAND --help explains one)\n", stderr);
 	return TD_EXIT_USAGE;
 }
 
-/* A plain decimal integer (digits only) that fits uint64. */
-static bool parse_u64(const char *s, uint64_t *out)
+/* s[0..len): a plain decimal integer (digits only) that fits uint64. */
+static bool parse_u64_n(const char *s, size_t len, uint64_t *out)
 {
 	uint64_t x = 0;
 
-	if (!*s)
+	if (len == 0)
 		return false;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
 			return false;
-		uint64_t d = (uint64_t)(*s - '0');
+		uint64_t d = (uint64_t)(s[i] - '0');
 		if (x > (UINT64_MAX - d) / 10)
 			return false;
 		x = x * 10 + d;
 	}
 	*out = x;
 	return true;
+}
+
+/* A NUL-terminated plain decimal integer that fits uint64. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	return parse_u64_n(s, strlen(s), out);
 }
 
 /*
@@ -157,13 +372,19 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits for events on fd until deadline_ms (negative: forever); 0 ready, -1 error, -2 timeout. */
+/*
+ * Waits for events on fd until deadline_ms (negative: forever); 0 ready, -1
+ * error, -2 timeout, -3 interrupted by SIGINT/SIGTERM (only while `watch`
+ * has its handler installed).
+ */
 static int wait_fd(int fd, short events, int64_t deadline_ms)
 {
 	struct pollfd p = { .fd = fd, .events = events };
 
 	for (;;) {
 		int timeout = -1;
+		if (stop_requested)
+			return -3;
 		if (deadline_ms >= 0) {
 			int64_t left = deadline_ms - now_ms();
 			if (left <= 0)
@@ -178,12 +399,30 @@ static int wait_fd(int fd, short events, int64_t deadline_ms)
 	}
 }
 
+/*
+ * A connection to the node. Incoming bytes collect in rbuf (rcap bytes,
+ * rlen held); a line handed out by ctl_read_line occupies the first rused
+ * bytes and is dropped on the next call, so bytes after a newline (the next
+ * notification) are kept.
+ */
 struct conn {
 	const char *path;
 	unsigned timeout_s;  /* 0: none */
 	int64_t deadline_ms; /* -1: none */
 	int fd;
+	char *rbuf;
+	size_t rlen, rcap, rused;
 };
+
+static void conn_close(struct conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	free(c->rbuf);
+	c->rbuf = NULL;
+	c->rlen = c->rcap = c->rused = 0;
+}
 
 static int unreachable(const struct conn *c, const char *why)
 {
@@ -195,6 +434,19 @@ static int timed_out(const struct conn *c)
 {
 	fprintf(stderr, "tenderctl: no answer from tenderd at %s within %u s\n", c->path, c->timeout_s);
 	return TD_EXIT_UNREACHABLE;
+}
+
+/* Not an exit code: a read or send stopped by SIGINT/SIGTERM (watch turns it into TD_EXIT_OK). */
+#define CTL_STOPPED (-1)
+
+/* Maps a wait_fd failure to an exit code, or CTL_STOPPED for -3 (interrupted). */
+static int wait_failed(const struct conn *c, int w)
+{
+	if (w == -3)
+		return CTL_STOPPED;
+	if (w == -2)
+		return timed_out(c);
+	return unreachable(c, strerror(errno));
 }
 
 static int ctl_connect(struct conn *c)
@@ -227,10 +479,8 @@ static int ctl_send(struct conn *c, const char *p, size_t n)
 {
 	while (n > 0) {
 		int w = wait_fd(c->fd, POLLOUT, c->deadline_ms);
-		if (w == -2)
-			return timed_out(c);
 		if (w < 0)
-			return unreachable(c, strerror(errno));
+			return wait_failed(c, w);
 		ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (k < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -243,78 +493,108 @@ static int ctl_send(struct conn *c, const char *p, size_t n)
 	return TD_EXIT_OK;
 }
 
-/* Reads one line (without its newline) into a malloc'd *out. */
-static int ctl_read_line(struct conn *c, char **out, size_t *outlen)
+/*
+ * Reads the next line (without its newline, NUL-terminated) into *line,
+ * which stays valid until the next call or conn_close. Lines longer than
+ * CTL_ANSWER_MAX are refused. On a failure returns the exit code after
+ * printing why (a connection closed between lines prints `closed` as why),
+ * or CTL_STOPPED when interrupted.
+ */
+static int ctl_read_line(struct conn *c, char **line, size_t *linelen, const char *closed)
 {
-	size_t len = 0, cap = 64 * 1024;
-	char *buf = td_xmalloc(cap);
-	int rc;
-
+	if (c->rused) {
+		memmove(c->rbuf, c->rbuf + c->rused, c->rlen - c->rused);
+		c->rlen -= c->rused;
+		c->rused = 0;
+	}
+	size_t scanned = 0;
 	for (;;) {
+		char *nl = c->rlen > scanned ? memchr(c->rbuf + scanned, '\n', c->rlen - scanned) : NULL;
+		if (nl) {
+			*nl = '\0';
+			*line = c->rbuf;
+			*linelen = (size_t)(nl - c->rbuf);
+			c->rused = *linelen + 1;
+			return TD_EXIT_OK;
+		}
+		scanned = c->rlen;
+		if (c->rlen > CTL_ANSWER_MAX)
+			return unreachable(c, "answer line too long");
+		if (c->rcap - c->rlen < 64 * 1024) {
+			size_t cap = c->rcap ? c->rcap * 2 : 128 * 1024;
+			if (cap > CTL_ANSWER_MAX + 64 * 1024 + 1)
+				cap = CTL_ANSWER_MAX + 64 * 1024 + 1;
+			c->rbuf = td_xrealloc(c->rbuf, cap);
+			c->rcap = cap;
+		}
 		int w = wait_fd(c->fd, POLLIN, c->deadline_ms);
-		if (w == -2) {
-			rc = timed_out(c);
-			goto fail;
-		}
-		if (w < 0) {
-			rc = unreachable(c, strerror(errno));
-			goto fail;
-		}
-		if (len == cap) {
-			if (cap >= CTL_ANSWER_MAX + 1) {
-				rc = unreachable(c, "answer too large");
-				goto fail;
-			}
-			cap = cap * 2 > CTL_ANSWER_MAX + 1 ? CTL_ANSWER_MAX + 1 : cap * 2;
-			buf = td_xrealloc(buf, cap);
-		}
-		ssize_t k = recv(c->fd, buf + len, cap - len, MSG_DONTWAIT);
+		if (w < 0)
+			return wait_failed(c, w);
+		ssize_t k = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen - 1, MSG_DONTWAIT);
 		if (k < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 				continue;
-			rc = unreachable(c, strerror(errno));
-			goto fail;
+			return unreachable(c, strerror(errno));
 		}
-		if (k == 0) {
-			rc = unreachable(c, "connection closed before an answer");
-			goto fail;
-		}
-		char *nl = memchr(buf + len, '\n', (size_t)k);
-		len += (size_t)k;
-		if (nl) {
-			/* One request, one answer: bytes after the newline can only be a notification; dropped. */
-			*outlen = (size_t)(nl - buf);
-			*nl = '\0';
-			*out = buf;
-			return TD_EXIT_OK;
-		}
+		if (k == 0)
+			return unreachable(c, c->rlen ? "connection closed in the middle of a line" : closed);
+		c->rlen += (size_t)k;
 	}
-fail:
-	free(buf);
-	return rc;
 }
 
-/* Prints v as indented JSON on stdout. */
-static int print_json(const json_t *v)
+/* Reads the next line as a JSON object; NULL with *rc set (an exit code, or CTL_STOPPED). */
+static json_t *ctl_read_object(struct conn *c, const char *closed, int *rc)
+{
+	char *line = NULL, err[TD_ERRMSG_MAX];
+	size_t len = 0;
+
+	*rc = ctl_read_line(c, &line, &len, closed);
+	if (*rc != TD_EXIT_OK)
+		return NULL;
+	json_t *v = td_json_load(line, len, err, sizeof(err));
+	if (!v || !json_is_object(v)) {
+		fprintf(stderr, "tenderctl: tenderd at %s sent a malformed line%s%s\n", c->path, v ? "" : ": ",
+			v ? "" : err);
+		json_decref(v);
+		*rc = TD_EXIT_UNREACHABLE;
+		return NULL;
+	}
+	return v;
+}
+
+/* Prints v as indented JSON on f. */
+static int print_json(FILE *f, const json_t *v)
 {
 	char *s = td_json_dump(v, JSON_INDENT(2));
 	if (!s) {
 		fprintf(stderr, "tenderctl: cannot print the answer\n");
 		return TD_EXIT_UNREACHABLE;
 	}
-	printf("%s\n", s);
+	fprintf(f, "%s\n", s);
 	free(s);
 	return TD_EXIT_OK;
 }
 
-enum output { OUT_RESULT, OUT_LIST };
-
-/* Sends method(params) (params stolen), waits for the answer and prints it; returns the exit code. */
-static int call(struct conn *c, const char *method, json_t *params, enum output out)
+/* Prints a JSON-RPC error object on stderr; returns TD_EXIT_REFUSED. */
+static int print_error(const json_t *e)
 {
-	json_t *req = json_object(), *ans = NULL;
-	char *line = NULL, *ansline = NULL, err[TD_ERRMSG_MAX];
-	size_t anslen = 0;
+	json_t *msg = json_object_get(e, "message");
+	size_t codelen = 0;
+	const char *code = td_json_number_text(json_object_get(e, "code"), &codelen);
+	fprintf(stderr, "tenderctl: %s (code %.*s)\n",
+		td_json_is_string(msg) ? json_string_value(msg) : "error without a message", code ? (int)codelen : 1,
+		code ? code : "?");
+	return TD_EXIT_REFUSED;
+}
+
+/*
+ * Connects and sends the request method(params) (params stolen). The
+ * connection's deadline covers connecting and sending.
+ */
+static int send_request(struct conn *c, const char *method, json_t *params)
+{
+	json_t *req = json_object();
+	char *line;
 	int rc;
 
 	json_object_set_new(req, "jsonrpc", json_string("2.0"));
@@ -329,76 +609,286 @@ static int call(struct conn *c, const char *method, json_t *params, enum output 
 	}
 	c->deadline_ms = c->timeout_s ? now_ms() + (int64_t)c->timeout_s * 1000 : -1;
 	rc = ctl_connect(c);
-	if (rc != TD_EXIT_OK)
-		goto out;
-	size_t n = strlen(line);
-	line = td_xrealloc(line, n + 2);
-	line[n] = '\n';
-	line[n + 1] = '\0';
-	rc = ctl_send(c, line, n + 1);
-	if (rc != TD_EXIT_OK)
-		goto out;
-	for (;;) {
-		rc = ctl_read_line(c, &ansline, &anslen);
-		if (rc != TD_EXIT_OK)
-			goto out;
-		ans = td_json_load(ansline, anslen, err, sizeof(err));
-		free(ansline);
-		ansline = NULL;
-		if (!ans || !json_is_object(ans)) {
-			fprintf(stderr, "tenderctl: tenderd at %s sent a malformed answer%s%s\n", c->path,
-				ans ? "" : ": ", ans ? "" : err);
-			rc = TD_EXIT_UNREACHABLE;
-			goto out;
-		}
-		/* A notification (method, no id) may come before the answer; skip it. */
-		if (json_object_get(ans, "method") && !json_object_get(ans, "id")) {
-			json_decref(ans);
-			ans = NULL;
-			continue;
-		}
-		break;
+	if (rc == TD_EXIT_OK) {
+		size_t n = strlen(line);
+		line = td_xrealloc(line, n + 2);
+		line[n] = '\n';
+		line[n + 1] = '\0';
+		rc = ctl_send(c, line, n + 1);
 	}
-	json_t *e = json_object_get(ans, "error");
-	json_t *result = json_object_get(ans, "result");
-	if (json_is_object(e)) {
-		json_t *msg = json_object_get(e, "message");
-		size_t codelen = 0;
-		const char *code = td_json_number_text(json_object_get(e, "code"), &codelen);
-		fprintf(stderr, "tenderctl: %s (code %.*s)\n",
-			td_json_is_string(msg) ? json_string_value(msg) : "error without a message",
-			code ? (int)codelen : 1, code ? code : "?");
-		rc = TD_EXIT_REFUSED;
-		goto out;
-	}
-	if (!result) {
-		fprintf(stderr, "tenderctl: tenderd at %s sent an answer with neither result nor error\n", c->path);
-		rc = TD_EXIT_UNREACHABLE;
-		goto out;
-	}
-	if (out == OUT_LIST && json_is_object(result)) {
-		json_t *next = json_object_get(result, "next_cursor");
-		if (json_object_get(result, "tenders"))
-			result = json_object_get(result, "tenders");
-		if (td_json_is_string(next))
-			fprintf(stderr, "tenderctl: more tenders follow: --cursor %s\n", json_string_value(next));
-	}
-	rc = print_json(result);
-out:
-	json_decref(ans);
 	free(line);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
 	return rc;
 }
 
-/* Command arguments after the command name: positionals and the options commands take. */
+/*
+ * Sends method(params) (params stolen) and waits for its answer, skipping
+ * notifications. Returns TD_EXIT_OK with the new answer's result in *result
+ * (a new reference), or an exit code after printing the error.
+ */
+static int request(struct conn *c, const char *method, json_t *params, json_t **result)
+{
+	json_t *ans = NULL;
+	int rc;
+
+	*result = NULL;
+	rc = send_request(c, method, params);
+	if (rc != TD_EXIT_OK)
+		goto out;
+	for (;;) {
+		ans = ctl_read_object(c, "connection closed before an answer", &rc);
+		if (!ans)
+			goto out;
+		/* A notification (method, no id) may come before the answer; skip it. */
+		if (!(json_object_get(ans, "method") && !json_object_get(ans, "id")))
+			break;
+		json_decref(ans);
+	}
+	json_t *e = json_object_get(ans, "error");
+	json_t *res = json_object_get(ans, "result");
+	if (json_is_object(e)) {
+		rc = print_error(e);
+	} else if (!res) {
+		fprintf(stderr, "tenderctl: tenderd at %s sent an answer with neither result nor error\n", c->path);
+		rc = TD_EXIT_UNREACHABLE;
+	} else {
+		*result = json_incref(res);
+	}
+out:
+	json_decref(ans);
+	conn_close(c);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- list --format table */
+
+/* Display width of code point cp in a terminal: 2 for East Asian wide and fullwidth forms. */
+static int cp_width(uint32_t cp)
+{
+	if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
+		return 0;
+	if ((cp >= 0x1100 && cp <= 0x115f) || (cp >= 0x2e80 && cp <= 0xa4cf && cp != 0x303f) ||
+	    (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0xfe30 && cp <= 0xfe4f) ||
+	    (cp >= 0xff00 && cp <= 0xff60) || (cp >= 0xffe0 && cp <= 0xffe6) || (cp >= 0x1f300 && cp <= 0x1f64f) ||
+	    (cp >= 0x20000 && cp <= 0x3fffd))
+		return 2;
+	return 1;
+}
+
+/* Decodes one UTF-8 sequence at s (valid UTF-8, as jansson strings are); returns its length. */
+static size_t utf8_next(const char *s, uint32_t *cp)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	if (u[0] < 0x80) {
+		*cp = u[0];
+		return 1;
+	}
+	if ((u[0] & 0xe0) == 0xc0 && u[1]) {
+		*cp = ((uint32_t)(u[0] & 0x1f) << 6) | (u[1] & 0x3f);
+		return 2;
+	}
+	if ((u[0] & 0xf0) == 0xe0 && u[1] && u[2]) {
+		*cp = ((uint32_t)(u[0] & 0x0f) << 12) | ((uint32_t)(u[1] & 0x3f) << 6) | (u[2] & 0x3f);
+		return 3;
+	}
+	if ((u[0] & 0xf8) == 0xf0 && u[1] && u[2] && u[3]) {
+		*cp = ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3f) << 12) |
+		      ((uint32_t)(u[2] & 0x3f) << 6) | (u[3] & 0x3f);
+		return 4;
+	}
+	*cp = 0xfffd; /* not reached for valid UTF-8 */
+	return 1;
+}
+
+/* One table cell: its text (malloc'd) and its width in terminal columns. */
+struct cell {
+	char *text;
+	int width;
+};
+
+/*
+ * Makes a cell of s: control characters become spaces, and text wider than
+ * max_cols (0: no limit) is cut at a character boundary to end with "…".
+ */
+static struct cell make_cell(const char *s, int max_cols)
+{
+	size_t n = strlen(s), o = 0;
+	char *out = td_xmalloc(n + 4);
+	int total = 0, width = 0;
+	uint32_t cp;
+
+	for (size_t i = 0; i < n;) {
+		i += utf8_next(s + i, &cp);
+		total += cp_width(cp) ? cp_width(cp) : 1;
+	}
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_next(s + i, &cp);
+		int w = cp_width(cp);
+		if (max_cols && total > max_cols && width + (w ? w : 1) > max_cols - 1) {
+			memcpy(out + o, "\xe2\x80\xa6", 3);
+			o += 3;
+			width += 1;
+			break;
+		}
+		if (w == 0) {
+			out[o++] = ' ';
+			width += 1;
+		} else {
+			memcpy(out + o, s + i, k);
+			o += k;
+			width += w;
+		}
+		i += k;
+	}
+	out[o] = '\0';
+	return (struct cell){ out, width };
+}
+
+static const char *str_at(const json_t *obj, const char *key)
+{
+	const json_t *v = json_object_get(obj, key);
+	return td_json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+#define TABLE_COLS 6
+
+/* Prints tenders (an array of summaries) as an aligned table with a header line. */
+static int print_table(const json_t *tenders)
+{
+	static const char *const head[TABLE_COLS] = { "OCID", "TITLE", "STATUS", "AGENCY", "VALUE", "DATE" };
+	size_t rows = json_array_size(tenders) + 1;
+	struct cell *cells = td_xcalloc(rows * TABLE_COLS, sizeof(*cells));
+	int widths[TABLE_COLS] = { 0 };
+
+	for (int k = 0; k < TABLE_COLS; k++)
+		cells[k] = make_cell(head[k], 0);
+	for (size_t r = 1; r < rows; r++) {
+		const json_t *t = json_array_get(tenders, r - 1);
+		const json_t *value = json_object_get(t, "value"), *period = json_object_get(t, "tenderPeriod");
+		const char *ocid = str_at(t, "ocid"), *title = str_at(t, "title"), *status = str_at(t, "status");
+		const char *agency = str_at(t, "agency_name"), *date = str_at(period, "startDate");
+		const char *currency = str_at(value, "currency");
+		size_t alen = 0;
+		const char *amount = td_json_number_text(json_object_get(value, "amount"), &alen);
+		char vbuf[128] = "", dbuf[11] = "";
+
+		if (amount)
+			snprintf(vbuf, sizeof(vbuf), "%.*s%s%s", (int)(alen < 64 ? alen : 64), amount,
+				 currency ? " " : "", currency ? currency : "");
+		if (!date)
+			date = str_at(t, "date");
+		if (date)
+			snprintf(dbuf, sizeof(dbuf), "%s", date); /* the day: YYYY-MM-DD */
+		if (!agency)
+			agency = str_at(t, "agency");
+		struct cell *row = cells + r * TABLE_COLS;
+		row[0] = make_cell(ocid ? ocid : "-", 0);
+		row[1] = make_cell(title ? title : "-", CTL_TITLE_COLS);
+		row[2] = make_cell(status ? status : "-", 0);
+		row[3] = make_cell(agency ? agency : "-", CTL_AGENCY_COLS);
+		row[4] = make_cell(vbuf[0] ? vbuf : "-", 0);
+		row[5] = make_cell(dbuf[0] ? dbuf : "-", 0);
+	}
+	for (size_t r = 0; r < rows; r++)
+		for (int k = 0; k < TABLE_COLS; k++)
+			if (cells[r * TABLE_COLS + k].width > widths[k])
+				widths[k] = cells[r * TABLE_COLS + k].width;
+	for (size_t r = 0; r < rows; r++) {
+		for (int k = 0; k < TABLE_COLS; k++) {
+			const struct cell *cl = &cells[r * TABLE_COLS + k];
+			bool right = k == 4 && r > 0; /* amounts align on the right */
+			int pad = widths[k] - cl->width;
+			if (right)
+				printf("%*s%s", pad, "", cl->text);
+			else if (k == TABLE_COLS - 1)
+				printf("%s", cl->text);
+			else
+				printf("%s%*s", cl->text, pad, "");
+			if (k < TABLE_COLS - 1)
+				fputs("  ", stdout);
+		}
+		fputc('\n', stdout);
+	}
+	for (size_t i = 0; i < rows * TABLE_COLS; i++)
+		free(cells[i].text);
+	free(cells);
+	return TD_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- watch */
+
+static void on_stop_signal(int signum)
+{
+	(void)signum;
+	stop_requested = 1;
+}
+
+/*
+ * Subscribes with tender.watch and prints every tender.release
+ * notification's params as one compact line, flushed. Returns when
+ * interrupted (TD_EXIT_OK), on an error answer (TD_EXIT_REFUSED), or when the
+ * connection drops or the node ends the stream with TD_RPC_SHUTTING_DOWN
+ * (TD_EXIT_UNREACHABLE: try again later).
+ */
+static int watch(struct conn *c, json_t *params)
+{
+	struct sigaction sa;
+	int rc;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal; /* no SA_RESTART: poll returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	rc = send_request(c, "tender.watch", params);
+	c->deadline_ms = -1; /* a stream has no end */
+	while (rc == TD_EXIT_OK && !stop_requested) {
+		json_t *msg = ctl_read_object(c, "the node closed the connection", &rc);
+		if (!msg)
+			break;
+		const json_t *method = json_object_get(msg, "method"), *p = json_object_get(msg, "params");
+		const json_t *e = json_object_get(msg, "error");
+		if (json_is_object(e)) {
+			/* The node ends a stream with "shutting down" as it stops: that is the node going away. */
+			uint64_t code = 0;
+			const json_t *jc = json_object_get(e, "code");
+			size_t clen = 0;
+			const char *ct = td_json_number_text(jc, &clen);
+			rc = print_error(e);
+			if (ct && clen > 1 && ct[0] == '-' && parse_u64_n(ct + 1, clen - 1, &code) &&
+			    code == (uint64_t)-TD_RPC_SHUTTING_DOWN)
+				rc = TD_EXIT_UNREACHABLE;
+		} else if (td_json_is_string(method) && strcmp(json_string_value(method), "tender.release") == 0 &&
+			   json_is_object(p)) {
+			char *s = td_json_dump(p, JSON_COMPACT);
+			if (!s) {
+				fprintf(stderr, "tenderctl: cannot print a notification\n");
+				rc = TD_EXIT_UNREACHABLE;
+			} else {
+				printf("%s\n", s);
+				free(s);
+				if (fflush(stdout) != 0) {
+					fprintf(stderr, "tenderctl: writing stdout: %s\n", strerror(errno));
+					rc = TD_EXIT_REFUSED;
+				}
+			}
+		}
+		/* Anything else (another notification, an acknowledgement) is not a release: skipped. */
+		json_decref(msg);
+	}
+	conn_close(c);
+	return stop_requested ? TD_EXIT_OK : rc;
+}
+
+/* ---------------------------------------------------------------- commands */
+
+/* Command arguments after the command name: positionals and option values. */
 struct args {
 	const char *pos[3];
 	int npos;
-	bool wait, with_cursor, help;
-	const char *reason, *limit, *cursor;
+	bool help;
+	bool set[O_COUNT];
+	const char *val[O_COUNT];
 	const char *socket, *timeout; /* global options may also follow the command */
 };
 
@@ -409,57 +899,53 @@ static int parse_args(int argc, char **argv, const struct command *cmd, struct a
 	memset(a, 0, sizeof(*a));
 	for (int i = 0; i < argc; i++) {
 		const char *s = argv[i];
-		const char **val = NULL;
 		if (opts && strcmp(s, "--") == 0) {
 			opts = false;
 			continue;
 		}
-		if (opts && (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0)) {
+		if (!opts || s[0] != '-' || s[1] == '\0') {
+			if (a->npos == (int)(sizeof(a->pos) / sizeof(a->pos[0])))
+				return usage("%s: too many arguments", cmd->name);
+			a->pos[a->npos++] = s;
+			continue;
+		}
+		if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
 			a->help = true;
 			continue;
 		}
-		if (opts && strcmp(s, "--wait") == 0) {
-			a->wait = true;
+		/* --name VALUE or --name=VALUE */
+		const char *eq = strchr(s, '='), *inline_val = eq ? eq + 1 : NULL;
+		size_t nlen = eq ? (size_t)(eq - s) : strlen(s);
+		const char **gval = NULL;
+		if (nlen == 8 && strncmp(s, "--socket", 8) == 0)
+			gval = &a->socket;
+		else if (nlen == 9 && strncmp(s, "--timeout", 9) == 0)
+			gval = &a->timeout;
+		if (gval) {
+			if (!inline_val && i + 1 >= argc)
+				return usage("%s: %.*s needs a value", cmd->name, (int)nlen, s);
+			*gval = inline_val ? inline_val : argv[++i];
 			continue;
 		}
-		if (opts && strcmp(s, "--with-cursor") == 0) {
-			a->with_cursor = true;
+		int o = -1;
+		for (int k = 0; k < O_COUNT; k++)
+			if (strlen(opt_defs[k].name) == nlen && strncmp(opt_defs[k].name, s, nlen) == 0)
+				o = k;
+		if (o < 0 || !command_takes(cmd, (enum opt)o))
+			return usage("%s does not take the option %.*s (tenderctl %s --help lists its options)",
+				     cmd->name, (int)nlen, s, cmd->name);
+		if (a->set[o])
+			return usage("%s: %s given twice", cmd->name, opt_defs[o].name);
+		a->set[o] = true;
+		if (!opt_defs[o].metavar) {
+			if (inline_val)
+				return usage("%s: %s takes no value", cmd->name, opt_defs[o].name);
 			continue;
 		}
-		if (opts && strcmp(s, "--reason") == 0)
-			val = &a->reason;
-		else if (opts && strcmp(s, "--limit") == 0)
-			val = &a->limit;
-		else if (opts && strcmp(s, "--cursor") == 0)
-			val = &a->cursor;
-		else if (opts && strcmp(s, "--socket") == 0)
-			val = &a->socket;
-		else if (opts && strcmp(s, "--timeout") == 0)
-			val = &a->timeout;
-		if (val) {
-			if (i + 1 >= argc)
-				return usage("%s: %s needs a value", cmd->name, s);
-			*val = argv[++i];
-			continue;
-		}
-		if (opts && s[0] == '-' && s[1] != '\0')
-			return usage("%s: unknown option %s", cmd->name, s);
-		if (a->npos == (int)(sizeof(a->pos) / sizeof(a->pos[0])))
-			return usage("%s: too many arguments", cmd->name);
-		a->pos[a->npos++] = s;
+		if (!inline_val && i + 1 >= argc)
+			return usage("%s: %s needs a value (%s)", cmd->name, opt_defs[o].name, opt_defs[o].metavar);
+		a->val[o] = inline_val ? inline_val : argv[++i];
 	}
-	return TD_EXIT_OK;
-}
-
-/* Refuses options that cmd does not take. */
-static int only_options(const struct command *cmd, const struct args *a, bool wait, bool reason, bool list)
-{
-	if (a->wait && !wait)
-		return usage("%s does not take --wait", cmd->name);
-	if (a->reason && !reason)
-		return usage("%s does not take --reason", cmd->name);
-	if ((a->limit || a->cursor || a->with_cursor) && !list)
-		return usage("%s does not take --limit, --cursor or --with-cursor", cmd->name);
 	return TD_EXIT_OK;
 }
 
@@ -483,35 +969,95 @@ static json_t *arg_string(const char *what, const char *s, int *rc)
 	return v;
 }
 
+/* Sets params[key] to the string value of option o when given; false after a usage error. */
+static bool set_string_opt(json_t *params, const char *key, const struct args *a, enum opt o, int *rc)
+{
+	if (!a->set[o])
+		return true;
+	if (!a->val[o][0]) {
+		*rc = usage("%s needs a non-empty value", opt_defs[o].name);
+		return false;
+	}
+	json_t *v = arg_string(opt_defs[o].name, a->val[o], rc);
+	if (!v)
+		return false;
+	json_object_set_new(params, key, v);
+	return true;
+}
+
+/* Sets params[key] to the height given with option o, if any; false after a usage error. */
+static bool set_height_opt(json_t *params, const char *key, const struct args *a, enum opt o, int *rc)
+{
+	uint64_t h;
+	if (!a->set[o])
+		return true;
+	if (!parse_u64(a->val[o], &h)) {
+		*rc = usage("%s must be a block height (a decimal integer), not '%s'", opt_defs[o].name, a->val[o]);
+		return false;
+	}
+	json_object_set_new(params, key, td_json_uint(h));
+	return true;
+}
+
+/* Writes v as indented JSON to the file name (or stdout when name is NULL). */
+static int write_json(const char *name, const json_t *v)
+{
+	if (!name)
+		return print_json(stdout, v);
+	FILE *f = fopen(name, "w");
+	if (!f) {
+		fprintf(stderr, "tenderctl: %s: %s\n", name, strerror(errno));
+		return TD_EXIT_REFUSED;
+	}
+	int rc = print_json(f, v);
+	if (ferror(f) || fclose(f) != 0) {
+		fprintf(stderr, "tenderctl: %s: %s\n", name, strerror(errno));
+		return TD_EXIT_REFUSED;
+	}
+	return rc;
+}
+
+enum output { OUT_RESULT, OUT_LIST, OUT_TABLE };
+
+/* Prints a list answer: the array (json), the whole answer (--with-cursor) or a table. */
+static int print_list(json_t *result, enum output out)
+{
+	json_t *tenders = json_object_get(result, "tenders"), *next = json_object_get(result, "next_cursor");
+
+	if (!json_is_array(tenders)) {
+		fprintf(stderr, "tenderctl: the node's tender.list answer has no tenders array\n");
+		return TD_EXIT_UNREACHABLE;
+	}
+	if (td_json_is_string(next))
+		fprintf(stderr, "tenderctl: more tenders follow: --cursor %s\n", json_string_value(next));
+	if (out == OUT_TABLE)
+		return print_table(tenders);
+	return print_json(stdout, out == OUT_LIST ? tenders : result);
+}
+
 static int run(struct conn *c, const struct command *cmd, const struct args *a, bool timeout_set)
 {
 	const char *name = cmd->name;
-	json_t *params = NULL, *v;
+	json_t *params = NULL, *v, *result = NULL;
 	const char *method = NULL;
 	enum output out = OUT_RESULT;
 	int rc = TD_EXIT_OK;
 	uint64_t num;
 
 	if (strcmp(name, "status") == 0) {
-		if ((rc = only_options(cmd, a, false, false, false)) != TD_EXIT_OK)
-			return rc;
 		if (a->npos != 0)
 			return usage("status takes no arguments");
 		method = "status";
 		params = json_object();
 	} else if (strcmp(name, "publish") == 0) {
-		if ((rc = only_options(cmd, a, true, false, false)) != TD_EXIT_OK)
-			return rc;
 		if (a->npos != 2 || (strcmp(a->pos[0], "tender") != 0 && strcmp(a->pos[0], "award") != 0))
 			return usage("usage: publish tender|award FILE|- [--wait]");
 		json_t *rel = load_file(a->pos[1]);
 		if (!rel)
 			return TD_EXIT_REFUSED;
 		method = "tender.publish";
-		params = publish_params(a->pos[0], NULL, rel, a->wait);
+		params = publish_params(a->pos[0], NULL, rel, a->set[O_WAIT]);
 	} else if (strcmp(name, "amend") == 0) {
-		if ((rc = only_options(cmd, a, true, false, false)) != TD_EXIT_OK)
-			return rc;
 		if (a->npos != 2 || !a->pos[0][0])
 			return usage("usage: amend OCID FILE|- [--wait]");
 		if (!(v = arg_string("OCID", a->pos[0], &rc)))
@@ -521,16 +1067,15 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 		if (!rel)
 			return TD_EXIT_REFUSED;
 		method = "tender.publish";
-		params = publish_params("tenderAmendment", a->pos[0], rel, a->wait);
+		params = publish_params("tenderAmendment", a->pos[0], rel, a->set[O_WAIT]);
 	} else if (strcmp(name, "cancel") == 0) {
-		if ((rc = only_options(cmd, a, true, true, false)) != TD_EXIT_OK)
-			return rc;
-		if (a->npos != 1 || !a->pos[0][0] || !a->reason || !a->reason[0])
+		const char *reason = a->val[O_REASON];
+		if (a->npos != 1 || !a->pos[0][0] || !reason || !reason[0])
 			return usage("usage: cancel OCID --reason TEXT [--wait]");
 		if (!(v = arg_string("OCID", a->pos[0], &rc)))
 			return rc;
 		json_decref(v);
-		json_t *why = arg_string("--reason", a->reason, &rc);
+		json_t *why = arg_string("--reason", reason, &rc);
 		if (!why)
 			return rc;
 		json_t *tender = json_object();
@@ -539,10 +1084,8 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 		json_t *rel = json_object();
 		json_object_set_new(rel, "tender", tender);
 		method = "tender.publish";
-		params = publish_params("tenderCancellation", a->pos[0], rel, a->wait);
+		params = publish_params("tenderCancellation", a->pos[0], rel, a->set[O_WAIT]);
 	} else if (strcmp(name, "get") == 0) {
-		if ((rc = only_options(cmd, a, false, false, false)) != TD_EXIT_OK)
-			return rc;
 		if (a->npos != 1 || !a->pos[0][0])
 			return usage("usage: get OCID");
 		if (!(v = arg_string("OCID", a->pos[0], &rc)))
@@ -551,30 +1094,61 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 		params = json_object();
 		json_object_set_new(params, "ocid", v);
 	} else if (strcmp(name, "list") == 0) {
-		if ((rc = only_options(cmd, a, false, false, true)) != TD_EXIT_OK)
-			return rc;
 		if (a->npos != 0)
-			return usage("usage: list [--limit N] [--cursor C] [--with-cursor]");
+			return usage("list takes no arguments, only options (tenderctl list --help)");
+		out = OUT_LIST;
+		if (a->set[O_FORMAT]) {
+			if (strcmp(a->val[O_FORMAT], "table") == 0)
+				out = OUT_TABLE;
+			else if (strcmp(a->val[O_FORMAT], "json") != 0)
+				return usage("list: --format is json or table, not '%s'", a->val[O_FORMAT]);
+		}
+		if (a->set[O_WITH_CURSOR] && out == OUT_LIST)
+			out = OUT_RESULT;
 		params = json_object();
-		if (a->limit) {
-			if (!parse_u64(a->limit, &num)) {
+		if (a->set[O_LIMIT]) {
+			if (!parse_u64(a->val[O_LIMIT], &num)) {
 				json_decref(params);
-				return usage("list: --limit must be a decimal integer, not '%s'", a->limit);
+				return usage("list: --limit must be a decimal integer, not '%s'", a->val[O_LIMIT]);
 			}
 			json_object_set_new(params, "limit", td_json_uint(num));
 		}
-		if (a->cursor) {
-			if (!(v = arg_string("--cursor", a->cursor, &rc))) {
-				json_decref(params);
-				return rc;
-			}
-			json_object_set_new(params, "cursor", v);
+		if (!set_string_opt(params, "cursor", a, O_CURSOR, &rc) ||
+		    !set_string_opt(params, "agency", a, O_AGENCY, &rc) ||
+		    !set_string_opt(params, "status", a, O_STATUS, &rc) ||
+		    !set_string_opt(params, "category", a, O_CATEGORY, &rc) ||
+		    !set_string_opt(params, "method", a, O_METHOD, &rc) ||
+		    !set_string_opt(params, "since", a, O_SINCE, &rc) ||
+		    !set_string_opt(params, "until", a, O_UNTIL, &rc)) {
+			json_decref(params);
+			return rc;
 		}
 		method = "tender.list";
-		out = a->with_cursor ? OUT_RESULT : OUT_LIST;
-	} else if (strcmp(name, "block") == 0) {
-		if ((rc = only_options(cmd, a, false, false, false)) != TD_EXIT_OK)
+	} else if (strcmp(name, "watch") == 0) {
+		if (a->npos != 0)
+			return usage("usage: watch [--from HEIGHT]");
+		params = json_object();
+		if (!set_height_opt(params, "from_height", a, O_FROM, &rc)) {
+			json_decref(params);
 			return rc;
+		}
+		if (!timeout_set)
+			c->timeout_s = CTL_TIMEOUT_DEFAULT; /* for connecting and sending only */
+		return watch(c, params);
+	} else if (strcmp(name, "export") == 0) {
+		if (a->npos != 0)
+			return usage("usage: export [--from H] [--to H] [--records] [--out FILE]");
+		if (a->set[O_OUT] && !a->val[O_OUT][0])
+			return usage("export: --out needs a file name");
+		params = json_object();
+		if (!set_height_opt(params, "from", a, O_FROM, &rc) || !set_height_opt(params, "to", a, O_TO, &rc)) {
+			json_decref(params);
+			return rc;
+		}
+		if (a->set[O_RECORDS])
+			json_object_set_new(params, "records", json_true());
+		method = "ledger.export";
+	} else if (strcmp(name, "block") == 0) {
 		if (a->npos != 1)
 			return usage("usage: block HEIGHT");
 		if (!parse_u64(a->pos[0], &num))
@@ -584,8 +1158,6 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 		json_object_set_new(params, "height", td_json_uint(num));
 	} else if (strcmp(name, "call") == 0) {
 		char err[TD_ERRMSG_MAX];
-		if ((rc = only_options(cmd, a, false, false, false)) != TD_EXIT_OK)
-			return rc;
 		if (a->npos < 1 || a->npos > 2 || !a->pos[0][0])
 			return usage("usage: call METHOD [PARAMS_JSON]");
 		if (!(v = arg_string("METHOD", a->pos[0], &rc)))
@@ -608,8 +1180,18 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 	}
 	/* A --wait request returns when its record is committed: no default deadline. */
 	if (!timeout_set)
-		c->timeout_s = a->wait ? 0 : CTL_TIMEOUT_DEFAULT;
-	return call(c, method, params, out);
+		c->timeout_s = a->set[O_WAIT] ? 0 : CTL_TIMEOUT_DEFAULT;
+	rc = request(c, method, params, &result);
+	if (rc != TD_EXIT_OK)
+		return rc;
+	if (strcmp(method, "tender.list") == 0 && json_is_object(result))
+		rc = print_list(result, out);
+	else if (strcmp(name, "export") == 0)
+		rc = write_json(a->val[O_OUT], result);
+	else
+		rc = print_json(stdout, result);
+	json_decref(result);
+	return rc;
 }
 
 static int set_socket(struct conn *c, const char *val)
@@ -661,8 +1243,19 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc)
 		return usage("no command given");
+	if (strcmp(argv[i], "help") == 0) {
+		const struct command *hc = NULL;
+		for (size_t k = 0; i + 1 < argc && k < command_count(); k++)
+			if (strcmp(argv[i + 1], commands[k].name) == 0)
+				hc = &commands[k];
+		if (hc)
+			print_command_help(stdout, hc);
+		else
+			print_help(stdout);
+		return TD_EXIT_OK;
+	}
 	const struct command *cmd = NULL;
-	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+	for (size_t k = 0; k < command_count(); k++)
 		if (strcmp(argv[i], commands[k].name) == 0)
 			cmd = &commands[k];
 	if (!cmd)
@@ -671,13 +1264,13 @@ int main(int argc, char **argv)
 	int rc = parse_args(argc - i - 1, argv + i + 1, cmd, &a);
 	if (rc != TD_EXIT_OK)
 		return rc;
-	if (a.socket && (rc = set_socket(&c, a.socket)) != TD_EXIT_OK)
-		return rc;
-	if (a.timeout && (rc = set_timeout(&c, a.timeout, &timeout_set)) != TD_EXIT_OK)
-		return rc;
 	if (a.help) {
 		print_command_help(stdout, cmd);
 		return TD_EXIT_OK;
 	}
+	if (a.socket && (rc = set_socket(&c, a.socket)) != TD_EXIT_OK)
+		return rc;
+	if (a.timeout && (rc = set_timeout(&c, a.timeout, &timeout_set)) != TD_EXIT_OK)
+		return rc;
 	return run(&c, cmd, &a, timeout_set);
 }
