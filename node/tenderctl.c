@@ -299,29 +299,11 @@ static int usage(const char *fmt, ...)
 	return TD_EXIT_USAGE;
 }
 
-/* s[0..len): a plain decimal integer (digits only) that fits uint64. */
-static bool parse_u64_n(const char *s, size_t len, uint64_t *out)
-{
-	uint64_t x = 0;
-
-	if (len == 0)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		uint64_t d = (uint64_t)(s[i] - '0');
-		if (x > (UINT64_MAX - d) / 10)
-			return false;
-		x = x * 10 + d;
-	}
-	*out = x;
-	return true;
-}
 
 /* A NUL-terminated plain decimal integer that fits uint64. */
 static bool parse_u64(const char *s, uint64_t *out)
 {
-	return parse_u64_n(s, strlen(s), out);
+	return td_parse_u64(s, strlen(s), out);
 }
 
 /*
@@ -855,7 +837,7 @@ static int watch(struct conn *c, json_t *params)
 			size_t clen = 0;
 			const char *ct = td_json_number_text(jc, &clen);
 			rc = print_error(e);
-			if (ct && clen > 1 && ct[0] == '-' && parse_u64_n(ct + 1, clen - 1, &code) &&
+			if (ct && clen > 1 && ct[0] == '-' && td_parse_u64(ct + 1, clen - 1, &code) &&
 			    code == (uint64_t)-TD_RPC_SHUTTING_DOWN)
 				rc = TD_EXIT_UNREACHABLE;
 		} else if (td_json_is_string(method) && strcmp(json_string_value(method), "tender.release") == 0 &&

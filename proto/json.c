@@ -211,13 +211,11 @@ const char *td_json_number_text(const json_t *v, size_t *len)
 	return json_string_value(v) + 1;
 }
 
-bool td_json_number_u64(const json_t *v, uint64_t *out)
+bool td_parse_u64(const char *s, size_t len, uint64_t *out)
 {
-	size_t len;
-	const char *s = td_json_number_text(v, &len);
 	uint64_t x = 0;
 
-	if (!s || len > 20)
+	if (len == 0 || len > 20)
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		if (s[i] < '0' || s[i] > '9')
@@ -229,4 +227,11 @@ bool td_json_number_u64(const json_t *v, uint64_t *out)
 	}
 	*out = x;
 	return true;
+}
+
+bool td_json_number_u64(const json_t *v, uint64_t *out)
+{
+	size_t len;
+	const char *s = td_json_number_text(v, &len);
+	return s && td_parse_u64(s, len, out);
 }

@@ -7,18 +7,11 @@
 // (add ",undefined" to -fsanitize for UBSan as well) and run, e.g.
 //
 //   mkdir -p corpus && cp tests/data/samples/*.json corpus/
-//   ASAN_OPTIONS=allocator_may_return_null=1 ./fuzz_record -max_len=65536 -max_total_time=120 \
-//       -malloc_limit_mb=1000000 corpus
+//   ./fuzz_record -max_len=65536 -max_total_time=120 corpus
 //
 // Seeds worth adding: the bytes of a signed record, a block and a commit
 // (signatures only verify for chain id "tenderd-test"; the trusted decoders
-// skip them, so mutations still get deep). The ASAN/malloc_limit options
-// are needed because msgpack-c reserves memory for an array/map header's
-// full count before reading the items: a 5-byte input asks for ~128 GB
-// (reported to the lead; drop the options once td_unpack guards against it).
-//
-// -DTD_FUZZ_SKIP_KNOWN_BUGS skips the invariant that the known td_get_json
-// empty-string bug breaks, so a run can look past it.
+// skip them, so mutations still get deep).
 //
 // Besides "no crash, no leak", the target checks invariants: whatever
 // decodes re-encodes to the very input, td_get_json never returns NULL with
@@ -104,9 +97,7 @@ static void fuzz_msgpack_json(const uint8_t *data, size_t size)
 	if (td_unpack(&u, data, size) == 0) {
 		struct td_rd r = { true };
 		json_t *v = td_get_json(&r, &u.data, TD_JSON_DEPTH_MAX);
-#ifndef TD_FUZZ_SKIP_KNOWN_BUGS
 		check((v != NULL) == r.ok, "td_get_json result and r.ok disagree");
-#endif
 		if (v) {
 			struct td_buf b;
 			td_buf_init(&b);
@@ -136,11 +127,6 @@ static void fuzz_json(const uint8_t *data, size_t size)
 	td_buf_init(&b);
 	int ra = td_enc_json(&a, v, TD_JSON_DEPTH_MAX), rb = td_enc_json(&b, w, TD_JSON_DEPTH_MAX);
 	check(ra == rb, "a tree and its reload encode differently");
-#ifdef TD_FUZZ_SKIP_KNOWN_BUGS
-	/* Known bug: td_get_json loses "" values and keys at the start of a buffer (see test_codec). */
-	if (strstr(s1, "\"\"") != NULL)
-		ra = -1;
-#endif
 	if (ra == 0) {
 		check(a.sb.size == b.sb.size && memcmp(a.sb.data, b.sb.data, a.sb.size) == 0, "encodings differ");
 		/* Within the depth limit the encoding reads back as the same tree and bytes. */
@@ -171,99 +157,15 @@ static void fuzz_json(const uint8_t *data, size_t size)
 		td_genesis_free(&g);
 }
 
-#ifdef TD_FUZZ_SKIP_KNOWN_BUGS
-/* Reads a big-endian length of n bytes at p[*i]; false if past the end. */
-static bool be(const uint8_t *p, size_t len, size_t *i, int n, uint64_t *out)
-{
-	*out = 0;
-	if (len - *i < (size_t)n)
-		return false;
-	for (int k = 0; k < n; k++)
-		*out = *out << 8 | p[(*i)++];
-	return true;
-}
-
-/*
- * Walks msgpack values (and msgpack inside bin payloads, where blocks carry
- * records) and reports a container whose count exceeds the bytes left: the
- * guard td_unpack lacks (see the header comment). Such inputs make msgpack-c
- * ask for gigabytes, which under ASan is slow and eats the RSS limit.
- */
-enum walk { W_OK, W_BAD, W_HUGE };
-
-static enum walk walk(const uint8_t *p, size_t len, size_t *i, int depth)
-{
-	uint64_t n = 0, skip = 0, items = 0;
-	bool bin = false;
-	if (depth > 64 || *i >= len)
-		return W_BAD;
-	uint8_t c = p[(*i)++];
-	if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
-		return W_OK;
-	if (c >= 0x80 && c <= 0x8f)
-		items = 2 * (uint64_t)(c & 0x0f);
-	else if (c >= 0x90 && c <= 0x9f)
-		items = c & 0x0f;
-	else if (c >= 0xa0 && c <= 0xbf)
-		skip = c & 0x1f;
-	else if (c >= 0xd4 && c <= 0xd8)
-		skip = 1 + (1u << (c - 0xd4));
-	else if (c == 0xc4 || c == 0xd9 || c == 0xc5 || c == 0xda || c == 0xc6 || c == 0xdb) {
-		int w = (c == 0xc4 || c == 0xd9) ? 1 : (c == 0xc5 || c == 0xda) ? 2 : 4;
-		if (!be(p, len, i, w, &skip))
-			return W_BAD;
-		bin = c == 0xc4 || c == 0xc5 || c == 0xc6;
-	} else if (c >= 0xc7 && c <= 0xc9) {
-		if (!be(p, len, i, c == 0xc7 ? 1 : c == 0xc8 ? 2 : 4, &skip))
-			return W_BAD;
-		skip += 1;
-	} else if (c >= 0xca && c <= 0xd3) {
-		static const uint8_t sizes[] = { 4, 8, 1, 2, 4, 8, 1, 2, 4, 8 };
-		skip = sizes[c - 0xca];
-	} else if (c >= 0xdc && c <= 0xdf) {
-		if (!be(p, len, i, (c == 0xdc || c == 0xde) ? 2 : 4, &n))
-			return W_BAD;
-		items = (c >= 0xde) ? 2 * n : n;
-	} else {
-		return W_BAD; /* 0xc1 */
-	}
-	if (items > len - *i)
-		return W_HUGE;
-	if (skip > len - *i)
-		return W_BAD;
-	if (bin) {
-		size_t j = 0;
-		if (walk(p + *i, (size_t)skip, &j, depth + 1) == W_HUGE)
-			return W_HUGE;
-	}
-	*i += skip;
-	for (uint64_t k = 0; k < items; k++) {
-		enum walk w = walk(p, len, i, depth + 1);
-		if (w != W_OK)
-			return w;
-	}
-	return W_OK;
-}
-#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > TD_RECORD_MAX + 16)
 		return 0;
-#ifdef TD_FUZZ_SKIP_KNOWN_BUGS
-	{
-		size_t i = 0;
-		if (walk(data, size, &i, 0) == W_HUGE)
-			goto json_only;
-	}
-#endif
 	fuzz_record(data, size);
 	fuzz_block(data, size);
 	fuzz_commit(data, size);
 	fuzz_msgpack_json(data, size);
-#ifdef TD_FUZZ_SKIP_KNOWN_BUGS
-json_only:
-#endif
 	fuzz_json(data, size);
 	return 0;
 }

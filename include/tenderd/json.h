@@ -43,6 +43,8 @@ json_t *td_json_uint(uint64_t v);
 bool td_json_is_number(const json_t *v);
 /* The number's text and its length (not NUL-terminated in general); NULL if v is not a number. */
 const char *td_json_number_text(const json_t *v, size_t *len);
+/* True if s[0..len) is a plain decimal integer (digits only) that fits uint64; stores it in *out. */
+bool td_parse_u64(const char *s, size_t len, uint64_t *out);
 /* True if v is a number written as a non-negative integer that fits uint64; stores it in *out. */
 bool td_json_number_u64(const json_t *v, uint64_t *out);
 /* True if v is a plain string (not a number value). */
