@@ -81,9 +81,28 @@
  * holds blocks 1..height with their commits, and "M" describes exactly them.
  *
  * While checking a block, the records already accepted from the same block
- * live in an overlay (struct overlay): tender states and compiled releases
- * touched so far, and the accepted records for id and (ocid, release id)
- * uniqueness. Lookups go to the overlay first, then to the store.
+ * live in an overlay (struct overlay): the tenders touched so far (owner and
+ * cancelled state for the checks; when applying, the "T" state and compiled
+ * release being staged) and the accepted records for id and (ocid, release
+ * id) uniqueness, each behind a hash index (SipHash under a random key per
+ * chain, so crafted ocids cannot make lookups slow). Lookups go to the
+ * overlay first, then to the store. The overlay lives for one call; the
+ * chain keeps nothing that grows with the ledger. When applying, a tender's
+ * state, compiled release, summary and list keys go into the batch right
+ * after its last record in the block (found by a first pass over the
+ * block's ocids), and its compiled tree is freed then, so a block of new
+ * tenders does not hold every compiled release until the end.
+ *
+ * chain_validate() only checks: the block, then each record's lifecycle
+ * rules with the overlay's owner and cancelled state (a record cancels its
+ * tender if it is a cancellation or sets tender.status to "cancelled", which
+ * is what tstate_fields makes of the compiled release), without compiling
+ * releases or staging a batch. It remembers the hashes of the last MEMO_N
+ * blocks it accepted with the tip (height, hash) it checked them against;
+ * chain_apply() of such a block at that same tip still checks the block and
+ * its commit (check_block) but not its records again, and stages them.
+ * Since the store changes only with the tip, a block accepted at a tip
+ * would pass the record checks again at that tip.
  *
  * chain_apply() recomputes the block hash from the header, the records root
  * from the records and each record id from its bytes, and verifies the
@@ -118,6 +137,7 @@
 #include <string.h>
 
 #include <msgpack.h>
+#include <sodium.h>
 
 #include "tenderd/block.h"
 #include "tenderd/codec.h"
@@ -139,6 +159,22 @@
 #define DATE_BIAS 0x8000000000000000ull
 #define FLAG_CANCELLED 1u
 
+#define MEMO_N 4 /* blocks remembered as checked (chain_validate) at a tip */
+
+/* A block whose records passed the lifecycle checks at a tip. */
+struct memo_entry {
+	bool used;
+	uint8_t block[TD_HASH_LEN]; /* the block's hash */
+	uint64_t height;            /* the tip it was checked against */
+	uint8_t tip[TD_HASH_LEN];
+};
+
+/* What chain_validate remembers; behind a pointer so a const chain can update it. */
+struct memo {
+	struct memo_entry e[MEMO_N];
+	unsigned next; /* the entry to replace next */
+};
+
 struct chain {
 	struct store *st;           /* owned */
 	const struct td_genesis *g; /* borrowed */
@@ -146,6 +182,8 @@ struct chain {
 	uint8_t last_hash[TD_HASH_LEN];
 	uint64_t last_time;
 	uint64_t n_records;
+	struct memo *memo;                             /* owned; fixed size */
+	uint8_t hkey[crypto_shorthash_KEYBYTES];        /* random key of the overlay's hash indexes */
 };
 
 /* A tender's bookkeeping, as in "T". */
@@ -164,25 +202,52 @@ struct tstate {
 	char last_release[TD_ID_MAX + 1]; /* id of the latest release */
 };
 
-/* A tender touched by the block being applied. */
+/*
+ * A tender touched by the block being checked or applied: a committed one
+ * (its "T" state loaded on first touch) or one the block publishes.
+ */
 struct pend {
 	char ocid[TD_OCID_MAX + 1];
-	struct tstate st;  /* after the block's records so far */
-	struct tstate old; /* as committed (unset when is_new): the list keys to replace */
-	json_t *compiled;  /* owned */
-	bool is_new;       /* first published in this block */
+	uint8_t owner[TD_PUBKEY_LEN]; /* check state: the agency that published it */
+	bool cancelled;               /* check state: cancelled, committed or by an earlier record */
+	bool is_new;                  /* first published in this block */
+	struct tstate st;             /* staging: after the block's records so far */
+	struct tstate old;            /* staging: as committed (unset when is_new): the list keys to replace */
+	json_t *compiled;             /* staging: owned; NULL until the tender's first staged record */
 };
 
 /* A change of one "N" count by the block. */
 struct ndelta;
 
+/*
+ * An open-addressing hash index over entries kept in an array elsewhere:
+ * a slot holds an entry's index + 1 (0: empty) and the entry's hash, so
+ * growing never rehashes keys. Kept at most half full.
+ */
+struct hslot {
+	uint32_t idx1;
+	uint32_t h;
+};
+
+struct htab {
+	struct hslot *s;
+	uint32_t mask; /* slots - 1; slots a power of two */
+	uint32_t n;
+};
+
 struct overlay {
+	const uint8_t *hkey; /* the chain's hash key (crypto_shorthash_KEYBYTES) */
 	struct pend *t;
 	size_t nt, cap;
-	const struct td_record **recs; /* accepted records of the block, borrowed */
+	struct htab t_ix;              /* t by ocid */
+	const struct td_record **recs; /* accepted records of the block (when checking), borrowed */
 	size_t nrecs;
-	struct ndelta *nd; /* "N" count changes, one per key */
+	struct htab id_ix;   /* recs by record id */
+	struct htab pair_ix; /* recs by (ocid, release id) */
+	struct ndelta *nd;   /* "N" count changes, one per key */
 	size_t nnd, ndcap;
+	struct htab nd_ix;                      /* nd by key */
+	struct td_record *const *block_recs; /* the block's records, borrowed (for last_touch) */
 };
 
 /* ---- keys and integers --------------------------------------------------- */
@@ -626,6 +691,88 @@ static void tstate_fields(struct tstate *t, const json_t *compiled)
 
 /* ---- overlay --------------------------------------------------------------- */
 
+static uint32_t ov_hash(const struct overlay *ov, const void *p, size_t n)
+{
+	uint8_t out[crypto_shorthash_BYTES];
+	uint32_t h = 0;
+
+	crypto_shorthash(out, p, n, ov->hkey);
+	for (int i = 0; i < 4; i++)
+		h = h << 8 | out[i];
+	return h;
+}
+
+static void htab_init(struct htab *t, size_t want)
+{
+	size_t slots = 16;
+
+	while (slots < 2 * want)
+		slots *= 2;
+	t->s = td_xcalloc(slots, sizeof(*t->s));
+	t->mask = (uint32_t)(slots - 1);
+	t->n = 0;
+}
+
+static void htab_free(struct htab *t)
+{
+	free(t->s);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Compares entry idx of the overlay with a key. */
+typedef bool (*htab_eq)(const struct overlay *ov, uint32_t idx, const void *key);
+
+/* The slot of the entry whose key equals key (idx1 != 0), or the empty slot where it belongs. */
+static struct hslot *htab_find(const struct htab *t, uint32_t h, htab_eq eq, const struct overlay *ov, const void *key)
+{
+	for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
+		struct hslot *s = &t->s[i];
+		if (s->idx1 == 0 || (s->h == h && eq(ov, s->idx1 - 1, key)))
+			return s;
+	}
+}
+
+/* Fills the empty slot at (from htab_find, no insert since) with entry idx; grows past half full. */
+static void htab_put(struct htab *t, struct hslot *at, uint32_t h, uint32_t idx)
+{
+	struct hslot *old = t->s;
+	const uint32_t nold = t->mask + 1;
+
+	at->idx1 = idx + 1;
+	at->h = h;
+	if (++t->n * 2 <= nold)
+		return;
+	if (nold > UINT32_MAX / 2)
+		abort(); /* blocks hold at most TD_BLOCK_RECORDS_MAX records */
+	t->s = td_xcalloc((size_t)nold * 2, sizeof(*t->s));
+	t->mask = nold * 2 - 1;
+	for (uint32_t i = 0; i < nold; i++) {
+		uint32_t j;
+		if (old[i].idx1 == 0)
+			continue;
+		for (j = old[i].h & t->mask; t->s[j].idx1 != 0; j = (j + 1) & t->mask)
+			;
+		t->s[j] = old[i];
+	}
+	free(old);
+}
+
+/* An empty overlay for a block of n records; checking: with the indexes of accepted records. */
+static void overlay_init(struct overlay *ov, const struct chain *c, size_t n, bool checking)
+{
+	memset(ov, 0, sizeof(*ov));
+	ov->hkey = c->hkey;
+	ov->cap = n ? n : 1;
+	ov->t = td_xmalloc(ov->cap * sizeof(*ov->t));
+	htab_init(&ov->t_ix, n);
+	htab_init(&ov->nd_ix, 16);
+	if (checking) {
+		ov->recs = td_xcalloc(n ? n : 1, sizeof(*ov->recs));
+		htab_init(&ov->id_ix, n);
+		htab_init(&ov->pair_ix, n);
+	}
+}
+
 static void overlay_free(struct overlay *ov)
 {
 	for (size_t i = 0; i < ov->nt; i++)
@@ -633,44 +780,66 @@ static void overlay_free(struct overlay *ov)
 	free(ov->t);
 	free(ov->recs);
 	free(ov->nd);
+	htab_free(&ov->t_ix);
+	htab_free(&ov->id_ix);
+	htab_free(&ov->pair_ix);
+	htab_free(&ov->nd_ix);
 	memset(ov, 0, sizeof(*ov));
+}
+
+static bool eq_ocid(const struct overlay *ov, uint32_t idx, const void *key)
+{
+	return strcmp(ov->t[idx].ocid, key) == 0;
 }
 
 static struct pend *overlay_find(const struct overlay *ov, const char *ocid)
 {
-	if (!ov)
-		return NULL;
-	for (size_t i = 0; i < ov->nt; i++)
-		if (strcmp(ov->t[i].ocid, ocid) == 0)
-			return &ov->t[i];
-	return NULL;
+	const struct hslot *s = htab_find(&ov->t_ix, ov_hash(ov, ocid, strlen(ocid)), eq_ocid, ov, ocid);
+
+	return s->idx1 ? &ov->t[s->idx1 - 1] : NULL;
 }
 
+/* A new entry for ocid (not in the overlay yet), zeroed; the pointer lives until the next add. */
 static struct pend *overlay_add(struct overlay *ov, const char *ocid)
 {
+	const uint32_t h = ov_hash(ov, ocid, strlen(ocid));
+	struct hslot *s = htab_find(&ov->t_ix, h, eq_ocid, ov, ocid);
 	struct pend *p;
 
+	if (s->idx1)
+		abort(); /* callers look first */
 	if (ov->nt == ov->cap) {
-		ov->cap = ov->cap ? 2 * ov->cap : 8;
+		ov->cap *= 2;
 		ov->t = td_xrealloc(ov->t, ov->cap * sizeof(*ov->t));
 	}
-	p = &ov->t[ov->nt++];
+	p = &ov->t[ov->nt];
 	memset(p, 0, sizeof(*p));
 	snprintf(p->ocid, sizeof(p->ocid), "%s", ocid);
+	htab_put(&ov->t_ix, s, h, (uint32_t)ov->nt);
+	ov->nt++;
 	return p;
+}
+
+static bool eq_nd(const struct overlay *ov, uint32_t idx, const void *key)
+{
+	const struct key *k = key;
+
+	return ov->nd[idx].k.n == k->n && memcmp(ov->nd[idx].k.b, k->b, k->n) == 0;
 }
 
 /* Adds d to the "N" count of tender t's value in index x (a counted one). */
 static void overlay_count(struct overlay *ov, enum lix x, const struct tstate *t, int64_t d)
 {
 	struct key k;
+	uint32_t h;
+	struct hslot *s;
 
 	lix_count_key(&k, x, lix_value(x, t));
-	for (size_t i = 0; i < ov->nnd; i++) {
-		if (ov->nd[i].k.n == k.n && memcmp(ov->nd[i].k.b, k.b, k.n) == 0) {
-			ov->nd[i].d += d;
-			return;
-		}
+	h = ov_hash(ov, k.b, k.n);
+	s = htab_find(&ov->nd_ix, h, eq_nd, ov, &k);
+	if (s->idx1) {
+		ov->nd[s->idx1 - 1].d += d;
+		return;
 	}
 	if (ov->nnd == ov->ndcap) {
 		ov->ndcap = ov->ndcap ? 2 * ov->ndcap : 8;
@@ -678,27 +847,106 @@ static void overlay_count(struct overlay *ov, enum lix x, const struct tstate *t
 	}
 	ov->nd[ov->nnd].k = k;
 	ov->nd[ov->nnd].d = d;
+	htab_put(&ov->nd_ix, s, h, (uint32_t)ov->nnd);
 	ov->nnd++;
+}
+
+static bool eq_id(const struct overlay *ov, uint32_t idx, const void *key)
+{
+	return memcmp(ov->recs[idx]->id, key, TD_HASH_LEN) == 0;
+}
+
+/* An (ocid, release id) pair as a key. */
+struct pair {
+	const char *ocid;
+	const char *release_id;
+};
+
+static bool eq_pair(const struct overlay *ov, uint32_t idx, const void *key)
+{
+	const struct pair *k = key;
+
+	return strcmp(ov->recs[idx]->ocid, k->ocid) == 0 && strcmp(ov->recs[idx]->release_id, k->release_id) == 0;
+}
+
+/* The hash of a pair: of the ocid, a NUL and the release id (each at most TD_ID_MAX bytes). */
+static uint32_t pair_hash(const struct overlay *ov, const struct pair *k)
+{
+	char buf[TD_OCID_MAX + 1 + TD_ID_MAX + 1];
+	size_t a = strnlen(k->ocid, TD_OCID_MAX), b = strnlen(k->release_id, TD_ID_MAX);
+
+	memcpy(buf, k->ocid, a);
+	buf[a] = '\0';
+	memcpy(buf + a + 1, k->release_id, b);
+	return ov_hash(ov, buf, a + 1 + b);
 }
 
 static bool overlay_has_id(const struct overlay *ov, const uint8_t id[static TD_HASH_LEN])
 {
-	if (!ov)
+	if (!ov || !ov->recs)
 		return false;
-	for (size_t i = 0; i < ov->nrecs; i++)
-		if (memcmp(ov->recs[i]->id, id, TD_HASH_LEN) == 0)
-			return true;
-	return false;
+	return htab_find(&ov->id_ix, ov_hash(ov, id, TD_HASH_LEN), eq_id, ov, id)->idx1 != 0;
 }
 
 static bool overlay_has_pair(const struct overlay *ov, const char *ocid, const char *release_id)
 {
-	if (!ov)
+	const struct pair k = { ocid, release_id };
+
+	if (!ov || !ov->recs)
 		return false;
-	for (size_t i = 0; i < ov->nrecs; i++)
-		if (strcmp(ov->recs[i]->ocid, ocid) == 0 && strcmp(ov->recs[i]->release_id, release_id) == 0)
-			return true;
-	return false;
+	return htab_find(&ov->pair_ix, pair_hash(ov, &k), eq_pair, ov, &k)->idx1 != 0;
+}
+
+static bool eq_rec_ocid(const struct overlay *ov, uint32_t idx, const void *key)
+{
+	return strcmp(ov->block_recs[idx]->ocid, key) == 0;
+}
+
+/*
+ * For each of the n records of a block, true in last[i] if no later record
+ * of the block has the same ocid (so its tender can be staged after it).
+ */
+static void last_touch(struct overlay *ov, struct td_record *const *recs, uint32_t n, bool *last)
+{
+	struct htab ix;
+	uint32_t *latest = td_xcalloc(n ? n : 1, sizeof(*latest)); /* by first record of an ocid: its last */
+
+	htab_init(&ix, n);
+	ov->block_recs = recs;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *ocid = recs[i]->ocid;
+		const uint32_t h = ov_hash(ov, ocid, strlen(ocid));
+		struct hslot *s = htab_find(&ix, h, eq_rec_ocid, ov, ocid);
+		uint32_t first;
+		if (s->idx1 == 0) {
+			first = i;
+			htab_put(&ix, s, h, i);
+		} else {
+			first = s->idx1 - 1;
+			last[latest[first]] = false;
+		}
+		latest[first] = i;
+		last[i] = true;
+	}
+	htab_free(&ix);
+	free(latest);
+}
+
+/* Adds an accepted record to the id and pair indexes (a checking overlay). */
+static void overlay_accept(struct overlay *ov, const struct td_record *rec)
+{
+	const struct pair k = { rec->ocid, rec->release_id };
+	const uint32_t hi = ov_hash(ov, rec->id, TD_HASH_LEN), hp = pair_hash(ov, &k);
+	const uint32_t idx = (uint32_t)ov->nrecs;
+	struct hslot *s;
+
+	ov->recs[ov->nrecs++] = rec;
+	s = htab_find(&ov->id_ix, hi, eq_id, ov, rec->id);
+	if (s->idx1 == 0)
+		htab_put(&ov->id_ix, s, hi, idx);
+	s = htab_find(&ov->pair_ix, hp, eq_pair, ov, &k);
+	if (s->idx1 == 0)
+		htab_put(&ov->pair_ix, s, hp, idx);
 }
 
 /* ---- open / close ---------------------------------------------------------- */
@@ -799,6 +1047,13 @@ int chain_open(struct chain **out, const char *path, const struct td_genesis *g,
 
 	*out = NULL;
 	c->g = g;
+	if (sodium_init() < 0) {
+		seterr(err, errlen, "libsodium failed to initialise");
+		rc = TD_EIO;
+		goto fail;
+	}
+	randombytes_buf(c->hkey, sizeof(c->hkey));
+	c->memo = td_xcalloc(1, sizeof(*c->memo));
 	rc = store_open(&c->st, path, err, errlen);
 	if (rc != 0)
 		goto fail;
@@ -826,6 +1081,7 @@ int chain_open(struct chain **out, const char *path, const struct td_genesis *g,
 fail_store:
 	store_close(c->st);
 fail:
+	free(c->memo);
 	free(c);
 	return rc;
 }
@@ -835,6 +1091,7 @@ void chain_close(struct chain *c)
 	if (!c)
 		return;
 	store_close(c->st);
+	free(c->memo);
 	free(c);
 }
 
@@ -937,17 +1194,50 @@ static int check_amends(const struct chain *c, const struct overlay *ov, const s
 }
 
 /*
- * The lifecycle rules of chain_check_record, seeing the block's earlier
- * records through ov (NULL: the committed ledger only).
+ * The overlay entry of ocid into *out: found in the overlay, or made from
+ * the committed "T" state on first use; NULL if no tender has this ocid
+ * (committed or earlier in the block). 0 or a read error with a message.
  */
-static int check_record(const struct chain *c, const struct overlay *ov, const struct td_record *rec, char *err,
-			size_t errlen)
+static int pend_lookup(const struct chain *c, struct overlay *ov, const char *ocid, struct pend **out, char *err,
+		       size_t errlen)
+{
+	struct pend *p = overlay_find(ov, ocid);
+	struct tstate st;
+	int rc;
+
+	*out = p;
+	if (p)
+		return 0;
+	rc = tstate_load(c, ocid, &st);
+	if (rc == TD_ENOTFOUND)
+		return 0;
+	if (rc != 0) {
+		seterr(err, errlen, "tender %s: cannot read its state (%s)", ocid, td_strerror(rc));
+		return rc;
+	}
+	p = overlay_add(ov, ocid);
+	memcpy(p->owner, st.owner, TD_PUBKEY_LEN);
+	p->cancelled = (st.flags & FLAG_CANCELLED) != 0;
+	p->st = st;
+	p->old = st;
+	*out = p;
+	return 0;
+}
+
+/*
+ * The lifecycle rules of chain_check_record, seeing the block's earlier
+ * records through ov (NULL: the committed ledger only). With ov, the
+ * tender's overlay entry (NULL for a new tender) goes into *found.
+ */
+static int check_record(const struct chain *c, struct overlay *ov, const struct td_record *rec, struct pend **found,
+			char *err, size_t errlen)
 {
 	const char *prefix = c->g->ocid_prefix;
-	const struct pend *p;
+	const uint8_t *owner = NULL;
+	struct pend *p = NULL;
 	struct tstate st;
 	struct key k;
-	bool exists;
+	bool exists, cancelled = false;
 	int rc;
 
 	if (strncmp(rec->ocid, prefix, strlen(prefix)) != 0) {
@@ -963,10 +1253,16 @@ static int check_record(const struct chain *c, const struct overlay *ov, const s
 		return TD_EEXIST;
 	}
 
-	p = overlay_find(ov, rec->ocid);
-	if (p) {
-		st = p->st;
-		exists = true;
+	if (ov) {
+		rc = pend_lookup(c, ov, rec->ocid, &p, err, errlen);
+		if (rc != 0)
+			return rc;
+		*found = p;
+		exists = p != NULL;
+		if (p) {
+			owner = p->owner;
+			cancelled = p->cancelled;
+		}
 	} else {
 		rc = tstate_load(c, rec->ocid, &st);
 		if (rc != 0 && rc != TD_ENOTFOUND) {
@@ -974,6 +1270,8 @@ static int check_record(const struct chain *c, const struct overlay *ov, const s
 			return rc;
 		}
 		exists = rc == 0;
+		owner = st.owner;
+		cancelled = exists && (st.flags & FLAG_CANCELLED);
 	}
 
 	if (rec->kind == TD_KIND_TENDER) {
@@ -987,12 +1285,12 @@ static int check_record(const struct chain *c, const struct overlay *ov, const s
 			       td_kind_name(rec->kind));
 			return TD_ERULE;
 		}
-		if (memcmp(st.owner, rec->agency, TD_PUBKEY_LEN) != 0) {
+		if (memcmp(owner, rec->agency, TD_PUBKEY_LEN) != 0) {
 			seterr(err, errlen, "only the agency that published tender %s may %s it", rec->ocid,
 			       kind_verb(rec->kind));
 			return TD_EPERM;
 		}
-		if (st.flags & FLAG_CANCELLED) {
+		if (cancelled) {
 			seterr(err, errlen, "tender %s is cancelled: no %s may follow", rec->ocid,
 			       td_kind_name(rec->kind));
 			return TD_ERULE;
@@ -1013,70 +1311,77 @@ static int check_record(const struct chain *c, const struct overlay *ov, const s
 
 int chain_check_record(const struct chain *c, const struct td_record *rec, char *err, size_t errlen)
 {
-	return check_record(c, NULL, rec, err, errlen);
+	return check_record(c, NULL, rec, NULL, err, errlen);
 }
 
 /* ---- applying blocks ------------------------------------------------------- */
 
-/* The pending state of rec's tender, loaded from the store on first use. */
-static int pend_get(const struct chain *c, struct overlay *ov, const struct td_record *rec, uint64_t height,
-		    uint32_t index, struct pend **out, char *err, size_t errlen)
+/*
+ * True if merging release into a compiled release leaves its tender.status
+ * "cancelled" as tstate_fields reads it: release.tender.status is that
+ * string (an object tender merges member by member, and a status it does
+ * not carry stays as it was, so an earlier "cancelled" already counted).
+ */
+static bool release_cancels(const json_t *release)
 {
-	struct pend *p = overlay_find(ov, rec->ocid);
-	struct tstate st;
-	struct key k;
-	json_t *compiled;
-	int rc;
+	const json_t *s = json_object_get(json_object_get(release, "tender"), "status");
 
-	if (p) {
-		*out = p;
-		return 0;
-	}
-	if (rec->kind == TD_KIND_TENDER) {
+	return td_json_is_string(s) && json_string_length(s) <= FIELD_MAX &&
+	       strcmp(json_string_value(s), "cancelled") == 0;
+}
+
+/*
+ * Notes an accepted record in the overlay: creates the entry of a tender it
+ * publishes (p NULL), marks a cancellation and, when checking, indexes its id
+ * and (ocid, release id). Returns the tender's entry in *out, or TD_ECORRUPT
+ * for a change to a tender that does not exist (checked blocks never have one).
+ */
+static int note_record(struct overlay *ov, const struct td_record *rec, struct pend *p, uint64_t height,
+		       uint32_t index, struct pend **out, char *err, size_t errlen)
+{
+	if (!p) {
 		const json_t *date = json_object_get(rec->release, "date");
+		if (rec->kind != TD_KIND_TENDER) {
+			seterr(err, errlen, "tender %s: no state for a %s", rec->ocid, td_kind_name(rec->kind));
+			return TD_ECORRUPT;
+		}
 		p = overlay_add(ov, rec->ocid);
+		memcpy(p->owner, rec->agency, TD_PUBKEY_LEN);
 		memcpy(p->st.owner, rec->agency, TD_PUBKEY_LEN);
 		p->st.first_height = height;
 		p->st.first_index = index;
 		if (!td_json_is_string(date) ||
 		    !date_key(json_string_value(date), json_string_length(date), &p->st.first_date))
 			p->st.first_date = rec->time_ms + DATE_BIAS;
-		p->compiled = json_object();
 		p->is_new = true;
-		*out = p;
-		return 0;
 	}
-	rc = tstate_load(c, rec->ocid, &st);
-	if (rc != 0) {
-		seterr(err, errlen, "tender %s: cannot read its state (%s)", rec->ocid, td_strerror(rc));
-		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
-	}
-	key_ocid(&k, 'K', rec->ocid);
-	compiled = get_json(c, &k);
-	if (!compiled) {
-		seterr(err, errlen, "tender %s: cannot read its compiled release", rec->ocid);
-		return TD_ECORRUPT;
-	}
-	p = overlay_add(ov, rec->ocid);
-	p->st = st;
-	p->old = st;
-	p->compiled = compiled;
+	if (rec->kind == TD_KIND_CANCELLATION || release_cancels(rec->release))
+		p->cancelled = true;
+	if (ov->recs)
+		overlay_accept(ov, rec);
 	*out = p;
 	return 0;
 }
 
-/* Adds a record's keys to the batch and its effect to the overlay. */
-static int stage_record(const struct chain *c, struct overlay *ov, struct store_batch *b, const struct td_record *rec,
+/* Adds a record's keys to the batch and its effect to its tender's entry p. */
+static int stage_record(const struct chain *c, struct store_batch *b, struct pend *p, const struct td_record *rec,
 			uint64_t height, uint32_t index, char *err, size_t errlen)
 {
-	struct pend *p;
 	struct key k;
 	uint8_t loc[12];
-	int rc;
 
-	rc = pend_get(c, ov, rec, height, index, &p, err, errlen);
-	if (rc != 0)
-		return rc;
+	if (!p->compiled) {
+		if (p->is_new) {
+			p->compiled = json_object();
+		} else {
+			key_ocid(&k, 'K', rec->ocid);
+			p->compiled = get_json(c, &k);
+			if (!p->compiled) {
+				seterr(err, errlen, "tender %s: cannot read its compiled release", rec->ocid);
+				return TD_ECORRUPT;
+			}
+		}
+	}
 	td_release_merge(p->compiled, rec->release);
 	if (rec->kind == TD_KIND_CANCELLATION)
 		p->st.flags |= FLAG_CANCELLED;
@@ -1100,8 +1405,6 @@ static int stage_record(const struct chain *c, struct overlay *ov, struct store_
 	put_u64(loc, height);
 	put_u32(loc + 8, index);
 	store_batch_put(b, k.b, k.n, loc, sizeof(loc));
-
-	ov->recs[ov->nrecs++] = rec;
 	return 0;
 }
 
@@ -1300,45 +1603,97 @@ static int check_block(const struct chain *c, const struct td_block *blk, const 
 	return 0;
 }
 
-/* Checks blk (and commit, unless NULL) as chain_apply does; writes only when commit is given. */
-static int apply(struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err, size_t errlen)
+/* ---- remembered checks ----------------------------------------------------- */
+
+/* True if the block with this hash passed every record check at the current tip. */
+static bool memo_has(const struct chain *c, const uint8_t hash[static TD_HASH_LEN])
+{
+	for (unsigned i = 0; i < MEMO_N; i++) {
+		const struct memo_entry *m = &c->memo->e[i];
+		if (m->used && m->height == c->height && memcmp(m->tip, c->last_hash, TD_HASH_LEN) == 0 &&
+		    memcmp(m->block, hash, TD_HASH_LEN) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Remembers that the block with this hash passed every record check at the current tip. */
+static void memo_add(const struct chain *c, const uint8_t hash[static TD_HASH_LEN])
+{
+	struct memo_entry *m = &c->memo->e[c->memo->next];
+
+	c->memo->next = (c->memo->next + 1) % MEMO_N;
+	m->used = true;
+	memcpy(m->block, hash, TD_HASH_LEN);
+	m->height = c->height;
+	memcpy(m->tip, c->last_hash, TD_HASH_LEN);
+}
+
+/*
+ * Checks blk (and commit, unless NULL) as chain_apply does; stages and
+ * writes only when commit is given. The records of a block that passed
+ * their checks at the same tip (memo) are not checked again; the block
+ * itself and the commit always are.
+ */
+static int apply(const struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err,
+		 size_t errlen)
 {
 	const uint64_t height = blk->hdr.height;
-	struct overlay ov = { 0 };
+	const bool stage = commit != NULL;
+	struct overlay ov;
 	struct store_batch *b = NULL;
 	uint8_t *bytes = NULL, tip[TIP_LEN];
 	size_t len;
 	char e[TD_ERRMSG_MAX];
 	struct key k;
+	bool checked, *last = NULL;
 	int rc;
 
 	rc = check_block(c, blk, commit, err, errlen);
 	if (rc != 0)
 		return rc;
+	checked = memo_has(c, blk->hash);
+	if (checked && !stage)
+		return 0;
 
-	b = store_batch_new();
-	ov.recs = td_xcalloc(blk->hdr.n_records ? blk->hdr.n_records : 1, sizeof(*ov.recs));
+	overlay_init(&ov, c, blk->hdr.n_records, !checked);
+	if (stage) {
+		b = store_batch_new();
+		last = td_xcalloc(blk->hdr.n_records ? blk->hdr.n_records : 1, sizeof(*last));
+		last_touch(&ov, blk->records, blk->hdr.n_records, last);
+	}
 	for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
 		const struct td_record *rec = blk->records[i];
-		rc = check_record(c, &ov, rec, e, sizeof(e));
+		struct pend *p = NULL;
+		if (checked)
+			rc = pend_lookup(c, &ov, rec->ocid, &p, e, sizeof(e));
+		else
+			rc = check_record(c, &ov, rec, &p, e, sizeof(e));
 		if (rc == 0)
-			rc = stage_record(c, &ov, b, rec, height, i, e, sizeof(e));
+			rc = note_record(&ov, rec, p, height, i, &p, e, sizeof(e));
+		if (rc == 0 && stage)
+			rc = stage_record(c, b, p, rec, height, i, e, sizeof(e));
 		if (rc != 0) {
 			seterr(err, errlen, "block %llu: record %u: %s", (unsigned long long)height, i, e);
 			goto out;
 		}
+		if (stage && last[i]) {
+			/* the tender's last record in the block: its state is final */
+			rc = stage_tender(c, &ov, b, p, err, errlen);
+			if (rc != 0)
+				goto out;
+			json_decref(p->compiled);
+			p->compiled = NULL;
+		}
 	}
-	for (size_t i = 0; i < ov.nt; i++) {
-		rc = stage_tender(c, &ov, b, &ov.t[i], err, errlen);
-		if (rc != 0)
-			goto out;
+	if (!stage) {
+		memo_add(c, blk->hash);
+		goto out;
 	}
 	rc = stage_counts(c, &ov, b, err, errlen);
 	if (rc != 0)
 		goto out;
 
-	if (!commit)
-		goto out;
 	td_block_encode(blk, &bytes, &len);
 	if (len > TD_BLOCK_MAX) {
 		seterr(err, errlen, "block %llu: %zu bytes, at most %u", (unsigned long long)height, len,
@@ -1358,14 +1713,9 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 	store_batch_put(b, "M", 1, tip, sizeof(tip));
 
 	rc = store_write(c->st, b, true, err, errlen);
-	if (rc != 0)
-		goto out;
-	c->height = height;
-	memcpy(c->last_hash, blk->hash, TD_HASH_LEN);
-	c->last_time = blk->hdr.time_ms;
-	c->n_records += blk->hdr.n_records;
 out:
 	free(bytes);
+	free(last);
 	store_batch_free(b);
 	overlay_free(&ov);
 	return rc;
@@ -1373,16 +1723,25 @@ out:
 
 int chain_apply(struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err, size_t errlen)
 {
+	int rc;
+
 	if (!commit) {
 		seterr(err, errlen, "block %llu: no commit", (unsigned long long)blk->hdr.height);
 		return TD_ESIG;
 	}
-	return apply(c, blk, commit, err, errlen);
+	rc = apply(c, blk, commit, err, errlen);
+	if (rc != 0)
+		return rc;
+	c->height = blk->hdr.height;
+	memcpy(c->last_hash, blk->hash, TD_HASH_LEN);
+	c->last_time = blk->hdr.time_ms;
+	c->n_records += blk->hdr.n_records;
+	return 0;
 }
 
 int chain_validate(const struct chain *c, const struct td_block *blk, char *err, size_t errlen)
 {
-	return apply((struct chain *)c, blk, NULL, err, errlen);
+	return apply(c, blk, NULL, err, errlen);
 }
 
 /* ---- queries --------------------------------------------------------------- */

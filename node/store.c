@@ -1,8 +1,17 @@
 /*
  * store: LevelDB through its C API (see store.h).
  *
- * Every LevelDB object (options, read/write options, the handle) is created
- * in store_open() and destroyed in store_close(). Reads verify checksums.
+ * Every LevelDB object (options, read/write options, the block cache, the
+ * filter policy, the handle) is created in store_open() and destroyed in
+ * store_close(), the handle first. Reads verify checksums.
+ *
+ * Memory is bounded whatever the size of the database: an LRU block cache
+ * of STORE_CACHE bytes, a write buffer (memtable) of STORE_WRITE_BUFFER
+ * bytes, and at most STORE_OPEN_FILES open table files, each holding its
+ * index and Bloom filter in memory; tables of STORE_FILE_SIZE bytes keep
+ * that count low. The Bloom filter (10 bits a key) answers most lookups of
+ * a missing key, the common case when checking new records, without
+ * reading a block.
  * Values handed to callers are copied out of LevelDB's allocations so that
  * callers free them with free() like everything else in tenderd.
  *
@@ -20,9 +29,24 @@
 #include "tenderd/types.h"
 #include "store.h"
 
+#define STORE_CACHE (8u << 20)        /* LRU block cache, bytes */
+/*
+ * Memtable size before it is written out. Measured with bench/chain_bench.c
+ * (blocks of 4,096 1 KiB records, whose batch is about 15 MiB): 16 MiB, more
+ * than one block's batch, cuts LevelDB's compaction CPU by about a third
+ * (some 30 us a record) and its level-0 write throttling, for up to about
+ * 20 MiB more resident memory; 8 MiB gains nothing over 4 MiB.
+ */
+#define STORE_WRITE_BUFFER (4u << 20)
+#define STORE_OPEN_FILES 200          /* table files kept open */
+#define STORE_FILE_SIZE (8u << 20)    /* target size of one table file */
+#define STORE_BLOOM_BITS 10           /* Bloom filter bits a key */
+
 struct store {
 	leveldb_t *db;
 	leveldb_options_t *opts;
+	leveldb_cache_t *cache;
+	leveldb_filterpolicy_t *filter;
 	leveldb_readoptions_t *ropts;
 	leveldb_writeoptions_t *wopts;      /* sync off */
 	leveldb_writeoptions_t *wopts_sync; /* sync on */
@@ -56,6 +80,13 @@ int store_open(struct store **out, const char *path, char *err, size_t errlen)
 	s->opts = leveldb_options_create();
 	leveldb_options_set_create_if_missing(s->opts, 1);
 	leveldb_options_set_paranoid_checks(s->opts, 1);
+	s->cache = leveldb_cache_create_lru(STORE_CACHE);
+	leveldb_options_set_cache(s->opts, s->cache);
+	s->filter = leveldb_filterpolicy_create_bloom(STORE_BLOOM_BITS);
+	leveldb_options_set_filter_policy(s->opts, s->filter);
+	leveldb_options_set_write_buffer_size(s->opts, STORE_WRITE_BUFFER);
+	leveldb_options_set_max_open_files(s->opts, STORE_OPEN_FILES);
+	leveldb_options_set_max_file_size(s->opts, STORE_FILE_SIZE);
 	s->ropts = leveldb_readoptions_create();
 	leveldb_readoptions_set_verify_checksums(s->ropts, 1);
 	s->wopts = leveldb_writeoptions_create();
@@ -79,6 +110,8 @@ fail:
 	leveldb_writeoptions_destroy(s->wopts);
 	leveldb_readoptions_destroy(s->ropts);
 	leveldb_options_destroy(s->opts);
+	leveldb_filterpolicy_destroy(s->filter);
+	leveldb_cache_destroy(s->cache);
 	free(s);
 	*out = NULL;
 	return TD_EIO;
@@ -93,6 +126,8 @@ void store_close(struct store *s)
 	leveldb_writeoptions_destroy(s->wopts);
 	leveldb_readoptions_destroy(s->ropts);
 	leveldb_options_destroy(s->opts);
+	leveldb_filterpolicy_destroy(s->filter);
+	leveldb_cache_destroy(s->cache);
 	free(s);
 }
 
@@ -111,10 +146,17 @@ int store_get(const struct store *s, const void *key, size_t klen, uint8_t **val
 	}
 	if (!v)
 		return TD_ENOTFOUND;
-	*val = td_xmalloc(n);
-	memcpy(*val, v, n);
+	if (n == 0) {
+		leveldb_free(v);
+		v = td_xmalloc(1);
+	}
+	/*
+	 * LevelDB's C API hands out values from malloc() (leveldb_free is free()),
+	 * so the value goes to the caller as it is: a block is megabytes, and a
+	 * copy of it would cost as much again.
+	 */
+	*val = (uint8_t *)v;
 	*vlen = n;
-	leveldb_free(v);
 	return 0;
 }
 

@@ -33,11 +33,26 @@ static int encode_fields(struct td_buf *b, const struct td_record *rec)
 	return td_enc_json(b, rec->release, TD_JSON_DEPTH_MAX);
 }
 
-/* The message an agency signs: domain, chain id, NUL, the unsigned encoding. */
-static int signing_bytes(const struct td_record *rec, const char *chain_id, uint8_t **out, size_t *len)
+/*
+ * The 7 unsigned items, encoded once (the release is the costly part) for
+ * both the signing message and the signed encoding below.
+ */
+static int fields_bytes(const struct td_record *rec, uint8_t **out, size_t *len)
 {
 	struct td_buf b;
 	int rc;
+
+	td_buf_init(&b);
+	rc = encode_fields(&b, rec);
+	*out = td_buf_take(&b, len);
+	td_buf_free(&b);
+	return rc;
+}
+
+/* The message an agency signs: domain, NUL, chain id, NUL, the 7 fields as an array of 7. */
+static void signing_bytes(const char *chain_id, const uint8_t *fields, size_t flen, uint8_t **out, size_t *len)
+{
+	struct td_buf b;
 
 	td_buf_init(&b);
 	td_enc_raw(&b, (const uint8_t *)TD_RECORD_DOMAIN, strlen(TD_RECORD_DOMAIN));
@@ -45,24 +60,28 @@ static int signing_bytes(const struct td_record *rec, const char *chain_id, uint
 	td_enc_raw(&b, (const uint8_t *)chain_id, strlen(chain_id));
 	td_enc_raw(&b, (const uint8_t *)"\0", 1);
 	td_enc_array(&b, 7);
-	rc = encode_fields(&b, rec);
+	td_enc_raw(&b, fields, flen);
 	*out = td_buf_take(&b, len);
 	td_buf_free(&b);
-	return rc;
 }
 
-static int encode_signed(const struct td_record *rec, uint8_t **out, size_t *len)
+/*
+ * The signed encoding: the 7 fields and the signature as an array of 8, in
+ * an allocation of exactly *len bytes (a record keeps it for its lifetime,
+ * and msgpack's buffer starts at 8 KiB).
+ */
+static void encode_signed(const struct td_record *rec, const uint8_t *fields, size_t flen, uint8_t **out,
+			  size_t *len)
 {
 	struct td_buf b;
-	int rc;
 
 	td_buf_init(&b);
 	td_enc_array(&b, 8);
-	rc = encode_fields(&b, rec);
+	td_enc_raw(&b, fields, flen);
 	td_enc_bin(&b, rec->sig, TD_SIG_LEN);
 	*out = td_buf_take(&b, len);
+	*out = td_xrealloc(*out, *len);
 	td_buf_free(&b);
-	return rc;
 }
 
 /* Copies the string member key of release into out (cap bytes); false if missing or too long. */
@@ -80,8 +99,8 @@ int td_record_sign(struct td_record **out, enum td_kind kind, const json_t *rele
 {
 	struct td_record *rec = td_xcalloc(1, sizeof(*rec));
 	rec->refs = 1;
-	uint8_t *msg = NULL;
-	size_t msglen;
+	uint8_t *msg = NULL, *fields = NULL;
+	size_t msglen, flen;
 	int rc;
 
 	*out = NULL;
@@ -98,23 +117,25 @@ int td_record_sign(struct td_record **out, enum td_kind kind, const json_t *rele
 		snprintf(err, errlen, "release: ocid or id missing or too long");
 		goto fail;
 	}
-	if (signing_bytes(rec, chain_id, &msg, &msglen)) {
+	if (fields_bytes(rec, &fields, &flen)) {
 		snprintf(err, errlen, "release: nested deeper than %d levels", TD_JSON_DEPTH_MAX);
 		goto fail;
 	}
+	signing_bytes(chain_id, fields, flen, &msg, &msglen);
 	crypto_sign_detached(rec->sig, NULL, msg, msglen, sk);
-	if (encode_signed(rec, &rec->bytes, &rec->len))
-		goto fail;
+	encode_signed(rec, fields, flen, &rec->bytes, &rec->len);
 	if (rec->len > TD_RECORD_MAX) {
 		snprintf(err, errlen, "record is %zu bytes, over the %d byte limit", rec->len, TD_RECORD_MAX);
 		goto fail;
 	}
 	td_hash(rec->id, rec->bytes, rec->len);
 	free(msg);
+	free(fields);
 	*out = rec;
 	return 0;
 fail:
 	free(msg);
+	free(fields);
 	td_record_free(rec);
 	return rc;
 }
@@ -127,8 +148,8 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 	msgpack_unpacked u;
 	struct td_rd r = { true };
 	const msgpack_object *f;
-	uint8_t *again = NULL, *msg = NULL;
-	size_t againlen, msglen, kindlen;
+	uint8_t *again = NULL, *msg = NULL, *fields = NULL;
+	size_t againlen, msglen, kindlen, flen;
 	const char *kind;
 	int rc = TD_EINVAL;
 
@@ -171,13 +192,17 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 			goto fail;
 		}
 	}
-	if (encode_signed(rec, &again, &againlen) || againlen != len || memcmp(again, buf, len) != 0) {
+	if (fields_bytes(rec, &fields, &flen)) {
+		snprintf(err, errlen, "record: not in canonical encoding");
+		goto fail;
+	}
+	encode_signed(rec, fields, flen, &again, &againlen);
+	if (againlen != len || memcmp(again, buf, len) != 0) {
 		snprintf(err, errlen, "record: not in canonical encoding");
 		goto fail;
 	}
 	if (verify) {
-		if (signing_bytes(rec, chain_id, &msg, &msglen))
-			goto fail;
+		signing_bytes(chain_id, fields, flen, &msg, &msglen);
 		if (crypto_sign_verify_detached(rec->sig, msg, msglen, rec->agency) != 0) {
 			snprintf(err, errlen, "record: signature does not verify");
 			rc = TD_ESIG;
@@ -196,6 +221,7 @@ fail:
 done:
 	free(again);
 	free(msg);
+	free(fields);
 	msgpack_unpacked_destroy(&u);
 	return rc;
 }

@@ -48,6 +48,7 @@ struct net {
 	char path[96];
 	struct chain *c;
 	uint64_t clock_ms; /* record times, increasing */
+	bool validate_first; /* apply_recs runs chain_validate before chain_apply (its remembered checks) */
 };
 
 /* ---- fixtures ---------------------------------------------------------------- */
@@ -101,6 +102,25 @@ static int setup1(void **state)
 static int setup4(void **state)
 {
 	*state = net_new(4);
+	return 0;
+}
+
+/* As setup1 and setup4, with every block validated before it is applied. */
+static int setup1v(void **state)
+{
+	struct net *t = net_new(1);
+
+	t->validate_first = true;
+	*state = t;
+	return 0;
+}
+
+static int setup4v(void **state)
+{
+	struct net *t = net_new(4);
+
+	t->validate_first = true;
+	*state = t;
 	return 0;
 }
 
@@ -240,13 +260,23 @@ static void mkcommit(struct net *t, struct td_commit *cm, const struct td_block 
 	mkcommit_for(t, cm, blk->hdr.height, blk->hash, (1u << t->g.n) - 1);
 }
 
-/* Applies a block over recs with a full commit; returns chain_apply's code. */
+/*
+ * Applies a block over recs with a full commit; returns chain_apply's code
+ * (with validate_first, chain_validate's when it refuses the block).
+ */
 static int apply_recs(struct net *t, struct td_record **recs, uint32_t n, char *err, size_t errlen)
 {
 	struct td_block *blk = mkblock(t, recs, n);
 	struct td_commit cm;
 	int rc;
 
+	if (t->validate_first) {
+		rc = chain_validate(t->c, blk, err, errlen);
+		if (rc != 0) {
+			td_block_free(blk);
+			return rc;
+		}
+	}
 	mkcommit(t, &cm, blk);
 	rc = chain_apply(t->c, blk, &cm, err, errlen);
 	td_commit_clear(&cm);
@@ -286,13 +316,17 @@ static void tip_same(const struct net *t, const struct tip *tp)
 }
 
 /*
- * Applies a block over recs and expects refusal with want; checks the chain
- * is unchanged and that none of the records got in. err gets the message.
+ * Validates, then applies, a block over recs and expects both to refuse it
+ * with want and the same message; checks the chain is unchanged and that
+ * none of the records got in. err gets the message.
  */
 static void refuse(struct net *t, struct td_record **recs, uint32_t n, int want, char *err, size_t errlen)
 {
 	struct tip before;
 	uint8_t ids[8][TD_HASH_LEN];
+	char verr[256] = "";
+	struct td_block *blk;
+	struct td_commit cm;
 	int rc;
 
 	assert_true(n <= 8);
@@ -300,9 +334,17 @@ static void refuse(struct net *t, struct td_record **recs, uint32_t n, int want,
 		memcpy(ids[i], recs[i]->id, TD_HASH_LEN);
 	tip_get(t, &before);
 	err[0] = '\0';
-	rc = apply_recs(t, recs, n, err, errlen);
+	blk = mkblock(t, recs, n);
+	rc = chain_validate(t->c, blk, verr, sizeof(verr));
+	if (rc != want)
+		fail_msg("validate gave %d (%s), want %d", rc, verr, want);
+	mkcommit(t, &cm, blk);
+	rc = chain_apply(t->c, blk, &cm, err, errlen);
+	td_commit_clear(&cm);
+	td_block_free(blk);
 	if (rc != want)
 		fail_msg("apply gave %d (%s), want %d", rc, err, want);
+	assert_string_equal(verr, err);
 	assert_true(strlen(err) > 0);
 	tip_same(t, &before);
 	for (uint32_t i = 0; i < n; i++)
@@ -1788,6 +1830,267 @@ static void test_crash(void **state)
 	assert_true(last > 0);
 }
 
+/* ---- checks remembered between validate and apply ------------------------------ */
+
+/* An amendment of ocid by sk that references release ref and sets the tender status (NULL: leaves it). */
+static struct td_record *mkamend(struct net *t, const char *ocid, const char *ref, const char *status, unsigned i,
+				 const uint8_t sk[static TD_SECKEY_LEN])
+{
+	char st[64] = "";
+
+	if (status)
+		snprintf(st, sizeof(st), "\"status\": \"%s\", ", status);
+	return mkrec(t, TD_KIND_AMENDMENT,
+		     parsef("{\"id\": \"%s-r%u\", \"tender\": {%s\"title\": \"Title %u\", \"amendments\": [{\"id\": "
+			    "\"am-%u\", \"rationale\": \"r\", \"amendsReleaseID\": \"%s\"}]}}",
+			    ocid + strlen(PREFIX) + 1, i, st, i, i, ref),
+		     ocid, sk);
+}
+
+#define SAME_OCID_N 300
+
+/*
+ * One block with a tender and hundreds of changes of the same ocid, each
+ * amendment referencing the release before it: validated, then applied with
+ * the remembered checks, and the tender holds every release in order. Then
+ * blocks where a later record of one ocid is refused by an earlier one:
+ * a cancellation through tender.status, a repeated release id, a second
+ * tender of an ocid published earlier in the block.
+ */
+static void test_same_ocid_block(void **state)
+{
+	struct net *t = *state;
+	struct td_record **r = calloc(SAME_OCID_N + 2, sizeof(*r));
+	const char *ocid = PREFIX "-many";
+	char err[256], prev[TD_ID_MAX + 1], last[TD_ID_MAX + 1], award_id[TD_ID_MAX + 1];
+	struct td_record *q[4];
+	json_t *tj;
+
+	r[0] = mktender(t, "many", "works", "open", NULL, t->sk[0]);
+	snprintf(prev, sizeof(prev), "%s", r[0]->release_id);
+	for (unsigned i = 1; i <= SAME_OCID_N; i++) {
+		r[i] = mkamend(t, ocid, prev, NULL, i, t->sk[0]);
+		snprintf(prev, sizeof(prev), "%s", r[i]->release_id);
+	}
+	r[SAME_OCID_N + 1] = mkrec(t, TD_KIND_AWARD, parse("{\"awards\": [{\"id\": \"many-a1\", \"status\": \"active\"}]}"),
+				   ocid, t->sk[0]);
+	snprintf(award_id, sizeof(award_id), "%s", r[SAME_OCID_N + 1]->release_id);
+	t->validate_first = true;
+	apply_ok(t, r, SAME_OCID_N + 2);
+	free(r);
+	assert_int_equal(chain_record_count(t->c), SAME_OCID_N + 2);
+	assert_int_equal(chain_last_release_id(t->c, ocid, last), 0);
+	assert_string_equal(last, award_id);
+	tj = chain_tender_json(t->c, ocid);
+	assert_non_null(tj);
+	assert_int_equal(json_array_size(json_object_get(tj, "releases")), SAME_OCID_N + 2);
+	assert_int_equal(json_array_size(jpath(jpath(tj, "compiled", "tender"), "amendments", NULL)), SAME_OCID_N);
+	assert_string_equal(jstr(jpath(tj, "compiled", "tender"), "title"), "Title 300");
+	assert_string_equal(jstr(json_object_get(json_array_get(json_object_get(tj, "releases"), SAME_OCID_N), "release"),
+				 "id"),
+			    "many-r300");
+	json_decref(tj);
+
+	/* an amendment cancels through tender.status: the next change of the same block is refused */
+	q[0] = mktender(t, "cx", "works", "open", NULL, t->sk[0]);
+	q[1] = mkamend(t, PREFIX "-cx", q[0]->release_id, "cancelled", 1, t->sk[0]);
+	q[2] = mkamend(t, PREFIX "-cx", q[1]->release_id, NULL, 2, t->sk[0]);
+	refuse(t, q, 3, TD_ERULE, err, sizeof(err));
+	assert_string_equal(err, "block 2: record 2: tender " PREFIX "-cx is cancelled: no tenderAmendment may follow");
+	/* without the last record the block is fine, and the tender is cancelled for later blocks */
+	q[0] = mktender(t, "cx", "works", "open", NULL, t->sk[0]);
+	q[1] = mkamend(t, PREFIX "-cx", q[0]->release_id, "cancelled", 1, t->sk[0]);
+	snprintf(prev, sizeof(prev), "%s", q[1]->release_id);
+	apply_ok(t, q, 2);
+	q[0] = mkamend(t, PREFIX "-cx", prev, NULL, 2, t->sk[0]);
+	refuse(t, q, 1, TD_ERULE, err, sizeof(err));
+	assert_non_null(strstr(err, "is cancelled"));
+
+	/* a release id used twice for one ocid in one block, and two tenders of one ocid */
+	q[0] = mktender(t, "dup", "works", "open", NULL, t->sk[0]);
+	q[1] = mkamend(t, PREFIX "-dup", q[0]->release_id, NULL, 1, t->sk[0]);
+	q[2] = mkamend(t, PREFIX "-dup", q[0]->release_id, NULL, 1, t->sk[0]);
+	refuse(t, q, 3, TD_EEXIST, err, sizeof(err));
+	assert_string_equal(err, "block 3: record 2: release dup-r1 of tender " PREFIX "-dup already exists");
+	q[0] = mktender(t, "dup", "works", "open", NULL, t->sk[0]);
+	q[1] = mkamend(t, PREFIX "-dup", q[0]->release_id, NULL, 1, t->sk[0]);
+	q[2] = mktender(t, "dup", "goods", "open", NULL, t->sk[0]);
+	refuse(t, q, 3, TD_EEXIST, err, sizeof(err));
+	assert_string_equal(err, "block 3: record 2: tender " PREFIX "-dup already exists");
+}
+
+/*
+ * chain_validate remembers the blocks it accepted, for the tip it saw:
+ * chain_apply of such a block still checks the block and its commit; a
+ * refused block is not remembered; after the tip moves, a block of the same
+ * records is checked in full again.
+ */
+static void test_validate_then_apply(void **state)
+{
+	struct net *t = *state;
+	struct td_record *r[2], *copy = NULL;
+	struct td_block *blk, *other;
+	struct td_commit cm;
+	struct tip tp;
+	char err[256];
+
+	r[0] = mktender(t, "va", "works", "open", NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	tip_get(t, &tp);
+
+	/* validated, then a commit for another block, then one short of two thirds: refused */
+	r[0] = mktender(t, "vb", "works", "open", NULL, t->sk[0]);
+	blk = mkblock(t, r, 1);
+	assert_int_equal(chain_validate(t->c, blk, err, sizeof(err)), 0);
+	assert_int_equal(chain_validate(t->c, blk, err, sizeof(err)), 0);
+	mkcommit_for(t, &cm, blk->hdr.height, tp.hash, 0xf);
+	assert_int_equal(chain_apply(t->c, blk, &cm, err, sizeof(err)), TD_ESIG);
+	td_commit_clear(&cm);
+	mkcommit_for(t, &cm, blk->hdr.height, blk->hash, 0x3);
+	assert_int_equal(chain_apply(t->c, blk, &cm, err, sizeof(err)), TD_ESIG);
+	td_commit_clear(&cm);
+	tip_same(t, &tp);
+	/* a refused proposal is refused again by apply */
+	r[0] = mkamend(t, PREFIX "-vb", "nope", NULL, 1, t->sk[0]);
+	other = mkblock(t, r, 1);
+	assert_int_equal(chain_validate(t->c, other, err, sizeof(err)), TD_ERULE);
+	mkcommit(t, &cm, other);
+	assert_int_equal(chain_apply(t->c, other, &cm, err, sizeof(err)), TD_ERULE);
+	td_commit_clear(&cm);
+	td_block_free(other);
+	tip_same(t, &tp);
+
+	/*
+	 * Another block at the same height wins and publishes the same ocid; the
+	 * validated block's record, proposed again on the new tip, is refused.
+	 */
+	assert_int_equal(td_record_decode(&copy, blk->records[0]->bytes, blk->records[0]->len, CHAIN_ID, err,
+					  sizeof(err)),
+			 0);
+	r[0] = mktender(t, "vb", "goods", "open", NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	mkcommit(t, &cm, blk);
+	assert_int_equal(chain_apply(t->c, blk, &cm, err, sizeof(err)), TD_EINVAL); /* the old height */
+	td_commit_clear(&cm);
+	td_block_free(blk);
+	r[0] = copy;
+	refuse(t, r, 1, TD_EEXIST, err, sizeof(err));
+	assert_string_equal(err, "block 3: record 0: tender " PREFIX "-vb already exists");
+
+	/* and a validated block applies, with its records */
+	r[0] = mktender(t, "vc", "works", "open", NULL, t->sk[0]);
+	r[1] = mkamend(t, PREFIX "-vc", r[0]->release_id, NULL, 1, t->sk[0]);
+	blk = mkblock(t, r, 2);
+	assert_int_equal(chain_validate(t->c, blk, err, sizeof(err)), 0);
+	mkcommit(t, &cm, blk);
+	assert_int_equal(chain_apply(t->c, blk, &cm, err, sizeof(err)), 0);
+	assert_true(chain_has_record(t->c, blk->records[1]->id, NULL));
+	td_commit_clear(&cm);
+	td_block_free(blk);
+	assert_int_equal(chain_height(t->c), 3);
+}
+
+/* Every key and value of the store at path, as "hexkey=hexvalue\n" lines in key order; caller frees. */
+static char *store_dump(const char *path)
+{
+	struct store *st = NULL;
+	struct store_iter *it;
+	const uint8_t *k, *v;
+	size_t kn, vn, len = 0, cap = 1 << 16;
+	char *out = malloc(cap), err[256];
+
+	assert_int_equal(store_open(&st, path, err, sizeof(err)), 0);
+	it = store_iter_new(st, NULL, 0, false);
+	while (store_iter_next(it, &k, &kn, &v, &vn)) {
+		while (len + 2 * (kn + vn) + 3 > cap)
+			out = realloc(out, cap *= 2);
+		td_hex(out + len, k, kn);
+		len += 2 * kn;
+		out[len++] = '=';
+		td_hex(out + len, v, vn);
+		len += 2 * vn;
+		out[len++] = '\n';
+	}
+	assert_int_equal(store_iter_error(it), 0);
+	out[len] = '\0';
+	store_iter_free(it);
+	store_close(st);
+	return out;
+}
+
+/*
+ * The same blocks applied to two chains, one validating each block first
+ * (so chain_apply takes the remembered checks) and one not, leave
+ * byte-identical stores.
+ */
+static void test_validate_same_store(void **state)
+{
+	struct net *t = *state;
+	struct chain *c2 = NULL;
+	char path2[128], err[256], ref[TD_ID_MAX + 1];
+	struct td_record *r[6];
+	char *d1, *d2;
+	const uint32_t nblocks = 4;
+
+	snprintf(path2, sizeof(path2), "%s/chain2", t->dir);
+	assert_int_equal(chain_open(&c2, path2, &t->g, err, sizeof(err)), 0);
+	for (uint32_t b = 0; b < nblocks; b++) {
+		struct td_block *b1, *b2;
+		struct td_record **arr;
+		struct td_commit cm;
+		uint32_t n = 0;
+		switch (b) {
+		case 0:
+			r[n++] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
+			r[n++] = mkrec(t, TD_KIND_TENDER, load_sample("tender-sejong.json"), NULL, t->sk[1]);
+			r[n++] = mktender(t, "s1", "works", "open", "2020-03-09T09:00:00+09:00", t->sk[2]);
+			r[n++] = mkamend(t, PREFIX "-s1", r[2]->release_id, "planning", 1, t->sk[2]);
+			break;
+		case 1:
+			assert_int_equal(chain_last_release_id(t->c, PREFIX "-jeju-0001", ref), 0);
+			r[n++] = mkrec(t, TD_KIND_AMENDMENT, with_ref(load_sample("amend-jeju.json"), ref),
+				       PREFIX "-jeju-0001", t->sk[0]);
+			r[n++] = mkrec(t, TD_KIND_CANCELLATION, parse("{}"), PREFIX "-sj-0001", t->sk[1]);
+			r[n++] = mkrec(t, TD_KIND_AWARD, load_sample("award-jeju.json"), NULL, t->sk[0]);
+			r[n++] = mktender(t, "s2", "goods", "selective", NULL, t->sk[3]);
+			break;
+		case 2:
+			assert_int_equal(chain_last_release_id(t->c, PREFIX "-s1", ref), 0);
+			r[n++] = mkamend(t, PREFIX "-s1", ref, "active", 2, t->sk[2]);
+			r[n] = mkamend(t, PREFIX "-s1", r[0]->release_id, "cancelled", 3, t->sk[2]);
+			n++;
+			r[n++] = mkrec(t, TD_KIND_TENDER, load_sample("tender-kisa.json"), NULL, t->sk[0]);
+			break;
+		case 3: break; /* an empty block */
+		}
+		b1 = mkblock(t, r, n);
+		arr = calloc(n ? n : 1, sizeof(*arr));
+		for (uint32_t i = 0; i < n; i++)
+			arr[i] = td_record_ref(r[i]);
+		b2 = td_block_new(b1->hdr.height, b1->hdr.prev_hash, b1->hdr.time_ms, b1->hdr.proposer, arr, n);
+		assert_memory_equal(b1->hash, b2->hash, TD_HASH_LEN);
+		mkcommit(t, &cm, b1);
+		assert_int_equal(chain_validate(t->c, b1, err, sizeof(err)), 0);
+		if (chain_apply(t->c, b1, &cm, err, sizeof(err)) != 0)
+			fail_msg("block %u: %s", b, err);
+		if (chain_apply(c2, b2, &cm, err, sizeof(err)) != 0)
+			fail_msg("block %u on the second chain: %s", b, err);
+		td_commit_clear(&cm);
+		td_block_free(b1);
+		td_block_free(b2);
+	}
+	chain_close(c2);
+	chain_close(t->c);
+	t->c = NULL;
+	d1 = store_dump(t->path);
+	d2 = store_dump(path2);
+	assert_true(strlen(d1) > 1000);
+	assert_string_equal(d1, d2);
+	free(d1);
+	free(d2);
+	reopen(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1803,6 +2106,15 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_block_releases, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_packages, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_same_ocid_block, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_validate_then_apply, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_validate_same_store, setup4, teardown),
+		/* again, with every block validated first (chain_apply takes the remembered checks) */
+		cmocka_unit_test_setup_teardown(test_apply_and_query, setup1v, teardown),
+		cmocka_unit_test_setup_teardown(test_record_refusals, setup1v, teardown),
+		cmocka_unit_test_setup_teardown(test_list_filters, setup4v, teardown),
+		cmocka_unit_test_setup_teardown(test_amends_rule, setup1v, teardown),
+		cmocka_unit_test_setup_teardown(test_packages, setup1v, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
