@@ -6,6 +6,7 @@
  *   tenderd version
  */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,6 +234,8 @@ static int cmd_run(int argc, char **argv)
 	log_set_json(strcmp(cfg.log_format, "json") == 0);
 
 	signal(SIGPIPE, SIG_IGN);
+	/* The loop is single-threaded; LevelDB's compaction thread needs no arena of its own either. */
+	mallopt(M_ARENA_MAX, 2);
 	uv_loop_init(&loop);
 	if (node_start(&node, &loop, &cfg, err, sizeof(err)) != 0) {
 		log_error("cannot start: %s", err);

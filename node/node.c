@@ -14,6 +14,7 @@
  * blocks and sends only STATUS. Before signing any proposal or vote the
  * consensus sign state is saved with fsync (double-sign guard).
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -722,6 +723,9 @@ static void decide(struct node *n, const struct cons_action *a)
 	td_block_free(n->recent[n->recent_next]);
 	n->recent[n->recent_next] = blk;
 	n->recent_next = (n->recent_next + 1) % RECENT_BLOCKS;
+	/* A big block leaves megabytes of freed batch and encoding buffers: give them back. */
+	if (blk->hdr.n_records >= 1024)
+		malloc_trim(0);
 	reset_height(n);
 }
 
