@@ -182,6 +182,20 @@ static uint64_t cur_height(const struct node *n)
 	return chain_height(n->chain) + 1;
 }
 
+/* The time for a new record or block: the clock, but never before the last block. */
+static uint64_t ledger_now(const struct node *n)
+{
+	uint64_t now = wall_ms(), last = chain_last_time(n->chain);
+	return now < last ? last : now;
+}
+
+/* Starts consensus on the height being decided if the core is not already on it. */
+static void start_current(struct node *n)
+{
+	if (!cons_started(&n->cons) || cons_height(&n->cons) != cur_height(n))
+		cons_start(&n->cons, cur_height(n));
+}
+
 static void send_buf(struct node *n, struct p2p_peer *to, struct td_buf *b)
 {
 	if (!n->p2p)
@@ -190,6 +204,16 @@ static void send_buf(struct node *n, struct p2p_peer *to, struct td_buf *b)
 		p2p_send(to, (const uint8_t *)b->sb.data, b->sb.size);
 	else
 		p2p_broadcast(n->p2p, (const uint8_t *)b->sb.data, b->sb.size, NULL);
+}
+
+/* Tells to (NULL: every peer) our height and last block hash. */
+static void send_status(struct node *n, struct p2p_peer *to)
+{
+	struct td_buf b;
+	td_buf_init(&b);
+	td_msg_status(&b, chain_height(n->chain), chain_last_hash(n->chain));
+	send_buf(n, to, &b);
+	td_buf_free(&b);
 }
 
 /* ---- answering waiting requests ---- */
@@ -437,8 +461,7 @@ static void pprop_complete(struct node *n, uint32_t idx)
 	else
 		td_block_free(blk);
 	if (p.hdr.height == cur_height(n)) {
-		if (!cons_started(&n->cons) || cons_height(&n->cons) != cur_height(n))
-			cons_start(&n->cons, cur_height(n));
+		start_current(n);
 		cons_on_proposal(&n->cons, p.from, p.hdr.height, p.round, p.hash, p.valid_round);
 		drive(n);
 	}
@@ -513,8 +536,7 @@ static void on_proposal(struct node *n, struct p2p_peer *peer, const struct td_m
 	if (m->height != cur_height(n))
 		return;
 	if (block_find(n, hash)) {
-		if (!cons_started(&n->cons) || cons_height(&n->cons) != cur_height(n))
-			cons_start(&n->cons, cur_height(n));
+		start_current(n);
 		cons_on_proposal(&n->cons, from, m->height, m->round, hash, m->valid_round);
 		drive(n);
 		return;
@@ -588,8 +610,8 @@ static void on_vote(struct node *n, struct p2p_peer *peer, const struct td_msg *
 		  (unsigned long long)m->height, m->round, m->nil ? " nil" : "");
 	if (m->vote_type == TD_VOTE_PRECOMMIT && !m->nil)
 		precommit_keep(n, m->height, m->round, m->validator, m->hash, m->sig);
-	if (m->height == h && (!cons_started(&n->cons) || cons_height(&n->cons) != h))
-		cons_start(&n->cons, h);
+	if (m->height == h)
+		start_current(n);
 	int rc = cons_on_vote(&n->cons, m->validator, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash);
 	if (rc == TD_ERULE)
 		log_warn("validator %u (%s) signed two different votes at height %llu round %u: kept as evidence",
@@ -611,20 +633,14 @@ static struct td_block *build_block(struct node *n, uint64_t h, bool allow_empty
 		if (k == 0) {
 			if (!allow_empty)
 				return NULL;
-			uint64_t now = wall_ms();
-			if (now < chain_last_time(n->chain))
-				now = chain_last_time(n->chain);
-			return td_block_new(h, chain_last_hash(n->chain), now, n->pk, NULL, 0);
+			return td_block_new(h, chain_last_hash(n->chain), ledger_now(n), n->pk, NULL, 0);
 		}
 		for (uint32_t attempt = 0; attempt < 2; attempt++) {
 			uint32_t take = attempt == 0 ? k : 1;
 			struct td_record **recs = td_xcalloc(take, sizeof(*recs));
 			for (uint32_t i = 0; i < take; i++)
 				recs[i] = td_record_ref(n->scratch[i]);
-			uint64_t now = wall_ms();
-			if (now < chain_last_time(n->chain))
-				now = chain_last_time(n->chain);
-			struct td_block *blk = td_block_new(h, chain_last_hash(n->chain), now, n->pk, recs, take);
+			struct td_block *blk = td_block_new(h, chain_last_hash(n->chain), ledger_now(n), n->pk, recs, take);
 			if (chain_validate(n->chain, blk, err, sizeof(err)) == 0)
 				return blk;
 			td_block_free(blk);
@@ -901,7 +917,6 @@ static void on_watch_timer(uv_timer_t *t)
 /* Forgets the finished height's proposals and votes; answers waiters; starts the next height if needed. */
 static void reset_height(struct node *n)
 {
-	struct td_buf b;
 	uint64_t h = cur_height(n);
 	for (uint32_t i = 0; i < n->nblocks; i++)
 		td_block_free(n->blocks[i]);
@@ -932,12 +947,7 @@ static void reset_height(struct node *n)
 		}
 		free(n->future[i].bytes);
 	}
-	if (n->p2p) {
-		td_buf_init(&b);
-		td_msg_status(&b, chain_height(n->chain), chain_last_hash(n->chain));
-		send_buf(n, NULL, &b);
-		td_buf_free(&b);
-	}
+	send_status(n, NULL);
 	maybe_start(n, 0);
 }
 
@@ -1109,14 +1119,10 @@ static void resend_signed(struct node *n)
 static void on_tick(uv_timer_t *t)
 {
 	struct node *n = t->data;
-	struct td_buf b;
 	uint64_t h = chain_height(n->chain);
 	if (n->syncing && uv_now(n->loop) > n->sync_deadline)
 		n->syncing = false;
-	td_buf_init(&b);
-	td_msg_status(&b, h, chain_last_hash(n->chain));
-	send_buf(n, NULL, &b);
-	td_buf_free(&b);
+	send_status(n, NULL);
 	/* A peer ahead of us while we made no progress for a tick: catch up by sync. */
 	if (!n->syncing && h == n->height_at_last_tick) {
 		for (uint32_t v = 0; v < n->genesis.n; v++) {
@@ -1164,10 +1170,7 @@ static void on_peer_connect(void *ctx, struct p2p_peer *peer)
 	struct td_buf b;
 	uint32_t v = p2p_peer_validator(peer);
 	log_info("peer %s (validator %u) connected", n->genesis.v[v].name, v);
-	td_buf_init(&b);
-	td_msg_status(&b, chain_height(n->chain), chain_last_hash(n->chain));
-	send_buf(n, peer, &b);
-	td_buf_free(&b);
+	send_status(n, peer);
 	/* Tell the newcomer what we hold so it can fetch what it lacks. */
 	uint32_t k = mempool_peek(n->mp, n->scratch, n->cfg.block_max_records, UINT64_MAX);
 	if (k) {
@@ -1310,7 +1313,7 @@ static void m_publish(struct node *n, struct rpc_req *req, json_t *params)
 	struct td_record *rec = NULL;
 	json_t *full = NULL;
 	char err[TD_ERRMSG_MAX];
-	uint64_t now = wall_ms();
+	uint64_t now = ledger_now(n);
 	int rc;
 
 	if (jkind && (!td_json_is_string(jkind) ||
@@ -1335,8 +1338,6 @@ static void m_publish(struct node *n, struct rpc_req *req, json_t *params)
 		rpc_error(req, TD_RPC_RULE, "this node's key is not a validator of chain %s", n->genesis.chain_id);
 		return;
 	}
-	if (now < chain_last_time(n->chain))
-		now = chain_last_time(n->chain);
 	full = td_release_build(release, kind, jocid ? json_string_value(jocid) : NULL, now, n->cfg.name, err,
 				sizeof(err));
 	if (!full) {
