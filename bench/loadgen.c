@@ -881,6 +881,7 @@ static int cmd_publish(const struct lg_opts *o)
 	size_t pcap = o->size + 1024;
 	char *pbuf = xmalloc(pcap);
 	struct pollfd pfd[2 * LG_NODES_MAX];
+	bool status_busy[LG_NODES_MAX] = {false};
 	int rr = 0;
 	double t_start = now_s();
 	s.t_first_send = t_start;
@@ -947,11 +948,12 @@ static int cmd_publish(const struct lg_opts *o)
 		/* monitors: status polls, and block reads on the first node that has the block */
 		double poll_every = (o->track ? o->poll_ms : 200.0) / 1000.0;
 		for (int k = 0; k < s.n; k++) {
-			bool status_in_flight = false;
+			status_busy[k] = false;
 			for (size_t f = 0; f < s.mon[k]->fn; f++)
 				if (s.mon[k]->fifo[(s.mon[k]->fhead + f) % s.mon[k]->fcap].kind == LG_REQ_STATUS)
-					status_in_flight = true;
-			if (!status_in_flight && now >= s.next_poll[k]) {
+					status_busy[k] = true;
+			if (!status_busy[k] && now >= s.next_poll[k]) {
+				status_busy[k] = true;
 				lg_send(s.mon[k], LG_REQ_STATUS, 0, "status", "{}", 2);
 				s.next_poll[k] = now + poll_every;
 			}
@@ -989,9 +991,10 @@ static int cmd_publish(const struct lg_opts *o)
 				s.broken = true;
 			}
 		}
+		/* a poll still unanswered is waited for on its socket, not by spinning */
 		double wait_s = 0.05;
 		for (int k = 0; k < s.n; k++)
-			if (s.next_poll[k] - now < wait_s)
+			if (!status_busy[k] && s.next_poll[k] - now < wait_s)
 				wait_s = s.next_poll[k] - now;
 		if (!windows_full && o->rate > 0 && s.next_new < o->count) {
 			double due = t_start + (double)sent_sched / o->rate - now;
