@@ -37,6 +37,7 @@ void config_defaults(struct config *cfg, const char *home)
 	cfg->block_max_records = TD_BLOCK_RECORDS_MAX;
 	cfg->block_max_bytes = 4u * 1024 * 1024;
 	cfg->timeout_propose_ms = 1000;
+	cfg->timeout_propose_unreachable_ms = 100;
 	cfg->timeout_vote_ms = 500;
 	cfg->timeout_max_ms = 5000;
 	snprintf(cfg->p2p_listen, sizeof(cfg->p2p_listen), "127.0.0.1:26656");
@@ -137,6 +138,8 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 		UINT(cfg->block_max_bytes, TD_RECORD_MAX, TD_BLOCK_MAX - 4096);
 	if (IS("consensus", "timeout_propose_ms"))
 		UINT(cfg->timeout_propose_ms, 10, 600000);
+	if (IS("consensus", "timeout_propose_unreachable_ms"))
+		UINT(cfg->timeout_propose_unreachable_ms, 0, 600000);
 	if (IS("consensus", "timeout_vote_ms"))
 		UINT(cfg->timeout_vote_ms, 10, 600000);
 	if (IS("consensus", "timeout_max_ms"))
@@ -273,6 +276,9 @@ int config_write(const struct config *cfg, const char *path, char *err, size_t e
 		"# timeout_vote_ms for votes, each growing by half per further round of a\n"
 		"# height, capped at timeout_max_ms, and back to the start at each height.\n"
 		"timeout_propose_ms = 1000\n"
+		"# The wait for a proposal whose proposer has no connection to this node\n"
+		"# (it cannot arrive): the turn of a validator that is down costs this much.\n"
+		"timeout_propose_unreachable_ms = 100\n"
 		"timeout_vote_ms = 500\n"
 		"timeout_max_ms = 5000\n"
 		"\n"

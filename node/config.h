@@ -26,6 +26,7 @@ struct config {
 	uint32_t block_max_records;   /* [consensus] block_max_records */
 	uint32_t block_max_bytes;     /* [consensus] block_max_bytes */
 	uint32_t timeout_propose_ms;  /* [consensus] timeout_propose_ms: first round's wait for a proposal */
+	uint32_t timeout_propose_unreachable_ms; /* [consensus]: the wait when the proposer is not connected */
 	uint32_t timeout_vote_ms;     /* [consensus] timeout_vote_ms: first round's prevote/precommit wait */
 	uint32_t timeout_max_ms;      /* [consensus] timeout_max_ms: cap on any timeout as rounds grow */
 	char p2p_listen[128];         /* [p2p] listen host:port */

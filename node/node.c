@@ -694,6 +694,18 @@ static void on_cons_timer(uv_timer_t *t)
 	}
 }
 
+/*
+ * True when the proposer of (h, r) is another validator with no connection
+ * to us: proposals are not relayed, so its proposal cannot reach us and
+ * waiting the full propose timeout for it only delays the next round.
+ * Timeouts bear on liveness only, never on safety.
+ */
+static bool proposer_unreachable(struct node *n, uint64_t h, uint32_t r)
+{
+	uint32_t p = cons_proposer(&n->cons, h, r);
+	return n->p2p && p != (uint32_t)n->my_index && !p2p_peer_find(n->p2p, p);
+}
+
 static void decide(struct node *n, const struct cons_action *a)
 {
 	char err[TD_ERRMSG_MAX], hex[2 * TD_HASH_LEN + 1];
@@ -784,6 +796,10 @@ static void act(struct node *n, const struct cons_action *a)
 		return;
 	}
 	case CONS_ACT_TIMEOUT: {
+		uint64_t ms = a->duration_ms;
+		if (a->timeout == CONS_TIMEOUT_PROPOSE && proposer_unreachable(n, a->height, a->round) &&
+		    ms > n->cfg.timeout_propose_unreachable_ms)
+			ms = n->cfg.timeout_propose_unreachable_ms;
 		struct ntimer *nt = td_xcalloc(1, sizeof(*nt));
 		nt->n = n;
 		nt->kind = a->timeout;
@@ -795,7 +811,7 @@ static void act(struct node *n, const struct cons_action *a)
 		if (n->timers)
 			n->timers->prev = nt;
 		n->timers = nt;
-		uv_timer_start(&nt->t, on_cons_timer, a->duration_ms, 0);
+		uv_timer_start(&nt->t, on_cons_timer, ms, 0);
 		return;
 	}
 	case CONS_ACT_REQUEST_VALUE: {
@@ -1190,6 +1206,11 @@ static void on_peer_disconnect(void *ctx, struct p2p_peer *peer)
 	struct node *n = ctx;
 	uint32_t v = p2p_peer_validator(peer);
 	log_info("peer %s (validator %u) disconnected", n->genesis.v[v].name, v);
+	/* A propose wait on that validator now ends after the unreachable timeout at most. */
+	for (struct ntimer *nt = n->timers; nt; nt = nt->next)
+		if (nt->kind == CONS_TIMEOUT_PROPOSE && cons_proposer(&n->cons, nt->h, nt->r) == v &&
+		    uv_timer_get_due_in(&nt->t) > n->cfg.timeout_propose_unreachable_ms)
+			uv_timer_start(&nt->t, on_cons_timer, n->cfg.timeout_propose_unreachable_ms, 0);
 }
 
 static void on_peer_message(void *ctx, struct p2p_peer *peer, const uint8_t *msg, size_t len)

@@ -6,7 +6,9 @@
 #      are resumed (SIGCONT) the record commits everywhere
 #   2. one validator killed (kill -9): the other three keep committing, also at
 #      the heights where the dead one is the round-0 proposer, which then count
-#      as missed proposals; the killed node catches up after a restart
+#      as missed proposals, each passed after timeout_propose_unreachable_ms
+#      (the full propose timeout is set to a minute); the killed node catches
+#      up after a restart
 #   3. a separate 3-validator testnet: records published on each node reach all
 #      three, which hold identical blocks committed by all three
 # Fails fast with the step, the last command's output and every node's log tail.
@@ -78,6 +80,13 @@ NV=$(val 'len(d["validators"])')
 HK=$(val 'd["height"]')
 tn_kill9 1
 LIVE=(0 2 3)
+# A minute's propose timeout: node1's turns can only pass in time because
+# its proposal is known to be unreachable (timeout_propose_unreachable_ms).
+for i in "${LIVE[@]}"; do
+	tn_stop "$i"
+	tn_start "$i" --set consensus.timeout_propose_ms=60000 --set consensus.timeout_max_ms=60000
+done
+TN_CTL_TIMEOUT=20 # a publish --wait held up by a full propose timeout fails
 n=0
 for i in 0 2 3; do
 	n=$((n + 1))
@@ -126,6 +135,8 @@ assert sys.argv[2] not in [s["pub_key"] for s in d["commit"]["signatures"]], ("t
 assert len(d["commit"]["signatures"]) == 3, d["commit"]
 ' check "${PUB[1]}"
 done
+
+unset TN_CTL_TIMEOUT
 
 step "restart node1: it catches up"
 tn_start 1
