@@ -1,7 +1,7 @@
 /*
  * The chain: applying committed blocks and answering queries from the store.
  *
- * Store layout (schema version 2). Integers in keys and values are big-endian
+ * Store layout (schema version 3). Integers in keys and values are big-endian
  * (u64: 8 bytes, u32: 4 bytes), so keys sort numerically; ocids, release
  * ids and code-list values hold no NUL byte (td_get_str and td_json_load
  * refuse it), so NUL ends them in keys.
@@ -10,8 +10,12 @@
  *   "I"                          -> chain id (bytes)
  *   "M"                          -> tip: height u64 | last hash[32] |
  *                                   last time ms u64 | record count u64
- *   "B" height                   -> block, as td_block_encode (header and the
- *                                   record bytes: records are stored once, here)
+ *   "B" height                   -> block header and record ids: header length
+ *                                   u32 | td_header_encode bytes | the ids of
+ *                                   its records in order, 32 bytes each
+ *   "D" height index u32         -> record bytes, as signed (records are stored
+ *                                   once, here; chain_block_raw puts a block's
+ *                                   td_block_encode form back together)
  *   "C" height                   -> commit, as td_commit_encode
  *   "R" record id[32]            -> height u64 | index in block u32
  *   "T" ocid                     -> tender state: owner agency[32] | flags u8
@@ -27,6 +31,8 @@
  *   "E" ocid \0 seq u32          -> record id of the tender's seq-th release
  *   "U" ocid \0 release id       -> record id ((ocid, release id) uniqueness)
  *   "K" ocid                     -> compiled release (JSON text, exact numbers)
+ *                                   of a tender with two or more releases; with
+ *                                   one release it is compiled when read
  *   "Y" ocid                     -> summary for listings (JSON text):
  *                                   td_release_summary + agency, agency_name,
  *                                   height (first release), releases (count)
@@ -148,7 +154,7 @@
 #include "chain.h"
 #include "store.h"
 
-#define SCHEMA_VERSION 2u
+#define SCHEMA_VERSION 3u
 #define TIP_LEN (8 + TD_HASH_LEN + 8 + 8)
 #define TSTATE_FIXED (TD_PUBKEY_LEN + 1 + 8 + 4 + 4 + 8 + 8 + 8)
 #define FIELD_MAX 32 /* longest status, category or method kept in "T" (code list values are short) */
@@ -1363,6 +1369,8 @@ static int note_record(struct overlay *ov, const struct td_record *rec, struct p
 	return 0;
 }
 
+static json_t *compiled_load(const struct chain *c, const char *ocid, const struct tstate *st);
+
 /* Adds a record's keys to the batch and its effect to its tender's entry p. */
 static int stage_record(const struct chain *c, struct store_batch *b, struct pend *p, const struct td_record *rec,
 			uint64_t height, uint32_t index, char *err, size_t errlen)
@@ -1374,8 +1382,7 @@ static int stage_record(const struct chain *c, struct store_batch *b, struct pen
 		if (p->is_new) {
 			p->compiled = json_object();
 		} else {
-			key_ocid(&k, 'K', rec->ocid);
-			p->compiled = get_json(c, &k);
+			p->compiled = compiled_load(c, rec->ocid, &p->old);
 			if (!p->compiled) {
 				seterr(err, errlen, "tender %s: cannot read its compiled release", rec->ocid);
 				return TD_ECORRUPT;
@@ -1406,6 +1413,58 @@ static int stage_record(const struct chain *c, struct store_batch *b, struct pen
 	put_u32(loc + 8, index);
 	store_batch_put(b, k.b, k.n, loc, sizeof(loc));
 	return 0;
+}
+
+static size_t bin_len(size_t n)
+{
+	return n + (n < 256 ? 2 : n < 65536 ? 3 : 5);
+}
+
+static size_t arr_len(size_t n)
+{
+	return n < 16 ? 1 : n < 65536 ? 3 : 5;
+}
+
+/* The length of td_block_encode(blk), without encoding it. */
+static size_t block_encoded_len(const struct td_block *blk)
+{
+	struct td_buf hb;
+	size_t len;
+
+	td_buf_init(&hb);
+	td_header_encode(&hb, &blk->hdr);
+	len = arr_len(2) + hb.sb.size + arr_len(blk->hdr.n_records);
+	td_buf_free(&hb);
+	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
+		len += bin_len(blk->records[i]->len);
+	return len;
+}
+
+static void key_record(struct key *k, uint64_t height, uint32_t index)
+{
+	key_height(k, 'D', height);
+	key_u32(k, index);
+}
+
+/* Puts "B" (header and record ids) and a "D" key per record. */
+static void stage_block(struct store_batch *b, const struct td_block *blk)
+{
+	struct td_buf v;
+	struct key k;
+	uint8_t hl[4];
+
+	td_buf_init(&v);
+	td_enc_raw(&v, hl, sizeof(hl));
+	td_header_encode(&v, &blk->hdr);
+	put_u32((uint8_t *)v.sb.data, (uint32_t)(v.sb.size - sizeof(hl)));
+	for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
+		td_enc_raw(&v, blk->records[i]->id, TD_HASH_LEN);
+		key_record(&k, blk->hdr.height, i);
+		store_batch_put(b, k.b, k.n, blk->records[i]->bytes, blk->records[i]->len);
+	}
+	key_height(&k, 'B', blk->hdr.height);
+	store_batch_put(b, k.b, k.n, v.sb.data, v.sb.size);
+	td_buf_free(&v);
 }
 
 /* Puts a json value as compact JSON text. */
@@ -1499,10 +1558,12 @@ static int stage_tender(const struct chain *c, struct overlay *ov, struct store_
 	tstate_encode(&p->st, tv, &tl);
 	store_batch_put(b, k.b, k.n, tv, tl);
 
-	key_ocid(&k, 'K', p->ocid);
-	rc = put_json(b, &k, p->compiled);
-	if (rc != 0)
-		goto fail;
+	if (p->st.n_releases > 1) {
+		key_ocid(&k, 'K', p->ocid);
+		rc = put_json(b, &k, p->compiled);
+		if (rc != 0)
+			goto fail;
+	}
 
 	sum = td_release_summary(p->compiled);
 	agency_name(c->g, p->st.owner, name);
@@ -1694,17 +1755,14 @@ static int apply(const struct chain *c, const struct td_block *blk, const struct
 	if (rc != 0)
 		goto out;
 
-	td_block_encode(blk, &bytes, &len);
+	len = block_encoded_len(blk);
 	if (len > TD_BLOCK_MAX) {
 		seterr(err, errlen, "block %llu: %zu bytes, at most %u", (unsigned long long)height, len,
 		       (unsigned)TD_BLOCK_MAX);
 		rc = TD_EINVAL;
 		goto out;
 	}
-	key_height(&k, 'B', height);
-	store_batch_put(b, k.b, k.n, bytes, len);
-	free(bytes);
-	bytes = NULL;
+	stage_block(b, blk);
 	td_commit_encode(commit, &bytes, &len);
 	key_height(&k, 'C', height);
 	store_batch_put(b, k.b, k.n, bytes, len);
@@ -1746,69 +1804,13 @@ int chain_validate(const struct chain *c, const struct td_block *blk, char *err,
 
 /* ---- queries --------------------------------------------------------------- */
 
-/* The stored block at a height, unpacked for picking records out of it. */
-struct blkview {
-	uint64_t height; /* 0: nothing loaded */
-	uint8_t *buf;
-	size_t len;
-	msgpack_unpacked u;
-};
-
-static void blkview_clear(struct blkview *bv)
-{
-	if (bv->height) {
-		msgpack_unpacked_destroy(&bv->u);
-		free(bv->buf);
-	}
-	bv->height = 0;
-	bv->buf = NULL;
-}
-
-/* Points *p at the bytes of record index in block height. */
-static int blkview_record(const struct chain *c, struct blkview *bv, uint64_t height, uint32_t index, const uint8_t **p,
-			  size_t *n)
-{
-	const msgpack_object *root, *recs, *item;
-	struct key k;
-	int rc;
-
-	if (bv->height != height) {
-		blkview_clear(bv);
-		key_height(&k, 'B', height);
-		rc = store_get(c->st, k.b, k.n, &bv->buf, &bv->len);
-		if (rc != 0)
-			return rc;
-		msgpack_unpacked_init(&bv->u);
-		if (td_unpack(&bv->u, bv->buf, bv->len) != 0) {
-			msgpack_unpacked_destroy(&bv->u);
-			free(bv->buf);
-			bv->buf = NULL;
-			return TD_ECORRUPT;
-		}
-		bv->height = height;
-	}
-	root = &bv->u.data;
-	if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != 2)
-		return TD_ECORRUPT;
-	recs = &root->via.array.ptr[1];
-	if (recs->type != MSGPACK_OBJECT_ARRAY || index >= recs->via.array.size)
-		return TD_ECORRUPT;
-	item = &recs->via.array.ptr[index];
-	if (item->type != MSGPACK_OBJECT_BIN)
-		return TD_ECORRUPT;
-	*p = (const uint8_t *)item->via.bin.ptr;
-	*n = item->via.bin.size;
-	return 0;
-}
-
-/* Decodes the committed record with this id (its block read through bv) into *out, its height in *height. */
-static int record_at(const struct chain *c, struct blkview *bv, const uint8_t id[static TD_HASH_LEN],
-		     struct td_record **out, uint64_t *height)
+/* Decodes the committed record with this id into *out, its height in *height. */
+static int record_at(const struct chain *c, const uint8_t id[static TD_HASH_LEN], struct td_record **out,
+		     uint64_t *height)
 {
 	char e[TD_ERRMSG_MAX];
 	struct td_record *rec = NULL;
-	const uint8_t *p;
-	uint8_t *loc;
+	uint8_t *loc, *p;
 	size_t n, ln;
 	struct key k;
 	int rc;
@@ -1824,17 +1826,53 @@ static int record_at(const struct chain *c, struct blkview *bv, const uint8_t id
 		return TD_ECORRUPT;
 	}
 	*height = get_u64(loc);
-	rc = blkview_record(c, bv, *height, get_u32(loc + 8), &p, &n);
+	key_record(&k, *height, get_u32(loc + 8));
 	free(loc);
+	rc = store_get(c->st, k.b, k.n, &p, &n);
 	if (rc != 0)
-		return rc;
+		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
 	if (td_record_decode_trusted(&rec, p, n, c->g->chain_id, e, sizeof(e)) != 0 ||
 	    memcmp(rec->id, id, TD_HASH_LEN) != 0) {
 		td_record_free(rec);
-		return TD_ECORRUPT;
+		rec = NULL;
+		rc = TD_ECORRUPT;
 	}
+	free(p);
 	*out = rec;
-	return 0;
+	return rc;
+}
+
+/*
+ * The compiled release of a committed tender whose state is st: from "K",
+ * or compiled from its only release. NULL on a read error.
+ */
+static json_t *compiled_load(const struct chain *c, const char *ocid, const struct tstate *st)
+{
+	struct td_record *rec;
+	uint8_t *id;
+	uint64_t height;
+	size_t n;
+	struct key k;
+	json_t *out;
+
+	if (st->n_releases > 1) {
+		key_ocid(&k, 'K', ocid);
+		return get_json(c, &k);
+	}
+	key_ocid(&k, 'E', ocid);
+	key_byte(&k, 0);
+	key_u32(&k, 0);
+	if (store_get(c->st, k.b, k.n, &id, &n) != 0)
+		return NULL;
+	if (n != TD_HASH_LEN || record_at(c, id, &rec, &height) != 0) {
+		free(id);
+		return NULL;
+	}
+	free(id);
+	out = json_object();
+	td_release_merge(out, rec->release);
+	td_record_free(rec);
+	return out;
 }
 
 /* The fields of a release entry (chain_tender_json, chain_block_releases_json) for rec at height. */
@@ -1861,7 +1899,6 @@ static json_t *entry_json(const struct chain *c, const struct td_record *rec, ui
  */
 static json_t *tender_releases(const struct chain *c, const char *ocid, uint32_t n, bool entries)
 {
-	struct blkview bv = { 0 };
 	struct store_iter *it;
 	struct key k;
 	const uint8_t *key, *val;
@@ -1874,7 +1911,7 @@ static json_t *tender_releases(const struct chain *c, const char *ocid, uint32_t
 	while (store_iter_next(it, &key, &klen, &val, &vlen)) {
 		struct td_record *rec;
 		uint64_t height;
-		if (vlen != TD_HASH_LEN || record_at(c, &bv, val, &rec, &height) != 0)
+		if (vlen != TD_HASH_LEN || record_at(c, val, &rec, &height) != 0)
 			goto fail;
 		json_array_append_new(rels, entries ? entry_json(c, rec, height) : json_incref(rec->release));
 		td_record_free(rec);
@@ -1882,11 +1919,9 @@ static json_t *tender_releases(const struct chain *c, const char *ocid, uint32_t
 	if (store_iter_error(it) != 0 || json_array_size(rels) != n)
 		goto fail;
 	store_iter_free(it);
-	blkview_clear(&bv);
 	return rels;
 fail:
 	store_iter_free(it);
-	blkview_clear(&bv);
 	json_decref(rels);
 	return NULL;
 }
@@ -1894,13 +1929,11 @@ fail:
 json_t *chain_tender_json(const struct chain *c, const char *ocid)
 {
 	struct tstate st;
-	struct key k;
 	json_t *out, *compiled, *rels;
 
 	if (!ocid || strlen(ocid) > TD_OCID_MAX || tstate_load(c, ocid, &st) != 0)
 		return NULL;
-	key_ocid(&k, 'K', ocid);
-	compiled = get_json(c, &k);
+	compiled = compiled_load(c, ocid, &st);
 	if (!compiled)
 		return NULL;
 	rels = tender_releases(c, ocid, st.n_releases, true);
@@ -2152,18 +2185,17 @@ fail:
 static int load_block(const struct chain *c, uint64_t height, struct td_block **out)
 {
 	char e[TD_ERRMSG_MAX];
-	struct key k;
-	uint8_t *buf;
-	size_t len;
+	uint8_t *buf, *cb;
+	size_t len, cl;
 	int rc;
 
 	*out = NULL;
-	key_height(&k, 'B', height);
-	rc = store_get(c->st, k.b, k.n, &buf, &len);
+	rc = chain_block_raw(c, height, &buf, &len, &cb, &cl);
 	if (rc != 0)
 		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
 	rc = td_block_decode(out, buf, len, c->g->chain_id, true, e, sizeof(e)) == 0 ? 0 : TD_ECORRUPT;
 	free(buf);
+	free(cb);
 	return rc;
 }
 
@@ -2248,13 +2280,13 @@ static json_t *export_release(const json_t *rel, const json_t *tender_id)
 static const json_t *tender_id_of(const struct chain *c, json_t *cache, const char *ocid)
 {
 	const json_t *id = json_object_get(cache, ocid);
-	json_t *compiled;
-	struct key k;
+	json_t *compiled = NULL;
+	struct tstate st;
 
 	if (id)
 		return id;
-	key_ocid(&k, 'K', ocid);
-	compiled = get_json(c, &k);
+	if (tstate_load(c, ocid, &st) == 0)
+		compiled = compiled_load(c, ocid, &st);
 	id = json_object_get(json_object_get(compiled, "tender"), "id");
 	json_object_set(cache, ocid, td_json_is_string(id) ? (json_t *)id : json_null());
 	json_decref(compiled);
@@ -2319,12 +2351,10 @@ json_t *chain_record_package_json(const struct chain *c, uint64_t from, uint64_t
 	json_array_foreach(ocids, i, o) {
 		const char *ocid = json_string_value(o);
 		struct tstate st;
-		struct key k;
 		json_t *r, *rels, *compiled;
 		if (tstate_load(c, ocid, &st) != 0)
 			goto fail;
-		key_ocid(&k, 'K', ocid);
-		compiled = get_json(c, &k);
+		compiled = compiled_load(c, ocid, &st);
 		rels = compiled ? tender_releases(c, ocid, st.n_releases, false) : NULL;
 		if (!rels) {
 			json_decref(compiled);
@@ -2350,35 +2380,66 @@ fail:
 	return NULL;
 }
 
+/* A block's "B" entry: header, hash and record ids, pointing into val (the caller frees it). */
+struct blkmeta {
+	uint8_t *val;
+	const uint8_t *hdr, *ids;
+	size_t hlen;
+	struct td_block_header h;
+	uint8_t hash[TD_HASH_LEN];
+};
+
+static int blkmeta_load(const struct chain *c, uint64_t height, struct blkmeta *m)
+{
+	struct key k;
+	size_t len;
+	int rc;
+
+	key_height(&k, 'B', height);
+	rc = store_get(c->st, k.b, k.n, &m->val, &len);
+	if (rc != 0)
+		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
+	m->hlen = len >= 4 ? get_u32(m->val) : 0;
+	m->hdr = m->val + 4;
+	m->ids = m->hdr + m->hlen;
+	if (len < 4 || m->hlen > len - 4 || td_header_decode(&m->h, m->hash, m->hdr, m->hlen) != 0 ||
+	    m->h.height != height || (len - 4 - m->hlen) != (size_t)m->h.n_records * TD_HASH_LEN) {
+		free(m->val);
+		m->val = NULL;
+		return TD_ECORRUPT;
+	}
+	return 0;
+}
+
 json_t *chain_block_json(const struct chain *c, uint64_t height)
 {
 	char e[TD_ERRMSG_MAX], name[2 * TD_PUBKEY_LEN + 1];
-	struct td_block *blk = NULL;
+	struct blkmeta m = { 0 };
 	struct td_commit cm = { 0 };
-	uint8_t *bb = NULL, *cb = NULL;
-	size_t bl, cl;
+	uint8_t *cb = NULL;
+	size_t cl;
+	struct key k;
 	json_t *out = NULL, *ids, *cj, *sigs;
 
 	if (height == 0 || height > c->height)
 		return NULL;
-	if (chain_block_raw(c, height, &bb, &bl, &cb, &cl) != 0)
+	if (blkmeta_load(c, height, &m) != 0)
 		return NULL;
-	if (td_block_decode(&blk, bb, bl, c->g->chain_id, true, e, sizeof(e)) != 0)
-		goto done;
-	if (td_commit_decode(&cm, cb, cl, e, sizeof(e)) != 0)
+	key_height(&k, 'C', height);
+	if (store_get(c->st, k.b, k.n, &cb, &cl) != 0 || td_commit_decode(&cm, cb, cl, e, sizeof(e)) != 0)
 		goto done;
 
 	out = json_object();
-	json_object_set_new(out, "height", td_json_uint(blk->hdr.height));
-	json_object_set_new(out, "hash", hex_json(blk->hash, TD_HASH_LEN));
-	json_object_set_new(out, "prev_hash", hex_json(blk->hdr.prev_hash, TD_HASH_LEN));
-	json_object_set_new(out, "time", time_json(blk->hdr.time_ms));
-	json_object_set_new(out, "proposer", hex_json(blk->hdr.proposer, TD_PUBKEY_LEN));
-	agency_name(c->g, blk->hdr.proposer, name);
+	json_object_set_new(out, "height", td_json_uint(m.h.height));
+	json_object_set_new(out, "hash", hex_json(m.hash, TD_HASH_LEN));
+	json_object_set_new(out, "prev_hash", hex_json(m.h.prev_hash, TD_HASH_LEN));
+	json_object_set_new(out, "time", time_json(m.h.time_ms));
+	json_object_set_new(out, "proposer", hex_json(m.h.proposer, TD_PUBKEY_LEN));
+	agency_name(c->g, m.h.proposer, name);
 	json_object_set_new(out, "proposer_name", json_string(name));
 	ids = json_array();
-	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
-		json_array_append_new(ids, hex_json(blk->records[i]->id, TD_HASH_LEN));
+	for (uint32_t i = 0; i < m.h.n_records; i++)
+		json_array_append_new(ids, hex_json(m.ids + (size_t)i * TD_HASH_LEN, TD_HASH_LEN));
 	json_object_set_new(out, "records", ids);
 
 	cj = json_object();
@@ -2400,15 +2461,20 @@ json_t *chain_block_json(const struct chain *c, uint64_t height)
 	json_object_set_new(cj, "signatures", sigs);
 	json_object_set_new(out, "commit", cj);
 done:
-	td_block_free(blk);
 	td_commit_clear(&cm);
-	free(bb);
+	free(m.val);
 	free(cb);
 	return out;
 }
 
 int chain_block_raw(const struct chain *c, uint64_t height, uint8_t **blk, size_t *blen, uint8_t **commit, size_t *clen)
 {
+	struct blkmeta m = { 0 };
+	struct store_iter *it;
+	struct td_buf b;
+	const uint8_t *key, *val;
+	size_t klen, vlen;
+	uint32_t n = 0;
 	struct key k;
 	int rc;
 
@@ -2416,10 +2482,36 @@ int chain_block_raw(const struct chain *c, uint64_t height, uint8_t **blk, size_
 	*commit = NULL;
 	if (height == 0 || height > c->height)
 		return TD_ENOTFOUND;
-	key_height(&k, 'B', height);
-	rc = store_get(c->st, k.b, k.n, blk, blen);
+	rc = blkmeta_load(c, height, &m);
 	if (rc != 0)
 		return rc;
+	/* td_block_encode's form: [header, [record bytes...]] */
+	td_buf_init(&b);
+	td_enc_array(&b, 2);
+	td_enc_raw(&b, m.hdr, m.hlen);
+	td_enc_array(&b, m.h.n_records);
+	key_height(&k, 'D', height);
+	it = store_iter_new(c->st, k.b, k.n, false);
+	while (n < m.h.n_records && store_iter_next(it, &key, &klen, &val, &vlen)) {
+		if (klen != k.n + 4 || get_u32(key + k.n) != n) {
+			rc = TD_ECORRUPT;
+			break;
+		}
+		td_enc_bin(&b, val, vlen);
+		n++;
+	}
+	if (rc == 0 && store_iter_error(it) != 0)
+		rc = store_iter_error(it);
+	else if (rc == 0 && n != m.h.n_records)
+		rc = TD_ECORRUPT;
+	store_iter_free(it);
+	free(m.val);
+	if (rc != 0) {
+		td_buf_free(&b);
+		return rc;
+	}
+	*blk = td_buf_take(&b, blen);
+	td_buf_free(&b);
 	key_height(&k, 'C', height);
 	rc = store_get(c->st, k.b, k.n, commit, clen);
 	if (rc != 0) {

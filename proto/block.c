@@ -153,6 +153,46 @@ void td_header_encode(struct td_buf *b, const struct td_block_header *h)
 	td_enc_uint(b, h->n_records);
 }
 
+/* Reads a header from its msgpack array; false if it is not a version 1 header of the right types. */
+static bool header_read(struct td_rd *r, const msgpack_object *o, struct td_block_header *hdr)
+{
+	const msgpack_object *h = td_get_array(r, o, 7, 0, NULL);
+	if (!h || td_get_uint(r, &h[0]) != 1)
+		return false;
+	hdr->height = td_get_uint(r, &h[1]);
+	td_get_bin_fixed(r, &h[2], hdr->prev_hash, TD_HASH_LEN);
+	hdr->time_ms = td_get_uint(r, &h[3]);
+	td_get_bin_fixed(r, &h[4], hdr->proposer, TD_PUBKEY_LEN);
+	td_get_bin_fixed(r, &h[5], hdr->records_root, TD_HASH_LEN);
+	uint64_t count = td_get_uint(r, &h[6]);
+	if (count > TD_BLOCK_RECORDS_MAX)
+		return false;
+	hdr->n_records = (uint32_t)count;
+	return r->ok;
+}
+
+int td_header_decode(struct td_block_header *h, uint8_t hash[static TD_HASH_LEN], const uint8_t *buf, size_t len)
+{
+	msgpack_unpacked u;
+	struct td_rd r = { true };
+	struct td_buf again;
+	int rc = TD_EINVAL;
+
+	msgpack_unpacked_init(&u);
+	td_buf_init(&again);
+	if (td_unpack(&u, buf, len) != 0 || !header_read(&r, &u.data, h))
+		goto out;
+	td_header_encode(&again, h);
+	if (again.sb.size != len || memcmp(again.sb.data, buf, len) != 0)
+		goto out;
+	td_hash(hash, buf, len);
+	rc = 0;
+out:
+	td_buf_free(&again);
+	msgpack_unpacked_destroy(&u);
+	return rc;
+}
+
 static void header_hash(uint8_t out[static TD_HASH_LEN], const struct td_block_header *h)
 {
 	struct td_buf b;
@@ -205,7 +245,7 @@ int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len, const
 	struct td_block *blk = td_xcalloc(1, sizeof(*blk));
 	msgpack_unpacked u;
 	struct td_rd r = { true };
-	const msgpack_object *top, *h, *recs;
+	const msgpack_object *top, *recs;
 	uint8_t root[TD_HASH_LEN], *again = NULL;
 	size_t againlen;
 	uint32_t n = 0;
@@ -222,19 +262,12 @@ int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len, const
 		goto fail;
 	}
 	top = td_get_array(&r, &u.data, 2, 0, NULL);
-	h = top ? td_get_array(&r, &top[0], 7, 0, NULL) : NULL;
-	if (!h || td_get_uint(&r, &h[0]) != 1) {
+	if (!top || !header_read(&r, &top[0], &blk->hdr)) {
 		snprintf(err, errlen, "block: not a version 1 block");
 		goto fail;
 	}
-	blk->hdr.height = td_get_uint(&r, &h[1]);
-	td_get_bin_fixed(&r, &h[2], blk->hdr.prev_hash, TD_HASH_LEN);
-	blk->hdr.time_ms = td_get_uint(&r, &h[3]);
-	td_get_bin_fixed(&r, &h[4], blk->hdr.proposer, TD_PUBKEY_LEN);
-	td_get_bin_fixed(&r, &h[5], blk->hdr.records_root, TD_HASH_LEN);
-	uint64_t count = td_get_uint(&r, &h[6]);
 	recs = td_get_array(&r, &top[1], UINT32_MAX, TD_BLOCK_RECORDS_MAX, &n);
-	if (!r.ok || count != n) {
+	if (!r.ok || blk->hdr.n_records != n) {
 		snprintf(err, errlen, "block: header field of the wrong type or record count mismatch");
 		goto fail;
 	}

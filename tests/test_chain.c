@@ -495,6 +495,19 @@ static void test_apply_and_query(void **state)
 	json_decref(tj);
 	assert_null(chain_tender_json(t->c, "ocds-kr2020-none"));
 
+	/* a tender with one release: compiled from it when read, the same as a merge into {} */
+	tj = chain_tender_json(t->c, "ocds-kr2020-kisa-0001");
+	assert_non_null(tj);
+	rels = json_object_get(tj, "releases");
+	assert_int_equal(json_array_size(rels), 1);
+	json_t *want = json_object();
+	td_release_merge(want, json_object_get(json_array_get(rels, 0), "release"));
+	assert_true(json_equal(want, json_object_get(tj, "compiled")));
+	assert_string_equal(json_string_value(json_array_get(jpath(json_object_get(tj, "compiled"), "tag", NULL), 0)),
+			    "compiled");
+	json_decref(want);
+	json_decref(tj);
+
 	/* the listing: newest first by (height, index of the first release) */
 	static const char *order[] = { "ocds-kr2020-gw-0001", "ocds-kr2020-jeju-0001", "ocds-kr2020-kisa-0001" };
 	json_t *l = chain_list_json(t->c, NULL, 10, NULL);
@@ -981,8 +994,8 @@ static void test_wrong_store(void **state)
 	/* the net's own store reopens once the schema is back */
 	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
 	b = store_batch_new();
-	static const uint8_t v2[4] = { 0, 0, 0, 2 };
-	store_batch_put(b, "S", 1, v2, sizeof(v2));
+	static const uint8_t v3[4] = { 0, 0, 0, 3 };
+	store_batch_put(b, "S", 1, v3, sizeof(v3));
 	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
 	store_batch_free(b);
 	store_close(st);
@@ -1785,6 +1798,13 @@ static void check_consistent(struct net *t)
 	const uint8_t *k, *v;
 	size_t kn, vn;
 	uint64_t nkeys = 0;
+	while (store_iter_next(it, &k, &kn, &v, &vn))
+		nkeys++;
+	assert_int_equal(nkeys, total);
+	store_iter_free(it);
+	/* and one "D" key (the record's bytes) per record */
+	it = store_iter_new(st, "D", 1, false);
+	nkeys = 0;
 	while (store_iter_next(it, &k, &kn, &v, &vn))
 		nkeys++;
 	assert_int_equal(nkeys, total);

@@ -86,6 +86,11 @@ struct td_commit {
 
 /* Encodes a header; the block hash is td_hash() of these bytes. */
 void td_header_encode(struct td_buf *b, const struct td_block_header *h);
+/*
+ * Decodes exactly the bytes of td_header_encode (canonical form checked)
+ * and puts the block hash into hash. Returns 0 or TD_EINVAL.
+ */
+int td_header_decode(struct td_block_header *h, uint8_t hash[static TD_HASH_LEN], const uint8_t *buf, size_t len);
 /* Computes the records root over n record ids. */
 void td_records_root(uint8_t out[static TD_HASH_LEN], struct td_record *const *records, uint32_t n);
 
