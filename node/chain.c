@@ -189,6 +189,8 @@ struct chain {
 	uint64_t last_time;
 	uint64_t n_records;
 	struct memo *memo;                             /* owned; fixed size */
+	struct store_batch *batch;                     /* owned; reused by every chain_apply, so its
+							  buffer is allocated once, not per block */
 	uint8_t hkey[crypto_shorthash_KEYBYTES];        /* random key of the overlay's hash indexes */
 };
 
@@ -1060,6 +1062,7 @@ int chain_open(struct chain **out, const char *path, const struct td_genesis *g,
 	}
 	randombytes_buf(c->hkey, sizeof(c->hkey));
 	c->memo = td_xcalloc(1, sizeof(*c->memo));
+	c->batch = store_batch_new();
 	rc = store_open(&c->st, path, err, errlen);
 	if (rc != 0)
 		goto fail;
@@ -1087,6 +1090,7 @@ int chain_open(struct chain **out, const char *path, const struct td_genesis *g,
 fail_store:
 	store_close(c->st);
 fail:
+	store_batch_free(c->batch);
 	free(c->memo);
 	free(c);
 	return rc;
@@ -1097,6 +1101,7 @@ void chain_close(struct chain *c)
 	if (!c)
 		return;
 	store_close(c->st);
+	store_batch_free(c->batch);
 	free(c->memo);
 	free(c);
 }
@@ -1719,7 +1724,8 @@ static int apply(const struct chain *c, const struct td_block *blk, const struct
 
 	overlay_init(&ov, c, blk->hdr.n_records, !checked);
 	if (stage) {
-		b = store_batch_new();
+		b = c->batch;
+		store_batch_clear(b);
 		last = td_xcalloc(blk->hdr.n_records ? blk->hdr.n_records : 1, sizeof(*last));
 		last_touch(&ov, blk->records, blk->hdr.n_records, last);
 	}
@@ -1774,7 +1780,8 @@ static int apply(const struct chain *c, const struct td_block *blk, const struct
 out:
 	free(bytes);
 	free(last);
-	store_batch_free(b);
+	if (b)
+		store_batch_clear(b);
 	overlay_free(&ov);
 	return rc;
 }
