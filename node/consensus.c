@@ -704,12 +704,27 @@ static bool rule_precommit_any(struct cons *c)
 	return true;
 }
 
+/*
+ * Not in the paper: 2f+1 <PRECOMMIT, h_p, round_p, nil>. At most f of
+ * those senders can also precommit a value, so no value can gather 2f+1
+ * precommits in round_p; timeoutPrecommit (lines 47, 65-67) would only
+ * delay round_p + 1, so it starts at once. Timeouts bear on liveness only.
+ */
+static bool rule_precommit_nil(struct cons *c)
+{
+	struct cons_round *s = slot_find(c, c->round);
+	if (!s || s->tally[1].nnil < quorum(c) || c->round >= CONS_ROUND_MAX)
+		return false;
+	start_round(c, c->round + 1);
+	return true;
+}
+
 /* Evaluates the upon rules until none fires. */
 static void run(struct cons *c)
 {
 	while (c->started) {
 		if (rule_decide(c) || rule_skip(c) || rule_proposal(c) || rule_polka(c) || rule_polka_nil(c) ||
-		    rule_prevote_any(c) || rule_precommit_any(c))
+		    rule_prevote_any(c) || rule_precommit_nil(c) || rule_precommit_any(c))
 			continue;
 		break;
 	}

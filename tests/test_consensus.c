@@ -336,11 +336,22 @@ static void test_timeout_propose_prevotes_nil(void **state)
 	assert_null(find(&o, CONS_ACT_TIMEOUT, CONS_TIMEOUT_PREVOTE));
 	/* the proposer of round 0 missed its proposal once the round ends */
 	precommit(&c, 1, 1, 0, NULL);
-	precommit(&c, 2, 1, 0, NULL);
 	drain(&c, &o);
 	assert_int_equal(cons_missed_proposals(&c, 1), 0);
-	assert_int_equal(cons_on_timeout(&c, CONS_TIMEOUT_PRECOMMIT, 1, 0), 0);
+	assert_int_equal(cons_round(&c), 0);
+	/*
+	 * 2f+1 nil precommits (ours, 1 and 2): no value can commit in round 0, so
+	 * round 1 starts without waiting for timeoutPrecommit
+	 */
+	precommit(&c, 2, 1, 0, NULL);
 	drain(&c, &o);
+	assert_int_equal(cons_round(&c), 1);
+	assert_int_equal(cons_step(&c), CONS_STEP_PROPOSE);
+	assert_null(find(&o, CONS_ACT_TIMEOUT, CONS_TIMEOUT_PRECOMMIT));
+	assert_non_null(find(&o, CONS_ACT_TIMEOUT, CONS_TIMEOUT_PROPOSE));
+	assert_int_equal(cons_on_timeout(&c, CONS_TIMEOUT_PRECOMMIT, 1, 0), 0); /* stale now */
+	drain(&c, &o);
+	assert_int_equal(cons_round(&c), 1);
 	assert_int_equal(cons_missed_proposals(&c, 1), 1);
 	assert_int_equal(cons_missed_proposals(&c, 0), 0);
 	assert_int_equal(cons_missed_proposals(&c, 99), 0);
@@ -677,13 +688,15 @@ static void test_timeouts(void **state)
 	drain(&c, &o);
 	assert_int_equal(find(&o, CONS_ACT_TIMEOUT, CONS_TIMEOUT_PROPOSE)->duration_ms, 100);
 	uint32_t expect[] = {0, 110, 120, 125, 125};
+	uint8_t x[TD_HASH_LEN];
+	val(x, 0x55);
 	for (uint32_t r = 1; r <= 4; r++) {
-		/* walk through round r-1 by timeouts */
+		/* walk through round r-1 by timeouts (one precommit for x: no nil quorum) */
 		assert_int_equal(cons_on_timeout(&c, CONS_TIMEOUT_PROPOSE, 1, r - 1), 0);
 		prevote(&c, 1, 1, r - 1, NULL);
 		prevote(&c, 2, 1, r - 1, NULL);
 		precommit(&c, 1, 1, r - 1, NULL);
-		precommit(&c, 2, 1, r - 1, NULL);
+		precommit(&c, 2, 1, r - 1, x);
 		drain(&c, &o);
 		const struct cons_action *t = find(&o, CONS_ACT_TIMEOUT, CONS_TIMEOUT_PRECOMMIT);
 		assert_non_null(t);
