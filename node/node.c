@@ -156,6 +156,7 @@ struct node {
 	uint32_t stalled_ticks;
 
 	uint64_t peer_height[TD_VALIDATORS_MAX];
+	bool peer_fresh[TD_VALIDATORS_MAX]; /* connected, its first STATUS not yet seen */
 	bool syncing;
 	uint64_t sync_deadline;
 	uint64_t height_at_last_tick;
@@ -1005,10 +1006,16 @@ static void request_sync(struct node *n, struct p2p_peer *peer)
 static void on_status(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
 {
 	uint32_t v = p2p_peer_validator(peer);
+	bool fresh = n->peer_fresh[v];
 	n->peer_height[v] = m->height;
-	/* Two ahead, or one ahead while we still lack records of this height's proposal: fetch the blocks. */
+	n->peer_fresh[v] = false;
+	/*
+	 * Two ahead, or one ahead while we still lack records of this height's
+	 * proposal, or one ahead on a new connection (votes sent on the one it
+	 * replaced may be lost): fetch the blocks.
+	 */
 	if (!n->syncing && (m->height >= chain_height(n->chain) + 2 ||
-			    (m->height == chain_height(n->chain) + 1 && n->npend > 0)))
+			    (m->height == chain_height(n->chain) + 1 && (n->npend > 0 || fresh))))
 		request_sync(n, peer);
 }
 
@@ -1046,48 +1053,73 @@ static void on_sync_req(struct node *n, struct p2p_peer *peer, const struct td_m
 	td_buf_free(&b);
 }
 
+/*
+ * Applies the blocks of a SYNC_BLOCKS answer. The request for the blocks
+ * after them goes out before they are applied, so the peer reads and sends
+ * the next batch while we apply this one; it is sent once the answer's
+ * blocks have decoded, and one more request is never outstanding.
+ */
 static void on_sync_blocks(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
 {
 	char err[TD_ERRMSG_MAX];
-	uint32_t applied = 0;
-	for (uint32_t i = 0; i + 1 < m->n_items; i += 2) {
-		struct td_block *blk = NULL;
-		struct td_commit commit;
-		/*
-		 * Records of a synced block are not verified one by one: chain_apply
-		 * checks the block's commit, and more than two thirds of the validators
-		 * verified every record before they signed it.
-		 */
-		if (td_block_decode(&blk, m->items[i].p, m->items[i].len, n->genesis.chain_id, true, err,
+	uint32_t applied = 0, nb = 0;
+	uint32_t v = p2p_peer_validator(peer);
+	bool asked = false;
+	struct td_block **blks = td_xcalloc(m->n_items / 2 + 1, sizeof(*blks));
+
+	/*
+	 * Records of a synced block are not verified one by one: chain_apply
+	 * checks the block's commit, and more than two thirds of the validators
+	 * verified every record before they signed it.
+	 */
+	for (uint32_t i = 0; i + 1 < m->n_items; i += 2, nb++) {
+		if (td_block_decode(&blks[nb], m->items[i].p, m->items[i].len, n->genesis.chain_id, true, err,
 				    sizeof(err)) != 0) {
 			p2p_disconnect(peer, "sent a block that fails verification");
-			break;
+			goto out;
 		}
-		if (blk->hdr.height != cur_height(n)) {
-			td_block_free(blk);
+	}
+	if (nb > 0 && blks[nb - 1]->hdr.height >= cur_height(n) && n->peer_height[v] > blks[nb - 1]->hdr.height) {
+		struct td_buf b;
+		td_buf_init(&b);
+		td_msg_sync_req(&b, blks[nb - 1]->hdr.height + 1, TD_SYNC_BATCH);
+		send_buf(n, peer, &b);
+		td_buf_free(&b);
+		asked = true;
+	}
+	for (uint32_t i = 0; i < nb; i++) {
+		struct td_block *blk = blks[i];
+		struct td_commit commit;
+		if (blk->hdr.height != cur_height(n))
 			continue;
-		}
-		if (td_commit_decode(&commit, m->items[i + 1].p, m->items[i + 1].len, err, sizeof(err)) != 0 ||
+		if (td_commit_decode(&commit, m->items[2 * i + 1].p, m->items[2 * i + 1].len, err, sizeof(err)) != 0 ||
 		    chain_apply(n->chain, blk, &commit, err, sizeof(err)) != 0) {
 			log_warn("block %llu from sync refused: %s", (unsigned long long)blk->hdr.height, err);
 			td_commit_clear(&commit);
-			td_block_free(blk);
 			p2p_disconnect(peer, "sent a block the chain refuses");
+			asked = false;
 			break;
 		}
 		for (uint32_t j = 0; j < blk->hdr.n_records; j++)
 			mempool_remove(n->mp, blk->records[j]->id);
 		td_commit_clear(&commit);
-		td_block_free(blk);
 		applied++;
 	}
-	n->syncing = false;
+out:
+	for (uint32_t i = 0; i < nb; i++)
+		td_block_free(blks[i]);
+	free(blks);
+	if (asked) {
+		/* the answer to the request sent above is on its way */
+		n->sync_deadline = uv_now(n->loop) + SYNC_TIMEOUT_MS;
+	} else {
+		n->syncing = false;
+	}
 	if (applied) {
 		log_info("block sync: applied %u block%s, now at height %llu", applied, applied == 1 ? "" : "s",
 			 (unsigned long long)chain_height(n->chain));
 		reset_height(n);
-		uint32_t v = p2p_peer_validator(peer);
-		if (n->peer_height[v] > chain_height(n->chain))
+		if (!asked && n->peer_height[v] > chain_height(n->chain))
 			request_sync(n, peer);
 	}
 }
@@ -1095,9 +1127,10 @@ static void on_sync_blocks(struct node *n, struct p2p_peer *peer, const struct t
 /*
  * Sends again what this validator signed at the current height (the same
  * bytes: Ed25519 signatures are deterministic), for peers that missed them
- * (a restart, a dropped connection). Nothing new is signed here.
+ * (a restart, a dropped connection): to one peer, or to all with to NULL.
+ * Nothing new is signed here.
  */
-static void resend_signed(struct node *n)
+static void resend_signed(struct node *n, struct p2p_peer *to)
 {
 	const struct cons_sign_state *ss = cons_sign_state(&n->cons);
 	struct td_buf b;
@@ -1112,7 +1145,7 @@ static void resend_signed(struct node *n)
 					 blk->hash, n->sk);
 			td_buf_init(&b);
 			td_msg_proposal(&b, blk, ss->proposal.round, ss->proposal.valid_round, sig);
-			send_buf(n, NULL, &b);
+			send_buf(n, to, &b);
 			td_buf_free(&b);
 		}
 	}
@@ -1125,11 +1158,9 @@ static void resend_signed(struct node *n)
 		td_vote_sign(sig, n->genesis.chain_id, type, h, votes[i]->round, value, n->sk);
 		td_buf_init(&b);
 		td_msg_vote(&b, type, h, votes[i]->round, value, (uint32_t)n->my_index, sig);
-		send_buf(n, NULL, &b);
+		send_buf(n, to, &b);
 		td_buf_free(&b);
 	}
-	log_debug("no new block for %u ticks at height %llu: sent our signed messages again", n->stalled_ticks,
-		  (unsigned long long)h);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -1151,7 +1182,9 @@ static void on_tick(uv_timer_t *t)
 	}
 	if (h == n->height_at_last_tick && cons_started(&n->cons) && cons_height(&n->cons) == h + 1) {
 		if (++n->stalled_ticks >= STALL_TICKS) {
-			resend_signed(n);
+			resend_signed(n, NULL);
+			log_debug("no new block for %u ticks at height %llu: sent our signed messages again",
+				  n->stalled_ticks, (unsigned long long)h);
 			/* Peers may have refused our records while their mempools were full: offer them again. */
 			uint32_t k = mempool_peek(n->mp, n->scratch, ANNOUNCE_BATCH, UINT64_MAX);
 			for (uint32_t i = 0; i < k; i++)
@@ -1186,7 +1219,10 @@ static void on_peer_connect(void *ctx, struct p2p_peer *peer)
 	struct td_buf b;
 	uint32_t v = p2p_peer_validator(peer);
 	log_info("peer %s (validator %u) connected", n->genesis.v[v].name, v);
+	n->peer_fresh[v] = true;
 	send_status(n, peer);
+	/* what we signed at this height may have gone out on a connection this one replaces */
+	resend_signed(n, peer);
 	/* Tell the newcomer what we hold so it can fetch what it lacks. */
 	uint32_t k = mempool_peek(n->mp, n->scratch, n->cfg.block_max_records, UINT64_MAX);
 	if (k) {
