@@ -1811,14 +1811,37 @@ int chain_validate(const struct chain *c, const struct td_block *blk, char *err,
 
 /* ---- queries --------------------------------------------------------------- */
 
+/* Decodes the committed record at index in block height ("D") into *out. */
+static int record_load(const struct chain *c, uint64_t height, uint32_t index, struct td_record **out)
+{
+	char e[TD_ERRMSG_MAX];
+	uint8_t *p;
+	size_t n;
+	struct key k;
+	int rc;
+
+	*out = NULL;
+	key_record(&k, height, index);
+	rc = store_get(c->st, k.b, k.n, &p, &n);
+	if (rc != 0)
+		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
+	if (td_record_decode_trusted(out, p, n, c->g->chain_id, e, sizeof(e)) != 0) {
+		td_record_free(*out);
+		*out = NULL;
+		rc = TD_ECORRUPT;
+	}
+	free(p);
+	return rc;
+}
+
 /* Decodes the committed record with this id into *out, its height in *height. */
 static int record_at(const struct chain *c, const uint8_t id[static TD_HASH_LEN], struct td_record **out,
 		     uint64_t *height)
 {
-	char e[TD_ERRMSG_MAX];
-	struct td_record *rec = NULL;
-	uint8_t *loc, *p;
-	size_t n, ln;
+	struct td_record *rec;
+	uint8_t *loc;
+	size_t ln;
+	uint32_t index;
 	struct key k;
 	int rc;
 
@@ -1833,32 +1856,27 @@ static int record_at(const struct chain *c, const uint8_t id[static TD_HASH_LEN]
 		return TD_ECORRUPT;
 	}
 	*height = get_u64(loc);
-	key_record(&k, *height, get_u32(loc + 8));
+	index = get_u32(loc + 8);
 	free(loc);
-	rc = store_get(c->st, k.b, k.n, &p, &n);
+	rc = record_load(c, *height, index, &rec);
 	if (rc != 0)
-		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
-	if (td_record_decode_trusted(&rec, p, n, c->g->chain_id, e, sizeof(e)) != 0 ||
-	    memcmp(rec->id, id, TD_HASH_LEN) != 0) {
+		return rc;
+	if (memcmp(rec->id, id, TD_HASH_LEN) != 0) {
 		td_record_free(rec);
-		rec = NULL;
-		rc = TD_ECORRUPT;
+		return TD_ECORRUPT;
 	}
-	free(p);
 	*out = rec;
-	return rc;
+	return 0;
 }
 
 /*
  * The compiled release of a committed tender whose state is st: from "K",
- * or compiled from its only release. NULL on a read error.
+ * or compiled from its only release (at st's first height and index).
+ * NULL on a read error.
  */
 static json_t *compiled_load(const struct chain *c, const char *ocid, const struct tstate *st)
 {
 	struct td_record *rec;
-	uint8_t *id;
-	uint64_t height;
-	size_t n;
 	struct key k;
 	json_t *out;
 
@@ -1866,16 +1884,12 @@ static json_t *compiled_load(const struct chain *c, const char *ocid, const stru
 		key_ocid(&k, 'K', ocid);
 		return get_json(c, &k);
 	}
-	key_ocid(&k, 'E', ocid);
-	key_byte(&k, 0);
-	key_u32(&k, 0);
-	if (store_get(c->st, k.b, k.n, &id, &n) != 0)
+	if (record_load(c, st->first_height, st->first_index, &rec) != 0)
 		return NULL;
-	if (n != TD_HASH_LEN || record_at(c, id, &rec, &height) != 0) {
-		free(id);
+	if (strcmp(rec->ocid, ocid) != 0) {
+		td_record_free(rec);
 		return NULL;
 	}
-	free(id);
 	out = json_object();
 	td_release_merge(out, rec->release);
 	td_record_free(rec);
@@ -2189,20 +2203,93 @@ fail:
 }
 
 /* Decodes the committed block at height (1..tip; records not re-verified). */
-static int load_block(const struct chain *c, uint64_t height, struct td_block **out)
+/* A block's "B" entry: header, hash and record ids, pointing into val (the caller frees it). */
+struct blkmeta {
+	uint8_t *val;
+	const uint8_t *hdr, *ids;
+	size_t hlen;
+	struct td_block_header h;
+	uint8_t hash[TD_HASH_LEN];
+};
+
+static int blkmeta_load(const struct chain *c, uint64_t height, struct blkmeta *m)
 {
-	char e[TD_ERRMSG_MAX];
-	uint8_t *buf, *cb;
-	size_t len, cl;
+	struct key k;
+	size_t len;
+	int rc;
+
+	key_height(&k, 'B', height);
+	rc = store_get(c->st, k.b, k.n, &m->val, &len);
+	if (rc != 0)
+		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
+	m->hlen = len >= 4 ? get_u32(m->val) : 0;
+	m->hdr = m->val + 4;
+	m->ids = m->hdr + m->hlen;
+	if (len < 4 || m->hlen > len - 4 || td_header_decode(&m->h, m->hash, m->hdr, m->hlen) != 0 ||
+	    m->h.height != height || (len - 4 - m->hlen) != (size_t)m->h.n_records * TD_HASH_LEN) {
+		free(m->val);
+		m->val = NULL;
+		return TD_ECORRUPT;
+	}
+	return 0;
+}
+
+/* The committed block at height in td_block_encode's form, put together from "B" and "D". */
+static int block_bytes(const struct chain *c, uint64_t height, uint8_t **out, size_t *len)
+{
+	struct blkmeta m = { 0 };
+	struct store_iter *it;
+	struct td_buf b;
+	const uint8_t *key, *val;
+	size_t klen, vlen;
+	uint32_t n = 0;
+	struct key k;
 	int rc;
 
 	*out = NULL;
-	rc = chain_block_raw(c, height, &buf, &len, &cb, &cl);
+	rc = blkmeta_load(c, height, &m);
 	if (rc != 0)
-		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
+		return rc;
+	/* [header, [record bytes...]] */
+	td_buf_init(&b);
+	td_enc_array(&b, 2);
+	td_enc_raw(&b, m.hdr, m.hlen);
+	td_enc_array(&b, m.h.n_records);
+	key_height(&k, 'D', height);
+	it = store_iter_new(c->st, k.b, k.n, false);
+	while (n < m.h.n_records && store_iter_next(it, &key, &klen, &val, &vlen)) {
+		if (klen != k.n + 4 || get_u32(key + k.n) != n) {
+			rc = TD_ECORRUPT;
+			break;
+		}
+		td_enc_bin(&b, val, vlen);
+		n++;
+	}
+	if (rc == 0 && store_iter_error(it) != 0)
+		rc = store_iter_error(it);
+	else if (rc == 0 && n != m.h.n_records)
+		rc = TD_ECORRUPT;
+	store_iter_free(it);
+	free(m.val);
+	if (rc == 0)
+		*out = td_buf_take(&b, len);
+	td_buf_free(&b);
+	return rc;
+}
+
+static int load_block(const struct chain *c, uint64_t height, struct td_block **out)
+{
+	char e[TD_ERRMSG_MAX];
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	rc = block_bytes(c, height, &buf, &len);
+	if (rc != 0)
+		return rc;
 	rc = td_block_decode(out, buf, len, c->g->chain_id, true, e, sizeof(e)) == 0 ? 0 : TD_ECORRUPT;
 	free(buf);
-	free(cb);
 	return rc;
 }
 
@@ -2387,37 +2474,6 @@ fail:
 	return NULL;
 }
 
-/* A block's "B" entry: header, hash and record ids, pointing into val (the caller frees it). */
-struct blkmeta {
-	uint8_t *val;
-	const uint8_t *hdr, *ids;
-	size_t hlen;
-	struct td_block_header h;
-	uint8_t hash[TD_HASH_LEN];
-};
-
-static int blkmeta_load(const struct chain *c, uint64_t height, struct blkmeta *m)
-{
-	struct key k;
-	size_t len;
-	int rc;
-
-	key_height(&k, 'B', height);
-	rc = store_get(c->st, k.b, k.n, &m->val, &len);
-	if (rc != 0)
-		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
-	m->hlen = len >= 4 ? get_u32(m->val) : 0;
-	m->hdr = m->val + 4;
-	m->ids = m->hdr + m->hlen;
-	if (len < 4 || m->hlen > len - 4 || td_header_decode(&m->h, m->hash, m->hdr, m->hlen) != 0 ||
-	    m->h.height != height || (len - 4 - m->hlen) != (size_t)m->h.n_records * TD_HASH_LEN) {
-		free(m->val);
-		m->val = NULL;
-		return TD_ECORRUPT;
-	}
-	return 0;
-}
-
 json_t *chain_block_json(const struct chain *c, uint64_t height)
 {
 	char e[TD_ERRMSG_MAX], name[2 * TD_PUBKEY_LEN + 1];
@@ -2476,12 +2532,6 @@ done:
 
 int chain_block_raw(const struct chain *c, uint64_t height, uint8_t **blk, size_t *blen, uint8_t **commit, size_t *clen)
 {
-	struct blkmeta m = { 0 };
-	struct store_iter *it;
-	struct td_buf b;
-	const uint8_t *key, *val;
-	size_t klen, vlen;
-	uint32_t n = 0;
 	struct key k;
 	int rc;
 
@@ -2489,36 +2539,9 @@ int chain_block_raw(const struct chain *c, uint64_t height, uint8_t **blk, size_
 	*commit = NULL;
 	if (height == 0 || height > c->height)
 		return TD_ENOTFOUND;
-	rc = blkmeta_load(c, height, &m);
+	rc = block_bytes(c, height, blk, blen);
 	if (rc != 0)
 		return rc;
-	/* td_block_encode's form: [header, [record bytes...]] */
-	td_buf_init(&b);
-	td_enc_array(&b, 2);
-	td_enc_raw(&b, m.hdr, m.hlen);
-	td_enc_array(&b, m.h.n_records);
-	key_height(&k, 'D', height);
-	it = store_iter_new(c->st, k.b, k.n, false);
-	while (n < m.h.n_records && store_iter_next(it, &key, &klen, &val, &vlen)) {
-		if (klen != k.n + 4 || get_u32(key + k.n) != n) {
-			rc = TD_ECORRUPT;
-			break;
-		}
-		td_enc_bin(&b, val, vlen);
-		n++;
-	}
-	if (rc == 0 && store_iter_error(it) != 0)
-		rc = store_iter_error(it);
-	else if (rc == 0 && n != m.h.n_records)
-		rc = TD_ECORRUPT;
-	store_iter_free(it);
-	free(m.val);
-	if (rc != 0) {
-		td_buf_free(&b);
-		return rc;
-	}
-	*blk = td_buf_take(&b, blen);
-	td_buf_free(&b);
 	key_height(&k, 'C', height);
 	rc = store_get(c->st, k.b, k.n, commit, clen);
 	if (rc != 0) {
