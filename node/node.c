@@ -992,15 +992,21 @@ static void maybe_start(struct node *n, uint32_t delay_ms)
 
 /* ---- block sync ---- */
 
-static void request_sync(struct node *n, struct p2p_peer *peer)
+/* Asks peer for the blocks from height from on. */
+static void request_sync_from(struct node *n, struct p2p_peer *peer, uint64_t from)
 {
 	struct td_buf b;
 	n->syncing = true;
 	n->sync_deadline = uv_now(n->loop) + SYNC_TIMEOUT_MS;
 	td_buf_init(&b);
-	td_msg_sync_req(&b, chain_height(n->chain) + 1, TD_SYNC_BATCH);
+	td_msg_sync_req(&b, from, TD_SYNC_BATCH);
 	send_buf(n, peer, &b);
 	td_buf_free(&b);
+}
+
+static void request_sync(struct node *n, struct p2p_peer *peer)
+{
+	request_sync_from(n, peer, chain_height(n->chain) + 1);
 }
 
 static void on_status(struct node *n, struct p2p_peer *peer, const struct td_msg *m)
@@ -1080,11 +1086,7 @@ static void on_sync_blocks(struct node *n, struct p2p_peer *peer, const struct t
 		}
 	}
 	if (nb > 0 && blks[nb - 1]->hdr.height >= cur_height(n) && n->peer_height[v] > blks[nb - 1]->hdr.height) {
-		struct td_buf b;
-		td_buf_init(&b);
-		td_msg_sync_req(&b, blks[nb - 1]->hdr.height + 1, TD_SYNC_BATCH);
-		send_buf(n, peer, &b);
-		td_buf_free(&b);
+		request_sync_from(n, peer, blks[nb - 1]->hdr.height + 1);
 		asked = true;
 	}
 	for (uint32_t i = 0; i < nb; i++) {
@@ -1109,12 +1111,8 @@ out:
 	for (uint32_t i = 0; i < nb; i++)
 		td_block_free(blks[i]);
 	free(blks);
-	if (asked) {
-		/* the answer to the request sent above is on its way */
-		n->sync_deadline = uv_now(n->loop) + SYNC_TIMEOUT_MS;
-	} else {
-		n->syncing = false;
-	}
+	if (!asked)
+		n->syncing = false; /* else the answer to the request sent above is on its way */
 	if (applied) {
 		log_info("block sync: applied %u block%s, now at height %llu", applied, applied == 1 ? "" : "s",
 			 (unsigned long long)chain_height(n->chain));
