@@ -1420,31 +1420,6 @@ static int stage_record(const struct chain *c, struct store_batch *b, struct pen
 	return 0;
 }
 
-static size_t bin_len(size_t n)
-{
-	return n + (n < 256 ? 2 : n < 65536 ? 3 : 5);
-}
-
-static size_t arr_len(size_t n)
-{
-	return n < 16 ? 1 : n < 65536 ? 3 : 5;
-}
-
-/* The length of td_block_encode(blk), without encoding it. */
-static size_t block_encoded_len(const struct td_block *blk)
-{
-	struct td_buf hb;
-	size_t len;
-
-	td_buf_init(&hb);
-	td_header_encode(&hb, &blk->hdr);
-	len = arr_len(2) + hb.sb.size + arr_len(blk->hdr.n_records);
-	td_buf_free(&hb);
-	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
-		len += bin_len(blk->records[i]->len);
-	return len;
-}
-
 static void key_record(struct key *k, uint64_t height, uint32_t index)
 {
 	key_height(k, 'D', height);
@@ -1761,7 +1736,7 @@ static int apply(const struct chain *c, const struct td_block *blk, const struct
 	if (rc != 0)
 		goto out;
 
-	len = block_encoded_len(blk);
+	len = td_block_encoded_len(blk);
 	if (len > TD_BLOCK_MAX) {
 		seterr(err, errlen, "block %llu: %zu bytes, at most %u", (unsigned long long)height, len,
 		       (unsigned)TD_BLOCK_MAX);

@@ -239,6 +239,31 @@ void td_block_encode(const struct td_block *blk, uint8_t **out, size_t *len)
 	td_buf_free(&b);
 }
 
+/* msgpack's shortest headers, as msgpack-c writes them: bin 8/16/32, fixarray/array 16/32 */
+static size_t bin_len(size_t n)
+{
+	return n + (n < 256 ? 2 : n < 65536 ? 3 : 5);
+}
+
+static size_t arr_len(size_t n)
+{
+	return n < 16 ? 1 : n < 65536 ? 3 : 5;
+}
+
+size_t td_block_encoded_len(const struct td_block *blk)
+{
+	struct td_buf hb;
+	size_t len;
+
+	td_buf_init(&hb);
+	td_header_encode(&hb, &blk->hdr);
+	len = arr_len(2) + hb.sb.size + arr_len(blk->hdr.n_records);
+	td_buf_free(&hb);
+	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
+		len += bin_len(blk->records[i]->len);
+	return len;
+}
+
 int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len, const char *chain_id, bool trusted,
 		    char *err, size_t errlen)
 {

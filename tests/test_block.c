@@ -234,6 +234,7 @@ static void test_encode_decode_roundtrip(void **state)
 	size_t len, len2;
 	char err[TD_ERRMSG_MAX] = "";
 	td_block_encode(blk, &p, &len);
+	assert_int_equal(td_block_encoded_len(blk), len);
 	int rc = td_block_decode(&got, p, len, CHAIN, false, err, sizeof(err));
 	if (rc)
 		print_error("%s\n", err);
@@ -259,9 +260,21 @@ static void test_encode_decode_roundtrip(void **state)
 	free(p);
 	td_block_free(blk);
 
+	/* td_block_encoded_len past the fixarray limit of 15 records */
+	static const uint8_t zero[TD_HASH_LEN];
+	struct td_record **many = calloc(20, sizeof(*many));
+	for (int i = 0; i < 20; i++)
+		many[i] = copy_rec(f->recs[i % 3]);
+	blk = td_block_new(1, zero, BLOCK_TIME, f->vpk[0], many, 20);
+	td_block_encode(blk, &p, &len);
+	assert_int_equal(td_block_encoded_len(blk), len);
+	free(p);
+	td_block_free(blk);
+
 	/* An empty block round-trips too. */
 	blk = make_block_order(f, NULL, 0);
 	td_block_encode(blk, &p, &len);
+	assert_int_equal(td_block_encoded_len(blk), len);
 	assert_int_equal(td_block_decode(&got, p, len, CHAIN, false, err, sizeof(err)), 0);
 	assert_int_equal(got->hdr.n_records, 0);
 	assert_memory_equal(got->hash, blk->hash, TD_HASH_LEN);

@@ -102,6 +102,8 @@ struct td_block *td_block_new(uint64_t height, const uint8_t prev[static TD_HASH
 			      const uint8_t proposer[static TD_PUBKEY_LEN], struct td_record **records, uint32_t n);
 /* Encodes a block with its records. Caller frees *out. */
 void td_block_encode(const struct td_block *blk, uint8_t **out, size_t *len);
+/* The length td_block_encode would give, without encoding the records. */
+size_t td_block_encoded_len(const struct td_block *blk);
 /*
  * Decodes a block, checking canonical form, every record (signatures
  * verified unless trusted), the records root and count. Returns 0 or an
