@@ -147,6 +147,7 @@
 
 #include "tenderd/block.h"
 #include "tenderd/codec.h"
+#include "tenderd/isotime.h"
 #include "tenderd/json.h"
 #include "tenderd/record.h"
 #include "tenderd/release.h"
@@ -602,54 +603,17 @@ static int tstate_load(const struct chain *c, const char *ocid, struct tstate *t
 	return rc;
 }
 
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	const int64_t era = (y >= 0 ? y : y - 399) / 400;
-	const unsigned yoe = (unsigned)(y - era * 400);
-	const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* The value of n decimal digits at s (checked by td_iso_valid). */
-static unsigned dec(const char *s, size_t n)
-{
-	unsigned v = 0;
-
-	for (size_t i = 0; i < n; i++)
-		v = v * 10 + (unsigned)(s[i] - '0');
-	return v;
-}
-
 /*
  * The date key (file comment) of an ISO 8601 date-time with seconds and a
- * zone (td_iso_valid) into *out; false if s[0..len) is not one.
+ * zone (td_iso_parse) into *out; false if s[0..len) is not one.
  */
 static bool date_key(const char *s, size_t len, uint64_t *out)
 {
-	int64_t days, mins, ms = 0;
-	size_t i = 19, nd = 0;
+	int64_t ms;
 
-	if (!td_iso_valid(s, len))
+	if (!td_iso_parse(s, len, &ms))
 		return false;
-	days = days_from_civil(dec(s, 4), dec(s + 5, 2), dec(s + 8, 2));
-	mins = (days * 24 + dec(s + 11, 2)) * 60 + dec(s + 14, 2);
-	if (s[i] == '.') {
-		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
-			if (nd < 3) {
-				ms = ms * 10 + (s[i] - '0');
-				nd++;
-			}
-		for (; nd < 3; nd++)
-			ms *= 10;
-	}
-	if (s[i] == '+' || s[i] == '-') {
-		int64_t off = dec(s + i + 1, 2) * 60 + dec(s + i + 4, 2);
-		mins -= s[i] == '+' ? off : -off;
-	}
-	*out = (uint64_t)((mins * 60 + dec(s + 17, 2)) * 1000 + ms) + DATE_BIAS;
+	*out = (uint64_t)ms + DATE_BIAS;
 	return true;
 }
 

@@ -4,12 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <sodium.h>
 
 #include "tenderd/block.h"
 #include "tenderd/codec.h"
+#include "tenderd/isotime.h"
 #include "tenderd/json.h"
 
 /* ---- genesis ---- */
@@ -23,28 +23,19 @@ static bool copy_str(const json_t *obj, const char *key, char *out, size_t cap)
 	return true;
 }
 
-/* Parses "YYYY-MM-DDTHH:MM:SS[.mmm]Z" into ms since the epoch. */
+/*
+ * Parses a genesis time into ms since the epoch: a td_iso_parse date-time in
+ * UTC ("Z") with at most three fraction digits ("YYYY-MM-DDTHH:MM:SS[.mmm]Z"),
+ * not before 1970.
+ */
 static bool parse_utc(const char *s, uint64_t *out)
 {
-	struct tm tm = { 0 };
-	int ms = 0, n = 0;
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-		   &tm.tm_sec, &n) != 6)
+	const size_t n = strlen(s);
+	int64_t ms;
+
+	if (!td_iso_parse(s, n, &ms) || s[n - 1] != 'Z' || (s[19] == '.' && n - 21 > 3) || ms < 0)
 		return false;
-	if (s[n] == '.') {
-		int k = 0;
-		if (sscanf(s + n, ".%3d%n", &ms, &k) != 1)
-			return false;
-		n += k;
-	}
-	if (strcmp(s + n, "Z") != 0 || !td_iso_valid(s, strlen(s)))
-		return false;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	time_t t = timegm(&tm);
-	if (t < 0)
-		return false;
-	*out = (uint64_t)t * 1000 + (uint64_t)ms;
+	*out = (uint64_t)ms;
 	return true;
 }
 

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "tenderd/json.h"
 #include "tenderd/release.h"
@@ -144,81 +143,6 @@ enum td_kind td_kind_parse(const char *s, size_t len)
 			return (enum td_kind)k;
 	}
 	return 0;
-}
-
-/* ---- dates ---------------------------------------------------------------- */
-
-void td_time_iso(char out[32], uint64_t time_ms)
-{
-	struct tm tm;
-	time_t secs = (time_t)(time_ms / 1000);
-	unsigned ms = (unsigned)(time_ms % 1000);
-
-	if ((uint64_t)secs != time_ms / 1000 || gmtime_r(&secs, &tm) == NULL) {
-		/* Beyond what the C library can represent: no real clock gets here. */
-		memset(&tm, 0, sizeof tm);
-		tm.tm_year = 70;
-		tm.tm_mday = 1;
-		ms = 0;
-	}
-	int n = snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-			 tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-	if (n < 0)
-		out[0] = '\0';
-}
-
-/* Reads n decimal digits at s; false if any is not a digit. */
-static bool read_digits(const char *s, size_t n, unsigned *out)
-{
-	unsigned v = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	*out = v;
-	return true;
-}
-
-static unsigned days_in_month(unsigned year, unsigned month)
-{
-	static const unsigned char days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-
-	return month == 2 && leap ? 29 : days[month - 1];
-}
-
-bool td_iso_valid(const char *s, size_t len)
-{
-	unsigned year, month, day, hour, min, sec, zh, zm;
-	size_t i;
-
-	if (s == NULL || len < 20)
-		return false;
-	if (!read_digits(s, 4, &year) || s[4] != '-' || !read_digits(s + 5, 2, &month) || s[7] != '-' ||
-	    !read_digits(s + 8, 2, &day) || s[10] != 'T' || !read_digits(s + 11, 2, &hour) || s[13] != ':' ||
-	    !read_digits(s + 14, 2, &min) || s[16] != ':' || !read_digits(s + 17, 2, &sec))
-		return false;
-	if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 60)
-		return false;
-	i = 19;
-	if (s[i] == '.') {
-		size_t start = ++i;
-		while (i < len && s[i] >= '0' && s[i] <= '9')
-			i++;
-		if (i == start)
-			return false;
-	}
-	if (i < len && s[i] == 'Z')
-		return i + 1 == len;
-	if (i < len && (s[i] == '+' || s[i] == '-')) {
-		if (len - i != 6 || !read_digits(s + i + 1, 2, &zh) || s[i + 3] != ':' ||
-		    !read_digits(s + i + 4, 2, &zm))
-			return false;
-		return zh <= 23 && zm <= 59;
-	}
-	return false;
 }
 
 /* ---- validation ----------------------------------------------------------- */

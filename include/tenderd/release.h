@@ -9,6 +9,7 @@
 #define TENDERD_RELEASE_H
 
 #include <jansson.h>
+#include "tenderd/isotime.h"
 #include "tenderd/types.h"
 
 /* What a record does to a tender; each maps to one OCDS release tag. */
@@ -61,10 +62,5 @@ void td_release_merge(json_t *compiled, const json_t *release);
  * Returns a new reference.
  */
 json_t *td_release_summary(const json_t *compiled);
-
-/* Formats ms since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (32 bytes). */
-void td_time_iso(char out[32], uint64_t time_ms);
-/* True if s is an ISO 8601 date-time with seconds and a zone (Z or +hh:mm). */
-bool td_iso_valid(const char *s, size_t len);
 
 #endif
