@@ -8,29 +8,31 @@
 #include <limits.h>
 #include "tenderd/block.h"
 
+#define TENDERD_VERSION "0.1.0"
+
 #define CONFIG_FILE "config.ini"
 #define GENESIS_FILE "genesis.json"
 #define KEY_FILE "node.key"
 
 struct config {
 	char home[PATH_MAX];
-	char name[TD_NAME_MAX + 1];  /* [node] name: this agency, as in genesis */
-	char socket_path[PATH_MAX];  /* [rpc] socket */
-	char store_path[PATH_MAX];   /* [store] path */
-	char log_level[16];          /* [log] level */
-	char log_format[16];         /* [log] format: text or json */
-	char log_file[PATH_MAX];     /* [log] file: empty for stderr; reopened on SIGHUP */
-	uint32_t mempool_max_records; /* [mempool] max_records */
-	uint64_t mempool_max_bytes;   /* [mempool] max_bytes */
-	uint32_t block_delay_ms;      /* [consensus] block_delay_ms */
-	uint32_t block_max_records;   /* [consensus] block_max_records */
-	uint32_t block_max_bytes;     /* [consensus] block_max_bytes */
-	uint32_t timeout_propose_ms;  /* [consensus] timeout_propose_ms: first round's wait for a proposal */
+	char name[TD_NAME_MAX + 1];              /* [node] name: this agency, as in genesis */
+	char socket_path[PATH_MAX];              /* [rpc] socket */
+	char store_path[PATH_MAX];               /* [store] path */
+	char log_level[16];                      /* [log] level */
+	char log_format[16];                     /* [log] format: text or json */
+	char log_file[PATH_MAX];                 /* [log] file: empty for stderr; reopened on SIGHUP */
+	uint32_t mempool_max_records;            /* [mempool] max_records */
+	uint64_t mempool_max_bytes;              /* [mempool] max_bytes */
+	uint32_t block_delay_ms;                 /* [consensus] block_delay_ms */
+	uint32_t block_max_records;              /* [consensus] block_max_records */
+	uint32_t block_max_bytes;                /* [consensus] block_max_bytes */
+	uint32_t timeout_propose_ms;             /* [consensus] timeout_propose_ms: first round's wait for a proposal */
 	uint32_t timeout_propose_unreachable_ms; /* [consensus]: the wait when the proposer is not connected */
-	uint32_t timeout_vote_ms;     /* [consensus] timeout_vote_ms: first round's prevote/precommit wait */
-	uint32_t timeout_max_ms;      /* [consensus] timeout_max_ms: cap on any timeout as rounds grow */
-	char p2p_listen[128];         /* [p2p] listen host:port */
-	char p2p_peers[4096];         /* [p2p] peers: comma-separated host:port */
+	uint32_t timeout_vote_ms;                /* [consensus] timeout_vote_ms: first round's prevote/precommit wait */
+	uint32_t timeout_max_ms;                 /* [consensus] timeout_max_ms: cap on any timeout as rounds grow */
+	char p2p_listen[128];                    /* [p2p] listen host:port */
+	char p2p_peers[4096];                    /* [p2p] peers: comma-separated host:port */
 };
 
 /* Fills cfg with the defaults for home (paths resolved under it). */
@@ -44,8 +46,7 @@ int config_load(struct config *cfg, const char *home, char *err, size_t errlen);
  * Sets one option by "section.key" (for command-line overrides); relative
  * paths resolve under the home. Returns 0 or TD_EINVAL with a message.
  */
-int config_set(struct config *cfg, const char *section, const char *key, const char *value, char *err,
-	       size_t errlen);
+int config_set(struct config *cfg, const char *section, const char *key, const char *value, char *err, size_t errlen);
 /* Writes a documented config.ini for cfg to path (refuses to overwrite). */
 int config_write(const struct config *cfg, const char *path, char *err, size_t errlen);
 

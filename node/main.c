@@ -16,7 +16,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "node.h"
+#include "daemon.h"
 
 #define EXIT_USAGE 3
 
@@ -66,12 +66,11 @@ static const char *home_arg(const char *opt)
 
 static int cmd_init(int argc, char **argv)
 {
-	static const struct option opts[] = { { "home", required_argument, NULL, 'h' },
-					      { "name", required_argument, NULL, 'n' },
-					      { "chain-id", required_argument, NULL, 'c' },
-					      { "ocid-prefix", required_argument, NULL, 'o' },
-					      { "help", no_argument, NULL, 'H' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {
+		{ "home", required_argument, NULL, 'h' },     { "name", required_argument, NULL, 'n' },
+		{ "chain-id", required_argument, NULL, 'c' }, { "ocid-prefix", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'H' },           { NULL, 0, NULL, 0 }
+	};
 	const char *home = NULL, *name = NULL, *chain_id = "tenderd-local", *prefix = "ocds-kr2020";
 	char err[512];
 	int c;
@@ -182,7 +181,7 @@ static int cmd_run(int argc, char **argv)
 	int nsets = 0, c;
 	const char *home = NULL, *level = NULL, *format = NULL, *sock = NULL, *logfile = NULL;
 	struct config cfg;
-	struct node *node = NULL;
+	struct daemon *dm = NULL;
 	uv_loop_t loop;
 	char err[1024];
 
@@ -237,14 +236,15 @@ static int cmd_run(int argc, char **argv)
 	/* The loop is single-threaded; LevelDB's compaction thread needs no arena of its own either. */
 	mallopt(M_ARENA_MAX, 2);
 	uv_loop_init(&loop);
-	if (node_start(&node, &loop, &cfg, err, sizeof(err)) != 0) {
+	if (daemon_start(&dm, &loop, &cfg, err, sizeof(err)) != 0) {
 		log_error("cannot start: %s", err);
 		uv_run(&loop, UV_RUN_DEFAULT);
+		daemon_free(dm);
 		uv_loop_close(&loop);
 		return 1;
 	}
 	uv_run(&loop, UV_RUN_DEFAULT);
-	node_free(node);
+	daemon_free(dm);
 	int rc = uv_loop_close(&loop);
 	if (rc != 0)
 		log_warn("event loop closed with handles open: %s", uv_strerror(rc));
@@ -260,7 +260,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
 		return usage(stdout, 0);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-		printf("tenderd 0.1.0\n");
+		printf("tenderd %s\n", TENDERD_VERSION);
 		return 0;
 	}
 	optind = 1;

@@ -1,36 +1,60 @@
 /*
- * The node: owns the event loop and every module, and wires them together.
+ * The node: one validator's modules wired together, above the seam of
+ * nodeio.h. It owns the chain, the mempool, proposals, the consensus
+ * driver, block sync, gossip and the socket API, and connects them through
+ * callbacks; it dispatches peers' messages, timers and socket requests to
+ * them. It touches no socket, clock or timer itself: the daemon (daemon.h)
+ * runs it on libuv, a test or a simulator on fakes.
  *
- * Data flows one way: the socket (rpc) hands a release to the node, which
- * builds and signs a record (proto), checks it against the chain and puts it
- * in the mempool; the block producer takes pending records into a block,
- * commits it (chain), and answers the requests waiting for those records.
- * With one validator the producer is the degenerate case of round-robin
- * consensus: this validator proposes every block and its own PRECOMMIT
- * signature is the commit.
+ * Every entry point below is a safe point: consensus actions caused by the
+ * event run once it is handled, never inside another module's handler.
  */
 #ifndef TENDERD_NODE_H
 #define TENDERD_NODE_H
 
-#include <uv.h>
+#include <jansson.h>
 
 #include "config.h"
+#include "nodeio.h"
+#include "rpc.h"
+
+#define NODE_TICK_MS 1000  /* STATUS broadcast and sync checks */
+#define NODE_STALL_TICKS 2 /* ticks without a new block before signed messages are sent again */
 
 struct node;
 
 /*
- * Opens the node described by cfg on loop: loads the key (refused if others
- * can read it) and genesis, opens the store, starts the socket and signal
- * handlers. Returns 0 or an error with a message.
+ * Opens the node of validator sk (TD_SECKEY_LEN) in genesis g: the store at
+ * cfg->store_path, the sign state in cfg->home. g and io are borrowed
+ * until node_free(), cfg is copied. Resumes a height the sign state was in the middle of. Returns
+ * 0 or an error with a message.
  */
-int node_start(struct node **out, uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen);
+int node_new(struct node **out, const struct config *cfg, const struct td_genesis *g, const uint8_t *sk,
+	     const struct node_io *io, char *err, size_t errlen);
 /*
- * Begins a graceful stop: no new requests, pending records committed when
- * this node can commit alone, waiting requests answered, socket removed.
- * The loop ends once everything is closed; then call node_free.
+ * Stops taking work: waiting requests are answered with a shutting-down
+ * error, no more consensus actions or timers, pending records stay
+ * uncommitted (logged).
  */
 void node_stop(struct node *n);
-/* Closes the store and frees the node (after uv_run returned); NULL does nothing. */
+/* Closes the store and frees the node; NULL does nothing. */
 void node_free(struct node *n);
+
+/* Validator v's connection is up (authenticated). */
+void node_on_connect(struct node *n, uint32_t v);
+/* Validator v's connection is gone. */
+void node_on_disconnect(struct node *n, uint32_t v);
+/* One message from validator v; malformed ones cost v its connection. */
+void node_on_message(struct node *n, uint32_t v, const uint8_t *msg, size_t len);
+/* A timer asked for through io fired. */
+void node_on_timer(struct node *n, enum node_timer kind);
+/* A socket request (the rpc handler). */
+void node_on_request(struct node *n, struct rpc_req *req, const char *method, json_t *params);
+/* End of a loop turn: gossip sends what it gathered. */
+void node_flush(struct node *n);
+
+/* The chain's height and the records waiting in the mempool (for logs and tests). */
+uint64_t node_height(const struct node *n);
+uint32_t node_pending(const struct node *n);
 
 #endif

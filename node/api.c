@@ -1,0 +1,534 @@
+/*
+ * The socket API (see api.h). Owns the publishes waiting for their record
+ * and the watch streams; every answer goes out through rpc.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "log.h"
+#include "tenderd/json.h"
+
+struct waiter {
+	struct rpc_req *req;
+	uint8_t id[TD_HASH_LEN];
+	char ocid[TD_OCID_MAX + 1];
+	char release_id[TD_ID_MAX + 1];
+	struct waiter *next;
+};
+
+/* A tender.watch subscription: releases of blocks from next_height on are still to be sent. */
+struct watcher {
+	struct rpc_req *req;
+	uint64_t next_height;
+	struct watcher *next;
+};
+
+struct api {
+	struct api_deps d;
+	bool stopping;
+	struct waiter *waiters;
+	struct watcher *watchers;
+};
+
+struct api *api_new(const struct api_deps *deps)
+{
+	struct api *a = td_xcalloc(1, sizeof(*a));
+	a->d = *deps;
+	return a;
+}
+
+void api_free(struct api *a)
+{
+	if (!a)
+		return;
+	api_stop(a);
+	free(a);
+}
+
+void api_stop(struct api *a)
+{
+	a->stopping = true;
+	while (a->waiters) {
+		struct waiter *w = a->waiters;
+		a->waiters = w->next;
+		rpc_error(w->req, TD_RPC_SHUTTING_DOWN, "tenderd stopped before the record was committed");
+		free(w);
+	}
+	while (a->watchers) {
+		struct watcher *w = a->watchers;
+		a->watchers = w->next;
+		rpc_error(w->req, TD_RPC_SHUTTING_DOWN, "tenderd is stopping");
+		free(w);
+	}
+}
+
+/* The JSON-RPC error code for a TD_E* refusal of a record. */
+static int rpc_code(int rc)
+{
+	switch (rc) {
+	case TD_EEXIST: return TD_RPC_DUPLICATE;
+	case TD_EPERM:
+	case TD_ERULE: return TD_RPC_RULE;
+	case TD_EFULL: return TD_RPC_MEMPOOL_FULL;
+	case TD_EINVAL:
+	case TD_ESIG: return TD_RPC_INVALID_RECORD;
+	case TD_ENOTFOUND: return TD_RPC_NOT_FOUND;
+	case TD_ENOMEM:
+	case TD_EIO:
+	case TD_ECORRUPT: return TD_RPC_INTERNAL;
+	}
+	return TD_RPC_INTERNAL;
+}
+
+/* ---- waiting publishes ---- */
+
+static json_t *publish_result(const uint8_t id[static TD_HASH_LEN], const char *ocid, const char *release_id)
+{
+	char hex[2 * TD_HASH_LEN + 1];
+	td_hex(hex, id, TD_HASH_LEN);
+	return json_pack("{s:s, s:s, s:s}", "id", hex, "ocid", ocid, "release_id", release_id);
+}
+
+/* Answers every waiter whose record is committed, or the one refused with msg (id given). */
+static void settle_waiters(struct api *a, const uint8_t *refused_id, int code, const char *msg)
+{
+	struct waiter **p = &a->waiters;
+	while (*p) {
+		struct waiter *w = *p;
+		uint64_t height;
+		if (refused_id && memcmp(w->id, refused_id, TD_HASH_LEN) == 0) {
+			rpc_error(w->req, code, "%s", msg);
+		} else if (!refused_id && chain_has_record(a->d.chain, w->id, &height)) {
+			json_t *res = publish_result(w->id, w->ocid, w->release_id);
+			json_object_set_new(res, "height", td_json_uint(height));
+			rpc_reply(w->req, res);
+		} else {
+			p = &w->next;
+			continue;
+		}
+		*p = w->next;
+		free(w);
+	}
+}
+
+void api_on_dropped(struct api *a, const uint8_t id[static TD_HASH_LEN], const char *msg)
+{
+	settle_waiters(a, id, TD_RPC_RULE, msg);
+}
+
+/* ---- watch streams ---- */
+
+/*
+ * Sends each watcher the releases of the blocks it has not seen, a few
+ * blocks per turn and only while its client keeps reading; comes back by
+ * timer while any watcher is behind. A watcher whose client left is
+ * answered (which frees the request) and forgotten.
+ */
+void api_pump(struct api *a)
+{
+	const struct node_io *io = a->d.io;
+	uint64_t top = chain_height(a->d.chain);
+	bool behind = false, blocked = false;
+	struct watcher **p = &a->watchers;
+	while (*p) {
+		struct watcher *w = *p;
+		if (!rpc_req_alive(w->req) || a->stopping) {
+			rpc_error(w->req, TD_RPC_SHUTTING_DOWN, "watch ended");
+			*p = w->next;
+			free(w);
+			continue;
+		}
+		for (int k = 0; k < API_WATCH_BLOCKS_PER_TURN && w->next_height <= top; k++) {
+			if (rpc_req_queued(w->req) > API_WATCH_QUEUE_MAX) {
+				blocked = true;
+				break;
+			}
+			json_t *rels = chain_block_releases_json(a->d.chain, w->next_height);
+			size_t i;
+			json_t *rel;
+			json_array_foreach(rels, i, rel)
+				rpc_notify(w->req, "tender.release", json_incref(rel));
+			json_decref(rels);
+			w->next_height++;
+		}
+		if (w->next_height <= top)
+			behind = true;
+		p = &w->next;
+	}
+	if ((behind || blocked) && !a->stopping && !io->timer_pending(io->ctx, NODE_TIMER_WATCH))
+		io->timer(io->ctx, NODE_TIMER_WATCH, blocked ? 20 : 0);
+}
+
+void api_on_commit(struct api *a)
+{
+	settle_waiters(a, NULL, 0, NULL);
+	api_pump(a);
+}
+
+/* ---- methods ---- */
+
+static void m_status(struct api *a, struct rpc_req *req, json_t *params)
+{
+	char hash[2 * TD_HASH_LEN + 1], pk[2 * TD_PUBKEY_LEN + 1], ts[32];
+	json_t *vals = json_array(), *evid = json_array();
+	uint32_t nevid = 0;
+	const struct api_deps *n = &a->d;
+	const struct cons *cons = driver_cons(n->driver);
+	const struct cons_evidence *ev = cons_evidence(cons, &nevid);
+	uint64_t top = sync_top(n->sync), sent, received;
+
+	for (uint32_t i = 0; i < n->genesis->n; i++) {
+		td_hex(pk, n->genesis->v[i].pk, TD_PUBKEY_LEN);
+		json_array_append_new(vals, json_pack("{s:o, s:s, s:s, s:o}", "index", td_json_uint(i), "name",
+						      n->genesis->v[i].name, "pub_key", pk, "missed_proposals",
+						      td_json_uint(cons_missed_proposals(cons, i))));
+	}
+	for (uint32_t i = 0; i < nevid; i++) {
+		char ha[2 * TD_HASH_LEN + 1], hb[2 * TD_HASH_LEN + 1];
+		td_hex(ha, ev[i].a, TD_HASH_LEN);
+		td_hex(hb, ev[i].b, TD_HASH_LEN);
+		json_array_append_new(evid,
+				      json_pack("{s:o, s:s, s:o, s:o, s:s, s:s, s:s}", "validator",
+						td_json_uint(ev[i].validator), "name",
+						n->genesis->v[ev[i].validator].name, "height",
+						td_json_uint(ev[i].height), "round", td_json_uint(ev[i].round), "kind",
+						ev[i].kind == CONS_STEP_PROPOSE ? "proposal" :
+						ev[i].kind == CONS_STEP_PREVOTE ? "prevote" :
+										  "precommit",
+						"first", ev[i].nil_a ? "nil" : ha, "second", ev[i].nil_b ? "nil" : hb));
+	}
+	uint64_t h = chain_height(n->chain);
+	n->io->traffic(n->io->ctx, &sent, &received);
+	td_hex(hash, chain_last_hash(n->chain), TD_HASH_LEN);
+	td_hex(pk, n->pk, TD_PUBKEY_LEN);
+	td_time_iso(ts, chain_last_time(n->chain));
+	json_t *res = json_pack(
+		"{s:s, s:s, s:{s:s, s:s, s:b}, s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:{s:o, s:o, s:s}, "
+		"s:{s:o, s:o, s:o, s:o}}",
+		"version", TENDERD_VERSION, "chain_id", n->genesis->chain_id, "node", "name", n->cfg->name, "pub_key",
+		pk, "validator", n->my_index >= 0, "height", td_json_uint(h), "last_block_hash", hash,
+		"last_block_time", ts, "records", td_json_uint(chain_record_count(n->chain)), "mempool",
+		td_json_uint(mempool_count(n->mp)), "mempool_bytes", td_json_uint(mempool_bytes(n->mp)), "peers",
+		n->io->peers_json(n->io->ctx), "validators", vals, "catching_up", sync_busy(n->sync) || top > h + 1,
+		"sync_target", td_json_uint(top > h ? top : h), "consensus", "height",
+		td_json_uint(cons_started(cons) ? cons_height(cons) : h + 1), "round",
+		td_json_uint(cons_started(cons) ? cons_round(cons) : 0), "step",
+		!cons_started(cons)                  ? "idle" :
+		cons_step(cons) == CONS_STEP_PROPOSE ? "propose" :
+		cons_step(cons) == CONS_STEP_PREVOTE ? "prevote" :
+						       "precommit",
+		"p2p", "bytes_sent", td_json_uint(sent), "bytes_received", td_json_uint(received), "records_received",
+		td_json_uint(gossip_records_received(n->gossip)), "records_refused",
+		td_json_uint(gossip_records_refused(n->gossip)));
+	json_object_set_new(res, "evidence", evid);
+	rpc_reply(req, res);
+}
+
+/*
+ * Points each amendment of an amendment release at what it amends: the
+ * tender's latest committed release (amendsReleaseID) and this release
+ * (releaseID), where the agency left them out.
+ */
+static void link_amendments(struct api *a, json_t *full)
+{
+	char last[TD_ID_MAX + 1];
+	const json_t *ocid = json_object_get(full, "ocid"), *id = json_object_get(full, "id");
+	json_t *amends = json_object_get(json_object_get(full, "tender"), "amendments");
+	size_t i;
+	json_t *am;
+	if (!td_json_is_string(ocid) || chain_last_release_id(a->d.chain, json_string_value(ocid), last) != 0)
+		return;
+	json_array_foreach(amends, i, am) {
+		if (!json_is_object(am))
+			continue;
+		if (!json_object_get(am, "amendsReleaseID"))
+			json_object_set_new(am, "amendsReleaseID", json_string(last));
+		if (!json_object_get(am, "releaseID") && td_json_is_string(id))
+			json_object_set_new(am, "releaseID", json_string(json_string_value(id)));
+	}
+}
+
+static void m_publish(struct api *a, struct rpc_req *req, json_t *params)
+{
+	const json_t *jkind = json_object_get(params, "kind"), *release = json_object_get(params, "release");
+	const json_t *jocid = json_object_get(params, "ocid"), *jwait = json_object_get(params, "wait");
+	enum td_kind kind = TD_KIND_TENDER;
+	struct td_record *rec = NULL;
+	json_t *full = NULL;
+	char err[TD_ERRMSG_MAX];
+	const struct api_deps *n = &a->d;
+	uint64_t now = driver_ledger_now(n->driver);
+	int rc;
+
+	if (jkind && (!td_json_is_string(jkind) ||
+		      !(kind = td_kind_parse(json_string_value(jkind), json_string_length(jkind))))) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS,
+			  "kind must be one of tender, tenderAmendment, tenderCancellation, award");
+		return;
+	}
+	if (!json_is_object(release)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "release must be a JSON object (an OCDS release)");
+		return;
+	}
+	if (jocid && !td_json_is_string(jocid)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "ocid must be a string");
+		return;
+	}
+	if (jwait && !json_is_boolean(jwait)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "wait must be true or false");
+		return;
+	}
+	if (n->my_index < 0) {
+		rpc_error(req, TD_RPC_RULE, "this node's key is not a validator of chain %s", n->genesis->chain_id);
+		return;
+	}
+	full = td_release_build(release, kind, jocid ? json_string_value(jocid) : NULL, now, n->cfg->name, err,
+				sizeof(err));
+	if (!full) {
+		rpc_error(req, TD_RPC_INVALID_RECORD, "%s", err);
+		return;
+	}
+	if (kind == TD_KIND_AMENDMENT)
+		link_amendments(a, full);
+	rc = td_record_sign(&rec, kind, full, now, n->genesis->chain_id, n->sk, err, sizeof(err));
+	json_decref(full);
+	if (rc) {
+		rpc_error(req, TD_RPC_INVALID_RECORD, "%s", err);
+		return;
+	}
+	if ((rc = n->submit(n->ctx, rec, err, sizeof(err))) != 0) {
+		td_record_free(rec);
+		rpc_error(req, rpc_code(rc), "%s", err);
+		return;
+	}
+	char hex[2 * TD_HASH_LEN + 1];
+	td_hex(hex, rec->id, TD_HASH_LEN);
+	log_debug("accepted %s %s for %s (record %s)", td_kind_name(kind), rec->release_id, rec->ocid, hex);
+	if (jwait && json_is_true(jwait)) {
+		struct waiter *w = td_xcalloc(1, sizeof(*w));
+		w->req = req;
+		memcpy(w->id, rec->id, TD_HASH_LEN);
+		memcpy(w->ocid, rec->ocid, sizeof(w->ocid));
+		memcpy(w->release_id, rec->release_id, sizeof(w->release_id));
+		w->next = a->waiters;
+		a->waiters = w;
+	} else {
+		rpc_reply(req, publish_result(rec->id, rec->ocid, rec->release_id));
+	}
+}
+
+static bool param_u64(const json_t *params, const char *key, uint64_t *out)
+{
+	const json_t *v = json_object_get(params, key);
+	return v && td_json_number_u64(v, out);
+}
+
+static void m_get(struct api *a, struct rpc_req *req, json_t *params)
+{
+	const struct api_deps *n = &a->d;
+	const json_t *ocid = json_object_get(params, "ocid");
+	if (!td_json_is_string(ocid)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "ocid must be a string");
+		return;
+	}
+	json_t *res = chain_tender_json(n->chain, json_string_value(ocid));
+	if (!res) {
+		rpc_error(req, TD_RPC_NOT_FOUND, "no tender with ocid %s", json_string_value(ocid));
+		return;
+	}
+	rpc_reply(req, res);
+}
+
+/* Reads an optional string parameter; false (and an error sent) if present but not a string. */
+static bool opt_str(struct rpc_req *req, const json_t *params, const char *key, const char **out)
+{
+	const json_t *v = json_object_get(params, key);
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return true;
+	if (!td_json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "%s must be a non-empty string", key);
+		return false;
+	}
+	*out = json_string_value(v);
+	return true;
+}
+
+/*
+ * A date bound for list: YYYY-MM-DD (passed on as it is: the chain takes it
+ * as the whole of that UTC day) or a full ISO 8601 time.
+ */
+static bool date_param(const char *s, char out[static 40])
+{
+	size_t len = strlen(s);
+	if (len == 10) {
+		snprintf(out, 40, "%sT00:00:00Z", s);
+		if (!td_iso_valid(out, strlen(out)))
+			return false;
+		memcpy(out, s, len + 1);
+		return true;
+	}
+	if (len >= 40 || !td_iso_valid(s, len))
+		return false;
+	memcpy(out, s, len + 1);
+	return true;
+}
+
+static void m_list(struct api *a, struct rpc_req *req, json_t *params)
+{
+	const struct api_deps *n = &a->d;
+	uint64_t limit = 50;
+	const json_t *cursor = json_object_get(params, "cursor");
+	struct chain_filter f = { 0 };
+	const char *agency, *since, *until;
+	uint8_t pk[TD_PUBKEY_LEN];
+	char since_buf[40], until_buf[40];
+
+	if (!opt_str(req, params, "agency", &agency) || !opt_str(req, params, "status", &f.status) ||
+	    !opt_str(req, params, "category", &f.category) || !opt_str(req, params, "method", &f.method) ||
+	    !opt_str(req, params, "since", &since) || !opt_str(req, params, "until", &until))
+		return;
+	if (agency) {
+		int v = -1;
+		if (td_unhex(pk, TD_PUBKEY_LEN, agency, strlen(agency)))
+			v = td_genesis_find(n->genesis, pk);
+		for (uint32_t i = 0; v < 0 && i < n->genesis->n; i++)
+			if (strcmp(n->genesis->v[i].name, agency) == 0)
+				v = (int)i;
+		if (v < 0) {
+			rpc_error(req, TD_RPC_INVALID_PARAMS,
+				  "agency \"%s\" is not a validator name or key of this chain", agency);
+			return;
+		}
+		memcpy(pk, n->genesis->v[v].pk, TD_PUBKEY_LEN);
+		f.agency = pk;
+	}
+	if ((since && !date_param(since, since_buf)) || (until && !date_param(until, until_buf))) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "since and until take a date (2020-03-01) or an ISO 8601 time");
+		return;
+	}
+	f.since = since ? since_buf : NULL;
+	f.until = until ? until_buf : NULL;
+	if (json_object_get(params, "limit") && (!param_u64(params, "limit", &limit) || limit < 1 || limit > 1000)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "limit must be a whole number from 1 to 1000");
+		return;
+	}
+	if (cursor && !json_is_null(cursor) && !td_json_is_string(cursor)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "cursor must be a string from next_cursor");
+		return;
+	}
+	json_t *res = chain_list_json(n->chain, &f, (uint32_t)limit,
+				      td_json_is_string(cursor) ? json_string_value(cursor) : NULL);
+	if (!res) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "cursor is not a next_cursor from an earlier answer");
+		return;
+	}
+	rpc_reply(req, res);
+}
+
+static void m_block(struct api *a, struct rpc_req *req, json_t *params)
+{
+	const struct api_deps *n = &a->d;
+	uint64_t height;
+	if (!param_u64(params, "height", &height)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "height must be a whole number");
+		return;
+	}
+	json_t *res = chain_block_json(n->chain, height);
+	if (!res) {
+		rpc_error(req, TD_RPC_NOT_FOUND, "no block at height %llu (the chain is at %llu)",
+			  (unsigned long long)height, (unsigned long long)chain_height(n->chain));
+		return;
+	}
+	rpc_reply(req, res);
+}
+
+static void m_watch(struct api *a, struct rpc_req *req, json_t *params)
+{
+	const struct api_deps *n = &a->d;
+	uint64_t from = chain_height(n->chain) + 1;
+	if (json_object_get(params, "from_height") && (!param_u64(params, "from_height", &from) || from < 1)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "from_height must be a whole number from 1");
+		return;
+	}
+	struct watcher *w = td_xcalloc(1, sizeof(*w));
+	w->req = req;
+	w->next_height = from;
+	w->next = a->watchers;
+	a->watchers = w;
+	log_debug("watch from height %llu", (unsigned long long)from);
+	api_pump(a);
+}
+
+static void m_export(struct api *a, struct rpc_req *req, json_t *params)
+{
+	const struct api_deps *n = &a->d;
+	uint64_t from = 1, to = chain_height(n->chain);
+	const json_t *records = json_object_get(params, "records");
+	char uri[256];
+	if ((json_object_get(params, "from") && !param_u64(params, "from", &from)) ||
+	    (json_object_get(params, "to") && !param_u64(params, "to", &to)) ||
+	    (records && !json_is_boolean(records))) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "from and to must be block heights, records true or false");
+		return;
+	}
+	if (from >= 1 && to >= from && to - from >= API_EXPORT_BLOCKS_MAX) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "export at most %u blocks at a time (from..to)",
+			  API_EXPORT_BLOCKS_MAX);
+		return;
+	}
+	if (from < 1 || from > to || to > chain_height(n->chain)) {
+		rpc_error(req, TD_RPC_NOT_FOUND, "no blocks %llu..%llu (the chain is at %llu)",
+			  (unsigned long long)from, (unsigned long long)to, (unsigned long long)chain_height(n->chain));
+		return;
+	}
+	snprintf(uri, sizeof(uri), "tenderd://%s/%s?from=%llu&to=%llu", n->genesis->chain_id,
+		 json_is_true(records) ? "records" : "releases", (unsigned long long)from, (unsigned long long)to);
+	json_t *res = json_is_true(records) ? chain_record_package_json(n->chain, from, to, n->cfg->name, uri) :
+					      chain_release_package_json(n->chain, from, to, n->cfg->name, uri);
+	if (!res) {
+		rpc_error(req, TD_RPC_INTERNAL, "export of blocks %llu..%llu failed", (unsigned long long)from,
+			  (unsigned long long)to);
+		return;
+	}
+	if (json_array_size(json_object_get(res, json_is_true(records) ? "records" : "releases")) == 0) {
+		/* The OCDS package schemas require at least one release or record. */
+		json_decref(res);
+		rpc_error(req, TD_RPC_NOT_FOUND, "blocks %llu..%llu hold no releases", (unsigned long long)from,
+			  (unsigned long long)to);
+		return;
+	}
+	rpc_reply(req, res);
+}
+
+typedef void (*method_fn)(struct api *a, struct rpc_req *req, json_t *params);
+
+static const struct method {
+	const char *name;
+	method_fn fn;
+} methods[] = {
+	{ "status", m_status },        { "tender.publish", m_publish }, { "tender.get", m_get },
+	{ "tender.list", m_list },     { "block.get", m_block },        { "tender.watch", m_watch },
+	{ "ledger.export", m_export },
+};
+
+void api_handle(struct api *a, struct rpc_req *req, const char *method, json_t *params)
+{
+	if (a->stopping) {
+		rpc_error(req, TD_RPC_SHUTTING_DOWN, "tenderd is shutting down");
+		return;
+	}
+	if (!json_is_object(params)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "params must be an object");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		if (strcmp(methods[i].name, method) == 0) {
+			methods[i].fn(a, req, params);
+			return;
+		}
+	}
+	rpc_error(req, TD_RPC_METHOD_NOT_FOUND, "unknown method %s", method);
+}

@@ -1,0 +1,554 @@
+/*
+ * The consensus driver (see driver.h). Owns the core, the saved sign state,
+ * the precommits of the heights being decided, the consensus timer slots and
+ * the proposer's wait for records.
+ */
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+#include "log.h"
+#include "signstate.h"
+
+struct pvote {
+	uint64_t height;
+	uint32_t round;
+	uint32_t validator;
+	uint8_t hash[TD_HASH_LEN];
+	uint8_t sig[TD_SIG_LEN];
+};
+
+/* The pending consensus timeout of one kind: a newer one makes an older one stale, so one slot suffices. */
+struct tslot {
+	bool armed;
+	uint64_t h;
+	uint32_t r;
+	uint64_t due; /* io mono_ms */
+};
+
+struct driver {
+	const struct node_io *io;
+	const struct td_genesis *g;
+	struct chain *chain;
+	struct mempool *mp;
+	struct proposals *prop;
+	struct driver_config cfg;
+	struct driver_callbacks cb;
+	char ss_path[PATH_MAX + 32];
+	struct cons cons;
+	bool cons_ok;
+	struct cons_sign_state saved_ss; /* what is on disk */
+	bool stopping;
+	uint32_t holds;
+	bool draining;
+
+	struct pvote *precommits; /* DRIVER_PRECOMMITS_MAX */
+	uint32_t nprecommits;
+	struct tslot tmo[3]; /* by enum cons_timeout */
+	bool awaiting_value; /* REQUEST_VALUE(av_h, av_r) unanswered: nothing pending here */
+	uint64_t av_h;
+	uint32_t av_r;
+	struct td_record **scratch; /* cfg.block_max_records slots */
+};
+
+static uint64_t cur_height(const struct driver *d)
+{
+	return chain_height(d->chain) + 1;
+}
+
+uint64_t driver_ledger_now(const struct driver *d)
+{
+	uint64_t now = d->io->wall_ms(d->io->ctx), last = chain_last_time(d->chain);
+	return now < last ? last : now;
+}
+
+int driver_new(struct driver **out, const struct node_io *io, const struct td_genesis *g, struct chain *chain,
+	       struct mempool *mp, struct proposals *prop, const struct driver_config *cfg,
+	       const struct driver_callbacks *cb, char *err, size_t errlen)
+{
+	struct driver *d = td_xcalloc(1, sizeof(*d));
+	struct cons_sign_state ss;
+	int rc;
+
+	*out = NULL;
+	d->io = io;
+	d->g = g;
+	d->chain = chain;
+	d->mp = mp;
+	d->prop = prop;
+	d->cfg = *cfg;
+	d->cb = *cb;
+	snprintf(d->ss_path, sizeof(d->ss_path), "%s", cfg->sign_state_path);
+	d->cfg.sign_state_path = d->ss_path;
+	if ((rc = signstate_load(d->ss_path, &ss, err, errlen)))
+		goto fail;
+	d->saved_ss = ss;
+	struct cons_config cc = {
+		.propose_base = cfg->timeout_propose_ms,
+		.propose_delta = cfg->timeout_propose_ms / 2,
+		.propose_max = cfg->timeout_max_ms,
+		.prevote_base = cfg->timeout_vote_ms,
+		.prevote_delta = cfg->timeout_vote_ms / 2,
+		.prevote_max = cfg->timeout_max_ms,
+		.precommit_base = cfg->timeout_vote_ms,
+		.precommit_delta = cfg->timeout_vote_ms / 2,
+		.precommit_max = cfg->timeout_max_ms,
+	};
+	if ((rc = cons_init(&d->cons, g->n, cfg->my_index, cur_height(d), &cc,
+			    ss.any && ss.height >= cur_height(d) ? &ss : NULL))) {
+		snprintf(err, errlen, "consensus: bad validator set or sign state");
+		goto fail;
+	}
+	d->cons_ok = true;
+	d->precommits = td_xcalloc(DRIVER_PRECOMMITS_MAX, sizeof(*d->precommits));
+	d->scratch = td_xcalloc(cfg->block_max_records ? cfg->block_max_records : 1, sizeof(*d->scratch));
+	*out = d;
+	return 0;
+fail:
+	driver_free(d);
+	return rc;
+}
+
+void driver_free(struct driver *d)
+{
+	if (!d)
+		return;
+	if (d->cons_ok)
+		cons_free(&d->cons);
+	free(d->precommits);
+	free(d->scratch);
+	free(d);
+}
+
+const struct cons *driver_cons(const struct driver *d)
+{
+	return &d->cons;
+}
+
+/* ---- signing ---- */
+
+static bool save_sign_state(struct driver *d)
+{
+	const struct cons_sign_state *ss = cons_sign_state(&d->cons);
+	char err[TD_ERRMSG_MAX];
+	if (memcmp(ss, &d->saved_ss, sizeof(*ss)) == 0)
+		return true;
+	if (signstate_save(d->ss_path, ss, err, sizeof(err)) != 0) {
+		log_error("cannot save the sign state, refusing to sign: %s", err);
+		return false;
+	}
+	d->saved_ss = *ss;
+	return true;
+}
+
+static void precommit_keep(struct driver *d, uint64_t h, uint32_t r, uint32_t v, const uint8_t hash[static TD_HASH_LEN],
+			   const uint8_t sig[static TD_SIG_LEN])
+{
+	for (uint32_t i = 0; i < d->nprecommits; i++) {
+		struct pvote *p = &d->precommits[i];
+		if (p->height == h && p->round == r && p->validator == v && memcmp(p->hash, hash, TD_HASH_LEN) == 0)
+			return;
+	}
+	if (d->nprecommits == DRIVER_PRECOMMITS_MAX)
+		return;
+	struct pvote *p = &d->precommits[d->nprecommits++];
+	p->height = h;
+	p->round = r;
+	p->validator = v;
+	memcpy(p->hash, hash, TD_HASH_LEN);
+	memcpy(p->sig, sig, TD_SIG_LEN);
+}
+
+/*
+ * Signs a proposal of blk (vote_type ignored) or a vote (blk NULL; value
+ * NULL for nil) at (h, r) and sends it to `to`. The sign state covering it
+ * must be saved already. Ed25519 is deterministic: signing the same message
+ * again gives the same bytes, so re-sends use this too.
+ */
+static void sign_send(struct driver *d, uint32_t to, const struct td_block *blk, enum td_vote_type type, uint64_t h,
+		      uint32_t r, int32_t valid_round, const uint8_t *value)
+{
+	uint8_t sig[TD_SIG_LEN];
+	struct td_buf b;
+	td_buf_init(&b);
+	if (blk) {
+		td_proposal_sign(sig, d->g->chain_id, h, r, valid_round, blk->hash, d->cfg.sk);
+		td_msg_proposal(&b, blk, r, valid_round, sig);
+	} else {
+		td_vote_sign(sig, d->g->chain_id, type, h, r, value, d->cfg.sk);
+		if (type == TD_VOTE_PRECOMMIT && value)
+			precommit_keep(d, h, r, (uint32_t)d->cfg.my_index, value, sig);
+		td_msg_vote(&b, type, h, r, value, (uint32_t)d->cfg.my_index, sig);
+	}
+	nio_send(d->io, to, &b);
+	td_buf_free(&b);
+}
+
+void driver_resend(struct driver *d, uint32_t to)
+{
+	const struct cons_sign_state *ss = cons_sign_state(&d->cons);
+	uint64_t h = cur_height(d);
+	if (d->cfg.my_index < 0 || !ss->any || ss->height != h)
+		return;
+	if (ss->proposal.set) {
+		const struct td_block *blk = prop_block_find(d->prop, ss->proposal.value);
+		if (blk)
+			sign_send(d, to, blk, TD_VOTE_PREVOTE, h, ss->proposal.round, ss->proposal.valid_round, NULL);
+	}
+	const struct cons_signed *votes[2] = { &ss->prevote, &ss->precommit };
+	for (int i = 0; i < 2; i++) {
+		if (!votes[i]->set)
+			continue;
+		sign_send(d, to, NULL, i == 0 ? TD_VOTE_PREVOTE : TD_VOTE_PRECOMMIT, h, votes[i]->round, -1,
+			  votes[i]->nil ? NULL : votes[i]->value);
+	}
+}
+
+/* ---- values ---- */
+
+/*
+ * Builds a block at height h from pending records that pass the chain's
+ * checks; with nothing pending, an empty block if allow_empty, else NULL. A
+ * record that fails alone is dropped from the mempool and reported.
+ */
+static struct td_block *build_block(struct driver *d, uint64_t h, bool allow_empty)
+{
+	char err[TD_ERRMSG_MAX];
+	for (;;) {
+		uint32_t k = mempool_peek(d->mp, d->scratch, d->cfg.block_max_records, d->cfg.block_max_bytes);
+		if (k == 0) {
+			if (!allow_empty)
+				return NULL;
+			return td_block_new(h, chain_last_hash(d->chain), driver_ledger_now(d),
+					    d->g->v[d->cfg.my_index].pk, NULL, 0);
+		}
+		for (uint32_t attempt = 0; attempt < 2; attempt++) {
+			uint32_t take = attempt == 0 ? k : 1;
+			struct td_record **recs = td_xcalloc(take, sizeof(*recs));
+			for (uint32_t i = 0; i < take; i++)
+				recs[i] = td_record_ref(d->scratch[i]);
+			struct td_block *blk = td_block_new(h, chain_last_hash(d->chain), driver_ledger_now(d),
+							    d->g->v[d->cfg.my_index].pk, recs, take);
+			if (chain_validate(d->chain, blk, err, sizeof(err)) == 0)
+				return blk;
+			td_block_free(blk);
+			if (take == 1) {
+				/* The oldest record alone is refused: it can never commit. */
+				struct td_record *bad = d->scratch[0];
+				uint8_t id[TD_HASH_LEN];
+				memcpy(id, bad->id, TD_HASH_LEN);
+				log_warn("dropping pending record for %s: %s", bad->ocid, err);
+				mempool_remove(d->mp, id);
+				d->cb.on_dropped(d->cb.ctx, id, err);
+				break;
+			}
+		}
+	}
+}
+
+/* Answers the core's REQUEST_VALUE(h, r) with blk, kept among the height's blocks. */
+static void give_value(struct driver *d, uint64_t h, uint32_t r, struct td_block *blk)
+{
+	d->awaiting_value = false;
+	d->io->timer(d->io->ctx, NODE_TIMER_VALUE, NODE_TIMER_OFF);
+	prop_keep(d->prop, blk);
+	cons_on_value(&d->cons, h, r, blk->hash);
+}
+
+static bool awaited(const struct driver *d)
+{
+	return d->awaiting_value && cons_height(&d->cons) == d->av_h && cons_round(&d->cons) == d->av_r;
+}
+
+/* ---- actions ---- */
+
+/*
+ * True when the proposer of (h, r) is another validator with no connection
+ * to us: proposals are not relayed, so its proposal cannot reach us and
+ * waiting the full propose timeout for it only delays the next round.
+ * Timeouts bear on liveness only, never on safety.
+ */
+static bool proposer_unreachable(struct driver *d, uint64_t h, uint32_t r)
+{
+	uint32_t p = cons_proposer(&d->cons, h, r);
+	return d->g->n > 1 && p != (uint32_t)d->cfg.my_index && !d->io->connected(d->io->ctx, p);
+}
+
+static void decide(struct driver *d, const struct cons_action *a)
+{
+	char err[TD_ERRMSG_MAX], hex[2 * TD_HASH_LEN + 1];
+	struct td_block *blk = prop_block_find(d->prop, a->value);
+	struct td_commit_sig sigs[TD_VALIDATORS_MAX];
+	struct td_commit commit = { .height = a->height, .round = a->round, .n_sigs = 0, .sigs = sigs };
+
+	if (a->height != cur_height(d))
+		return; /* already applied through block sync */
+	if (!blk) {
+		log_error("decided height %llu but the block is unknown; waiting for block sync",
+			  (unsigned long long)a->height);
+		return;
+	}
+	memcpy(commit.block_hash, a->value, TD_HASH_LEN);
+	for (uint32_t i = 0; i < a->n_signers; i++) {
+		for (uint32_t j = 0; j < d->nprecommits; j++) {
+			const struct pvote *p = &d->precommits[j];
+			if (p->height == a->height && p->round == a->round && p->validator == a->signers[i] &&
+			    memcmp(p->hash, a->value, TD_HASH_LEN) == 0) {
+				sigs[commit.n_sigs].validator = p->validator;
+				memcpy(sigs[commit.n_sigs++].sig, p->sig, TD_SIG_LEN);
+				break;
+			}
+		}
+	}
+	if (chain_apply(d->chain, blk, &commit, err, sizeof(err)) != 0) {
+		log_error("decided block %llu refused by the chain: %s", (unsigned long long)a->height, err);
+		return;
+	}
+	td_hex(hex, blk->hash, TD_HASH_LEN);
+	log_info("committed block %llu (%s) round %u with %u record%s, %u signatures", (unsigned long long)a->height,
+		 hex, a->round, blk->hdr.n_records, blk->hdr.n_records == 1 ? "" : "s", commit.n_sigs);
+	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
+		mempool_remove(d->mp, blk->records[i]->id);
+	/* The committed block stays at hand for late FETCHes. */
+	blk = prop_commit(d->prop, a->value);
+	/* A big block leaves megabytes of freed batch and encoding buffers: give them back. */
+	if (blk->hdr.n_records >= 1024)
+		malloc_trim(0);
+	d->cb.on_commit(d->cb.ctx, blk);
+}
+
+static void act(struct driver *d, const struct cons_action *a)
+{
+	log_debug("consensus action %d at height %llu round %u%s", (int)a->kind, (unsigned long long)a->height,
+		  a->round, a->kind == CONS_ACT_VOTE ? (a->nil ? " (vote nil)" : " (vote)") : "");
+	switch (a->kind) {
+	case CONS_ACT_PROPOSAL: {
+		const struct td_block *blk = prop_block_find(d->prop, a->value);
+		if (!blk) {
+			log_warn("cannot re-send proposal for height %llu round %u: block not at hand",
+				 (unsigned long long)a->height, a->round);
+			return;
+		}
+		if (save_sign_state(d))
+			sign_send(d, NODE_ALL, blk, TD_VOTE_PREVOTE, a->height, a->round, a->valid_round, NULL);
+		return;
+	}
+	case CONS_ACT_VOTE:
+		if (save_sign_state(d))
+			sign_send(d, NODE_ALL, NULL, a->vote_type, a->height, a->round, -1, a->nil ? NULL : a->value);
+		return;
+	case CONS_ACT_TIMEOUT: {
+		uint64_t ms = a->duration_ms;
+		if (a->timeout == CONS_TIMEOUT_PROPOSE && proposer_unreachable(d, a->height, a->round) &&
+		    ms > d->cfg.timeout_propose_unreachable_ms)
+			ms = d->cfg.timeout_propose_unreachable_ms;
+		struct tslot *t = &d->tmo[a->timeout];
+		t->armed = true;
+		t->h = a->height;
+		t->r = a->round;
+		t->due = d->io->mono_ms(d->io->ctx) + ms;
+		d->io->timer(d->io->ctx, (enum node_timer)a->timeout, ms);
+		return;
+	}
+	case CONS_ACT_REQUEST_VALUE: {
+		struct td_block *blk = build_block(d, a->height, false);
+		if (!blk) {
+			/*
+			 * Nothing pending here although the height started (records are
+			 * pending elsewhere): wait for them to arrive, but no longer than a
+			 * propose timeout, so the others are not left waiting on us.
+			 */
+			d->awaiting_value = true;
+			d->av_h = a->height;
+			d->av_r = a->round;
+			d->io->timer(d->io->ctx, NODE_TIMER_VALUE, d->cfg.timeout_propose_ms);
+			return;
+		}
+		give_value(d, a->height, a->round, blk);
+		return;
+	}
+	case CONS_ACT_VALIDATE: {
+		struct td_block *blk = prop_block_find(d->prop, a->value);
+		char err[TD_ERRMSG_MAX];
+		uint64_t limit = d->io->wall_ms(d->io->ctx) + DRIVER_FUTURE_DRIFT_MS;
+		bool ok = blk && blk->hdr.time_ms <= limit && chain_validate(d->chain, blk, err, sizeof(err)) == 0;
+		if (blk && !ok)
+			log_warn("refusing proposed block %llu: %s", (unsigned long long)blk->hdr.height,
+				 blk->hdr.time_ms > limit ? "time too far ahead" : err);
+		cons_on_validity(&d->cons, a->value, ok);
+		return;
+	}
+	case CONS_ACT_DECIDE: decide(d, a); return;
+	}
+}
+
+/* The one place that runs actions: loops until the core's queue is empty. */
+static void drain(struct driver *d)
+{
+	struct cons_action a;
+	if (d->draining || !d->cons_ok || d->stopping)
+		return;
+	d->draining = true;
+	for (;;) {
+		if (awaited(d) && mempool_count(d->mp) > 0) {
+			struct td_block *blk = build_block(d, d->av_h, false);
+			if (blk)
+				give_value(d, d->av_h, d->av_r, blk);
+		}
+		if (d->stopping || !cons_next_action(&d->cons, &a))
+			break;
+		act(d, &a);
+	}
+	d->draining = false;
+}
+
+void driver_hold(struct driver *d)
+{
+	d->holds++;
+}
+
+void driver_release(struct driver *d)
+{
+	if (--d->holds == 0)
+		drain(d);
+}
+
+/* ---- events ---- */
+
+void driver_start_current(struct driver *d)
+{
+	if (!cons_started(&d->cons) || cons_height(&d->cons) != cur_height(d))
+		cons_start(&d->cons, cur_height(d));
+}
+
+void driver_resume(struct driver *d)
+{
+	const struct cons_sign_state *ss = cons_sign_state(&d->cons);
+	if (!ss->any || ss->height != cur_height(d))
+		return;
+	driver_hold(d);
+	cons_start(&d->cons, ss->height);
+	driver_release(d);
+}
+
+void driver_maybe_start(struct driver *d, uint32_t delay_ms)
+{
+	if (d->stopping || mempool_count(d->mp) == 0)
+		return;
+	if (cons_started(&d->cons) && cons_height(&d->cons) == cur_height(d))
+		return;
+	if (delay_ms > 0 && d->io->timer_pending(d->io->ctx, NODE_TIMER_START))
+		return;
+	d->io->timer(d->io->ctx, NODE_TIMER_START, delay_ms);
+}
+
+void driver_on_proposal(struct driver *d, uint32_t from, uint64_t h, uint32_t r, const uint8_t hash[static TD_HASH_LEN],
+			int32_t valid_round)
+{
+	if (h != cur_height(d))
+		return;
+	driver_hold(d);
+	driver_start_current(d);
+	cons_on_proposal(&d->cons, from, h, r, hash, valid_round);
+	driver_release(d);
+}
+
+void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m)
+{
+	uint64_t h = cur_height(d);
+	if ((m->height != h && m->height != h + 1) || m->round > CONS_ROUND_MAX)
+		return;
+	if (m->validator >= d->g->n) {
+		d->io->disconnect(d->io->ctx, peer, "sent a vote from an unknown validator");
+		return;
+	}
+	if (!td_vote_verify(m->sig, d->g->chain_id, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash,
+			    d->g->v[m->validator].pk)) {
+		d->io->disconnect(d->io->ctx, peer, "sent a vote with a bad signature");
+		return;
+	}
+	log_debug("vote type %d from %u at height %llu round %u%s", (int)m->vote_type, m->validator,
+		  (unsigned long long)m->height, m->round, m->nil ? " nil" : "");
+	if (m->vote_type == TD_VOTE_PRECOMMIT && !m->nil)
+		precommit_keep(d, m->height, m->round, m->validator, m->hash, m->sig);
+	driver_hold(d);
+	if (m->height == h)
+		driver_start_current(d);
+	int rc = cons_on_vote(&d->cons, m->validator, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash);
+	if (rc == TD_ERULE)
+		log_warn("validator %u (%s) signed two different votes at height %llu round %u: kept as evidence",
+			 m->validator, d->g->v[m->validator].name, (unsigned long long)m->height, m->round);
+	driver_release(d);
+}
+
+void driver_on_timer(struct driver *d, enum node_timer kind)
+{
+	if (d->stopping)
+		return;
+	driver_hold(d);
+	switch (kind) {
+	case NODE_TIMER_PROPOSE:
+	case NODE_TIMER_PREVOTE:
+	case NODE_TIMER_PRECOMMIT: {
+		struct tslot *t = &d->tmo[kind];
+		if (t->armed) {
+			t->armed = false;
+			cons_on_timeout(&d->cons, (enum cons_timeout)kind, t->h, t->r);
+		}
+		break;
+	}
+	case NODE_TIMER_VALUE:
+		if (awaited(d)) {
+			struct td_block *blk = build_block(d, d->av_h, true);
+			log_info("proposing an empty block at height %llu round %u: nothing pending here",
+				 (unsigned long long)d->av_h, d->av_r);
+			give_value(d, d->av_h, d->av_r, blk);
+		}
+		break;
+	case NODE_TIMER_START:
+		if (!cons_started(&d->cons) || cons_height(&d->cons) != cur_height(d))
+			cons_start(&d->cons, cur_height(d));
+		break;
+	case NODE_TIMER_TICK:
+	case NODE_TIMER_WATCH: break;
+	}
+	driver_release(d);
+}
+
+void driver_on_pooled(struct driver *d)
+{
+	/* The drain answers a waiting REQUEST_VALUE first thing. */
+	driver_hold(d);
+	driver_release(d);
+}
+
+void driver_new_height(struct driver *d)
+{
+	uint64_t h = cur_height(d);
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < d->nprecommits; i++)
+		if (d->precommits[i].height >= h)
+			d->precommits[k++] = d->precommits[i];
+	d->nprecommits = k;
+	d->awaiting_value = false;
+	d->io->timer(d->io->ctx, NODE_TIMER_VALUE, NODE_TIMER_OFF);
+}
+
+void driver_peer_lost(struct driver *d, uint32_t v)
+{
+	struct tslot *t = &d->tmo[CONS_TIMEOUT_PROPOSE];
+	uint64_t now = d->io->mono_ms(d->io->ctx), cap = d->cfg.timeout_propose_unreachable_ms;
+	if (t->armed && cons_proposer(&d->cons, t->h, t->r) == v && t->due > now + cap) {
+		t->due = now + cap;
+		d->io->timer(d->io->ctx, NODE_TIMER_PROPOSE, cap);
+	}
+}
+
+void driver_stop(struct driver *d)
+{
+	d->stopping = true;
+	for (int k = NODE_TIMER_PROPOSE; k <= NODE_TIMER_START; k++)
+		d->io->timer(d->io->ctx, (enum node_timer)k, NODE_TIMER_OFF);
+}

@@ -1,0 +1,91 @@
+/*
+ * The consensus driver: feeds the pure core (consensus.h) and carries out
+ * its actions.
+ *
+ * Every event goes into the core, whose actions wait in the core's queue.
+ * The queue is drained in one place, driver_release() at the outermost
+ * level: the node holds the driver (driver_hold) around each event it
+ * handles, and anything that happens while actions run (a block applied,
+ * proposals replayed, records dropped) only adds events to the core, whose
+ * actions the same drain picks up. No handler re-enters the drain.
+ *
+ * Signing: every proposal and vote is made by one helper, after the sign
+ * state has been saved with fsync (the double-sign guard); if it cannot be
+ * saved, nothing is signed. Decided blocks are applied to the chain here,
+ * with a commit built from the precommits kept per height.
+ */
+#ifndef TENDERD_DRIVER_H
+#define TENDERD_DRIVER_H
+
+#include "chain.h"
+#include "consensus.h"
+#include "mempool.h"
+#include "nodeio.h"
+#include "proposals.h"
+
+#define DRIVER_FUTURE_DRIFT_MS 30000 /* a proposed block may be this far ahead of our clock */
+#define DRIVER_PRECOMMITS_MAX (16 * TD_VALIDATORS_MAX)
+
+struct driver;
+
+struct driver_config {
+	const char *sign_state_path;
+	const uint8_t *sk; /* TD_SECKEY_LEN, borrowed */
+	int my_index;      /* in genesis validators */
+	uint32_t block_max_records, block_max_bytes;
+	uint32_t timeout_propose_ms, timeout_vote_ms, timeout_max_ms;
+	uint32_t timeout_propose_unreachable_ms;
+};
+
+struct driver_callbacks {
+	void *ctx;
+	/* Block blk was decided and applied (borrowed for the call). */
+	void (*on_commit)(void *ctx, const struct td_block *blk);
+	/* A pending record can never commit and left the mempool; msg says why. */
+	void (*on_dropped)(void *ctx, const uint8_t id[static TD_HASH_LEN], const char *msg);
+};
+
+/*
+ * A driver for genesis g over chain, mp and proposals (all borrowed). Loads
+ * the sign state from cfg->sign_state_path. Returns 0 or an error with a message.
+ */
+int driver_new(struct driver **out, const struct node_io *io, const struct td_genesis *g, struct chain *chain,
+	       struct mempool *mp, struct proposals *prop, const struct driver_config *cfg,
+	       const struct driver_callbacks *cb, char *err, size_t errlen);
+/* NULL does nothing. */
+void driver_free(struct driver *d);
+
+/* Defers the drain of actions until the matching driver_release(); holds nest. */
+void driver_hold(struct driver *d);
+/* Ends a hold; the outermost one runs the core's actions until it has nothing more to say. */
+void driver_release(struct driver *d);
+
+/* Resumes the height recorded in the sign state after a restart, re-sending what was signed. */
+void driver_resume(struct driver *d);
+/* Starts the core on the height being decided now if it is not on it. */
+void driver_start_current(struct driver *d);
+/* Starts the next height after delay_ms if records are pending and the core is not on it yet. */
+void driver_maybe_start(struct driver *d, uint32_t delay_ms);
+/* The block of a proposal is at hand (proposals.h on_complete). */
+void driver_on_proposal(struct driver *d, uint32_t from, uint64_t h, uint32_t r, const uint8_t hash[static TD_HASH_LEN],
+			int32_t valid_round);
+/* A VOTE from peer: checked, kept if a precommit, fed to the core. A bad signature costs the peer. */
+void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m);
+/* A timer of the driver's kinds fired (consensus timeouts, VALUE, START). */
+void driver_on_timer(struct driver *d, enum node_timer kind);
+/* Records entered the mempool: a proposer waiting for some proposes now. */
+void driver_on_pooled(struct driver *d);
+/* The chain grew (decided or synced): forget the height's votes and waits. */
+void driver_new_height(struct driver *d);
+/* Validator v lost its connection: a wait on its proposal ends after the unreachable timeout at most. */
+void driver_peer_lost(struct driver *d, uint32_t v);
+/* Sends again what this validator signed at the current height, to one peer or NODE_ALL. Signs nothing new. */
+void driver_resend(struct driver *d, uint32_t to);
+/* No more actions or timers: the node is stopping. */
+void driver_stop(struct driver *d);
+
+const struct cons *driver_cons(const struct driver *d);
+/* The time for a new record or block: the clock, but never before the last block. */
+uint64_t driver_ledger_now(const struct driver *d);
+
+#endif
