@@ -1,0 +1,319 @@
+/*
+ * The chain's answers as JSON: release entries, tender summaries, blocks,
+ * the releases of a block and the OCDS 1.1 release and record packages.
+ * Reads through chainquery.c; writes nothing.
+ *
+ * JSON answers: "time" of a release entry is the record's own time (when the
+ * agency signed it); "height" of a listed tender is the height of its first
+ * release and "releases" its number of releases. Hashes and keys are hex.
+ *
+ * Packages (chain_release_package_json, chain_record_package_json) carry the
+ * releases as signed, except that a release whose tender object has no "id"
+ * (amendments and cancellations may leave it out) gets the compiled
+ * tender.id in the exported copy, as the OCDS release schema requires.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tenderd/json.h"
+#include "tenderd/release.h"
+#include "chain_int.h"
+
+static json_t *hex_json(const uint8_t *p, size_t n)
+{
+	char buf[2 * 64 + 1];
+
+	if (n > 64)
+		abort();
+	td_hex(buf, p, n);
+	return json_string(buf);
+}
+
+static json_t *time_json(uint64_t ms)
+{
+	char buf[32];
+
+	td_time_iso(buf, ms);
+	return json_string(buf);
+}
+
+/* The genesis validator name whose key is pk, else pk in hex. */
+static void agency_name(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN],
+			char out[static 2 * TD_PUBKEY_LEN + 1])
+{
+	int i = td_genesis_find(g, pk);
+
+	if (i >= 0)
+		snprintf(out, 2 * TD_PUBKEY_LEN + 1, "%s", g->v[i].name);
+	else
+		td_hex(out, pk, TD_PUBKEY_LEN);
+}
+
+json_t *chain_entry_json(const struct chain *c, const struct td_record *rec, uint64_t height)
+{
+	char name[2 * TD_PUBKEY_LEN + 1];
+	json_t *out = json_object();
+
+	agency_name(c->g, rec->agency, name);
+	json_object_set_new(out, "record_id", hex_json(rec->id, TD_HASH_LEN));
+	json_object_set_new(out, "height", td_json_uint(height));
+	json_object_set_new(out, "time", time_json(rec->time_ms));
+	json_object_set_new(out, "agency", hex_json(rec->agency, TD_PUBKEY_LEN));
+	json_object_set_new(out, "agency_name", json_string(name));
+	json_object_set_new(out, "kind", json_string(td_kind_name(rec->kind)));
+	json_object_set_new(out, "release", json_incref(rec->release));
+	return out;
+}
+
+json_t *chain_summary_json(const struct chain *c, const struct ckey_tstate *st, const json_t *compiled)
+{
+	char name[2 * TD_PUBKEY_LEN + 1];
+	json_t *sum = td_release_summary(compiled);
+
+	agency_name(c->g, st->owner, name);
+	json_object_set_new(sum, "agency", hex_json(st->owner, TD_PUBKEY_LEN));
+	json_object_set_new(sum, "agency_name", json_string(name));
+	json_object_set_new(sum, "height", td_json_uint(st->first_height));
+	json_object_set_new(sum, "releases", td_json_uint(st->n_releases));
+	return sum;
+}
+
+json_t *chain_block_releases_json(const struct chain *c, uint64_t height)
+{
+	struct td_block *blk;
+	json_t *out;
+
+	if (height == 0 || height > c->height || chain_load_block(c, height, &blk) != 0)
+		return NULL;
+	out = json_array();
+	for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
+		const struct td_record *rec = blk->records[i];
+		json_t *e = chain_entry_json(c, rec, height);
+		json_object_set_new(e, "index", td_json_uint(i));
+		json_object_set_new(e, "block_records", td_json_uint(blk->hdr.n_records));
+		json_object_set_new(e, "ocid", json_string(rec->ocid));
+		json_object_set_new(e, "release_id", json_string(rec->release_id));
+		json_array_append_new(out, e);
+	}
+	td_block_free(blk);
+	return out;
+}
+
+json_t *chain_block_json(const struct chain *c, uint64_t height)
+{
+	char e[TD_ERRMSG_MAX], name[2 * TD_PUBKEY_LEN + 1];
+	struct ckey_block_meta m;
+	struct td_commit cm = { 0 };
+	uint8_t *mval = NULL, *cb = NULL;
+	size_t cl;
+	struct ckey k;
+	json_t *out = NULL, *ids, *cj, *sigs;
+
+	if (height == 0 || height > c->height)
+		return NULL;
+	if (chain_block_meta_load(c, height, &m, &mval) != 0)
+		return NULL;
+	ckey_commit(&k, height);
+	if (store_get(c->st, k.b, k.n, &cb, &cl) != 0 || td_commit_decode(&cm, cb, cl, e, sizeof(e)) != 0)
+		goto done;
+
+	out = json_object();
+	json_object_set_new(out, "height", td_json_uint(m.h.height));
+	json_object_set_new(out, "hash", hex_json(m.hash, TD_HASH_LEN));
+	json_object_set_new(out, "prev_hash", hex_json(m.h.prev_hash, TD_HASH_LEN));
+	json_object_set_new(out, "time", time_json(m.h.time_ms));
+	json_object_set_new(out, "proposer", hex_json(m.h.proposer, TD_PUBKEY_LEN));
+	agency_name(c->g, m.h.proposer, name);
+	json_object_set_new(out, "proposer_name", json_string(name));
+	ids = json_array();
+	for (uint32_t i = 0; i < m.h.n_records; i++)
+		json_array_append_new(ids, hex_json(m.ids + (size_t)i * TD_HASH_LEN, TD_HASH_LEN));
+	json_object_set_new(out, "records", ids);
+
+	cj = json_object();
+	json_object_set_new(cj, "height", td_json_uint(cm.height));
+	json_object_set_new(cj, "round", td_json_uint(cm.round));
+	json_object_set_new(cj, "block_hash", hex_json(cm.block_hash, TD_HASH_LEN));
+	sigs = json_array();
+	for (uint32_t i = 0; i < cm.n_sigs; i++) {
+		const struct td_commit_sig *s = &cm.sigs[i];
+		json_t *sj = json_object();
+		json_object_set_new(sj, "validator", td_json_uint(s->validator));
+		if (s->validator < c->g->n) {
+			json_object_set_new(sj, "name", json_string(c->g->v[s->validator].name));
+			json_object_set_new(sj, "pub_key", hex_json(c->g->v[s->validator].pk, TD_PUBKEY_LEN));
+		}
+		json_object_set_new(sj, "signature", hex_json(s->sig, TD_SIG_LEN));
+		json_array_append_new(sigs, sj);
+	}
+	json_object_set_new(cj, "signatures", sigs);
+	json_object_set_new(out, "commit", cj);
+done:
+	td_commit_clear(&cm);
+	free(mval);
+	free(cb);
+	return out;
+}
+
+/* ---- OCDS packages ------------------------------------------------------------ */
+
+/*
+ * The head of a package over blocks *from..*to: the range clamped to the
+ * chain (from 0 is 1, to past the tip is the tip); "publishedDate" is the
+ * time of block *to in whole seconds UTC. NULL if the range is empty.
+ */
+static json_t *package_new(const struct chain *c, uint64_t *from, uint64_t *to, const char *publisher, const char *uri)
+{
+	struct td_block *blk;
+	char iso[32], date[32], def[TD_CHAIN_ID_MAX + 80];
+	json_t *out, *pub;
+
+	if (*from == 0)
+		*from = 1;
+	if (*from > *to || *from > c->height)
+		return NULL;
+	if (*to > c->height)
+		*to = c->height;
+	if (chain_load_block(c, *to, &blk) != 0)
+		return NULL;
+	td_time_iso(iso, blk->hdr.time_ms);
+	td_block_free(blk);
+	snprintf(date, sizeof(date), "%.19sZ", iso);
+	if (!uri) {
+		snprintf(def, sizeof(def), "tenderd://%s/export?from=%llu&to=%llu", c->g->chain_id,
+			 (unsigned long long)*from, (unsigned long long)*to);
+		uri = def;
+	}
+	out = json_object();
+	json_object_set_new(out, "uri", json_string(uri));
+	json_object_set_new(out, "version", json_string("1.1"));
+	json_object_set_new(out, "publishedDate", json_string(date));
+	pub = json_object();
+	json_object_set_new(pub, "name", json_string(publisher ? publisher : c->g->chain_id));
+	json_object_set_new(out, "publisher", pub);
+	return out;
+}
+
+/*
+ * A release as a package carries it. OCDS requires tender.id wherever a
+ * release has a tender object, and an amendment or cancellation may leave
+ * it out (its signed release is kept as signed on the ledger): such a
+ * release gets tender_id (the compiled tender.id) in a shallow copy.
+ */
+static json_t *export_release(const json_t *rel, const json_t *tender_id)
+{
+	json_t *tender = json_object_get(rel, "tender"), *copy, *tc;
+
+	if (!json_is_object(tender) || json_object_get(tender, "id") || !td_json_is_string(tender_id))
+		return json_incref((json_t *)rel);
+	copy = json_copy((json_t *)rel);
+	tc = json_copy(tender);
+	json_object_set(tc, "id", (json_t *)tender_id);
+	json_object_set_new(copy, "tender", tc);
+	return copy;
+}
+
+/* The compiled tender.id of ocid, remembered in cache (ocid -> id); NULL if there is none. */
+static const json_t *tender_id_of(const struct chain *c, json_t *cache, const char *ocid)
+{
+	const json_t *id = json_object_get(cache, ocid);
+	json_t *compiled = NULL;
+	struct ckey_tstate st;
+
+	if (id)
+		return id;
+	if (chain_tstate_load(c, ocid, &st) == 0)
+		compiled = chain_compiled_load(c, ocid, &st);
+	id = json_object_get(json_object_get(compiled, "tender"), "id");
+	json_object_set(cache, ocid, td_json_is_string(id) ? (json_t *)id : json_null());
+	json_decref(compiled);
+	return json_object_get(cache, ocid);
+}
+
+json_t *chain_release_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
+				   const char *uri)
+{
+	json_t *out = package_new(c, &from, &to, publisher, uri);
+	json_t *rels, *ids;
+
+	if (!out)
+		return NULL;
+	ids = json_object();
+	rels = json_array();
+	json_object_set_new(out, "releases", rels);
+	for (uint64_t h = from; h <= to; h++) {
+		struct td_block *blk;
+		if (chain_load_block(c, h, &blk) != 0) {
+			json_decref(ids);
+			json_decref(out);
+			return NULL;
+		}
+		for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
+			const struct td_record *rec = blk->records[i];
+			json_array_append_new(rels, export_release(rec->release, tender_id_of(c, ids, rec->ocid)));
+		}
+		td_block_free(blk);
+	}
+	json_decref(ids);
+	return out;
+}
+
+json_t *chain_record_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
+				  const char *uri)
+{
+	json_t *out = package_new(c, &from, &to, publisher, uri);
+	json_t *seen, *ocids, *recs, *o;
+	size_t i;
+
+	if (!out)
+		return NULL;
+	/* the ocids with a release in the range, in order of their first one there */
+	seen = json_object();
+	ocids = json_array();
+	for (uint64_t h = from; h <= to; h++) {
+		struct td_block *blk;
+		if (chain_load_block(c, h, &blk) != 0)
+			goto fail;
+		for (uint32_t j = 0; j < blk->hdr.n_records; j++) {
+			const char *ocid = blk->records[j]->ocid;
+			if (!json_object_get(seen, ocid)) {
+				json_object_set_new(seen, ocid, json_true());
+				json_array_append_new(ocids, json_string(ocid));
+			}
+		}
+		td_block_free(blk);
+	}
+	recs = json_array();
+	json_object_set_new(out, "records", recs);
+	json_array_foreach(ocids, i, o) {
+		const char *ocid = json_string_value(o);
+		struct ckey_tstate st;
+		json_t *r, *rels, *compiled;
+		if (chain_tstate_load(c, ocid, &st) != 0)
+			goto fail;
+		compiled = chain_compiled_load(c, ocid, &st);
+		rels = compiled ? chain_tender_releases(c, ocid, st.n_releases, false) : NULL;
+		if (!rels) {
+			json_decref(compiled);
+			goto fail;
+		}
+		for (size_t j = 0; j < json_array_size(rels); j++)
+			json_array_set_new(rels, j,
+					   export_release(json_array_get(rels, j),
+							  json_object_get(json_object_get(compiled, "tender"), "id")));
+		r = json_object();
+		json_object_set_new(r, "ocid", json_string(ocid));
+		json_object_set_new(r, "releases", rels);
+		json_object_set_new(r, "compiledRelease", compiled);
+		json_array_append_new(recs, r);
+	}
+	json_decref(seen);
+	json_decref(ocids);
+	return out;
+fail:
+	json_decref(seen);
+	json_decref(ocids);
+	json_decref(out);
+	return NULL;
+}

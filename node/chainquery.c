@@ -1,0 +1,574 @@
+/*
+ * The chain's reads: tender states, records, blocks, a tender's releases,
+ * the last release id and listings, all answered from the store (schema in
+ * chainkeys.h). Nothing here writes.
+ *
+ * Listing (chain_list_json). Every answer walks one list index in reverse
+ * (newest first), never all tenders:
+ *   - no filter: "L" \0, by first-release height and index, descending;
+ *   - any of agency/status/category/method: the index of the one of them
+ *     whose "N" count is smallest, by first-release height and index
+ *     descending; each candidate's other filters (and since/until) are
+ *     checked against its "T" state;
+ *   - only since and/or until: "L" 'd' from until down to since, so by tender
+ *     date descending (then first-release height and index descending).
+ * since/until are inclusive and take an ISO 8601 date-time with a zone, or
+ * a bare date YYYY-MM-DD (since: 00:00:00Z that day; until: 23:59:59.999Z).
+ * One call examines at most LIST_SCAN_MAX index entries: when a combined
+ * filter rejects that many it answers with fewer than limit tenders (maybe
+ * none) and a next_cursor to continue from. A next_cursor can also lead to
+ * an empty last page. The cursor is the hex of the last index key examined:
+ * it names its index, so a continued walk stays on that index even if the
+ * counts change, and a cursor whose index does not belong to the filter is
+ * refused. Keys removed since (a status change) only move the walk to the
+ * next older key.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tenderd/codec.h"
+#include "tenderd/json.h"
+#include "tenderd/release.h"
+#include "chain_int.h"
+
+#define LIST_LIMIT_MAX 1000
+#define LIST_SCAN_MAX 10000 /* list index entries one chain_list_json call examines at most */
+
+/* ---- records and tender states ---------------------------------------------- */
+
+bool chain_has_record(const struct chain *c, const uint8_t id[static TD_HASH_LEN], uint64_t *height)
+{
+	struct ckey k;
+	uint8_t *v;
+	size_t n;
+	bool ok;
+
+	ckey_record_loc(&k, id);
+	if (store_get(c->st, k.b, k.n, &v, &n) != 0)
+		return false;
+	ok = ckey_loc_decode(v, n, height, NULL);
+	free(v);
+	return ok;
+}
+
+int chain_tstate_load(const struct chain *c, const char *ocid, struct ckey_tstate *t)
+{
+	struct ckey k;
+	uint8_t *v;
+	size_t n;
+	int rc;
+
+	ckey_tender(&k, ocid);
+	rc = store_get(c->st, k.b, k.n, &v, &n);
+	if (rc != 0)
+		return rc;
+	rc = ckey_tstate_decode(t, v, n) ? 0 : TD_ECORRUPT;
+	free(v);
+	return rc;
+}
+
+/* Loads JSON text stored by this node; NULL if it does not parse. */
+static json_t *load_json(const uint8_t *p, size_t n)
+{
+	char e[TD_ERRMSG_MAX];
+
+	return td_json_load((const char *)p, n, e, sizeof(e));
+}
+
+static json_t *get_json(const struct chain *c, const struct ckey *k)
+{
+	uint8_t *v;
+	size_t n;
+	json_t *j;
+
+	if (store_get(c->st, k->b, k->n, &v, &n) != 0)
+		return NULL;
+	j = load_json(v, n);
+	free(v);
+	return j;
+}
+
+int chain_record_load(const struct chain *c, uint64_t height, uint32_t index, struct td_record **out)
+{
+	char e[TD_ERRMSG_MAX];
+	uint8_t *p;
+	size_t n;
+	struct ckey k;
+	int rc;
+
+	*out = NULL;
+	ckey_record(&k, height, index);
+	rc = store_get(c->st, k.b, k.n, &p, &n);
+	if (rc != 0)
+		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
+	if (td_record_decode_trusted(out, p, n, c->g->chain_id, e, sizeof(e)) != 0) {
+		td_record_free(*out);
+		*out = NULL;
+		rc = TD_ECORRUPT;
+	}
+	free(p);
+	return rc;
+}
+
+/* Decodes the committed record with this id into *out, its height in *height. */
+static int record_at(const struct chain *c, const uint8_t id[static TD_HASH_LEN], struct td_record **out,
+		     uint64_t *height)
+{
+	struct td_record *rec;
+	uint8_t *loc;
+	size_t ln;
+	uint32_t index;
+	struct ckey k;
+	int rc;
+	bool ok;
+
+	*out = NULL;
+	ckey_record_loc(&k, id);
+	rc = store_get(c->st, k.b, k.n, &loc, &ln);
+	if (rc != 0)
+		return rc;
+	ok = ckey_loc_decode(loc, ln, height, &index);
+	free(loc);
+	if (!ok)
+		return TD_ECORRUPT;
+	rc = chain_record_load(c, *height, index, &rec);
+	if (rc != 0)
+		return rc;
+	if (memcmp(rec->id, id, TD_HASH_LEN) != 0) {
+		td_record_free(rec);
+		return TD_ECORRUPT;
+	}
+	*out = rec;
+	return 0;
+}
+
+json_t *chain_compiled_load(const struct chain *c, const char *ocid, const struct ckey_tstate *st)
+{
+	struct td_record *rec;
+	struct ckey k;
+	json_t *out;
+
+	if (st->n_releases > 1) {
+		ckey_compiled(&k, ocid);
+		return get_json(c, &k);
+	}
+	if (chain_record_load(c, st->first_height, st->first_index, &rec) != 0)
+		return NULL;
+	if (strcmp(rec->ocid, ocid) != 0) {
+		td_record_free(rec);
+		return NULL;
+	}
+	out = json_object();
+	td_release_merge(out, rec->release);
+	td_record_free(rec);
+	return out;
+}
+
+json_t *chain_tender_releases(const struct chain *c, const char *ocid, uint32_t n, bool entries)
+{
+	struct store_iter *it;
+	struct ckey k;
+	const uint8_t *key, *val;
+	size_t klen, vlen;
+	json_t *rels = json_array();
+
+	ckey_releases(&k, ocid);
+	it = store_iter_new(c->st, k.b, k.n, false);
+	while (store_iter_next(it, &key, &klen, &val, &vlen)) {
+		struct td_record *rec;
+		uint64_t height;
+		if (vlen != TD_HASH_LEN || record_at(c, val, &rec, &height) != 0)
+			goto fail;
+		json_array_append_new(rels, entries ? chain_entry_json(c, rec, height) : json_incref(rec->release));
+		td_record_free(rec);
+	}
+	if (store_iter_error(it) != 0 || json_array_size(rels) != n)
+		goto fail;
+	store_iter_free(it);
+	return rels;
+fail:
+	store_iter_free(it);
+	json_decref(rels);
+	return NULL;
+}
+
+/* ---- tenders ------------------------------------------------------------------ */
+
+json_t *chain_tender_json(const struct chain *c, const char *ocid)
+{
+	struct ckey_tstate st;
+	json_t *out, *compiled, *rels;
+
+	if (!ocid || strlen(ocid) > TD_OCID_MAX || chain_tstate_load(c, ocid, &st) != 0)
+		return NULL;
+	compiled = chain_compiled_load(c, ocid, &st);
+	if (!compiled)
+		return NULL;
+	rels = chain_tender_releases(c, ocid, st.n_releases, true);
+	if (!rels) {
+		json_decref(compiled);
+		return NULL;
+	}
+	out = json_object();
+	json_object_set_new(out, "ocid", json_string(ocid));
+	json_object_set_new(out, "compiled", compiled);
+	json_object_set_new(out, "releases", rels);
+	return out;
+}
+
+int chain_last_release_id(const struct chain *c, const char *ocid, char out[static TD_ID_MAX + 1])
+{
+	struct ckey_tstate st;
+	int rc;
+
+	if (!ocid || strlen(ocid) > TD_OCID_MAX)
+		return TD_ENOTFOUND;
+	rc = chain_tstate_load(c, ocid, &st);
+	if (rc != 0)
+		return rc;
+	snprintf(out, TD_ID_MAX + 1, "%s", st.last_release);
+	return 0;
+}
+
+/* ---- listings ------------------------------------------------------------------ */
+
+/*
+ * The date key of a since/until filter: a date-time as ckey_date, or a bare
+ * date YYYY-MM-DD taken as its first (end false) or last (end true)
+ * millisecond in UTC. False if s is neither.
+ */
+static bool filter_date(const char *s, bool end, uint64_t *out)
+{
+	char buf[32];
+	size_t n = strlen(s);
+
+	if (n == 10) {
+		snprintf(buf, sizeof(buf), "%.10sT%s", s, end ? "23:59:59.999Z" : "00:00:00Z");
+		return ckey_date(buf, strlen(buf), out);
+	}
+	return ckey_date(s, n, out);
+}
+
+/* A filter ready for a walk over one list index. */
+struct lquery {
+	const void *eq[CKEY_LIX_COUNT]; /* equality value per index, NULL where not filtered */
+	int n_eq;
+	bool has_since, has_until;
+	uint64_t since, until; /* date keys, inclusive */
+	bool none;             /* no tender can match */
+};
+
+static bool lquery_init(struct lquery *q, const struct chain_filter *f)
+{
+	memset(q, 0, sizeof(*q));
+	if (!f)
+		return true;
+	q->eq[CKEY_LIX_AGENCY] = f->agency;
+	q->eq[CKEY_LIX_STATUS] = f->status;
+	q->eq[CKEY_LIX_CATEGORY] = f->category;
+	q->eq[CKEY_LIX_METHOD] = f->method;
+	for (int i = 0; i < CKEY_LIX_COUNT; i++) {
+		if (!q->eq[i])
+			continue;
+		q->n_eq++;
+		/* a value "T" cannot hold matches no tender (and would not fit a key) */
+		if (i != CKEY_LIX_AGENCY && (strlen(q->eq[i]) > CKEY_FIELD_MAX || *(const char *)q->eq[i] == '\0'))
+			q->none = true;
+	}
+	if (f->since) {
+		if (!filter_date(f->since, false, &q->since))
+			return false;
+		q->has_since = true;
+	}
+	if (f->until) {
+		if (!filter_date(f->until, true, &q->until))
+			return false;
+		q->has_until = true;
+	}
+	if (q->has_since && q->has_until && q->since > q->until)
+		q->none = true;
+	return true;
+}
+
+/* True if tender t passes every part of q. */
+static bool lquery_match(const struct lquery *q, const struct ckey_tstate *t)
+{
+	for (int i = 0; i < CKEY_LIX_COUNT; i++) {
+		const enum ckey_lix x = (enum ckey_lix)i;
+		if (!q->eq[i])
+			continue;
+		if (x == CKEY_LIX_AGENCY ? memcmp(t->owner, q->eq[i], TD_PUBKEY_LEN) != 0 :
+					   strcmp(ckey_lix_value(x, t), q->eq[i]) != 0)
+			return false;
+	}
+	return !(q->has_since && t->date < q->since) && !(q->has_until && t->date > q->until);
+}
+
+/* The "N" count of value v in index x; UINT64_MAX on a read error (never chosen). */
+static uint64_t lix_count(const struct chain *c, enum ckey_lix x, const void *v)
+{
+	struct ckey k;
+	uint8_t *val;
+	size_t n;
+	uint64_t r;
+	int rc;
+
+	ckey_lix_count_key(&k, x, v);
+	rc = store_get(c->st, k.b, k.n, &val, &n);
+	if (rc == TD_ENOTFOUND)
+		return 0;
+	if (rc != 0)
+		return UINT64_MAX;
+	r = n == 8 ? ckey_get_u64(val) : UINT64_MAX;
+	free(val);
+	return r;
+}
+
+/*
+ * The index a query walks and its prefix in *pre: the one a cursor (ck, cl
+ * bytes; NULL for none) names if it belongs to the query, else the smallest
+ * equality index, the date index for a date range alone, or all tenders.
+ * False if the cursor belongs to none of the query's indexes.
+ */
+static bool lquery_index(const struct chain *c, const struct lquery *q, const uint8_t *ck, size_t cl,
+			 enum ckey_lix *out, struct ckey *pre)
+{
+	uint64_t best = UINT64_MAX;
+	bool found = false;
+
+	for (int i = 0; i < CKEY_LIX_COUNT; i++) {
+		const enum ckey_lix x = (enum ckey_lix)i;
+		struct ckey k;
+		if (!q->eq[i])
+			continue;
+		ckey_lix_prefix(&k, x, q->eq[i]);
+		if (ck) {
+			if (cl == k.n + ckey_lix_tail(x) && memcmp(ck, k.b, k.n) == 0) {
+				*out = x;
+				*pre = k;
+				return true;
+			}
+			continue;
+		}
+		uint64_t n = lix_count(c, x, q->eq[i]);
+		if (!found || n < best) {
+			best = n;
+			*out = x;
+			*pre = k;
+			found = true;
+		}
+	}
+	if (q->n_eq > 0)
+		return found;
+	*out = q->has_since || q->has_until ? CKEY_LIX_DATE : CKEY_LIX_ALL;
+	ckey_lix_prefix(pre, *out, NULL);
+	return !ck || (cl == pre->n + ckey_lix_tail(*out) && memcmp(ck, pre->b, pre->n) == 0);
+}
+
+json_t *chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_t limit, const char *cursor)
+{
+	uint8_t ck[CKEY_MAX], last[CKEY_MAX];
+	size_t cl = 0, lastlen = 0;
+	struct store_iter *it = NULL;
+	struct lquery q;
+	struct ckey pre, sk = { .n = 0 };
+	enum ckey_lix x = CKEY_LIX_ALL;
+	const uint8_t *key, *val;
+	size_t klen, vlen;
+	json_t *out, *list;
+	uint32_t got = 0, examined = 0;
+	bool more = false, check;
+
+	if (limit < 1 || limit > LIST_LIMIT_MAX || !lquery_init(&q, f))
+		return NULL;
+	if (cursor) {
+		size_t hl = strlen(cursor);
+		if (hl == 0 || hl % 2 != 0 || hl / 2 > sizeof(ck) || !td_unhex(ck, hl / 2, cursor, hl))
+			return NULL;
+		cl = hl / 2;
+	}
+	if (!q.none && !lquery_index(c, &q, cursor ? ck : NULL, cl, &x, &pre))
+		return NULL;
+	out = json_object();
+	list = json_array();
+	json_object_set_new(out, "tenders", list);
+	if (q.none)
+		goto done;
+	/* a candidate needs its "T" state unless the index alone answers the query */
+	check = q.n_eq > 1 || (q.n_eq == 1 && (q.has_since || q.has_until));
+
+	it = store_iter_new(c->st, pre.b, pre.n, true);
+	if (cursor) {
+		sk.n = cl;
+		memcpy(sk.b, ck, cl);
+	}
+	if (x == CKEY_LIX_DATE && q.has_until) {
+		/* start at the newest key dated until, or at the cursor if older */
+		struct ckey k = pre;
+		uint8_t ff[8 + 4];
+		memset(ff, 0xff, sizeof(ff));
+		ckey_u64(&k, q.until);
+		ckey_bytes(&k, ff, sizeof(ff));
+		if (!cursor || memcmp(k.b, ck, cl) < 0)
+			sk = k;
+	}
+	if (sk.n)
+		store_iter_seek(it, sk.b, sk.n);
+	if (cursor) {
+		/* the cursor is the last key already examined: skip it if still there */
+		if (store_iter_next(it, &key, &klen, &val, &vlen) && !(klen == cl && memcmp(key, ck, cl) == 0))
+			store_iter_seek(it, sk.b, sk.n);
+	}
+	while (store_iter_next(it, &key, &klen, &val, &vlen)) {
+		char ocid[TD_OCID_MAX + 1];
+		struct ckey_tstate st;
+		struct ckey yk;
+		json_t *sum;
+		if (got == limit || examined == LIST_SCAN_MAX) {
+			more = true;
+			break;
+		}
+		if (klen != pre.n + ckey_lix_tail(x) || vlen == 0 || vlen > TD_OCID_MAX || memchr(val, 0, vlen))
+			goto fail;
+		if (x == CKEY_LIX_DATE && q.has_since && ckey_get_u64(key + pre.n) < q.since)
+			break; /* descending: every later key is older still */
+		examined++;
+		memcpy(last, key, klen);
+		lastlen = klen;
+		memcpy(ocid, val, vlen);
+		ocid[vlen] = '\0';
+		if (check) {
+			if (chain_tstate_load(c, ocid, &st) != 0)
+				goto fail;
+			if (!lquery_match(&q, &st))
+				continue;
+		}
+		ckey_summary(&yk, ocid);
+		sum = get_json(c, &yk);
+		if (!sum)
+			goto fail;
+		json_array_append_new(list, sum);
+		got++;
+	}
+	if (store_iter_error(it) != 0)
+		goto fail;
+done:
+	if (more) {
+		char hex[2 * CKEY_MAX + 1];
+		td_hex(hex, last, lastlen);
+		json_object_set_new(out, "next_cursor", json_string(hex));
+	} else {
+		json_object_set_new(out, "next_cursor", json_null());
+	}
+	store_iter_free(it);
+	return out;
+fail:
+	store_iter_free(it);
+	json_decref(out);
+	return NULL;
+}
+
+/* ---- blocks ---------------------------------------------------------------------- */
+
+int chain_block_meta_load(const struct chain *c, uint64_t height, struct ckey_block_meta *m, uint8_t **val)
+{
+	struct ckey k;
+	size_t len;
+	int rc;
+
+	ckey_block(&k, height);
+	rc = store_get(c->st, k.b, k.n, val, &len);
+	if (rc != 0) {
+		*val = NULL;
+		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
+	}
+	if (!ckey_block_meta_decode(m, *val, len, height)) {
+		free(*val);
+		*val = NULL;
+		return TD_ECORRUPT;
+	}
+	return 0;
+}
+
+/* The committed block at height in td_block_encode's form, put together from "B" and "D". */
+static int block_bytes(const struct chain *c, uint64_t height, uint8_t **out, size_t *len)
+{
+	struct ckey_block_meta m;
+	uint8_t *mval;
+	struct store_iter *it;
+	struct td_buf b;
+	const uint8_t *key, *val;
+	size_t klen, vlen;
+	uint32_t n = 0;
+	struct ckey k;
+	int rc;
+
+	*out = NULL;
+	rc = chain_block_meta_load(c, height, &m, &mval);
+	if (rc != 0)
+		return rc;
+	/* [header, [record bytes...]] */
+	td_buf_init(&b);
+	td_enc_array(&b, 2);
+	td_enc_raw(&b, m.hdr, m.hlen);
+	td_enc_array(&b, m.h.n_records);
+	ckey_records(&k, height);
+	it = store_iter_new(c->st, k.b, k.n, false);
+	while (n < m.h.n_records && store_iter_next(it, &key, &klen, &val, &vlen)) {
+		if (klen != k.n + 4 || ckey_get_u32(key + k.n) != n) {
+			rc = TD_ECORRUPT;
+			break;
+		}
+		td_enc_bin(&b, val, vlen);
+		n++;
+	}
+	if (rc == 0 && store_iter_error(it) != 0)
+		rc = store_iter_error(it);
+	else if (rc == 0 && n != m.h.n_records)
+		rc = TD_ECORRUPT;
+	store_iter_free(it);
+	free(mval);
+	if (rc == 0)
+		*out = td_buf_take(&b, len);
+	td_buf_free(&b);
+	return rc;
+}
+
+int chain_load_block(const struct chain *c, uint64_t height, struct td_block **out)
+{
+	char e[TD_ERRMSG_MAX];
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	rc = block_bytes(c, height, &buf, &len);
+	if (rc != 0)
+		return rc;
+	rc = td_block_decode(out, buf, len, c->g->chain_id, true, e, sizeof(e)) == 0 ? 0 : TD_ECORRUPT;
+	free(buf);
+	return rc;
+}
+
+int chain_block_raw(const struct chain *c, uint64_t height, uint8_t **blk, size_t *blen, uint8_t **commit, size_t *clen)
+{
+	struct ckey k;
+	int rc;
+
+	*blk = NULL;
+	*commit = NULL;
+	if (height == 0 || height > c->height)
+		return TD_ENOTFOUND;
+	rc = block_bytes(c, height, blk, blen);
+	if (rc != 0)
+		return rc;
+	ckey_commit(&k, height);
+	rc = store_get(c->st, k.b, k.n, commit, clen);
+	if (rc != 0) {
+		free(*blk);
+		*blk = NULL;
+		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
+	}
+	return 0;
+}
