@@ -143,10 +143,16 @@ static void read_ids(struct td_rd *r, struct td_msg *m, const msgpack_object *o)
 	m->ids = (const uint8_t(*)[TD_HASH_LEN])m->ids_buf;
 }
 
+/*
+ * Reads the items of RECORDS (records of at most TD_RECORD_MAX bytes) or
+ * SYNC_BLOCKS (pairs of block and commit, each at most TD_BLOCK_MAX bytes).
+ */
 static void read_items(struct td_rd *r, struct td_msg *m, const msgpack_object *o, bool pairs)
 {
+	const uint32_t max = pairs ? TD_SYNC_REQ_MAX : TD_MSG_ITEMS_MAX;
+	const size_t item_max = pairs ? TD_BLOCK_MAX : TD_RECORD_MAX;
 	uint32_t n = 0;
-	const msgpack_object *a = td_get_array(r, o, UINT32_MAX, TD_MSG_ITEMS_MAX, &n);
+	const msgpack_object *a = td_get_array(r, o, UINT32_MAX, max, &n);
 	if (!r->ok)
 		return;
 	m->items = td_xcalloc(pairs ? 2 * (size_t)n + 1 : (size_t)n + 1, sizeof(*m->items));
@@ -156,7 +162,7 @@ static void read_items(struct td_rd *r, struct td_msg *m, const msgpack_object *
 		if (pairs)
 			it = td_get_array(r, &a[i], 2, 0, NULL), k = 2;
 		for (uint32_t j = 0; j < k && r->ok; j++) {
-			if (it[j].type != MSGPACK_OBJECT_BIN) {
+			if (it[j].type != MSGPACK_OBJECT_BIN || it[j].via.bin.size > item_max) {
 				r->ok = false;
 				break;
 			}
@@ -266,6 +272,11 @@ int td_msg_decode(struct td_msg *m, const uint8_t *buf, size_t len)
 		td_get_bin_fixed(&r, &f[6], m->sig, TD_SIG_LEN);
 		if (!r.ok || m->hdr.height != m->height || m->n_ids != m->hdr.n_records)
 			goto fail;
+		struct td_buf hb;
+		td_buf_init(&hb);
+		td_header_encode(&hb, &m->hdr);
+		td_hash(m->hash, (const uint8_t *)hb.sb.data, hb.sb.size);
+		td_buf_free(&hb);
 		break;
 	}
 	case TD_MSG_VOTE: {
@@ -295,7 +306,7 @@ int td_msg_decode(struct td_msg *m, const uint8_t *buf, size_t len)
 			goto fail;
 		m->height = td_get_uint(&r, &f[1]);
 		m->count = td_get_uint(&r, &f[2]);
-		if (m->count > TD_SYNC_BATCH * 4)
+		if (m->count > TD_SYNC_REQ_MAX)
 			goto fail;
 		break;
 	default:

@@ -21,9 +21,17 @@
 #include "tenderd/block.h"
 
 #define TD_PROPOSAL_DOMAIN "tenderd-proposal-v1"
+
+/*
+ * Limits of the wire format. The decoder refuses a message over any of them,
+ * and a sender must stay within them, so code that builds or answers a
+ * message sizes its buffers by these names, never by their values.
+ */
 #define TD_MSG_IDS_MAX TD_BLOCK_RECORDS_MAX /* ids in one ANNOUNCE, FETCH or PROPOSAL */
-#define TD_MSG_ITEMS_MAX 4096               /* records or blocks in one message */
-#define TD_SYNC_BATCH 64                    /* blocks asked for in one SYNC_REQ */
+#define TD_MSG_ITEMS_MAX TD_MSG_IDS_MAX     /* records in one RECORDS (it answers one FETCH) */
+#define TD_SYNC_BATCH 64                    /* blocks a node asks for in one SYNC_REQ */
+#define TD_SYNC_REQ_MAX (4 * TD_SYNC_BATCH) /* most blocks one SYNC_REQ may ask for and one SYNC_BLOCKS may hold */
+/* One RECORDS item is at most TD_RECORD_MAX bytes; one SYNC_BLOCKS block or commit at most TD_BLOCK_MAX. */
 
 enum td_msg_type {
 	TD_MSG_STATUS = 1,
@@ -47,7 +55,7 @@ struct td_msg {
 	uint64_t height;                 /* STATUS, PROPOSAL, VOTE, SYNC_REQ (from) */
 	uint32_t round;                  /* PROPOSAL, VOTE */
 	int32_t valid_round;             /* PROPOSAL: -1 for none */
-	uint8_t hash[TD_HASH_LEN];       /* STATUS: last hash; VOTE: value; PROPOSAL: block hash */
+	uint8_t hash[TD_HASH_LEN];       /* STATUS: last hash; VOTE: value; PROPOSAL: block hash of hdr */
 	bool nil;                        /* VOTE for nothing */
 	enum td_vote_type vote_type;     /* VOTE */
 	uint32_t validator;              /* VOTE */
@@ -64,7 +72,10 @@ struct td_msg {
 
 /*
  * Decodes one message; refuses unknown types, wrong shapes or types, counts
- * over the caps, and non-canonical encodings. On success td_msg_free() must
+ * and item sizes over the limits above, truncated input, trailing bytes and
+ * non-canonical encodings. It checks no signature and decodes no record,
+ * block or commit inside RECORDS or SYNC_BLOCKS. For a PROPOSAL it computes
+ * the block hash of the header into m->hash. On success td_msg_free() must
  * follow; on failure nothing needs freeing. Returns 0 or TD_EINVAL.
  */
 __attribute__((warn_unused_result)) int td_msg_decode(struct td_msg *m, const uint8_t *buf, size_t len);
