@@ -41,15 +41,18 @@
  *   step); after a restart at that height it resumes at the recorded round
  *   and step, restores its lock from the last non-nil precommit, and re-sends
  *   exactly the messages recorded (flag resend), never anything different.
- * - Write-ahead log: the sign state alone keeps a restarted validator safe,
- *   not live. A validator that restarts with only its sign state may have
- *   been the only one holding a message (say a byzantine vote that made it
- *   lock or change round), and then every correct validator can wait
- *   forever (the simulator finds such runs). So, together with the sign
- *   state and before signing, the node also persists every message it fed
- *   to the core at the current height, and after a restart feeds them again
- *   (after cons_start). Messages received after the last signature may be
- *   lost: nothing this validator sent depends on them.
+ * - No write-ahead log: the node persists only the sign state. After a
+ *   restart the core re-sends what the sign state records, and the node
+ *   re-sends its own signed messages of the current height to each peer
+ *   that connects and to all when no block commits for a while; no message
+ *   it received survives a restart. That keeps a restarted validator safe,
+ *   but costs liveness in some schedules: a validator that restarts may
+ *   have been the only one holding a message (say a byzantine vote that
+ *   made it lock or change round), and then every correct validator can
+ *   wait forever. Persisting every message fed to the core at the current
+ *   height with the sign state, and feeding them again after cons_start,
+ *   would close that gap; the simulator's nodes (tests/test_sim.c) do so,
+ *   the real node does not.
  * - Messages for height h+1 are buffered (at most CONS_BUFFER_PER_VALIDATOR
  *   per sender) and replayed when the core enters h+1; higher heights are
  *   dropped (the node syncs blocks instead).

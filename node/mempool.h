@@ -3,8 +3,10 @@
  *
  * A record enters once (deduplicated by record id; a second tender for an
  * ocid already pending is refused), is bounded by count and bytes (full:
- * TD_EFULL, never a silent drop), and leaves only when committed
- * (mempool_remove) or when it can no longer be committed (mempool_drop).
+ * TD_EFULL, never a silent drop), and leaves only through mempool_remove:
+ * when a block holding it commits (decided here or applied from sync), or
+ * when the chain refuses it alone in a block, so it can never commit (the
+ * node then tells the publisher's waiters why).
  */
 #ifndef TENDERD_MEMPOOL_H
 #define TENDERD_MEMPOOL_H

@@ -4,21 +4,30 @@
  * Each seed runs n = 4 or n = 7 cores in one process (odd seeds n = 7) with a
  * virtual clock and one event queue: messages get random delays (so they are
  * reordered), duplicated and lost; partitions split the validators and later
- * heal; validators crash and restart from their persisted sign state and
- * chain only (everything else is lost); in some runs one validator is
- * byzantine and sends conflicting proposals and votes to different peers
- * (sometimes both to the same peer). The PRNG is xoshiro256** seeded with
- * splitmix64 from the seed, so a seed replays exactly.
+ * heal; validators crash and restart from their persisted sign state,
+ * write-ahead log and chain (everything else is lost); in some runs one
+ * validator is byzantine and sends conflicting proposals and votes to
+ * different peers (sometimes both to the same peer). The PRNG is
+ * xoshiro256** seeded with splitmix64 from the seed, so a seed replays
+ * exactly.
  *
- * The simulated node does what the real one will: persists the sign state
- * before sending any broadcast, answers REQUEST_VALUE and VALIDATE after a
- * delay, runs timers, applies decisions then calls cons_start(h+1), and
- * syncs decided blocks from a correct peer that is ahead. Every second each
- * node gossips: it sends its height (status) and, to each peer at its
- * height, the messages of that height it has seen or sent and the peer has
- * not (as vote-bit exchange does in practice). The paper's liveness needs
- * this relaying: a message one correct process received reaches every
- * correct process after GST.
+ * The simulated node is a model, not the real node (node/node.c and the
+ * modules it wires), and it does more than the real node does today. Before
+ * sending any broadcast it persists the sign state and a write-ahead log of
+ * the messages of the current height, which it feeds again after a restart;
+ * it answers REQUEST_VALUE and VALIDATE after a delay, runs timers, applies
+ * decisions then calls cons_start(h+1), and syncs decided blocks from a
+ * correct peer that is ahead. Every second each node gossips: it sends its
+ * height (status) and, to each peer at its height, the messages of that
+ * height it has seen or sent and the peer has not (as vote-bit exchange does
+ * in practice), other validators' proposals and votes included. The paper's
+ * liveness needs this relaying: a message one correct process received
+ * reaches every correct process after GST. The real node keeps no
+ * write-ahead log and relays no other validator's messages: it persists only
+ * its sign state and re-sends only what it signed itself (node/consensus.h).
+ * So the safety checks below hold the core to account under any such
+ * schedule, but the liveness check holds only for a node with this model's
+ * log and relaying.
  *
  * Checked after every event: agreement (no two correct validators decide
  * different values at one height), commit validity (> 2/3 distinct signers,
