@@ -955,12 +955,13 @@ static void test_genesis_json_roundtrip(void **state)
 }
 
 /*
- * KNOWN BUG (proto/block.c, td_genesis_json): genesis_time is written with
- * strftime("%Y-%m-%dT%H:%M:%SZ"), dropping the milliseconds that
- * td_genesis_parse accepts (".250Z"), so the JSON of a genesis parsed from
- * "2020-03-01T00:00:00.250Z" parses back with time_ms 250 ms smaller.
- * Fix: write the time with td_time_iso(), or append ".%03u" when
- * time_ms % 1000 != 0.
+ * Regression test for a fixed bug in proto/block.c (td_genesis_json):
+ * genesis_time was written with strftime("%Y-%m-%dT%H:%M:%SZ"), dropping
+ * the milliseconds that td_genesis_parse accepts (".250Z"), so the JSON of a
+ * genesis parsed from "2020-03-01T00:00:00.250Z" parsed back with time_ms
+ * 250 ms smaller. td_genesis_json now writes the time with td_time_iso(),
+ * milliseconds included; this test guards that the genesis JSON round trip
+ * keeps time_ms exactly.
  */
 static void test_genesis_json_keeps_ms(void **state)
 {

@@ -299,19 +299,20 @@ static void test_get_json_refusals(void **state)
 }
 
 /*
- * KNOWN BUG (proto/codec.c, td_get_json): msgpack-c 4.0 hands out a NULL
- * str.ptr for a zero-length string when no earlier item in the buffer had
- * bytes after its first byte (the string is first, or follows only one-byte
- * items: fixarray/fixmap headers, nil, booleans, fixints). Then
- * json_stringn(NULL, 0) returns NULL, so td_get_json returns NULL *without*
- * poisoning r (and every enclosing array/map fails); for a key,
- * json_object_setn_new_nocheck(v, NULL, 0, item) fails unchecked and the key
- * is silently dropped; str_less then calls memcmp(NULL, ..., 0), which UBSan
- * reports. Records are not affected (their kind string comes first), but any
- * other message whose first string is "" is.
- * Fix: use (size ? ptr : "") for string values, keys and in str_less (and in
- * td_get_str), and poison r when json_stringn / json_object_setn_new_nocheck
- * fail.
+ * Regression test for a fixed bug in proto/codec.c (td_get_json, td_get_str).
+ * msgpack-c 4.0 hands out a NULL str.ptr for a zero-length string when no
+ * earlier item in the buffer had bytes after its first byte (the string is
+ * first, or follows only one-byte items: fixarray/fixmap headers, nil,
+ * booleans, fixints). td_get_json used to pass that NULL to jansson:
+ * json_stringn(NULL, 0) returned NULL, so td_get_json returned NULL without
+ * poisoning r; for a key, json_object_setn_new_nocheck(v, NULL, 0, item)
+ * failed unchecked and the key was silently dropped; str_less called
+ * memcmp(NULL, ..., 0), which UBSan reports. The readers now use "" for an
+ * empty string's pointer, str_less compares no bytes of an empty key, and a
+ * failed jansson call poisons r. This test guards that "" alone, in an
+ * array and as a key decodes with r still ok, that td_get_str gives a
+ * non-NULL pointer for "", and that td_get_json never returns NULL with r
+ * still ok (run it in the sanitizer build too: the old code was UB).
  */
 static void test_get_json_empty_strings(void **state)
 {
@@ -693,11 +694,13 @@ static void test_enc_json_refusals(void **state)
 }
 
 /*
- * KNOWN BUG (proto/codec.c, td_enc_json): object keys are measured with
- * strlen(), so a key with an embedded NUL (jansson 2.14 allows them through
- * json_object_setn) is silently truncated: {"a\0b":1,"a\0c":2} encodes as a
- * map with the key "a" twice, bytes that td_get_json itself refuses. The
- * encoder should refuse such keys (TD_EINVAL) like it refuses NUL in values.
+ * Regression test for a fixed bug in proto/codec.c (td_enc_json): object
+ * keys were measured with strlen(), so a key with an embedded NUL (jansson
+ * 2.14 allows them through json_object_setn) was silently truncated:
+ * {"a\0b":1,"a\0c":2} encoded as a map with the key "a" twice, bytes that
+ * td_get_json itself refuses. The encoder now takes each key's length from
+ * jansson and refuses a key holding a NUL; this test guards that such an
+ * object gives TD_EINVAL, as a NUL in a string value does.
  */
 static void test_enc_json_key_with_nul(void **state)
 {

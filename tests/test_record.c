@@ -688,10 +688,10 @@ static void test_sign_refusals(void **state)
 
 /*
  * Empty strings in a release survive the record round trip. (td_get_json
- * mishandles an empty string that comes before any multi-byte item in a
- * buffer, see test_codec's test_get_json_empty_strings; inside a record the
- * envelope's kind string always comes first, so records are not affected.
- * This test keeps it that way.)
+ * once mishandled an empty string that came before any multi-byte item in a
+ * buffer; test_codec's test_get_json_empty_strings guards the fix. Inside a
+ * record the envelope's kind string always comes first, so records were
+ * never affected; this test keeps the round trip covered.)
  */
 static void test_empty_string_roundtrip(void **state)
 {
@@ -711,13 +711,14 @@ static void test_empty_string_roundtrip(void **state)
 }
 
 /*
- * KNOWN BUG (proto/codec.c td_get_str/td_get_cstr, same root cause as
- * test_codec's test_get_json_empty_strings): in [1,"","","",bin0,0,{},bin0]
- * the empty strings come right after one-byte items, so msgpack-c gives
- * them a NULL pointer and td_get_cstr calls memcpy(out, NULL, 0), which
- * UBSan aborts on (found by tests/fuzz_record.c). The record is refused
- * either way; in build-san this test fails until td_get_str returns "" for
- * an empty string.
+ * Regression test for a fixed bug in proto/codec.c (td_get_str and
+ * td_get_cstr; same root cause as test_codec's
+ * test_get_json_empty_strings): in [1,"","","",bin0,0,{},bin0] the empty
+ * strings come right after one-byte items, so msgpack-c gives them a NULL
+ * pointer, and td_get_cstr called memcpy(out, NULL, 0), which UBSan aborts
+ * on (found by tests/fuzz_record.c). td_get_str now returns "" for an empty
+ * string. The record is refused either way; this test guards that decoding
+ * it stays free of undefined behaviour, so it bites in the sanitizer build.
  */
 static void test_empty_envelope_strings(void **state)
 {
