@@ -7,8 +7,11 @@
 #   1. the nodes connect; the sample tenders published on different nodes reach
 #      every node; all nodes hold the same blocks, each committed by >= 3 of 4
 #      validators; exact amounts survive gossip
-#   2. commit latency and bandwidth per record (printed, not asserted)
-#   3. a node with a key outside the genesis cannot connect
+#   2. commit latency and bandwidth per record, printed and held under generous
+#      bounds (LATENCY_AVG_MAX_MS, BYTES_PER_RECORD_MAX) that catch a regression
+#      by an order of magnitude, not noise
+#   3. a node with a key outside the genesis cannot connect, and node0 logs the
+#      refusal with the stranger's key
 #   4. garbage, bad hellos, a silent connection and a burst of 100 connections on
 #      a p2p port do not harm the node
 #   5. kill -9 of one node: the other three keep committing; it catches up on restart
@@ -26,6 +29,10 @@ tn_init e2e_testnet "$1" "$2"
 T0=$SECONDS
 
 ALL=(0 1 2 3)
+# Measured on a 4-node testnet on one machine: an average latency of 20-30 ms and
+# about 8.5 KiB sent per record (all nodes' p2p bytes, STATUS ticks included).
+LATENCY_AVG_MAX_MS=2000
+BYTES_PER_RECORD_MAX=65536
 SAMPLE_NODE=([0]=jeju [1]=kisa [2]=private [3]=gangwon) # sejong goes to node 0 as well
 OCIDS=(ocds-kr2020-jeju-0001 ocds-kr2020-kisa-0001 ocds-kr2020-kisa-0002 ocds-kr2020-gw-0001 ocds-kr2020-sj-0001)
 
@@ -114,7 +121,7 @@ CHECK='assert d["releases"][0]["agency"] == sys.argv[2], ("agency of kisa-0001",
 step "commit latency: publish on node0 (no --wait) until get succeeds on all 4 nodes"
 mkdir -p "$TN_DIR/lat"
 for ((k = 1; k <= 10; k++)); do variant "ocds-kr2020-lat-$k" "$TN_DIR/lat/$k.json"; done
-"$PY" - "$TN_DIR/lat" 10 "$MAIN"/node{0,1,2,3}/tenderd.sock >"$OUT" 2>"$ERR" <<'EOF'
+"$PY" - "$TN_DIR/lat" 10 "$LATENCY_AVG_MAX_MS" "$MAIN"/node{0,1,2,3}/tenderd.sock >"$OUT" 2>"$ERR" <<'EOF'
 import json, os, socket, sys, time
 
 def call(path, method, params_text):
@@ -131,7 +138,7 @@ def call(path, method, params_text):
     s.close()
     return json.loads(buf.split(b"\n")[0])
 
-d, n, socks = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+d, n, limit, socks = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
 lat = []
 for k in range(1, n + 1):
     text = open(os.path.join(d, "%d.json" % k)).read().replace("\n", " ")
@@ -151,10 +158,13 @@ for k in range(1, n + 1):
                 sys.exit("%s not visible on %s after 30 s" % (ocid, sorted(left)))
             time.sleep(0.005)
     lat.append((time.monotonic() - t0) * 1000)
-print("avg=%.1f max=%.1f min=%.1f n=%d" % (sum(lat) / len(lat), max(lat), min(lat), len(lat)))
+avg = sum(lat) / len(lat)
+print("avg=%.1f max=%.1f min=%.1f n=%d" % (avg, max(lat), min(lat), len(lat)))
+if avg >= limit:
+    sys.exit("average commit latency %.1f ms is not under %.0f ms" % (avg, limit))
 EOF
 RC=$?
-((RC == 0)) || fail "latency measurement failed"
+((RC == 0)) || fail "commit latency: $(cat "$ERR")"
 note "commit_latency_ms $(cat "$OUT")"
 
 step "bandwidth per committed record"
@@ -166,6 +176,8 @@ done
 RECS=$(sval 0 'd["records"]')
 ((RECS == 15)) || fail "node0 holds $RECS records, expected 15"
 note "bandwidth_per_record=$((SENT / RECS)) bytes (sum of p2p.bytes_sent $SENT over $RECS records, height $AGREE_H)"
+((SENT / RECS < BYTES_PER_RECORD_MAX)) ||
+	fail "the nodes sent $((SENT / RECS)) bytes per record, not under $BYTES_PER_RECORD_MAX"
 
 # ---------------------------------------------------------------- 3. stranger
 step "a node whose key is not in the genesis cannot connect to node0"
@@ -200,13 +212,13 @@ assert not bad, ("a stranger connected to a node of the main net", bad)
 	done
 	sleep 0.4
 done
+# Same chain id, so node0 gets past the chain check and refuses the key, naming it.
 refusal_logged() {
-	grep -Eiq 'unknown identity|wrong chain' "$MAIN/node0/tenderd.log"
+	grep -Eiq "unknown identity ($SKEY0|$SKEY1)" "$MAIN/node0/tenderd.log"
 }
-wait_until 15 "node0's log does not mention the refused stranger (unknown identity / wrong chain)" refusal_logged
-note "node0 logged: $(grep -Ei 'unknown identity|wrong chain' "$MAIN/node0/tenderd.log" | tail -n 1 | cut -c1-200)"
-grep -qi "${SKEY0:0:16}\|${SKEY1:0:16}" "$MAIN/node0/tenderd.log" ||
-	note "(node0's log does not name the stranger's key)"
+wait_until 15 "node0's log has no 'unknown identity' refusal naming a stranger's key ($SKEY0 or $SKEY1)" \
+	refusal_logged
+note "node0 logged: $(grep -Ei "unknown identity ($SKEY0|$SKEY1)" "$MAIN/node0/tenderd.log" | tail -n 1 | cut -c1-200)"
 tn_stop "$STRANGE/node0"
 tn_stop "$STRANGE/node1"
 
