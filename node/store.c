@@ -1,5 +1,13 @@
 /*
- * store: LevelDB through its C API (see store.h).
+ * store: LevelDB through its C API, or an in-memory store (see store.h).
+ *
+ * struct store and struct store_iter carry their backend's tag, and each
+ * function switches on it. The memory backend (store_mem.c) offers what
+ * LevelDB's iterator does (seek, seek to last, next, prev), so the prefix and
+ * direction logic below is one piece of code over both, and the two agree on
+ * every seek by construction. Batches are LevelDB write batches on both:
+ * a write to a store in memory replays the batch's operations in order
+ * (leveldb_writebatch_iterate), so production writes pay for no copy.
  *
  * Every LevelDB object (options, read/write options, the block cache, the
  * filter policy, the handle) is created in store_open() and destroyed in
@@ -28,6 +36,7 @@
 
 #include "tenderd/types.h"
 #include "store.h"
+#include "store_int.h"
 
 #define STORE_CACHE (8u << 20)        /* LRU block cache, bytes */
 /*
@@ -45,7 +54,16 @@
 #define STORE_FILE_SIZE (8u << 20)    /* target size of one table file */
 #define STORE_BLOOM_BITS 10           /* Bloom filter bits a key */
 
+enum store_kind {
+	STORE_LEVELDB,
+	STORE_MEM,
+};
+
 struct store {
+	enum store_kind kind;
+	/* STORE_MEM: the named store in its world; the fields below stay NULL */
+	struct store_mem_db *mem;
+	/* STORE_LEVELDB */
 	leveldb_t *db;
 	leveldb_options_t *opts;
 	leveldb_cache_t *cache;
@@ -61,7 +79,9 @@ struct store_batch {
 };
 
 struct store_iter {
-	leveldb_iterator_t *it;
+	enum store_kind kind;
+	leveldb_iterator_t *it; /* STORE_LEVELDB */
+	struct store_mem_cursor *mc; /* STORE_MEM */
 	uint8_t *prefix; /* owned copy */
 	size_t plen;
 	bool reverse;
@@ -80,6 +100,7 @@ int store_open(struct store **out, const char *path, char *err, size_t errlen)
 	struct store *s = td_xcalloc(1, sizeof(*s));
 	char *lerr = NULL;
 
+	s->kind = STORE_LEVELDB;
 	s->opts = leveldb_options_create();
 	leveldb_options_set_create_if_missing(s->opts, 1);
 	leveldb_options_set_paranoid_checks(s->opts, 1);
@@ -120,10 +141,32 @@ fail:
 	return TD_EIO;
 }
 
+int store_open_mem(struct store **out, struct store_mem_world *w, const char *name, char *err, size_t errlen)
+{
+	struct store_mem_db *db;
+	int rc = store_mem_attach(&db, w, name, err, errlen);
+
+	*out = NULL;
+	if (rc != 0)
+		return rc;
+	*out = td_xcalloc(1, sizeof(**out));
+	(*out)->kind = STORE_MEM;
+	(*out)->mem = db;
+	return 0;
+}
+
 void store_close(struct store *s)
 {
 	if (!s)
 		return;
+	switch (s->kind) {
+	case STORE_LEVELDB:
+		break;
+	case STORE_MEM:
+		store_mem_detach(s->mem);
+		free(s);
+		return;
+	}
 	leveldb_close(s->db);
 	leveldb_writeoptions_destroy(s->wopts_sync);
 	leveldb_writeoptions_destroy(s->wopts);
@@ -138,8 +181,15 @@ int store_get(const struct store *s, const void *key, size_t klen, uint8_t **val
 {
 	char *lerr = NULL;
 	size_t n = 0;
-	char *v = leveldb_get(s->db, s->ropts, key, klen, &n, &lerr);
+	char *v;
 
+	switch (s->kind) {
+	case STORE_LEVELDB:
+		break;
+	case STORE_MEM:
+		return store_mem_get(s->mem, key, klen, val, vlen);
+	}
+	v = leveldb_get(s->db, s->ropts, key, klen, &n, &lerr);
 	*val = NULL;
 	*vlen = 0;
 	if (lerr) {
@@ -213,10 +263,28 @@ size_t store_batch_count(const struct store_batch *b)
 	return b->count;
 }
 
+static void mem_put(void *db, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	store_mem_put(db, key, klen, val, vlen);
+}
+
+static void mem_delete(void *db, const char *key, size_t klen)
+{
+	store_mem_delete(db, key, klen);
+}
+
 int store_write(struct store *s, const struct store_batch *b, bool sync, char *err, size_t errlen)
 {
 	char *lerr = NULL;
 
+	switch (s->kind) {
+	case STORE_LEVELDB:
+		break;
+	case STORE_MEM:
+		leveldb_writebatch_iterate(b->wb, s->mem, mem_put, mem_delete);
+		store_mem_written(s->mem, sync);
+		return 0;
+	}
 	/* leveldb_write does not modify the batch; its prototype just lacks const. */
 	leveldb_write(s->db, sync ? s->wopts_sync : s->wopts, (leveldb_writebatch_t *)b->wb, &lerr);
 	if (lerr) {
@@ -227,38 +295,150 @@ int store_write(struct store *s, const struct store_batch *b, bool sync, char *e
 	return 0;
 }
 
+/*
+ * The cursor under an iterator, one LevelDB iterator step each: seek puts it
+ * at the first key >= key, seek_last at the last key; either leaves it not
+ * valid when there is no such key. next and prev need a valid cursor.
+ */
+static void cur_seek(struct store_iter *it, const void *key, size_t klen)
+{
+	switch (it->kind) {
+	case STORE_LEVELDB:
+		leveldb_iter_seek(it->it, key, klen);
+		return;
+	case STORE_MEM:
+		store_mem_cursor_seek(it->mc, key, klen);
+		return;
+	}
+}
+
+static void cur_seek_last(struct store_iter *it)
+{
+	switch (it->kind) {
+	case STORE_LEVELDB:
+		leveldb_iter_seek_to_last(it->it);
+		return;
+	case STORE_MEM:
+		store_mem_cursor_seek_last(it->mc);
+		return;
+	}
+}
+
+static bool cur_valid(const struct store_iter *it)
+{
+	switch (it->kind) {
+	case STORE_LEVELDB:
+		return leveldb_iter_valid(it->it);
+	case STORE_MEM:
+		return store_mem_cursor_valid(it->mc);
+	}
+	abort();
+}
+
+static void cur_next(struct store_iter *it)
+{
+	switch (it->kind) {
+	case STORE_LEVELDB:
+		leveldb_iter_next(it->it);
+		return;
+	case STORE_MEM:
+		store_mem_cursor_next(it->mc);
+		return;
+	}
+}
+
+static void cur_prev(struct store_iter *it)
+{
+	switch (it->kind) {
+	case STORE_LEVELDB:
+		leveldb_iter_prev(it->it);
+		return;
+	case STORE_MEM:
+		store_mem_cursor_prev(it->mc);
+		return;
+	}
+}
+
+static const uint8_t *cur_key(const struct store_iter *it, size_t *n)
+{
+	switch (it->kind) {
+	case STORE_LEVELDB:
+		return (const uint8_t *)leveldb_iter_key(it->it, n);
+	case STORE_MEM:
+		return store_mem_cursor_key(it->mc, n);
+	}
+	abort();
+}
+
+static const uint8_t *cur_value(const struct store_iter *it, size_t *n)
+{
+	switch (it->kind) {
+	case STORE_LEVELDB:
+		return (const uint8_t *)leveldb_iter_value(it->it, n);
+	case STORE_MEM:
+		return store_mem_cursor_value(it->mc, n);
+	}
+	abort();
+}
+
+/* 0, or TD_EIO if the cursor stopped on a read error (only LevelDB has them). */
+static int cur_error(const struct store_iter *it)
+{
+	char *lerr = NULL;
+
+	switch (it->kind) {
+	case STORE_LEVELDB:
+		leveldb_iter_get_error(it->it, &lerr);
+		if (!lerr)
+			return 0;
+		leveldb_free(lerr);
+		return TD_EIO;
+	case STORE_MEM:
+		return 0;
+	}
+	abort();
+}
+
 /* Positions it at the last key with its prefix (or before nothing). */
 static void iter_seek_last(struct store_iter *it)
 {
 	size_t n = it->plen;
 
 	if (n == 0) {
-		leveldb_iter_seek_to_last(it->it);
+		cur_seek_last(it);
 		return;
 	}
 	/* successor: drop trailing 0xff bytes, increment the last remaining one */
 	while (n > 0 && it->prefix[n - 1] == 0xff)
 		n--;
 	if (n == 0) {
-		leveldb_iter_seek_to_last(it->it);
+		cur_seek_last(it);
 		return;
 	}
 	uint8_t *succ = td_xmalloc(n);
 	memcpy(succ, it->prefix, n);
 	succ[n - 1]++;
-	leveldb_iter_seek(it->it, (const char *)succ, n);
+	cur_seek(it, succ, n);
 	free(succ);
-	if (leveldb_iter_valid(it->it))
-		leveldb_iter_prev(it->it);
+	if (cur_valid(it))
+		cur_prev(it);
 	else
-		leveldb_iter_seek_to_last(it->it);
+		cur_seek_last(it);
 }
 
 struct store_iter *store_iter_new(const struct store *s, const void *prefix, size_t plen, bool reverse)
 {
 	struct store_iter *it = td_xcalloc(1, sizeof(*it));
 
-	it->it = leveldb_create_iterator(s->db, s->ropts);
+	it->kind = s->kind;
+	switch (s->kind) {
+	case STORE_LEVELDB:
+		it->it = leveldb_create_iterator(s->db, s->ropts);
+		break;
+	case STORE_MEM:
+		it->mc = store_mem_cursor_new(s->mem);
+		break;
+	}
 	it->prefix = td_xmalloc(plen);
 	if (plen)
 		memcpy(it->prefix, prefix, plen);
@@ -267,7 +447,7 @@ struct store_iter *store_iter_new(const struct store *s, const void *prefix, siz
 	if (reverse)
 		iter_seek_last(it);
 	else
-		leveldb_iter_seek(it->it, (const char *)it->prefix, plen);
+		cur_seek(it, it->prefix, plen);
 	return it;
 }
 
@@ -280,53 +460,50 @@ void store_iter_seek(struct store_iter *it, const void *key, size_t klen)
 	if (c == 0 && klen < it->plen)
 		c = -1; /* a proper prefix of the prefix sorts before the range */
 	if (c < 0 && !it->reverse) {
-		leveldb_iter_seek(it->it, (const char *)it->prefix, it->plen);
+		cur_seek(it, it->prefix, it->plen);
 		return;
 	}
 	if (c > 0 && it->reverse) {
 		iter_seek_last(it);
 		return;
 	}
-	leveldb_iter_seek(it->it, key, klen);
+	cur_seek(it, key, klen);
 	if (!it->reverse)
 		return;
-	if (!leveldb_iter_valid(it->it)) {
-		leveldb_iter_seek_to_last(it->it);
+	if (!cur_valid(it)) {
+		cur_seek_last(it);
 		return;
 	}
 	size_t n;
-	const char *k = leveldb_iter_key(it->it, &n);
-	if (n != klen || memcmp(k, key, klen) != 0)
-		leveldb_iter_prev(it->it); /* first key > key: step back to the last key < key */
+	const uint8_t *k = cur_key(it, &n);
+	if (n != klen || (klen && memcmp(k, key, klen) != 0))
+		cur_prev(it); /* first key > key: step back to the last key < key */
 }
 
 bool store_iter_next(struct store_iter *it, const uint8_t **key, size_t *klen, const uint8_t **val, size_t *vlen)
 {
-	if (it->started && leveldb_iter_valid(it->it)) {
+	if (it->started && cur_valid(it)) {
 		if (it->reverse)
-			leveldb_iter_prev(it->it);
+			cur_prev(it);
 		else
-			leveldb_iter_next(it->it);
+			cur_next(it);
 	}
 	it->started = true;
-	if (!leveldb_iter_valid(it->it)) {
-		char *lerr = NULL;
-		leveldb_iter_get_error(it->it, &lerr);
-		if (lerr) {
-			it->error = TD_EIO;
-			leveldb_free(lerr);
-		}
+	if (!cur_valid(it)) {
+		int rc = cur_error(it);
+		if (rc != 0)
+			it->error = rc;
 		return false;
 	}
 	size_t kn, vn;
-	const char *k = leveldb_iter_key(it->it, &kn);
-	if (kn < it->plen || memcmp(k, it->prefix, it->plen) != 0)
+	const uint8_t *k = cur_key(it, &kn);
+	if (kn < it->plen || (it->plen && memcmp(k, it->prefix, it->plen) != 0))
 		return false;
-	const char *v = leveldb_iter_value(it->it, &vn);
-	*key = (const uint8_t *)k;
+	const uint8_t *v = cur_value(it, &vn);
+	*key = k;
 	*klen = kn;
 	if (val)
-		*val = (const uint8_t *)v;
+		*val = v;
 	if (vlen)
 		*vlen = vn;
 	return true;
@@ -341,7 +518,14 @@ void store_iter_free(struct store_iter *it)
 {
 	if (!it)
 		return;
-	leveldb_iter_destroy(it->it);
+	switch (it->kind) {
+	case STORE_LEVELDB:
+		leveldb_iter_destroy(it->it);
+		break;
+	case STORE_MEM:
+		store_mem_cursor_free(it->mc);
+		break;
+	}
 	free(it->prefix);
 	free(it);
 }
