@@ -44,10 +44,9 @@ struct driver {
 	uint32_t holds;
 	bool draining;
 
-	struct pvote *precommits; /* DRIVER_PRECOMMITS_MAX */
-	uint32_t nprecommits;
-	struct tslot tmo[3]; /* by enum cons_timeout */
-	bool awaiting_value; /* REQUEST_VALUE(av_h, av_r) unanswered: nothing pending here */
+	struct pvote *precommits; /* DRIVER_PRECOMMITS_PER_VALIDATOR slots per validator; height 0: free */
+	struct tslot tmo[3];      /* by enum cons_timeout */
+	bool awaiting_value;      /* REQUEST_VALUE(av_h, av_r) unanswered: nothing pending here */
 	uint64_t av_h;
 	uint32_t av_r;
 	struct td_record **scratch; /* cfg.block_max_records slots */
@@ -143,17 +142,30 @@ static bool save_sign_state(struct driver *d)
 	return true;
 }
 
+/*
+ * Keeps a signed precommit for building the commit. Each validator has its
+ * own DRIVER_PRECOMMITS_PER_VALIDATOR slots, so no key can fill the table
+ * for the others; one precommit is kept per (height, round, validator), the
+ * first (the one the core counts). When a validator's slots are full, its
+ * precommit of the highest (height, round) gives way to a lower one.
+ */
 static void precommit_keep(struct driver *d, uint64_t h, uint32_t r, uint32_t v, const uint8_t hash[static TD_HASH_LEN],
 			   const uint8_t sig[static TD_SIG_LEN])
 {
-	for (uint32_t i = 0; i < d->nprecommits; i++) {
-		struct pvote *p = &d->precommits[i];
-		if (p->height == h && p->round == r && p->validator == v && memcmp(p->hash, hash, TD_HASH_LEN) == 0)
+	struct pvote *slots = &d->precommits[(size_t)v * DRIVER_PRECOMMITS_PER_VALIDATOR], *p = NULL;
+	for (uint32_t i = 0; i < DRIVER_PRECOMMITS_PER_VALIDATOR; i++) {
+		struct pvote *q = &slots[i];
+		if (q->height == h && q->round == r)
 			return;
+		if (q->height == 0) {
+			p = q;
+			break;
+		}
+		if (!p || q->height > p->height || (q->height == p->height && q->round > p->round))
+			p = q;
 	}
-	if (d->nprecommits == DRIVER_PRECOMMITS_MAX)
-		return;
-	struct pvote *p = &d->precommits[d->nprecommits++];
+	if (p->height != 0 && (p->height < h || (p->height == h && p->round < r)))
+		return; /* full of lower rounds: this one is the farthest */
 	p->height = h;
 	p->round = r;
 	p->validator = v;
@@ -292,9 +304,10 @@ static void decide(struct driver *d, const struct cons_action *a)
 	}
 	memcpy(commit.block_hash, a->value, TD_HASH_LEN);
 	for (uint32_t i = 0; i < a->n_signers; i++) {
-		for (uint32_t j = 0; j < d->nprecommits; j++) {
-			const struct pvote *p = &d->precommits[j];
-			if (p->height == a->height && p->round == a->round && p->validator == a->signers[i] &&
+		const struct pvote *slots = &d->precommits[(size_t)a->signers[i] * DRIVER_PRECOMMITS_PER_VALIDATOR];
+		for (uint32_t j = 0; j < DRIVER_PRECOMMITS_PER_VALIDATOR; j++) {
+			const struct pvote *p = &slots[j];
+			if (p->height == a->height && p->round == a->round &&
 			    memcmp(p->hash, a->value, TD_HASH_LEN) == 0) {
 				sigs[commit.n_sigs].validator = p->validator;
 				memcpy(sigs[commit.n_sigs++].sig, p->sig, TD_SIG_LEN);
@@ -527,11 +540,9 @@ void driver_on_pooled(struct driver *d)
 void driver_new_height(struct driver *d)
 {
 	uint64_t h = cur_height(d);
-	uint32_t k = 0;
-	for (uint32_t i = 0; i < d->nprecommits; i++)
-		if (d->precommits[i].height >= h)
-			d->precommits[k++] = d->precommits[i];
-	d->nprecommits = k;
+	for (size_t i = 0; i < DRIVER_PRECOMMITS_MAX; i++)
+		if (d->precommits[i].height < h)
+			memset(&d->precommits[i], 0, sizeof(d->precommits[i]));
 	d->awaiting_value = false;
 	d->io->timer(d->io->ctx, NODE_TIMER_VALUE, NODE_TIMER_OFF);
 }

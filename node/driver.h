@@ -23,8 +23,9 @@
 #include "nodeio.h"
 #include "proposals.h"
 
-#define DRIVER_FUTURE_DRIFT_MS 30000 /* a proposed block may be this far ahead of our clock */
-#define DRIVER_PRECOMMITS_MAX (16 * TD_VALIDATORS_MAX)
+#define DRIVER_FUTURE_DRIFT_MS 30000       /* a proposed block may be this far ahead of our clock */
+#define DRIVER_PRECOMMITS_PER_VALIDATOR 32 /* signed precommits kept per validator, lowest rounds first */
+#define DRIVER_PRECOMMITS_MAX (DRIVER_PRECOMMITS_PER_VALIDATOR * TD_VALIDATORS_MAX)
 
 struct driver;
 

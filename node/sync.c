@@ -131,7 +131,7 @@ void sync_on_blocks(struct sync *s, uint32_t peer, const struct td_msg *m)
 {
 	char err[TD_ERRMSG_MAX];
 	uint32_t applied = 0, nb = 0;
-	bool asked = false;
+	bool asked = false, dropped = false;
 	struct td_block **blks = td_xcalloc(m->n_items / 2 + 1, sizeof(*blks));
 
 	/*
@@ -162,6 +162,7 @@ void sync_on_blocks(struct sync *s, uint32_t peer, const struct td_msg *m)
 			td_commit_clear(&commit);
 			s->io->disconnect(s->io->ctx, peer, "sent a block the chain refuses");
 			asked = false;
+			dropped = true;
 			break;
 		}
 		for (uint32_t j = 0; j < blk->hdr.n_records; j++)
@@ -179,7 +180,7 @@ out:
 		log_info("block sync: applied %u block%s, now at height %llu", applied, applied == 1 ? "" : "s",
 			 (unsigned long long)chain_height(s->chain));
 		s->cb.on_applied(s->cb.ctx, applied);
-		if (!asked && s->peer_height[peer] > chain_height(s->chain))
+		if (!asked && !dropped && s->peer_height[peer] > chain_height(s->chain))
 			request(s, peer);
 	}
 }

@@ -1112,16 +1112,14 @@ static void test_proposer_empty_block_on_value_timer(void **state)
 }
 
 /*
- * BUG (node/driver.c, precommit_keep): the precommits kept to build commits
- * live in one table of DRIVER_PRECOMMITS_MAX entries shared by every
- * validator, height and round, and a full table drops new precommits silently. One
- * validator alone fills it with validly signed precommits for far rounds of
+ * Regression (node/driver.c, precommit_keep): the precommits kept to build
+ * commits lived in one table of 2,048 entries shared by every validator,
+ * height and round, and a full table dropped new precommits silently. One
+ * validator alone filled it with validly signed precommits for far rounds of
  * the current height; afterwards the honest precommits of the deciding round
- * (this validator's own included) are not kept, decide() builds a commit
- * without them and the chain refuses the decided block: the height stalls.
- * STYLE.md asks for tables per validator and per round, so that no single
- * key can fill one.
- * This test fails until the bug is fixed; it is kept on purpose.
+ * were not kept, decide() built a commit without them and the chain refused
+ * the decided block: the height stalled. Each validator now has its own
+ * DRIVER_PRECOMMITS_PER_VALIDATOR slots, lowest rounds kept.
  */
 static void test_precommit_flood_from_one_validator(void **state)
 {

@@ -845,12 +845,11 @@ static void test_bad_commit_disconnects(void **state)
 }
 
 /*
- * BUG (node/sync.c, sync_on_blocks): an answer whose first block applies and
- * whose second is refused disconnects the peer, then, because one block was
- * applied and the peer had claimed more, sends a new SYNC_REQ to that same
- * peer and stays busy for SYNC_TIMEOUT_MS waiting on a connection that is
- * gone, so no other peer is asked in the meantime.
- * This test fails until the bug is fixed; it is kept on purpose.
+ * Regression (node/sync.c, sync_on_blocks): an answer whose first block
+ * applied and whose second was refused disconnected the peer, then, because
+ * one block was applied and the peer had claimed more, sent a new SYNC_REQ
+ * to that same peer and stayed busy for SYNC_TIMEOUT_MS waiting on a
+ * connection that was gone, so no other peer was asked in the meantime.
  */
 static void test_no_request_to_peer_just_dropped(void **state)
 {
