@@ -181,7 +181,7 @@ void gossip_on_fetch(struct gossip *g, uint32_t peer, const struct td_msg *m)
 	free(found);
 }
 
-/* Records from a peer: each verified once, then into the mempool and on to others. */
+/* Records from a peer (each at most TD_RECORD_MAX, as decoded): verified once, pooled, passed on. */
 void gossip_on_records(struct gossip *g, uint32_t peer, const struct td_msg *m)
 {
 	char err[TD_ERRMSG_MAX];
@@ -191,10 +191,6 @@ void gossip_on_records(struct gossip *g, uint32_t peer, const struct td_msg *m)
 		uint8_t id[TD_HASH_LEN];
 		bool refused = false;
 		struct td_record *rec = NULL;
-		if (m->items[i].len > TD_RECORD_MAX) {
-			g->io->disconnect(g->io->ctx, peer, "sent a record over the size limit");
-			break;
-		}
 		td_hash(id, m->items[i].p, m->items[i].len);
 		if ((rec = mempool_get(g->mp, id))) {
 			g->cb.on_record(g->cb.ctx, rec);

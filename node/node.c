@@ -48,6 +48,11 @@ struct node {
 	uint32_t stalled_ticks;
 };
 
+struct chain *node_chain(const struct node *n)
+{
+	return n->chain;
+}
+
 uint64_t node_height(const struct node *n)
 {
 	return chain_height(n->chain);
@@ -136,10 +141,8 @@ static void fetch_for_proposal(void *ctx, uint32_t peer, const uint8_t (*ids)[TD
 	gossip_fetch(n->gossip, peer, ids, k);
 }
 
-/* The one entry of a published record: chain check, mempool, gossip, a height started. */
-static int submit(void *ctx, struct td_record *rec, char *err, size_t errlen)
+int node_submit(struct node *n, struct td_record *rec, char *err, size_t errlen)
 {
-	struct node *n = ctx;
 	char hex[2 * TD_HASH_LEN + 1];
 	int rc;
 	if ((rc = chain_check_record(n->chain, rec, err, errlen)) != 0 ||
@@ -150,6 +153,11 @@ static int submit(void *ctx, struct td_record *rec, char *err, size_t errlen)
 	gossip_announce(n->gossip, rec->id);
 	on_pooled(n);
 	return 0;
+}
+
+static int submit(void *ctx, struct td_record *rec, char *err, size_t errlen)
+{
+	return node_submit(ctx, rec, err, errlen);
 }
 
 /* ---- events ---- */

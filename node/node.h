@@ -50,9 +50,18 @@ void node_on_message(struct node *n, uint32_t v, const uint8_t *msg, size_t len)
 void node_on_timer(struct node *n, enum node_timer kind);
 /* A socket request (the rpc handler). */
 void node_on_request(struct node *n, struct rpc_req *req, const char *method, json_t *params);
+/*
+ * The one entry of a signed record, the socket's publish included: checked
+ * against the chain, pooled, announced, and a height started. Returns 0
+ * with rec taken, or an error (TD_EEXIST, TD_ERULE, TD_EPERM, TD_EFULL)
+ * with a message and rec still the caller's.
+ */
+int node_submit(struct node *n, struct td_record *rec, char *err, size_t errlen);
 /* End of a loop turn: gossip sends what it gathered. */
 void node_flush(struct node *n);
 
+/* The node's chain (borrowed), for tests and the simulator to read. */
+struct chain *node_chain(const struct node *n);
 /* The chain's height and the records waiting in the mempool (for logs and tests). */
 uint64_t node_height(const struct node *n);
 uint32_t node_pending(const struct node *n);

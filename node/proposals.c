@@ -201,10 +201,7 @@ void prop_on_proposal(struct proposals *p, uint32_t peer, const struct td_msg *m
 	if (m->round > CONS_ROUND_MAX || (m->height != p->height && m->height != p->height + 1))
 		return;
 	uint32_t from = (uint32_t)((m->height + m->round) % p->g->n);
-	td_buf_init(&b);
-	td_header_encode(&b, &m->hdr);
-	td_hash(hash, (const uint8_t *)b.sb.data, b.sb.size);
-	td_buf_free(&b);
+	memcpy(hash, m->hash, TD_HASH_LEN); /* the decoder hashed the header */
 	if (!td_proposal_verify(m->sig, p->g->chain_id, m->height, m->round, m->valid_round, hash, p->g->v[from].pk)) {
 		p->io->disconnect(p->io->ctx, peer, "sent a proposal with a bad signature");
 		return;
