@@ -1,0 +1,799 @@
+/*
+ * tenderd-sim: a deterministic simulator of whole tenderd nodes.
+ *
+ * It runs the node that ships: node/node.c with its gossip, proposals,
+ * consensus driver, block sync, chain and mempool, linked from the same
+ * objects as the daemon. Only the seam of node/nodeio.h is simulated: one
+ * seed drives a virtual clock, the timers, a network of links between n
+ * validators (latency, reordering, loss, duplication, cut and flapping
+ * links, partitions, connections that drop the messages queued on them, as
+ * TCP does), clock skew, and crashes and restarts of nodes at any step.
+ * Records enter through node_submit, the function the socket's publish uses.
+ *
+ * Checked after every event:
+ * - agreement: every node holds the same block bytes at every height;
+ * - commit validity: every block's commit is signed by more than two thirds
+ *   of the validators (chain_apply checks the signatures);
+ * - no acknowledged record lost: a record reported committed at height h
+ *   (as a publish with wait=true would be answered) is at height h on every
+ *   node that reached h, restarts included.
+ * Liveness: after the faults end and the network heals, every node must
+ * commit every record published since, and every record committed anywhere,
+ * within a bound of virtual time. A record accepted into the mempool of a
+ * node that crashed before passing it on may be lost: only a commit is an
+ * acknowledgement.
+ *
+ * A failing seed prints the command that replays it with a trace.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "chain.h"
+#include "config.h"
+#include "log.h"
+#include "node.h"
+#include "tenderd/json.h"
+#include "tenderd/msg.h"
+#include "tenderd/record.h"
+#include "tenderd/release.h"
+
+#define SIM_NODES_MAX 7
+#define SIM_EPOCH_MS 1600000000000ull /* the virtual wall clock starts here (2020-09-13) */
+#define SIM_GENESIS_MS (SIM_EPOCH_MS - 1000)
+
+/* Fault classes a run may draw from (bit flags). */
+enum sim_fault {
+	SIM_F_DELAY = 1u << 0,     /* latency up to 200 ms, so messages reorder across links */
+	SIM_F_DUP = 1u << 1,       /* a message delivered twice */
+	SIM_F_PARTITION = 1u << 2, /* symmetric partitions that heal, whole connections dropped */
+	SIM_F_FLAP = 1u << 3,      /* single links cut and restored, queued messages lost */
+	SIM_F_STAR = 1u << 4,      /* only links through one hub are up */
+	SIM_F_CRASH = 1u << 5,     /* kill -9 and restart at any step */
+	SIM_F_SKEW = 1u << 6,      /* node clocks up to 2 s apart */
+};
+
+/* The mix every CI seed runs: faults today's node survives. */
+#define SIM_MIX_SAFE (SIM_F_DELAY | SIM_F_DUP | SIM_F_PARTITION | SIM_F_SKEW)
+/* Faults that need relaying and a write-ahead log to stay live. */
+#define SIM_MIX_ALL (SIM_MIX_SAFE | SIM_F_FLAP | SIM_F_STAR | SIM_F_CRASH)
+
+enum ev_kind { EV_DELIVER, EV_TIMER, EV_PUBLISH, EV_CRASH, EV_RESTART, EV_LINKS };
+
+struct ev {
+	uint64_t t, seq;
+	enum ev_kind kind;
+	uint32_t node, from;
+	uint32_t gen; /* TIMER: the arming it belongs to; DELIVER: the connection epoch */
+	enum node_timer timer;
+	uint8_t *msg;
+	size_t len;
+};
+
+struct simnode {
+	struct sim *s;
+	uint32_t idx;
+	struct node *node; /* NULL while crashed */
+	struct node_io io;
+	struct config cfg;
+	int64_t skew_ms;
+	uint32_t timer_gen[NODE_TIMERS];
+	bool timer_on[NODE_TIMERS];
+	uint64_t checked; /* heights checked for agreement */
+};
+
+struct ack {
+	uint8_t id[TD_HASH_LEN];
+	uint64_t height; /* 0 until committed somewhere */
+	bool must;       /* published after the heal: must commit */
+};
+
+struct sim {
+	uint64_t seed;
+	uint64_t rng;
+	unsigned faults;
+	bool trace;
+	uint64_t now, seq;
+	uint32_t n;
+	char dir[256];
+	struct td_genesis g;
+	uint8_t sk[SIM_NODES_MAX][TD_SECKEY_LEN];
+	struct simnode nodes[SIM_NODES_MAX];
+	bool link[SIM_NODES_MAX][SIM_NODES_MAX];      /* [i][j], symmetric */
+	uint32_t epoch[SIM_NODES_MAX][SIM_NODES_MAX]; /* bumped when a connection drops */
+	struct ev *heap;
+	size_t nheap, capheap;
+	uint8_t (*block_hash)[TD_HASH_LEN]; /* first block bytes' hash seen per height */
+	uint64_t nblock_hash;
+	struct ack *acks;
+	uint32_t nacks, capacks;
+	uint32_t published;
+	json_t *fragment;
+	uint64_t heal_at, deadline;
+	char failure[512];
+	uint64_t events;
+};
+
+/* ---- randomness (splitmix64) ---- */
+
+static uint64_t rnd(struct sim *s)
+{
+	uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t rnd_below(struct sim *s, uint64_t n)
+{
+	return n ? rnd(s) % n : 0;
+}
+
+static bool chance(struct sim *s, uint32_t pct)
+{
+	return rnd_below(s, 100) < pct;
+}
+
+static void fail(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct sim *s, const char *fmt, ...)
+{
+	va_list ap;
+	if (s->failure[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(s->failure, sizeof(s->failure), fmt, ap);
+	va_end(ap);
+}
+
+static void trace(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void trace(struct sim *s, const char *fmt, ...)
+{
+	va_list ap;
+	if (!s->trace)
+		return;
+	fprintf(stderr, "[%8llu] ", (unsigned long long)s->now);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* ---- the event queue: a binary heap by (time, sequence) ---- */
+
+static bool ev_before(const struct ev *a, const struct ev *b)
+{
+	return a->t < b->t || (a->t == b->t && a->seq < b->seq);
+}
+
+static void ev_push(struct sim *s, struct ev e)
+{
+	if (s->nheap == s->capheap) {
+		s->capheap = s->capheap ? 2 * s->capheap : 1024;
+		s->heap = realloc(s->heap, s->capheap * sizeof(*s->heap));
+		if (!s->heap)
+			abort();
+	}
+	e.seq = s->seq++;
+	size_t i = s->nheap++;
+	while (i > 0 && ev_before(&e, &s->heap[(i - 1) / 2])) {
+		s->heap[i] = s->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	s->heap[i] = e;
+}
+
+static struct ev ev_pop(struct sim *s)
+{
+	struct ev top = s->heap[0], last = s->heap[--s->nheap];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= s->nheap)
+			break;
+		if (c + 1 < s->nheap && ev_before(&s->heap[c + 1], &s->heap[c]))
+			c++;
+		if (!ev_before(&s->heap[c], &last))
+			break;
+		s->heap[i] = s->heap[c];
+		i = c;
+	}
+	if (s->nheap)
+		s->heap[i] = last;
+	return top;
+}
+
+/* ---- the network ---- */
+
+static bool linked(const struct sim *s, uint32_t a, uint32_t b)
+{
+	return a != b && s->link[a][b] && s->nodes[a].node && s->nodes[b].node;
+}
+
+static void net_send(struct sim *s, uint32_t from, uint32_t to, const uint8_t *msg, size_t len)
+{
+	if (!linked(s, from, to))
+		return;
+	uint32_t copies = (s->faults & SIM_F_DUP) && chance(s, 2) ? 2 : 1;
+	for (uint32_t c = 0; c < copies; c++) {
+		uint64_t lat = 1 + rnd_below(s, 5);
+		if (s->faults & SIM_F_DELAY)
+			lat += rnd_below(s, chance(s, 10) ? 200 : 20);
+		struct ev e = { .t = s->now + lat,
+				.kind = EV_DELIVER,
+				.node = to,
+				.from = from,
+				.gen = s->epoch[from][to],
+				.len = len };
+		e.msg = malloc(len ? len : 1);
+		if (!e.msg)
+			abort();
+		memcpy(e.msg, msg, len);
+		ev_push(s, e);
+	}
+}
+
+/* ---- the io of one simulated node ---- */
+
+static void io_send(void *ctx, uint32_t to, const uint8_t *msg, size_t len)
+{
+	struct simnode *sn = ctx;
+	struct sim *s = sn->s;
+	if (to != NODE_ALL) {
+		net_send(s, sn->idx, to, msg, len);
+		return;
+	}
+	for (uint32_t v = 0; v < s->n; v++)
+		net_send(s, sn->idx, v, msg, len);
+}
+
+static void link_drop(struct sim *s, uint32_t a, uint32_t b);
+
+static void io_disconnect(void *ctx, uint32_t v, const char *reason)
+{
+	struct simnode *sn = ctx;
+	trace(sn->s, "node %u drops its connection to %u: %s", sn->idx, v, reason);
+	fail(sn->s, "node %u dropped honest peer %u: %s", sn->idx, v, reason);
+}
+
+static bool io_connected(void *ctx, uint32_t v)
+{
+	struct simnode *sn = ctx;
+	return v < sn->s->n && linked(sn->s, sn->idx, v);
+}
+
+static uint32_t io_peer_count(void *ctx)
+{
+	struct simnode *sn = ctx;
+	uint32_t k = 0;
+	for (uint32_t v = 0; v < sn->s->n; v++)
+		k += linked(sn->s, sn->idx, v);
+	return k;
+}
+
+static uint64_t io_wall_ms(void *ctx)
+{
+	struct simnode *sn = ctx;
+	return (uint64_t)((int64_t)(SIM_EPOCH_MS + sn->s->now) + sn->skew_ms);
+}
+
+static uint64_t io_mono_ms(void *ctx)
+{
+	struct simnode *sn = ctx;
+	return sn->s->now;
+}
+
+static void io_timer(void *ctx, enum node_timer kind, uint64_t delay_ms)
+{
+	struct simnode *sn = ctx;
+	sn->timer_gen[kind]++;
+	sn->timer_on[kind] = delay_ms != NODE_TIMER_OFF;
+	if (!sn->timer_on[kind])
+		return;
+	struct ev e = {
+		.t = sn->s->now + delay_ms, .kind = EV_TIMER, .node = sn->idx, .gen = sn->timer_gen[kind], .timer = kind
+	};
+	ev_push(sn->s, e);
+}
+
+static bool io_timer_pending(void *ctx, enum node_timer kind)
+{
+	struct simnode *sn = ctx;
+	return sn->timer_on[kind];
+}
+
+static json_t *io_peers_json(void *ctx)
+{
+	return json_array();
+}
+
+static void io_traffic(void *ctx, uint64_t *sent, uint64_t *received)
+{
+	*sent = *received = 0;
+}
+
+/* ---- nodes: start, crash, links ---- */
+
+static void link_drop(struct sim *s, uint32_t a, uint32_t b)
+{
+	bool was = linked(s, a, b);
+	s->link[a][b] = s->link[b][a] = false;
+	s->epoch[a][b]++;
+	s->epoch[b][a]++;
+	if (was) {
+		node_on_disconnect(s->nodes[a].node, b);
+		node_on_disconnect(s->nodes[b].node, a);
+	}
+}
+
+static void link_up(struct sim *s, uint32_t a, uint32_t b)
+{
+	if (a == b || s->link[a][b])
+		return;
+	s->link[a][b] = s->link[b][a] = true;
+	s->epoch[a][b]++;
+	s->epoch[b][a]++;
+	if (linked(s, a, b)) {
+		node_on_connect(s->nodes[a].node, b);
+		node_on_connect(s->nodes[b].node, a);
+	}
+}
+
+static void node_boot(struct sim *s, uint32_t i)
+{
+	struct simnode *sn = &s->nodes[i];
+	char err[TD_ERRMSG_MAX];
+	for (int k = 0; k < NODE_TIMERS; k++) {
+		sn->timer_gen[k]++;
+		sn->timer_on[k] = false;
+	}
+	if (node_new(&sn->node, &sn->cfg, &s->g, s->sk[i], &sn->io, err, sizeof(err)) != 0) {
+		fail(s, "node %u cannot start: %s", i, err);
+		return;
+	}
+	trace(s, "node %u up at height %llu", i, (unsigned long long)node_height(sn->node));
+	for (uint32_t v = 0; v < s->n; v++) {
+		if (linked(s, i, v)) {
+			s->epoch[i][v]++;
+			s->epoch[v][i]++;
+			node_on_connect(sn->node, v);
+			node_on_connect(s->nodes[v].node, i);
+		}
+	}
+}
+
+/* kill -9: the process and its connections are gone; what it synced to disk stays. */
+static void node_crash(struct sim *s, uint32_t i)
+{
+	struct simnode *sn = &s->nodes[i];
+	if (!sn->node)
+		return;
+	trace(s, "node %u crashes at height %llu", i, (unsigned long long)node_height(sn->node));
+	for (uint32_t v = 0; v < s->n; v++) {
+		if (linked(s, i, v)) {
+			s->epoch[i][v]++;
+			s->epoch[v][i]++;
+			node_on_disconnect(s->nodes[v].node, i);
+		}
+	}
+	struct node *dead = sn->node;
+	sn->node = NULL;
+	node_stop(dead);
+	node_free(dead);
+	for (int k = 0; k < NODE_TIMERS; k++) {
+		sn->timer_gen[k]++;
+		sn->timer_on[k] = false;
+	}
+}
+
+/* ---- records ---- */
+
+static void publish(struct sim *s, uint32_t i)
+{
+	struct simnode *sn = &s->nodes[i];
+	char err[TD_ERRMSG_MAX], ocid[TD_OCID_MAX + 32];
+	struct td_record *rec = NULL;
+	if (!sn->node)
+		return;
+	uint64_t now = io_wall_ms(sn);
+	snprintf(ocid, sizeof(ocid), "%s-sim-%u", s->g.ocid_prefix, s->published);
+	json_t *full = td_release_build(s->fragment, TD_KIND_TENDER, ocid, now, s->g.v[i].name, err, sizeof(err));
+	if (!full || td_record_sign(&rec, TD_KIND_TENDER, full, now, s->g.chain_id, s->sk[i], err, sizeof(err)) != 0) {
+		fail(s, "cannot build a record: %s", err);
+		json_decref(full);
+		return;
+	}
+	json_decref(full);
+	uint8_t id[TD_HASH_LEN];
+	memcpy(id, rec->id, TD_HASH_LEN);
+	int rc = node_submit(sn->node, rec, err, sizeof(err));
+	if (rc != 0) {
+		trace(s, "publish on node %u refused: %s", i, err);
+		td_record_free(rec);
+		return;
+	}
+	s->published++;
+	if (s->nacks == s->capacks) {
+		s->capacks = s->capacks ? 2 * s->capacks : 64;
+		s->acks = realloc(s->acks, s->capacks * sizeof(*s->acks));
+		if (!s->acks)
+			abort();
+	}
+	memcpy(s->acks[s->nacks].id, id, TD_HASH_LEN);
+	s->acks[s->nacks].must = s->now >= s->heal_at;
+	s->acks[s->nacks++].height = 0;
+	trace(s, "published record %u on node %u", s->published - 1, i);
+}
+
+/* ---- checks ---- */
+
+static void check_node(struct sim *s, uint32_t i)
+{
+	struct simnode *sn = &s->nodes[i];
+	if (!sn->node)
+		return;
+	struct chain *c = node_chain(sn->node);
+	uint64_t top = chain_height(c);
+	for (uint64_t h = sn->checked + 1; h <= top; h++) {
+		uint8_t *blk, *commit, hash[TD_HASH_LEN];
+		size_t blen, clen;
+		if (chain_block_raw(c, h, &blk, &blen, &commit, &clen) != 0) {
+			fail(s, "node %u cannot read its block %llu", i, (unsigned long long)h);
+			return;
+		}
+		td_hash(hash, blk, blen);
+		struct td_commit cm;
+		char err[TD_ERRMSG_MAX];
+		if (td_commit_decode(&cm, commit, clen, err, sizeof(err)) != 0 || cm.n_sigs < 2 * s->n / 3 + 1)
+			fail(s, "node %u: block %llu has a commit of too few signatures", i, (unsigned long long)h);
+		else
+			td_commit_clear(&cm);
+		free(blk);
+		free(commit);
+		if (h > s->nblock_hash) {
+			s->block_hash = realloc(s->block_hash, (size_t)h * TD_HASH_LEN);
+			if (!s->block_hash)
+				abort();
+			s->nblock_hash = h;
+			memcpy(s->block_hash[h - 1], hash, TD_HASH_LEN);
+		} else if (memcmp(s->block_hash[h - 1], hash, TD_HASH_LEN) != 0) {
+			fail(s, "fork: node %u holds another block at height %llu", i, (unsigned long long)h);
+			return;
+		}
+	}
+	sn->checked = top;
+	for (uint32_t k = 0; k < s->nacks; k++) {
+		uint64_t h;
+		struct ack *a = &s->acks[k];
+		bool has = chain_has_record(c, a->id, &h);
+		if (has && a->height == 0)
+			a->height = h;
+		else if (a->height && a->height <= top && (!has || h != a->height))
+			fail(s, "acknowledged record %u (height %llu) missing on node %u", k,
+			     (unsigned long long)a->height, i);
+	}
+}
+
+static bool all_committed(struct sim *s)
+{
+	for (uint32_t i = 0; i < s->n; i++) {
+		if (!s->nodes[i].node)
+			return false;
+		struct chain *c = node_chain(s->nodes[i].node);
+		for (uint32_t k = 0; k < s->nacks; k++)
+			if ((s->acks[k].must || s->acks[k].height) && !chain_has_record(c, s->acks[k].id, NULL))
+				return false;
+	}
+	return true;
+}
+
+/* ---- the fault schedule ---- */
+
+/* Sets the links of the whole network: all up, a partition, or a star around a hub. */
+static void links_reshape(struct sim *s)
+{
+	uint32_t n = s->n;
+	uint32_t pick = (uint32_t)rnd_below(s, 4);
+	bool want[SIM_NODES_MAX][SIM_NODES_MAX];
+	uint32_t side[SIM_NODES_MAX], hub = (uint32_t)rnd_below(s, n);
+	for (uint32_t i = 0; i < n; i++)
+		side[i] = (uint32_t)rnd_below(s, 2);
+	for (uint32_t a = 0; a < n; a++) {
+		for (uint32_t b = 0; b < n; b++) {
+			bool up = true;
+			if (pick == 1 && (s->faults & SIM_F_PARTITION))
+				up = side[a] == side[b];
+			else if (pick == 2 && (s->faults & SIM_F_STAR))
+				up = a == hub || b == hub;
+			want[a][b] = up;
+		}
+	}
+	for (uint32_t a = 0; a < n; a++)
+		for (uint32_t b = a + 1; b < n; b++)
+			if (!want[a][b] && s->link[a][b])
+				link_drop(s, a, b);
+	for (uint32_t a = 0; a < n; a++)
+		for (uint32_t b = a + 1; b < n; b++)
+			if (want[a][b] && !s->link[a][b])
+				link_up(s, a, b);
+	if (pick == 3 && (s->faults & SIM_F_FLAP)) {
+		uint32_t a = (uint32_t)rnd_below(s, n), b = (uint32_t)rnd_below(s, n);
+		if (a != b)
+			link_drop(s, a, b);
+	}
+	trace(s, "links reshaped (%u)", pick);
+}
+
+static void schedule(struct sim *s)
+{
+	uint64_t t = 0;
+	/* Publishes throughout, on random nodes. */
+	for (uint32_t k = 0; k < 24; k++) {
+		t += 50 + rnd_below(s, 400);
+		ev_push(s, (struct ev){ .t = t, .kind = EV_PUBLISH, .node = (uint32_t)rnd_below(s, s->n) });
+	}
+	s->heal_at = t + 500;
+	/* Network changes and crashes during the fault phase. */
+	for (uint64_t u = 100 + rnd_below(s, 500); u < s->heal_at; u += 200 + rnd_below(s, 1500))
+		ev_push(s, (struct ev){ .t = u, .kind = EV_LINKS });
+	if (s->faults & SIM_F_CRASH) {
+		for (uint64_t u = rnd_below(s, 2000); u < s->heal_at; u += 300 + rnd_below(s, 2500)) {
+			uint32_t i = (uint32_t)rnd_below(s, s->n);
+			ev_push(s, (struct ev){ .t = u, .kind = EV_CRASH, .node = i });
+			ev_push(s, (struct ev){ .t = u + 50 + rnd_below(s, 1500), .kind = EV_RESTART, .node = i });
+		}
+	}
+	/* Heal: every link up, every node up, then a few more records. */
+	ev_push(s, (struct ev){ .t = s->heal_at, .kind = EV_LINKS, .gen = 1 });
+	for (uint32_t k = 0; k < 3; k++)
+		ev_push(s, (struct ev){ .t = s->heal_at + 100 + 300 * k,
+					.kind = EV_PUBLISH,
+					.node = (uint32_t)rnd_below(s, s->n) });
+}
+
+static void handle(struct sim *s, struct ev *e)
+{
+	struct simnode *sn = &s->nodes[e->node];
+	switch (e->kind) {
+	case EV_DELIVER:
+		if (linked(s, e->from, e->node) && e->gen == s->epoch[e->from][e->node])
+			node_on_message(sn->node, e->from, e->msg, e->len);
+		break;
+	case EV_TIMER:
+		if (sn->node && sn->timer_on[e->timer] && e->gen == sn->timer_gen[e->timer]) {
+			sn->timer_on[e->timer] = false;
+			node_on_timer(sn->node, e->timer);
+		}
+		break;
+	case EV_PUBLISH: publish(s, e->node); break;
+	case EV_CRASH: node_crash(s, e->node); break;
+	case EV_RESTART:
+		if (!sn->node)
+			node_boot(s, e->node);
+		break;
+	case EV_LINKS:
+		if (e->gen == 1) {
+			trace(s, "heal");
+			for (uint32_t i = 0; i < s->n; i++)
+				if (!s->nodes[i].node)
+					node_boot(s, i);
+			for (uint32_t a = 0; a < s->n; a++)
+				for (uint32_t b = a + 1; b < s->n; b++)
+					link_up(s, a, b);
+		} else {
+			links_reshape(s);
+		}
+		break;
+	}
+	/* A node's send queue is flushed at the end of each loop turn. */
+	for (uint32_t i = 0; i < s->n; i++)
+		if (s->nodes[i].node)
+			node_flush(s->nodes[i].node);
+}
+
+/* ---- one seed ---- */
+
+static int rm_tree(const char *path)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	return system(cmd);
+}
+
+static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, const char *base, json_t *fragment,
+		   uint64_t *decided)
+{
+	struct sim *s = td_xcalloc(1, sizeof(*s));
+	int rc = 0;
+	s->seed = seed;
+	s->rng = seed * 0x2545f4914f6cdd1dull + n;
+	s->faults = faults;
+	s->trace = trace_on;
+	s->n = n;
+	s->fragment = fragment;
+	snprintf(s->dir, sizeof(s->dir), "%s/seed-%llu", base, (unsigned long long)seed);
+	rm_tree(s->dir);
+	if (mkdir(s->dir, 0700) != 0) {
+		fprintf(stderr, "tenderd-sim: cannot create %s: %s\n", s->dir, strerror(errno));
+		free(s);
+		return 2;
+	}
+	snprintf(s->g.chain_id, sizeof(s->g.chain_id), "sim-%llu", (unsigned long long)seed);
+	snprintf(s->g.ocid_prefix, sizeof(s->g.ocid_prefix), "ocds-sim001");
+	s->g.time_ms = SIM_GENESIS_MS;
+	s->g.n = n;
+	s->g.v = td_xcalloc(n, sizeof(*s->g.v));
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t keyseed[crypto_sign_SEEDBYTES] = { 0 };
+		memcpy(keyseed, &seed, sizeof(seed));
+		keyseed[sizeof(seed)] = (uint8_t)i;
+		crypto_sign_seed_keypair(s->g.v[i].pk, s->sk[i], keyseed);
+		snprintf(s->g.v[i].name, sizeof(s->g.v[i].name), "Agency %u", i);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct simnode *sn = &s->nodes[i];
+		char home[300];
+		snprintf(home, sizeof(home), "%s/node%u", s->dir, i);
+		mkdir(home, 0700);
+		sn->s = s;
+		sn->idx = i;
+		config_defaults(&sn->cfg, home);
+		snprintf(sn->cfg.name, sizeof(sn->cfg.name), "%s", s->g.v[i].name);
+		sn->cfg.block_delay_ms = 5;
+		if (faults & SIM_F_SKEW)
+			sn->skew_ms = (int64_t)rnd_below(s, 2000) - 1000;
+		sn->io = (struct node_io){ sn,         io_send,    io_disconnect, io_connected,     io_peer_count,
+					   io_wall_ms, io_mono_ms, io_timer,      io_timer_pending, io_peers_json,
+					   io_traffic };
+		for (uint32_t v = 0; v < n; v++)
+			s->link[i][v] = i != v;
+	}
+	for (uint32_t i = 0; i < n && !s->failure[0]; i++)
+		node_boot(s, i);
+	schedule(s);
+	s->deadline = s->heal_at + 60000;
+	while (!s->failure[0] && s->nheap > 0) {
+		struct ev e = ev_pop(s);
+		s->now = e.t;
+		s->events++;
+		handle(s, &e);
+		free(e.msg);
+		if (e.kind != EV_DELIVER || e.node < n)
+			check_node(s, e.node);
+		if (s->now >= s->heal_at + 1000 && all_committed(s))
+			break;
+		if (s->now > s->deadline) {
+			fail(s, "no progress: records not committed on every node %llu ms after the heal",
+			     (unsigned long long)(s->now - s->heal_at));
+			break;
+		}
+	}
+	if (!s->failure[0] && !all_committed(s))
+		fail(s, "the run ended with records not committed on every node");
+	for (uint32_t i = 0; i < n; i++)
+		check_node(s, i);
+	if (s->failure[0]) {
+		rc = 1;
+		fprintf(stderr,
+			"seed %llu (n=%u, faults 0x%x): %s\n  replay: tenderd-sim --seed %llu --nodes %u --faults 0x%x --trace\n",
+			(unsigned long long)seed, n, faults, s->failure, (unsigned long long)seed, n, faults);
+	}
+	*decided = s->nblock_hash;
+	for (uint32_t i = 0; i < n; i++) {
+		if (s->nodes[i].node) {
+			node_stop(s->nodes[i].node);
+			node_free(s->nodes[i].node);
+		}
+	}
+	while (s->nheap)
+		free(ev_pop(s).msg);
+	free(s->heap);
+	free(s->acks);
+	free(s->block_hash);
+	td_genesis_free(&s->g);
+	if (rc == 0)
+		rm_tree(s->dir);
+	free(s);
+	return rc;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tenderd-sim [--seeds N] [--first S | --seed S] [--nodes N | --nodes A-B] [--faults MASK]\n"
+		"                   [--expect-halt] [--dir DIR] [--trace]\n"
+		"  runs whole tenderd nodes under a seeded schedule of faults; exits 1 on the first failure\n"
+		"  faults: 0x01 delay 0x02 dup 0x04 partition 0x08 flap 0x10 star 0x20 crash 0x40 skew\n"
+		"          default 0x%x (what today's node survives); 0x%x all\n"
+		"  --expect-halt: succeed only if every seed fails (for faults the node is known not to survive)\n",
+		SIM_MIX_SAFE, SIM_MIX_ALL);
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t seeds = 1, first = 1, decided_total = 0;
+	uint32_t nmin = 4, nmax = 4;
+	unsigned faults = SIM_MIX_SAFE;
+	bool trace_on = false, expect_halt = false;
+	const char *base = NULL;
+	char basebuf[128], *end;
+	static const struct option opts[] = {
+		{ "seeds", required_argument, NULL, 's' },  { "first", required_argument, NULL, 'f' },
+		{ "seed", required_argument, NULL, 'S' },   { "nodes", required_argument, NULL, 'n' },
+		{ "faults", required_argument, NULL, 'F' }, { "trace", no_argument, NULL, 't' },
+		{ "dir", required_argument, NULL, 'd' },    { "expect-halt", no_argument, NULL, 'H' },
+		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': seeds = strtoull(optarg, NULL, 10); break;
+		case 'f': first = strtoull(optarg, NULL, 10); break;
+		case 'S':
+			first = strtoull(optarg, NULL, 10);
+			seeds = 1;
+			break;
+		case 'n':
+			nmin = (uint32_t)strtoul(optarg, &end, 10);
+			nmax = *end == '-' ? (uint32_t)strtoul(end + 1, NULL, 10) : nmin;
+			break;
+		case 'F': faults = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 't': trace_on = true; break;
+		case 'd': base = optarg; break;
+		case 'H': expect_halt = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 3;
+		}
+	}
+	if (nmin < 1 || nmax > SIM_NODES_MAX || nmin > nmax || seeds == 0) {
+		usage(stderr);
+		return 3;
+	}
+	if (sodium_init() < 0)
+		return 2;
+	log_set_level(trace_on ? LOG_DEBUG : LOG_ERROR);
+	if (!base) {
+		snprintf(basebuf, sizeof(basebuf), "%s/tenderd-sim-%d",
+			 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp", (int)getpid());
+		base = basebuf;
+	}
+	mkdir(base, 0700);
+	json_error_t jerr;
+	json_t *fragment = json_pack_ex(&jerr, 0, "{s:{s:s, s:s, s:s, s:s, s:s}}", "tender", "id", "sim-tender",
+					"title", "Simulated tender", "status", "active", "procurementMethod", "open",
+					"mainProcurementCategory", "services");
+	if (!fragment) {
+		fprintf(stderr, "tenderd-sim: %s\n", jerr.text);
+		return 2;
+	}
+	uint64_t failed = 0, ran = 0;
+	for (uint64_t k = 0; k < seeds; k++) {
+		uint64_t seed = first + k, decided = 0;
+		uint32_t n = nmin + (uint32_t)(seed % (nmax - nmin + 1));
+		int rc = sim_run(seed, n, faults, trace_on, base, fragment, &decided);
+		ran++;
+		decided_total += decided;
+		if (rc == 2)
+			return 2;
+		if (rc != 0) {
+			failed++;
+			if (!expect_halt)
+				break;
+		}
+	}
+	json_decref(fragment);
+	rm_tree(base);
+	printf("tenderd-sim: %llu seeds from %llu, n=%u..%u, faults 0x%x: %llu failed, %llu heights decided\n",
+	       (unsigned long long)ran, (unsigned long long)first, nmin, nmax, faults, (unsigned long long)failed,
+	       (unsigned long long)decided_total);
+	if (expect_halt)
+		return failed == ran ? 0 : 1;
+	return failed ? 1 : 0;
+}
