@@ -2,26 +2,39 @@
  * JSON-RPC 2.0 on a Unix socket (see rpc.h for the contract).
  *
  * Ownership and lifetimes:
- * - struct rpc owns the listener and a list of connections. It counts
- *   references: one for the open listener, one per connection until its close
- *   callback, one per request until it is answered and freed. rpc_stop()
- *   closes the handles; the rpc is freed when the count reaches zero.
+ * - struct rpc owns the listener, the resume idle handle and a list of
+ *   connections. It counts references: one for the open listener, one for the
+ *   idle handle, one per connection until its close callback, one per request
+ *   (slot or batch entry) until it is answered and freed. rpc_stop() closes
+ *   the handles; the rpc is freed when the count reaches zero.
  * - A connection's memory is released only in its close callback, so it stays
  *   valid for the whole of any callback that closes it (a handler may even
  *   call rpc_stop() from inside the read callback that called it).
- * - Each request line becomes a struct rpc_req queued on its connection in
- *   arrival order; answers leave in that order, whatever order the handler
- *   gives them in. A request answered before the ones ahead of it waits in
- *   the queue holding its serialized answer (so a request that stays pending,
- *   like a wait for commit, holds back later answers on its connection;
- *   rpc_notify() writes at once, ahead of queued answers). When a connection
- *   closes, every unanswered request loses its connection pointer
+ * - Each request line becomes a slot (a struct rpc_req) queued on its
+ *   connection in arrival order; answers leave in that order, whatever order
+ *   the handler gives them in. A slot answered before the ones ahead of it
+ *   waits in the queue holding its serialized answer (so a request that stays
+ *   pending, like a wait for commit, holds back later answers on its
+ *   connection; rpc_notify() writes at once, ahead of queued answers). When a
+ *   connection closes, every unanswered slot loses its connection pointer
  *   (rpc_req_alive() turns false) and its later answer is only freed.
+ * - A batch line is one slot with a struct rpc_batch; each of its entries is a
+ *   struct rpc_req of its own that points to the slot and is not queued. An
+ *   entry's answer is serialized at once and appended to the slot's buffer;
+ *   when the last entry is answered the buffer becomes the slot's answer line
+ *   (or nothing, if no entry had an id) and the slot is answered. The slot
+ *   lives until then, even after its connection closed.
+ * - Backpressure: pending requests and held answer bytes are counted per
+ *   connection (rpc.h). At the cap, reading stops and the bytes already read
+ *   but not yet parsed stay in the connection's line buffer; once the counts
+ *   fall under half the caps, the idle handle parses them at a safe point of
+ *   the loop (never inside a handler's call to rpc_reply) and reading goes on.
  * - Every write is one allocation holding the uv_write_t and the bytes, freed
  *   in the write callback. Bytes waiting in libuv's write queue are capped
  *   (RPC_WRITE_QUEUE_MAX): a client that does not read is disconnected.
  * - A client that closes its side (EOF) is gone: its pending answers are
- *   dropped. Clients keep their socket open until their answers arrive.
+ *   dropped. Clients keep their socket open until their answers arrive. (A
+ *   client whose reading is paused is noticed gone only when a write fails.)
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -43,14 +56,18 @@
 #define RPC_BACKLOG 128
 #define RPC_MSG_MAX 1024 /* longest error message we format */
 
+/* Held answers are written all at once when the request ahead of them is answered. */
+_Static_assert(RPC_HELD_MAX <= RPC_WRITE_QUEUE_MAX / 2, "a flush of held answers must fit the write queue cap");
+
 struct rpc_conn;
 
 struct rpc {
 	uv_loop_t *loop;
 	uv_pipe_t listener;
-	char *path;     /* socket file, unlinked by rpc_stop */
-	dev_t sock_dev; /* identity of the file we bound, so we never */
-	ino_t sock_ino; /* unlink a socket another process created */
+	char *path;        /* socket file, unlinked by rpc_stop */
+	dev_t sock_dev;    /* identity of the file we bound, so we never */
+	ino_t sock_ino;    /* unlink a socket another process created */
+	uv_idle_t resumer; /* runs conn_resume for paused connections back under their caps */
 	rpc_handler_fn fn;
 	void *ctx;
 	struct rpc_conn *conns; /* every connection not yet through its close callback */
@@ -66,12 +83,16 @@ struct rpc_conn {
 	uv_shutdown_t shutdown;
 	struct rpc *rpc;
 	struct rpc_conn *prev, *next;
-	char *line;                      /* partial line carried between reads */
-	size_t len, cap;                 /* cap never exceeds RPC_LINE_MAX */
-	struct rpc_req *q_head, *q_tail; /* requests in arrival order, not yet written */
+	char *line;                      /* partial line carried between reads; while paused, every byte read */
+	size_t len, cap;                 /* and not yet parsed (at most RPC_LINE_MAX either way) */
+	struct rpc_req *q_head, *q_tail; /* slots in arrival order, not yet written */
+	size_t pending;                  /* sum of the queued slots' weight */
+	size_t held;                     /* sum of the queued slots' held bytes */
 	bool closing;                    /* uv_close called; the close callback frees */
 	bool draining;                   /* reading stopped; shut down once the queue is written */
 	bool shutting;                   /* uv_shutdown in flight */
+	bool paused;                     /* reading stopped at a cap; conn_resume goes on */
+	bool resume_due;                 /* back under the caps: the resumer will call conn_resume */
 };
 
 /* One write: the request and its bytes in one allocation, freed in on_write. */
@@ -81,13 +102,26 @@ struct wbuf {
 	char data[];
 };
 
+/* The answers of a batch, collected in its slot until every entry is answered. */
+struct rpc_batch {
+	struct wbuf *buf; /* "[" then each answer and a comma; NULL until the first answer */
+	size_t cap;       /* bytes allocated for buf->data */
+	size_t left;      /* entries not yet answered, plus one while the entries are being handed out */
+	bool speaks;      /* some entry has an id (or was refused): the batch will have an answer */
+};
+
+/* A slot (a line's place in its connection's queue) or a batch entry (batch set). */
 struct rpc_req {
 	struct rpc *rpc;
-	struct rpc_conn *conn;       /* NULL once the connection is closing */
-	struct rpc_req *prev, *next; /* in conn's queue */
-	json_t *id;                  /* NULL for a notification: the answer is dropped */
-	struct wbuf *out;            /* the answer, once given, until the ones ahead are written */
-	bool answered;
+	struct rpc_conn *conn;       /* a slot's connection; NULL once it is closing, and for an entry */
+	struct rpc_req *prev, *next; /* in conn's queue (slots only) */
+	struct rpc_req *batch;       /* an entry: the slot of its batch, whose conn is the entry's */
+	struct rpc_batch *coll;      /* a batch's slot: its answers; NULL for any other */
+	json_t *id;                  /* NULL for a notification (and a batch's slot): no answer */
+	struct wbuf *out;            /* a slot's answer, once given, until the ones ahead are written */
+	size_t weight;               /* a slot's requests in conn->pending: 1, or its batch's entries */
+	size_t held;                 /* a slot's bytes in conn->held */
+	bool answered;               /* a batch's slot: every entry answered */
 };
 
 /* The one place rpc.c logs; to be routed to the daemon's log module. Never logs request contents. */
@@ -119,6 +153,16 @@ static void rpc_unref(struct rpc *r)
 static void conn_close(struct rpc_conn *c);
 static void conn_flush(struct rpc_conn *c);
 
+/* A write of the n bytes at s followed by a newline. */
+static struct wbuf *wbuf_line(const char *s, size_t n)
+{
+	struct wbuf *wb = td_xmalloc(sizeof(*wb) + n + 1);
+	memcpy(wb->data, s, n);
+	wb->data[n] = '\n';
+	wb->len = n + 1;
+	return wb;
+}
+
 /* Serializes msg (reference stolen) as one line; NULL if jansson cannot. */
 static struct wbuf *wbuf_from_json(json_t *msg)
 {
@@ -126,11 +170,7 @@ static struct wbuf *wbuf_from_json(json_t *msg)
 	json_decref(msg);
 	if (!s)
 		return NULL;
-	size_t n = strlen(s);
-	struct wbuf *wb = td_xmalloc(sizeof(*wb) + n + 1);
-	memcpy(wb->data, s, n);
-	wb->data[n] = '\n';
-	wb->len = n + 1;
+	struct wbuf *wb = wbuf_line(s, strlen(s));
 	free(s);
 	return wb;
 }
@@ -175,6 +215,43 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 	conn_close(c);
 }
 
+/* ---- caps and backpressure -------------------------------------------- */
+
+static void on_resume(uv_idle_t *h);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* At a cap: stop reading from c. */
+static bool conn_full(const struct rpc_conn *c)
+{
+	return c->pending >= RPC_PENDING_MAX || c->held >= RPC_HELD_MAX;
+}
+
+/* Far enough under the caps to read again. */
+static bool conn_roomy(const struct rpc_conn *c)
+{
+	return c->pending <= RPC_PENDING_MAX / 2 && c->held <= RPC_HELD_MAX / 2;
+}
+
+/* Has the resumer call conn_resume(c) at its next turn if c is paused and back under its caps. */
+static void conn_maybe_resume(struct rpc_conn *c)
+{
+	struct rpc *r = c->rpc;
+
+	if (!c->paused || c->resume_due || c->closing || c->draining || r->stopping || !conn_roomy(c))
+		return;
+	c->resume_due = true;
+	uv_idle_start(&r->resumer, on_resume);
+}
+
+/* Adds n held bytes to slot q and its connection. */
+static void slot_hold(struct rpc_req *q, size_t n)
+{
+	q->held += n;
+	if (q->conn)
+		q->conn->held += n;
+}
+
 static void conn_unlink_req(struct rpc_conn *c, struct rpc_req *q)
 {
 	if (q->prev)
@@ -186,6 +263,9 @@ static void conn_unlink_req(struct rpc_conn *c, struct rpc_req *q)
 	else
 		c->q_tail = q->prev;
 	q->prev = q->next = NULL;
+	c->pending -= q->weight;
+	c->held -= q->held;
+	conn_maybe_resume(c);
 }
 
 static void req_free(struct rpc_req *q)
@@ -193,15 +273,25 @@ static void req_free(struct rpc_req *q)
 	struct rpc *r = q->rpc;
 	json_decref(q->id);
 	free(q->out);
+	if (q->coll) {
+		free(q->coll->buf);
+		free(q->coll);
+	}
 	free(q);
 	rpc_unref(r);
 }
 
+/* Whether slot q, once answered, writes a line (so that an unanswered q holds back the ones behind it). */
+static bool slot_speaks(const struct rpc_req *q)
+{
+	return q->coll ? q->coll->speaks : q->id != NULL;
+}
+
 /*
  * Writes the answers at the head of c's queue that are ready, stopping at the
- * first request with an id that is still unanswered (unanswered notifications
- * are passed over: they never produce an answer). A draining connection is
- * shut down once nothing is left to write.
+ * first slot that will answer and is still unanswered (unanswered
+ * notifications are passed over: they never produce an answer). A draining
+ * connection is shut down once nothing is left to write.
  */
 static void conn_flush(struct rpc_conn *c)
 {
@@ -211,7 +301,7 @@ static void conn_flush(struct rpc_conn *c)
 	for (q = c->q_head; q && !c->closing; q = next) {
 		next = q->next;
 		if (!q->answered) {
-			if (q->id) {
+			if (slot_speaks(q)) {
 				blocked = true;
 				break;
 			}
@@ -233,12 +323,15 @@ static void conn_flush(struct rpc_conn *c)
 
 /* ---- requests --------------------------------------------------------- */
 
-static struct rpc_req *req_new(struct rpc_conn *c)
+/* A new slot at the tail of c's queue, counting weight requests against c's cap. */
+static struct rpc_req *slot_new(struct rpc_conn *c, size_t weight)
 {
 	struct rpc_req *q = td_xcalloc(1, sizeof(*q));
 	q->rpc = c->rpc;
 	q->conn = c;
+	q->weight = weight;
 	c->rpc->refs++;
+	c->pending += weight;
 	q->prev = c->q_tail;
 	if (c->q_tail)
 		c->q_tail->next = q;
@@ -248,17 +341,133 @@ static struct rpc_req *req_new(struct rpc_conn *c)
 	return q;
 }
 
+/* A new entry of the batch whose slot is p. */
+static struct rpc_req *entry_new(struct rpc_req *p)
+{
+	struct rpc_req *e = td_xcalloc(1, sizeof(*e));
+	e->rpc = p->rpc;
+	e->batch = p;
+	p->rpc->refs++;
+	p->coll->left++;
+	return e;
+}
+
+/* The connection q's answer goes to: its own, or its batch's; NULL once gone. */
+static struct rpc_conn *req_conn(const struct rpc_req *q)
+{
+	return q->batch ? q->batch->conn : q->conn;
+}
+
 /*
- * Gives q its answer: member is "result" or "error", val is stolen. Frees q
- * now if the answer goes nowhere, else leaves it queued for conn_flush.
+ * The answer to id as one line of compact JSON without the newline (member
+ * is "result" or "error", val stolen), in a malloc'd string of *len bytes;
+ * an internal error in its place if val cannot be encoded; NULL if not even
+ * that can.
+ */
+static char *answer_text(json_t *id, const char *member, json_t *val, size_t *len)
+{
+	json_t *msg = json_object();
+	json_object_set_new(msg, "jsonrpc", json_string("2.0"));
+	json_object_set(msg, "id", id);
+	json_object_set_new(msg, member, val ? val : json_null());
+	char *s = td_json_dump(msg, JSON_COMPACT);
+	json_decref(msg);
+	if (!s) {
+		rpc_log("cannot encode an answer");
+		msg = json_object();
+		json_object_set_new(msg, "jsonrpc", json_string("2.0"));
+		json_object_set(msg, "id", id);
+		json_t *e = json_object();
+		json_object_set_new(e, "code", td_json_number("-32603", 6));
+		json_object_set_new(e, "message", json_string("internal error: cannot encode the answer"));
+		json_object_set_new(msg, "error", e);
+		s = td_json_dump(msg, JSON_COMPACT);
+		json_decref(msg);
+	}
+	*len = s ? strlen(s) : 0;
+	return s;
+}
+
+/* Appends the n bytes of one answer and a comma to the answers of batch slot p. */
+static void batch_append(struct rpc_req *p, const char *s, size_t n)
+{
+	struct rpc_batch *b = p->coll;
+	size_t len = b->buf ? b->buf->len : 1; /* "[" comes first */
+	size_t need = len + n + 2;             /* the comma, and room for the final newline */
+
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < need)
+			cap *= 2;
+		bool first = !b->buf;
+		b->buf = td_xrealloc(b->buf, sizeof(*b->buf) + cap);
+		b->cap = cap;
+		if (first) {
+			b->buf->data[0] = '[';
+			b->buf->len = 1;
+			slot_hold(p, 1);
+		}
+	}
+	memcpy(b->buf->data + b->buf->len, s, n);
+	b->buf->data[b->buf->len + n] = ',';
+	b->buf->len += n + 1;
+	slot_hold(p, n + 1);
+}
+
+/*
+ * Counts one answered entry (or the end of handing entries out) of batch
+ * slot p. After the last, p is answered with the collected array (or
+ * nothing) and queued for conn_flush, or freed if its connection is gone.
+ */
+static void batch_settle(struct rpc_req *p)
+{
+	struct rpc_batch *b = p->coll;
+	struct rpc_conn *c = p->conn;
+
+	if (--b->left > 0)
+		return;
+	if (!c) {
+		req_free(p);
+		return;
+	}
+	if (b->buf) {
+		b->buf->data[b->buf->len - 1] = ']'; /* in place of the last comma */
+		b->buf->data[b->buf->len++] = '\n';
+		slot_hold(p, 1);
+		p->out = b->buf;
+		b->buf = NULL;
+	}
+	p->answered = true;
+	conn_flush(c);
+}
+
+/*
+ * Gives q its answer: member is "result" or "error", val is stolen. A slot
+ * is freed now if the answer goes nowhere, else left queued for conn_flush;
+ * a batch entry adds its answer to its batch and is freed.
  */
 static void req_answer(struct rpc_req *q, const char *member, json_t *val)
 {
-	struct rpc_conn *c = q->conn;
+	struct rpc_conn *c = req_conn(q);
+	size_t n;
 
 	if (q->answered) {
 		rpc_log("internal error: request answered twice");
 		abort();
+	}
+	if (q->batch) {
+		struct rpc_req *p = q->batch;
+		if (c && q->id) {
+			char *s = answer_text(q->id, member, val, &n);
+			if (s)
+				batch_append(p, s, n);
+			free(s);
+		} else {
+			json_decref(val);
+		}
+		req_free(q);
+		batch_settle(p);
+		return;
 	}
 	if (!c || !q->id) {
 		json_decref(val);
@@ -269,21 +478,11 @@ static void req_answer(struct rpc_req *q, const char *member, json_t *val)
 			conn_flush(c); /* a notification may have been all that was left before draining */
 		return;
 	}
-	json_t *msg = json_object();
-	json_object_set_new(msg, "jsonrpc", json_string("2.0"));
-	json_object_set(msg, "id", q->id);
-	json_object_set_new(msg, member, val ? val : json_null());
-	q->out = wbuf_from_json(msg);
-	if (!q->out) {
-		rpc_log("cannot encode an answer");
-		msg = json_object();
-		json_object_set_new(msg, "jsonrpc", json_string("2.0"));
-		json_object_set(msg, "id", q->id);
-		json_t *e = json_object();
-		json_object_set_new(e, "code", td_json_number("-32603", 6));
-		json_object_set_new(e, "message", json_string("internal error: cannot encode the answer"));
-		json_object_set_new(msg, "error", e);
-		q->out = wbuf_from_json(msg);
+	char *s = answer_text(q->id, member, val, &n);
+	if (s) {
+		q->out = wbuf_line(s, n);
+		slot_hold(q, q->out->len);
+		free(s);
 	}
 	q->answered = true;
 	conn_flush(c);
@@ -327,7 +526,7 @@ void rpc_error(struct rpc_req *req, int code, const char *fmt, ...)
 
 bool rpc_notify(struct rpc_req *req, const char *method, json_t *params)
 {
-	struct rpc_conn *c = req->conn;
+	struct rpc_conn *c = req_conn(req);
 
 	if (!c || c->closing) {
 		json_decref(params);
@@ -346,14 +545,23 @@ bool rpc_notify(struct rpc_req *req, const char *method, json_t *params)
 
 size_t rpc_req_queued(const struct rpc_req *req)
 {
-	if (!req->conn || req->conn->closing)
+	const struct rpc_conn *c = req_conn(req);
+	if (!c || c->closing)
 		return 0;
-	return uv_stream_get_write_queue_size((const uv_stream_t *)&req->conn->pipe);
+	return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe);
 }
 
 bool rpc_req_alive(const struct rpc_req *req)
 {
-	return req->conn != NULL;
+	return req_conn(req) != NULL;
+}
+
+/* Sets q's id (a new reference; NULL for none); an entry with an id makes its batch answer. */
+static void req_set_id(struct rpc_req *q, json_t *id)
+{
+	q->id = json_incref(id);
+	if (q->id && q->batch)
+		q->batch->coll->speaks = true;
 }
 
 /* Answers a malformed request (its id, or null when there is no usable one) with an error. */
@@ -364,7 +572,7 @@ static void req_refuse(struct rpc_req *q, int code, const char *fmt, ...)
 	va_list ap;
 
 	if (!q->id)
-		q->id = json_null();
+		req_set_id(q, json_null());
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -376,10 +584,95 @@ static bool valid_id(const json_t *id)
 	return json_is_null(id) || td_json_is_string(id) || td_json_is_number(id);
 }
 
-/* Parses and checks one request line, then answers it or hands it to the handler. */
+/*
+ * Methods refused inside a batch: they stream notifications on their request
+ * and never answer it, while a batch is answered once every entry is.
+ */
+static const char *const unbatchable[] = { "tender.watch" };
+
+static bool batch_refuses(const char *method)
+{
+	for (size_t i = 0; i < sizeof(unbatchable) / sizeof(unbatchable[0]); i++)
+		if (strcmp(unbatchable[i], method) == 0)
+			return true;
+	return false;
+}
+
+/* Checks one request (a line's value, or a batch entry), then answers it or hands it to the handler. */
+static void req_dispatch(struct rpc *r, struct rpc_req *q, json_t *root)
+{
+	if (!json_is_object(root)) {
+		req_refuse(q, TD_RPC_INVALID_REQUEST, "invalid request: a request must be a JSON object%s",
+			   q->batch ? " (a batch holds requests, not batches)" : "");
+		return;
+	}
+	json_t *id = json_object_get(root, "id");
+	if (id && !valid_id(id)) {
+		req_refuse(q, TD_RPC_INVALID_REQUEST, "invalid request: \"id\" must be a string, a number or null");
+		return;
+	}
+	if (id)
+		req_set_id(q, id);
+	json_t *ver = json_object_get(root, "jsonrpc");
+	if (!td_json_is_string(ver) || strcmp(json_string_value(ver), "2.0") != 0) {
+		req_refuse(q, TD_RPC_INVALID_REQUEST, "invalid request: \"jsonrpc\" must be \"2.0\"");
+		return;
+	}
+	json_t *method = json_object_get(root, "method");
+	if (!td_json_is_string(method)) {
+		req_refuse(q, TD_RPC_INVALID_REQUEST, "invalid request: \"method\" must be a string");
+		return;
+	}
+	if (q->batch && batch_refuses(json_string_value(method))) {
+		req_refuse(q, TD_RPC_INVALID_REQUEST,
+			   "invalid request: %s streams notifications and is never answered, so it cannot be part "
+			   "of a batch; send it on its own line",
+			   json_string_value(method));
+		return;
+	}
+	json_t *params = json_object_get(root, "params");
+	if (params && !json_is_object(params) && !json_is_array(params)) {
+		req_refuse(q, TD_RPC_INVALID_PARAMS, "invalid params: \"params\" must be an object or an array");
+		return;
+	}
+	if (params)
+		json_incref(params);
+	else
+		params = json_object();
+	r->fn(r->ctx, q, json_string_value(method), params);
+	json_decref(params);
+}
+
+/*
+ * Hands out the entries of the batch array root: one slot for the whole
+ * batch, one request per entry. An empty or oversized array is refused whole.
+ * Stops handing out if the connection closes meanwhile (a handler may stop
+ * the rpc).
+ */
+static void conn_batch(struct rpc_conn *c, json_t *root)
+{
+	size_t n = json_array_size(root);
+
+	if (n == 0) {
+		req_refuse(slot_new(c, 1), TD_RPC_INVALID_REQUEST, "invalid request: an empty batch");
+		return;
+	}
+	if (n > RPC_BATCH_MAX) {
+		req_refuse(slot_new(c, 1), TD_RPC_INVALID_REQUEST,
+			   "invalid request: a batch of %zu requests (at most %d)", n, RPC_BATCH_MAX);
+		return;
+	}
+	struct rpc_req *p = slot_new(c, n);
+	p->coll = td_xcalloc(1, sizeof(*p->coll));
+	p->coll->left = 1; /* held until every entry is handed out, so p cannot finish early */
+	for (size_t i = 0; i < n && p->conn; i++)
+		req_dispatch(c->rpc, entry_new(p), json_array_get(root, i));
+	batch_settle(p);
+}
+
+/* Parses one line, then answers it, hands it to the handler or hands out its batch. */
 static void conn_line(struct rpc_conn *c, const char *line, size_t len)
 {
-	struct rpc *r = c->rpc;
 	char err[TD_ERRMSG_MAX];
 
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
@@ -390,46 +683,15 @@ static void conn_line(struct rpc_conn *c, const char *line, size_t len)
 	if (i == len)
 		return; /* blank lines are ignored */
 
-	struct rpc_req *q = req_new(c);
 	json_t *root = td_json_load(line, len, err, sizeof(err));
 	if (!root) {
-		req_refuse(q, TD_RPC_PARSE_ERROR, "parse error: %s", err);
+		req_refuse(slot_new(c, 1), TD_RPC_PARSE_ERROR, "parse error: %s", err);
 		return;
 	}
-	if (!json_is_object(root)) {
-		req_refuse(q, TD_RPC_INVALID_REQUEST, "invalid request: a request must be a JSON object%s",
-			   json_is_array(root) ? " (batches are not supported)" : "");
-		goto out;
-	}
-	json_t *id = json_object_get(root, "id");
-	if (id && !valid_id(id)) {
-		req_refuse(q, TD_RPC_INVALID_REQUEST, "invalid request: \"id\" must be a string, a number or null");
-		goto out;
-	}
-	if (id)
-		q->id = json_incref(id);
-	json_t *ver = json_object_get(root, "jsonrpc");
-	if (!td_json_is_string(ver) || strcmp(json_string_value(ver), "2.0") != 0) {
-		req_refuse(q, TD_RPC_INVALID_REQUEST, "invalid request: \"jsonrpc\" must be \"2.0\"");
-		goto out;
-	}
-	json_t *method = json_object_get(root, "method");
-	if (!td_json_is_string(method)) {
-		req_refuse(q, TD_RPC_INVALID_REQUEST, "invalid request: \"method\" must be a string");
-		goto out;
-	}
-	json_t *params = json_object_get(root, "params");
-	if (params && !json_is_object(params) && !json_is_array(params)) {
-		req_refuse(q, TD_RPC_INVALID_PARAMS, "invalid params: \"params\" must be an object or an array");
-		goto out;
-	}
-	if (params)
-		json_incref(params);
+	if (json_is_array(root))
+		conn_batch(c, root);
 	else
-		params = json_object();
-	r->fn(r->ctx, q, json_string_value(method), params);
-	json_decref(params);
-out:
+		req_dispatch(c->rpc, slot_new(c, 1), root);
 	json_decref(root);
 }
 
@@ -443,17 +705,19 @@ static void conn_too_large(struct rpc_conn *c)
 	c->len = c->cap = 0;
 	c->draining = true;
 	rpc_log("request line over %d bytes; closing the connection", RPC_LINE_MAX);
-	req_refuse(req_new(c), TD_RPC_INVALID_REQUEST, "request too large (over %d bytes)", RPC_LINE_MAX);
+	req_refuse(slot_new(c, 1), TD_RPC_INVALID_REQUEST, "request too large (over %d bytes)", RPC_LINE_MAX);
 }
 
-/* Appends n bytes to c's partial line; the caller has checked the cap. */
+/* Appends n bytes to c's line buffer (a partial line, or unparsed bytes while paused). */
 static void conn_append(struct rpc_conn *c, const char *p, size_t n)
 {
-	if (c->len + n > c->cap) {
+	size_t need = c->len + n;
+
+	if (need > c->cap) {
 		size_t cap = c->cap ? c->cap : 4096;
-		while (cap < c->len + n)
+		while (cap < need)
 			cap *= 2;
-		if (cap > RPC_LINE_MAX)
+		if (cap > RPC_LINE_MAX && need <= RPC_LINE_MAX)
 			cap = RPC_LINE_MAX;
 		c->line = td_xrealloc(c->line, cap);
 		c->cap = cap;
@@ -462,10 +726,29 @@ static void conn_append(struct rpc_conn *c, const char *p, size_t n)
 	c->len += n;
 }
 
-/* Splits n bytes read from c into lines; stops when c starts closing or draining. */
+/*
+ * Stops reading from c at a cap, keeping the n bytes at p (read, not yet
+ * parsed) after any partial line for conn_resume.
+ */
+static void conn_pause(struct rpc_conn *c, const char *p, size_t n)
+{
+	uv_read_stop((uv_stream_t *)&c->pipe);
+	c->paused = true;
+	if (n)
+		conn_append(c, p, n);
+}
+
+/*
+ * Splits n bytes read from c into lines; stops when c starts closing or
+ * draining, or pauses it when it reaches a cap.
+ */
 static void conn_feed(struct rpc_conn *c, const char *p, size_t n)
 {
 	while (n > 0 && !c->closing && !c->draining) {
+		if (conn_full(c)) {
+			conn_pause(c, p, n);
+			return;
+		}
 		const char *nl = memchr(p, '\n', n);
 		size_t take = nl ? (size_t)(nl - p) : n;
 		if (take > RPC_LINE_MAX - c->len) {
@@ -477,14 +760,47 @@ static void conn_feed(struct rpc_conn *c, const char *p, size_t n)
 		} else {
 			conn_append(c, p, take);
 			if (nl) {
-				conn_line(c, c->line, c->len); /* c->line is freed only in the close callback */
+				conn_line(c, c->line, c->len); /* c->line is not freed while it is parsed */
 				c->len = 0;
 			}
 		}
 		if (!nl)
-			return;
+			break;
 		p += take + 1;
 		n -= take + 1;
+	}
+	if (!c->closing && !c->draining && conn_full(c))
+		conn_pause(c, NULL, 0);
+}
+
+/* Parses what paused c kept, then reads on unless that reached a cap again. Called only by the resumer. */
+static void conn_resume(struct rpc_conn *c)
+{
+	if (!c->paused || c->closing || c->draining)
+		return;
+	c->paused = false;
+	char *buf = c->line;
+	size_t n = c->len;
+	c->line = NULL;
+	c->len = c->cap = 0;
+	conn_feed(c, buf, n);
+	free(buf);
+	if (c->paused || c->closing || c->draining)
+		return;
+	if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0)
+		conn_close(c);
+}
+
+static void on_resume(uv_idle_t *h)
+{
+	struct rpc *r = h->data;
+
+	uv_idle_stop(h);
+	for (struct rpc_conn *c = r->conns; c; c = c->next) {
+		if (!c->resume_due)
+			continue;
+		c->resume_due = false;
+		conn_resume(c);
 	}
 }
 
@@ -629,7 +945,8 @@ static int claim_path(const char *path, const struct sockaddr_un *sa, char *err,
 	return 0;
 }
 
-static void on_listener_closed(uv_handle_t *h)
+/* Close callback of the listener and of the resumer. */
+static void on_handle_closed(uv_handle_t *h)
 {
 	rpc_unref(h->data);
 }
@@ -707,6 +1024,9 @@ int rpc_start(struct rpc **out, uv_loop_t *loop, const char *path, rpc_handler_f
 		uv_close((uv_handle_t *)&r->listener, on_listener_failed);
 		return TD_EIO;
 	}
+	uv_idle_init(loop, &r->resumer);
+	r->resumer.data = r;
+	r->refs++; /* the resumer */
 	*out = r;
 	return 0;
 
@@ -724,7 +1044,8 @@ void rpc_stop(struct rpc *r)
 	if (!r || r->stopping)
 		return;
 	r->stopping = true;
-	uv_close((uv_handle_t *)&r->listener, on_listener_closed);
+	uv_close((uv_handle_t *)&r->listener, on_handle_closed);
+	uv_close((uv_handle_t *)&r->resumer, on_handle_closed);
 	for (struct rpc_conn *c = r->conns; c; c = c->next)
 		conn_close(c);
 	if (lstat(r->path, &st) == 0 && st.st_dev == r->sock_dev && st.st_ino == r->sock_ino)

@@ -1,5 +1,5 @@
 /*
- * JSON-RPC 2.0 on a Unix socket: one JSON object per line each way.
+ * JSON-RPC 2.0 on a Unix socket: one JSON value per line each way.
  *
  * rpc.c only moves requests and answers: it accepts many clients, frames
  * lines (a line over RPC_LINE_MAX gets an error and the connection is
@@ -7,7 +7,25 @@
  * malformed requests itself, and hands each valid request to the handler set
  * at start. The handler answers now or later with exactly one rpc_reply() or
  * rpc_error(); a request whose client went away stays valid until then and
- * its answer is dropped. Answers go out in the order they are given.
+ * its answer is dropped. Answers go out in the order their lines came in.
+ *
+ * Batches (JSON-RPC 2.0 section 6): a line holding an array of up to
+ * RPC_BATCH_MAX requests. Each entry is checked and handed to the handler
+ * like a single request; the answers of the entries that have an id are
+ * collected until every entry is answered, then sent as one array line. An
+ * empty or oversized array gets one -32600 error object, a batch of
+ * notifications only gets nothing. Methods that stream notifications on
+ * their request and never answer it (tender.watch) are refused inside a
+ * batch with -32600 before the handler sees them.
+ *
+ * Per-client caps: a client's pending requests (read, not yet answered and
+ * written; each batch entry counts one) and the answer bytes held for it
+ * (behind an earlier unanswered request, or collected for an unfinished
+ * batch). Once either reaches its cap (RPC_PENDING_MAX, RPC_HELD_MAX) the
+ * server stops reading from that client, and reads on once it is back under
+ * half of both: a client holds at most RPC_PENDING_MAX - 1 + RPC_BATCH_MAX
+ * pending requests. Its unsent bytes in the socket's write queue have a cap
+ * of their own, over which it is disconnected.
  */
 #ifndef TENDERD_RPC_H
 #define TENDERD_RPC_H
@@ -16,13 +34,19 @@
 #include <uv.h>
 #include <jansson.h>
 
-#define RPC_LINE_MAX (1024 * 1024) /* longest request line, bytes */
-#define RPC_CLIENTS_MAX 256        /* connections served at once; more are closed at accept */
+#define RPC_LINE_MAX (1024 * 1024)     /* longest request line, bytes */
+#define RPC_CLIENTS_MAX 256            /* connections served at once; more are closed at accept */
+#define RPC_BATCH_MAX 1000             /* requests in one batch; more get one -32600 error */
+#define RPC_PENDING_MAX 1024           /* pending requests per client before reading from it stops */
+#define RPC_HELD_MAX (4 * 1024 * 1024) /* answer bytes held per client before reading from it stops */
 
 struct rpc;
 struct rpc_req;
 
-/* Called for each valid request; params is an object or array (borrowed), never NULL. */
+/*
+ * Called for each valid request, single or batch entry alike (the contract is
+ * the same); params is an object or array (borrowed), never NULL.
+ */
 typedef void (*rpc_handler_fn)(void *ctx, struct rpc_req *req, const char *method, json_t *params);
 
 /*

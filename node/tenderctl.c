@@ -4,7 +4,8 @@
  * Speaks only JSON-RPC 2.0 through the node's Unix socket: builds one
  * request from the command line, sends it as one line, reads answer lines
  * and prints the "result" (pretty JSON on stdout, or a table for `list
- * --format table`) or the error (stderr). `watch` keeps the connection open
+ * --format table`) or the error (stderr). `call` with a JSON array sends it
+ * as a batch and prints the array of answers. `watch` keeps the connection open
  * and prints each tender.release notification as one compact JSON line.
  * Release files and every answer line are parsed with td_json_load and
  * printed with td_json_dump, so amounts keep the exact text the agency wrote
@@ -206,10 +207,17 @@ static const struct command commands[] = {
 	  "its commit (the validators' signatures).",
 	  { { O_COUNT, NULL } } },
 	{ "call",
-	  "METHOD [PARAMS_JSON]",
-	  "send a raw JSON-RPC request",
+	  "METHOD [PARAMS_JSON] | BATCH_JSON",
+	  "send a raw JSON-RPC request, or a batch of them",
 	  "Sends METHOD with PARAMS_JSON (an object or array; default {}) and prints the\n"
-	  "result, e.g. tenderctl call block.get '{\"height\": 1}'.",
+	  "result, e.g. tenderctl call block.get '{\"height\": 1}'.\n"
+	  "With one argument that is a JSON array, sends it as it is as a JSON-RPC batch\n"
+	  "(each entry a whole request object, with \"jsonrpc\": \"2.0\", \"method\" and an\n"
+	  "\"id\" unless it is a notification) and prints the array of answers, in any\n"
+	  "order; exits 1 if any of them is an error. A batch of notifications only gets\n"
+	  "no answer and prints nothing. E.g.\n"
+	  "tenderctl call '[{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"block.get\",\n"
+	  "  \"params\": {\"height\": 1}}, {\"jsonrpc\": \"2.0\", \"id\": 2, \"method\": \"status\"}]'",
 	  { { O_COUNT, NULL } } },
 };
 
@@ -298,7 +306,6 @@ static int usage(const char *fmt, ...)
 	fputs("\n(tenderctl --help lists the commands; tenderctl COMMAND --help explains one)\n", stderr);
 	return TD_EXIT_USAGE;
 }
-
 
 /* A NUL-terminated plain decimal integer that fits uint64. */
 static bool parse_u64(const char *s, uint64_t *out)
@@ -524,8 +531,11 @@ static int ctl_read_line(struct conn *c, char **line, size_t *linelen, const cha
 	}
 }
 
-/* Reads the next line as a JSON object; NULL with *rc set (an exit code, or CTL_STOPPED). */
-static json_t *ctl_read_object(struct conn *c, const char *closed, int *rc)
+/*
+ * Reads the next line as a JSON object (or, with array_ok, an array); NULL
+ * with *rc set (an exit code, or CTL_STOPPED).
+ */
+static json_t *ctl_read_value(struct conn *c, const char *closed, bool array_ok, int *rc)
 {
 	char *line = NULL, err[TD_ERRMSG_MAX];
 	size_t len = 0;
@@ -534,7 +544,7 @@ static json_t *ctl_read_object(struct conn *c, const char *closed, int *rc)
 	if (*rc != TD_EXIT_OK)
 		return NULL;
 	json_t *v = td_json_load(line, len, err, sizeof(err));
-	if (!v || !json_is_object(v)) {
+	if (!v || !(json_is_object(v) || (array_ok && json_is_array(v)))) {
 		fprintf(stderr, "tenderctl: tenderd at %s sent a malformed line%s%s\n", c->path, v ? "" : ": ",
 			v ? "" : err);
 		json_decref(v);
@@ -542,6 +552,12 @@ static json_t *ctl_read_object(struct conn *c, const char *closed, int *rc)
 		return NULL;
 	}
 	return v;
+}
+
+/* Reads the next line as a JSON object; NULL with *rc set (an exit code, or CTL_STOPPED). */
+static json_t *ctl_read_object(struct conn *c, const char *closed, int *rc)
+{
+	return ctl_read_value(c, closed, false, rc);
 }
 
 /* Prints v as indented JSON on f. */
@@ -570,6 +586,31 @@ static int print_error(const json_t *e)
 }
 
 /*
+ * Sets the connection's deadline, connects and sends line and then, unless
+ * NULL, line2, each followed by a newline. The deadline covers connecting
+ * and sending.
+ */
+static int send_lines(struct conn *c, const char *line, const char *line2)
+{
+	size_t n = strlen(line), n2 = line2 ? strlen(line2) : 0;
+	char *buf = td_xmalloc(n + n2 + 2);
+	int rc;
+
+	memcpy(buf, line, n);
+	buf[n] = '\n';
+	if (line2) {
+		memcpy(buf + n + 1, line2, n2);
+		buf[n + 1 + n2] = '\n';
+	}
+	c->deadline_ms = c->timeout_s ? now_ms() + (int64_t)c->timeout_s * 1000 : -1;
+	rc = ctl_connect(c);
+	if (rc == TD_EXIT_OK)
+		rc = ctl_send(c, buf, n + 1 + (line2 ? n2 + 1 : 0));
+	free(buf);
+	return rc;
+}
+
+/*
  * Connects and sends the request method(params) (params stolen). The
  * connection's deadline covers connecting and sending.
  */
@@ -589,15 +630,7 @@ static int send_request(struct conn *c, const char *method, json_t *params)
 		fprintf(stderr, "tenderctl: cannot encode the request\n");
 		return TD_EXIT_USAGE;
 	}
-	c->deadline_ms = c->timeout_s ? now_ms() + (int64_t)c->timeout_s * 1000 : -1;
-	rc = ctl_connect(c);
-	if (rc == TD_EXIT_OK) {
-		size_t n = strlen(line);
-		line = td_xrealloc(line, n + 2);
-		line[n] = '\n';
-		line[n + 1] = '\0';
-		rc = ctl_send(c, line, n + 1);
-	}
+	rc = send_lines(c, line, NULL);
 	free(line);
 	return rc;
 }
@@ -634,6 +667,76 @@ static int request(struct conn *c, const char *method, json_t *params, json_t **
 		rc = TD_EXIT_UNREACHABLE;
 	} else {
 		*result = json_incref(res);
+	}
+out:
+	json_decref(ans);
+	conn_close(c);
+	return rc;
+}
+
+/*
+ * Sent after a batch that looks like notifications only: the node answers
+ * nothing to such a batch, and answers lines in order, so the answer to this
+ * request (an unknown method, which changes nothing) coming first means the
+ * batch got none.
+ */
+#define CTL_BATCH_END_ID "tenderctl-end-of-batch"
+static const char batch_end[] = "{\"jsonrpc\":\"2.0\",\"id\":\"" CTL_BATCH_END_ID "\",\"method\":\"rpc.end\"}";
+
+/*
+ * Sends the JSON-RPC batch batch (stolen) as it is and prints the array of
+ * answers on stdout. Returns TD_EXIT_OK, TD_EXIT_REFUSED if an answer is an
+ * error (or the node refused the whole batch with one error object), or
+ * another exit code after printing why.
+ */
+static int batch_call(struct conn *c, json_t *batch)
+{
+	json_t *ans = NULL, *e;
+	size_t i, nerr = 0;
+	bool silent = json_array_size(batch) > 0; /* every entry an object without an id */
+	int rc;
+
+	json_array_foreach(batch, i, e)
+		if (!json_is_object(e) || json_object_get(e, "id"))
+			silent = false;
+	char *line = td_json_dump(batch, JSON_COMPACT);
+	json_decref(batch);
+	if (!line) {
+		fprintf(stderr, "tenderctl: cannot encode the batch\n");
+		return TD_EXIT_USAGE;
+	}
+	rc = send_lines(c, line, silent ? batch_end : NULL);
+	free(line);
+	if (rc != TD_EXIT_OK)
+		goto out;
+	for (;;) {
+		ans = ctl_read_value(c, "connection closed before an answer", true, &rc);
+		if (!ans)
+			goto out;
+		/* A notification (method, no id) is not an answer; skip it. */
+		if (!(json_is_object(ans) && json_object_get(ans, "method") && !json_object_get(ans, "id")))
+			break;
+		json_decref(ans);
+	}
+	if (json_is_array(ans)) {
+		json_array_foreach(ans, i, e)
+			nerr += json_object_get(e, "error") != NULL;
+		rc = print_json(stdout, ans);
+		if (rc == TD_EXIT_OK && nerr) {
+			fprintf(stderr, "tenderctl: %zu of the %zu answers are errors\n", nerr, json_array_size(ans));
+			rc = TD_EXIT_REFUSED;
+		}
+		goto out;
+	}
+	const json_t *id = json_object_get(ans, "id");
+	if (silent && td_json_is_string(id) && strcmp(json_string_value(id), CTL_BATCH_END_ID) == 0) {
+		fprintf(stderr, "tenderctl: no answer (the batch holds only notifications)\n");
+		rc = TD_EXIT_OK;
+	} else if (json_is_object(json_object_get(ans, "error"))) {
+		rc = print_error(json_object_get(ans, "error"));
+	} else {
+		fprintf(stderr, "tenderctl: tenderd at %s answered a batch with a single object\n", c->path);
+		rc = TD_EXIT_UNREACHABLE;
 	}
 out:
 	json_decref(ans);
@@ -1141,7 +1244,24 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 	} else if (strcmp(name, "call") == 0) {
 		char err[TD_ERRMSG_MAX];
 		if (a->npos < 1 || a->npos > 2 || !a->pos[0][0])
-			return usage("usage: call METHOD [PARAMS_JSON]");
+			return usage("usage: call METHOD [PARAMS_JSON], or call BATCH_JSON");
+		if (a->npos == 1 && a->pos[0][strspn(a->pos[0], " \t\r\n")] == '[') {
+			json_t *batch = td_json_load(a->pos[0], strlen(a->pos[0]), err, sizeof(err));
+			if (!batch)
+				return usage("call: BATCH_JSON is not valid JSON: %s", err);
+			if (!json_is_array(batch)) {
+				json_decref(batch);
+				return usage("call: BATCH_JSON must be a JSON array");
+			}
+			/* Like publish --wait: no default deadline when an entry waits for its commit. */
+			bool waits = false;
+			size_t k;
+			json_array_foreach(batch, k, v)
+				waits = waits || json_is_true(json_object_get(json_object_get(v, "params"), "wait"));
+			if (!timeout_set)
+				c->timeout_s = waits ? 0 : CTL_TIMEOUT_DEFAULT;
+			return batch_call(c, batch);
+		}
 		if (!(v = arg_string("METHOD", a->pos[0], &rc)))
 			return rc;
 		json_decref(v);

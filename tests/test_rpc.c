@@ -11,9 +11,14 @@
  *
  * Handler methods: "echo" (returns params), "later" ({"ms":N,"value":V}:
  * answers V from a timer), "err" (an rpc_error), "hold" (parks the request),
- * "parked" (how many parked, how many still alive), "release" (answers the
- * parked requests; returns how many had lost their client), "notify" (two
- * notifications then an answer), "stop" (answers, then rpc_stop).
+ * "parked" (how many parked, how many still alive, timers, echoes), "release"
+ * (answers the parked requests; returns how many had lost their client),
+ * "notify" (two notifications then an answer), "stop" (answers, then
+ * rpc_stop), "tender.watch" (a notification, then parks the request and never
+ * answers it, like the node's), and the methods of the JSON-RPC 2.0
+ * specification's examples (section 7): "subtract" (positional or named),
+ * "sum", "get_data", and "update", "notify_hello", "notify_sum" (null).
+ * Unknown methods get -32601.
  */
 #define _GNU_SOURCE /* pthread_timedjoin_np */
 #include <errno.h>
@@ -54,6 +59,8 @@ struct fx {
 	int nparked;
 	int later_dead;   /* "later" answers given after the client left */
 	int later_active; /* "later" timers not yet fired */
+	int echoes;       /* "echo" requests the handler saw */
+	int watches;      /* "tender.watch" requests the handler saw */
 };
 
 struct later {
@@ -88,11 +95,68 @@ static void release_parked(struct fx *f, int *dead)
 	f->nparked = 0;
 }
 
+/* A number param as an integer (the fake arithmetic of the specification's examples). */
+static long long param_ll(const json_t *v)
+{
+	size_t len;
+	const char *s = td_json_number_text(v, &len);
+	char tmp[32];
+	if (!s || len >= sizeof(tmp))
+		return 0;
+	memcpy(tmp, s, len);
+	tmp[len] = '\0';
+	return strtoll(tmp, NULL, 10);
+}
+
+static json_t *ll_json(long long v)
+{
+	char tmp[32];
+	int n = snprintf(tmp, sizeof(tmp), "%lld", v);
+	return td_json_number(tmp, (size_t)n);
+}
+
+/* The methods of the specification's examples; false if method is none of them. */
+static bool spec_method(struct rpc_req *req, const char *method, json_t *params)
+{
+	if (strcmp(method, "subtract") == 0) {
+		long long a, b;
+		if (json_is_array(params)) {
+			a = param_ll(json_array_get(params, 0));
+			b = param_ll(json_array_get(params, 1));
+		} else {
+			a = param_ll(json_object_get(params, "minuend"));
+			b = param_ll(json_object_get(params, "subtrahend"));
+		}
+		rpc_reply(req, ll_json(a - b));
+	} else if (strcmp(method, "sum") == 0) {
+		long long t = 0;
+		size_t i;
+		json_t *v;
+		json_array_foreach(params, i, v)
+			t += param_ll(v);
+		rpc_reply(req, ll_json(t));
+	} else if (strcmp(method, "get_data") == 0) {
+		json_t *r = json_array();
+		json_array_append_new(r, json_string("hello"));
+		json_array_append_new(r, ll_json(5));
+		rpc_reply(req, r);
+	} else if (strcmp(method, "update") == 0 || strcmp(method, "notify_hello") == 0 ||
+		   strcmp(method, "notify_sum") == 0) {
+		rpc_reply(req, NULL);
+	} else {
+		return false;
+	}
+	return true;
+}
+
 static void handler(void *ctx, struct rpc_req *req, const char *method, json_t *params)
 {
 	struct fx *f = ctx;
 
+	if (spec_method(req, method, params))
+		return;
 	if (strcmp(method, "echo") == 0) {
+		f->echoes++;
 		rpc_reply(req, json_incref(params));
 	} else if (strcmp(method, "later") == 0) {
 		uint64_t ms = 0;
@@ -124,6 +188,8 @@ static void handler(void *ctx, struct rpc_req *req, const char *method, json_t *
 		json_object_set_new(r, "total", td_json_uint((uint64_t)f->nparked));
 		json_object_set_new(r, "alive", td_json_uint((uint64_t)alive));
 		json_object_set_new(r, "timers", td_json_uint((uint64_t)f->later_active));
+		json_object_set_new(r, "echoes", td_json_uint((uint64_t)f->echoes));
+		json_object_set_new(r, "watches", td_json_uint((uint64_t)f->watches));
 		rpc_reply(req, r);
 	} else if (strcmp(method, "release") == 0) {
 		int dead = 0;
@@ -133,6 +199,14 @@ static void handler(void *ctx, struct rpc_req *req, const char *method, json_t *
 		bool a = rpc_notify(req, "tick", td_json_uint(1));
 		bool b = rpc_notify(req, "tick", td_json_uint(2));
 		rpc_reply(req, json_boolean(a && b));
+	} else if (strcmp(method, "tender.watch") == 0) {
+		f->watches++;
+		rpc_notify(req, "tender.release", json_object());
+		if (f->nparked == PARK_MAX) {
+			rpc_error(req, TD_RPC_MEMPOOL_FULL, "too many held");
+			return;
+		}
+		f->parked[f->nparked++] = req;
 	} else if (strcmp(method, "stop") == 0) {
 		rpc_reply(req, json_true());
 		rpc_stop(f->rpc);
@@ -514,9 +588,9 @@ static void test_malformed(void **state)
 	assert_int_equal(num(json_object_get(a, "id")), 2);
 	assert_non_null(json_object_get(a, "result"));
 	json_decref(a);
-	a = roundtrip(c, "[{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"echo\"}]\n");
-	assert_true(json_is_null(expect_error(a, TD_RPC_INVALID_REQUEST, "must be a JSON object")));
-	json_decref(a);
+	/* An array is a batch (test_spec_examples and the tests after it). */
+	client_send(c, "[{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"echo\"}]\n");
+	assert_string_equal(client_line(c), "[{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}]");
 	a = roundtrip(c, "\"echo\"\n");
 	assert_true(json_is_null(expect_error(a, TD_RPC_INVALID_REQUEST, "must be a JSON object")));
 	json_decref(a);
@@ -775,6 +849,550 @@ static void test_slow_reader(void **state)
 	client_free(c);
 }
 
+/* ---- batches ---------------------------------------------------------- */
+
+/* Dumps v compactly into a static buffer (for comparing and messages). */
+static const char *dump(const json_t *v)
+{
+	static char buf[4096];
+	char *s = v ? td_json_dump(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	snprintf(buf, sizeof(buf), "%s", s ? s : "(none)");
+	free(s);
+	return buf;
+}
+
+/* True if a and b serialize to the same compact JSON (exact numbers compare by their text). */
+static bool same_json(const json_t *a, const json_t *b)
+{
+	char *sa = a ? td_json_dump(a, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	char *sb = b ? td_json_dump(b, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	bool same = sa && sb && strcmp(sa, sb) == 0;
+	free(sa);
+	free(sb);
+	return same;
+}
+
+/*
+ * Checks one answer against one expected object of the specification: same
+ * jsonrpc and id; the same result, or an error with the same code (messages
+ * are the server's own). Returns false on a mismatch.
+ */
+static bool answer_matches(const json_t *got, const json_t *want)
+{
+	if (!json_is_object(got) || json_object_size(got) != 3)
+		return false;
+	if (!td_json_is_string(json_object_get(got, "jsonrpc")) ||
+	    strcmp(json_string_value(json_object_get(got, "jsonrpc")), "2.0") != 0)
+		return false;
+	if (!same_json(json_object_get(got, "id"), json_object_get(want, "id")))
+		return false;
+	const json_t *e = json_object_get(want, "error");
+	if (e) {
+		const json_t *ge = json_object_get(got, "error");
+		return json_is_object(ge) && num(json_object_get(ge, "code")) == num(json_object_get(e, "code")) &&
+		       td_json_is_string(json_object_get(ge, "message"));
+	}
+	return same_json(json_object_get(got, "result"), json_object_get(want, "result"));
+}
+
+/*
+ * Checks the answer line got against the specification's answer want (JSON
+ * text): one object, or an array holding the same answers in any order.
+ */
+static void expect_spec(const char *got_line, const char *want_text)
+{
+	char err[256];
+	json_t *got = td_json_load(got_line, strlen(got_line), err, sizeof(err));
+	json_t *want = td_json_load(want_text, strlen(want_text), err, sizeof(err));
+	assert_non_null(want);
+	if (!got)
+		fail_msg("answer is not JSON (%s): %.300s", err, got_line);
+	if (json_is_object(want)) {
+		if (!answer_matches(got, want))
+			fail_msg("answer %.300s, expected %.300s", got_line, want_text);
+	} else {
+		size_t n = json_array_size(want);
+		bool used[64] = { false };
+		assert_true(n <= 64);
+		if (!json_is_array(got) || json_array_size(got) != n)
+			fail_msg("answer %.300s, expected an array of %zu: %.300s", got_line, n, want_text);
+		for (size_t i = 0; i < n; i++) {
+			bool found = false;
+			for (size_t k = 0; k < n && !found; k++)
+				if (!used[k] && answer_matches(json_array_get(got, k), json_array_get(want, i)))
+					used[k] = found = true;
+			if (!found)
+				fail_msg("answer %.300s lacks %s", got_line, dump(json_array_get(want, i)));
+		}
+	}
+	json_decref(got);
+	json_decref(want);
+}
+
+/* Sends line (with its newline) and checks the next answer line against the specification's. */
+static void spec(struct client *c, const char *line, const char *want)
+{
+	client_send(c, line);
+	expect_spec(client_line(c), want);
+}
+
+/* The end of the answers to what came before: an echo of a marker, answered in order. */
+static void expect_nothing_before(struct client *c, int marker)
+{
+	char req[128], want[128];
+	snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"echo\",\"params\":[\"end\"]}\n",
+		 marker);
+	snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":[\"end\"]}", marker);
+	client_send(c, req);
+	assert_string_equal(client_line(c), want);
+}
+
+/* Every example of the JSON-RPC 2.0 specification, section 7, answered as it gives them. */
+static void test_spec_examples(void **state)
+{
+	struct fx *f = *state;
+	struct client *c = client_new(f->path);
+
+	/* rpc call with positional parameters */
+	spec(c, "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": [42, 23], \"id\": 1}\n",
+	     "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": 1}");
+	spec(c, "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": [23, 42], \"id\": 2}\n",
+	     "{\"jsonrpc\": \"2.0\", \"result\": -19, \"id\": 2}");
+	/* rpc call with named parameters */
+	spec(c,
+	     "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": {\"subtrahend\": 23, \"minuend\": 42}, "
+	     "\"id\": 3}\n",
+	     "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": 3}");
+	spec(c,
+	     "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": {\"minuend\": 42, \"subtrahend\": 23}, "
+	     "\"id\": 4}\n",
+	     "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": 4}");
+	/* a Notification */
+	client_send(c, "{\"jsonrpc\": \"2.0\", \"method\": \"update\", \"params\": [1,2,3,4,5]}\n");
+	client_send(c, "{\"jsonrpc\": \"2.0\", \"method\": \"foobar\"}\n");
+	expect_nothing_before(c, 100);
+	/* rpc call of non-existent method */
+	spec(c, "{\"jsonrpc\": \"2.0\", \"method\": \"foobar\", \"id\": \"1\"}\n",
+	     "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32601, \"message\": \"Method not found\"}, \"id\": \"1\"}");
+	/* rpc call with invalid JSON */
+	spec(c, "{\"jsonrpc\": \"2.0\", \"method\": \"foobar, \"params\": \"bar\", \"baz]\n",
+	     "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32700, \"message\": \"Parse error\"}, \"id\": null}");
+	/* rpc call with invalid Request object */
+	spec(c, "{\"jsonrpc\": \"2.0\", \"method\": 1, \"params\": \"bar\"}\n",
+	     "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32600, \"message\": \"Invalid Request\"}, \"id\": null}");
+	/* rpc call Batch, invalid JSON (on one line: the socket frames by lines) */
+	spec(c,
+	     "[{\"jsonrpc\": \"2.0\", \"method\": \"sum\", \"params\": [1,2,4], \"id\": \"1\"},"
+	     "{\"jsonrpc\": \"2.0\", \"method\"]\n",
+	     "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32700, \"message\": \"Parse error\"}, \"id\": null}");
+	/* rpc call with an empty Array */
+	spec(c, "[]\n",
+	     "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32600, \"message\": \"Invalid Request\"}, \"id\": null}");
+	/* rpc call with an invalid Batch (but not empty) */
+	spec(c, "[1]\n",
+	     "[{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32600, \"message\": \"Invalid Request\"}, \"id\": null}]");
+	/* rpc call with invalid Batch */
+	spec(c, "[1,2,3]\n",
+	     "[{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32600, \"message\": \"Invalid Request\"}, \"id\": null},"
+	     "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32600, \"message\": \"Invalid Request\"}, \"id\": null},"
+	     "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32600, \"message\": \"Invalid Request\"}, \"id\": null}]");
+	/* rpc call Batch */
+	spec(c,
+	     "[{\"jsonrpc\": \"2.0\", \"method\": \"sum\", \"params\": [1,2,4], \"id\": \"1\"},"
+	     "{\"jsonrpc\": \"2.0\", \"method\": \"notify_hello\", \"params\": [7]},"
+	     "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": [42,23], \"id\": \"2\"},"
+	     "{\"foo\": \"boo\"},"
+	     "{\"jsonrpc\": \"2.0\", \"method\": \"foo.get\", \"params\": {\"name\": \"myself\"}, \"id\": \"5\"},"
+	     "{\"jsonrpc\": \"2.0\", \"method\": \"get_data\", \"id\": \"9\"}]\n",
+	     "[{\"jsonrpc\": \"2.0\", \"result\": 7, \"id\": \"1\"},"
+	     "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": \"2\"},"
+	     "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32600, \"message\": \"Invalid Request\"}, \"id\": null},"
+	     "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32601, \"message\": \"Method not found\"}, \"id\": \"5\"},"
+	     "{\"jsonrpc\": \"2.0\", \"result\": [\"hello\", 5], \"id\": \"9\"}]");
+	/* rpc call Batch (all notifications): nothing is returned */
+	client_send(c, "[{\"jsonrpc\": \"2.0\", \"method\": \"notify_sum\", \"params\": [1,2,4]},"
+		       "{\"jsonrpc\": \"2.0\", \"method\": \"notify_hello\", \"params\": [7]}]\n");
+	expect_nothing_before(c, 101);
+	client_free(c);
+}
+
+/* Batch answers wait for every entry, leave as one line, and keep their place among the lines. */
+static void test_batch_deferred(void **state)
+{
+	struct fx *f = *state;
+	struct client *c = client_new(f->path);
+
+	/* Entries answered by timers in another order than sent: one array once the last is in. */
+	client_send(c, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"later\",\"params\":{\"ms\":60,\"value\":\"a\"}},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"later\",\"params\":{\"ms\":5,\"value\":\"b\"}},"
+		       "{\"jsonrpc\":\"2.0\",\"method\":\"later\",\"params\":{\"ms\":30,\"value\":\"n\"}},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"echo\",\"params\":[\"c\"]}]\n");
+	expect_spec(client_line(c), "[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"a\"},"
+				    "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":\"b\"},"
+				    "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":[\"c\"]}]");
+	wait_state(c, 0, 0, 0);
+
+	/* A batch between pipelined lines keeps its place: 10, the batch, 13. */
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"later\",\"params\":{\"ms\":60,\"value\":10}}\n"
+		       "[{\"jsonrpc\":\"2.0\",\"id\":11,\"method\":\"later\",\"params\":{\"ms\":20,\"value\":11}},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"echo\",\"params\":[12]}]\n"
+		       "{\"jsonrpc\":\"2.0\",\"id\":13,\"method\":\"echo\",\"params\":[13]}\n");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":10,\"result\":10}");
+	assert_string_equal(client_line(c), "[{\"jsonrpc\":\"2.0\",\"id\":12,\"result\":[12]},"
+					    "{\"jsonrpc\":\"2.0\",\"id\":11,\"result\":11}]");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":13,\"result\":[13]}");
+
+	/* A held entry holds back its batch and the lines after it, until answered. */
+	client_send(c, "[{\"jsonrpc\":\"2.0\",\"id\":20,\"method\":\"hold\"},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":21,\"method\":\"echo\",\"params\":[21]}]\n"
+		       "{\"jsonrpc\":\"2.0\",\"id\":22,\"method\":\"echo\",\"params\":[22]}\n");
+	struct client *ctl = client_new(f->path);
+	wait_parked(ctl, 1, 1);
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 100), 0);
+	json_t *a = roundtrip(ctl, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"release\"}\n");
+	assert_int_equal(num(json_object_get(a, "result")), 0);
+	json_decref(a);
+	assert_string_equal(client_line(c), "[{\"jsonrpc\":\"2.0\",\"id\":21,\"result\":[21]},"
+					    "{\"jsonrpc\":\"2.0\",\"id\":20,\"result\":\"released\"}]");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":22,\"result\":[22]}");
+
+	/* Notifications sent on an entry's connection come at once, before the batch's answer. */
+	client_send(c, "[{\"jsonrpc\":\"2.0\",\"id\":30,\"method\":\"notify\"}]\n");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"method\":\"tick\",\"params\":1}");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"method\":\"tick\",\"params\":2}");
+	assert_string_equal(client_line(c), "[{\"jsonrpc\":\"2.0\",\"id\":30,\"result\":true}]");
+
+	/* A batch of notifications only answers nothing and holds nothing back, even while held. */
+	client_send(c, "[{\"jsonrpc\":\"2.0\",\"method\":\"hold\"},{\"jsonrpc\":\"2.0\",\"method\":\"echo\"}]\n");
+	wait_parked(ctl, 1, 1);
+	expect_nothing_before(c, 23);
+	a = roundtrip(ctl, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"release\"}\n");
+	assert_int_equal(num(json_object_get(a, "result")), 0);
+	json_decref(a);
+	expect_nothing_before(c, 24);
+	client_free(ctl);
+	client_free(c);
+}
+
+/* A batch of n echo requests with ids from id0, as one line with its newline (malloc'd). */
+static char *echo_batch(size_t n, int id0)
+{
+	size_t cap = n * 64 + 4, len = 0;
+	char *s = malloc(cap);
+	assert_non_null(s);
+	s[len++] = '[';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, "%s{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"echo\"}",
+					i ? "," : "", id0 + (int)i);
+	len += (size_t)snprintf(s + len, cap - len, "]\n");
+	return s;
+}
+
+static void test_batch_refusals(void **state)
+{
+	struct fx *f = *state;
+	struct client *c = client_new(f->path);
+	json_t *a;
+
+	/* The largest batch is served; one entry more is refused whole with one error object. */
+	char *req = echo_batch(RPC_BATCH_MAX, 1);
+	client_send(c, req);
+	free(req);
+	a = client_json(c);
+	assert_true(json_is_array(a));
+	assert_int_equal(json_array_size(a), RPC_BATCH_MAX);
+	for (size_t i = 0; i < RPC_BATCH_MAX; i++) {
+		assert_int_equal(num(json_object_get(json_array_get(a, i), "id")), (int64_t)i + 1);
+		assert_string_equal(dump(json_object_get(json_array_get(a, i), "result")), "{}");
+	}
+	json_decref(a);
+	req = echo_batch(RPC_BATCH_MAX + 1, 1);
+	client_send(c, req);
+	free(req);
+	a = client_json(c);
+	assert_true(json_is_null(expect_error(a, TD_RPC_INVALID_REQUEST, "at most 1000")));
+	json_decref(a);
+
+	/* Empty: one error object. Nested batches and malformed entries: one error each, with their ids. */
+	a = roundtrip(c, " [ ] \n");
+	assert_true(json_is_null(expect_error(a, TD_RPC_INVALID_REQUEST, "empty batch")));
+	json_decref(a);
+	client_send(c, "[[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\"}],"
+		       "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":7},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"echo\",\"params\":\"x\"},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"echo\"},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"err\"}]\n");
+	a = client_json(c);
+	assert_int_equal(json_array_size(a), 5);
+	assert_true(json_is_null(expect_error(json_array_get(a, 0), TD_RPC_INVALID_REQUEST, "not batches")));
+	assert_int_equal(num(expect_error(json_array_get(a, 1), TD_RPC_INVALID_REQUEST, "\"method\"")), 2);
+	assert_int_equal(num(expect_error(json_array_get(a, 2), TD_RPC_INVALID_PARAMS, "\"params\"")), 3);
+	assert_true(json_is_null(expect_error(json_array_get(a, 3), TD_RPC_INVALID_REQUEST, "\"id\"")));
+	assert_int_equal(num(expect_error(json_array_get(a, 4), TD_RPC_RULE, "refused")), 5);
+	json_decref(a);
+
+	/* tender.watch streams and never answers: refused inside a batch before the handler sees it. */
+	client_send(c, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tender.watch\",\"params\":{}},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\",\"params\":[2]}]\n");
+	a = client_json(c);
+	assert_int_equal(json_array_size(a), 2);
+	assert_int_equal(
+		num(expect_error(json_array_get(a, 0), TD_RPC_INVALID_REQUEST, "tender.watch streams notifications")),
+		1);
+	assert_string_equal(dump(json_object_get(json_array_get(a, 1), "result")), "[2]");
+	json_decref(a);
+	/* Even as a notification, with id null, since the client must learn it was not started. */
+	client_send(c, "[{\"jsonrpc\":\"2.0\",\"method\":\"tender.watch\"}]\n");
+	a = client_json(c);
+	assert_int_equal(json_array_size(a), 1);
+	assert_true(json_is_null(expect_error(json_array_get(a, 0), TD_RPC_INVALID_REQUEST, "cannot be part")));
+	json_decref(a);
+	a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"parked\"}\n");
+	assert_int_equal(num(json_object_get(json_object_get(a, "result"), "watches")), 0);
+	json_decref(a);
+	/* On its own line it reaches the handler and streams. */
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tender.watch\"}\n");
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"method\":\"tender.release\",\"params\":{}}");
+	struct client *ctl = client_new(f->path);
+	wait_parked(ctl, 1, 1);
+	client_free(ctl);
+	client_free(c);
+}
+
+/* Batches whose client leaves, or whose rpc stops, before their entries are answered. */
+static void test_batch_disconnect(void **state)
+{
+	struct fx *f = *state;
+	struct client *ctl = client_new(f->path);
+	struct client *a = client_new(f->path), *b = client_new(f->path);
+
+	/* a leaves with a held entry and an answered one collected; b's batch is answered. */
+	client_send(a, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hold\"},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\",\"params\":[\"collected\"]},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"later\",\"params\":{\"ms\":300,\"value\":3}}]\n");
+	client_send(b, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hold\"}]\n");
+	wait_parked(ctl, 2, 2);
+	client_free(a);
+	wait_parked(ctl, 2, 1);
+	json_t *ans = roundtrip(ctl, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"release\"}\n");
+	assert_int_equal(num(json_object_get(ans, "result")), 1);
+	json_decref(ans);
+	assert_string_equal(client_line(b), "[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"released\"}]");
+	/* The timer of a's last entry fires after a left: its answer is dropped, the batch freed. */
+	wait_state(ctl, 0, 0, 0);
+	assert_int_equal(f->later_dead, 1);
+
+	/* b leaves a held batch behind; the rpc stops; the handler answers it after the stop. */
+	client_send(b,
+		    "[{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"hold\"},{\"jsonrpc\":\"2.0\",\"method\":\"hold\"}]\n");
+	wait_parked(ctl, 2, 2);
+	stop_and_join(f);
+	assert_null(client_line(b));
+	client_free(b);
+	client_free(ctl);
+}
+
+static void test_stop_from_batch(void **state)
+{
+	struct fx *f = *state;
+	struct client *c = client_new(f->path);
+	struct stat st;
+
+	/* rpc_stop from an entry's handler: the entries after it are not handed out, nothing leaks. */
+	client_send(c, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"later\",\"params\":{\"ms\":50,\"value\":1}},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"stop\"},"
+		       "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"echo\"}]\n"
+		       "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"echo\"}\n");
+	assert_null(client_line(c));
+	int64_t deadline = now_ms() + WAIT_MS;
+	while (lstat(f->path, &st) == 0 && now_ms() < deadline)
+		usleep(1000);
+	assert_int_equal(lstat(f->path, &st), -1);
+	client_free(c);
+	stop_and_join(f);
+	assert_int_equal(f->echoes, 0);
+	assert_int_equal(f->later_dead, 1);
+}
+
+/* Sends a buffer from a thread of its own (the server may stop reading until the test answers). */
+struct sender {
+	pthread_t thread;
+	int fd;
+	const char *buf;
+	size_t len;
+	bool ok;
+};
+
+static void *sender_main(void *arg)
+{
+	struct sender *s = arg;
+	const char *p = s->buf;
+	size_t n = s->len;
+	s->ok = true;
+	while (n > 0) {
+		ssize_t k = send(s->fd, p, n, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			s->ok = false;
+			break;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return NULL;
+}
+
+static void sender_start(struct sender *s, int fd, const char *buf, size_t len)
+{
+	s->fd = fd;
+	s->buf = buf;
+	s->len = len;
+	assert_int_equal(pthread_create(&s->thread, NULL, sender_main, s), 0);
+}
+
+static void sender_join(struct sender *s)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += WAIT_MS / 1000;
+	if (pthread_timedjoin_np(s->thread, NULL, &ts) != 0) {
+		fprintf(stderr, "sender thread did not finish\n");
+		abort();
+	}
+	assert_true(s->ok);
+}
+
+/* Waits until the handler has seen exactly want echoes and stays there (reading paused). */
+static void wait_echoes(struct client *ctl, int64_t want)
+{
+	int64_t deadline = now_ms() + WAIT_MS, got = -1;
+	for (int still = 0; still < 20;) {
+		json_t *a = roundtrip(ctl, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"parked\"}\n");
+		int64_t n = num(json_object_get(json_object_get(a, "result"), "echoes"));
+		json_decref(a);
+		if (n > want)
+			fail_msg("the handler saw %lld echoes, more than %lld: the cap did not stop reading",
+				 (long long)n, (long long)want);
+		still = n == got ? still + 1 : 0;
+		got = n;
+		if (now_ms() > deadline)
+			fail_msg("the handler saw %lld echoes, expected %lld", (long long)got, (long long)want);
+		usleep(5000);
+	}
+	if (got != want)
+		fail_msg("the handler saw %lld echoes, expected %lld", (long long)got, (long long)want);
+}
+
+/* Behind a held request, reading stops at RPC_PENDING_MAX pending requests and goes on after. */
+static void test_pending_cap(void **state)
+{
+	struct fx *f = *state;
+	enum { N = RPC_PENDING_MAX + 200 };
+	struct client *ctl = client_new(f->path), *c = client_new(f->path);
+	size_t cap = (size_t)N * 64 + 64, len = 0;
+	char *buf = malloc(cap);
+	struct sender snd;
+
+	assert_non_null(buf);
+	len += (size_t)snprintf(buf + len, cap - len, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"hold\"}\n");
+	for (int i = 1; i <= N; i++)
+		len += (size_t)snprintf(buf + len, cap - len, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"echo\"}\n",
+					i);
+	sender_start(&snd, c->fd, buf, len);
+	wait_echoes(ctl, RPC_PENDING_MAX - 1);
+	json_t *a = roundtrip(ctl, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"release\"}\n");
+	json_decref(a);
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":\"released\"}");
+	char want[96];
+	for (int i = 1; i <= N; i++) {
+		snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{}}", i);
+		assert_string_equal(client_line(c), want);
+	}
+	sender_join(&snd);
+	assert_int_equal(f->echoes, N);
+	free(buf);
+	client_free(c);
+	client_free(ctl);
+}
+
+/* A batch's entries count against the pending cap: each batch is read whole, then reading stops. */
+static void test_batch_counts_against_cap(void **state)
+{
+	struct fx *f = *state;
+	enum { B = 600, NB = 3 };
+	struct client *ctl = client_new(f->path), *c = client_new(f->path);
+	size_t cap = (size_t)NB * B * 64 + 64, len = 0;
+	char *buf = malloc(cap);
+	struct sender snd;
+
+	assert_non_null(buf);
+	len += (size_t)snprintf(buf + len, cap - len, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"hold\"}\n");
+	for (int k = 0; k < NB; k++) {
+		char *b = echo_batch(B, k * B);
+		len += (size_t)snprintf(buf + len, cap - len, "%s", b);
+		free(b);
+	}
+	sender_start(&snd, c->fd, buf, len);
+	/* 1 + 600 pending is under 1024: the second batch is read; 1201 is over: the third waits. */
+	wait_echoes(ctl, 2 * B);
+	json_t *a = roundtrip(ctl, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"release\"}\n");
+	json_decref(a);
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":\"released\"}");
+	for (int k = 0; k < NB; k++) {
+		a = client_json(c);
+		assert_int_equal(json_array_size(a), B);
+		assert_int_equal(num(json_object_get(json_array_get(a, 0), "id")), k * B);
+		json_decref(a);
+	}
+	sender_join(&snd);
+	assert_int_equal(f->echoes, NB * B);
+	free(buf);
+	client_free(c);
+	client_free(ctl);
+}
+
+/* Behind a held request, reading stops once RPC_HELD_MAX answer bytes are held, and goes on after. */
+static void test_held_cap(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 60 };
+	const size_t len = 100 * 1000;
+	struct client *ctl = client_new(f->path), *c = client_new(f->path);
+	char *one = long_request(len);
+	char *buf = malloc(N * (len + 1) + 64);
+	size_t blen = 0;
+	struct sender snd;
+
+	assert_non_null(buf);
+	blen += (size_t)sprintf(buf, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"hold\"}\n");
+	for (int i = 0; i < N; i++) {
+		memcpy(buf + blen, one, len + 1);
+		blen += len + 1;
+	}
+	free(one);
+	sender_start(&snd, c->fd, buf, blen);
+	/* Each answer line: the request with its head changed, and a newline. */
+	size_t ans = len - strlen("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":") +
+		     strlen("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":") + 1;
+	int64_t want = (int64_t)((RPC_HELD_MAX + ans - 1) / ans);
+	assert_true(want < N);
+	wait_echoes(ctl, want);
+	json_t *a = roundtrip(ctl, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"release\"}\n");
+	json_decref(a);
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":\"released\"}");
+	for (int i = 0; i < N; i++) {
+		char *line = client_line(c);
+		assert_non_null(line);
+		assert_int_equal(strlen(line) + 1, ans);
+	}
+	sender_join(&snd);
+	free(buf);
+	client_free(c);
+	client_free(ctl);
+}
+
 static void test_second_start_refused(void **state)
 {
 	struct fx *f = *state;
@@ -861,6 +1479,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stop_with_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_from_handler, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spec_examples, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_deferred, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_disconnect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_from_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pending_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_counts_against_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_held_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_start_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_and_foreign_files, setup, teardown),
 	};
