@@ -292,8 +292,7 @@ int main(int argc, char **argv)
 		char ocid[64];
 		json_t *j;
 		snprintf(ocid, sizeof(ocid), PREFIX "-bench-%" PRIu64, (uint64_t)i * 7919 % gn.n_tenders);
-		j = chain_tender_json(c, ocid);
-		if (!j)
+		if (chain_tender_json(c, ocid, &j) != 0)
 			die(ocid, "no such tender");
 		json_decref(j);
 	}

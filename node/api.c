@@ -82,6 +82,20 @@ static int rpc_code(int rc)
 	return TD_RPC_INTERNAL;
 }
 
+/*
+ * Answers req with TD_RPC_INTERNAL if a chain query failed for the store
+ * (TD_EIO, TD_ECORRUPT: the chain has logged it) and returns true; false
+ * for TD_ENOTFOUND and TD_EINVAL, which the caller answers as not found and
+ * invalid params.
+ */
+static bool store_error(struct rpc_req *req, int rc)
+{
+	if (rc == TD_ENOTFOUND || rc == TD_EINVAL)
+		return false;
+	rpc_error(req, TD_RPC_INTERNAL, "store error: %s (see the node's log)", td_strerror(rc));
+	return true;
+}
+
 /* ---- waiting publishes ---- */
 
 static json_t *publish_result(const uint8_t id[static TD_HASH_LEN], const char *ocid, const char *release_id)
@@ -140,18 +154,30 @@ void api_pump(struct api *a)
 			free(w);
 			continue;
 		}
+		int rc = 0;
 		for (int k = 0; k < API_WATCH_BLOCKS_PER_TURN && w->next_height <= top; k++) {
 			if (rpc_req_queued(w->req) > API_WATCH_QUEUE_MAX) {
 				blocked = true;
 				break;
 			}
-			json_t *rels = chain_block_releases_json(a->d.chain, w->next_height);
+			json_t *rels;
+			rc = chain_block_releases_json(a->d.chain, w->next_height, &rels);
+			if (rc != 0)
+				break;
 			size_t i;
 			json_t *rel;
 			json_array_foreach(rels, i, rel)
 				rpc_notify(w->req, "tender.release", json_incref(rel));
 			json_decref(rels);
 			w->next_height++;
+		}
+		if (rc != 0) {
+			/* a block the chain cannot read: end the watch rather than skip the block */
+			rpc_error(w->req, TD_RPC_INTERNAL, "store error: %s reading block %llu (see the node's log)",
+				  td_strerror(rc), (unsigned long long)w->next_height);
+			*p = w->next;
+			free(w);
+			continue;
 		}
 		if (w->next_height <= top)
 			behind = true;
@@ -333,9 +359,11 @@ static void m_get(struct api *a, struct rpc_req *req, json_t *params)
 		rpc_error(req, TD_RPC_INVALID_PARAMS, "ocid must be a string");
 		return;
 	}
-	json_t *res = chain_tender_json(n->chain, json_string_value(ocid));
-	if (!res) {
-		rpc_error(req, TD_RPC_NOT_FOUND, "no tender with ocid %s", json_string_value(ocid));
+	json_t *res;
+	int rc = chain_tender_json(n->chain, json_string_value(ocid), &res);
+	if (rc != 0) {
+		if (!store_error(req, rc))
+			rpc_error(req, TD_RPC_NOT_FOUND, "no tender with ocid %s", json_string_value(ocid));
 		return;
 	}
 	rpc_reply(req, res);
@@ -419,10 +447,12 @@ static void m_list(struct api *a, struct rpc_req *req, json_t *params)
 		rpc_error(req, TD_RPC_INVALID_PARAMS, "cursor must be a string from next_cursor");
 		return;
 	}
-	json_t *res = chain_list_json(n->chain, &f, (uint32_t)limit,
-				      td_json_is_string(cursor) ? json_string_value(cursor) : NULL);
-	if (!res) {
-		rpc_error(req, TD_RPC_INVALID_PARAMS, "cursor is not a next_cursor from an earlier answer");
+	json_t *res;
+	int rc = chain_list_json(n->chain, &f, (uint32_t)limit,
+				 td_json_is_string(cursor) ? json_string_value(cursor) : NULL, &res);
+	if (rc != 0) {
+		if (!store_error(req, rc))
+			rpc_error(req, TD_RPC_INVALID_PARAMS, "cursor is not a next_cursor from an earlier answer");
 		return;
 	}
 	rpc_reply(req, res);
@@ -436,10 +466,12 @@ static void m_block(struct api *a, struct rpc_req *req, json_t *params)
 		rpc_error(req, TD_RPC_INVALID_PARAMS, "height must be a whole number");
 		return;
 	}
-	json_t *res = chain_block_json(n->chain, height);
-	if (!res) {
-		rpc_error(req, TD_RPC_NOT_FOUND, "no block at height %llu (the chain is at %llu)",
-			  (unsigned long long)height, (unsigned long long)chain_height(n->chain));
+	json_t *res;
+	int rc = chain_block_json(n->chain, height, &res);
+	if (rc != 0) {
+		if (!store_error(req, rc))
+			rpc_error(req, TD_RPC_NOT_FOUND, "no block at height %llu (the chain is at %llu)",
+				  (unsigned long long)height, (unsigned long long)chain_height(n->chain));
 		return;
 	}
 	rpc_reply(req, res);
@@ -486,11 +518,14 @@ static void m_export(struct api *a, struct rpc_req *req, json_t *params)
 	}
 	snprintf(uri, sizeof(uri), "tenderd://%s/%s?from=%llu&to=%llu", n->genesis->chain_id,
 		 json_is_true(records) ? "records" : "releases", (unsigned long long)from, (unsigned long long)to);
-	json_t *res = json_is_true(records) ? chain_record_package_json(n->chain, from, to, n->cfg->name, uri) :
-					      chain_release_package_json(n->chain, from, to, n->cfg->name, uri);
-	if (!res) {
-		rpc_error(req, TD_RPC_INTERNAL, "export of blocks %llu..%llu failed", (unsigned long long)from,
-			  (unsigned long long)to);
+	json_t *res;
+	int rc = json_is_true(records) ? chain_record_package_json(n->chain, from, to, n->cfg->name, uri, &res) :
+					 chain_release_package_json(n->chain, from, to, n->cfg->name, uri, &res);
+	if (rc != 0) {
+		if (!store_error(req, rc))
+			rpc_error(req, TD_RPC_NOT_FOUND, "no blocks %llu..%llu (the chain is at %llu)",
+				  (unsigned long long)from, (unsigned long long)to,
+				  (unsigned long long)chain_height(n->chain));
 		return;
 	}
 	if (json_array_size(json_object_get(res, json_is_true(records) ? "records" : "releases")) == 0) {

@@ -515,10 +515,11 @@ static int stage_record(const struct chain *c, struct store_batch *b, struct cha
 		if (p->is_new) {
 			p->compiled = json_object();
 		} else {
-			p->compiled = chain_compiled_load(c, rec->ocid, &p->old);
-			if (!p->compiled) {
-				seterr(err, errlen, "tender %s: cannot read its compiled release", rec->ocid);
-				return TD_ECORRUPT;
+			int rc = chain_compiled_load(c, rec->ocid, &p->old, &p->compiled);
+			if (rc != 0) {
+				seterr(err, errlen, "tender %s: cannot read its compiled release (%s)", rec->ocid,
+				       td_strerror(rc));
+				return rc;
 			}
 		}
 	}

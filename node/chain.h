@@ -41,7 +41,10 @@ uint64_t chain_record_count(const struct chain *c);
  */
 int chain_check_record(const struct chain *c, const struct td_record *rec, char *err, size_t errlen);
 
-/* True if a record with this id is committed; stores its block height in *height (may be NULL). */
+/*
+ * True if a record with this id is committed; stores its block height in
+ * *height (may be NULL). False also if the store cannot be read (logged).
+ */
 bool chain_has_record(const struct chain *c, const uint8_t id[static TD_HASH_LEN], uint64_t *height);
 
 /*
@@ -50,8 +53,7 @@ bool chain_has_record(const struct chain *c, const uint8_t id[static TD_HASH_LEN
  * same block. Writes everything in one synced batch. On any failure nothing
  * is written and err names the reason (TD_EINVAL, TD_ERULE, TD_ESIG, TD_EIO).
  */
-int chain_apply(struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err,
-		size_t errlen);
+int chain_apply(struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err, size_t errlen);
 
 /*
  * Checks a proposed block as chain_apply() would, without a commit and
@@ -63,21 +65,34 @@ int chain_apply(struct chain *c, const struct td_block *blk, const struct td_com
 int chain_validate(struct chain *c, const struct td_block *blk, char *err, size_t errlen);
 
 /*
+ * Queries. Each returns 0 with its answer in *out (a new reference the
+ * caller owns), or an error with *out NULL:
+ *   TD_ENOTFOUND  what was asked for is not on the ledger;
+ *   TD_EINVAL     the question is malformed (chain_list_json only);
+ *   TD_EIO        the store could not be read;
+ *   TD_ECORRUPT   the store holds something it cannot hold (a missing or
+ *                 malformed value that a committed block implies).
+ * TD_EIO and TD_ECORRUPT are logged at error level, naming the key or
+ * height, by the chain itself; the caller need not log them again.
+ */
+
+/*
  * A tender's compiled state and releases:
  *   {"ocid", "compiled": {OCDS compiled release}, "releases": [{"record_id",
  *    "height", "time", "agency", "agency_name", "kind", "release"}...]}
- * NULL if no committed tender has this ocid.
+ * 0; TD_ENOTFOUND if no committed tender has this ocid (NULL or longer than
+ * TD_OCID_MAX included); TD_EIO or TD_ECORRUPT.
  */
-json_t *chain_tender_json(const struct chain *c, const char *ocid);
+int chain_tender_json(const struct chain *c, const char *ocid, json_t **out);
 
 /* What chain_list_json keeps; NULL members match everything. */
 struct chain_filter {
-	const uint8_t *agency;  /* TD_PUBKEY_LEN bytes: the publishing agency */
-	const char *status;     /* the compiled tender.status */
-	const char *category;   /* tender.mainProcurementCategory */
-	const char *method;     /* tender.procurementMethod */
-	const char *since;      /* ISO 8601: tender period start (or first release date) on or after */
-	const char *until;      /* ISO 8601: tender period start (or first release date) on or before */
+	const uint8_t *agency; /* TD_PUBKEY_LEN bytes: the publishing agency */
+	const char *status;    /* the compiled tender.status */
+	const char *category;  /* tender.mainProcurementCategory */
+	const char *method;    /* tender.procurementMethod */
+	const char *since;     /* ISO 8601: tender period start (or first release date) on or after */
+	const char *until;     /* ISO 8601: tender period start (or first release date) on or before */
 };
 
 /*
@@ -89,51 +104,67 @@ struct chain_filter {
  * index entries are examined per call, so a selective filter may return
  * fewer than limit tenders with a next_cursor to follow. cursor is NULL or a
  * next_cursor from an earlier answer with the same filter; limit is 1..1000.
- * NULL on a bad cursor, limit or date.
+ * 0 (no tender matching is an empty list, not an error); TD_EINVAL for a
+ * bad cursor (not hex, or not of this filter's indexes), limit or
+ * since/until date; TD_EIO or TD_ECORRUPT.
  */
-json_t *chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_t limit, const char *cursor);
+int chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_t limit, const char *cursor,
+		    json_t **out);
 
 /*
  * The releases committed in block `height`, in block order:
  *   [{"height", "index", "block_records", "record_id", "ocid", "release_id",
  *     "kind", "time", "agency", "agency_name", "release"}]
  * (block_records: how many records the block holds, so a reader can tell it
- * saw the whole block). NULL if there is no such block.
+ * saw the whole block). 0; TD_ENOTFOUND if there is no such block (0 or
+ * past the tip); TD_EIO or TD_ECORRUPT.
  */
-json_t *chain_block_releases_json(const struct chain *c, uint64_t height);
+int chain_block_releases_json(const struct chain *c, uint64_t height, json_t **out);
 
 /*
  * An OCDS 1.1 release package of every release committed in blocks from..to
- * (inclusive): {"uri", "version": "1.1", "publishedDate", "publisher":
- * {"name"}, "releases": [...]} that validates against the official
- * release-package schema. NULL if from > to or from is past the chain.
+ * (inclusive; from 0 counts as 1, to past the tip as the tip): {"uri",
+ * "version": "1.1", "publishedDate", "publisher": {"name"}, "releases":
+ * [...]} that validates against the official release-package schema.
+ * 0; TD_ENOTFOUND if from > to or from is past the chain; TD_EIO or
+ * TD_ECORRUPT.
  */
-json_t *chain_release_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
-				   const char *uri);
+int chain_release_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
+			       const char *uri, json_t **out);
 
 /*
  * An OCDS 1.1 record package for every ocid with a release in blocks
  * from..to: {"uri", "version": "1.1", "publishedDate", "publisher",
  * "records": [{"ocid", "releases": [...all of the ocid's releases...],
- * "compiledRelease"}]}. NULL as for the release package. Exported releases
- * that have a tender but no tender.id get it from the compiled release (the
- * schema requires it); the ledger keeps them as signed.
+ * "compiledRelease"}]}. Returns as chain_release_package_json. Exported
+ * releases that have a tender but no tender.id get it from the compiled
+ * release (the schema requires it); the ledger keeps them as signed.
  */
-json_t *chain_record_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
-				  const char *uri);
+int chain_record_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher, const char *uri,
+			      json_t **out);
 
-/* The id of the latest committed release of ocid into out; TD_ENOTFOUND if no tender has that ocid. */
+/*
+ * The id of the latest committed release of ocid into out. 0; TD_ENOTFOUND
+ * if no tender has that ocid (NULL or longer than TD_OCID_MAX included);
+ * TD_EIO or TD_ECORRUPT.
+ */
 int chain_last_release_id(const struct chain *c, const char *ocid, char out[static TD_ID_MAX + 1]);
 
 /*
  * A block for people: {"height", "hash", "prev_hash", "time", "proposer",
  * "proposer_name", "records": [record ids], "commit": {"height", "round",
  * "block_hash", "signatures": [{"validator", "name", "pub_key", "signature"}]}}
- * with hashes and keys in hex. NULL if there is no such block.
+ * with hashes and keys in hex. 0; TD_ENOTFOUND if there is no such block (0
+ * or past the tip); TD_EIO or TD_ECORRUPT.
  */
-json_t *chain_block_json(const struct chain *c, uint64_t height);
+int chain_block_json(const struct chain *c, uint64_t height, json_t **out);
 
-/* The stored encodings of a block and its commit (for block sync); caller frees both. */
+/*
+ * The stored encodings of a block and its commit (for block sync) into
+ * *blk, *blen, *commit and *clen; the caller frees both. 0; TD_ENOTFOUND if
+ * there is no such block (0 or past the tip); TD_EIO or TD_ECORRUPT. Both
+ * are NULL on any error.
+ */
 int chain_block_raw(const struct chain *c, uint64_t height, uint8_t **blk, size_t *blen, uint8_t **commit,
 		    size_t *clen);
 

@@ -121,29 +121,44 @@ void chain_overlay_last_touch(struct chain_overlay *ov, struct td_record *const 
 
 /* ---- chainquery.c ---- */
 
+/*
+ * The reads below return 0, TD_EIO or TD_ECORRUPT (and TD_ENOTFOUND where
+ * said) and log TD_EIO and TD_ECORRUPT at error level where they find them,
+ * naming the key or height, so a caller passes such a code on without
+ * logging it again.
+ */
+
+/*
+ * Logs a failed read of the store, "chain: <what>: <td_strerror(rc)>", if
+ * rc is TD_EIO or TD_ECORRUPT; returns rc.
+ */
+int chain_read_error(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Reads the committed state ("T") of a tender: 0, TD_ENOTFOUND, TD_EIO or TD_ECORRUPT. */
 int chain_tstate_load(const struct chain *c, const char *ocid, struct ckey_tstate *t);
 
 /*
  * Decodes the committed record at index in block height ("D") into *out
- * (the caller frees it with td_record_free). 0, TD_EIO or TD_ECORRUPT (a
- * missing record is corruption: callers ask only for committed ones).
+ * (the caller frees it with td_record_free; NULL on failure). 0, TD_EIO or
+ * TD_ECORRUPT (a missing record is corruption: callers ask only for
+ * committed ones).
  */
 int chain_record_load(const struct chain *c, uint64_t height, uint32_t index, struct td_record **out);
 
 /*
- * The compiled release of a committed tender whose state is st: from "K",
- * or compiled from its only release (at st's first height and index).
- * NULL on a read error. A new reference.
+ * The compiled release of a committed tender whose state is st into *out (a
+ * new reference; NULL on failure): from "K", or compiled from its only
+ * release (at st's first height and index). 0, TD_EIO or TD_ECORRUPT.
  */
-json_t *chain_compiled_load(const struct chain *c, const char *ocid, const struct ckey_tstate *st);
+int chain_compiled_load(const struct chain *c, const char *ocid, const struct ckey_tstate *st, json_t **out);
 
 /*
- * The releases of a committed tender in order: entries as in
- * chain_tender_json (entries true) or the bare releases. NULL on a read
- * error or if other than n releases are found. A new reference.
+ * The releases of a committed tender in order into *out (a new reference;
+ * NULL on failure): entries as in chain_tender_json (entries true) or the
+ * bare releases. 0, TD_EIO or TD_ECORRUPT (also if other than n releases
+ * are found).
  */
-json_t *chain_tender_releases(const struct chain *c, const char *ocid, uint32_t n, bool entries);
+int chain_tender_releases(const struct chain *c, const char *ocid, uint32_t n, bool entries, json_t **out);
 
 /*
  * Reads the "B" value of committed block height into *val (the caller frees
@@ -154,8 +169,8 @@ int chain_block_meta_load(const struct chain *c, uint64_t height, struct ckey_bl
 
 /*
  * Decodes committed block height (1..tip) from "B" and "D" into *out
- * (records not re-verified; the caller frees it with td_block_free).
- * 0, TD_EIO or TD_ECORRUPT.
+ * (records not re-verified; the caller frees it with td_block_free; NULL on
+ * failure). 0, TD_EIO or TD_ECORRUPT.
  */
 int chain_load_block(const struct chain *c, uint64_t height, struct td_block **out);
 

@@ -79,14 +79,18 @@ json_t *chain_summary_json(const struct chain *c, const struct ckey_tstate *st, 
 	return sum;
 }
 
-json_t *chain_block_releases_json(const struct chain *c, uint64_t height)
+int chain_block_releases_json(const struct chain *c, uint64_t height, json_t **out)
 {
 	struct td_block *blk;
-	json_t *out;
+	int rc;
 
-	if (height == 0 || height > c->height || chain_load_block(c, height, &blk) != 0)
-		return NULL;
-	out = json_array();
+	*out = NULL;
+	if (height == 0 || height > c->height)
+		return TD_ENOTFOUND;
+	rc = chain_load_block(c, height, &blk);
+	if (rc != 0)
+		return rc;
+	*out = json_array();
 	for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
 		const struct td_record *rec = blk->records[i];
 		json_t *e = chain_entry_json(c, rec, height);
@@ -94,13 +98,13 @@ json_t *chain_block_releases_json(const struct chain *c, uint64_t height)
 		json_object_set_new(e, "block_records", td_json_uint(blk->hdr.n_records));
 		json_object_set_new(e, "ocid", json_string(rec->ocid));
 		json_object_set_new(e, "release_id", json_string(rec->release_id));
-		json_array_append_new(out, e);
+		json_array_append_new(*out, e);
 	}
 	td_block_free(blk);
-	return out;
+	return 0;
 }
 
-json_t *chain_block_json(const struct chain *c, uint64_t height)
+int chain_block_json(const struct chain *c, uint64_t height, json_t **out)
 {
 	char e[TD_ERRMSG_MAX], name[2 * TD_PUBKEY_LEN + 1];
 	struct ckey_block_meta m;
@@ -108,28 +112,38 @@ json_t *chain_block_json(const struct chain *c, uint64_t height)
 	uint8_t *mval = NULL, *cb = NULL;
 	size_t cl;
 	struct ckey k;
-	json_t *out = NULL, *ids, *cj, *sigs;
+	json_t *res, *ids, *cj, *sigs;
+	int rc;
 
+	*out = NULL;
 	if (height == 0 || height > c->height)
-		return NULL;
-	if (chain_block_meta_load(c, height, &m, &mval) != 0)
-		return NULL;
+		return TD_ENOTFOUND;
+	rc = chain_block_meta_load(c, height, &m, &mval);
+	if (rc != 0)
+		return rc;
 	ckey_commit(&k, height);
-	if (store_get(c->st, k.b, k.n, &cb, &cl) != 0 || td_commit_decode(&cm, cb, cl, e, sizeof(e)) != 0)
+	rc = store_get(c->st, k.b, k.n, &cb, &cl);
+	if (rc == TD_ENOTFOUND)
+		rc = TD_ECORRUPT;
+	if (rc == 0 && td_commit_decode(&cm, cb, cl, e, sizeof(e)) != 0)
+		rc = TD_ECORRUPT;
+	if (rc != 0) {
+		chain_read_error(rc, "block %llu: its commit (\"C\")", (unsigned long long)height);
 		goto done;
+	}
 
-	out = json_object();
-	json_object_set_new(out, "height", td_json_uint(m.h.height));
-	json_object_set_new(out, "hash", hex_json(m.hash, TD_HASH_LEN));
-	json_object_set_new(out, "prev_hash", hex_json(m.h.prev_hash, TD_HASH_LEN));
-	json_object_set_new(out, "time", time_json(m.h.time_ms));
-	json_object_set_new(out, "proposer", hex_json(m.h.proposer, TD_PUBKEY_LEN));
+	res = json_object();
+	json_object_set_new(res, "height", td_json_uint(m.h.height));
+	json_object_set_new(res, "hash", hex_json(m.hash, TD_HASH_LEN));
+	json_object_set_new(res, "prev_hash", hex_json(m.h.prev_hash, TD_HASH_LEN));
+	json_object_set_new(res, "time", time_json(m.h.time_ms));
+	json_object_set_new(res, "proposer", hex_json(m.h.proposer, TD_PUBKEY_LEN));
 	agency_name(c->g, m.h.proposer, name);
-	json_object_set_new(out, "proposer_name", json_string(name));
+	json_object_set_new(res, "proposer_name", json_string(name));
 	ids = json_array();
 	for (uint32_t i = 0; i < m.h.n_records; i++)
 		json_array_append_new(ids, hex_json(m.ids + (size_t)i * TD_HASH_LEN, TD_HASH_LEN));
-	json_object_set_new(out, "records", ids);
+	json_object_set_new(res, "records", ids);
 
 	cj = json_object();
 	json_object_set_new(cj, "height", td_json_uint(cm.height));
@@ -148,35 +162,41 @@ json_t *chain_block_json(const struct chain *c, uint64_t height)
 		json_array_append_new(sigs, sj);
 	}
 	json_object_set_new(cj, "signatures", sigs);
-	json_object_set_new(out, "commit", cj);
+	json_object_set_new(res, "commit", cj);
+	*out = res;
 done:
 	td_commit_clear(&cm);
 	free(mval);
 	free(cb);
-	return out;
+	return rc;
 }
 
 /* ---- OCDS packages ------------------------------------------------------------ */
 
 /*
- * The head of a package over blocks *from..*to: the range clamped to the
- * chain (from 0 is 1, to past the tip is the tip); "publishedDate" is the
- * time of block *to in whole seconds UTC. NULL if the range is empty.
+ * The head of a package over blocks *from..*to into *out: the range clamped
+ * to the chain (from 0 is 1, to past the tip is the tip); "publishedDate" is
+ * the time of block *to in whole seconds UTC. 0, TD_ENOTFOUND if the range
+ * is empty, TD_EIO or TD_ECORRUPT.
  */
-static json_t *package_new(const struct chain *c, uint64_t *from, uint64_t *to, const char *publisher, const char *uri)
+static int package_new(const struct chain *c, uint64_t *from, uint64_t *to, const char *publisher, const char *uri,
+		       json_t **out)
 {
 	struct td_block *blk;
 	char iso[32], date[32], def[TD_CHAIN_ID_MAX + 80];
-	json_t *out, *pub;
+	json_t *pub;
+	int rc;
 
+	*out = NULL;
 	if (*from == 0)
 		*from = 1;
 	if (*from > *to || *from > c->height)
-		return NULL;
+		return TD_ENOTFOUND;
 	if (*to > c->height)
 		*to = c->height;
-	if (chain_load_block(c, *to, &blk) != 0)
-		return NULL;
+	rc = chain_load_block(c, *to, &blk);
+	if (rc != 0)
+		return rc;
 	td_time_iso(iso, blk->hdr.time_ms);
 	td_block_free(blk);
 	snprintf(date, sizeof(date), "%.19sZ", iso);
@@ -185,14 +205,14 @@ static json_t *package_new(const struct chain *c, uint64_t *from, uint64_t *to, 
 			 (unsigned long long)*from, (unsigned long long)*to);
 		uri = def;
 	}
-	out = json_object();
-	json_object_set_new(out, "uri", json_string(uri));
-	json_object_set_new(out, "version", json_string("1.1"));
-	json_object_set_new(out, "publishedDate", json_string(date));
+	*out = json_object();
+	json_object_set_new(*out, "uri", json_string(uri));
+	json_object_set_new(*out, "version", json_string("1.1"));
+	json_object_set_new(*out, "publishedDate", json_string(date));
 	pub = json_object();
 	json_object_set_new(pub, "name", json_string(publisher ? publisher : c->g->chain_id));
-	json_object_set_new(out, "publisher", pub);
-	return out;
+	json_object_set_new(*out, "publisher", pub);
+	return 0;
 }
 
 /*
@@ -214,66 +234,99 @@ static json_t *export_release(const json_t *rel, const json_t *tender_id)
 	return copy;
 }
 
-/* The compiled tender.id of ocid, remembered in cache (ocid -> id); NULL if there is none. */
-static const json_t *tender_id_of(const struct chain *c, json_t *cache, const char *ocid)
+/*
+ * The state and compiled release of a tender that a committed block names:
+ * 0, TD_EIO or TD_ECORRUPT (no state is corruption here).
+ */
+static int committed_tender(const struct chain *c, const char *ocid, struct ckey_tstate *st, json_t **compiled)
 {
-	const json_t *id = json_object_get(cache, ocid);
-	json_t *compiled = NULL;
-	struct ckey_tstate st;
+	int rc = chain_tstate_load(c, ocid, st);
 
-	if (id)
-		return id;
-	if (chain_tstate_load(c, ocid, &st) == 0)
-		compiled = chain_compiled_load(c, ocid, &st);
-	id = json_object_get(json_object_get(compiled, "tender"), "id");
-	json_object_set(cache, ocid, td_json_is_string(id) ? (json_t *)id : json_null());
-	json_decref(compiled);
-	return json_object_get(cache, ocid);
+	*compiled = NULL;
+	if (rc == TD_ENOTFOUND)
+		return chain_read_error(TD_ECORRUPT, "tender %s: released in a block but has no state (\"T\")", ocid);
+	if (rc != 0)
+		return rc;
+	return chain_compiled_load(c, ocid, st, compiled);
 }
 
-json_t *chain_release_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
-				   const char *uri)
+/*
+ * The compiled tender.id of ocid into *id, remembered in cache (ocid -> id
+ * or null); *id NULL if the compiled release has none. 0, TD_EIO or
+ * TD_ECORRUPT.
+ */
+static int tender_id_of(const struct chain *c, json_t *cache, const char *ocid, const json_t **id)
 {
-	json_t *out = package_new(c, &from, &to, publisher, uri);
-	json_t *rels, *ids;
+	json_t *compiled;
+	struct ckey_tstate st;
+	const json_t *v;
+	int rc;
 
-	if (!out)
-		return NULL;
+	*id = json_object_get(cache, ocid);
+	if (*id)
+		return 0;
+	rc = committed_tender(c, ocid, &st, &compiled);
+	if (rc != 0)
+		return rc;
+	v = json_object_get(json_object_get(compiled, "tender"), "id");
+	json_object_set(cache, ocid, td_json_is_string(v) ? (json_t *)v : json_null());
+	json_decref(compiled);
+	*id = json_object_get(cache, ocid);
+	return 0;
+}
+
+int chain_release_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
+			       const char *uri, json_t **out)
+{
+	json_t *res, *rels, *ids;
+	int rc = package_new(c, &from, &to, publisher, uri, &res);
+
+	*out = NULL;
+	if (rc != 0)
+		return rc;
 	ids = json_object();
 	rels = json_array();
-	json_object_set_new(out, "releases", rels);
-	for (uint64_t h = from; h <= to; h++) {
+	json_object_set_new(res, "releases", rels);
+	for (uint64_t h = from; h <= to && rc == 0; h++) {
 		struct td_block *blk;
-		if (chain_load_block(c, h, &blk) != 0) {
-			json_decref(ids);
-			json_decref(out);
-			return NULL;
-		}
-		for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
+		rc = chain_load_block(c, h, &blk);
+		if (rc != 0)
+			break;
+		for (uint32_t i = 0; rc == 0 && i < blk->hdr.n_records; i++) {
 			const struct td_record *rec = blk->records[i];
-			json_array_append_new(rels, export_release(rec->release, tender_id_of(c, ids, rec->ocid)));
+			const json_t *id;
+			rc = tender_id_of(c, ids, rec->ocid, &id);
+			if (rc == 0)
+				json_array_append_new(rels, export_release(rec->release, id));
 		}
 		td_block_free(blk);
 	}
 	json_decref(ids);
-	return out;
+	if (rc != 0) {
+		json_decref(res);
+		return rc;
+	}
+	*out = res;
+	return 0;
 }
 
-json_t *chain_record_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher,
-				  const char *uri)
+int chain_record_package_json(const struct chain *c, uint64_t from, uint64_t to, const char *publisher, const char *uri,
+			      json_t **out)
 {
-	json_t *out = package_new(c, &from, &to, publisher, uri);
-	json_t *seen, *ocids, *recs, *o;
+	json_t *res, *seen, *ocids, *recs, *o;
 	size_t i;
+	int rc = package_new(c, &from, &to, publisher, uri, &res);
 
-	if (!out)
-		return NULL;
+	*out = NULL;
+	if (rc != 0)
+		return rc;
 	/* the ocids with a release in the range, in order of their first one there */
 	seen = json_object();
 	ocids = json_array();
 	for (uint64_t h = from; h <= to; h++) {
 		struct td_block *blk;
-		if (chain_load_block(c, h, &blk) != 0)
+		rc = chain_load_block(c, h, &blk);
+		if (rc != 0)
 			goto fail;
 		for (uint32_t j = 0; j < blk->hdr.n_records; j++) {
 			const char *ocid = blk->records[j]->ocid;
@@ -285,16 +338,16 @@ json_t *chain_record_package_json(const struct chain *c, uint64_t from, uint64_t
 		td_block_free(blk);
 	}
 	recs = json_array();
-	json_object_set_new(out, "records", recs);
+	json_object_set_new(res, "records", recs);
 	json_array_foreach(ocids, i, o) {
 		const char *ocid = json_string_value(o);
 		struct ckey_tstate st;
 		json_t *r, *rels, *compiled;
-		if (chain_tstate_load(c, ocid, &st) != 0)
+		rc = committed_tender(c, ocid, &st, &compiled);
+		if (rc != 0)
 			goto fail;
-		compiled = chain_compiled_load(c, ocid, &st);
-		rels = compiled ? chain_tender_releases(c, ocid, st.n_releases, false) : NULL;
-		if (!rels) {
+		rc = chain_tender_releases(c, ocid, st.n_releases, false, &rels);
+		if (rc != 0) {
 			json_decref(compiled);
 			goto fail;
 		}
@@ -310,10 +363,11 @@ json_t *chain_record_package_json(const struct chain *c, uint64_t from, uint64_t
 	}
 	json_decref(seen);
 	json_decref(ocids);
-	return out;
+	*out = res;
+	return 0;
 fail:
 	json_decref(seen);
 	json_decref(ocids);
-	json_decref(out);
-	return NULL;
+	json_decref(res);
+	return rc;
 }

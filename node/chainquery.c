@@ -23,6 +23,7 @@
  * refused. Keys removed since (a status change) only move the walk to the
  * next older key.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,25 +32,55 @@
 #include "tenderd/json.h"
 #include "tenderd/release.h"
 #include "chain_int.h"
+#include "log.h"
 
 #define LIST_LIMIT_MAX 1000
 #define LIST_SCAN_MAX 10000 /* list index entries one chain_list_json call examines at most */
+
+/* ---- read errors -------------------------------------------------------------- */
+
+int chain_read_error(int rc, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	if (rc != TD_EIO && rc != TD_ECORRUPT)
+		return rc;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	log_error("chain: %s: %s", what, td_strerror(rc));
+	return rc;
+}
+
+/* The hex of a key, for a log line. */
+static const char *key_hex(const uint8_t *k, size_t n, char out[static 2 * CKEY_MAX + 1])
+{
+	td_hex(out, k, n > CKEY_MAX ? CKEY_MAX : n);
+	return out;
+}
 
 /* ---- records and tender states ---------------------------------------------- */
 
 bool chain_has_record(const struct chain *c, const uint8_t id[static TD_HASH_LEN], uint64_t *height)
 {
+	char hex[2 * TD_HASH_LEN + 1];
 	struct ckey k;
 	uint8_t *v;
 	size_t n;
-	bool ok;
+	int rc;
 
 	ckey_record_loc(&k, id);
-	if (store_get(c->st, k.b, k.n, &v, &n) != 0)
-		return false;
-	ok = ckey_loc_decode(v, n, height, NULL);
-	free(v);
-	return ok;
+	rc = store_get(c->st, k.b, k.n, &v, &n);
+	if (rc == 0) {
+		rc = ckey_loc_decode(v, n, height, NULL) ? 0 : TD_ECORRUPT;
+		free(v);
+	}
+	if (rc == TD_EIO || rc == TD_ECORRUPT) {
+		td_hex(hex, id, TD_HASH_LEN);
+		chain_read_error(rc, "record %s: its place (\"R\")", hex);
+	}
+	return rc == 0;
 }
 
 int chain_tstate_load(const struct chain *c, const char *ocid, struct ckey_tstate *t)
@@ -61,32 +92,28 @@ int chain_tstate_load(const struct chain *c, const char *ocid, struct ckey_tstat
 
 	ckey_tender(&k, ocid);
 	rc = store_get(c->st, k.b, k.n, &v, &n);
-	if (rc != 0)
-		return rc;
-	rc = ckey_tstate_decode(t, v, n) ? 0 : TD_ECORRUPT;
-	free(v);
-	return rc;
+	if (rc == 0) {
+		rc = ckey_tstate_decode(t, v, n) ? 0 : TD_ECORRUPT;
+		free(v);
+	}
+	return chain_read_error(rc, "tender %s: its state (\"T\")", ocid);
 }
 
-/* Loads JSON text stored by this node; NULL if it does not parse. */
-static json_t *load_json(const uint8_t *p, size_t n)
+/* Reads the JSON text stored at k into *out: 0, TD_ENOTFOUND, TD_EIO or TD_ECORRUPT (does not parse); not logged. */
+static int get_json(const struct chain *c, const struct ckey *k, json_t **out)
 {
 	char e[TD_ERRMSG_MAX];
-
-	return td_json_load((const char *)p, n, e, sizeof(e));
-}
-
-static json_t *get_json(const struct chain *c, const struct ckey *k)
-{
 	uint8_t *v;
 	size_t n;
-	json_t *j;
+	int rc;
 
-	if (store_get(c->st, k->b, k->n, &v, &n) != 0)
-		return NULL;
-	j = load_json(v, n);
+	*out = NULL;
+	rc = store_get(c->st, k->b, k->n, &v, &n);
+	if (rc != 0)
+		return rc;
+	*out = td_json_load((const char *)v, n, e, sizeof(e));
 	free(v);
-	return j;
+	return *out ? 0 : TD_ECORRUPT;
 }
 
 int chain_record_load(const struct chain *c, uint64_t height, uint32_t index, struct td_record **out)
@@ -100,21 +127,24 @@ int chain_record_load(const struct chain *c, uint64_t height, uint32_t index, st
 	*out = NULL;
 	ckey_record(&k, height, index);
 	rc = store_get(c->st, k.b, k.n, &p, &n);
-	if (rc != 0)
-		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
-	if (td_record_decode_trusted(out, p, n, c->g->chain_id, e, sizeof(e)) != 0) {
-		td_record_free(*out);
-		*out = NULL;
+	if (rc == TD_ENOTFOUND)
 		rc = TD_ECORRUPT;
+	if (rc == 0) {
+		if (td_record_decode_trusted(out, p, n, c->g->chain_id, e, sizeof(e)) != 0) {
+			td_record_free(*out);
+			*out = NULL;
+			rc = TD_ECORRUPT;
+		}
+		free(p);
 	}
-	free(p);
-	return rc;
+	return chain_read_error(rc, "block %llu: record %u (\"D\")", (unsigned long long)height, index);
 }
 
-/* Decodes the committed record with this id into *out, its height in *height. */
+/* Decodes the committed record with this id into *out, its height in *height: 0, TD_EIO or TD_ECORRUPT. */
 static int record_at(const struct chain *c, const uint8_t id[static TD_HASH_LEN], struct td_record **out,
 		     uint64_t *height)
 {
+	char hex[2 * TD_HASH_LEN + 1];
 	struct td_record *rec;
 	uint8_t *loc;
 	size_t ln;
@@ -124,97 +154,126 @@ static int record_at(const struct chain *c, const uint8_t id[static TD_HASH_LEN]
 	bool ok;
 
 	*out = NULL;
+	td_hex(hex, id, TD_HASH_LEN);
 	ckey_record_loc(&k, id);
 	rc = store_get(c->st, k.b, k.n, &loc, &ln);
 	if (rc != 0)
-		return rc;
+		return chain_read_error(rc == TD_ENOTFOUND ? TD_ECORRUPT : rc, "record %s: its place (\"R\")", hex);
 	ok = ckey_loc_decode(loc, ln, height, &index);
 	free(loc);
 	if (!ok)
-		return TD_ECORRUPT;
+		return chain_read_error(TD_ECORRUPT, "record %s: its place (\"R\")", hex);
 	rc = chain_record_load(c, *height, index, &rec);
 	if (rc != 0)
 		return rc;
 	if (memcmp(rec->id, id, TD_HASH_LEN) != 0) {
 		td_record_free(rec);
-		return TD_ECORRUPT;
+		return chain_read_error(TD_ECORRUPT, "record %s: block %llu holds another record at index %u", hex,
+					(unsigned long long)*height, index);
 	}
 	*out = rec;
 	return 0;
 }
 
-json_t *chain_compiled_load(const struct chain *c, const char *ocid, const struct ckey_tstate *st)
+int chain_compiled_load(const struct chain *c, const char *ocid, const struct ckey_tstate *st, json_t **out)
 {
 	struct td_record *rec;
 	struct ckey k;
-	json_t *out;
+	int rc;
 
+	*out = NULL;
 	if (st->n_releases > 1) {
 		ckey_compiled(&k, ocid);
-		return get_json(c, &k);
+		rc = get_json(c, &k, out);
+		return chain_read_error(rc == TD_ENOTFOUND ? TD_ECORRUPT : rc,
+					"tender %s: its compiled release (\"K\")", ocid);
 	}
-	if (chain_record_load(c, st->first_height, st->first_index, &rec) != 0)
-		return NULL;
+	rc = chain_record_load(c, st->first_height, st->first_index, &rec);
+	if (rc != 0)
+		return rc;
 	if (strcmp(rec->ocid, ocid) != 0) {
 		td_record_free(rec);
-		return NULL;
+		return chain_read_error(TD_ECORRUPT, "tender %s: its first release (block %llu, record %u) is of %s",
+					ocid, (unsigned long long)st->first_height, st->first_index, rec->ocid);
 	}
-	out = json_object();
-	td_release_merge(out, rec->release);
+	*out = json_object();
+	td_release_merge(*out, rec->release);
 	td_record_free(rec);
-	return out;
+	return 0;
 }
 
-json_t *chain_tender_releases(const struct chain *c, const char *ocid, uint32_t n, bool entries)
+int chain_tender_releases(const struct chain *c, const char *ocid, uint32_t n, bool entries, json_t **out)
 {
 	struct store_iter *it;
 	struct ckey k;
 	const uint8_t *key, *val;
 	size_t klen, vlen;
 	json_t *rels = json_array();
+	int rc = 0;
 
+	*out = NULL;
 	ckey_releases(&k, ocid);
 	it = store_iter_new(c->st, k.b, k.n, false);
 	while (store_iter_next(it, &key, &klen, &val, &vlen)) {
 		struct td_record *rec;
 		uint64_t height;
-		if (vlen != TD_HASH_LEN || record_at(c, val, &rec, &height) != 0)
+		if (vlen != TD_HASH_LEN) {
+			rc = chain_read_error(TD_ECORRUPT, "tender %s: release %zu (\"E\")", ocid,
+					      json_array_size(rels));
+			goto fail;
+		}
+		rc = record_at(c, val, &rec, &height);
+		if (rc != 0)
 			goto fail;
 		json_array_append_new(rels, entries ? chain_entry_json(c, rec, height) : json_incref(rec->release));
 		td_record_free(rec);
 	}
-	if (store_iter_error(it) != 0 || json_array_size(rels) != n)
+	rc = store_iter_error(it);
+	if (rc != 0) {
+		chain_read_error(rc, "tender %s: its releases (\"E\")", ocid);
 		goto fail;
+	}
+	if (json_array_size(rels) != n) {
+		rc = chain_read_error(TD_ECORRUPT, "tender %s: %zu releases (\"E\"), its state says %u", ocid,
+				      json_array_size(rels), n);
+		goto fail;
+	}
 	store_iter_free(it);
-	return rels;
+	*out = rels;
+	return 0;
 fail:
 	store_iter_free(it);
 	json_decref(rels);
-	return NULL;
+	return rc;
 }
 
 /* ---- tenders ------------------------------------------------------------------ */
 
-json_t *chain_tender_json(const struct chain *c, const char *ocid)
+int chain_tender_json(const struct chain *c, const char *ocid, json_t **out)
 {
 	struct ckey_tstate st;
-	json_t *out, *compiled, *rels;
+	json_t *compiled, *rels;
+	int rc;
 
-	if (!ocid || strlen(ocid) > TD_OCID_MAX || chain_tstate_load(c, ocid, &st) != 0)
-		return NULL;
-	compiled = chain_compiled_load(c, ocid, &st);
-	if (!compiled)
-		return NULL;
-	rels = chain_tender_releases(c, ocid, st.n_releases, true);
-	if (!rels) {
+	*out = NULL;
+	if (!ocid || strlen(ocid) > TD_OCID_MAX)
+		return TD_ENOTFOUND;
+	rc = chain_tstate_load(c, ocid, &st);
+	if (rc != 0)
+		return rc;
+	rc = chain_compiled_load(c, ocid, &st, &compiled);
+	if (rc != 0)
+		return rc;
+	rc = chain_tender_releases(c, ocid, st.n_releases, true, &rels);
+	if (rc != 0) {
 		json_decref(compiled);
-		return NULL;
+		return rc;
 	}
-	out = json_object();
-	json_object_set_new(out, "ocid", json_string(ocid));
-	json_object_set_new(out, "compiled", compiled);
-	json_object_set_new(out, "releases", rels);
-	return out;
+	*out = json_object();
+	json_object_set_new(*out, "ocid", json_string(ocid));
+	json_object_set_new(*out, "compiled", compiled);
+	json_object_set_new(*out, "releases", rels);
+	return 0;
 }
 
 int chain_last_release_id(const struct chain *c, const char *ocid, char out[static TD_ID_MAX + 1])
@@ -305,34 +364,38 @@ static bool lquery_match(const struct lquery *q, const struct ckey_tstate *t)
 	return !(q->has_since && t->date < q->since) && !(q->has_until && t->date > q->until);
 }
 
-/* The "N" count of value v in index x; UINT64_MAX on a read error (never chosen). */
-static uint64_t lix_count(const struct chain *c, enum ckey_lix x, const void *v)
+/* The "N" count of value v in index x into *n (0 if none): 0, TD_EIO or TD_ECORRUPT. */
+static int lix_count(const struct chain *c, enum ckey_lix x, const void *v, uint64_t *n)
 {
+	char hex[2 * CKEY_MAX + 1];
 	struct ckey k;
 	uint8_t *val;
-	size_t n;
-	uint64_t r;
+	size_t vl;
 	int rc;
 
+	*n = 0;
 	ckey_lix_count_key(&k, x, v);
-	rc = store_get(c->st, k.b, k.n, &val, &n);
+	rc = store_get(c->st, k.b, k.n, &val, &vl);
 	if (rc == TD_ENOTFOUND)
 		return 0;
-	if (rc != 0)
-		return UINT64_MAX;
-	r = n == 8 ? ckey_get_u64(val) : UINT64_MAX;
-	free(val);
-	return r;
+	if (rc == 0) {
+		rc = vl == 8 ? 0 : TD_ECORRUPT;
+		if (rc == 0)
+			*n = ckey_get_u64(val);
+		free(val);
+	}
+	return chain_read_error(rc, "list count %s (\"N\")", key_hex(k.b, k.n, hex));
 }
 
 /*
  * The index a query walks and its prefix in *pre: the one a cursor (ck, cl
  * bytes; NULL for none) names if it belongs to the query, else the smallest
  * equality index, the date index for a date range alone, or all tenders.
- * False if the cursor belongs to none of the query's indexes.
+ * 0; TD_EINVAL if the cursor belongs to none of the query's indexes; TD_EIO
+ * or TD_ECORRUPT reading a count.
  */
-static bool lquery_index(const struct chain *c, const struct lquery *q, const uint8_t *ck, size_t cl,
-			 enum ckey_lix *out, struct ckey *pre)
+static int lquery_index(const struct chain *c, const struct lquery *q, const uint8_t *ck, size_t cl, enum ckey_lix *out,
+			struct ckey *pre)
 {
 	uint64_t best = UINT64_MAX;
 	bool found = false;
@@ -340,6 +403,8 @@ static bool lquery_index(const struct chain *c, const struct lquery *q, const ui
 	for (int i = 0; i < CKEY_LIX_COUNT; i++) {
 		const enum ckey_lix x = (enum ckey_lix)i;
 		struct ckey k;
+		uint64_t n;
+		int rc;
 		if (!q->eq[i])
 			continue;
 		ckey_lix_prefix(&k, x, q->eq[i]);
@@ -347,11 +412,13 @@ static bool lquery_index(const struct chain *c, const struct lquery *q, const ui
 			if (cl == k.n + ckey_lix_tail(x) && memcmp(ck, k.b, k.n) == 0) {
 				*out = x;
 				*pre = k;
-				return true;
+				return 0;
 			}
 			continue;
 		}
-		uint64_t n = lix_count(c, x, q->eq[i]);
+		rc = lix_count(c, x, q->eq[i], &n);
+		if (rc != 0)
+			return rc;
 		if (!found || n < best) {
 			best = n;
 			*out = x;
@@ -360,15 +427,17 @@ static bool lquery_index(const struct chain *c, const struct lquery *q, const ui
 		}
 	}
 	if (q->n_eq > 0)
-		return found;
+		return found ? 0 : TD_EINVAL;
 	*out = q->has_since || q->has_until ? CKEY_LIX_DATE : CKEY_LIX_ALL;
 	ckey_lix_prefix(pre, *out, NULL);
-	return !ck || (cl == pre->n + ckey_lix_tail(*out) && memcmp(ck, pre->b, pre->n) == 0);
+	return !ck || (cl == pre->n + ckey_lix_tail(*out) && memcmp(ck, pre->b, pre->n) == 0) ? 0 : TD_EINVAL;
 }
 
-json_t *chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_t limit, const char *cursor)
+int chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_t limit, const char *cursor,
+		    json_t **out)
 {
 	uint8_t ck[CKEY_MAX], last[CKEY_MAX];
+	char hex[2 * CKEY_MAX + 1];
 	size_t cl = 0, lastlen = 0;
 	struct store_iter *it = NULL;
 	struct lquery q;
@@ -376,23 +445,28 @@ json_t *chain_list_json(const struct chain *c, const struct chain_filter *f, uin
 	enum ckey_lix x = CKEY_LIX_ALL;
 	const uint8_t *key, *val;
 	size_t klen, vlen;
-	json_t *out, *list;
+	json_t *res, *list;
 	uint32_t got = 0, examined = 0;
 	bool more = false, check;
+	int rc;
 
+	*out = NULL;
 	if (limit < 1 || limit > LIST_LIMIT_MAX || !lquery_init(&q, f))
-		return NULL;
+		return TD_EINVAL;
 	if (cursor) {
 		size_t hl = strlen(cursor);
 		if (hl == 0 || hl % 2 != 0 || hl / 2 > sizeof(ck) || !td_unhex(ck, hl / 2, cursor, hl))
-			return NULL;
+			return TD_EINVAL;
 		cl = hl / 2;
 	}
-	if (!q.none && !lquery_index(c, &q, cursor ? ck : NULL, cl, &x, &pre))
-		return NULL;
-	out = json_object();
+	if (!q.none) {
+		rc = lquery_index(c, &q, cursor ? ck : NULL, cl, &x, &pre);
+		if (rc != 0)
+			return rc;
+	}
+	res = json_object();
 	list = json_array();
-	json_object_set_new(out, "tenders", list);
+	json_object_set_new(res, "tenders", list);
 	if (q.none)
 		goto done;
 	/* a candidate needs its "T" state unless the index alone answers the query */
@@ -429,8 +503,10 @@ json_t *chain_list_json(const struct chain *c, const struct chain_filter *f, uin
 			more = true;
 			break;
 		}
-		if (klen != pre.n + ckey_lix_tail(x) || vlen == 0 || vlen > TD_OCID_MAX || memchr(val, 0, vlen))
+		if (klen != pre.n + ckey_lix_tail(x) || vlen == 0 || vlen > TD_OCID_MAX || memchr(val, 0, vlen)) {
+			rc = chain_read_error(TD_ECORRUPT, "list index entry %s (\"L\")", key_hex(key, klen, hex));
 			goto fail;
+		}
 		if (x == CKEY_LIX_DATE && q.has_since && ckey_get_u64(key + pre.n) < q.since)
 			break; /* descending: every later key is older still */
 		examined++;
@@ -439,34 +515,45 @@ json_t *chain_list_json(const struct chain *c, const struct chain_filter *f, uin
 		memcpy(ocid, val, vlen);
 		ocid[vlen] = '\0';
 		if (check) {
-			if (chain_tstate_load(c, ocid, &st) != 0)
+			rc = chain_tstate_load(c, ocid, &st);
+			if (rc == TD_ENOTFOUND)
+				rc = chain_read_error(TD_ECORRUPT, "tender %s: listed by %s (\"L\") but has no state",
+						      ocid, key_hex(key, klen, hex));
+			if (rc != 0)
 				goto fail;
 			if (!lquery_match(&q, &st))
 				continue;
 		}
 		ckey_summary(&yk, ocid);
-		sum = get_json(c, &yk);
-		if (!sum)
+		rc = get_json(c, &yk, &sum);
+		if (rc != 0) {
+			chain_read_error(rc == TD_ENOTFOUND ? TD_ECORRUPT : rc, "tender %s: its summary (\"Y\")", ocid);
+			rc = rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
 			goto fail;
+		}
 		json_array_append_new(list, sum);
 		got++;
 	}
-	if (store_iter_error(it) != 0)
+	rc = store_iter_error(it);
+	if (rc != 0) {
+		chain_read_error(rc, "list index %s (\"L\")", key_hex(pre.b, pre.n, hex));
 		goto fail;
+	}
 done:
 	if (more) {
-		char hex[2 * CKEY_MAX + 1];
-		td_hex(hex, last, lastlen);
-		json_object_set_new(out, "next_cursor", json_string(hex));
+		char next[2 * CKEY_MAX + 1];
+		td_hex(next, last, lastlen);
+		json_object_set_new(res, "next_cursor", json_string(next));
 	} else {
-		json_object_set_new(out, "next_cursor", json_null());
+		json_object_set_new(res, "next_cursor", json_null());
 	}
 	store_iter_free(it);
-	return out;
+	*out = res;
+	return 0;
 fail:
 	store_iter_free(it);
-	json_decref(out);
-	return NULL;
+	json_decref(res);
+	return rc;
 }
 
 /* ---- blocks ---------------------------------------------------------------------- */
@@ -479,16 +566,15 @@ int chain_block_meta_load(const struct chain *c, uint64_t height, struct ckey_bl
 
 	ckey_block(&k, height);
 	rc = store_get(c->st, k.b, k.n, val, &len);
+	if (rc == TD_ENOTFOUND)
+		rc = TD_ECORRUPT;
+	if (rc == 0 && !ckey_block_meta_decode(m, *val, len, height))
+		rc = TD_ECORRUPT;
 	if (rc != 0) {
-		*val = NULL;
-		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
-	}
-	if (!ckey_block_meta_decode(m, *val, len, height)) {
 		free(*val);
 		*val = NULL;
-		return TD_ECORRUPT;
 	}
-	return 0;
+	return chain_read_error(rc, "block %llu: its header (\"B\")", (unsigned long long)height);
 }
 
 /* The committed block at height in td_block_encode's form, put together from "B" and "D". */
@@ -532,7 +618,8 @@ static int block_bytes(const struct chain *c, uint64_t height, uint8_t **out, si
 	if (rc == 0)
 		*out = td_buf_take(&b, len);
 	td_buf_free(&b);
-	return rc;
+	return chain_read_error(rc, "block %llu: record %u of %u (\"D\")", (unsigned long long)height, n,
+				m.h.n_records);
 }
 
 int chain_load_block(const struct chain *c, uint64_t height, struct td_block **out)
@@ -546,9 +633,13 @@ int chain_load_block(const struct chain *c, uint64_t height, struct td_block **o
 	rc = block_bytes(c, height, &buf, &len);
 	if (rc != 0)
 		return rc;
-	rc = td_block_decode(out, buf, len, c->g->chain_id, true, e, sizeof(e)) == 0 ? 0 : TD_ECORRUPT;
+	rc = td_block_decode(out, buf, len, c->g->chain_id, true, e, sizeof(e));
 	free(buf);
-	return rc;
+	if (rc != 0) {
+		*out = NULL;
+		return chain_read_error(TD_ECORRUPT, "block %llu: does not decode (%s)", (unsigned long long)height, e);
+	}
+	return 0;
 }
 
 int chain_block_raw(const struct chain *c, uint64_t height, uint8_t **blk, size_t *blen, uint8_t **commit, size_t *clen)
@@ -568,7 +659,9 @@ int chain_block_raw(const struct chain *c, uint64_t height, uint8_t **blk, size_
 	if (rc != 0) {
 		free(*blk);
 		*blk = NULL;
-		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
+		*commit = NULL;
+		return chain_read_error(rc == TD_ENOTFOUND ? TD_ECORRUPT : rc, "block %llu: its commit (\"C\")",
+					(unsigned long long)height);
 	}
 	return 0;
 }

@@ -95,7 +95,7 @@ expect_rc() {
 
 # check PYTHON: runs assertions on the JSON in $OUT, bound to d.
 check() {
-	"$PY" - "$OUT" "$@" >"$TMP/check.out" 2>&1 <<EOF
+	"$PY" - "$OUT" >"$TMP/check.out" 2>&1 <<EOF
 import json, sys
 from decimal import Decimal
 with open(sys.argv[1]) as f:

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <time.h>
@@ -32,6 +33,7 @@
 #include "tenderd/record.h"
 #include "tenderd/release.h"
 #include "chain.h"
+#include "chainkeys.h"
 #include "store.h"
 
 #define CHAIN_ID "tenderd-test"
@@ -138,6 +140,34 @@ static void reopen(struct net *t)
 	t->c = NULL;
 	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
 }
+
+/* ---- queries ------------------------------------------------------------------ */
+
+static json_t *q_last; /* the answer of the last Q_OK or Q_RC */
+
+/* The answer of a chain query that returned rc: fails the test unless rc is 0 and there is one. */
+static json_t *q_ok(int rc)
+{
+	if (rc != 0)
+		fail_msg("chain query failed: %s", td_strerror(rc));
+	assert_non_null(q_last);
+	return q_last;
+}
+
+/* The code of a chain query, checking that an error leaves no answer (an answer is freed). */
+static int q_rc(int rc)
+{
+	if (rc == 0)
+		json_decref(q_last);
+	else
+		assert_null(q_last);
+	q_last = NULL;
+	return rc;
+}
+
+/* Q_OK(chain_tender_json, c, ocid): the call with &q_last as its last argument, through q_ok; Q_RC likewise. */
+#define Q_OK(fn, ...) q_ok(fn(__VA_ARGS__, &q_last))
+#define Q_RC(fn, ...) q_rc(fn(__VA_ARGS__, &q_last))
 
 /* ---- records, blocks, commits ---------------------------------------------- */
 
@@ -390,10 +420,10 @@ static void test_empty(void **state)
 	assert_memory_equal(chain_last_hash(t->c), zero, TD_HASH_LEN);
 	assert_int_equal(chain_last_time(t->c), GENESIS_MS);
 	assert_int_equal(chain_record_count(t->c), 0);
-	assert_null(chain_tender_json(t->c, "ocds-kr2020-kisa-0001"));
-	assert_null(chain_block_json(t->c, 0));
-	assert_null(chain_block_json(t->c, 1));
-	json_t *l = chain_list_json(t->c, NULL, 10, NULL);
+	assert_int_equal(Q_RC(chain_tender_json, t->c, "ocds-kr2020-kisa-0001"), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_block_json, t->c, 0), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_block_json, t->c, 1), TD_ENOTFOUND);
+	json_t *l = Q_OK(chain_list_json, t->c, NULL, 10, NULL);
 	assert_non_null(l);
 	assert_int_equal(json_array_size(json_object_get(l, "tenders")), 0);
 	assert_true(json_is_null(json_object_get(l, "next_cursor")));
@@ -460,7 +490,7 @@ static void test_apply_and_query(void **state)
 	assert_false(chain_has_record(t->c, unknown, &h));
 
 	/* the tender: releases in order, compiled state merged */
-	json_t *tj = chain_tender_json(t->c, "ocds-kr2020-jeju-0001");
+	json_t *tj = Q_OK(chain_tender_json, t->c, "ocds-kr2020-jeju-0001");
 	assert_non_null(tj);
 	assert_string_equal(jstr(tj, "ocid"), "ocds-kr2020-jeju-0001");
 	const json_t *rels = json_object_get(tj, "releases");
@@ -493,10 +523,10 @@ static void test_apply_and_query(void **state)
 	assert_int_equal(json_array_size(jpath(comp, "awards", NULL)), 1);
 	assert_string_equal(json_string_value(json_array_get(jpath(comp, "tag", NULL), 0)), "compiled");
 	json_decref(tj);
-	assert_null(chain_tender_json(t->c, "ocds-kr2020-none"));
+	assert_int_equal(Q_RC(chain_tender_json, t->c, "ocds-kr2020-none"), TD_ENOTFOUND);
 
 	/* a tender with one release: compiled from it when read, the same as a merge into {} */
-	tj = chain_tender_json(t->c, "ocds-kr2020-kisa-0001");
+	tj = Q_OK(chain_tender_json, t->c, "ocds-kr2020-kisa-0001");
 	assert_non_null(tj);
 	rels = json_object_get(tj, "releases");
 	assert_int_equal(json_array_size(rels), 1);
@@ -510,7 +540,7 @@ static void test_apply_and_query(void **state)
 
 	/* the listing: newest first by (height, index of the first release) */
 	static const char *order[] = { "ocds-kr2020-gw-0001", "ocds-kr2020-jeju-0001", "ocds-kr2020-kisa-0001" };
-	json_t *l = chain_list_json(t->c, NULL, 10, NULL);
+	json_t *l = Q_OK(chain_list_json, t->c, NULL, 10, NULL);
 	assert_non_null(l);
 	const json_t *ts = json_object_get(l, "tenders");
 	assert_int_equal(json_array_size(ts), 3);
@@ -535,7 +565,7 @@ static void test_apply_and_query(void **state)
 	/* pagination: one at a time, then two and one */
 	char cursor[128] = "";
 	for (size_t i = 0; i < 3; i++) {
-		l = chain_list_json(t->c, NULL, 1, i ? cursor : NULL);
+		l = Q_OK(chain_list_json, t->c, NULL, 1, i ? cursor : NULL);
 		assert_non_null(l);
 		ts = json_object_get(l, "tenders");
 		assert_int_equal(json_array_size(ts), 1);
@@ -549,25 +579,25 @@ static void test_apply_and_query(void **state)
 		}
 		json_decref(l);
 	}
-	l = chain_list_json(t->c, NULL, 2, NULL);
+	l = Q_OK(chain_list_json, t->c, NULL, 2, NULL);
 	assert_int_equal(json_array_size(json_object_get(l, "tenders")), 2);
 	snprintf(cursor, sizeof(cursor), "%s", jstr(l, "next_cursor"));
 	json_decref(l);
-	l = chain_list_json(t->c, NULL, 2, cursor);
+	l = Q_OK(chain_list_json, t->c, NULL, 2, cursor);
 	ts = json_object_get(l, "tenders");
 	assert_int_equal(json_array_size(ts), 1);
 	assert_string_equal(jstr(json_array_get(ts, 0), "ocid"), order[2]);
 	assert_true(json_is_null(json_object_get(l, "next_cursor")));
 	json_decref(l);
 	/* bad cursors and limits */
-	assert_null(chain_list_json(t->c, NULL, 10, "zz"));
-	assert_null(chain_list_json(t->c, NULL, 10, "4c00"));
-	assert_null(chain_list_json(t->c, NULL, 10, "5900000000000000020000000000"));
-	assert_null(chain_list_json(t->c, NULL, 0, NULL));
-	assert_null(chain_list_json(t->c, NULL, 1001, NULL));
+	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 10, "zz"), TD_EINVAL);
+	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 10, "4c00"), TD_EINVAL);
+	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 10, "5900000000000000020000000000"), TD_EINVAL);
+	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 0, NULL), TD_EINVAL);
+	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 1001, NULL), TD_EINVAL);
 
 	/* blocks */
-	json_t *bj = chain_block_json(t->c, 2);
+	json_t *bj = Q_OK(chain_block_json, t->c, 2);
 	assert_non_null(bj);
 	char hex[2 * TD_HASH_LEN + 1];
 	assert_int_equal(juint(bj, "height"), 2);
@@ -596,7 +626,7 @@ static void test_apply_and_query(void **state)
 	assert_non_null(strstr(dump, "\"height\":2"));
 	free(dump);
 	json_decref(bj);
-	assert_null(chain_block_json(t->c, 4));
+	assert_int_equal(Q_RC(chain_block_json, t->c, 4), TD_ENOTFOUND);
 
 	/* raw block and commit decode to what was applied */
 	uint8_t *bb, *cb;
@@ -667,12 +697,12 @@ static void test_four_validators(void **state)
 	assert_int_equal(chain_height(t->c), 1);
 	assert_memory_equal(chain_last_hash(t->c), blk->hash, TD_HASH_LEN);
 	td_block_free(blk);
-	json_t *bj = chain_block_json(t->c, 1);
+	json_t *bj = Q_OK(chain_block_json, t->c, 1);
 	assert_int_equal(json_array_size(jpath(bj, "commit", "signatures")), 3);
 	assert_string_equal(jstr(json_array_get(jpath(bj, "commit", "signatures"), 1), "name"), "agency-2");
 	assert_string_equal(jstr(bj, "proposer_name"), "agency-1");
 	json_decref(bj);
-	json_t *l = chain_list_json(t->c, NULL, 5, NULL);
+	json_t *l = Q_OK(chain_list_json, t->c, NULL, 5, NULL);
 	assert_string_equal(jstr(json_array_get(json_object_get(l, "tenders"), 0), "agency_name"), "agency-2");
 	json_decref(l);
 
@@ -791,8 +821,8 @@ static void test_block_refusals(void **state)
 	reopen(t);
 	tip_same(t, &tp);
 	assert_false(chain_has_record(t->c, id, NULL));
-	assert_null(chain_tender_json(t->c, "ocds-kr2020-jeju-0001"));
-	assert_null(chain_block_json(t->c, 2));
+	assert_int_equal(Q_RC(chain_tender_json, t->c, "ocds-kr2020-jeju-0001"), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_block_json, t->c, 2), TD_ENOTFOUND);
 
 	/* and a good block still goes on top */
 	NEXT_REC();
@@ -838,7 +868,7 @@ static void test_record_refusals(void **state)
 	assert_int_equal(chain_check_record(t->c, r[1], err, sizeof(err)), 0);
 	refuse(t, r, 2, TD_EEXIST, err, sizeof(err));
 	assert_non_null(strstr(err, "already exists"));
-	assert_null(chain_tender_json(t->c, "ocds-kr2020-kisa-0001"));
+	assert_int_equal(Q_RC(chain_tender_json, t->c, "ocds-kr2020-kisa-0001"), TD_ENOTFOUND);
 
 	/* the same record twice: in one block, and again after it was committed */
 	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-gangwon.json"), NULL, t->sk[0]);
@@ -935,21 +965,21 @@ static void test_record_refusals(void **state)
 
 	reopen(t);
 	tip_same(t, &tp);
-	assert_null(chain_tender_json(t->c, "ocds-kr2020-kisa-0001"));
-	assert_null(chain_tender_json(t->c, "ocds-zz9999-x"));
-	assert_null(chain_tender_json(t->c, "ocds-kr2020-nobody-1"));
-	json_t *tj = chain_tender_json(t->c, "ocds-kr2020-jeju-0001");
+	assert_int_equal(Q_RC(chain_tender_json, t->c, "ocds-kr2020-kisa-0001"), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_tender_json, t->c, "ocds-zz9999-x"), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_tender_json, t->c, "ocds-kr2020-nobody-1"), TD_ENOTFOUND);
+	json_t *tj = Q_OK(chain_tender_json, t->c, "ocds-kr2020-jeju-0001");
 	assert_int_equal(json_array_size(json_object_get(tj, "releases")), 2);
 	assert_string_equal(jstr(jpath(tj, "compiled", "tender"), "title"), "T2");
 	json_decref(tj);
-	tj = chain_tender_json(t->c, "ocds-kr2020-sj-0001");
+	tj = Q_OK(chain_tender_json, t->c, "ocds-kr2020-sj-0001");
 	assert_int_equal(json_array_size(json_object_get(tj, "releases")), 2);
 	assert_string_equal(jstr(jpath(tj, "compiled", "tender"), "status"), "cancelled");
 	json_decref(tj);
-	tj = chain_tender_json(t->c, "ocds-kr2020-kisa-0002");
+	tj = Q_OK(chain_tender_json, t->c, "ocds-kr2020-kisa-0002");
 	assert_int_equal(json_array_size(json_object_get(tj, "releases")), 1);
 	json_decref(tj);
-	json_t *l = chain_list_json(t->c, NULL, 100, NULL);
+	json_t *l = Q_OK(chain_list_json, t->c, NULL, 100, NULL);
 	assert_int_equal(json_array_size(json_object_get(l, "tenders")), 4);
 	json_decref(l);
 }
@@ -1051,7 +1081,7 @@ static void collect(const json_t *l, char *out, size_t outlen)
 static void expect(struct net *t, const struct chain_filter *f, const char *want)
 {
 	char got[1024] = "", cursor[1024] = "";
-	json_t *l = chain_list_json(t->c, f, 1000, NULL);
+	json_t *l = Q_OK(chain_list_json, t->c, f, 1000, NULL);
 
 	assert_non_null(l);
 	assert_true(json_is_null(json_object_get(l, "next_cursor")));
@@ -1062,7 +1092,7 @@ static void expect(struct net *t, const struct chain_filter *f, const char *want
 	got[0] = '\0';
 	for (int page = 0;; page++) {
 		assert_true(page < 20);
-		l = chain_list_json(t->c, f, 2, page ? cursor : NULL);
+		l = Q_OK(chain_list_json, t->c, f, 2, page ? cursor : NULL);
 		assert_non_null(l);
 		assert_true(json_array_size(json_object_get(l, "tenders")) <= 2);
 		collect(l, got, sizeof(got));
@@ -1081,7 +1111,7 @@ static void expect(struct net *t, const struct chain_filter *f, const char *want
 /* The next_cursor of one call (limit 1) under f into out; asserts there is one. */
 static void first_cursor(struct net *t, const struct chain_filter *f, char *out, size_t outlen)
 {
-	json_t *l = chain_list_json(t->c, f, 1, NULL);
+	json_t *l = Q_OK(chain_list_json, t->c, f, 1, NULL);
 
 	assert_non_null(l);
 	snprintf(out, outlen, "%s", jstr(l, "next_cursor"));
@@ -1183,7 +1213,7 @@ static void test_list_filters(void **state)
 
 	/* the most selective index answers: one candidate, so no cursor after it */
 	f = (struct chain_filter){ .status = "active", .agency = t->out_pk };
-	json_t *l = chain_list_json(t->c, &f, 1, NULL);
+	json_t *l = Q_OK(chain_list_json, t->c, &f, 1, NULL);
 	assert_int_equal(json_array_size(json_object_get(l, "tenders")), 1);
 	assert_true(json_is_null(json_object_get(l, "next_cursor")));
 	json_decref(l);
@@ -1229,32 +1259,32 @@ static void test_list_filters(void **state)
 
 	/* bad dates, cursors of another filter, cursors that are not keys */
 	f = (struct chain_filter){ .since = "yesterday" };
-	assert_null(chain_list_json(t->c, &f, 10, NULL));
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, NULL), TD_EINVAL);
 	f = (struct chain_filter){ .until = "2020-03-09T09:00:00" };
-	assert_null(chain_list_json(t->c, &f, 10, NULL));
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, NULL), TD_EINVAL);
 	f = (struct chain_filter){ .until = "2020-02-30" };
-	assert_null(chain_list_json(t->c, &f, 10, NULL));
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, NULL), TD_EINVAL);
 	f = (struct chain_filter){ .method = "open" };
 	first_cursor(t, &f, cur, sizeof(cur));
 	f = (struct chain_filter){ .method = "open", .agency = a1 };
-	l = chain_list_json(t->c, &f, 10, cur); /* the method index still serves this filter */
+	l = Q_OK(chain_list_json, t->c, &f, 10, cur); /* the method index still serves this filter */
 	assert_non_null(l);
 	char got[256] = "";
 	collect(l, got, sizeof(got));
 	assert_string_equal(got, "f6");
 	json_decref(l);
 	f = (struct chain_filter){ .category = "goods" };
-	assert_null(chain_list_json(t->c, &f, 10, cur));
-	assert_null(chain_list_json(t->c, NULL, 10, cur));
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, cur), TD_EINVAL);
+	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 10, cur), TD_EINVAL);
 	f = (struct chain_filter){ .method = "selective" };
-	assert_null(chain_list_json(t->c, &f, 10, cur));
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, cur), TD_EINVAL);
 	f = (struct chain_filter){ .since = "2020-03-09" };
-	assert_null(chain_list_json(t->c, &f, 10, cur));
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, cur), TD_EINVAL);
 	first_cursor(t, &f, cur, sizeof(cur));
 	cur[strlen(cur) - 2] = '\0';
-	assert_null(chain_list_json(t->c, &f, 10, cur));
-	assert_null(chain_list_json(t->c, &f, 10, "4c64"));
-	assert_null(chain_list_json(t->c, &f, 10, "4c6"));
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, cur), TD_EINVAL);
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, "4c64"), TD_EINVAL);
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, "4c6"), TD_EINVAL);
 
 	/*
 	 * Block 4: f3 cancelled; f1 amended to works with a later start; f6
@@ -1300,7 +1330,7 @@ static void test_list_filters(void **state)
 		expect(t, &f, "f1");
 		/* the smallest index is the cancelled one: one candidate, no cursor */
 		f = (struct chain_filter){ .status = "cancelled", .method = "open" };
-		l = chain_list_json(t->c, &f, 1, NULL);
+		l = Q_OK(chain_list_json, t->c, &f, 1, NULL);
 		assert_int_equal(json_array_size(json_object_get(l, "tenders")), 1);
 		assert_true(json_is_null(json_object_get(l, "next_cursor")));
 		json_decref(l);
@@ -1313,7 +1343,7 @@ static void test_list_filters(void **state)
 	first_cursor(t, &f, cur, sizeof(cur)); /* after f7 */
 	r[0] = mkrec(t, TD_KIND_CANCELLATION, parse("{}"), PREFIX "-f6", t->sk[1]);
 	apply_ok(t, r, 1);
-	l = chain_list_json(t->c, &f, 10, cur);
+	l = Q_OK(chain_list_json, t->c, &f, 10, cur);
 	got[0] = '\0';
 	collect(l, got, sizeof(got));
 	assert_string_equal(got, "f5 f4 f2 f1");
@@ -1375,12 +1405,12 @@ static void test_list_scan_bound(void **state)
 	free(r);
 
 	f = (struct chain_filter){ .agency = t->g.v[0].pk, .since = "2030-01-01" };
-	json_t *l = chain_list_json(t->c, &f, 10, NULL);
+	json_t *l = Q_OK(chain_list_json, t->c, &f, 10, NULL);
 	assert_non_null(l);
 	assert_int_equal(json_array_size(json_object_get(l, "tenders")), 0);
 	snprintf(cur, sizeof(cur), "%s", jstr(l, "next_cursor"));
 	json_decref(l);
-	l = chain_list_json(t->c, &f, 10, cur);
+	l = Q_OK(chain_list_json, t->c, &f, 10, cur);
 	assert_non_null(l);
 	collect(l, got, sizeof(got));
 	assert_string_equal(got, "late");
@@ -1471,7 +1501,7 @@ static void test_amends_rule(void **state)
 		     PREFIX "-gw-0001", t->sk[0]);
 	assert_int_equal(chain_check_record(t->c, r[1], err, sizeof(err)), TD_ERULE); /* not committed alone */
 	apply_ok(t, r, 3);
-	json_t *tj = chain_tender_json(t->c, PREFIX "-gw-0001");
+	json_t *tj = Q_OK(chain_tender_json, t->c, PREFIX "-gw-0001");
 	assert_int_equal(json_array_size(json_object_get(tj, "releases")), 3);
 	json_decref(tj);
 	/* but not to one later in the block */
@@ -1569,7 +1599,7 @@ static void test_block_releases(void **state)
 	}
 	apply_ok(t, r, 3);
 
-	json_t *b = chain_block_releases_json(t->c, 2);
+	json_t *b = Q_OK(chain_block_releases_json, t->c, 2);
 	assert_non_null(b);
 	assert_int_equal(json_array_size(b), 3);
 	static const char *kinds[] = { "tender", "tenderAmendment", "tender" };
@@ -1595,12 +1625,12 @@ static void test_block_releases(void **state)
 	free(text);
 	json_decref(b);
 
-	b = chain_block_releases_json(t->c, 1);
+	b = Q_OK(chain_block_releases_json, t->c, 1);
 	assert_int_equal(json_array_size(b), 1);
 	assert_int_equal(juint(json_array_get(b, 0), "block_records"), 1);
 	json_decref(b);
-	assert_null(chain_block_releases_json(t->c, 0));
-	assert_null(chain_block_releases_json(t->c, 3));
+	assert_int_equal(Q_RC(chain_block_releases_json, t->c, 0), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_block_releases_json, t->c, 3), TD_ENOTFOUND);
 }
 
 /*
@@ -1616,8 +1646,8 @@ static void test_packages(void **state)
 
 	if (system("/usr/bin/python3 -c 'import jsonschema' 2>/dev/null") != 0)
 		fail_msg("/usr/bin/python3 with jsonschema is needed (scripts/setup.sh installs python3-jsonschema)");
-	assert_null(chain_release_package_json(t->c, 0, 0, "p", "tenderd://x/export"));
-	assert_null(chain_release_package_json(t->c, 1, 1, "p", "tenderd://x/export"));
+	assert_int_equal(Q_RC(chain_release_package_json, t->c, 0, 0, "p", "tenderd://x/export"), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_release_package_json, t->c, 1, 1, "p", "tenderd://x/export"), TD_ENOTFOUND);
 
 	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
 	r[1] = mkrec(t, TD_KIND_TENDER, load_sample("tender-sejong.json"), NULL, t->sk[0]);
@@ -1633,7 +1663,7 @@ static void test_packages(void **state)
 	apply_ok(t, r, 1);
 	uint64_t t4 = chain_last_time(t->c);
 	{
-		json_t *bj = chain_block_json(t->c, 3);
+		json_t *bj = Q_OK(chain_block_json, t->c, 3);
 		char iso[32];
 		snprintf(iso, sizeof(iso), "%s", jstr(bj, "time"));
 		json_decref(bj);
@@ -1641,8 +1671,8 @@ static void test_packages(void **state)
 	}
 
 	/* release package of blocks 1..3 */
-	json_t *pkg =
-		chain_release_package_json(t->c, 1, 3, "Test publisher", "tenderd://" CHAIN_ID "/export?from=1&to=3");
+	json_t *pkg = Q_OK(chain_release_package_json, t->c, 1, 3, "Test publisher",
+			   "tenderd://" CHAIN_ID "/export?from=1&to=3");
 	assert_non_null(pkg);
 	assert_string_equal(jstr(pkg, "uri"), "tenderd://" CHAIN_ID "/export?from=1&to=3");
 	assert_string_equal(jstr(pkg, "version"), "1.1");
@@ -1657,7 +1687,7 @@ static void test_packages(void **state)
 	/* the amendment and the cancellation get their tender's id (OCDS requires it), the ledger keeps them as signed */
 	assert_string_equal(jstr(jpath(json_array_get(rels, 2), "tender", NULL), "id"), "jeju-2020-0001");
 	assert_string_equal(jstr(jpath(json_array_get(rels, 4), "tender", NULL), "id"), "sj-2020-0001");
-	json_t *br = chain_block_releases_json(t->c, 2);
+	json_t *br = Q_OK(chain_block_releases_json, t->c, 2);
 	assert_null(json_object_get(jpath(json_object_get(json_array_get(br, 0), "release"), "tender", NULL), "id"));
 	json_decref(br);
 	char *text = td_json_dump(pkg, JSON_COMPACT);
@@ -1670,23 +1700,24 @@ static void test_packages(void **state)
 	json_decref(pkg);
 
 	/* ranges: one block; to past the tip; empty or past the chain */
-	pkg = chain_release_package_json(t->c, 2, 2, "p", "tenderd://" CHAIN_ID "/export?from=2&to=2");
+	pkg = Q_OK(chain_release_package_json, t->c, 2, 2, "p", "tenderd://" CHAIN_ID "/export?from=2&to=2");
 	assert_int_equal(json_array_size(json_object_get(pkg, "releases")), 1);
 	assert_int_equal(validate(t, "release", pkg), 0);
 	json_decref(pkg);
-	pkg = chain_release_package_json(t->c, 0, 99, "p", "tenderd://" CHAIN_ID "/export");
+	pkg = Q_OK(chain_release_package_json, t->c, 0, 99, "p", "tenderd://" CHAIN_ID "/export");
 	assert_int_equal(json_array_size(json_object_get(pkg, "releases")), 6);
 	char iso4[32], date4[32];
 	td_time_iso(iso4, t4);
 	snprintf(date4, sizeof(date4), "%.19sZ", iso4);
 	assert_string_equal(jstr(pkg, "publishedDate"), date4);
 	json_decref(pkg);
-	assert_null(chain_release_package_json(t->c, 3, 2, "p", "tenderd://x/export"));
-	assert_null(chain_release_package_json(t->c, 5, 9, "p", "tenderd://x/export"));
-	assert_null(chain_record_package_json(t->c, 5, 5, "p", "tenderd://x/export"));
+	assert_int_equal(Q_RC(chain_release_package_json, t->c, 3, 2, "p", "tenderd://x/export"), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_release_package_json, t->c, 5, 9, "p", "tenderd://x/export"), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_record_package_json, t->c, 5, 5, "p", "tenderd://x/export"), TD_ENOTFOUND);
 
 	/* record package of blocks 2..3: jeju (3 releases) and sejong (2) */
-	pkg = chain_record_package_json(t->c, 2, 3, "Test publisher", "tenderd://" CHAIN_ID "/export?from=2&to=3");
+	pkg = Q_OK(chain_record_package_json, t->c, 2, 3, "Test publisher",
+		   "tenderd://" CHAIN_ID "/export?from=2&to=3");
 	assert_non_null(pkg);
 	assert_string_equal(jstr(pkg, "version"), "1.1");
 	assert_string_equal(jstr(pkg, "publishedDate"), date);
@@ -1711,7 +1742,7 @@ static void test_packages(void **state)
 	assert_int_equal(validate(t, "record", pkg), 1);
 	json_decref(pkg);
 
-	pkg = chain_record_package_json(t->c, 4, 4, "p", "tenderd://" CHAIN_ID "/export?from=4&to=4");
+	pkg = Q_OK(chain_record_package_json, t->c, 4, 4, "p", "tenderd://" CHAIN_ID "/export?from=4&to=4");
 	assert_int_equal(json_array_size(json_object_get(pkg, "records")), 1);
 	assert_string_equal(jstr(json_array_get(json_object_get(pkg, "records"), 0), "ocid"), PREFIX "-kisa-0001");
 	assert_int_equal(validate(t, "record", pkg), 0);
@@ -1778,7 +1809,7 @@ static void check_consistent(struct net *t)
 	}
 	assert_memory_equal(chain_last_hash(t->c), prev, TD_HASH_LEN);
 	assert_int_equal(chain_record_count(t->c), total);
-	json_t *l = chain_list_json(t->c, NULL, 1000, NULL);
+	json_t *l = Q_OK(chain_list_json, t->c, NULL, 1000, NULL);
 	assert_non_null(l);
 	assert_int_equal(json_array_size(json_object_get(l, "tenders")), total < 1000 ? total : 1000);
 	json_decref(l);
@@ -1901,7 +1932,7 @@ static void test_same_ocid_block(void **state)
 	assert_int_equal(chain_record_count(t->c), SAME_OCID_N + 2);
 	assert_int_equal(chain_last_release_id(t->c, ocid, last), 0);
 	assert_string_equal(last, award_id);
-	tj = chain_tender_json(t->c, ocid);
+	tj = Q_OK(chain_tender_json, t->c, ocid);
 	assert_non_null(tj);
 	assert_int_equal(json_array_size(json_object_get(tj, "releases")), SAME_OCID_N + 2);
 	assert_int_equal(json_array_size(jpath(jpath(tj, "compiled", "tender"), "amendments", NULL)), SAME_OCID_N);
@@ -2111,6 +2142,179 @@ static void test_validate_same_store(void **state)
 	reopen(t);
 }
 
+/* ---- store errors ------------------------------------------------------------ */
+
+/*
+ * Writes val (NULL: deletes) at key k straight into the store, with the
+ * chain closed, then opens the chain again; the old value goes into *old
+ * (the caller frees it; NULL if there was none) unless old is NULL.
+ */
+static void poke(struct net *t, const struct ckey *k, const void *val, size_t vlen, uint8_t **old, size_t *oldlen)
+{
+	char err[256];
+	struct store *st;
+	struct store_batch *b = store_batch_new();
+
+	chain_close(t->c);
+	t->c = NULL;
+	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
+	if (old && store_get(st, k->b, k->n, old, oldlen) != 0)
+		*old = NULL;
+	if (val)
+		store_batch_put(b, k->b, k->n, val, vlen);
+	else
+		store_batch_delete(b, k->b, k->n);
+	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
+	store_batch_free(b);
+	store_close(st);
+	reopen(t);
+}
+
+/* Puts back a value poke saved (and frees it). */
+static void unpoke(struct net *t, const struct ckey *k, uint8_t *old, size_t oldlen)
+{
+	assert_non_null(old);
+	poke(t, k, old, oldlen, NULL, NULL);
+	free(old);
+}
+
+/* Runs chain_tender_json for ocid with stderr going to a file; the code, and what was logged into log. */
+static int tender_logged(struct net *t, const char *ocid, char *log, size_t loglen)
+{
+	char path[128];
+	int saved = dup(STDERR_FILENO), fd, rc;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/stderr", t->dir);
+	fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+	assert_true(saved >= 0 && fd >= 0);
+	fflush(stderr);
+	dup2(fd, STDERR_FILENO);
+	rc = Q_RC(chain_tender_json, t->c, ocid);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = pread(fd, log, loglen - 1, 0);
+	close(fd);
+	log[n > 0 ? n : 0] = '\0';
+	return rc;
+}
+
+/*
+ * A query tells "no such thing" (TD_ENOTFOUND), "bad question" (TD_EINVAL)
+ * and "the store is broken" (TD_ECORRUPT, logged) apart: each key a query
+ * reads, overwritten with garbage or deleted, gives TD_ECORRUPT, and the
+ * other queries still answer.
+ */
+static void test_store_errors(void **state)
+{
+	struct net *t = *state;
+	struct td_record *r[2];
+	const char *jeju = PREFIX "-jeju-0001", *kisa = PREFIX "-kisa-0001";
+	char id[TD_ID_MAX + 1], log[4096];
+	struct chain_filter f = { .status = "active", .category = "services" };
+	uint8_t *old, *bb, *cb;
+	size_t oldlen, bl, cl;
+	struct ckey k;
+
+	/* block 1: jeju; block 2: its amendment (so it has a "K"); block 3: kisa */
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	r[0] = mkrec(t, TD_KIND_AMENDMENT, ref_last(t, load_sample("amend-jeju.json"), jeju), jeju, t->sk[0]);
+	apply_ok(t, r, 1);
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-kisa.json"), NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	json_decref(Q_OK(chain_tender_json, t->c, jeju));
+	json_decref(Q_OK(chain_list_json, t->c, &f, 10, NULL));
+
+	/* not found and bad input are what they were */
+	assert_int_equal(Q_RC(chain_tender_json, t->c, PREFIX "-none"), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_block_json, t->c, 4), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_block_releases_json, t->c, 0), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_release_package_json, t->c, 4, 9, "p", NULL), TD_ENOTFOUND);
+	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 10, "zz"), TD_EINVAL);
+	assert_int_equal(chain_block_raw(t->c, 4, &bb, &bl, &cb, &cl), TD_ENOTFOUND);
+
+	/* a tender's state ("T") overwritten */
+	ckey_tender(&k, jeju);
+	poke(t, &k, "garbage", 7, &old, &oldlen);
+	assert_int_equal(tender_logged(t, jeju, log, sizeof(log)), TD_ECORRUPT);
+	assert_non_null(strstr(log, " error "));
+	assert_non_null(strstr(log, jeju));
+	assert_non_null(strstr(log, "corrupt data"));
+	assert_int_equal(chain_last_release_id(t->c, jeju, id), TD_ECORRUPT);
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, NULL), TD_ECORRUPT); /* needs each candidate's "T" */
+	assert_int_equal(Q_RC(chain_release_package_json, t->c, 1, 3, "p", NULL), TD_ECORRUPT);
+	assert_int_equal(Q_RC(chain_record_package_json, t->c, 1, 3, "p", NULL), TD_ECORRUPT);
+	r[1] = mkrec(t, TD_KIND_AMENDMENT, with_ref(load_sample("amend-jeju.json"), "x"), jeju, t->sk[0]);
+	assert_int_equal(chain_check_record(t->c, r[1], log, sizeof(log)), TD_ECORRUPT);
+	td_record_free(r[1]);
+	json_decref(Q_OK(chain_tender_json, t->c, kisa));
+	json_decref(Q_OK(chain_list_json, t->c, NULL, 10, NULL));
+	json_decref(Q_OK(chain_block_json, t->c, 1));
+	unpoke(t, &k, old, oldlen);
+	json_decref(Q_OK(chain_tender_json, t->c, jeju));
+
+	/* the compiled release ("K"): not JSON, then missing */
+	ckey_compiled(&k, jeju);
+	poke(t, &k, "{", 1, &old, &oldlen);
+	assert_int_equal(Q_RC(chain_tender_json, t->c, jeju), TD_ECORRUPT);
+	poke(t, &k, NULL, 0, NULL, NULL);
+	assert_int_equal(Q_RC(chain_tender_json, t->c, jeju), TD_ECORRUPT);
+	assert_int_equal(Q_RC(chain_record_package_json, t->c, 2, 2, "p", NULL), TD_ECORRUPT);
+	unpoke(t, &k, old, oldlen);
+
+	/* a summary ("Y") */
+	ckey_summary(&k, kisa);
+	poke(t, &k, "[1", 2, &old, &oldlen);
+	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 10, NULL), TD_ECORRUPT);
+	unpoke(t, &k, old, oldlen);
+	json_decref(Q_OK(chain_list_json, t->c, NULL, 10, NULL));
+
+	/* a list count ("N") of the wrong size */
+	ckey_lix_count_key(&k, CKEY_LIX_STATUS, "active");
+	poke(t, &k, "1234567", 7, &old, &oldlen);
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, NULL), TD_ECORRUPT);
+	unpoke(t, &k, old, oldlen);
+
+	/* a block header ("B") */
+	ckey_block(&k, 3);
+	poke(t, &k, "\x01\x02", 2, &old, &oldlen);
+	assert_int_equal(Q_RC(chain_block_json, t->c, 3), TD_ECORRUPT);
+	assert_int_equal(Q_RC(chain_block_releases_json, t->c, 3), TD_ECORRUPT);
+	assert_int_equal(Q_RC(chain_release_package_json, t->c, 1, 3, "p", NULL), TD_ECORRUPT);
+	assert_int_equal(chain_block_raw(t->c, 3, &bb, &bl, &cb, &cl), TD_ECORRUPT);
+	assert_null(bb);
+	assert_null(cb);
+	json_decref(Q_OK(chain_block_json, t->c, 2));
+	unpoke(t, &k, old, oldlen);
+
+	/* a commit ("C"), deleted */
+	ckey_commit(&k, 2);
+	poke(t, &k, NULL, 0, &old, &oldlen);
+	assert_int_equal(Q_RC(chain_block_json, t->c, 2), TD_ECORRUPT);
+	assert_int_equal(chain_block_raw(t->c, 2, &bb, &bl, &cb, &cl), TD_ECORRUPT);
+	unpoke(t, &k, old, oldlen);
+
+	/* a record ("D"), deleted: its block and its tender */
+	ckey_record(&k, 1, 0);
+	poke(t, &k, NULL, 0, &old, &oldlen);
+	assert_int_equal(Q_RC(chain_block_releases_json, t->c, 1), TD_ECORRUPT);
+	assert_int_equal(Q_RC(chain_tender_json, t->c, jeju), TD_ECORRUPT);
+	json_decref(Q_OK(chain_tender_json, t->c, kisa));
+	unpoke(t, &k, old, oldlen);
+
+	/* everything back: every query answers again */
+	json_decref(Q_OK(chain_tender_json, t->c, jeju));
+	json_decref(Q_OK(chain_list_json, t->c, &f, 10, NULL));
+	json_decref(Q_OK(chain_record_package_json, t->c, 1, 3, "p", NULL));
+	json_decref(Q_OK(chain_release_package_json, t->c, 1, 3, "p", NULL));
+	json_decref(Q_OK(chain_block_releases_json, t->c, 1));
+	assert_int_equal(chain_block_raw(t->c, 3, &bb, &bl, &cb, &cl), 0);
+	free(bb);
+	free(cb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2129,6 +2333,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_same_ocid_block, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_then_apply, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_same_store, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_store_errors, setup1, teardown),
 		/* again, with every block validated first (chain_apply takes the remembered checks) */
 		cmocka_unit_test_setup_teardown(test_apply_and_query, setup1v, teardown),
 		cmocka_unit_test_setup_teardown(test_record_refusals, setup1v, teardown),
