@@ -700,9 +700,10 @@ assert d["id"] == 4 and d["error"]["code"] == -32602, d
 c.send(b'{"jsonrpc":"2.0","id":5,"method":"ledger.export","params":{"from":"x"}}\n')
 d = c.line()
 assert d["id"] == 5 and d["error"]["code"] == -32602, d
+# A batch of three invalid entries: one -32600 per entry (JSON-RPC 2.0, section 7).
 c.send(b'[1,2,3]\n')
 d = c.line()
-assert "error" in d and d["error"]["code"] in (-32600, -32700), d
+assert isinstance(d, list) and len(d) == 3 and all(a["id"] is None and a["error"]["code"] == -32600 for a in d), d
 # Two requests in one write, answered in order on the same connection.
 c.send(b'{"jsonrpc":"2.0","id":6,"method":"status","params":{}}\n{"jsonrpc":"2.0","id":7,"method":"tender.get","params":{"ocid":"ocds-kr2020-jeju-0001"}}\n')
 d = c.line()
