@@ -271,7 +271,8 @@ static void give_value(struct driver *d, uint64_t h, uint32_t r, struct td_block
 
 static bool awaited(const struct driver *d)
 {
-	return d->awaiting_value && cons_height(&d->cons) == d->av_h && cons_round(&d->cons) == d->av_r;
+	return d->awaiting_value && d->av_h == cur_height(d) && cons_height(&d->cons) == d->av_h &&
+	       cons_round(&d->cons) == d->av_r;
 }
 
 /* ---- actions ---- */
@@ -366,6 +367,8 @@ static void act(struct driver *d, const struct cons_action *a)
 		return;
 	}
 	case CONS_ACT_REQUEST_VALUE: {
+		if (a->height != cur_height(d))
+			return; /* the chain moved on by block sync: a block for that height would refuse every record */
 		struct td_block *blk = build_block(d, a->height, false);
 		if (!blk) {
 			/*
@@ -383,6 +386,8 @@ static void act(struct driver *d, const struct cons_action *a)
 		return;
 	}
 	case CONS_ACT_VALIDATE: {
+		if (a->height != cur_height(d))
+			return; /* the chain moved on by block sync */
 		struct td_block *blk = prop_block_find(d->prop, a->value);
 		char err[TD_ERRMSG_MAX];
 		uint64_t limit = d->io->wall_ms(d->io->ctx) + DRIVER_FUTURE_DRIFT_MS;
