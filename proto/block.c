@@ -11,6 +11,7 @@
 #include "tenderd/codec.h"
 #include "tenderd/isotime.h"
 #include "tenderd/json.h"
+#include "tenderd/sig.h"
 
 /* ---- genesis ---- */
 
@@ -367,7 +368,7 @@ void td_vote_sign(uint8_t sig[static TD_SIG_LEN], const char *chain_id, enum td_
 	uint8_t *msg;
 	size_t len;
 	td_vote_sign_bytes(&msg, &len, chain_id, type, height, round, hash);
-	crypto_sign_detached(sig, NULL, msg, len, sk);
+	td_sig_sign(sig, msg, len, sk);
 	free(msg);
 }
 
@@ -377,7 +378,7 @@ bool td_vote_verify(const uint8_t sig[static TD_SIG_LEN], const char *chain_id, 
 	uint8_t *msg;
 	size_t len;
 	td_vote_sign_bytes(&msg, &len, chain_id, type, height, round, hash);
-	bool ok = crypto_sign_verify_detached(sig, msg, len, pk) == 0;
+	bool ok = td_sig_verify(sig, msg, len, pk);
 	free(msg);
 	return ok;
 }

@@ -10,6 +10,7 @@
 
 #include "tenderd/codec.h"
 #include "tenderd/msg.h"
+#include "tenderd/sig.h"
 
 void td_msg_status(struct td_buf *b, uint64_t height, const uint8_t hash[static TD_HASH_LEN])
 {
@@ -114,7 +115,7 @@ void td_proposal_sign(uint8_t sig[static TD_SIG_LEN], const char *chain_id, uint
 	uint8_t *msg;
 	size_t len;
 	proposal_bytes(&msg, &len, chain_id, height, round, valid_round, hash);
-	crypto_sign_detached(sig, NULL, msg, len, sk);
+	td_sig_sign(sig, msg, len, sk);
 	free(msg);
 }
 
@@ -124,7 +125,7 @@ bool td_proposal_verify(const uint8_t sig[static TD_SIG_LEN], const char *chain_
 	uint8_t *msg;
 	size_t len;
 	proposal_bytes(&msg, &len, chain_id, height, round, valid_round, hash);
-	bool ok = crypto_sign_verify_detached(sig, msg, len, pk) == 0;
+	bool ok = td_sig_verify(sig, msg, len, pk);
 	free(msg);
 	return ok;
 }

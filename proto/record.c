@@ -15,6 +15,7 @@
 #include "tenderd/codec.h"
 #include "tenderd/json.h"
 #include "tenderd/record.h"
+#include "tenderd/sig.h"
 
 void td_hash(uint8_t out[static TD_HASH_LEN], const uint8_t *in, size_t len)
 {
@@ -122,7 +123,7 @@ int td_record_sign(struct td_record **out, enum td_kind kind, const json_t *rele
 		goto fail;
 	}
 	signing_bytes(chain_id, fields, flen, &msg, &msglen);
-	crypto_sign_detached(rec->sig, NULL, msg, msglen, sk);
+	td_sig_sign(rec->sig, msg, msglen, sk);
 	encode_signed(rec, fields, flen, &rec->bytes, &rec->len);
 	if (rec->len > TD_RECORD_MAX) {
 		snprintf(err, errlen, "record is %zu bytes, over the %d byte limit", rec->len, TD_RECORD_MAX);
@@ -203,7 +204,7 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 	}
 	if (verify) {
 		signing_bytes(chain_id, fields, flen, &msg, &msglen);
-		if (crypto_sign_verify_detached(rec->sig, msg, msglen, rec->agency) != 0) {
+		if (!td_sig_verify(rec->sig, msg, msglen, rec->agency)) {
 			snprintf(err, errlen, "record: signature does not verify");
 			rc = TD_ESIG;
 			goto fail;
