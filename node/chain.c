@@ -202,7 +202,8 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 	return 0;
 }
 
-int chain_open(struct chain **out, const char *path, const struct td_genesis *g, char *err, size_t errlen)
+int chain_open_store(struct chain **out, struct store *st, const char *path, const struct td_genesis *g, char *err,
+		     size_t errlen)
 {
 	struct chain *c = td_xcalloc(1, sizeof(*c));
 	uint8_t *ver = NULL;
@@ -212,6 +213,7 @@ int chain_open(struct chain **out, const char *path, const struct td_genesis *g,
 
 	*out = NULL;
 	c->g = g;
+	c->st = st;
 	if (sodium_init() < 0) {
 		seterr(err, errlen, "libsodium failed to initialise");
 		rc = TD_EIO;
@@ -219,37 +221,43 @@ int chain_open(struct chain **out, const char *path, const struct td_genesis *g,
 	}
 	randombytes_buf(c->hkey, sizeof(c->hkey));
 	c->batch = store_batch_new();
-	rc = store_open(&c->st, path, err, errlen);
-	if (rc != 0)
-		goto fail;
 	ckey_schema(&k);
 	rc = store_get(c->st, k.b, k.n, &ver, &vlen);
 	if (rc == TD_ENOTFOUND) {
 		rc = init_store(c, path, err, errlen);
 		if (rc != 0)
-			goto fail_store;
+			goto fail;
 		c->height = 0;
 		memset(c->last_hash, 0, sizeof(c->last_hash));
 		c->last_time = g->time_ms;
 		c->n_records = 0;
 	} else if (rc != 0) {
 		seterr(err, errlen, "%s: cannot read the store", path);
-		goto fail_store;
+		goto fail;
 	} else {
 		rc = read_store(c, path, ver, vlen, err, errlen);
 		free(ver);
 		if (rc != 0)
-			goto fail_store;
+			goto fail;
 	}
 	*out = c;
 	return 0;
 
-fail_store:
-	store_close(c->st);
 fail:
+	store_close(c->st);
 	store_batch_free(c->batch);
 	free(c);
 	return rc;
+}
+
+int chain_open(struct chain **out, const char *path, const struct td_genesis *g, char *err, size_t errlen)
+{
+	struct store *st;
+	int rc;
+	*out = NULL;
+	if ((rc = store_open(&st, path, err, errlen)) != 0)
+		return rc;
+	return chain_open_store(out, st, path, g, err, errlen);
 }
 
 void chain_close(struct chain *c)

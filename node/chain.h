@@ -14,6 +14,7 @@
 #include "tenderd/block.h"
 
 struct chain;
+struct store;
 
 /*
  * Opens (creating if missing) the store at path for genesis g, which the
@@ -21,6 +22,13 @@ struct chain;
  * or schema version. Returns 0 or an error with a message.
  */
 int chain_open(struct chain **out, const char *path, const struct td_genesis *g, char *err, size_t errlen);
+/*
+ * As chain_open(), over a store the caller opened (store_open_mem() in the
+ * simulator); name labels it in messages. The chain takes st in every case:
+ * chain_close() closes it, and so does a failed call.
+ */
+int chain_open_store(struct chain **out, struct store *st, const char *name, const struct td_genesis *g, char *err,
+		     size_t errlen);
 /* Closes the store; NULL does nothing. */
 void chain_close(struct chain *c);
 

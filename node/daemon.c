@@ -15,6 +15,7 @@
 #include "node.h"
 #include "p2p.h"
 #include "rpc.h"
+#include "store.h"
 
 struct dtimer {
 	uv_timer_t t;
@@ -124,6 +125,11 @@ static void io_traffic(void *ctx, uint64_t *sent, uint64_t *received)
 	*received = d->p2p ? p2p_bytes_received(d->p2p) : 0;
 }
 
+static int io_open_store(void *ctx, struct store **out, const char *path, char *err, size_t errlen)
+{
+	return store_open(out, path, err, errlen);
+}
+
 /* ---- p2p, socket and loop callbacks ---- */
 
 static void on_peer_connect(void *ctx, struct p2p_peer *peer)
@@ -194,7 +200,7 @@ int daemon_start(struct daemon **out, uv_loop_t *loop, const struct config *cfg,
 	d->loop = loop;
 	d->cfg = *cfg;
 	d->io = (struct node_io){ d,          io_send,  io_disconnect,    io_connected,  io_peer_count, io_wall_ms,
-				  io_mono_ms, io_timer, io_timer_pending, io_peers_json, io_traffic };
+				  io_mono_ms, io_timer, io_timer_pending, io_peers_json, io_traffic,    io_open_store };
 	if (sodium_init() < 0) {
 		snprintf(err, errlen, "libsodium failed to initialise");
 		rc = TD_EIO;

@@ -278,7 +278,9 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 		rc = TD_EINVAL;
 		goto fail;
 	}
-	if ((rc = chain_open(&n->chain, cfg->store_path, g, err, errlen)))
+	struct store *st;
+	if ((rc = io->open_store(io->ctx, &st, cfg->store_path, err, errlen)) ||
+	    (rc = chain_open_store(&n->chain, st, cfg->store_path, g, err, errlen)))
 		goto fail;
 	n->mp = mempool_new(cfg->mempool_max_records, cfg->mempool_max_bytes);
 	struct prop_callbacks pcb = { n, on_proposal_complete, fetch_for_proposal };

@@ -19,6 +19,8 @@
 
 #include "tenderd/codec.h"
 
+struct store;
+
 #define NODE_ALL UINT32_MAX       /* send: every connected peer */
 #define NODE_TIMER_OFF UINT64_MAX /* timer: cancel */
 
@@ -56,6 +58,8 @@ struct node_io {
 	json_t *(*peers_json)(void *ctx);
 	/* Bytes sent to and received from peers so far. */
 	void (*traffic)(void *ctx, uint64_t *sent, uint64_t *received);
+	/* Opens the node's store at path (store.h: LevelDB in the daemon). Returns 0 or an error with a message. */
+	int (*open_store)(void *ctx, struct store **out, const char *path, char *err, size_t errlen);
 };
 
 /* Sends the bytes of b through io (to: a validator or NODE_ALL). */
