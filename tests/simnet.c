@@ -17,7 +17,13 @@
  * - no acknowledged record lost: a record reported committed at height h
  *   (as a publish with wait=true would be answered) is at height h on every
  *   node that reached h, restarts included.
- * Liveness: after the faults end and the network heals, every node must
+ * Up to f validators may be byzantine: each runs the real node behind an io
+ * that equivocates, floods far-round votes, withholds proposals and
+ * records, proposes for its own far rounds, or lies in STATUS.
+ *
+ * Liveness: after the faults end and the network heals (every link up, or
+ * with stars only the links of one hub: connected through it), every
+ * honest node must
  * commit every record published since, and every record committed anywhere,
  * within a bound of virtual time. A record accepted into the mempool of a
  * node that crashed before passing it on may be lost: only a commit is an
@@ -41,6 +47,7 @@
 #include "config.h"
 #include "log.h"
 #include "node.h"
+#include "store.h"
 #include "tenderd/json.h"
 #include "tenderd/msg.h"
 #include "tenderd/record.h"
@@ -59,14 +66,22 @@ enum sim_fault {
 	SIM_F_STAR = 1u << 4,      /* only links through one hub are up */
 	SIM_F_CRASH = 1u << 5,     /* kill -9 and restart at any step */
 	SIM_F_SKEW = 1u << 6,      /* node clocks up to 2 s apart */
+	/* Byzantine validators (f of them, running the real node with a hostile io): */
+	SIM_F_EQUIVOCATE = 1u << 7, /* conflicting votes to different peers */
+	SIM_F_FLOOD = 1u << 8,      /* bursts of validly signed votes for far rounds */
+	SIM_F_WITHHOLD = 1u << 9,   /* proposals and records withheld from some peers */
+	SIM_F_FARPROP = 1u << 10,   /* proposals for its own far rounds naming records that do not exist */
+	SIM_F_LIE = 1u << 11,       /* a STATUS claiming height 2^64 - 1 */
 };
+#define SIM_F_BYZANTINE (SIM_F_EQUIVOCATE | SIM_F_FLOOD | SIM_F_WITHHOLD | SIM_F_FARPROP | SIM_F_LIE)
 
-/* The mix every CI seed runs: faults today's node survives. */
-#define SIM_MIX_SAFE (SIM_F_DELAY | SIM_F_DUP | SIM_F_PARTITION | SIM_F_SKEW)
-/* Faults that need relaying and a write-ahead log to stay live. */
-#define SIM_MIX_ALL (SIM_MIX_SAFE | SIM_F_FLAP | SIM_F_STAR | SIM_F_CRASH)
+/* The mix every CI seed runs: faults today's node survives (a partition drops connections, and the
+ * votes lost with them can halt it). */
+#define SIM_MIX_SAFE (SIM_F_DELAY | SIM_F_DUP | SIM_F_SKEW)
+/* Every fault; some need relaying, a write-ahead log and sync that liars cannot capture. */
+#define SIM_MIX_ALL (SIM_MIX_SAFE | SIM_F_PARTITION | SIM_F_FLAP | SIM_F_STAR | SIM_F_CRASH | SIM_F_BYZANTINE)
 
-enum ev_kind { EV_DELIVER, EV_TIMER, EV_PUBLISH, EV_CRASH, EV_RESTART, EV_LINKS };
+enum ev_kind { EV_DELIVER, EV_TIMER, EV_PUBLISH, EV_CRASH, EV_RESTART, EV_LINKS, EV_REDIAL };
 
 struct ev {
 	uint64_t t, seq;
@@ -85,6 +100,7 @@ struct simnode {
 	struct node_io io;
 	struct config cfg;
 	int64_t skew_ms;
+	bool byzantine;
 	uint32_t timer_gen[NODE_TIMERS];
 	bool timer_on[NODE_TIMERS];
 	uint64_t checked; /* heights checked for agreement */
@@ -105,6 +121,7 @@ struct sim {
 	uint32_t n;
 	char dir[256];
 	struct td_genesis g;
+	struct store_mem_world *disks; /* every node's store, in memory */
 	uint8_t sk[SIM_NODES_MAX][TD_SECKEY_LEN];
 	struct simnode nodes[SIM_NODES_MAX];
 	bool link[SIM_NODES_MAX][SIM_NODES_MAX];      /* [i][j], symmetric */
@@ -119,6 +136,7 @@ struct sim {
 	json_t *fragment;
 	uint64_t heal_at, deadline;
 	char failure[512];
+	bool halted; /* the failure is a halt (liveness), not a broken rule */
 	uint64_t events;
 };
 
@@ -240,12 +258,139 @@ static void net_send(struct sim *s, uint32_t from, uint32_t to, const uint8_t *m
 	}
 }
 
+static uint64_t io_wall_ms(void *ctx);
+
+/* ---- byzantine validators: the real node behind a hostile io ---- */
+
+static void byz_vote(struct simnode *sn, uint32_t to, enum td_vote_type type, uint64_t h, uint32_t r,
+		     const uint8_t *hash)
+{
+	struct sim *s = sn->s;
+	uint8_t sig[TD_SIG_LEN];
+	struct td_buf b;
+	td_vote_sign(sig, s->g.chain_id, type, h, r, hash, s->sk[sn->idx]);
+	td_buf_init(&b);
+	td_msg_vote(&b, type, h, r, hash, sn->idx, sig);
+	net_send(s, sn->idx, to, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+}
+
+/* A proposal for one of its own rounds far ahead, naming two records nobody has. */
+static void byz_far_proposal(struct simnode *sn, uint32_t to)
+{
+	struct sim *s = sn->s;
+	struct chain *c = node_chain(sn->node);
+	struct td_record fake[2];
+	struct td_record *ptrs[2] = { &fake[0], &fake[1] };
+	struct td_block blk;
+	uint8_t sig[TD_SIG_LEN];
+	struct td_buf b;
+	uint64_t h = chain_height(c) + 1;
+	uint32_t r = 1000 + (uint32_t)rnd_below(s, 100000);
+	r += (uint32_t)((sn->idx + s->n - (h + r) % s->n) % s->n);
+	memset(fake, 0, sizeof(fake));
+	memset(&blk, 0, sizeof(blk));
+	for (int k = 0; k < 2; k++)
+		for (size_t j = 0; j < TD_HASH_LEN; j += 8) {
+			uint64_t x = rnd(s);
+			memcpy(fake[k].id + j, &x, 8);
+		}
+	blk.hdr.height = h;
+	memcpy(blk.hdr.prev_hash, chain_last_hash(c), TD_HASH_LEN);
+	blk.hdr.time_ms = io_wall_ms(sn);
+	memcpy(blk.hdr.proposer, s->g.v[sn->idx].pk, TD_PUBKEY_LEN);
+	blk.hdr.n_records = 2;
+	td_records_root(blk.hdr.records_root, ptrs, 2);
+	blk.records = ptrs;
+	td_buf_init(&b);
+	td_header_encode(&b, &blk.hdr);
+	td_hash(blk.hash, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+	td_proposal_sign(sig, s->g.chain_id, h, r, -1, blk.hash, s->sk[sn->idx]);
+	td_buf_init(&b);
+	td_msg_proposal(&b, &blk, r, -1, sig);
+	net_send(s, sn->idx, to, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+}
+
+/* What a byzantine node sends in place of msg to one peer. */
+static void byz_send_one(struct simnode *sn, uint32_t to, const uint8_t *msg, size_t len, const struct td_msg *m)
+{
+	struct sim *s = sn->s;
+	unsigned f = s->faults;
+	if (!linked(s, sn->idx, to))
+		return;
+	if ((f & SIM_F_FLOOD) && chance(s, 2)) {
+		enum td_vote_type type = chance(s, 50) ? TD_VOTE_PREVOTE : TD_VOTE_PRECOMMIT;
+		uint64_t h = chain_height(node_chain(sn->node)) + 1;
+		for (int k = 0; k < 64; k++) {
+			uint8_t hash[TD_HASH_LEN];
+			memset(hash, 0, sizeof(hash));
+			uint64_t x = rnd(s);
+			memcpy(hash, &x, sizeof(x));
+			byz_vote(sn, to, type, h, 100 + (uint32_t)rnd_below(s, 1000000), hash);
+		}
+	}
+	if ((f & SIM_F_FARPROP) && chance(s, 2))
+		for (int k = 0; k < 20; k++)
+			byz_far_proposal(sn, to);
+	if ((f & SIM_F_LIE) && m && m->type == TD_MSG_STATUS) {
+		struct td_buf b;
+		td_buf_init(&b);
+		td_msg_status(&b, UINT64_MAX, m->hash);
+		net_send(s, sn->idx, to, (const uint8_t *)b.sb.data, b.sb.size);
+		td_buf_free(&b);
+		return;
+	}
+	if ((f & SIM_F_WITHHOLD) && m && (m->type == TD_MSG_PROPOSAL || m->type == TD_MSG_RECORDS) && chance(s, 50))
+		return;
+	if ((f & SIM_F_EQUIVOCATE) && m && m->type == TD_MSG_VOTE && chance(s, 50)) {
+		uint8_t other[TD_HASH_LEN];
+		memset(other, 0, sizeof(other));
+		uint64_t x = rnd(s);
+		memcpy(other, &x, sizeof(x));
+		byz_vote(sn, to, m->vote_type, m->height, m->round, chance(s, 30) ? NULL : other);
+		return;
+	}
+	net_send(s, sn->idx, to, msg, len);
+}
+
+static void byz_send(struct simnode *sn, uint32_t to, const uint8_t *msg, size_t len)
+{
+	struct td_msg m;
+	bool ok = td_msg_decode(&m, msg, len) == 0;
+	for (uint32_t v = 0; v < sn->s->n; v++)
+		if (v != sn->idx && (to == NODE_ALL || to == v))
+			byz_send_one(sn, v, msg, len, ok ? &m : NULL);
+	if (ok)
+		td_msg_free(&m);
+}
+
 /* ---- the io of one simulated node ---- */
+
+static void byz_send(struct simnode *sn, uint32_t to, const uint8_t *msg, size_t len);
 
 static void io_send(void *ctx, uint32_t to, const uint8_t *msg, size_t len)
 {
 	struct simnode *sn = ctx;
 	struct sim *s = sn->s;
+	if (sn->byzantine) {
+		byz_send(sn, to, msg, len);
+		return;
+	}
+	if ((s->faults & SIM_F_CRASH) && s->now < s->heal_at && len > 1 && msg[1] == TD_MSG_VOTE && chance(s, 3)) {
+		/* Crash right after a vote leaves, before what follows it (the block's write) happens. */
+		struct td_msg m;
+		if (td_msg_decode(&m, msg, len) == 0) {
+			if (m.vote_type == TD_VOTE_PRECOMMIT && !m.nil) {
+				ev_push(s, (struct ev){ .t = s->now, .kind = EV_CRASH, .node = sn->idx });
+				ev_push(s, (struct ev){ .t = s->now + 20 + rnd_below(s, 800),
+							.kind = EV_RESTART,
+							.node = sn->idx });
+			}
+			td_msg_free(&m);
+		}
+	}
 	if (to != NODE_ALL) {
 		net_send(s, sn->idx, to, msg, len);
 		return;
@@ -259,9 +404,18 @@ static void link_drop(struct sim *s, uint32_t a, uint32_t b);
 static void io_disconnect(void *ctx, uint32_t v, const char *reason)
 {
 	struct simnode *sn = ctx;
-	trace(sn->s, "node %u drops its connection to %u: %s", sn->idx, v, reason);
-	fail(sn->s, "node %u dropped honest peer %u: %s", sn->idx, v, reason);
+	struct sim *s = sn->s;
+	trace(s, "node %u drops its connection to %u: %s", sn->idx, v, reason);
+	if (!s->nodes[v].byzantine && !sn->byzantine) {
+		fail(s, "node %u dropped honest peer %u: %s", sn->idx, v, reason);
+		return;
+	}
+	/* The transport redials after a backoff. */
+	link_drop(s, sn->idx, v);
+	ev_push(s, (struct ev){ .t = s->now + 1000, .kind = EV_REDIAL, .node = sn->idx, .from = v });
 }
+
+static void link_up(struct sim *s, uint32_t a, uint32_t b);
 
 static bool io_connected(void *ctx, uint32_t v)
 {
@@ -317,6 +471,14 @@ static json_t *io_peers_json(void *ctx)
 static void io_traffic(void *ctx, uint64_t *sent, uint64_t *received)
 {
 	*sent = *received = 0;
+}
+
+static int io_open_store(void *ctx, struct store **out, const char *path, char *err, size_t errlen)
+{
+	struct simnode *sn = ctx;
+	char name[16];
+	snprintf(name, sizeof(name), "node%u", sn->idx);
+	return store_open_mem(out, sn->s->disks, name, err, errlen);
 }
 
 /* ---- nodes: start, crash, links ---- */
@@ -384,9 +546,13 @@ static void node_crash(struct sim *s, uint32_t i)
 		}
 	}
 	struct node *dead = sn->node;
+	char name[16];
 	sn->node = NULL;
 	node_stop(dead);
 	node_free(dead);
+	snprintf(name, sizeof(name), "node%u", i);
+	if (store_mem_crash(s->disks, name) != 0)
+		fail(s, "node %u: no store to crash", i);
 	for (int k = 0; k < NODE_TIMERS; k++) {
 		sn->timer_gen[k]++;
 		sn->timer_on[k] = false;
@@ -397,6 +563,8 @@ static void node_crash(struct sim *s, uint32_t i)
 
 static void publish(struct sim *s, uint32_t i)
 {
+	while (s->now >= s->heal_at && s->nodes[i].byzantine)
+		i = (i + 1) % s->n; /* what must commit enters through an honest node */
 	struct simnode *sn = &s->nodes[i];
 	char err[TD_ERRMSG_MAX], ocid[TD_OCID_MAX + 32];
 	struct td_record *rec = NULL;
@@ -484,6 +652,8 @@ static void check_node(struct sim *s, uint32_t i)
 static bool all_committed(struct sim *s)
 {
 	for (uint32_t i = 0; i < s->n; i++) {
+		if (s->nodes[i].byzantine)
+			continue;
 		if (!s->nodes[i].node)
 			return false;
 		struct chain *c = node_chain(s->nodes[i].node);
@@ -578,15 +748,24 @@ static void handle(struct sim *s, struct ev *e)
 		if (!sn->node)
 			node_boot(s, e->node);
 		break;
+	case EV_REDIAL: link_up(s, e->node, e->from); break;
 	case EV_LINKS:
 		if (e->gen == 1) {
-			trace(s, "heal");
+			/* Every node up; every link, or with stars only those of one hub: still connected. */
+			uint32_t hub =
+				(s->faults & SIM_F_STAR) && chance(s, 50) ? (uint32_t)rnd_below(s, s->n) : NODE_ALL;
+			trace(s, hub == NODE_ALL ? "heal" : "heal to a star around node %u", hub);
 			for (uint32_t i = 0; i < s->n; i++)
 				if (!s->nodes[i].node)
 					node_boot(s, i);
-			for (uint32_t a = 0; a < s->n; a++)
-				for (uint32_t b = a + 1; b < s->n; b++)
-					link_up(s, a, b);
+			for (uint32_t a = 0; a < s->n; a++) {
+				for (uint32_t b = a + 1; b < s->n; b++) {
+					if (hub == NODE_ALL || a == hub || b == hub)
+						link_up(s, a, b);
+					else
+						link_drop(s, a, b);
+				}
+			}
 		} else {
 			links_reshape(s);
 		}
@@ -625,6 +804,7 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 		free(s);
 		return 2;
 	}
+	s->disks = store_mem_world_new();
 	snprintf(s->g.chain_id, sizeof(s->g.chain_id), "sim-%llu", (unsigned long long)seed);
 	snprintf(s->g.ocid_prefix, sizeof(s->g.ocid_prefix), "ocds-sim001");
 	s->g.time_ms = SIM_GENESIS_MS;
@@ -649,11 +829,16 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 		sn->cfg.block_delay_ms = 5;
 		if (faults & SIM_F_SKEW)
 			sn->skew_ms = (int64_t)rnd_below(s, 2000) - 1000;
-		sn->io = (struct node_io){ sn,         io_send,    io_disconnect, io_connected,     io_peer_count,
-					   io_wall_ms, io_mono_ms, io_timer,      io_timer_pending, io_peers_json,
-					   io_traffic };
+		sn->io = (struct node_io){ sn,         io_send,      io_disconnect, io_connected,     io_peer_count,
+					   io_wall_ms, io_mono_ms,   io_timer,      io_timer_pending, io_peers_json,
+					   io_traffic, io_open_store };
 		for (uint32_t v = 0; v < n; v++)
 			s->link[i][v] = i != v;
+	}
+	if (faults & SIM_F_BYZANTINE) {
+		uint32_t f = (n - 1) / 3, start = (uint32_t)rnd_below(s, n);
+		for (uint32_t k = 0; k < f; k++)
+			s->nodes[(start + k) % n].byzantine = true;
 	}
 	for (uint32_t i = 0; i < n && !s->failure[0]; i++)
 		node_boot(s, i);
@@ -672,15 +857,18 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 		if (s->now > s->deadline) {
 			fail(s, "no progress: records not committed on every node %llu ms after the heal",
 			     (unsigned long long)(s->now - s->heal_at));
+			s->halted = true;
 			break;
 		}
 	}
-	if (!s->failure[0] && !all_committed(s))
+	if (!s->failure[0] && !all_committed(s)) {
 		fail(s, "the run ended with records not committed on every node");
+		s->halted = true;
+	}
 	for (uint32_t i = 0; i < n; i++)
 		check_node(s, i);
 	if (s->failure[0]) {
-		rc = 1;
+		rc = s->halted ? 1 : 4;
 		fprintf(stderr,
 			"seed %llu (n=%u, faults 0x%x): %s\n  replay: tenderd-sim --seed %llu --nodes %u --faults 0x%x --trace\n",
 			(unsigned long long)seed, n, faults, s->failure, (unsigned long long)seed, n, faults);
@@ -698,6 +886,7 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 	free(s->acks);
 	free(s->block_hash);
 	td_genesis_free(&s->g);
+	store_mem_world_free(s->disks);
 	if (rc == 0)
 		rm_tree(s->dir);
 	free(s);
@@ -711,8 +900,11 @@ static void usage(FILE *f)
 		"                   [--expect-halt] [--dir DIR] [--trace]\n"
 		"  runs whole tenderd nodes under a seeded schedule of faults; exits 1 on the first failure\n"
 		"  faults: 0x01 delay 0x02 dup 0x04 partition 0x08 flap 0x10 star 0x20 crash 0x40 skew\n"
+		"          byzantine (f validators): 0x80 equivocate 0x100 far-round vote flood\n"
+		"          0x200 withhold proposals and records 0x400 far-round proposals 0x800 lying STATUS\n"
 		"          default 0x%x (what today's node survives); 0x%x all\n"
-		"  --expect-halt: succeed only if every seed fails (for faults the node is known not to survive)\n",
+		"  --expect-halt: succeed only if every seed halts (for faults the node is known not to\n"
+		"          survive); a broken rule (fork, lost record, honest peer dropped) fails either way\n",
 		SIM_MIX_SAFE, SIM_MIX_ALL);
 }
 
@@ -782,6 +974,10 @@ int main(int argc, char **argv)
 		decided_total += decided;
 		if (rc == 2)
 			return 2;
+		if (rc == 4) {
+			fprintf(stderr, "tenderd-sim: seed %llu broke a rule (not a halt)\n", (unsigned long long)seed);
+			return 1;
+		}
 		if (rc != 0) {
 			failed++;
 			if (!expect_halt)
