@@ -19,7 +19,8 @@
  *   node that reached h, restarts included.
  * Up to f validators may be byzantine: each runs the real node behind an io
  * that equivocates, floods far-round votes, withholds proposals and
- * records, proposes for its own far rounds, or lies in STATUS.
+ * records, proposes for its own far rounds, lies in STATUS, or proposes a
+ * block that validates but is over the store's cap.
  *
  * Liveness: after the faults end and the network heals (every link up, or
  * with stars only the links of one hub: connected through it), every
@@ -72,16 +73,19 @@ enum sim_fault {
 	SIM_F_WITHHOLD = 1u << 9,   /* proposals and records withheld from some peers */
 	SIM_F_FARPROP = 1u << 10,   /* proposals for its own far rounds naming records that do not exist */
 	SIM_F_LIE = 1u << 11,       /* a STATUS claiming height 2^64 - 1 */
+	SIM_F_BIGBLOCK = 1u << 12,  /* a block that validates but is over the store's cap (~10 MB) */
+	SIM_F_ASYM = 1u << 13,      /* one direction of a connection silently loses everything */
 };
-#define SIM_F_BYZANTINE (SIM_F_EQUIVOCATE | SIM_F_FLOOD | SIM_F_WITHHOLD | SIM_F_FARPROP | SIM_F_LIE)
+#define SIM_F_BYZANTINE (SIM_F_EQUIVOCATE | SIM_F_FLOOD | SIM_F_WITHHOLD | SIM_F_FARPROP | SIM_F_LIE | SIM_F_BIGBLOCK)
 
 /* The mix every CI seed runs: faults today's node survives (a partition drops connections, and the
  * votes lost with them can halt it). */
 #define SIM_MIX_SAFE (SIM_F_DELAY | SIM_F_DUP | SIM_F_SKEW)
 /* Every fault; some need relaying, a write-ahead log and sync that liars cannot capture. */
-#define SIM_MIX_ALL (SIM_MIX_SAFE | SIM_F_PARTITION | SIM_F_FLAP | SIM_F_STAR | SIM_F_CRASH | SIM_F_BYZANTINE)
+#define SIM_MIX_ALL \
+	(SIM_MIX_SAFE | SIM_F_PARTITION | SIM_F_FLAP | SIM_F_STAR | SIM_F_CRASH | SIM_F_BYZANTINE | SIM_F_ASYM)
 
-enum ev_kind { EV_DELIVER, EV_TIMER, EV_PUBLISH, EV_CRASH, EV_RESTART, EV_LINKS, EV_REDIAL };
+enum ev_kind { EV_DELIVER, EV_TIMER, EV_PUBLISH, EV_CRASH, EV_RESTART, EV_LINKS, EV_REDIAL, EV_BIG };
 
 struct ev {
 	uint64_t t, seq;
@@ -125,6 +129,7 @@ struct sim {
 	uint8_t sk[SIM_NODES_MAX][TD_SECKEY_LEN];
 	struct simnode nodes[SIM_NODES_MAX];
 	bool link[SIM_NODES_MAX][SIM_NODES_MAX];      /* [i][j], symmetric */
+	bool mute[SIM_NODES_MAX][SIM_NODES_MAX];      /* [from][to]: connected, but what from sends is lost */
 	uint32_t epoch[SIM_NODES_MAX][SIM_NODES_MAX]; /* bumped when a connection drops */
 	struct ev *heap;
 	size_t nheap, capheap;
@@ -237,7 +242,7 @@ static bool linked(const struct sim *s, uint32_t a, uint32_t b)
 
 static void net_send(struct sim *s, uint32_t from, uint32_t to, const uint8_t *msg, size_t len)
 {
-	if (!linked(s, from, to))
+	if (!linked(s, from, to) || s->mute[from][to])
 		return;
 	uint32_t copies = (s->faults & SIM_F_DUP) && chance(s, 2) ? 2 : 1;
 	for (uint32_t c = 0; c < copies; c++) {
@@ -561,10 +566,34 @@ static void node_crash(struct sim *s, uint32_t i)
 
 /* ---- records ---- */
 
+static void publish_one(struct sim *s, uint32_t i, const json_t *fragment);
+
 static void publish(struct sim *s, uint32_t i)
 {
 	while (s->now >= s->heal_at && s->nodes[i].byzantine)
 		i = (i + 1) % s->n; /* what must commit enters through an honest node */
+	publish_one(s, i, s->fragment);
+}
+
+/*
+ * A byzantine validator's own records, each near the record cap, enough for
+ * one block over the store's cap; its node proposes them all at once.
+ */
+static void publish_big(struct sim *s, uint32_t i)
+{
+	char *text = td_xcalloc(1, 60001);
+	memset(text, 'x', 60000);
+	json_t *fragment = json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:s}}", "tender", "id", "sim-big", "title", "Big",
+				     "description", text, "status", "active", "procurementMethod", "open",
+				     "mainProcurementCategory", "services");
+	free(text);
+	for (int k = 0; k < 170; k++)
+		publish_one(s, i, fragment);
+	json_decref(fragment);
+}
+
+static void publish_one(struct sim *s, uint32_t i, const json_t *fragment)
+{
 	struct simnode *sn = &s->nodes[i];
 	char err[TD_ERRMSG_MAX], ocid[TD_OCID_MAX + 32];
 	struct td_record *rec = NULL;
@@ -572,7 +601,7 @@ static void publish(struct sim *s, uint32_t i)
 		return;
 	uint64_t now = io_wall_ms(sn);
 	snprintf(ocid, sizeof(ocid), "%s-sim-%u", s->g.ocid_prefix, s->published);
-	json_t *full = td_release_build(s->fragment, TD_KIND_TENDER, ocid, now, s->g.v[i].name, err, sizeof(err));
+	json_t *full = td_release_build(fragment, TD_KIND_TENDER, ocid, now, s->g.v[i].name, err, sizeof(err));
 	if (!full || td_record_sign(&rec, TD_KIND_TENDER, full, now, s->g.chain_id, s->sk[i], err, sizeof(err)) != 0) {
 		fail(s, "cannot build a record: %s", err);
 		json_decref(full);
@@ -698,6 +727,11 @@ static void links_reshape(struct sim *s)
 		if (a != b)
 			link_drop(s, a, b);
 	}
+	memset(s->mute, 0, sizeof(s->mute));
+	if ((s->faults & SIM_F_ASYM) && chance(s, 50)) {
+		uint32_t a = (uint32_t)rnd_below(s, n), b = (uint32_t)rnd_below(s, n);
+		s->mute[a][b] = a != b;
+	}
 	trace(s, "links reshaped (%u)", pick);
 }
 
@@ -720,6 +754,10 @@ static void schedule(struct sim *s)
 			ev_push(s, (struct ev){ .t = u + 50 + rnd_below(s, 1500), .kind = EV_RESTART, .node = i });
 		}
 	}
+	if (s->faults & SIM_F_BIGBLOCK)
+		for (uint32_t i = 0; i < s->n; i++)
+			if (s->nodes[i].byzantine)
+				ev_push(s, (struct ev){ .t = rnd_below(s, s->heal_at), .kind = EV_BIG, .node = i });
 	/* Heal: every link up, every node up, then a few more records. */
 	ev_push(s, (struct ev){ .t = s->heal_at, .kind = EV_LINKS, .gen = 1 });
 	for (uint32_t k = 0; k < 3; k++)
@@ -749,12 +787,17 @@ static void handle(struct sim *s, struct ev *e)
 			node_boot(s, e->node);
 		break;
 	case EV_REDIAL: link_up(s, e->node, e->from); break;
+	case EV_BIG:
+		if (sn->node)
+			publish_big(s, e->node);
+		break;
 	case EV_LINKS:
 		if (e->gen == 1) {
 			/* Every node up; every link, or with stars only those of one hub: still connected. */
 			uint32_t hub =
 				(s->faults & SIM_F_STAR) && chance(s, 50) ? (uint32_t)rnd_below(s, s->n) : NODE_ALL;
 			trace(s, hub == NODE_ALL ? "heal" : "heal to a star around node %u", hub);
+			memset(s->mute, 0, sizeof(s->mute));
 			for (uint32_t i = 0; i < s->n; i++)
 				if (!s->nodes[i].node)
 					node_boot(s, i);
@@ -827,6 +870,7 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 		config_defaults(&sn->cfg, home);
 		snprintf(sn->cfg.name, sizeof(sn->cfg.name), "%s", s->g.v[i].name);
 		sn->cfg.block_delay_ms = 5;
+		sn->cfg.mempool_max_bytes = 64u << 20;
 		if (faults & SIM_F_SKEW)
 			sn->skew_ms = (int64_t)rnd_below(s, 2000) - 1000;
 		sn->io = (struct node_io){ sn,         io_send,      io_disconnect, io_connected,     io_peer_count,
@@ -837,8 +881,14 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 	}
 	if (faults & SIM_F_BYZANTINE) {
 		uint32_t f = (n - 1) / 3, start = (uint32_t)rnd_below(s, n);
-		for (uint32_t k = 0; k < f; k++)
-			s->nodes[(start + k) % n].byzantine = true;
+		for (uint32_t k = 0; k < f; k++) {
+			struct simnode *b = &s->nodes[(start + k) % n];
+			b->byzantine = true;
+			if (faults & SIM_F_BIGBLOCK) {
+				b->cfg.block_max_bytes = 16u << 20; /* its node proposes past the cap */
+				b->cfg.block_max_records = 10000;
+			}
+		}
 	}
 	for (uint32_t i = 0; i < n && !s->failure[0]; i++)
 		node_boot(s, i);
@@ -902,6 +952,7 @@ static void usage(FILE *f)
 		"  faults: 0x01 delay 0x02 dup 0x04 partition 0x08 flap 0x10 star 0x20 crash 0x40 skew\n"
 		"          byzantine (f validators): 0x80 equivocate 0x100 far-round vote flood\n"
 		"          0x200 withhold proposals and records 0x400 far-round proposals 0x800 lying STATUS\n"
+		"          0x1000 a block over the store's cap; network: 0x2000 one-way loss on a connection\n"
 		"          default 0x%x (what today's node survives); 0x%x all\n"
 		"  --expect-halt: succeed only if every seed halts (for faults the node is known not to\n"
 		"          survive); a broken rule (fork, lost record, honest peer dropped) fails either way\n",
