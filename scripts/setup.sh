@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Installs what tenderd needs to build and test on Debian 12, if anything is missing.
+# Installs what tenderd needs to build and test on Debian 12, if anything is missing:
+# scripts/setup.sh [--fuzz]
+#
+# With --fuzz (or TENDER_FUZZ=1) it also installs clang-14 and libfuzzer-14-dev, which
+# the fuzz targets (cmake -DTENDER_FUZZ=ON, tests/fuzz/) need.
 #
 # Checks every package with dpkg-query first and runs apt-get (as root, or
 # through sudo) only when something is missing, so a second run does nothing
@@ -14,6 +18,8 @@ PACKAGES=(
 	python3 python3-jsonschema
 )
 
+FUZZ_PACKAGES=(clang-14 libfuzzer-14-dev)
+
 die() {
 	echo "setup.sh: $*" >&2
 	exit 1
@@ -21,6 +27,19 @@ die() {
 
 if [[ "${TENDER_SKIP_SETUP:-0}" == 1 ]]; then
 	exit 0
+fi
+
+fuzz=0
+[[ "${TENDER_FUZZ:-0}" == 1 ]] && fuzz=1
+while (($# > 0)); do
+	case "$1" in
+	--fuzz) fuzz=1 ;;
+	*) die "unknown argument '$1' (usage: scripts/setup.sh [--fuzz])" ;;
+	esac
+	shift
+done
+if ((fuzz)); then
+	PACKAGES+=("${FUZZ_PACKAGES[@]}")
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

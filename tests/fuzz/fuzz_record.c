@@ -1,17 +1,12 @@
 // libFuzzer target for the decoders that take bytes from outside: records,
-// blocks, commits, the genesis and JSON text. Not built by CMake (the test
-// glob only picks tests/test_*.c). Build from the repository root with
+// blocks, commits, the genesis and JSON text. Built by CMake with -DTENDER_FUZZ=ON
+// (tests/fuzz/CMakeLists.txt); run it on top of its seed corpus, e.g.
 //
-//   clang -g -fsanitize=fuzzer,address -Iinclude tests/fuzz_record.c proto/*.c $(pkg-config --cflags --libs jansson msgpack libsodium) -o fuzz_record
+//   build-fuzz/fuzz/fuzz_record -max_len=65536 -max_total_time=120 tests/fuzz/corpus/fuzz_record
 //
-// (add ",undefined" to -fsanitize for UBSan as well) and run, e.g.
-//
-//   mkdir -p corpus && cp tests/data/samples/*.json corpus/
-//   ./fuzz_record -max_len=65536 -max_total_time=120 corpus
-//
-// Seeds worth adding: the bytes of a signed record, a block and a commit
-// (signatures only verify for chain id "tenderd-test"; the trusted decoders
-// skip them, so mutations still get deep).
+// Seeds (tests/fuzz/corpus/fuzz_record, from fuzz-corpus-gen): the sample JSON files,
+// the bytes of signed records, a block and a commit (signatures verify for chain id
+// "tenderd-test"; the trusted decoders skip them, so mutations still get deep).
 //
 // Besides "no crash, no leak", the target checks invariants: whatever
 // decodes re-encodes to the very input, td_get_json never returns NULL with

@@ -1,0 +1,332 @@
+/*
+ * Writes the seed corpora of the fuzz targets: fuzz-corpus-gen DIR writes DIR/<target>/<seed>
+ * (DIR is tests/fuzz/corpus). The seeds are real encodings: the records, blocks and commits of
+ * the fuzz world's chain (world.c: fixed key, fixed times, so the bytes are the same on every
+ * run), messages built from them by the encoders of proto/msg.c, the sample releases, and
+ * files written by config_write, td_genesis_json and signstate_save. Files named golden-* and
+ * regress-* in the corpus are kept by hand (golden bytes of tests/test_msg.c; inputs of bugs
+ * the fuzzers found) and are not touched here.
+ */
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tenderd/block.h"
+#include "tenderd/json.h"
+#include "tenderd/msg.h"
+#include "tenderd/record.h"
+#include "chain.h"
+#include "config.h"
+#include "signstate.h"
+#include "world.h"
+
+static const char *root;
+
+static void put(const char *target, const char *name, const void *data, size_t len)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", root, target);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s/%s", root, target, name);
+	fz_write_file(path, data, len);
+}
+
+static void put_buf(const char *target, const char *name, struct td_buf *b)
+{
+	put(target, name, b->sb.data, b->sb.size);
+	td_buf_free(b);
+	td_buf_init(b);
+}
+
+static void put_str(const char *target, const char *name, const char *s)
+{
+	put(target, name, s, strlen(s));
+}
+
+/* An option byte, then text. */
+static void put_opt(const char *target, const char *name, uint8_t opt, const char *s)
+{
+	size_t n = strlen(s);
+	uint8_t *buf = malloc(n + 1);
+	buf[0] = opt;
+	memcpy(buf + 1, s, n);
+	put(target, name, buf, n + 1);
+	free(buf);
+}
+
+static char *sample_text(const char *name)
+{
+	json_t *j = fz_sample(name);
+	char *s = td_json_dump(j, JSON_COMPACT);
+	json_decref(j);
+	return s;
+}
+
+static void gen_chain(struct fz_world *w)
+{
+	char name[64];
+	struct td_buf b;
+	uint64_t height = chain_height(w->c);
+
+	td_buf_init(&b);
+	for (uint64_t h = 1; h <= height; h++) {
+		uint8_t *blk_bytes, *cm_bytes;
+		size_t blen, clen;
+		char err[TD_ERRMSG_MAX];
+		fz_check(chain_block_raw(w->c, h, &blk_bytes, &blen, &cm_bytes, &clen) == 0, "chain_block_raw");
+		snprintf(name, sizeof(name), "block-%llu", (unsigned long long)h);
+		put("fuzz_block", name, blk_bytes, blen);
+		if (h == height || h == 1)
+			put("fuzz_record", name, blk_bytes, blen);
+		snprintf(name, sizeof(name), "commit-%llu", (unsigned long long)h);
+		put("fuzz_block", name, cm_bytes, clen);
+		if (h == 1)
+			put("fuzz_record", name, cm_bytes, clen);
+
+		struct td_block *blk;
+		fz_check(td_block_decode(&blk, blk_bytes, blen, FZ_CHAIN, false, err, sizeof(err)) == 0, "block decode");
+		td_header_encode(&b, &blk->hdr);
+		snprintf(name, sizeof(name), "header-%llu", (unsigned long long)h);
+		put_buf("fuzz_block", name, &b);
+		for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
+			snprintf(name, sizeof(name), "record-%llu-%u", (unsigned long long)h, i);
+			put("fuzz_record", name, blk->records[i]->bytes, blk->records[i]->len);
+		}
+
+		/* Messages about this block. */
+		uint8_t sig[TD_SIG_LEN];
+		td_proposal_sign(sig, FZ_CHAIN, h, 0, -1, blk->hash, w->sk);
+		td_msg_proposal(&b, blk, 0, -1, sig);
+		snprintf(name, sizeof(name), "proposal-%llu", (unsigned long long)h);
+		put_buf("fuzz_msg", name, &b);
+		if (h == height) {
+			td_msg_proposal(&b, blk, 2, 1, sig);
+			put_buf("fuzz_msg", "proposal-valid-round", &b);
+			td_vote_sign(sig, FZ_CHAIN, TD_VOTE_PREVOTE, h, 0, blk->hash, w->sk);
+			td_msg_vote(&b, TD_VOTE_PREVOTE, h, 0, blk->hash, 0, sig);
+			put_buf("fuzz_msg", "prevote", &b);
+			td_vote_sign(sig, FZ_CHAIN, TD_VOTE_PRECOMMIT, h, 1, NULL, w->sk);
+			td_msg_vote(&b, TD_VOTE_PRECOMMIT, h, 1, NULL, 0, sig);
+			put_buf("fuzz_msg", "precommit-nil", &b);
+			td_msg_status(&b, h, blk->hash);
+			put_buf("fuzz_msg", "status", &b);
+			uint8_t(*ids)[TD_HASH_LEN] = calloc(blk->hdr.n_records, TD_HASH_LEN);
+			for (uint32_t i = 0; i < blk->hdr.n_records; i++)
+				memcpy(ids[i], blk->records[i]->id, TD_HASH_LEN);
+			td_msg_ids(&b, TD_MSG_ANNOUNCE, (const uint8_t(*)[TD_HASH_LEN])ids, blk->hdr.n_records);
+			put_buf("fuzz_msg", "announce", &b);
+			td_msg_ids(&b, TD_MSG_FETCH, (const uint8_t(*)[TD_HASH_LEN])ids, 1);
+			put_buf("fuzz_msg", "fetch", &b);
+			free(ids);
+			td_msg_items_begin(&b, TD_MSG_RECORDS, blk->hdr.n_records);
+			for (uint32_t i = 0; i < blk->hdr.n_records; i++)
+				td_enc_bin(&b, blk->records[i]->bytes, blk->records[i]->len);
+			put_buf("fuzz_msg", "records", &b);
+			td_msg_sync_req(&b, 1, TD_SYNC_BATCH);
+			put_buf("fuzz_msg", "sync-req", &b);
+			td_msg_items_begin(&b, TD_MSG_SYNC_BLOCKS, 1);
+			td_enc_array(&b, 2);
+			td_enc_bin(&b, blk_bytes, blen);
+			td_enc_bin(&b, cm_bytes, clen);
+			put_buf("fuzz_msg", "sync-blocks", &b);
+		}
+		td_block_free(blk);
+		free(blk_bytes);
+		free(cm_bytes);
+	}
+}
+
+static void gen_release(void)
+{
+	static const struct {
+		const char *file;
+		uint8_t opt;
+	} seeds[] = {
+		{ "tender-jeju.json", 0 },  { "tender-kisa.json", 0 },      { "tender-gangwon.json", 0 },
+		{ "tender-sejong.json", 0 }, { "tender-private.json", 0 },   { "amend-jeju.json", 1 | 4 | 8 },
+		{ "award-jeju.json", 3 | 4 | 8 }, { "tender-jeju.json", 2 | 4 | 8 },
+	};
+	char name[64];
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		char *s = sample_text(seeds[i].file);
+		snprintf(name, sizeof(name), "%zu-%s", i, seeds[i].file);
+		put_opt("fuzz_release", name, seeds[i].opt, s);
+		put_str("fuzz_record", seeds[i].file, s);
+		free(s);
+	}
+	/* A tender's life in one input: tender, amendment linked to the committed tender, award. */
+	struct fz_world *w = fz_world();
+	json_t *seq = json_array();
+	json_array_append_new(seq, fz_sample("tender-jeju.json"));
+	json_t *am = fz_sample("amend-jeju.json");
+	json_object_set_new(json_array_get(json_object_get(json_object_get(am, "tender"), "amendments"), 0),
+			    "amendsReleaseID", json_string(w->jeju_tender_id));
+	json_array_append_new(seq, am);
+	json_array_append_new(seq, json_object());
+	json_array_append_new(seq, fz_sample("award-jeju.json"));
+	char *s = td_json_dump(seq, JSON_COMPACT);
+	put_opt("fuzz_release", "lifecycle", 0 | 4 | 8, s);
+	free(s);
+	json_decref(seq);
+}
+
+static void gen_rpc(void)
+{
+	static const char *const lines[] = {
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}\n",
+		"{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"tender.get\",\"params\":{\"ocid\":\"ocds-kr2020-jeju-0001\"}}\r\n",
+		"{\"jsonrpc\":\"2.0\",\"method\":\"notify\",\"params\":[1,2.50,\"x\"]}\n",
+		"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"defer\"},{\"jsonrpc\":\"2.0\",\"method\":\"x\"},"
+		"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"error\"}]\n",
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"defer\"}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\","
+		"\"params\":{\"n\":12345678901234567890}}\n\n   \n",
+		"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tender.watch\",\"params\":{}}\n",
+		"[]\n[1]\n{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"x\"}\n{\"id\":{},\"method\":1}\n{bad json\n",
+		"{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"x\",\"params\":3}\n[{\"jsonrpc\":\"2.0\",\"id\":3,"
+		"\"method\":\"tender.watch\"}]\n",
+	};
+	char name[32];
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		snprintf(name, sizeof(name), "whole-%zu", i);
+		put_opt("fuzz_rpc", name, 0, lines[i]);
+		snprintf(name, sizeof(name), "chunked-%zu", i);
+		put_opt("fuzz_rpc", name, (uint8_t)(0x80 | (i * 5 % 16)), lines[i]);
+	}
+}
+
+static void gen_list(struct fz_world *w)
+{
+	static const struct {
+		const char *name;
+		uint8_t limit, mask;
+		const char *text;
+	} seeds[] = {
+		{ "all", 5, 0, "" },
+		{ "page1", 3, 0, "" },
+		{ "status", 5, 1, "active" },
+		{ "filters", 5, 1 | 2 | 4 | 64, "active\nservices\nopen" },
+		{ "dates", 4, 8 | 16, "\n\n\n2020-03-01\n2020-12-31T23:59:59+09:00" },
+		{ "since-only", 4, 8, "\n\n\n2020-03-09T09:00:00+09:00" },
+		{ "stranger", 5, 128, "" },
+		{ "bad-cursor", 5, 32, "\n\n\n\n\nzz" },
+	};
+	char cursor[512];
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		size_t n = strlen(seeds[i].text);
+		uint8_t *buf = malloc(n + 2);
+		buf[0] = seeds[i].limit;
+		buf[1] = seeds[i].mask;
+		memcpy(buf + 2, seeds[i].text, n);
+		put("fuzz_list", seeds[i].name, buf, n + 2);
+		free(buf);
+	}
+	/* Real cursors: the next_cursor of the first page of a listing, with and without dates. */
+	static const struct chain_filter dated = { .since = "2020-01-01T00:00:00Z" };
+	const struct chain_filter *filters[] = { NULL, &dated };
+	for (int k = 0; k < 2; k++) {
+		json_t *res;
+		fz_check(chain_list_json(w->c, filters[k], 1, NULL, &res) == 0, "list");
+		const char *nc = json_string_value(json_object_get(res, "next_cursor"));
+		fz_check(nc != NULL, "no next_cursor");
+		int n = snprintf(cursor + 2, sizeof(cursor) - 2, "\n\n\n%s\n\n%s", k ? "2020-01-01T00:00:00Z" : "", nc);
+		cursor[0] = 3;
+		cursor[1] = (uint8_t)(32 | (k ? 8 : 0));
+		put("fuzz_list", k ? "cursor-dated" : "cursor", cursor, (size_t)n + 2);
+		json_decref(res);
+	}
+}
+
+static void gen_files(struct fz_world *w)
+{
+	char path[PATH_MAX], err[TD_ERRMSG_MAX], *text;
+	size_t len;
+	struct config cfg;
+
+	/* config.ini as config_write writes it, alone and with overrides. */
+	config_defaults(&cfg, "/var/lib/tenderd");
+	snprintf(cfg.name, sizeof(cfg.name), "Jeju Special Self-Governing Province");
+	snprintf(cfg.p2p_peers, sizeof(cfg.p2p_peers), "127.0.0.1:26657,127.0.0.1:26658");
+	snprintf(path, sizeof(path), "%s/gen-config.ini", fz_tmpdir());
+	unlink(path);
+	fz_check(config_write(&cfg, path, err, sizeof(err)) == 0, "config_write");
+	fz_check(config_read_file(path, 1 << 20, &text, &len, err, sizeof(err)) == 0, "read config");
+	put("fuzz_config", "written", text, len);
+	size_t n = len + 512;
+	char *with = malloc(n);
+	int k = snprintf(with, n,
+			 "%.*s\n--set\nlog.level=debug\nconsensus.timeout_vote_ms=2500\np2p.listen=0.0.0.0:26656\n"
+			 "rpc.socket=sock/t.sock\nmempool.max_bytes=1048576\nnode.name=Sejong\nbogus.key=1\n",
+			 (int)len, text);
+	put("fuzz_config", "written-set", with, (size_t)k);
+	free(with);
+	free(text);
+	put_str("fuzz_config", "minimal", "[node]\nname = Jeju\n");
+	put_str("fuzz_config", "sections",
+		"; comment\n[node]\nname = Jeju\n[log]\nlevel = info\nformat = json\nfile = tenderd.log\n"
+		"[mempool]\nmax_records = 100\n[consensus]\nblock_delay_ms = 0\ntimeout_max_ms = 60000\n"
+		"[p2p]\nlisten = 127.0.0.1:1\npeers =\n[store]\npath = data\n");
+
+	/* genesis.json as td_genesis_json writes it: the world's and one of four validators. */
+	json_t *j = td_genesis_json(&w->g);
+	char *s = td_json_dump(j, JSON_INDENT(2));
+	put_str("fuzz_genesis", "one", s);
+	put_str("fuzz_record", "genesis", s);
+	free(s);
+	json_decref(j);
+	struct td_genesis g4 = w->g;
+	struct td_validator v[4];
+	g4.n = 4;
+	g4.v = v;
+	for (int i = 0; i < 4; i++) {
+		memset(&v[i], 0, sizeof(v[i]));
+		snprintf(v[i].name, sizeof(v[i].name), "agency-%d", i);
+		memset(v[i].pk, 0x10 + i, TD_PUBKEY_LEN);
+	}
+	j = td_genesis_json(&g4);
+	s = td_json_dump(j, JSON_COMPACT);
+	put_str("fuzz_genesis", "four", s);
+	free(s);
+	json_decref(j);
+
+	/* sign_state.json as signstate_save writes it. */
+	struct cons_sign_state ss;
+	memset(&ss, 0, sizeof(ss));
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/gen-sign-state.json", fz_tmpdir());
+		fz_check(signstate_save(path, &ss, err, sizeof(err)) == 0, "signstate_save");
+		fz_check(config_read_file(path, 1 << 20, &text, &len, err, sizeof(err)) == 0, "read sign state");
+		put("fuzz_signstate", i ? "signed" : "empty", text, len);
+		free(text);
+		ss.any = true;
+		ss.height = 70000;
+		ss.round = 3;
+		ss.step = 2;
+		ss.proposal = (struct cons_signed){ .set = true, .round = 3, .valid_round = 1 };
+		memset(ss.proposal.value, 0x40, TD_HASH_LEN);
+		ss.prevote = (struct cons_signed){ .set = true, .round = 3, .valid_round = -1 };
+		memcpy(ss.prevote.value, ss.proposal.value, TD_HASH_LEN);
+		ss.precommit = (struct cons_signed){ .set = true, .round = 3, .nil = true, .valid_round = -1 };
+		ss.locked = ss.prevote;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: fuzz-corpus-gen tests/fuzz/corpus\n");
+		return 3;
+	}
+	root = argv[1];
+	mkdir(root, 0755);
+	struct fz_world *w = fz_world();
+	gen_chain(w);
+	gen_release();
+	gen_rpc();
+	gen_list(w);
+	gen_files(w);
+	return 0;
+}
