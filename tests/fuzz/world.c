@@ -1,4 +1,6 @@
 /* Shared fixtures of the fuzz targets (see world.h). */
+#define _XOPEN_SOURCE 700
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,14 +134,29 @@ struct fz_world *fz_world(void)
 	return w;
 }
 
+static char tmpdir[64];
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static void rm_tmpdir(void)
+{
+	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 const char *fz_tmpdir(void)
 {
-	static char dir[64];
-	if (!dir[0]) {
-		snprintf(dir, sizeof(dir), "/tmp/td-fuzz-XXXXXX");
-		fz_check(mkdtemp(dir) != NULL, "mkdtemp");
+	if (!tmpdir[0]) {
+		snprintf(tmpdir, sizeof(tmpdir), "/tmp/td-fuzz-XXXXXX");
+		fz_check(mkdtemp(tmpdir) != NULL, "mkdtemp");
+		atexit(rm_tmpdir);
 	}
-	return dir;
+	return tmpdir;
 }
 
 void fz_write_file(const char *path, const void *data, size_t len)

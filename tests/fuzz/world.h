@@ -40,7 +40,7 @@ json_t *fz_sample(const char *name);
 struct td_record *fz_sign(const json_t *release, enum td_kind kind, uint64_t time_ms);
 /* Applies a block of n records (stolen) with a full commit; returns chain_apply's code. */
 int fz_apply(struct fz_world *w, struct td_record **recs, uint32_t n);
-/* A private temporary directory for the process (created once, never removed while running). */
+/* A private temporary directory for the process (created once, removed at exit). */
 const char *fz_tmpdir(void);
 /* Writes len bytes to path (truncating); aborts on failure. */
 void fz_write_file(const char *path, const void *data, size_t len);
