@@ -55,6 +55,11 @@
  * cancellation is committed or its compiled tender.status is "cancelled";
  * no later record may touch it.
  *
+ * A store write that fails (a full disk, an I/O error) leaves the tip where
+ * it was and marks the chain failed: it writes nothing more, and
+ * chain_apply, chain_validate and chain_check_record refuse with TD_EIO and
+ * the store's message, so no record is acknowledged that could not be kept.
+ *
  * The genesis is borrowed from the caller; the chain owns its store.
  */
 #include <stdarg.h>
@@ -71,6 +76,7 @@
 #include "tenderd/release.h"
 #include "tenderd/types.h"
 #include "chain_int.h"
+#include "log.h"
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -84,6 +90,14 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+}
+
+/* The refusal of a chain whose store failed a write: its code, with the store's message in err. */
+static int store_failed(const struct chain *c, char *err, size_t errlen)
+{
+	seterr(err, errlen, "the store failed (%s): this node accepts nothing until it is restarted with the store fixed",
+	       c->failure);
+	return c->failed;
 }
 
 /* Copies a code list value into out (CKEY_FIELD_MAX + 1 bytes); "" if v is not a string or too long. */
@@ -460,7 +474,14 @@ static int check_record(const struct chain *c, struct chain_overlay *ov, const s
 
 int chain_check_record(const struct chain *c, const struct td_record *rec, char *err, size_t errlen)
 {
+	if (c->failed)
+		return store_failed(c, err, errlen);
 	return check_record(c, NULL, rec, NULL, err, errlen);
+}
+
+int chain_failed(const struct chain *c, char *err, size_t errlen)
+{
+	return c->failed ? store_failed(c, err, errlen) : 0;
 }
 
 /* ---- applying blocks ------------------------------------------------------- */
@@ -805,6 +826,8 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 	bool checked, *last = NULL;
 	int rc;
 
+	if (c->failed)
+		return store_failed(c, err, errlen);
 	rc = check_block(c, blk, commit, err, errlen);
 	if (rc != 0)
 		return rc;
@@ -871,7 +894,22 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 	ckey_tip(&k);
 	store_batch_put(b, k.b, k.n, tip, sizeof(tip));
 
-	rc = store_write(c->st, b, true, err, errlen);
+	rc = store_write(c->st, b, true, e, sizeof(e));
+	if (rc != 0) {
+		/*
+		 * LevelDB may have written part of the batch to its log: another
+		 * write after it could make the log unreadable at the next open, and
+		 * the in-memory tip no longer says what the store holds. So the
+		 * chain stops writing until the node is restarted (the whole block
+		 * is then there or not; a missing one comes back by block sync).
+		 */
+		c->failed = rc;
+		snprintf(c->failure, sizeof(c->failure), "%s", e);
+		log_error("chain: writing block %llu to the store failed: %s; the node accepts no records or blocks "
+			  "until it is restarted with the store fixed (free disk space, check the disk)",
+			  (unsigned long long)height, e);
+		seterr(err, errlen, "block %llu: the store failed: %s", (unsigned long long)height, e);
+	}
 out:
 	free(bytes);
 	free(last);

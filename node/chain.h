@@ -45,9 +45,32 @@ uint64_t chain_record_count(const struct chain *c);
  * no committed record with the same id, ocid or (ocid, release id) pair for a
  * new tender, and for amendments, cancellations and awards the lifecycle
  * rules (tender exists, same agency, not cancelled). Returns 0, TD_EEXIST,
- * TD_ERULE or TD_EPERM, with a message naming the rule in err.
+ * TD_ERULE or TD_EPERM, with a message naming the rule in err; TD_EIO or
+ * TD_ECORRUPT if the store cannot be read, and TD_EIO naming the store's
+ * failure once a write failed (chain_failed).
  */
 int chain_check_record(const struct chain *c, const struct td_record *rec, char *err, size_t errlen);
+
+/*
+ * 0, or if a store write failed (chain_apply), its code (TD_EIO) with a
+ * message naming the store's failure in err. A failed chain writes nothing
+ * more: chain_apply, chain_validate and chain_check_record refuse with that
+ * code and message until the chain is closed and opened again.
+ */
+int chain_failed(const struct chain *c, char *err, size_t errlen);
+
+/*
+ * Verifies the whole store (tenderd check): every block from 1 to the tip
+ * (its header, hash chain, records root, each record's bytes and id, the
+ * commit's signatures against the genesis validators), every record's
+ * place ("R"), release ("E", "U"), tender state ("T", "K", "Y") and every
+ * list index entry ("L", "N"). Stops at the first damage: returns 0, or
+ * TD_ECORRUPT (or TD_EIO) with *bad_height the lowest height found damaged
+ * (0 if what is damaged belongs to no one block, such as the tip) and a
+ * message in err. progress, if not NULL, is called every few blocks.
+ */
+int chain_check_all(const struct chain *c, uint64_t *bad_height, char *err, size_t errlen,
+		    void (*progress)(void *ctx, uint64_t height), void *ctx);
 
 /*
  * True if a record with this id is committed; stores its block height in
@@ -60,6 +83,7 @@ bool chain_has_record(const struct chain *c, const uint8_t id[static TD_HASH_LEN
  * (see the file comment); records in a block see the earlier records of the
  * same block. Writes everything in one synced batch. On any failure nothing
  * is written and err names the reason (TD_EINVAL, TD_ERULE, TD_ESIG, TD_EIO).
+ * A failed store write (TD_EIO) also marks the chain failed (chain_failed).
  */
 int chain_apply(struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err, size_t errlen);
 

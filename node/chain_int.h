@@ -50,6 +50,9 @@ struct chain {
 	struct store_batch *batch;   /* owned; reused by every chain_apply, so its
 					buffer is allocated once, not per block */
 	uint8_t hkey[HTAB_KEYBYTES]; /* random key of the overlay's hash indexes */
+	int failed;                  /* 0, or the code of a store write that failed: from then
+					on the chain writes nothing and refuses every record */
+	char failure[TD_ERRMSG_MAX]; /* when failed: the store's message */
 };
 
 /* ---- chainoverlay.c ---- */
@@ -167,10 +170,42 @@ int chain_tender_releases(const struct chain *c, const char *ocid, uint32_t n, b
  */
 int chain_block_meta_load(const struct chain *c, uint64_t height, struct ckey_block_meta *m, uint8_t **val);
 
+/* The records root (td_records_root) of n record ids laid end to end. */
+void chain_ids_root(uint8_t out[static TD_HASH_LEN], const uint8_t *ids, uint32_t n);
+
 /*
- * Decodes committed block height (1..tip) from "B" and "D" into *out
- * (records not re-verified; the caller frees it with td_block_free; NULL on
- * failure). 0, TD_EIO or TD_ECORRUPT.
+ * Checks the header of block height (decoded "B" value m) and its commit
+ * bytes cb[0..cl): the ids of m against the header's records root, the
+ * commit decodes into *cm, is for this height and the hash of the header and
+ * verifies against the genesis validators, and the tip's hash is the
+ * chain's. 0, or TD_ECORRUPT with what failed in err (not logged). *cm is
+ * the caller's to clear (td_commit_clear) in either case.
+ */
+int chain_block_head_check(const struct chain *c, uint64_t height, const struct ckey_block_meta *m,
+			   const uint8_t *cb, size_t cl, struct td_commit *cm, char *err, size_t errlen);
+
+/*
+ * Reads "B" and "C" of committed block height and checks them
+ * (chain_block_head_check): 0 with the header in *m (pointing into *val,
+ * which the caller frees) and the commit in *cm (the caller clears it); TD_EIO
+ * or TD_ECORRUPT, logged, with *val NULL and *cm empty.
+ */
+int chain_block_head_load(const struct chain *c, uint64_t height, struct ckey_block_meta *m, uint8_t **val,
+			  struct td_commit *cm);
+
+/*
+ * The committed block at height in td_block_encode's form into *out (the
+ * caller frees it), put together from "B" and "D" after checking them: the
+ * header and commit as chain_block_head_load, and each record's bytes
+ * against its id in "B". 0, TD_EIO or TD_ECORRUPT (logged; *out NULL).
+ */
+int chain_block_bytes(const struct chain *c, uint64_t height, uint8_t **out, size_t *len);
+
+/*
+ * Decodes committed block height (1..tip) from "B" and "D" into *out after
+ * checking it (chain_block_head_load; each record's bytes against its id;
+ * record signatures not re-verified; the caller frees it with td_block_free;
+ * NULL on failure). 0, TD_EIO or TD_ECORRUPT.
  */
 int chain_load_block(const struct chain *c, uint64_t height, struct td_block **out);
 

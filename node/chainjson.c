@@ -106,31 +106,27 @@ int chain_block_releases_json(const struct chain *c, uint64_t height, json_t **o
 
 int chain_block_json(const struct chain *c, uint64_t height, json_t **out)
 {
-	char e[TD_ERRMSG_MAX], name[2 * TD_PUBKEY_LEN + 1];
+	char name[2 * TD_PUBKEY_LEN + 1];
 	struct ckey_block_meta m;
 	struct td_commit cm = { 0 };
-	uint8_t *mval = NULL, *cb = NULL;
-	size_t cl;
-	struct ckey k;
+	uint8_t *mval = NULL;
 	json_t *res, *ids, *cj, *sigs;
 	int rc;
 
 	*out = NULL;
 	if (height == 0 || height > c->height)
 		return TD_ENOTFOUND;
-	rc = chain_block_meta_load(c, height, &m, &mval);
+	uint8_t *whole;
+	size_t wlen;
+
+	/* the records are read too, so a block whose records are damaged is not shown */
+	rc = chain_block_bytes(c, height, &whole, &wlen);
 	if (rc != 0)
 		return rc;
-	ckey_commit(&k, height);
-	rc = store_get(c->st, k.b, k.n, &cb, &cl);
-	if (rc == TD_ENOTFOUND)
-		rc = TD_ECORRUPT;
-	if (rc == 0 && td_commit_decode(&cm, cb, cl, e, sizeof(e)) != 0)
-		rc = TD_ECORRUPT;
-	if (rc != 0) {
-		chain_read_error(rc, "block %llu: its commit (\"C\")", (unsigned long long)height);
-		goto done;
-	}
+	free(whole);
+	rc = chain_block_head_load(c, height, &m, &mval, &cm);
+	if (rc != 0)
+		return rc;
 
 	res = json_object();
 	json_object_set_new(res, "height", td_json_uint(m.h.height));
@@ -164,11 +160,9 @@ int chain_block_json(const struct chain *c, uint64_t height, json_t **out)
 	json_object_set_new(cj, "signatures", sigs);
 	json_object_set_new(res, "commit", cj);
 	*out = res;
-done:
 	td_commit_clear(&cm);
 	free(mval);
-	free(cb);
-	return rc;
+	return 0;
 }
 
 /* ---- OCDS packages ------------------------------------------------------------ */

@@ -3,6 +3,14 @@
  * the last release id and listings, all answered from the store (schema in
  * chainkeys.h). Nothing here writes.
  *
+ * A block is checked whenever it is read (chain_block_head_load, chain_block_bytes):
+ * its record ids against the records root of its header, its commit against
+ * the hash of its header and the genesis validators, the tip's hash against
+ * "M", and each record's bytes against its id. A record read through its id
+ * ("R") is checked against that id. What fails a check is TD_ECORRUPT,
+ * logged with the height, and never handed out: a query answers an error
+ * and block sync sends nothing from that height on.
+ *
  * Listing (chain_list_json). Every answer walks one list index in reverse
  * (newest first), never all tenders:
  *   - no filter: "L" \0, by first-release height and index, descending;
@@ -28,8 +36,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "tenderd/codec.h"
 #include "tenderd/json.h"
+#include "tenderd/record.h"
 #include "tenderd/release.h"
 #include "chain_int.h"
 #include "log.h"
@@ -577,10 +588,84 @@ int chain_block_meta_load(const struct chain *c, uint64_t height, struct ckey_bl
 	return chain_read_error(rc, "block %llu: its header (\"B\")", (unsigned long long)height);
 }
 
-/* The committed block at height in td_block_encode's form, put together from "B" and "D". */
-static int block_bytes(const struct chain *c, uint64_t height, uint8_t **out, size_t *len)
+void chain_ids_root(uint8_t out[static TD_HASH_LEN], const uint8_t *ids, uint32_t n)
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, TD_HASH_LEN);
+	for (uint32_t i = 0; i < n; i++)
+		crypto_generichash_update(&st, ids + (size_t)i * TD_HASH_LEN, TD_HASH_LEN);
+	crypto_generichash_final(&st, out, TD_HASH_LEN);
+}
+
+int chain_block_head_check(const struct chain *c, uint64_t height, const struct ckey_block_meta *m,
+			   const uint8_t *cb, size_t cl, struct td_commit *cm, char *err, size_t errlen)
+{
+	uint8_t root[TD_HASH_LEN];
+	char e[TD_ERRMSG_MAX];
+
+	memset(cm, 0, sizeof(*cm));
+	chain_ids_root(root, m->ids, m->h.n_records);
+	if (memcmp(root, m->h.records_root, TD_HASH_LEN) != 0) {
+		snprintf(err, errlen, "its record ids (\"B\") do not match the records root of its header");
+		return TD_ECORRUPT;
+	}
+	if (td_commit_decode(cm, cb, cl, e, sizeof(e)) != 0) {
+		snprintf(err, errlen, "its commit (\"C\") does not decode (%s)", e);
+		return TD_ECORRUPT;
+	}
+	if (cm->height != height || memcmp(cm->block_hash, m->hash, TD_HASH_LEN) != 0) {
+		snprintf(err, errlen, "its commit (\"C\") is not for the hash of its header (\"B\")");
+		return TD_ECORRUPT;
+	}
+	if (td_commit_verify(cm, c->g, height, m->hash, e, sizeof(e)) != 0) {
+		snprintf(err, errlen, "its commit (\"C\") does not verify against the validators: %s", e);
+		return TD_ECORRUPT;
+	}
+	if (height == c->height && memcmp(m->hash, c->last_hash, TD_HASH_LEN) != 0) {
+		snprintf(err, errlen, "its hash is not the tip's (\"M\")");
+		return TD_ECORRUPT;
+	}
+	return 0;
+}
+
+int chain_block_head_load(const struct chain *c, uint64_t height, struct ckey_block_meta *m, uint8_t **mval,
+			  struct td_commit *cm)
+{
+	char e[TD_ERRMSG_MAX];
+	uint8_t *cb = NULL;
+	size_t cl = 0;
+	struct ckey k;
+	int rc;
+
+	memset(cm, 0, sizeof(*cm));
+	rc = chain_block_meta_load(c, height, m, mval);
+	if (rc != 0)
+		return rc;
+	ckey_commit(&k, height);
+	rc = store_get(c->st, k.b, k.n, &cb, &cl);
+	if (rc != 0) {
+		free(*mval);
+		*mval = NULL;
+		return chain_read_error(rc == TD_ENOTFOUND ? TD_ECORRUPT : rc, "block %llu: its commit (\"C\")",
+					(unsigned long long)height);
+	}
+	rc = chain_block_head_check(c, height, m, cb, cl, cm, e, sizeof(e));
+	free(cb);
+	if (rc != 0) {
+		td_commit_clear(cm);
+		memset(cm, 0, sizeof(*cm));
+		free(*mval);
+		*mval = NULL;
+		return chain_read_error(rc, "block %llu: %s", (unsigned long long)height, e);
+	}
+	return 0;
+}
+
+int chain_block_bytes(const struct chain *c, uint64_t height, uint8_t **out, size_t *len)
 {
 	struct ckey_block_meta m;
+	struct td_commit cm;
 	uint8_t *mval;
 	struct store_iter *it;
 	struct td_buf b;
@@ -591,9 +676,10 @@ static int block_bytes(const struct chain *c, uint64_t height, uint8_t **out, si
 	int rc;
 
 	*out = NULL;
-	rc = chain_block_meta_load(c, height, &m, &mval);
+	rc = chain_block_head_load(c, height, &m, &mval, &cm);
 	if (rc != 0)
 		return rc;
+	td_commit_clear(&cm);
 	/* [header, [record bytes...]] */
 	td_buf_init(&b);
 	td_enc_array(&b, 2);
@@ -602,7 +688,13 @@ static int block_bytes(const struct chain *c, uint64_t height, uint8_t **out, si
 	ckey_records(&k, height);
 	it = store_iter_new(c->st, k.b, k.n, false);
 	while (n < m.h.n_records && store_iter_next(it, &key, &klen, &val, &vlen)) {
+		uint8_t id[TD_HASH_LEN];
 		if (klen != k.n + 4 || ckey_get_u32(key + k.n) != n) {
+			rc = TD_ECORRUPT;
+			break;
+		}
+		td_hash(id, val, vlen);
+		if (memcmp(id, m.ids + (size_t)n * TD_HASH_LEN, TD_HASH_LEN) != 0) {
 			rc = TD_ECORRUPT;
 			break;
 		}
@@ -630,7 +722,7 @@ int chain_load_block(const struct chain *c, uint64_t height, struct td_block **o
 	int rc;
 
 	*out = NULL;
-	rc = block_bytes(c, height, &buf, &len);
+	rc = chain_block_bytes(c, height, &buf, &len);
 	if (rc != 0)
 		return rc;
 	rc = td_block_decode(out, buf, len, c->g->chain_id, true, e, sizeof(e));
@@ -651,7 +743,7 @@ int chain_block_raw(const struct chain *c, uint64_t height, uint8_t **blk, size_
 	*commit = NULL;
 	if (height == 0 || height > c->height)
 		return TD_ENOTFOUND;
-	rc = block_bytes(c, height, blk, blen);
+	rc = chain_block_bytes(c, height, blk, blen);
 	if (rc != 0)
 		return rc;
 	ckey_commit(&k, height);

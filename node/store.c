@@ -11,7 +11,13 @@
  *
  * Every LevelDB object (options, read/write options, the block cache, the
  * filter policy, the handle) is created in store_open() and destroyed in
- * store_close(), the handle first. Reads verify checksums.
+ * store_close(), the handle first. Reads verify checksums (the read options
+ * of every get and iterator have verify_checksums set; paranoid_checks only
+ * makes LevelDB check the log and manifest it replays at open and the tables
+ * it compacts, and a table's blocks are read, and checked, only when a read
+ * needs them, so damage in a block nothing reads goes unseen until then).
+ * An iterator reports a damaged block at the step that meets it
+ * (store_iter_next).
  *
  * Memory is bounded whatever the size of the database: an LRU block cache
  * of STORE_CACHE bytes, a write buffer (memtable) of STORE_WRITE_BUFFER
@@ -489,12 +495,17 @@ bool store_iter_next(struct store_iter *it, const uint8_t **key, size_t *klen, c
 			cur_next(it);
 	}
 	it->started = true;
-	if (!cur_valid(it)) {
-		int rc = cur_error(it);
-		if (rc != 0)
-			it->error = rc;
+	/*
+	 * LevelDB's iterator steps over a table block that fails its checksum
+	 * and goes on with the next one, keeping the error in its status only:
+	 * the keys of the damaged block are silently missing from the walk. So
+	 * the status is checked at every step, not only at the end, and the
+	 * first error ends the iteration.
+	 */
+	if (it->error == 0)
+		it->error = cur_error(it);
+	if (it->error != 0 || !cur_valid(it))
 		return false;
-	}
 	size_t kn, vn;
 	const uint8_t *k = cur_key(it, &kn);
 	if (kn < it->plen || (it->plen && memcmp(k, it->prefix, it->plen) != 0))

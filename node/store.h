@@ -97,7 +97,9 @@ void store_iter_seek(struct store_iter *it, const void *key, size_t klen);
 /*
  * Steps to the next entry in the iterator's direction (the first call yields
  * the starting entry). Returns false at the end of the prefix range or on an
- * error (see store_iter_error). The pointers stay valid until the next call.
+ * error (see store_iter_error), a damaged table block included: the walk
+ * stops there rather than stepping over the block's keys. The pointers stay
+ * valid until the next call.
  */
 bool store_iter_next(struct store_iter *it, const uint8_t **key, size_t *klen, const uint8_t **val, size_t *vlen);
 /* 0, or TD_EIO if the iteration stopped on a read error. */

@@ -4,8 +4,9 @@
  * refusal leaving the chain (and the store) as it was, listing filters and
  * their indexes and cursors, the amendsReleaseID rule, block releases, OCDS
  * packages validated against the official schemas (by /usr/bin/python3 with
- * jsonschema), and crash consistency under SIGKILL while a child process
- * applies blocks.
+ * jsonschema), crash consistency under SIGKILL while a child process
+ * applies blocks, damage found on read and by chain_check_all, and a failed
+ * store write.
  *
  * Records are built from the sample releases in tests/data/samples with td_release_build and
  * td_record_sign; keys come from libsodium. Each test uses its own temporary
@@ -24,6 +25,7 @@
 #include <ftw.h>
 #include <signal.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <cmocka.h>
 #include <sodium.h>
@@ -2315,6 +2317,171 @@ static void test_store_errors(void **state)
 	free(cb);
 }
 
+/* chain_check_all: its code, the bad height into *bad and its message into err. */
+static int check_all(struct net *t, uint64_t *bad, char *err, size_t errlen)
+{
+	*bad = 0;
+	err[0] = '\0';
+	return chain_check_all(t->c, bad, err, errlen, NULL, NULL);
+}
+
+/*
+ * Damage the store's checksums cannot see (a value replaced by other bytes)
+ * is caught when a block is read: a record that does not hash to its id, a
+ * commit whose signature does not verify. The block is not handed out (no
+ * query answer, nothing for block sync), the blocks around it still are,
+ * and chain_check_all names the first damaged height; a missing record
+ * place ("R") or list count ("N") is found by chain_check_all too.
+ */
+static void test_damage_detected(void **state)
+{
+	struct net *t = *state;
+	struct td_record *r[2], *other;
+	char err[512], name[16];
+	uint8_t *old, *bb, *cb, id[TD_HASH_LEN];
+	size_t oldlen, bl, cl;
+	uint64_t bad;
+	struct ckey k;
+
+	for (unsigned i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "dmg-%u", i);
+		r[0] = mktender(t, name, "services", "open", NULL, t->sk[0]);
+		if (i == 1)
+			memcpy(id, r[0]->id, TD_HASH_LEN);
+		apply_ok(t, r, 1);
+	}
+	assert_int_equal(check_all(t, &bad, err, sizeof(err)), 0);
+	assert_int_equal(bad, 0);
+
+	/* a record ("D") of block 2 replaced by another signed record */
+	other = mktender(t, "dmg-other", "services", "open", NULL, t->sk[0]);
+	ckey_record(&k, 2, 0);
+	poke(t, &k, other->bytes, other->len, &old, &oldlen);
+	td_record_free(other);
+	assert_int_equal(chain_block_raw(t->c, 2, &bb, &bl, &cb, &cl), TD_ECORRUPT);
+	assert_null(bb);
+	assert_null(cb);
+	assert_int_equal(Q_RC(chain_block_json, t->c, 2), TD_ECORRUPT);
+	assert_int_equal(Q_RC(chain_block_releases_json, t->c, 2), TD_ECORRUPT);
+	assert_int_equal(Q_RC(chain_release_package_json, t->c, 1, 4, "p", NULL), TD_ECORRUPT);
+	json_decref(Q_OK(chain_block_json, t->c, 1));
+	json_decref(Q_OK(chain_block_json, t->c, 3));
+	assert_int_equal(chain_block_raw(t->c, 3, &bb, &bl, &cb, &cl), 0);
+	free(bb);
+	free(cb);
+	assert_int_equal(check_all(t, &bad, err, sizeof(err)), TD_ECORRUPT);
+	assert_int_equal(bad, 2);
+	assert_non_null(strstr(err, "block 2"));
+	unpoke(t, &k, old, oldlen);
+	assert_int_equal(check_all(t, &bad, err, sizeof(err)), 0);
+
+	/* a signature of the commit ("C") of block 3 flipped */
+	ckey_commit(&k, 3);
+	{
+		struct td_commit cm;
+		uint8_t *enc;
+		size_t elen;
+		mkcommit_for(t, &cm, 3, id, 0xf); /* any commit: re-encoded below with a bad signature */
+		td_commit_clear(&cm);
+		chain_close(t->c);
+		t->c = NULL;
+		struct store *st;
+		assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
+		assert_int_equal(store_get(st, k.b, k.n, &enc, &elen), 0);
+		store_close(st);
+		reopen(t);
+		enc[elen - 1] ^= 0x01; /* the last byte of the last signature */
+		poke(t, &k, enc, elen, &old, &oldlen);
+		free(enc);
+	}
+	assert_int_equal(Q_RC(chain_block_json, t->c, 3), TD_ECORRUPT);
+	assert_int_equal(chain_block_raw(t->c, 3, &bb, &bl, &cb, &cl), TD_ECORRUPT);
+	json_decref(Q_OK(chain_block_json, t->c, 2));
+	assert_int_equal(check_all(t, &bad, err, sizeof(err)), TD_ECORRUPT);
+	assert_int_equal(bad, 3);
+	assert_non_null(strstr(err, "commit"));
+	unpoke(t, &k, old, oldlen);
+
+	/* the place ("R") of block 2's record, deleted */
+	ckey_record_loc(&k, id);
+	poke(t, &k, NULL, 0, &old, &oldlen);
+	assert_int_equal(check_all(t, &bad, err, sizeof(err)), TD_ECORRUPT);
+	assert_int_equal(bad, 2);
+	unpoke(t, &k, old, oldlen);
+
+	/* a list count ("N") off by one */
+	{
+		uint8_t n8[8];
+		ckey_lix_count_key(&k, CKEY_LIX_STATUS, "active");
+		ckey_put_u64(n8, 5);
+		poke(t, &k, n8, sizeof(n8), &old, &oldlen);
+		assert_int_equal(check_all(t, &bad, err, sizeof(err)), TD_ECORRUPT);
+		assert_non_null(strstr(err, "\"N\""));
+		unpoke(t, &k, old, oldlen);
+	}
+	assert_int_equal(check_all(t, &bad, err, sizeof(err)), 0);
+}
+
+/*
+ * A store write that fails (here a file size limit, as a full disk would)
+ * refuses the block with TD_EIO, leaves the tip where it was, and from then
+ * on the chain writes nothing and refuses every record and block with a
+ * message naming the store's failure, even once the disk has room again.
+ * Opened again, the chain holds every block applied before the failure.
+ */
+static void test_write_failure(void **state)
+{
+	struct net *t = *state;
+	struct td_record *r[1], *next;
+	struct rlimit saved, lim;
+	struct tip before;
+	char err[512];
+	uint64_t bad;
+
+	r[0] = mktender(t, "wf-1", "services", "open", NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	r[0] = mktender(t, "wf-2", "services", "open", NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	tip_get(t, &before);
+	assert_int_equal(chain_failed(t->c, err, sizeof(err)), 0);
+
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+	lim = saved;
+	lim.rlim_cur = 512; /* below the size of the log LevelDB appends to */
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	r[0] = mktender(t, "wf-3", "services", "open", NULL, t->sk[0]);
+	err[0] = '\0';
+	assert_int_equal(apply_recs(t, r, 1, err, sizeof(err)), TD_EIO);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+	assert_non_null(strstr(err, "store"));
+	tip_same(t, &before);
+
+	/* failed for good: records and blocks refused, naming the store's failure */
+	assert_int_equal(chain_failed(t->c, err, sizeof(err)), TD_EIO);
+	assert_non_null(strstr(err, "store failed"));
+	next = mktender(t, "wf-4", "services", "open", NULL, t->sk[0]);
+	err[0] = '\0';
+	assert_int_equal(chain_check_record(t->c, next, err, sizeof(err)), TD_EIO);
+	assert_non_null(strstr(err, "store failed"));
+	r[0] = mktender(t, "wf-5", "services", "open", NULL, t->sk[0]);
+	assert_int_equal(apply_recs(t, r, 1, err, sizeof(err)), TD_EIO);
+	tip_same(t, &before);
+
+	/* opened again: every acknowledged block is there, and the chain goes on */
+	reopen(t);
+	tip_same(t, &before);
+	json_decref(Q_OK(chain_tender_json, t->c, PREFIX "-wf-1"));
+	json_decref(Q_OK(chain_tender_json, t->c, PREFIX "-wf-2"));
+	assert_int_equal(Q_RC(chain_tender_json, t->c, PREFIX "-wf-3"), TD_ENOTFOUND);
+	assert_int_equal(check_all(t, &bad, err, sizeof(err)), 0);
+	assert_int_equal(chain_check_record(t->c, next, err, sizeof(err)), 0);
+	r[0] = next;
+	apply_ok(t, r, 1);
+	assert_int_equal(chain_height(t->c), before.height + 1);
+	assert_int_equal(check_all(t, &bad, err, sizeof(err)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2334,6 +2501,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_validate_then_apply, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_same_store, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_store_errors, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_damage_detected, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_write_failure, setup1, teardown),
 		/* again, with every block validated first (chain_apply takes the remembered checks) */
 		cmocka_unit_test_setup_teardown(test_apply_and_query, setup1v, teardown),
 		cmocka_unit_test_setup_teardown(test_record_refusals, setup1v, teardown),
