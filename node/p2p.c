@@ -1,27 +1,48 @@
 /*
  * Peer-to-peer transport (contract in p2p.h).
  *
- * Wire protocol, version 1 (TCP, every integer big-endian):
+ * Wire protocol, version 2 (TCP, every integer big-endian). The dialer pays
+ * first: a listener does no public-key work for a connection before the
+ * dialer's signed hello checks out, and nothing of the handshake counts as a
+ * peer or as liveness until both sides proved their identity keys.
  *
- * 1. Hello. On connect each side sends at once one plaintext hello of
- *    HELLO_LEN = 164 bytes:
- *      "TDP1" (4) | BLAKE2b-256(chain id) (32) | Ed25519 identity public key (32) |
- *      ephemeral X25519 public key (32, crypto_kx_keypair, fresh per connection) |
- *      Ed25519 signature (64) by the identity over
- *        "tenderd-p2p-v1" | chain hash | ephemeral public key | role
- *      where role is 1 from the dialer and 2 from the listener (so a hello
- *      cannot be reflected back to its sender).
- *    The receiver checks, in order: magic, chain hash (else "wrong chain id"),
- *    that the identity is a genesis validator (else "unknown identity <hex>"),
- *    that it is not this node, and the signature against the role it expects
- *    of the peer. Any failure closes the connection.
- * 2. Keys. The dialer runs crypto_kx_client_session_keys, the listener
- *    crypto_kx_server_session_keys, over the two ephemeral keys. Each side
- *    then sends a crypto_secretstream_xchacha20poly1305 header (24 bytes,
- *    init_push with its tx key) and reads the peer's (init_pull with its rx
- *    key). The connection is then authenticated: the identity signed the
- *    ephemeral key whose secret half is needed to derive the session keys.
- * 3. Frames. Every later byte is a frame: a 4-byte length L, then L bytes of
+ * Let T be the transcript
+ *      BLAKE2b-256(chain id) (32) | dialer identity (32) | dialer ephemeral (32) |
+ *      listener identity (32) | listener ephemeral (32)
+ * where identities are Ed25519 public keys and ephemerals fresh X25519 keys
+ * (crypto_kx_keypair, one per connection and side).
+ *
+ * 1. Dialer hello (HELLO_LEN = 164 bytes, plaintext), sent at connect:
+ *      "TDP" 0x32 (magic and version byte, "TDP2") | chain hash (32) |
+ *      dialer identity (32) | dialer ephemeral (32) |
+ *      signature (64) by the dialer identity over
+ *        "tenderd-p2p-v2 hello" | chain hash | dialer identity | dialer ephemeral
+ *    The listener sends nothing before it holds these 164 bytes. It checks,
+ *    cheapest first: magic (an older version, "TDP1", is refused with a log
+ *    line naming both versions), chain hash ("wrong chain id"), that the key
+ *    may connect (cfg->key_lookup, by default the genesis validators; else
+ *    "unknown identity <hex>"), that the dialer ephemeral key was not in a
+ *    hello seen recently (REPLAY_CACHE entries: a recorded hello costs no
+ *    signature check twice), then the signature.
+ * 2. Listener reply (REPLY_LEN = 156 bytes, plaintext), only after step 1:
+ *      "TDP2" | listener identity (32) | listener ephemeral (32) |
+ *      signature (64) by the listener identity over "tenderd-p2p-v2 listener" | T |
+ *      listener secretstream header (24)
+ *    The dialer checks the magic, the identity (allowed, not itself) and the
+ *    signature. T holds the dialer's fresh ephemeral key, so a recorded reply
+ *    fails for any other connection.
+ * 3. Dialer finish (FINISH_LEN = 88 bytes):
+ *      signature (64) by the dialer identity over "tenderd-p2p-v2 dialer" | T |
+ *      dialer secretstream header (24)
+ *    T holds the listener's fresh ephemeral key, so a replayed hello (step 1)
+ *    cannot be completed without the dialer's secret key.
+ *    Session keys: crypto_kx_client_session_keys at the dialer,
+ *    crypto_kx_server_session_keys at the listener, over the two ephemerals;
+ *    each side init_push-es its stream with its tx key and init_pull-s the
+ *    peer's header with its rx key. The dialer's connection is a peer once it
+ *    has checked step 2 and sent step 3; the listener's once it has checked
+ *    step 3. Any failed check closes the connection.
+ * 4. Frames. Every later byte is a frame: a 4-byte length L, then L bytes of
  *    secretstream ciphertext (tag MESSAGE) of a plaintext whose first byte
  *    is the frame type: 0 application message (the rest is the message),
  *    1 ping, 2 pong (no payload). L is checked before any allocation:
@@ -31,15 +52,23 @@
  *    nonce advances with every frame), carries another tag or an unknown
  *    type closes the connection, logged once with the reason. There is no
  *    plaintext mode.
- * 4. Liveness. Each side pings every ping_ms and answers pings with pongs;
- *    a ready peer from which nothing arrived for timeout_ms is dropped, and
- *    so is a connection whose handshake is not done within timeout_ms of
- *    its start (connect included).
- * 5. One connection per pair. When a second connection to a validator
+ * 5. Liveness. Each side pings every ping_ms and answers pings with pongs;
+ *    only a frame that decrypted refreshes a peer's clock, and a peer from
+ *    which no such frame arrived for timeout_ms is dropped. A connection
+ *    whose TCP connect is not done within timeout_ms, or whose handshake is
+ *    not done within handshake_ms of the TCP connection, is closed.
+ * 6. One connection per pair. When a second connection to a validator
  *    completes its handshake, both sides keep the one dialed by the node with
  *    the bytewise smaller identity key; if both were dialed by the same node,
  *    the one whose dialer ephemeral key is smaller. Both sides know all these
- *    keys, so they close the same connection.
+ *    keys, so they close the same connection. The rule runs only between
+ *    authenticated connections: one still in its handshake is never a peer
+ *    and never displaces one.
+ * 7. Handshake slots. Inbound connections in their handshake are capped at
+ *    P2P_HANDSHAKING_MAX in all and at handshake_per_addr per source address
+ *    (IPv4 address, or IPv6 /64); a connection over either cap is closed at
+ *    accept, before any read. Outbound connections never count against
+ *    these caps, so dials to known peers always find room on this side.
  *
  * Dialing: each address in cfg->peers has a dialer that connects, and after a
  * failure or disconnect waits a backoff (200 ms doubling to 10 s, +-20%
@@ -62,11 +91,10 @@
  * - Each write is one allocation holding the uv_write_t and the frame bytes,
  *   freed in the write callback. Bytes waiting in libuv's queue are capped
  *   by send_queue_max: a peer that does not read is dropped.
- * - A connection's read buffer holds at most one frame (or the hello, or
- *   the header): it grows (doubling) as the bytes of a frame whose length
+ * - A connection's read buffer holds at most one frame (or one handshake
+ *   message): it grows (doubling) as the bytes of a frame whose length
  *   was checked arrive, never past that frame; buffers over BUF_KEEP are
- *   released after use. Inbound
- *   connections still in their handshake are capped at P2P_HANDSHAKING_MAX.
+ *   released after use.
  * - Session keys and ephemeral secrets live only in the connection and are
  *   wiped when it is freed. Only public keys are ever logged.
  */
@@ -88,16 +116,22 @@
 #include "p2p.h"
 #include "tenderd/json.h"
 
-#define HELLO_MAGIC "TDP1"
-#define HELLO_MAGIC_LEN 4
-#define SIGN_DOMAIN "tenderd-p2p-v1"
-#define SIGN_DOMAIN_LEN (sizeof(SIGN_DOMAIN) - 1)
+#define MAGIC_LEN 4
+#define MAGIC_PREFIX "TDP" /* then the version byte */
+#define PROTO_VERSION '2'
 #define EPH_LEN crypto_kx_PUBLICKEYBYTES
-#define HELLO_LEN (HELLO_MAGIC_LEN + TD_HASH_LEN + TD_PUBKEY_LEN + EPH_LEN + TD_SIG_LEN)
 #define HDR_LEN crypto_secretstream_xchacha20poly1305_HEADERBYTES
 #define ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
-#define ROLE_DIALER 1
-#define ROLE_LISTENER 2
+#define HELLO_LEN (MAGIC_LEN + TD_HASH_LEN + TD_PUBKEY_LEN + EPH_LEN + TD_SIG_LEN)
+#define REPLY_LEN (MAGIC_LEN + TD_PUBKEY_LEN + EPH_LEN + TD_SIG_LEN + HDR_LEN)
+#define FINISH_LEN (TD_SIG_LEN + HDR_LEN)
+#define TRANSCRIPT_LEN (TD_HASH_LEN + 2 * (TD_PUBKEY_LEN + EPH_LEN))
+#define LABEL_HELLO "tenderd-p2p-v2 hello"
+#define LABEL_LISTENER "tenderd-p2p-v2 listener"
+#define LABEL_DIALER "tenderd-p2p-v2 dialer"
+#define LABEL_MAX 32
+#define SRC_LEN 9         /* family byte, then an IPv4 address or the /64 prefix of an IPv6 one */
+#define REPLAY_CACHE 1024 /* dialer ephemeral keys of the last hellos that checked out */
 
 #define READ_CHUNK (64 * 1024)
 #define BUF_KEEP (64 * 1024) /* read buffers larger than this are freed after their frame */
@@ -117,9 +151,10 @@ enum frame_type {
 
 enum conn_state {
 	CS_CONNECTING, /* outbound, TCP connect in flight */
-	CS_HELLO,      /* our hello sent, reading the peer's */
-	CS_HEADER,     /* keys derived, our stream header sent, reading the peer's */
-	CS_READY,      /* reading frames */
+	CS_HELLO,      /* inbound, reading the dialer's hello; nothing sent */
+	CS_REPLY,      /* outbound, our hello sent, reading the listener's reply */
+	CS_FINISH,     /* inbound, our reply sent, reading the dialer's finish */
+	CS_READY,      /* both sides proved their keys; reading frames */
 };
 
 enum dial_state {
@@ -162,7 +197,9 @@ struct p2p {
 	uint8_t chain_hash[TD_HASH_LEN];
 	int self; /* our index in g */
 	size_t send_queue_max;
-	uint32_t ping_ms, timeout_ms, frame_max;
+	uint32_t ping_ms, timeout_ms, frame_max, handshake_ms, per_addr;
+	int (*key_lookup)(void *ctx, const uint8_t pk[static TD_PUBKEY_LEN]);
+	void *key_lookup_ctx;
 	struct p2p_callbacks cb;
 	void *ctx;
 	struct p2p_peer *conns;         /* every connection not yet through its close callback */
@@ -170,6 +207,10 @@ struct p2p {
 	size_t npeers;                  /* non-NULL entries of by_validator */
 	size_t nhandshaking;            /* inbound connections counted against P2P_HANDSHAKING_MAX */
 	bool hs_full_logged;
+	uint64_t addr_full_logged;  /* loop time of the last per-address refusal logged at warn */
+	uint8_t (*replay)[EPH_LEN]; /* REPLAY_CACHE dialer ephemeral keys, a ring */
+	size_t replay_next;
+	bool replay_full; /* the ring wrapped: every entry holds a key */
 	struct dialer *dialers;
 	size_t ndialers;
 	uint16_t port;
@@ -195,14 +236,20 @@ struct p2p_peer {
 	enum conn_state state;
 	int validator; /* -1 until the hello is verified */
 	char addr[ADDR_MAX];
+	uint8_t src[SRC_LEN];    /* inbound: the source as counted per address (see source_key) */
 	char reason[REASON_MAX]; /* why it was closed */
 	uint8_t eph_pk[EPH_LEN], eph_sk[crypto_kx_SECRETKEYBYTES];
-	uint8_t dialer_eph[EPH_LEN]; /* the dialer's ephemeral public key, for the duplicate rule */
-	uint8_t rx_key[crypto_kx_SESSIONKEYBYTES];
+	uint8_t peer_id[TD_PUBKEY_LEN];            /* the other side's identity, once its hello or reply checked out */
+	uint8_t peer_eph[EPH_LEN];                 /* the other side's ephemeral public key, likewise */
+	uint8_t dialer_eph[EPH_LEN];               /* the dialer's ephemeral public key, for the duplicate rule */
+	uint8_t rx_key[crypto_kx_SESSIONKEYBYTES]; /* listener, between its reply and the dialer's finish */
 	crypto_secretstream_xchacha20poly1305_state tx, rx;
 	uint8_t *buf; /* the unit being read: hello, header or frame (length prefix included) */
 	size_t have, need, cap;
-	uint64_t created, last_rx, last_ping, connected_at;
+	uint64_t created;  /* loop time the connection was made (outbound: the connect started) */
+	uint64_t hs_start; /* loop time the TCP connection was up: the handshake deadline counts from here */
+	uint64_t last_rx;  /* loop time of the last frame that decrypted (READY only) */
+	uint64_t last_ping, connected_at;
 	uint64_t sent, received;
 };
 
@@ -215,6 +262,7 @@ struct wreq {
 
 static void conn_drop(struct p2p_peer *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void dial_schedule(struct dialer *d, uint32_t delay_ms);
+static void conn_ready(struct p2p_peer *c);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -232,6 +280,7 @@ static void p2p_unref(struct p2p *p)
 	}
 	free(p->dialers);
 	free(p->by_validator);
+	free(p->replay);
 	sodium_memzero(p->sk, sizeof(p->sk));
 	free(p);
 }
@@ -325,6 +374,26 @@ static bool split_hostport(const char *s, size_t len, char *host, size_t hostlen
 		return false;
 	snprintf(port, 8, "%u", v);
 	return true;
+}
+
+/* The key inbound connections are counted under: the IPv4 address (also when v4-mapped), or an IPv6 /64. */
+static void source_key(uint8_t out[static SRC_LEN], const struct sockaddr *sa)
+{
+	memset(out, 0, SRC_LEN);
+	if (sa->sa_family == AF_INET) {
+		out[0] = 4;
+		memcpy(out + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		if (memcmp(a, v4mapped, sizeof(v4mapped)) == 0) {
+			out[0] = 4;
+			memcpy(out + 1, a + 12, 4);
+		} else {
+			out[0] = 6;
+			memcpy(out + 1, a, 8);
+		}
+	}
 }
 
 static bool numeric_addr(const char *host, const char *port, struct sockaddr_storage *sa)
@@ -447,7 +516,7 @@ static struct p2p_peer *conn_new(struct p2p *p, bool outbound)
 	c->outbound = outbound;
 	c->validator = -1;
 	c->state = CS_CONNECTING;
-	c->created = c->last_rx = uv_now(p->loop);
+	c->created = c->hs_start = c->last_rx = uv_now(p->loop);
 	uv_tcp_init(p->loop, &c->tcp);
 	c->tcp.data = c;
 	c->connect.data = c;
@@ -561,110 +630,300 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
-/* The bytes a hello's signature covers. */
-static void hello_signed_bytes(uint8_t out[static SIGN_DOMAIN_LEN + TD_HASH_LEN + EPH_LEN + 1],
-			       const uint8_t chain_hash[static TD_HASH_LEN], const uint8_t eph[static EPH_LEN],
-			       uint8_t role)
+/* label | body into out; returns the length. */
+static size_t signed_bytes(uint8_t out[static LABEL_MAX + TRANSCRIPT_LEN], const char *label, const uint8_t *body,
+			   size_t bodylen)
 {
-	memcpy(out, SIGN_DOMAIN, SIGN_DOMAIN_LEN);
-	memcpy(out + SIGN_DOMAIN_LEN, chain_hash, TD_HASH_LEN);
-	memcpy(out + SIGN_DOMAIN_LEN + TD_HASH_LEN, eph, EPH_LEN);
-	out[SIGN_DOMAIN_LEN + TD_HASH_LEN + EPH_LEN] = role;
+	size_t ll = strlen(label);
+	memcpy(out, label, ll);
+	memcpy(out + ll, body, bodylen);
+	return ll + bodylen;
 }
 
-/* The TCP connection is up: send our hello and start reading the peer's. */
+/* T of the file comment. */
+static void transcript(uint8_t t[static TRANSCRIPT_LEN], const struct p2p *p,
+		       const uint8_t dialer_id[static TD_PUBKEY_LEN], const uint8_t dialer_eph[static EPH_LEN],
+		       const uint8_t listener_id[static TD_PUBKEY_LEN], const uint8_t listener_eph[static EPH_LEN])
+{
+	memcpy(t, p->chain_hash, TD_HASH_LEN);
+	t += TD_HASH_LEN;
+	memcpy(t, dialer_id, TD_PUBKEY_LEN);
+	memcpy(t + TD_PUBKEY_LEN, dialer_eph, EPH_LEN);
+	t += TD_PUBKEY_LEN + EPH_LEN;
+	memcpy(t, listener_id, TD_PUBKEY_LEN);
+	memcpy(t + TD_PUBKEY_LEN, listener_eph, EPH_LEN);
+}
+
+/* Index of the key among the peers allowed in, or -1. */
+static int lookup_key(const struct p2p *p, const uint8_t pk[static TD_PUBKEY_LEN])
+{
+	int v = p->key_lookup ? p->key_lookup(p->key_lookup_ctx, pk) : td_genesis_find(p->g, pk);
+	if (v >= (int)p->g->n) {
+		log_error("p2p: internal error: key lookup answered %d for a genesis of %" PRIu32 " validators", v,
+			  p->g->n);
+		abort();
+	}
+	return v < 0 ? -1 : v;
+}
+
+/* Checks the magic and version of a hello or reply; drops c (and returns false) if they are not ours. */
+static bool check_magic(struct p2p_peer *c, const uint8_t m[static MAGIC_LEN])
+{
+	if (memcmp(m, MAGIC_PREFIX, MAGIC_LEN - 1) != 0) {
+		conn_drop(c, LOG_WARN, "not a tenderd peer (bad hello magic)");
+		return false;
+	}
+	if (m[MAGIC_LEN - 1] != PROTO_VERSION) {
+		if (m[MAGIC_LEN - 1] >= '0' && m[MAGIC_LEN - 1] <= '9')
+			conn_drop(c, LOG_WARN,
+				  "peer speaks p2p protocol version %c, this node version %c: refused (run one "
+				  "tenderd version on every node)",
+				  m[MAGIC_LEN - 1], PROTO_VERSION);
+		else
+			conn_drop(c, LOG_WARN, "unknown p2p protocol version byte 0x%02x (this node speaks version %c)",
+				  (unsigned)m[MAGIC_LEN - 1], PROTO_VERSION);
+		return false;
+	}
+	return true;
+}
+
+/* Looks the peer's identity up; drops c (and returns -1) if it may not connect. Not for this node's key. */
+static int check_identity(struct p2p_peer *c, const uint8_t id[static TD_PUBKEY_LEN])
+{
+	int v = lookup_key(c->p, id);
+	if (v < 0) {
+		char hex[2 * TD_PUBKEY_LEN + 1];
+		td_hex(hex, id, TD_PUBKEY_LEN);
+		conn_drop(c, LOG_WARN, "unknown identity %s", hex);
+	}
+	return v;
+}
+
+static bool replay_seen(const struct p2p *p, const uint8_t eph[static EPH_LEN])
+{
+	size_t n = p->replay_next < REPLAY_CACHE && !p->replay_full ? p->replay_next : REPLAY_CACHE;
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(p->replay[i], eph, EPH_LEN) == 0)
+			return true;
+	return false;
+}
+
+static void replay_add(struct p2p *p, const uint8_t eph[static EPH_LEN])
+{
+	memcpy(p->replay[p->replay_next], eph, EPH_LEN);
+	if (++p->replay_next == REPLAY_CACHE) {
+		p->replay_next = 0;
+		p->replay_full = true;
+	}
+}
+
+/*
+ * The TCP connection is up. A dialer sends its hello (step 1) and reads the
+ * reply; a listener only starts reading the dialer's hello.
+ */
 static void conn_begin(struct p2p_peer *c)
 {
 	struct p2p *p = c->p;
-	uint8_t hello[HELLO_LEN];
-	uint8_t m[SIGN_DOMAIN_LEN + TD_HASH_LEN + EPH_LEN + 1];
 
 	uv_tcp_nodelay(&c->tcp, 1);
-	crypto_kx_keypair(c->eph_pk, c->eph_sk);
-	memcpy(hello, HELLO_MAGIC, HELLO_MAGIC_LEN);
-	memcpy(hello + HELLO_MAGIC_LEN, p->chain_hash, TD_HASH_LEN);
-	memcpy(hello + HELLO_MAGIC_LEN + TD_HASH_LEN, self_pk(p), TD_PUBKEY_LEN);
-	memcpy(hello + HELLO_MAGIC_LEN + TD_HASH_LEN + TD_PUBKEY_LEN, c->eph_pk, EPH_LEN);
-	hello_signed_bytes(m, p->chain_hash, c->eph_pk, c->outbound ? ROLE_DIALER : ROLE_LISTENER);
-	crypto_sign_detached(hello + HELLO_LEN - TD_SIG_LEN, NULL, m, sizeof(m), p->sk);
-	c->state = CS_HELLO;
-	c->need = HELLO_LEN;
+	c->hs_start = uv_now(p->loop);
 	c->have = 0;
-	conn_write_raw(c, hello, sizeof(hello));
-	if (c->closing)
-		return;
+	if (c->outbound) {
+		uint8_t hello[HELLO_LEN], m[LABEL_MAX + TRANSCRIPT_LEN];
+		uint8_t *q = hello;
+		crypto_kx_keypair(c->eph_pk, c->eph_sk);
+		memcpy(q, MAGIC_PREFIX, MAGIC_LEN - 1);
+		q[MAGIC_LEN - 1] = PROTO_VERSION;
+		q += MAGIC_LEN;
+		memcpy(q, p->chain_hash, TD_HASH_LEN);
+		memcpy(q + TD_HASH_LEN, self_pk(p), TD_PUBKEY_LEN);
+		memcpy(q + TD_HASH_LEN + TD_PUBKEY_LEN, c->eph_pk, EPH_LEN);
+		size_t mlen = signed_bytes(m, LABEL_HELLO, q, TD_HASH_LEN + TD_PUBKEY_LEN + EPH_LEN);
+		crypto_sign_detached(hello + HELLO_LEN - TD_SIG_LEN, NULL, m, mlen, p->sk);
+		c->state = CS_REPLY;
+		c->need = REPLY_LEN;
+		conn_write_raw(c, hello, sizeof(hello));
+		if (c->closing)
+			return;
+	} else {
+		c->state = CS_HELLO;
+		c->need = HELLO_LEN;
+	}
 	int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	if (rc < 0)
 		conn_drop(c, LOG_INFO, "cannot read: %s", uv_strerror(rc));
 }
 
-/* Checks the peer's hello in c->buf; derives the keys and sends our stream header. */
-static void conn_hello(struct p2p_peer *c)
+/*
+ * The listener got a hello claiming this node's own identity. If it is the
+ * hello of one of our own dials (same ephemeral key), that dialer's address
+ * is this node: it is not dialed again.
+ */
+static void conn_hello_self(struct p2p_peer *c, const uint8_t eph[static EPH_LEN])
 {
 	struct p2p *p = c->p;
-	const uint8_t *h = c->buf;
-	const uint8_t *id = h + HELLO_MAGIC_LEN + TD_HASH_LEN;
-	const uint8_t *eph = id + TD_PUBKEY_LEN;
-	const uint8_t *sig = eph + EPH_LEN;
-	uint8_t m[SIGN_DOMAIN_LEN + TD_HASH_LEN + EPH_LEN + 1];
-	uint8_t rx[crypto_kx_SESSIONKEYBYTES], tx[crypto_kx_SESSIONKEYBYTES];
-	uint8_t header[HDR_LEN];
-	int rc;
 
-	if (memcmp(h, HELLO_MAGIC, HELLO_MAGIC_LEN) != 0) {
-		conn_drop(c, LOG_WARN, "not a tenderd peer (bad hello magic)");
-		return;
-	}
-	if (memcmp(h + HELLO_MAGIC_LEN, p->chain_hash, TD_HASH_LEN) != 0) {
-		conn_drop(c, LOG_WARN, "wrong chain id");
-		return;
-	}
-	int v = td_genesis_find(p->g, id);
-	if (v < 0) {
-		char hex[2 * TD_PUBKEY_LEN + 1];
-		td_hex(hex, id, TD_PUBKEY_LEN);
-		conn_drop(c, LOG_WARN, "unknown identity %s", hex);
-		return;
-	}
-	if (v == p->self) {
-		if (c->d) {
-			c->d->state = DS_SELF;
-			log_info("p2p: %s is this node; not dialing it", c->d->addr);
-		}
+	for (struct p2p_peer *o = p->conns; o; o = o->next) {
+		if (!o->outbound || o->closing || o->state != CS_REPLY || !o->d ||
+		    sodium_memcmp(o->eph_pk, eph, EPH_LEN) != 0)
+			continue;
+		o->d->state = DS_SELF;
+		log_info("p2p: %s is this node; not dialing it", o->d->addr);
+		conn_drop(o, -1, "connection to itself");
 		conn_drop(c, -1, "connection to itself");
 		return;
 	}
-	hello_signed_bytes(m, h + HELLO_MAGIC_LEN, eph, c->outbound ? ROLE_LISTENER : ROLE_DIALER);
-	if (crypto_sign_verify_detached(sig, m, sizeof(m), id) != 0) {
+	conn_drop(c, LOG_WARN, "hello with this node's own identity from another process");
+}
+
+/* Listener: checks the dialer's hello (step 1) in c->buf, then sends the reply (step 2). */
+static void conn_hello(struct p2p_peer *c)
+{
+	struct p2p *p = c->p;
+	const uint8_t *body = c->buf + MAGIC_LEN;
+	const uint8_t *chain = body;
+	const uint8_t *id = chain + TD_HASH_LEN;
+	const uint8_t *eph = id + TD_PUBKEY_LEN;
+	const uint8_t *sig = eph + EPH_LEN;
+	uint8_t m[LABEL_MAX + TRANSCRIPT_LEN], t[TRANSCRIPT_LEN], reply[REPLY_LEN];
+	uint8_t tx[crypto_kx_SESSIONKEYBYTES];
+	size_t mlen;
+
+	if (!check_magic(c, c->buf))
+		return;
+	if (memcmp(chain, p->chain_hash, TD_HASH_LEN) != 0) {
+		conn_drop(c, LOG_WARN, "wrong chain id");
+		return;
+	}
+	bool self = sodium_memcmp(id, self_pk(p), TD_PUBKEY_LEN) == 0;
+	int v = self ? p->self : check_identity(c, id);
+	if (v < 0)
+		return;
+	if (replay_seen(p, eph)) {
+		conn_drop(c, LOG_WARN, "replayed hello of %s (ephemeral key seen before)", p->g->v[v].name);
+		return;
+	}
+	mlen = signed_bytes(m, LABEL_HELLO, chain, TD_HASH_LEN + TD_PUBKEY_LEN + EPH_LEN);
+	if (crypto_sign_verify_detached(sig, m, mlen, id) != 0) {
 		conn_drop(c, LOG_WARN, "bad hello signature from %s", p->g->v[v].name);
 		return;
 	}
+	replay_add(p, eph);
+	if (self) {
+		conn_hello_self(c, eph);
+		return;
+	}
+	/* The dialer paid: our ephemeral key, the session keys, our signature over T. */
 	c->validator = v;
-	if (c->d)
-		c->d->validator = v;
-	if (c->outbound)
-		rc = crypto_kx_client_session_keys(rx, tx, c->eph_pk, c->eph_sk, eph);
-	else
-		rc = crypto_kx_server_session_keys(rx, tx, c->eph_pk, c->eph_sk, eph);
+	memcpy(c->peer_id, id, TD_PUBKEY_LEN);
+	memcpy(c->peer_eph, eph, EPH_LEN);
+	memcpy(c->dialer_eph, eph, EPH_LEN);
+	crypto_kx_keypair(c->eph_pk, c->eph_sk);
+	int rc = crypto_kx_server_session_keys(c->rx_key, tx, c->eph_pk, c->eph_sk, eph);
 	sodium_memzero(c->eph_sk, sizeof(c->eph_sk));
 	if (rc != 0) {
-		conn_drop(c, LOG_WARN, "unusable ephemeral key");
+		conn_drop(c, LOG_WARN, "unusable ephemeral key from %s", p->g->v[v].name);
 		goto out;
 	}
-	memcpy(c->dialer_eph, c->outbound ? c->eph_pk : eph, EPH_LEN);
-	memcpy(c->rx_key, rx, sizeof(rx));
-	crypto_secretstream_xchacha20poly1305_init_push(&c->tx, header, tx);
-	c->state = CS_HEADER;
-	c->need = HDR_LEN;
+	transcript(t, p, id, eph, self_pk(p), c->eph_pk);
+	mlen = signed_bytes(m, LABEL_LISTENER, t, sizeof(t));
+	uint8_t *q = reply;
+	memcpy(q, MAGIC_PREFIX, MAGIC_LEN - 1);
+	q[MAGIC_LEN - 1] = PROTO_VERSION;
+	q += MAGIC_LEN;
+	memcpy(q, self_pk(p), TD_PUBKEY_LEN);
+	q += TD_PUBKEY_LEN;
+	memcpy(q, c->eph_pk, EPH_LEN);
+	q += EPH_LEN;
+	crypto_sign_detached(q, NULL, m, mlen, p->sk);
+	q += TD_SIG_LEN;
+	crypto_secretstream_xchacha20poly1305_init_push(&c->tx, q, tx);
+	c->state = CS_FINISH;
+	c->need = FINISH_LEN;
 	c->have = 0;
-	conn_write_raw(c, header, sizeof(header));
+	conn_write_raw(c, reply, sizeof(reply));
+out:
+	sodium_memzero(tx, sizeof(tx));
+}
+
+/* Dialer: checks the listener's reply (step 2) in c->buf, sends the finish (step 3); c is then a peer. */
+static void conn_reply(struct p2p_peer *c)
+{
+	struct p2p *p = c->p;
+	const uint8_t *id = c->buf + MAGIC_LEN;
+	const uint8_t *eph = id + TD_PUBKEY_LEN;
+	const uint8_t *sig = eph + EPH_LEN;
+	const uint8_t *header = sig + TD_SIG_LEN;
+	uint8_t m[LABEL_MAX + TRANSCRIPT_LEN], t[TRANSCRIPT_LEN], finish[FINISH_LEN];
+	uint8_t rx[crypto_kx_SESSIONKEYBYTES], tx[crypto_kx_SESSIONKEYBYTES];
+	size_t mlen;
+
+	if (!check_magic(c, c->buf))
+		return;
+	if (sodium_memcmp(id, self_pk(p), TD_PUBKEY_LEN) == 0) {
+		conn_drop(c, LOG_WARN, "the listener at %s answers with this node's own identity", c->addr);
+		return;
+	}
+	int v = check_identity(c, id);
+	if (v < 0)
+		return;
+	transcript(t, p, self_pk(p), c->eph_pk, id, eph);
+	mlen = signed_bytes(m, LABEL_LISTENER, t, sizeof(t));
+	if (crypto_sign_verify_detached(sig, m, mlen, id) != 0) {
+		conn_drop(c, LOG_WARN, "bad reply signature from %s", p->g->v[v].name);
+		return;
+	}
+	int rc = crypto_kx_client_session_keys(rx, tx, c->eph_pk, c->eph_sk, eph);
+	sodium_memzero(c->eph_sk, sizeof(c->eph_sk));
+	if (rc != 0) {
+		conn_drop(c, LOG_WARN, "unusable ephemeral key from %s", p->g->v[v].name);
+		goto out;
+	}
+	if (crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, header, rx) != 0) {
+		conn_drop(c, LOG_WARN, "bad stream header from %s", p->g->v[v].name);
+		goto out;
+	}
+	mlen = signed_bytes(m, LABEL_DIALER, t, sizeof(t));
+	crypto_sign_detached(finish, NULL, m, mlen, p->sk);
+	crypto_secretstream_xchacha20poly1305_init_push(&c->tx, finish + TD_SIG_LEN, tx);
+	c->validator = v;
+	memcpy(c->peer_id, id, TD_PUBKEY_LEN);
+	memcpy(c->peer_eph, eph, EPH_LEN);
+	memcpy(c->dialer_eph, c->eph_pk, EPH_LEN);
+	if (c->d)
+		c->d->validator = v;
+	conn_write_raw(c, finish, sizeof(finish));
+	if (!c->closing)
+		conn_ready(c);
 out:
 	sodium_memzero(rx, sizeof(rx));
 	sodium_memzero(tx, sizeof(tx));
 }
 
+/* Listener: checks the dialer's finish (step 3) in c->buf; c is then a peer. */
+static void conn_finish(struct p2p_peer *c)
+{
+	struct p2p *p = c->p;
+	uint8_t m[LABEL_MAX + TRANSCRIPT_LEN], t[TRANSCRIPT_LEN];
+
+	transcript(t, p, c->peer_id, c->peer_eph, self_pk(p), c->eph_pk);
+	size_t mlen = signed_bytes(m, LABEL_DIALER, t, sizeof(t));
+	if (crypto_sign_verify_detached(c->buf, m, mlen, c->peer_id) != 0) {
+		conn_drop(c, LOG_WARN, "bad finish signature (a replayed hello?) claiming to be %s",
+			  p->g->v[c->validator].name);
+		return;
+	}
+	int rc = crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, c->buf + TD_SIG_LEN, c->rx_key);
+	sodium_memzero(c->rx_key, sizeof(c->rx_key));
+	if (rc != 0) {
+		conn_drop(c, LOG_WARN, "bad stream header from %s", p->g->v[c->validator].name);
+		return;
+	}
+	conn_ready(c);
+}
+
 /*
- * The duplicate rule (file comment, point 5): true if the new connection nw
+ * The duplicate rule (file comment, point 6): true if the new connection nw
  * wins over old, both to the same validator.
  */
 static bool keep_new(const struct p2p *p, const struct p2p_peer *old, const struct p2p_peer *nw)
@@ -711,7 +970,7 @@ static void conn_ready(struct p2p_peer *c)
 	c->was_ready = true;
 	c->need = 4;
 	c->have = 0;
-	c->connected_at = c->last_ping = now;
+	c->connected_at = c->last_ping = c->last_rx = now;
 	p->by_validator[v] = c;
 	p->npeers++;
 	if (c->d) {
@@ -746,6 +1005,7 @@ static void conn_frame(struct p2p_peer *c, const uint8_t *ct, size_t ctlen)
 		conn_drop(c, LOG_WARN, "unexpected frame (stream tag %u)", (unsigned)tag);
 		goto out;
 	}
+	c->last_rx = uv_now(p->loop); /* only a frame that decrypted counts as liveness */
 	switch (pt[0]) {
 	case FRAME_APP:
 		if (p->cb.on_message)
@@ -769,16 +1029,8 @@ static void conn_unit(struct p2p_peer *c)
 	switch (c->state) {
 	case CS_CONNECTING: log_error("p2p: internal error: bytes before connect"); abort();
 	case CS_HELLO: conn_hello(c); return;
-	case CS_HEADER: {
-		int rc = crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, c->buf, c->rx_key);
-		sodium_memzero(c->rx_key, sizeof(c->rx_key));
-		if (rc != 0) {
-			conn_drop(c, LOG_WARN, "bad stream header");
-			return;
-		}
-		conn_ready(c);
-		return;
-	}
+	case CS_REPLY: conn_reply(c); return;
+	case CS_FINISH: conn_finish(c); return;
 	case CS_READY: break;
 	}
 	if (c->need == 4) {
@@ -841,7 +1093,6 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 	p->bytes_received += (uint64_t)n;
 	c->received += (uint64_t)n;
-	c->last_rx = uv_now(p->loop);
 	conn_feed(c, (const uint8_t *)buf->base, (size_t)n);
 }
 
@@ -948,15 +1199,32 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	struct sockaddr_storage ss;
 	int sl = sizeof(ss);
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
 		format_sockaddr(c->addr, sizeof(c->addr), (struct sockaddr *)&ss);
-	else
+		source_key(c->src, (const struct sockaddr *)&ss);
+	} else {
 		snprintf(c->addr, sizeof(c->addr), "?");
+	}
 	if (p->nhandshaking >= P2P_HANDSHAKING_MAX) {
 		if (!p->hs_full_logged)
 			log_warn("p2p: %d connections already in their handshake; refusing more", P2P_HANDSHAKING_MAX);
 		p->hs_full_logged = true;
 		conn_drop(c, LOG_DEBUG, "too many connections in their handshake");
+		return;
+	}
+	uint32_t same = 0;
+	for (const struct p2p_peer *o = p->conns; o; o = o->next)
+		if (o->counted && memcmp(o->src, c->src, SRC_LEN) == 0)
+			same++;
+	if (same >= p->per_addr) {
+		uint64_t now = uv_now(p->loop);
+		if (p->addr_full_logged == 0 || now - p->addr_full_logged >= FAIL_LOG_EVERY_MS) {
+			log_warn("p2p: %" PRIu32 " connections from the address of %s already in their handshake; "
+				 "refusing more from it (logged once a minute)",
+				 same, c->addr);
+			p->addr_full_logged = now ? now : 1;
+		}
+		conn_drop(c, LOG_DEBUG, "too many connections from one address in their handshake");
 		return;
 	}
 	c->counted = true;
@@ -974,13 +1242,19 @@ static void on_tick(uv_timer_t *t)
 		next = c->next;
 		if (c->closing)
 			continue;
-		if (c->state != CS_READY) {
+		if (c->state == CS_CONNECTING) {
 			if (now - c->created >= p->timeout_ms)
-				conn_drop(c, LOG_INFO, "handshake not done within %" PRIu32 " ms", p->timeout_ms);
+				conn_drop(c, LOG_INFO, "connect not done within %" PRIu32 " ms", p->timeout_ms);
+			continue;
+		}
+		if (c->state != CS_READY) {
+			if (now - c->hs_start >= p->handshake_ms)
+				conn_drop(c, c->outbound ? LOG_INFO : LOG_DEBUG,
+					  "handshake not done within %" PRIu32 " ms", p->handshake_ms);
 			continue;
 		}
 		if (now - c->last_rx >= p->timeout_ms) {
-			conn_drop(c, LOG_WARN, "nothing received for %" PRIu64 " ms; dropping the peer",
+			conn_drop(c, LOG_WARN, "no frame that decrypts for %" PRIu64 " ms; dropping the peer",
 				  now - c->last_rx);
 			continue;
 		}
@@ -1132,6 +1406,11 @@ int p2p_start(struct p2p **out, uv_loop_t *loop, const struct p2p_config *cfg, c
 	p->ping_ms = cfg->ping_ms ? cfg->ping_ms : P2P_PING_MS_DEFAULT;
 	p->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : P2P_TIMEOUT_MS_DEFAULT;
 	p->frame_max = cfg->frame_max ? cfg->frame_max : P2P_FRAME_MAX_DEFAULT;
+	p->handshake_ms = cfg->handshake_ms ? cfg->handshake_ms : P2P_HANDSHAKE_MS_DEFAULT;
+	p->per_addr = cfg->handshake_per_addr ? cfg->handshake_per_addr : P2P_HANDSHAKING_PER_ADDR_DEFAULT;
+	p->key_lookup = cfg->key_lookup;
+	p->key_lookup_ctx = cfg->key_lookup_ctx;
+	p->replay = td_xcalloc(REPLAY_CACHE, EPH_LEN);
 	if (p->frame_max > UINT32_MAX - 1 - ABYTES) {
 		snprintf(err, errlen, "p2p: frame_max too large");
 		free_unstarted(p);
@@ -1175,7 +1454,8 @@ int p2p_start(struct p2p **out, uv_loop_t *loop, const struct p2p_config *cfg, c
 	uv_timer_init(loop, &p->tick);
 	p->tick.data = p;
 	p->refs++;
-	uint32_t tick = (p->ping_ms < p->timeout_ms ? p->ping_ms : p->timeout_ms) / 4;
+	uint32_t tick = p->ping_ms < p->timeout_ms ? p->ping_ms : p->timeout_ms;
+	tick = (tick < p->handshake_ms ? tick : p->handshake_ms) / 4;
 	tick = tick < 10 ? 10 : tick > 1000 ? 1000 : tick;
 	uv_timer_start(&p->tick, on_tick, tick, tick);
 	for (size_t i = 0; i < p->ndialers; i++) {

@@ -1,13 +1,16 @@
 /*
  * Peer-to-peer transport between validator nodes: TCP (libuv), mutually
- * authenticated with the validators' Ed25519 keys from genesis, every frame
- * encrypted and authenticated (libsodium secretstream). It moves opaque
+ * authenticated with the validators' Ed25519 keys from genesis (a handshake
+ * in which each side signs both ephemeral keys and both identities; the
+ * dialer signs first), every frame encrypted and authenticated (libsodium
+ * secretstream). It moves opaque
  * message bytes and knows nothing of their contents; the protocol is
  * described at the top of p2p.c.
  *
  * Contracts common to every function here:
  * - Everything runs on the loop given to p2p_start, from one thread.
- * - A struct p2p_peer is a connection that completed the handshake. Its
+ * - A struct p2p_peer is a connection that completed the handshake: both
+ *   sides proved their identity keys. Its
  *   pointer is valid from on_connect until on_disconnect returns; there is at
  *   most one connected peer per genesis validator at a time, and for a given
  *   validator on_connect and on_disconnect strictly alternate. No callback
@@ -33,8 +36,10 @@
 #define P2P_PING_MS_DEFAULT 2000u
 #define P2P_TIMEOUT_MS_DEFAULT 10000u
 #define P2P_FRAME_MAX_DEFAULT ((uint32_t)TD_BLOCK_MAX + 1024u * 1024)
-#define P2P_HANDSHAKING_MAX 64 /* unauthenticated inbound connections at once; more are closed at accept */
-#define P2P_DIALERS_MAX 256    /* addresses in cfg->peers */
+#define P2P_HANDSHAKE_MS_DEFAULT 3000u
+#define P2P_HANDSHAKING_MAX 64              /* unauthenticated inbound connections at once; more are closed at accept */
+#define P2P_HANDSHAKING_PER_ADDR_DEFAULT 4u /* the same, per source address (IPv4, or IPv6 /64) */
+#define P2P_DIALERS_MAX 256                 /* addresses in cfg->peers */
 
 struct p2p;
 struct p2p_peer;
@@ -45,8 +50,18 @@ struct p2p_config {
 	const struct td_genesis *genesis; /* borrowed until p2p_stop: chain id and the validator keys allowed in */
 	const uint8_t *sk;     /* this node's Ed25519 secret key (TD_SECKEY_LEN); copied, must be a validator's */
 	size_t send_queue_max; /* bytes queued per peer before it is dropped; 0: default 32 MiB */
-	uint32_t ping_ms, timeout_ms; /* keepalive and dead-peer/handshake timeout; 0: 2000 and 10000 */
+	uint32_t ping_ms, timeout_ms; /* keepalive, and dead-peer and TCP connect timeout; 0: 2000 and 10000 */
 	uint32_t frame_max;           /* largest message accepted or sent; 0: TD_BLOCK_MAX + 1 MiB */
+	uint32_t handshake_ms;        /* handshake deadline from the TCP connection; 0: 3000 */
+	uint32_t handshake_per_addr;  /* inbound connections in their handshake per source address; 0: 4 */
+	/*
+	 * Who may connect: the index in genesis of the peer with identity pk, or
+	 * -1 to refuse it (any value >= genesis->n is an internal error). Called
+	 * before any signature is checked. NULL: the genesis validators
+	 * (td_genesis_find). This node's own key is never looked up.
+	 */
+	int (*key_lookup)(void *ctx, const uint8_t pk[static TD_PUBKEY_LEN]);
+	void *key_lookup_ctx;
 };
 
 struct p2p_callbacks {

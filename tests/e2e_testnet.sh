@@ -252,17 +252,16 @@ def closed_within(s, secs):
             return True
     return False
 
-# The node speaks first: a 164-byte hello, magic TDP1, then BLAKE2b-256(chain id).
+# The dialer speaks first: the node sends nothing (and signs nothing) before a whole hello.
 s = conn()
-s.settimeout(5)
-h = b""
-while len(h) < HELLO:
-    c = s.recv(HELLO - len(h))
-    assert c, "connection closed before the node's hello (%d bytes)" % len(h)
-    h += c
-assert h[:4] == b"TDP1", h[:4]
-assert h[4:36] == chain_hash, "hello chain hash differs from BLAKE2b-256(chain id)"
-print("hello: ok")
+s.settimeout(1)
+try:
+    c = s.recv(HELLO)
+    assert False, "the node sent %d bytes before the dialer's hello" % len(c)
+except socket.timeout:
+    pass
+s.close()
+print("listener silent before the hello: ok")
 
 silent = conn()  # sends nothing; must be dropped by the handshake timeout
 silent_t0 = time.monotonic()
@@ -270,10 +269,11 @@ silent_t0 = time.monotonic()
 cases = [
     ("random bytes", os.urandom(4096)),
     ("length 0xFFFFFFFF", b"\xff\xff\xff\xff" + os.urandom(HELLO)),
-    ("wrong chain hash", b"TDP1" + os.urandom(32) + os.urandom(32) + os.urandom(32) + os.urandom(64)),
-    ("unknown identity", b"TDP1" + chain_hash + os.urandom(32) + os.urandom(32) + os.urandom(64)),
-    ("node0's identity, bad signature", b"TDP1" + chain_hash + node0_key + os.urandom(32) + os.urandom(64)),
-    ("short hello then close", b"TDP1" + chain_hash[:10]),
+    ("version 1 hello", b"TDP1" + chain_hash + node0_key + os.urandom(32) + os.urandom(64)),
+    ("wrong chain hash", b"TDP2" + os.urandom(32) + os.urandom(32) + os.urandom(32) + os.urandom(64)),
+    ("unknown identity", b"TDP2" + chain_hash + os.urandom(32) + os.urandom(32) + os.urandom(64)),
+    ("node0's identity, bad signature", b"TDP2" + chain_hash + node0_key + os.urandom(32) + os.urandom(64)),
+    ("short hello then close", b"TDP2" + chain_hash[:10]),
 ]
 for name, data in cases:
     s = conn()
@@ -320,6 +320,8 @@ step "node1 keeps its peers and still commits"
 wait_until 20 "not every node shows 3 connected peers after the garbage" connected_all 3 "${ALL[@]}"
 grep -Eiq 'unknown identity' "$MAIN/node1/tenderd.log" || fail "node1's log does not mention the unknown identity"
 grep -Eiq 'wrong chain' "$MAIN/node1/tenderd.log" || fail "node1's log does not mention the wrong chain id"
+grep -Eq 'p2p protocol version 1, this node version 2' "$MAIN/node1/tenderd.log" ||
+	fail "node1's log does not name the refused protocol version 1"
 variant ocds-kr2020-garbage-0001 "$TN_DIR/garbage.json"
 ok 1 publish tender "$TN_DIR/garbage.json" --wait
 CHECK='assert d["height"] >= 1, d' check

@@ -3,14 +3,21 @@
  * other (every pair both ways, plus one address listed twice, so duplicate
  * connections must collapse), message exchange (small and 4 MiB), refusals
  * (stranger key, wrong chain id), hostile raw clients (garbage, half-open,
- * oversized length, tampered and replayed frames, a client that does not
- * read, a flood of unauthenticated connects), stop and restart with redial.
+ * a hello trickled byte by byte, oversized length, tampered and replayed
+ * frames, a client that does not read, floods of unauthenticated connects
+ * from one address and from many), a recorded handshake replayed by a client
+ * with no keys (it never becomes a peer and never displaces the real one),
+ * bytes that never decrypt (they do not keep a peer alive), stop and restart
+ * with redial.
  *
  * The genesis has 4 validators: nodes 0..2 run p2p; validator 3 has no node
- * and is the identity a raw client in this file uses to complete a real
- * handshake (implemented here with libsodium, independently of p2p.c).
- * Raw clients use blocking sockets in a thread while the loop runs here.
- * Every wait is bounded by a deadline timer; nothing assumes speed.
+ * of the world and is the identity a raw client in this file uses to
+ * complete a real handshake (implemented here with libsodium, independently
+ * of p2p.c); some tests run a fourth p2p node with its key, through a
+ * recording TCP proxy. Raw clients and the proxy use blocking sockets in a
+ * thread while the loop runs here; unauthenticated floods come from other
+ * loopback addresses (127.0.0.2 and up) than the nodes (127.0.0.1). Every
+ * wait is bounded by a deadline timer; nothing assumes speed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +28,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,9 +51,12 @@
 #define RAW_V 3 /* the validator the raw client speaks as */
 #define PING_MS 200
 #define TIMEOUT_MS 3000
+#define HANDSHAKE_MS 1000
 #define BIG_LEN (4 * 1024 * 1024)
 #define RECS_MAX 256
 #define HELLO_LEN 164
+#define REPLY_LEN 156
+#define FINISH_LEN 88
 #define ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
 
 struct rec {
@@ -180,6 +191,7 @@ static void node_start(struct world *w, int i, const char *peers)
 		.send_queue_max = 16 * 1024 * 1024,
 		.ping_ms = PING_MS,
 		.timeout_ms = TIMEOUT_MS,
+		.handshake_ms = HANDSHAKE_MS,
 	};
 	w->n[i].idx = i;
 	int rc = p2p_start(&w->n[i].p, &w->loop, &cfg, &cbs, &w->n[i], err, sizeof(err));
@@ -261,6 +273,8 @@ enum raw_mode {
 	RAW_TAMPER,   /* handshake, a valid frame, then one with a flipped byte */
 	RAW_REPLAY,   /* handshake, a valid frame, then the same bytes again */
 	RAW_NOREAD,   /* handshake, then stop reading until released */
+	RAW_SLOW,     /* a valid hello, one byte every 50 ms */
+	RAW_BYTES,    /* send the bytes given (a recording), then wait */
 };
 
 struct raw {
@@ -272,8 +286,12 @@ struct raw {
 	atomic_int handshaken;
 	atomic_int release;
 	atomic_int done;
-	int closed;            /* the node closed the connection */
-	uint64_t closed_after; /* ms from the last bytes we sent to the close */
+	const uint8_t *bytes; /* RAW_BYTES */
+	size_t nbytes;
+	int closed;             /* the node closed the connection */
+	uint64_t closed_after;  /* ms from the last bytes we sent to the close (RAW_SLOW: from the connect) */
+	size_t rx_before_hello; /* bytes the node sent before our hello was complete */
+	size_t rx_total;        /* bytes the node sent after the handshake part (wait_closed) */
 };
 
 static bool write_all(int fd, const uint8_t *p, size_t n)
@@ -304,8 +322,8 @@ static bool read_all(int fd, uint8_t *p, size_t n)
 	return true;
 }
 
-/* Reads until the peer closes (1) or 15 s pass with nothing (0). */
-static int wait_closed(int fd)
+/* Reads until the peer closes (1) or 15 s pass with nothing (0); counts the bytes in *total. */
+static int wait_closed(int fd, size_t *total)
 {
 	uint8_t buf[4096];
 	for (;;) {
@@ -314,7 +332,40 @@ static int wait_closed(int fd)
 			return 1;
 		if (k < 0 && errno != EINTR)
 			return 0;
+		if (k > 0)
+			*total += (size_t)k;
 	}
+}
+
+/* Bytes readable on fd right now (without blocking), or -1 once the peer closed. */
+static ssize_t drain_now(int fd)
+{
+	uint8_t buf[4096];
+	ssize_t got = 0;
+	for (;;) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		if (poll(&pf, 1, 0) <= 0)
+			return got;
+		ssize_t k = read(fd, buf, sizeof(buf));
+		if (k == 0 || (k < 0 && errno != EINTR))
+			return -1;
+		if (k > 0)
+			got += k;
+	}
+}
+
+/* The version-2 hello of identity sk with ephemeral key eph_pk (see p2p.c). */
+static void make_hello(uint8_t hello[static HELLO_LEN], const uint8_t *sk, const uint8_t chain_hash[32],
+		       const uint8_t eph_pk[32])
+{
+	uint8_t m[20 + 96];
+	memcpy(hello, "TDP2", 4);
+	memcpy(hello + 4, chain_hash, 32);
+	memcpy(hello + 36, sk + 32, 32);
+	memcpy(hello + 68, eph_pk, 32);
+	memcpy(m, "tenderd-p2p-v2 hello", 20);
+	memcpy(m + 20, hello + 4, 96);
+	crypto_sign_detached(hello + 100, NULL, m, sizeof(m), sk);
 }
 
 static size_t raw_frame(crypto_secretstream_xchacha20poly1305_state *st, uint8_t *out, const char *msg)
@@ -340,9 +391,9 @@ static void *raw_main(void *arg)
 				  .sin_port = htons(r->port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct timeval tv = { .tv_sec = 15 };
-	uint8_t hello[HELLO_LEN], peer_hello[HELLO_LEN], header[24], peer_header[24];
+	uint8_t hello[HELLO_LEN], reply[REPLY_LEN], finish[FINISH_LEN];
 	uint8_t eph_pk[crypto_kx_PUBLICKEYBYTES], eph_sk[crypto_kx_SECRETKEYBYTES];
-	uint8_t rx[32], tx[32], m[14 + 32 + 32 + 1], chain_hash[32];
+	uint8_t rx[32], tx[32], t[160], m[32 + 160], chain_hash[32];
 	uint8_t frame[512];
 	crypto_secretstream_xchacha20poly1305_state st;
 	uint64_t sent_at = now_ms();
@@ -365,29 +416,67 @@ static void *raw_main(void *arg)
 	if (r->mode == RAW_SILENT)
 		goto wait;
 
+	if (r->mode == RAW_BYTES) {
+		write_all(fd, r->bytes, r->nbytes);
+		sent_at = now_ms();
+		goto wait;
+	}
 	crypto_generichash(chain_hash, 32, (const uint8_t *)r->chain_id, strlen(r->chain_id), NULL, 0);
 	crypto_kx_keypair(eph_pk, eph_sk);
-	memcpy(hello, "TDP1", 4);
-	memcpy(hello + 4, chain_hash, 32);
-	memcpy(hello + 36, r->sk + 32, 32);
-	memcpy(hello + 68, eph_pk, 32);
-	memcpy(m, "tenderd-p2p-v1", 14);
-	memcpy(m + 14, chain_hash, 32);
-	memcpy(m + 46, eph_pk, 32);
-	m[78] = 1; /* dialer */
-	crypto_sign_detached(hello + 100, NULL, m, sizeof(m), r->sk);
-	if (!write_all(fd, hello, sizeof(hello)) || !read_all(fd, peer_hello, sizeof(peer_hello)))
+	make_hello(hello, r->sk, chain_hash, eph_pk);
+	if (r->mode == RAW_SLOW) {
+		for (size_t i = 0; i < sizeof(hello); i++) {
+			ssize_t k = drain_now(fd);
+			if (k < 0) {
+				r->closed = 1;
+				break;
+			}
+			r->rx_before_hello += (size_t)k;
+			if (!write_all(fd, hello + i, 1)) {
+				r->closed = 1;
+				break;
+			}
+			usleep(50 * 1000);
+		}
+		if (!r->closed)
+			r->closed = wait_closed(fd, &r->rx_total);
+		r->closed_after = now_ms() - sent_at;
+		goto out_fd;
+	}
+	/* The node sends nothing before our hello is complete. */
+	if (!write_all(fd, hello, sizeof(hello) - 1))
 		goto wait;
-	if (crypto_kx_client_session_keys(rx, tx, eph_pk, eph_sk, peer_hello + 68) != 0)
+	usleep(100 * 1000);
+	ssize_t early = drain_now(fd);
+	r->rx_before_hello = early > 0 ? (size_t)early : 0;
+	if (early < 0 || !write_all(fd, hello + sizeof(hello) - 1, 1) || !read_all(fd, reply, sizeof(reply)))
 		goto wait;
-	crypto_secretstream_xchacha20poly1305_init_push(&st, header, tx);
-	if (!write_all(fd, header, sizeof(header)) || !read_all(fd, peer_header, sizeof(peer_header)))
+	/* The reply: "TDP2" | identity | ephemeral | signature over T | stream header. */
+	if (memcmp(reply, "TDP2", 4) != 0)
+		goto wait;
+	memcpy(t, chain_hash, 32);
+	memcpy(t + 32, r->sk + 32, 32);
+	memcpy(t + 64, eph_pk, 32);
+	memcpy(t + 96, reply + 4, 64);
+	memcpy(m, "tenderd-p2p-v2 listener", 23);
+	memcpy(m + 23, t, sizeof(t));
+	if (crypto_sign_verify_detached(reply + 68, m, 23 + sizeof(t), reply + 4) != 0)
+		goto wait;
+	if (crypto_kx_client_session_keys(rx, tx, eph_pk, eph_sk, reply + 36) != 0)
+		goto wait;
+	memcpy(m, "tenderd-p2p-v2 dialer", 21);
+	memcpy(m + 21, t, sizeof(t));
+	crypto_sign_detached(finish, NULL, m, 21 + sizeof(t), r->sk);
+	crypto_secretstream_xchacha20poly1305_init_push(&st, finish + 64, tx);
+	if (!write_all(fd, finish, sizeof(finish)))
 		goto wait;
 	atomic_store(&r->handshaken, 1);
 
 	switch (r->mode) {
 	case RAW_GARBAGE:
-	case RAW_SILENT: break;
+	case RAW_SILENT:
+	case RAW_SLOW:
+	case RAW_BYTES: break;
 	case RAW_OVERSIZE: {
 		uint8_t len[4] = { 0xff, 0xff, 0xff, 0xf0 };
 		write_all(fd, len, sizeof(len));
@@ -411,7 +500,7 @@ static void *raw_main(void *arg)
 	}
 	sent_at = now_ms();
 wait:
-	r->closed = wait_closed(fd);
+	r->closed = wait_closed(fd, &r->rx_total);
 	r->closed_after = now_ms() - sent_at;
 out_fd:
 	close(fd);
@@ -450,6 +539,7 @@ static int setup(void **state)
 
 	if (sodium_init() < 0)
 		return -1;
+	signal(SIGPIPE, SIG_IGN);
 	log_set_level(getenv("P2P_TEST_DEBUG") ? LOG_DEBUG : LOG_WARN);
 	assert_int_equal(uv_loop_init(&w->loop), 0);
 	uv_timer_init(&w->loop, &w->poll);
@@ -686,12 +776,24 @@ static void test_garbage_and_half_open(void **state)
 	r.mode = RAW_SILENT;
 	raw_run(w, &r, 1);
 	assert_int_equal(r.closed, 1);
-	assert_true(r.closed_after >= TIMEOUT_MS / 2); /* the handshake deadline, not earlier */
+	assert_true(r.closed_after >= HANDSHAKE_MS / 2); /* the handshake deadline, not earlier */
+	assert_true(r.closed_after < TIMEOUT_MS);
+	assert_int_equal(r.rx_total, 0); /* the listener sent nothing, signed nothing */
+
+	/* A hello trickled one byte every 50 ms: bytes before authentication keep nothing alive. */
+	memset(&r, 0, sizeof(r));
+	r.mode = RAW_SLOW;
+	raw_run(w, &r, 1);
+	assert_int_equal(r.closed, 1);
+	assert_true(r.closed_after >= HANDSHAKE_MS / 2 && r.closed_after < 2 * HANDSHAKE_MS + 1000);
+	assert_int_equal(r.rx_before_hello, 0);
+	assert_int_equal(w->n[1].connects[RAW_V], 0);
 
 	memset(&r, 0, sizeof(r));
 	r.mode = RAW_OVERSIZE;
 	raw_run(w, &r, 2);
 	assert_int_equal(atomic_load(&r.handshaken), 1);
+	assert_int_equal(r.rx_before_hello, 0); /* the listener waited for the whole hello */
 	assert_int_equal(r.closed, 1);
 	assert_true(r.closed_after < TIMEOUT_MS / 2);
 	assert_int_equal(w->n[2].connects[RAW_V], 1);
@@ -781,33 +883,42 @@ static void test_send_queue_full(void **state)
 	assert_true(all_meshed(w));
 }
 
-/* More unauthenticated connections than the cap: the extra ones are closed at once. */
+/*
+ * Unauthenticated connections over the caps are closed at once: from naddr
+ * source addresses 127.0.0.2.., per connections each.
+ */
+#define FLOOD_MAX (P2P_HANDSHAKING_MAX + 16)
 struct flood {
 	uint16_t port;
-	int n, closed_early;
+	int naddr, per, n, opened, closed_early;
 	atomic_int done;
 };
 
 static void *flood_main(void *arg)
 {
 	struct flood *f = arg;
-	int fds[P2P_HANDSHAKING_MAX + 16];
+	int fds[FLOOD_MAX];
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_port = htons(f->port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 
+	f->n = f->naddr * f->per;
 	for (int i = 0; i < f->n; i++) {
+		struct sockaddr_in src = { .sin_family = AF_INET,
+					   .sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1 + (uint32_t)(i / f->per)) };
 		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-		if (fds[i] >= 0 && connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (fds[i] >= 0 && (bind(fds[i], (struct sockaddr *)&src, sizeof(src)) < 0 ||
+				    connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0)) {
 			close(fds[i]);
 			fds[i] = -1;
 		}
+		f->opened += fds[i] >= 0;
 	}
-	/* Within 1.5 s (half the handshake timeout), count connections the node closed. */
-	uint64_t end = now_ms() + TIMEOUT_MS / 2;
-	int closed[P2P_HANDSHAKING_MAX + 16] = { 0 };
+	/* Within half the handshake deadline, count connections the node closed. */
+	uint64_t end = now_ms() + HANDSHAKE_MS / 2;
+	int closed[FLOOD_MAX] = { 0 };
 	while (now_ms() < end) {
-		struct pollfd pf[P2P_HANDSHAKING_MAX + 16];
+		struct pollfd pf[FLOOD_MAX];
 		for (int i = 0; i < f->n; i++) {
 			pf[i].fd = closed[i] ? -1 : fds[i];
 			pf[i].events = POLLIN;
@@ -839,21 +950,321 @@ static bool flood_done(struct world *w)
 	return atomic_load(&cur_flood->done) != 0;
 }
 
+static void flood_run(struct world *w, struct flood *f, int node)
+{
+	pthread_t th;
+
+	f->port = w->port[node];
+	cur_flood = f;
+	assert_int_equal(pthread_create(&th, NULL, flood_main, f), 0);
+	bool ok = run_until(w, flood_done, 20000);
+	pthread_join(th, NULL);
+	assert_true(ok);
+	assert_int_equal(f->opened, f->n);
+}
+
 static void test_handshake_flood(void **state)
 {
 	struct world *w = *state;
 	struct flood f;
-	pthread_t th;
 
+	/* One address: all but P2P_HANDSHAKING_PER_ADDR_DEFAULT closed at once. */
 	memset(&f, 0, sizeof(f));
-	f.port = w->port[2];
-	f.n = P2P_HANDSHAKING_MAX + 10;
-	cur_flood = &f;
-	assert_int_equal(pthread_create(&th, NULL, flood_main, &f), 0);
-	bool ok = run_until(w, flood_done, 20000);
-	pthread_join(th, NULL);
-	assert_true(ok);
-	assert_int_equal(f.closed_early, 10);
+	f.naddr = 1;
+	f.per = 20;
+	flood_run(w, &f, 2);
+	assert_int_equal(f.closed_early, 20 - (int)P2P_HANDSHAKING_PER_ADDR_DEFAULT);
+	assert_true(all_meshed(w));
+
+	/* Many addresses, each under its cap: the overall cap. */
+	memset(&f, 0, sizeof(f));
+	f.per = (int)P2P_HANDSHAKING_PER_ADDR_DEFAULT;
+	f.naddr = P2P_HANDSHAKING_MAX / f.per + 1;
+	flood_run(w, &f, 2);
+	assert_int_equal(f.closed_early, f.n - P2P_HANDSHAKING_MAX);
+	assert_true(all_meshed(w));
+	exchange_small(w, "after floods");
+}
+
+/* ---- a fourth node with validator 3's key, behind a recording proxy ---- */
+
+/*
+ * A TCP proxy in a thread: accepts one connection (the fourth node dialing)
+ * and forwards it to a node of the world both ways, keeping the first bytes
+ * the dialer sent (its side of the handshake). Once cut is set it stops
+ * forwarding the dialer's bytes and instead trickles, every 50 ms, one byte
+ * of a frame that never completes: bytes that arrive but never decrypt.
+ */
+struct proxy {
+	int lfd;
+	uint16_t port, to_port;
+	pthread_t th;
+	atomic_int cut, stop, done;
+	atomic_int server_closed; /* the node closed its side */
+	uint8_t rec[4096];        /* the dialer's first bytes, within REC_MS of the connect */
+	size_t nrec;              /* read after done */
+};
+#define REC_MS 500
+
+static void *proxy_main(void *arg)
+{
+	struct proxy *x = arg;
+	int cfd = -1, sfd = -1;
+	bool trickling = false;
+	uint64_t t0 = 0, last = 0;
+	uint8_t buf[65536];
+
+	while (!atomic_load(&x->stop)) {
+		struct pollfd pf = { .fd = x->lfd, .events = POLLIN };
+		if (poll(&pf, 1, 20) > 0) {
+			cfd = accept(x->lfd, NULL, NULL);
+			break;
+		}
+	}
+	if (cfd < 0)
+		goto out;
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(x->to_port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	sfd = socket(AF_INET, SOCK_STREAM, 0);
+	if (sfd < 0 || connect(sfd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto out;
+	t0 = now_ms();
+	while (!atomic_load(&x->stop)) {
+		struct pollfd pf[2] = { { .fd = cfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+		int k = poll(pf, 2, 20);
+		uint64_t now = now_ms();
+		if (atomic_load(&x->cut) && !trickling) {
+			static const uint8_t len[4] = { 0, 0, 0x10, 0 }; /* a 4096-byte frame */
+			write_all(sfd, len, sizeof(len));
+			trickling = true;
+			last = now;
+		}
+		if (trickling && now - last >= 50) {
+			write_all(sfd, (const uint8_t *)"Z", 1);
+			last = now;
+		}
+		if (k <= 0)
+			continue;
+		if (pf[0].revents) {
+			ssize_t n = read(cfd, buf, sizeof(buf));
+			if (n <= 0)
+				break;
+			if (now - t0 < REC_MS && x->nrec + (size_t)n <= sizeof(x->rec)) {
+				memcpy(x->rec + x->nrec, buf, (size_t)n);
+				x->nrec += (size_t)n;
+			}
+			if (!atomic_load(&x->cut))
+				write_all(sfd, buf, (size_t)n);
+		}
+		if (pf[1].revents) {
+			ssize_t n = read(sfd, buf, sizeof(buf));
+			if (n <= 0) {
+				atomic_store(&x->server_closed, 1);
+				break;
+			}
+			write_all(cfd, buf, (size_t)n);
+		}
+	}
+out:
+	if (cfd >= 0)
+		close(cfd);
+	if (sfd >= 0)
+		close(sfd);
+	atomic_store(&x->done, 1);
+	return NULL;
+}
+
+static void proxy_start(struct world *w, struct proxy *x, int to)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+
+	memset(x, 0, sizeof(*x));
+	x->to_port = w->port[to];
+	x->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(x->lfd >= 0);
+	assert_int_equal(bind(x->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(x->lfd, 4), 0);
+	assert_int_equal(getsockname(x->lfd, (struct sockaddr *)&sa, &sl), 0);
+	x->port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&x->th, NULL, proxy_main, x), 0);
+}
+
+static void proxy_stop(struct proxy *x)
+{
+	atomic_store(&x->stop, 1);
+	pthread_join(x->th, NULL);
+	close(x->lfd);
+}
+
+static struct tnode n3; /* validator 3 running p2p */
+
+/* Starts validator 3's node, dialing only the address peers. */
+static void n3_start(struct world *w, const char *peers)
+{
+	char listen[64], err[256];
+	uint16_t port;
+
+	pick_ports(&port, 1);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", (unsigned)port);
+	struct p2p_config cfg = {
+		.listen = listen,
+		.peers = peers,
+		.genesis = &w->g,
+		.sk = w->sk[RAW_V],
+		.ping_ms = PING_MS,
+		.timeout_ms = TIMEOUT_MS,
+		.handshake_ms = HANDSHAKE_MS,
+	};
+	memset(&n3, 0, sizeof(n3));
+	n3.idx = RAW_V;
+	if (p2p_start(&n3.p, &w->loop, &cfg, &cbs, &n3, err, sizeof(err)) != 0)
+		fail_msg("p2p_start of validator 3: %s", err);
+}
+
+static int watch_node; /* the node of the world the next predicate looks at */
+static bool n3_linked(struct world *w)
+{
+	return w->n[watch_node].connected[RAW_V] && n3.connected[watch_node];
+}
+static bool n3_unlinked(struct world *w)
+{
+	return !w->n[watch_node].connected[RAW_V];
+}
+
+static void n3_stop(struct world *w)
+{
+	p2p_stop(n3.p);
+	n3.p = NULL;
+	for (int i = 0; i < NN; i++) {
+		watch_node = i;
+		assert_true(run_until(w, n3_unlinked, 10000));
+	}
+}
+
+/* Replays rec to node i from a client with no keys; returns how the node answered. */
+static void replay_to(struct world *w, int i, const uint8_t *rec, size_t n, struct raw *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->mode = RAW_BYTES;
+	r->bytes = rec;
+	r->nbytes = n;
+	raw_run(w, r, i);
+}
+
+/* The view in p2p_peers_json: whether validator v shows as connected. */
+static bool json_shows(struct p2p *p, uint32_t v)
+{
+	json_t *arr = p2p_peers_json(p);
+	size_t k;
+	json_t *o;
+	bool seen = false;
+	json_array_foreach(arr, k, o) {
+		uint64_t x;
+		if (td_json_number_u64(json_object_get(o, "validator"), &x) && x == v &&
+		    strcmp(json_string_value(json_object_get(o, "state")), "connected") == 0)
+			seen = true;
+	}
+	json_decref(arr);
+	return seen;
+}
+
+/*
+ * Validator 3 connects to node 1 through the proxy, which records what it
+ * sent. With validator 3 down, a client with no keys replays the recording
+ * to node 1 (which saw that hello) and to node 0 (which did not): neither
+ * shows validator 3 connected, at any moment. With validator 3 up and linked
+ * to node 0, replays do not displace that link.
+ */
+static void test_replayed_handshake(void **state)
+{
+	struct world *w = *state;
+	struct proxy x;
+	char peers[64];
+	struct raw r;
+	uint8_t rec[sizeof(x.rec)];
+	size_t nrec;
+
+	proxy_start(w, &x, 1);
+	snprintf(peers, sizeof(peers), "127.0.0.1:%u", (unsigned)x.port);
+	n3_start(w, peers);
+	watch_node = 1;
+	assert_true(run_until(w, n3_linked, 10000));
+	run_for(w, REC_MS + 100);
+	n3_stop(w);
+	proxy_stop(&x);
+	nrec = x.nrec;
+	memcpy(rec, x.rec, nrec);
+	assert_true(nrec >= HELLO_LEN);
+
+	int c0 = w->n[0].connects[RAW_V];
+	for (int i = 1; i >= 0; i--) {
+		int ci = w->n[i].connects[RAW_V];
+		replay_to(w, i, rec, nrec, &r);
+		assert_int_equal(w->n[i].connects[RAW_V], ci); /* never announced, not even for a moment */
+		assert_int_equal(r.closed, 1);
+		assert_int_equal(w->n[i].connected[RAW_V], 0);
+		assert_false(json_shows(w->n[i].p, RAW_V));
+		/* Only the hello alone, held open: no peer either, closed by the handshake deadline. */
+		replay_to(w, i, rec, HELLO_LEN, &r);
+		assert_int_equal(w->n[i].connects[RAW_V], ci);
+		assert_int_equal(r.closed, 1);
+		assert_true(r.closed_after < TIMEOUT_MS);
+	}
+
+	/* The real validator 3, linked to node 0: replays do not touch that link. */
+	snprintf(peers, sizeof(peers), "127.0.0.1:%u", (unsigned)w->port[0]);
+	n3_start(w, peers);
+	watch_node = 0;
+	assert_true(run_until(w, n3_linked, 10000));
+	struct p2p_peer *real = p2p_peer_find(w->n[0].p, RAW_V);
+	assert_non_null(real);
+	c0 = w->n[0].connects[RAW_V];
+	int d0 = w->n[0].disconnects[RAW_V];
+	for (int k = 0; k < 3; k++) {
+		replay_to(w, 0, rec, k == 1 ? HELLO_LEN : nrec, &r);
+		assert_int_equal(r.closed, 1);
+	}
+	run_for(w, 300);
+	assert_ptr_equal(p2p_peer_find(w->n[0].p, RAW_V), real);
+	assert_int_equal(w->n[0].connects[RAW_V], c0);
+	assert_int_equal(w->n[0].disconnects[RAW_V], d0);
+	assert_int_equal(n3.disconnects[0], 0);
+	assert_true(json_shows(w->n[0].p, RAW_V));
+	n3_stop(w);
+	assert_true(all_meshed(w));
+}
+
+/*
+ * Validator 3 links to node 2 through the proxy; then the proxy stops
+ * forwarding and trickles bytes of a frame that never completes. Node 2
+ * drops the peer after timeout_ms of no frame that decrypted, although
+ * bytes keep coming.
+ */
+static void test_liveness_needs_frames(void **state)
+{
+	struct world *w = *state;
+	struct proxy x;
+	char peers[64];
+
+	proxy_start(w, &x, 2);
+	snprintf(peers, sizeof(peers), "127.0.0.1:%u", (unsigned)x.port);
+	n3_start(w, peers);
+	watch_node = 2;
+	assert_true(run_until(w, n3_linked, 10000));
+	run_for(w, 3 * PING_MS);
+	uint64_t rx0 = p2p_bytes_received(w->n[2].p);
+	atomic_store(&x.cut, 1);
+	uint64_t t0 = now_ms();
+	bool dropped = run_until(w, n3_unlinked, 3 * TIMEOUT_MS);
+	uint64_t took = now_ms() - t0;
+	bool trickled = p2p_bytes_received(w->n[2].p) > rx0; /* bytes did arrive meanwhile */
+	proxy_stop(&x);
+	n3_stop(w);
+	assert_true(dropped);
+	assert_true(trickled);
+	assert_true(took < 2 * TIMEOUT_MS);
 	assert_true(all_meshed(w));
 }
 
@@ -935,6 +1346,8 @@ int main(void)
 		cmocka_unit_test(test_tamper_and_replay),
 		cmocka_unit_test(test_send_queue_full),
 		cmocka_unit_test(test_handshake_flood),
+		cmocka_unit_test(test_replayed_handshake),
+		cmocka_unit_test(test_liveness_needs_frames),
 		cmocka_unit_test(test_disconnect_reconnects),
 		cmocka_unit_test(test_stop_and_redial),
 	};
