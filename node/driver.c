@@ -12,10 +12,12 @@
 #include "log.h"
 #include "signstate.h"
 
-struct pvote {
+/* A signed vote kept for commits, relaying and re-sending; height 0: a free slot. */
+struct svote {
 	uint64_t height;
 	uint32_t round;
-	uint32_t validator;
+	uint8_t type; /* enum td_vote_type */
+	bool nil;
 	uint8_t hash[TD_HASH_LEN];
 	uint8_t sig[TD_SIG_LEN];
 };
@@ -44,9 +46,10 @@ struct driver {
 	uint32_t holds;
 	bool draining;
 
-	struct pvote *precommits; /* DRIVER_PRECOMMITS_PER_VALIDATOR slots per validator; height 0: free */
-	struct tslot tmo[3];      /* by enum cons_timeout */
-	bool awaiting_value;      /* REQUEST_VALUE(av_h, av_r) unanswered: nothing pending here */
+	struct svote *votes;               /* DRIVER_VOTES_PER_VALIDATOR slots per validator */
+	uint64_t heard[TD_VALIDATORS_MAX]; /* io mono_ms of the last message signed by each, relayed or not */
+	struct tslot tmo[3];               /* by enum cons_timeout */
+	bool awaiting_value;               /* REQUEST_VALUE(av_h, av_r) unanswered: nothing pending here */
 	uint64_t av_h;
 	uint32_t av_r;
 	struct td_record **scratch; /* cfg.block_max_records slots */
@@ -101,7 +104,7 @@ int driver_new(struct driver **out, const struct node_io *io, const struct td_ge
 		goto fail;
 	}
 	d->cons_ok = true;
-	d->precommits = td_xcalloc(DRIVER_PRECOMMITS_MAX, sizeof(*d->precommits));
+	d->votes = td_xcalloc(DRIVER_VOTES_MAX, sizeof(*d->votes));
 	d->scratch = td_xcalloc(cfg->block_max_records ? cfg->block_max_records : 1, sizeof(*d->scratch));
 	*out = d;
 	return 0;
@@ -116,7 +119,7 @@ void driver_free(struct driver *d)
 		return;
 	if (d->cons_ok)
 		cons_free(&d->cons);
-	free(d->precommits);
+	free(d->votes);
 	free(d->scratch);
 	free(d);
 }
@@ -142,35 +145,77 @@ static bool save_sign_state(struct driver *d)
 	return true;
 }
 
-/*
- * Keeps a signed precommit for building the commit. Each validator has its
- * own DRIVER_PRECOMMITS_PER_VALIDATOR slots, so no key can fill the table
- * for the others; one precommit is kept per (height, round, validator), the
- * first (the one the core counts). When a validator's slots are full, its
- * precommit of the highest (height, round) gives way to a lower one.
- */
-static void precommit_keep(struct driver *d, uint64_t h, uint32_t r, uint32_t v, const uint8_t hash[static TD_HASH_LEN],
-			   const uint8_t sig[static TD_SIG_LEN])
+/* How far a vote at (h, r) is from what the core works on; smaller is kept first. */
+static uint64_t vote_distance(const struct driver *d, uint64_t h, uint32_t r)
 {
-	struct pvote *slots = &d->precommits[(size_t)v * DRIVER_PRECOMMITS_PER_VALIDATOR], *p = NULL;
-	for (uint32_t i = 0; i < DRIVER_PRECOMMITS_PER_VALIDATOR; i++) {
-		struct pvote *q = &slots[i];
-		if (q->height == h && q->round == r)
-			return;
-		if (q->height == 0) {
-			p = q;
-			break;
+	uint32_t cur = cons_started(&d->cons) ? cons_round(&d->cons) : 0;
+	if (h > cur_height(d))
+		return (uint64_t)r + 1; /* next height: its first rounds matter */
+	return r > cur ? (uint64_t)(r - cur) : (uint64_t)(cur - r);
+}
+
+/*
+ * Keeps a verified vote of validator v. Each validator has its own
+ * DRIVER_VOTES_PER_VALIDATOR slots, so no key can fill the table for the
+ * others, and one vote is kept per (height, round, type): the first, the one
+ * the core counts (precommits build the commit). When a validator's slots
+ * are full, the vote farthest from the round the core is in gives way; a
+ * flood of far rounds only displaces the flooder's own far votes. Returns
+ * true if the vote is new.
+ */
+static bool vote_keep(struct driver *d, uint64_t h, uint32_t r, enum td_vote_type type, uint32_t v, const uint8_t *hash,
+		      const uint8_t sig[static TD_SIG_LEN])
+{
+	struct svote *slots = &d->votes[(size_t)v * DRIVER_VOTES_PER_VALIDATOR], *p = NULL;
+	uint64_t far = 0, cur = cur_height(d);
+	for (uint32_t i = 0; i < DRIVER_VOTES_PER_VALIDATOR; i++) {
+		struct svote *q = &slots[i];
+		if (q->height == h && q->round == r && q->type == (uint8_t)type)
+			return false;
+		if (q->height < cur) {
+			p = q; /* free, or of a finished height */
+			far = UINT64_MAX;
+			continue;
 		}
-		if (!p || q->height > p->height || (q->height == p->height && q->round > p->round))
+		uint64_t dist = vote_distance(d, q->height, q->round);
+		if (!p || (far != UINT64_MAX && dist > far)) {
 			p = q;
+			far = dist;
+		}
 	}
-	if (p->height != 0 && (p->height < h || (p->height == h && p->round < r)))
-		return; /* full of lower rounds: this one is the farthest */
+	if (far != UINT64_MAX && vote_distance(d, h, r) >= far)
+		return false; /* full of nearer votes: this one is the farthest */
 	p->height = h;
 	p->round = r;
-	p->validator = v;
-	memcpy(p->hash, hash, TD_HASH_LEN);
+	p->type = (uint8_t)type;
+	p->nil = hash == NULL;
+	if (hash)
+		memcpy(p->hash, hash, TD_HASH_LEN);
 	memcpy(p->sig, sig, TD_SIG_LEN);
+	return true;
+}
+
+/* Sends every kept vote of validator v at height h or later to `to`, or to every peer but `except` with NODE_ALL. */
+static void votes_send(struct driver *d, uint32_t to, uint32_t except, uint32_t v, uint64_t h)
+{
+	const struct svote *slots = &d->votes[(size_t)v * DRIVER_VOTES_PER_VALIDATOR];
+	for (uint32_t i = 0; i < DRIVER_VOTES_PER_VALIDATOR; i++) {
+		const struct svote *q = &slots[i];
+		if (q->height < h)
+			continue;
+		struct td_buf b;
+		td_buf_init(&b);
+		td_msg_vote(&b, (enum td_vote_type)q->type, q->height, q->round, q->nil ? NULL : q->hash, v, q->sig);
+		if (to != NODE_ALL) {
+			nio_send(d->io, to, &b);
+		} else {
+			for (uint32_t p = 0; p < d->g->n; p++)
+				if (p != except && p != v && p != (uint32_t)d->cfg.my_index &&
+				    d->io->connected(d->io->ctx, p))
+					nio_send(d->io, p, &b);
+		}
+		td_buf_free(&b);
+	}
 }
 
 /*
@@ -190,8 +235,7 @@ static void sign_send(struct driver *d, uint32_t to, const struct td_block *blk,
 		td_msg_proposal(&b, blk, r, valid_round, sig);
 	} else {
 		td_vote_sign(sig, d->g->chain_id, type, h, r, value, d->cfg.sk);
-		if (type == TD_VOTE_PRECOMMIT && value)
-			precommit_keep(d, h, r, (uint32_t)d->cfg.my_index, value, sig);
+		vote_keep(d, h, r, type, (uint32_t)d->cfg.my_index, value, sig);
 		td_msg_vote(&b, type, h, r, value, (uint32_t)d->cfg.my_index, sig);
 	}
 	nio_send(d->io, to, &b);
@@ -202,20 +246,25 @@ void driver_resend(struct driver *d, uint32_t to)
 {
 	const struct cons_sign_state *ss = cons_sign_state(&d->cons);
 	uint64_t h = cur_height(d);
-	if (d->cfg.my_index < 0 || !ss->any || ss->height != h)
-		return;
-	if (ss->proposal.set) {
-		const struct td_block *blk = prop_block_find(d->prop, ss->proposal.value);
-		if (blk)
-			sign_send(d, to, blk, TD_VOTE_PREVOTE, h, ss->proposal.round, ss->proposal.valid_round, NULL);
+	if (d->cfg.my_index >= 0 && ss->any && ss->height == h) {
+		if (ss->proposal.set) {
+			const struct td_block *blk = prop_block_find(d->prop, ss->proposal.value);
+			if (blk)
+				sign_send(d, to, blk, TD_VOTE_PREVOTE, h, ss->proposal.round, ss->proposal.valid_round,
+					  NULL);
+		}
+		const struct cons_signed *mine[2] = { &ss->prevote, &ss->precommit };
+		for (int i = 0; i < 2; i++) {
+			if (!mine[i]->set)
+				continue;
+			sign_send(d, to, NULL, i == 0 ? TD_VOTE_PREVOTE : TD_VOTE_PRECOMMIT, h, mine[i]->round, -1,
+				  mine[i]->nil ? NULL : mine[i]->value);
+		}
 	}
-	const struct cons_signed *votes[2] = { &ss->prevote, &ss->precommit };
-	for (int i = 0; i < 2; i++) {
-		if (!votes[i]->set)
-			continue;
-		sign_send(d, to, NULL, i == 0 ? TD_VOTE_PREVOTE : TD_VOTE_PRECOMMIT, h, votes[i]->round, -1,
-			  votes[i]->nil ? NULL : votes[i]->value);
-	}
+	/* Everyone else's votes of this height, for a peer that lost them on the way. */
+	for (uint32_t v = 0; v < d->g->n; v++)
+		if (v != (uint32_t)d->cfg.my_index && v != to)
+			votes_send(d, to, NODE_ALL, v, h);
 }
 
 /* ---- values ---- */
@@ -279,14 +328,17 @@ static bool awaited(const struct driver *d)
 
 /*
  * True when the proposer of (h, r) is another validator with no connection
- * to us: proposals are not relayed, so its proposal cannot reach us and
- * waiting the full propose timeout for it only delays the next round.
- * Timeouts bear on liveness only, never on safety.
+ * to us and nothing it signed reached us, relayed or not, for
+ * DRIVER_HEARD_MS: its proposal is unlikely to arrive, and waiting the full
+ * propose timeout for it only delays the next round. Timeouts bear on
+ * liveness only, never on safety.
  */
 static bool proposer_unreachable(struct driver *d, uint64_t h, uint32_t r)
 {
 	uint32_t p = cons_proposer(&d->cons, h, r);
-	return d->g->n > 1 && p != (uint32_t)d->cfg.my_index && !d->io->connected(d->io->ctx, p);
+	uint64_t now = d->io->mono_ms(d->io->ctx);
+	return d->g->n > 1 && p != (uint32_t)d->cfg.my_index && !d->io->connected(d->io->ctx, p) &&
+	       (d->heard[p] == 0 || now - d->heard[p] > DRIVER_HEARD_MS);
 }
 
 static void decide(struct driver *d, const struct cons_action *a)
@@ -305,12 +357,12 @@ static void decide(struct driver *d, const struct cons_action *a)
 	}
 	memcpy(commit.block_hash, a->value, TD_HASH_LEN);
 	for (uint32_t i = 0; i < a->n_signers; i++) {
-		const struct pvote *slots = &d->precommits[(size_t)a->signers[i] * DRIVER_PRECOMMITS_PER_VALIDATOR];
-		for (uint32_t j = 0; j < DRIVER_PRECOMMITS_PER_VALIDATOR; j++) {
-			const struct pvote *p = &slots[j];
-			if (p->height == a->height && p->round == a->round &&
+		const struct svote *slots = &d->votes[(size_t)a->signers[i] * DRIVER_VOTES_PER_VALIDATOR];
+		for (uint32_t j = 0; j < DRIVER_VOTES_PER_VALIDATOR; j++) {
+			const struct svote *p = &slots[j];
+			if (p->height == a->height && p->round == a->round && p->type == TD_VOTE_PRECOMMIT && !p->nil &&
 			    memcmp(p->hash, a->value, TD_HASH_LEN) == 0) {
-				sigs[commit.n_sigs].validator = p->validator;
+				sigs[commit.n_sigs].validator = a->signers[i];
 				memcpy(sigs[commit.n_sigs++].sig, p->sig, TD_SIG_LEN);
 				break;
 			}
@@ -467,6 +519,7 @@ void driver_on_proposal(struct driver *d, uint32_t from, uint64_t h, uint32_t r,
 {
 	if (h != cur_height(d))
 		return;
+	d->heard[from] = d->io->mono_ms(d->io->ctx);
 	driver_hold(d);
 	driver_start_current(d);
 	cons_on_proposal(&d->cons, from, h, r, hash, valid_round);
@@ -489,8 +542,17 @@ void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m)
 	}
 	log_debug("vote type %d from %u at height %llu round %u%s", (int)m->vote_type, m->validator,
 		  (unsigned long long)m->height, m->round, m->nil ? " nil" : "");
-	if (m->vote_type == TD_VOTE_PRECOMMIT && !m->nil)
-		precommit_keep(d, m->height, m->round, m->validator, m->hash, m->sig);
+	d->heard[m->validator] = d->io->mono_ms(d->io->ctx);
+	if (!vote_keep(d, m->height, m->round, m->vote_type, m->validator, m->nil ? NULL : m->hash, m->sig))
+		return; /* seen before: the core has it, and our peers were sent it */
+	/* Relay: a peer without a link to the voter still gets the vote. */
+	struct td_buf b;
+	td_buf_init(&b);
+	td_msg_vote(&b, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash, m->validator, m->sig);
+	for (uint32_t p = 0; p < d->g->n; p++)
+		if (p != peer && p != m->validator && p != (uint32_t)d->cfg.my_index && d->io->connected(d->io->ctx, p))
+			nio_send(d->io, p, &b);
+	td_buf_free(&b);
 	driver_hold(d);
 	if (m->height == h)
 		driver_start_current(d);
@@ -545,9 +607,9 @@ void driver_on_pooled(struct driver *d)
 void driver_new_height(struct driver *d)
 {
 	uint64_t h = cur_height(d);
-	for (size_t i = 0; i < DRIVER_PRECOMMITS_MAX; i++)
-		if (d->precommits[i].height < h)
-			memset(&d->precommits[i], 0, sizeof(d->precommits[i]));
+	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++)
+		if (d->votes[i].height < h)
+			memset(&d->votes[i], 0, sizeof(d->votes[i]));
 	d->awaiting_value = false;
 	d->io->timer(d->io->ctx, NODE_TIMER_VALUE, NODE_TIMER_OFF);
 }
@@ -556,7 +618,8 @@ void driver_peer_lost(struct driver *d, uint32_t v)
 {
 	struct tslot *t = &d->tmo[CONS_TIMEOUT_PROPOSE];
 	uint64_t now = d->io->mono_ms(d->io->ctx), cap = d->cfg.timeout_propose_unreachable_ms;
-	if (t->armed && cons_proposer(&d->cons, t->h, t->r) == v && t->due > now + cap) {
+	if (t->armed && cons_proposer(&d->cons, t->h, t->r) == v && t->due > now + cap &&
+	    proposer_unreachable(d, t->h, t->r)) {
 		t->due = now + cap;
 		d->io->timer(d->io->ctx, NODE_TIMER_PROPOSE, cap);
 	}

@@ -23,9 +23,10 @@
 #include "nodeio.h"
 #include "proposals.h"
 
-#define DRIVER_FUTURE_DRIFT_MS 30000       /* a proposed block may be this far ahead of our clock */
-#define DRIVER_PRECOMMITS_PER_VALIDATOR 32 /* signed precommits kept per validator, lowest rounds first */
-#define DRIVER_PRECOMMITS_MAX (DRIVER_PRECOMMITS_PER_VALIDATOR * TD_VALIDATORS_MAX)
+#define DRIVER_FUTURE_DRIFT_MS 30000  /* a proposed block may be this far ahead of our clock */
+#define DRIVER_VOTES_PER_VALIDATOR 32 /* signed votes kept per validator, nearest the core's round first */
+#define DRIVER_VOTES_MAX (DRIVER_VOTES_PER_VALIDATOR * TD_VALIDATORS_MAX)
+#define DRIVER_HEARD_MS 3000 /* a validator heard from this recently counts as reachable */
 
 struct driver;
 

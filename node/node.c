@@ -171,6 +171,7 @@ static void tick(struct node *n)
 	if (h == n->last_tick_height && cons_started(cons) && cons_height(cons) == h + 1) {
 		if (++n->stalled_ticks >= NODE_STALL_TICKS) {
 			driver_resend(n->driver, NODE_ALL);
+			prop_resend(n->prop, NODE_ALL);
 			log_debug("no new block for %u ticks at height %llu: sent our signed messages again",
 				  n->stalled_ticks, (unsigned long long)h);
 			/* Peers may have refused our records while their mempools were full: offer them again. */
@@ -211,6 +212,7 @@ void node_on_connect(struct node *n, uint32_t v)
 	send_status(n, v);
 	/* What we signed at this height may have gone out on a connection this one replaces. */
 	driver_resend(n->driver, v);
+	prop_resend(n->prop, v);
 	/* Tell the newcomer what we hold so it can fetch what it lacks. */
 	gossip_offer_pool(n->gossip, v, n->cfg.block_max_records);
 }

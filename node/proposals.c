@@ -22,6 +22,17 @@ struct pprop {
 	struct td_record **recs; /* references, NULL where missing */
 	uint32_t missing;
 	uint64_t asked_ms;
+	uint32_t peer; /* who sent it: relayed to everyone else once complete */
+	uint8_t *msg;  /* the PROPOSAL message, canonical */
+	size_t len;
+};
+
+/* A complete proposal of this height, relayed once and sent again to peers that missed it. */
+struct relayed {
+	uint32_t round;
+	uint8_t hash[TD_HASH_LEN];
+	uint8_t *msg;
+	size_t len;
 };
 
 struct proposals {
@@ -34,6 +45,8 @@ struct proposals {
 	uint32_t nblocks;
 	struct pprop pend[PROP_BLOCKS_MAX];
 	uint32_t npend;
+	struct relayed relayed[PROP_BLOCKS_MAX]; /* oldest replaced first */
+	uint32_t nrelayed, relayed_next;
 	struct td_block *recent[PROP_RECENT]; /* last committed, oldest replaced first */
 	uint32_t recent_next;
 	struct {
@@ -63,6 +76,7 @@ static void pprop_clear(struct pprop *pp)
 			td_record_free(pp->recs[i]);
 	free(pp->recs);
 	free(pp->ids);
+	free(pp->msg);
 	memset(pp, 0, sizeof(*pp));
 }
 
@@ -78,6 +92,8 @@ void prop_free(struct proposals *p)
 		free(p->future[i].bytes);
 	for (uint32_t i = 0; i < PROP_RECENT; i++)
 		td_block_free(p->recent[i]);
+	for (uint32_t i = 0; i < p->nrelayed; i++)
+		free(p->relayed[i].msg);
 	free(p);
 }
 
@@ -130,6 +146,39 @@ uint32_t prop_waiting(const struct proposals *p)
 	return p->npend;
 }
 
+/*
+ * Passes a complete proposal on to every peer but the one it came from,
+ * once per (round, block): a peer without a link to the proposer still gets
+ * it, and fetches its records from us. Keeps a copy for prop_resend.
+ */
+static void relay(struct proposals *p, uint32_t from_peer, uint32_t round, const uint8_t hash[static TD_HASH_LEN],
+		  const uint8_t *msg, size_t len)
+{
+	for (uint32_t i = 0; i < p->nrelayed; i++)
+		if (p->relayed[i].round == round && memcmp(p->relayed[i].hash, hash, TD_HASH_LEN) == 0)
+			return;
+	struct relayed *r = &p->relayed[p->relayed_next];
+	if (p->nrelayed < PROP_BLOCKS_MAX)
+		p->nrelayed++;
+	else
+		free(r->msg);
+	p->relayed_next = (p->relayed_next + 1) % PROP_BLOCKS_MAX;
+	r->round = round;
+	memcpy(r->hash, hash, TD_HASH_LEN);
+	r->msg = td_xmalloc(len);
+	memcpy(r->msg, msg, len);
+	r->len = len;
+	for (uint32_t v = 0; v < p->g->n; v++)
+		if (v != from_peer && p->io->connected(p->io->ctx, v))
+			p->io->send(p->io->ctx, v, msg, len);
+}
+
+void prop_resend(struct proposals *p, uint32_t to)
+{
+	for (uint32_t i = 0; i < p->nrelayed; i++)
+		p->io->send(p->io->ctx, to, p->relayed[i].msg, p->relayed[i].len);
+}
+
 /* The block of a complete proposal: checked against its header, kept, reported. */
 static void pprop_complete(struct proposals *p, uint32_t idx)
 {
@@ -151,6 +200,8 @@ static void pprop_complete(struct proposals *p, uint32_t idx)
 		prop_keep(p, blk);
 	else
 		td_block_free(blk);
+	if (pp.hdr.height == p->height)
+		relay(p, pp.peer, pp.round, pp.hash, pp.msg, pp.len);
 	if (pp.hdr.height == p->height)
 		p->cb.on_complete(p->cb.ctx, pp.from, pp.hdr.height, pp.round, pp.hash, pp.valid_round);
 	pprop_clear(&pp);
@@ -218,16 +269,40 @@ void prop_on_proposal(struct proposals *p, uint32_t peer, const struct td_msg *m
 		return;
 	}
 	if (prop_block_find(p, hash)) {
+		td_buf_init(&b);
+		encode_again(&b, m);
+		relay(p, peer, m->round, hash, (const uint8_t *)b.sb.data, b.sb.size);
+		td_buf_free(&b);
 		p->cb.on_complete(p->cb.ctx, from, m->height, m->round, hash, m->valid_round);
 		return;
 	}
-	for (uint32_t i = 0; i < p->npend; i++)
+	uint32_t mine = 0, lowest = UINT32_MAX;
+	for (uint32_t i = 0; i < p->npend; i++) {
 		if (memcmp(p->pend[i].hash, hash, TD_HASH_LEN) == 0 && p->pend[i].round == m->round)
 			return;
+		if (p->pend[i].from == from) {
+			mine++;
+			if (lowest == UINT32_MAX || p->pend[i].round < p->pend[lowest].round)
+				lowest = i;
+		}
+	}
+	/* Each proposer has PROP_PENDING_PER_PROPOSER slots: its newest round replaces its oldest. */
+	if (mine >= PROP_PENDING_PER_PROPOSER) {
+		if (m->round <= p->pend[lowest].round)
+			return;
+		pprop_clear(&p->pend[lowest]);
+		p->pend[lowest] = p->pend[--p->npend];
+		memset(&p->pend[p->npend], 0, sizeof(p->pend[p->npend]));
+	}
 	if (p->npend == PROP_BLOCKS_MAX)
 		return;
 	struct pprop *pp = &p->pend[p->npend++];
 	memset(pp, 0, sizeof(*pp));
+	pp->peer = peer;
+	td_buf_init(&b);
+	encode_again(&b, m);
+	pp->msg = td_buf_take(&b, &pp->len);
+	td_buf_free(&b);
 	pp->from = from;
 	pp->round = m->round;
 	pp->valid_round = m->valid_round;
@@ -278,6 +353,9 @@ void prop_new_height(struct proposals *p, uint64_t h)
 	for (uint32_t i = 0; i < p->npend; i++)
 		pprop_clear(&p->pend[i]);
 	p->npend = 0;
+	for (uint32_t i = 0; i < p->nrelayed; i++)
+		free(p->relayed[i].msg);
+	p->nrelayed = p->relayed_next = 0;
 	p->height = h;
 	/* Proposals that arrived one height early (taken out first: replaying may keep new ones). */
 	uint32_t nf = p->nfuture;

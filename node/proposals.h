@@ -6,7 +6,10 @@
  * from the mempool, FETCHing the records we lack from the sender, checked
  * against the header's hash, and handed up through on_complete: only then
  * may consensus see the proposal (it must be able to validate the value).
- * Proposals for the next height are kept (at most PROP_FUTURE_MAX) and
+ * A complete proposal is relayed once to every other peer. Each proposer
+ * has PROP_PENDING_PER_PROPOSER slots for proposals being rebuilt, so no
+ * key can fill them. Proposals for the next height are kept (at most
+ * PROP_FUTURE_MAX) and
  * replayed by prop_new_height(). The last PROP_RECENT committed blocks stay
  * at hand for peers that FETCH their records late.
  */
@@ -17,9 +20,10 @@
 #include "nodeio.h"
 #include "tenderd/msg.h"
 
-#define PROP_BLOCKS_MAX 16 /* complete blocks and blocks being rebuilt, each, at one height */
-#define PROP_FUTURE_MAX 8  /* next-height proposals kept until this height commits */
-#define PROP_RECENT 4      /* committed blocks kept to answer late FETCHes */
+#define PROP_BLOCKS_MAX 16          /* complete blocks and blocks being rebuilt, each, at one height */
+#define PROP_FUTURE_MAX 8           /* next-height proposals kept until this height commits */
+#define PROP_RECENT 4               /* committed blocks kept to answer late FETCHes */
+#define PROP_PENDING_PER_PROPOSER 2 /* proposals of one validator being rebuilt at once */
 
 struct proposals;
 
@@ -45,6 +49,8 @@ void prop_free(struct proposals *p);
 void prop_on_proposal(struct proposals *p, uint32_t peer, const struct td_msg *m);
 /* A record arrived: it fills the proposals waiting for it (completing some). */
 void prop_offer(struct proposals *p, struct td_record *rec);
+/* Sends again the complete proposals of this height, to one peer or NODE_ALL. */
+void prop_resend(struct proposals *p, uint32_t to);
 /* Asks again for records missing longer than the retry time. */
 void prop_refetch(struct proposals *p);
 

@@ -81,8 +81,10 @@ struct env {
 	/* the fake io */
 	bool connected[NVAL_MAX];
 	uint64_t wall, mono;
-	struct sent sent[SENT_MAX];
+	struct sent sent[SENT_MAX]; /* what this validator signed */
 	uint32_t nsent;
+	uint32_t relayed[NVAL_MAX]; /* others' votes passed on, by peer */
+	uint32_t nrelayed;
 	uint32_t disc_peer[16];
 	uint32_t ndisc;
 	bool pending[NODE_TIMERS];
@@ -171,6 +173,16 @@ static void f_send(void *ctx, uint32_t to, const uint8_t *msg, size_t len)
 
 	assert_true(e->nsent < SENT_MAX);
 	assert_int_equal(td_msg_decode(&m, msg, len), 0);
+	if ((m.type == TD_MSG_VOTE && m.validator != (uint32_t)e->me) ||
+	    (m.type == TD_MSG_PROPOSAL && memcmp(m.hdr.proposer, e->g.v[e->me].pk, TD_PUBKEY_LEN) != 0)) {
+		/* Another validator's message passed on: counted apart from what we signed. */
+		assert_true(to < NVAL_MAX);
+		assert_true(m.type != TD_MSG_VOTE || to != m.validator);
+		e->relayed[to]++;
+		e->nrelayed++;
+		td_msg_free(&m);
+		return;
+	}
 	if (m.type == TD_MSG_PROPOSAL || (m.type == TD_MSG_VOTE && m.validator == (uint32_t)e->me))
 		check_sign_state(e, &m);
 	td_msg_free(&m);
@@ -1119,7 +1131,7 @@ static void test_proposer_empty_block_on_value_timer(void **state)
  * the current height; afterwards the honest precommits of the deciding round
  * were not kept, decide() built a commit without them and the chain refused
  * the decided block: the height stalled. Each validator now has its own
- * DRIVER_PRECOMMITS_PER_VALIDATOR slots, lowest rounds kept.
+ * DRIVER_VOTES_PER_VALIDATOR slots, the rounds nearest the core's kept.
  */
 static void test_precommit_flood_from_one_validator(void **state)
 {
@@ -1128,7 +1140,7 @@ static void test_precommit_flood_from_one_validator(void **state)
 
 	pool_record(e, id);
 	/* Byzantine validator 3: one precommit per far round, each correctly signed, as many as the table holds. */
-	for (uint32_t r = 0; r < DRIVER_PRECOMMITS_MAX; r++) {
+	for (uint32_t r = 0; r < DRIVER_VOTES_MAX; r++) {
 		memset(junk, 0, sizeof(junk));
 		memcpy(junk, &r, sizeof(r));
 		vote(e, 3, TD_VOTE_PRECOMMIT, 1, 1000 + r, junk);
@@ -1151,6 +1163,42 @@ static void test_precommit_flood_from_one_validator(void **state)
 	assert_true(chain_has_record(e->chain, id, NULL));
 }
 
+/*
+ * Relay: a verified vote of another validator is passed on once to every
+ * connected peer but the one it came from and the voter; the same vote
+ * again is not; a re-send to a new peer carries everyone's votes of the
+ * height, and the commit can still be built from relayed precommits.
+ */
+static void test_votes_relayed_once(void **state)
+{
+	struct env *e = *state;
+	struct td_msg m;
+	uint8_t hash[TD_HASH_LEN];
+
+	memset(hash, 0x5a, sizeof(hash));
+	/* Validator 2's prevote arrives through peer 1. */
+	mkvote(e, &m, 2, TD_VOTE_PREVOTE, 1, 0, hash);
+	driver_on_vote(e->d, 1, &m);
+	assert_int_equal(e->nrelayed, 1);
+	assert_int_equal(e->relayed[3], 1); /* not back to 1, not to the voter 2, not to us */
+	assert_int_equal(e->relayed[1] + e->relayed[2], 0);
+	/* The same vote again, from another peer: nothing more. */
+	driver_on_vote(e->d, 3, &m);
+	assert_int_equal(e->nrelayed, 1);
+	/* Peer 3 disconnected: a new vote goes only to peer 1. */
+	e->connected[3] = false;
+	mkvote(e, &m, 2, TD_VOTE_PRECOMMIT, 1, 0, hash);
+	driver_on_vote(e->d, 2, &m);
+	assert_int_equal(e->relayed[1], 1);
+	assert_int_equal(e->nrelayed, 2);
+	/* A re-send to peer 3 carries validator 2's two votes of this height (and nothing of ours: we signed nothing). */
+	uint32_t before = e->nrelayed;
+	e->connected[3] = true;
+	driver_resend(e->d, 3);
+	assert_int_equal(e->nrelayed - before, 2);
+	assert_int_equal(e->relayed[3], 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1166,6 +1214,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_proposer_waits_for_records, setup4_proposer, teardown),
 		cmocka_unit_test_setup_teardown(test_proposer_empty_block_on_value_timer, setup4_proposer, teardown),
 		cmocka_unit_test_setup_teardown(test_precommit_flood_from_one_validator, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_votes_relayed_once, setup4, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
