@@ -18,8 +18,10 @@ struct sync {
 	uint64_t peer_height[TD_VALIDATORS_MAX];
 	bool peer_fresh[TD_VALIDATORS_MAX]; /* connected, its first STATUS not yet seen */
 	bool busy;
+	uint32_t asked;    /* the peer of the outstanding request */
 	uint64_t deadline; /* io mono_ms */
 	uint64_t height_at_last_tick;
+	uint32_t next; /* where the next search for a peer ahead starts: peers are asked in turn */
 };
 
 struct sync *sync_new(const struct node_io *io, const struct td_genesis *g, struct chain *chain, struct mempool *mp,
@@ -59,6 +61,7 @@ static void request_from(struct sync *s, uint32_t peer, uint64_t from)
 {
 	struct td_buf b;
 	s->busy = true;
+	s->asked = peer;
 	s->deadline = s->io->mono_ms(s->io->ctx) + SYNC_TIMEOUT_MS;
 	td_buf_init(&b);
 	td_msg_sync_req(&b, from, TD_SYNC_BATCH);
@@ -132,6 +135,7 @@ void sync_on_blocks(struct sync *s, uint32_t peer, const struct td_msg *m)
 	char err[TD_ERRMSG_MAX];
 	uint32_t applied = 0, nb = 0;
 	bool asked = false, dropped = false;
+	bool ours = s->busy && peer == s->asked; /* else a late or unasked answer: its blocks still count */
 	struct td_block **blks = td_xcalloc(m->n_items / 2 + 1, sizeof(*blks));
 
 	/*
@@ -146,7 +150,13 @@ void sync_on_blocks(struct sync *s, uint32_t peer, const struct td_msg *m)
 			goto out;
 		}
 	}
-	if (nb > 0 && blks[nb - 1]->hdr.height >= chain_height(s->chain) + 1 &&
+	if (nb == 0 && s->peer_height[peer] > chain_height(s->chain)) {
+		/* It claimed blocks it does not send: its claim is dropped until its next STATUS. */
+		log_debug("validator %u claimed height %llu but sent no block", peer,
+			  (unsigned long long)s->peer_height[peer]);
+		s->peer_height[peer] = chain_height(s->chain);
+	}
+	if ((ours || !s->busy) && nb > 0 && blks[nb - 1]->hdr.height >= chain_height(s->chain) + 1 &&
 	    s->peer_height[peer] > blks[nb - 1]->hdr.height) {
 		request_from(s, peer, blks[nb - 1]->hdr.height + 1);
 		asked = true;
@@ -174,13 +184,13 @@ out:
 	for (uint32_t i = 0; i < nb; i++)
 		td_block_free(blks[i]);
 	free(blks);
-	if (!asked)
+	if (!asked && ours)
 		s->busy = false; /* else the answer to the request sent above is on its way */
 	if (applied) {
 		log_info("block sync: applied %u block%s, now at height %llu", applied, applied == 1 ? "" : "s",
 			 (unsigned long long)chain_height(s->chain));
 		s->cb.on_applied(s->cb.ctx, applied);
-		if (!asked && !dropped && s->peer_height[peer] > chain_height(s->chain))
+		if (!asked && !dropped && !s->busy && s->peer_height[peer] > chain_height(s->chain))
 			request(s, peer);
 	}
 }
@@ -188,13 +198,19 @@ out:
 void sync_tick(struct sync *s)
 {
 	uint64_t h = chain_height(s->chain);
-	if (s->busy && s->io->mono_ms(s->io->ctx) > s->deadline)
+	if (s->busy && s->io->mono_ms(s->io->ctx) > s->deadline) {
+		/* Unanswered: that peer's claim no longer counts, and the next peer is asked. */
 		s->busy = false;
-	/* A peer ahead of us while we made no progress for a tick: catch up by sync. */
+		if (s->peer_height[s->asked] > h)
+			s->peer_height[s->asked] = h;
+	}
+	/* A peer ahead of us while we made no progress for a tick: catch up by sync, asking peers in turn. */
 	if (!s->busy && h == s->height_at_last_tick) {
-		for (uint32_t v = 0; v < s->g->n; v++) {
+		for (uint32_t k = 0; k < s->g->n; k++) {
+			uint32_t v = (s->next + k) % s->g->n;
 			if (s->io->connected(s->io->ctx, v) && s->peer_height[v] > h) {
 				request(s, v);
+				s->next = (v + 1) % s->g->n;
 				break;
 			}
 		}

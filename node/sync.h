@@ -8,8 +8,11 @@
  * records or on a peer's new connection (votes sent on the one it replaced
  * may be lost), or when the chain made no progress for a tick while a peer
  * is ahead. One request is outstanding at a time; it is given up after
- * SYNC_TIMEOUT_MS. Requests are pipelined: the next goes out before the
- * blocks of an answer are applied.
+ * SYNC_TIMEOUT_MS, and then the height that peer claimed no longer counts
+ * (until its next STATUS), nor does it when its answer holds no block:
+ * a peer that lies about its height cannot hold sync. Peers ahead are asked
+ * in turn. Only an answer from the peer asked ends a request. Requests are
+ * pipelined: the next goes out before the blocks of an answer are applied.
  */
 #ifndef TENDERD_SYNC_H
 #define TENDERD_SYNC_H

@@ -954,6 +954,44 @@ static void test_tick_gives_up_and_asks_another(void **state)
 	assert_int_equal(e->io.ndisc, 0);
 }
 
+/*
+ * A peer that claims height 2^64 - 1 and never answers cannot hold sync:
+ * past the deadline its claim is dropped and the honest peer ahead is
+ * asked, even though the liar stays connected; an answer with no block
+ * drops a claim at once; answers from a peer not asked do not end a request.
+ */
+static void test_lying_status_cannot_capture_sync(void **state)
+{
+	struct env *e = *state;
+	uint64_t t0 = e->io.mono;
+
+	status(e, 2, UINT64_MAX);
+	assert_int_equal(e->io.nsent, 1);
+	assert_sync_req(&e->io, 0, 2, 1);
+	status(e, 3, 2);
+	assert_int_equal(e->io.nsent, 1);
+
+	/* Peer 3 answers unasked with nothing: the request to peer 2 stays outstanding, peer 3's claim is dropped. */
+	uint8_t *msg;
+	size_t len;
+	msg = blocks_msg(0, NULL, NULL, NULL, NULL, &len);
+	feed_blocks(e, 3, msg, len);
+	free(msg);
+	assert_true(sync_busy(e->s));
+	status(e, 3, 2); /* its next STATUS claims again */
+
+	/* Peer 2 never answers. Past the deadline the next peer ahead, 3, is asked, and 2 no more. */
+	e->io.mono = t0 + SYNC_TIMEOUT_MS + 1;
+	sync_tick(e->s);
+	assert_int_equal(e->io.nsent, 2);
+	assert_sync_req(&e->io, 1, 3, 1);
+	e->io.mono += SYNC_TIMEOUT_MS + 1;
+	sync_tick(e->s);
+	assert_int_equal(e->io.nsent, 2); /* 3 timed out too; 2's claim was dropped: nobody left ahead */
+	assert_false(sync_busy(e->s));
+	assert_int_equal(e->io.ndisc, 0);
+}
+
 /* sync_tick asks a peer ahead only when the chain made no progress since the last tick. */
 static void test_tick_waits_while_chain_grows(void **state)
 {
@@ -1006,6 +1044,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_commit_disconnects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_request_to_peer_just_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tick_gives_up_and_asks_another, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lying_status_cannot_capture_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tick_waits_while_chain_grows, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
