@@ -56,6 +56,39 @@ static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return true;
 }
 
+/*
+ * Whether config.ini can hold value as written by config_write ("key = value" on one line of
+ * at most INI_MAX_LINE bytes with its key): inih strips leading and trailing whitespace, ends
+ * a line at a newline, takes " ;" as the start of a comment and splits a longer line, so a
+ * value with any of those would load back as something else. On false, says why in err.
+ */
+static bool ini_holds(const char *value, size_t keylen, char *err, size_t errlen, const char *what)
+{
+	size_t n = strlen(value);
+
+	if (keylen + 3 + n + 1 >= INI_MAX_LINE) {
+		snprintf(err, errlen, "%s: too long for a line of config.ini (%zu bytes, at most %zu)", what, n,
+			 (size_t)INI_MAX_LINE - keylen - 5);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)value[i];
+		if (c < 0x20 || c == 0x7f) {
+			snprintf(err, errlen, "%s: control characters are not allowed", what);
+			return false;
+		}
+		if (c == ';' && i > 0 && (value[i - 1] == ' ' || value[i - 1] == '\t')) {
+			snprintf(err, errlen, "%s: \" ;\" would start a comment in config.ini", what);
+			return false;
+		}
+	}
+	if (n && (value[0] == ' ' || value[n - 1] == ' ')) {
+		snprintf(err, errlen, "%s: leading or trailing spaces are not allowed", what);
+		return false;
+	}
+	return true;
+}
+
 static int set_str(char *dst, size_t cap, const char *value, char *err, size_t errlen, const char *what)
 {
 	if (strlen(value) >= cap) {
@@ -89,6 +122,8 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 			snprintf(err, errlen, "%s: must not be empty", what);
 			return TD_EINVAL;
 		}
+		if (!ini_holds(value, strlen("name"), err, errlen, what))
+			return TD_EINVAL;
 		return set_str(cfg->name, sizeof(cfg->name), value, err, errlen, what);
 	}
 	if (IS("rpc", "socket") || IS("store", "path")) {
@@ -144,10 +179,16 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 		UINT(cfg->timeout_vote_ms, 10, 600000);
 	if (IS("consensus", "timeout_max_ms"))
 		UINT(cfg->timeout_max_ms, 10, 3600000);
-	if (IS("p2p", "listen"))
+	if (IS("p2p", "listen")) {
+		if (!ini_holds(value, strlen("listen"), err, errlen, what))
+			return TD_EINVAL;
 		return set_str(cfg->p2p_listen, sizeof(cfg->p2p_listen), value, err, errlen, what);
-	if (IS("p2p", "peers"))
+	}
+	if (IS("p2p", "peers")) {
+		if (!ini_holds(value, strlen("peers"), err, errlen, what))
+			return TD_EINVAL;
 		return set_str(cfg->p2p_peers, sizeof(cfg->p2p_peers), value, err, errlen, what);
+	}
 #undef IS
 #undef UINT
 	snprintf(err, errlen, "unknown option %s", what);
@@ -231,6 +272,12 @@ int config_write(const struct config *cfg, const char *path, char *err, size_t e
 {
 	char *text = NULL;
 	size_t len = 0;
+
+	/* Refuse a file that would load back as another config (a name or address from argv). */
+	if (!ini_holds(cfg->name, strlen("name"), err, errlen, "node.name") ||
+	    !ini_holds(cfg->p2p_listen, strlen("listen"), err, errlen, "p2p.listen") ||
+	    !ini_holds(cfg->p2p_peers, strlen("peers"), err, errlen, "p2p.peers"))
+		return TD_EINVAL;
 	FILE *f = open_memstream(&text, &len);
 	if (!f)
 		abort();
