@@ -59,7 +59,8 @@ static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 /*
  * Whether config.ini can hold value as written by config_write ("key = value" on one line of
  * at most INI_MAX_LINE bytes with its key): inih strips leading and trailing whitespace, ends
- * a line at a newline, takes " ;" as the start of a comment and splits a longer line, so a
+ * a line at a newline, takes " ;" (so also a ';' right after "= ") as the start of a comment
+ * and splits a longer line, so a
  * value with any of those would load back as something else. On false, says why in err.
  */
 static bool ini_holds(const char *value, size_t keylen, char *err, size_t errlen, const char *what)
@@ -77,8 +78,8 @@ static bool ini_holds(const char *value, size_t keylen, char *err, size_t errlen
 			snprintf(err, errlen, "%s: control characters are not allowed", what);
 			return false;
 		}
-		if (c == ';' && i > 0 && (value[i - 1] == ' ' || value[i - 1] == '\t')) {
-			snprintf(err, errlen, "%s: \" ;\" would start a comment in config.ini", what);
+		if (c == ';' && (i == 0 || value[i - 1] == ' ')) { /* written after "= " */
+			snprintf(err, errlen, "%s: a ';' first or after a space would start a comment in config.ini", what);
 			return false;
 		}
 	}

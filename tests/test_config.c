@@ -19,7 +19,7 @@
 
 /*
  * Bug: --set p2p.listen (or node.name, p2p.peers) took a value that config.ini cannot hold
- * (trailing spaces, a newline, " ;", a line over inih's 200 bytes), so config_write wrote a
+ * (trailing spaces, a newline, " ;" or a ';' first, a line over inih's 200 bytes), so config_write wrote a
  * file that loaded back as another value or not at all. They are refused now.
  */
 static void set_value_config_ini_cannot_hold(void **state)
@@ -33,6 +33,7 @@ static void set_value_config_ini_cannot_hold(void **state)
 	assert_int_equal(config_set(&cfg, "p2p", "listen", " 0.0.0.0:26656", err, sizeof(err)), TD_EINVAL);
 	assert_int_equal(config_set(&cfg, "node", "name", "Jeju\n[p2p]", err, sizeof(err)), TD_EINVAL);
 	assert_int_equal(config_set(&cfg, "p2p", "peers", "127.0.0.1:1 ;x", err, sizeof(err)), TD_EINVAL);
+	assert_int_equal(config_set(&cfg, "node", "name", "; c/;ment", err, sizeof(err)), TD_EINVAL);
 	memset(peers, 'a', sizeof(peers) - 1);
 	peers[sizeof(peers) - 1] = '\0';
 	assert_int_equal(config_set(&cfg, "p2p", "peers", peers, err, sizeof(err)), TD_EINVAL);
