@@ -866,6 +866,14 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 			p->compiled = NULL;
 		}
 	}
+	/* Checked when validating too: a block every validator decides must be one the store takes. */
+	len = td_block_encoded_len(blk);
+	if (len > TD_BLOCK_MAX) {
+		seterr(err, errlen, "block %llu: %zu bytes, at most %u", (unsigned long long)height, len,
+		       (unsigned)TD_BLOCK_MAX);
+		rc = TD_EINVAL;
+		goto out;
+	}
 	if (!stage) {
 		memo_add(c, blk->hash);
 		goto out;
@@ -874,13 +882,6 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 	if (rc != 0)
 		goto out;
 
-	len = td_block_encoded_len(blk);
-	if (len > TD_BLOCK_MAX) {
-		seterr(err, errlen, "block %llu: %zu bytes, at most %u", (unsigned long long)height, len,
-		       (unsigned)TD_BLOCK_MAX);
-		rc = TD_EINVAL;
-		goto out;
-	}
 	stage_block(b, blk);
 	td_commit_encode(commit, &bytes, &len);
 	ckey_commit(&k, height);
