@@ -311,6 +311,7 @@ for ((j = 0; j < 5; j++)); do
 done
 [[ -n "$REFUSAL" ]] || fail "a publish after the disk filled was not refused (exit $RC)"
 grep -qi "store" "$ERR" || fail "the refusal does not name the store: $REFUSAL"
+echo "    refused: $(head -c 300 "$ERR")"
 ok status
 grep -Eq " error .*(No space left|store)" "$LOG" || fail "the log does not say why at error level"
 grep -q "No space left on device" "$LOG" || fail "the log does not name the full disk"
