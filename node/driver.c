@@ -341,6 +341,32 @@ static bool proposer_unreachable(struct driver *d, uint64_t h, uint32_t r)
 	       (d->heard[p] == 0 || now - d->heard[p] > DRIVER_HEARD_MS);
 }
 
+/*
+ * A decided block the chain cannot take (the store failed, or a check that
+ * validation missed): consensus stops here, loudly, instead of idling. The
+ * node goes on answering queries; its pending records are dropped with the
+ * reason, so publishes waiting for them get an answer. Restarting the node
+ * after the cause is fixed resumes (block sync fetches the decided block).
+ */
+static void halt(struct driver *d, uint64_t height, const char *why)
+{
+	char msg[TD_ERRMSG_MAX + 96];
+	log_error("consensus stopped: decided block %llu cannot be applied: %s", (unsigned long long)height, why);
+	log_error("this node signs nothing more until it is restarted; fix the cause (see above) and restart it");
+	snprintf(msg, sizeof(msg), "consensus stopped: decided block %llu cannot be applied: %s",
+		 (unsigned long long)height, why);
+	driver_stop(d);
+	for (;;) {
+		uint32_t k = mempool_peek(d->mp, d->scratch, 1, UINT64_MAX);
+		if (k == 0)
+			break;
+		uint8_t id[TD_HASH_LEN];
+		memcpy(id, d->scratch[0]->id, TD_HASH_LEN);
+		mempool_remove(d->mp, id);
+		d->cb.on_dropped(d->cb.ctx, id, msg);
+	}
+}
+
 static void decide(struct driver *d, const struct cons_action *a)
 {
 	char err[TD_ERRMSG_MAX], hex[2 * TD_HASH_LEN + 1];
@@ -369,7 +395,7 @@ static void decide(struct driver *d, const struct cons_action *a)
 		}
 	}
 	if (chain_apply(d->chain, blk, &commit, err, sizeof(err)) != 0) {
-		log_error("decided block %llu refused by the chain: %s", (unsigned long long)a->height, err);
+		halt(d, a->height, err);
 		return;
 	}
 	td_hex(hex, blk->hash, TD_HASH_LEN);
