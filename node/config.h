@@ -47,7 +47,11 @@ int config_load(struct config *cfg, const char *home, char *err, size_t errlen);
  * paths resolve under the home. Returns 0 or TD_EINVAL with a message.
  */
 int config_set(struct config *cfg, const char *section, const char *key, const char *value, char *err, size_t errlen);
-/* Writes a documented config.ini for cfg to path (refuses to overwrite). */
+/*
+ * Writes a documented config.ini for cfg to path (refuses to overwrite). Returns 0,
+ * TD_EINVAL for a value config.ini cannot hold (it would load back as something else),
+ * or TD_EIO, with a message.
+ */
 int config_write(const struct config *cfg, const char *path, char *err, size_t errlen);
 
 /*
