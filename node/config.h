@@ -50,7 +50,7 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 /*
  * Writes a documented config.ini for cfg to path (refuses to overwrite). Returns 0,
  * TD_EINVAL for a value config.ini cannot hold (it would load back as something else),
- * or TD_EIO, with a message.
+ * TD_EEXIST if path exists, or TD_EIO, with a message.
  */
 int config_write(const struct config *cfg, const char *path, char *err, size_t errlen);
 
