@@ -195,8 +195,8 @@ static bool vote_keep(struct driver *d, uint64_t h, uint32_t r, enum td_vote_typ
 	return true;
 }
 
-/* Sends every kept vote of validator v at height h or later to `to`, or to every peer but `except` with NODE_ALL. */
-static void votes_send(struct driver *d, uint32_t to, uint32_t except, uint32_t v, uint64_t h)
+/* Sends every kept vote of validator v at height h or later to `to`; with NODE_ALL, to every peer but v. */
+static void votes_send(struct driver *d, uint32_t to, uint32_t v, uint64_t h)
 {
 	const struct svote *slots = &d->votes[(size_t)v * DRIVER_VOTES_PER_VALIDATOR];
 	for (uint32_t i = 0; i < DRIVER_VOTES_PER_VALIDATOR; i++) {
@@ -206,14 +206,10 @@ static void votes_send(struct driver *d, uint32_t to, uint32_t except, uint32_t 
 		struct td_buf b;
 		td_buf_init(&b);
 		td_msg_vote(&b, (enum td_vote_type)q->type, q->height, q->round, q->nil ? NULL : q->hash, v, q->sig);
-		if (to != NODE_ALL) {
+		if (to != NODE_ALL)
 			nio_send(d->io, to, &b);
-		} else {
-			for (uint32_t p = 0; p < d->g->n; p++)
-				if (p != except && p != v && p != (uint32_t)d->cfg.my_index &&
-				    d->io->connected(d->io->ctx, p))
-					nio_send(d->io, p, &b);
-		}
+		else
+			nio_relay(d->io, d->g->n, v, NODE_ALL, (const uint8_t *)b.sb.data, b.sb.size);
 		td_buf_free(&b);
 	}
 }
@@ -264,7 +260,7 @@ void driver_resend(struct driver *d, uint32_t to)
 	/* Everyone else's votes of this height, for a peer that lost them on the way. */
 	for (uint32_t v = 0; v < d->g->n; v++)
 		if (v != (uint32_t)d->cfg.my_index && v != to)
-			votes_send(d, to, NODE_ALL, v, h);
+			votes_send(d, to, v, h);
 }
 
 /* ---- values ---- */
@@ -575,9 +571,7 @@ void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m)
 	struct td_buf b;
 	td_buf_init(&b);
 	td_msg_vote(&b, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash, m->validator, m->sig);
-	for (uint32_t p = 0; p < d->g->n; p++)
-		if (p != peer && p != m->validator && p != (uint32_t)d->cfg.my_index && d->io->connected(d->io->ctx, p))
-			nio_send(d->io, p, &b);
+	nio_relay(d->io, d->g->n, peer, m->validator, (const uint8_t *)b.sb.data, b.sb.size);
 	td_buf_free(&b);
 	driver_hold(d);
 	if (m->height == h)

@@ -62,6 +62,18 @@ struct node_io {
 	int (*open_store)(void *ctx, struct store **out, const char *path, char *err, size_t errlen);
 };
 
+/*
+ * Passes msg on to every connected validator of the n but skip_a and skip_b
+ * (the one it came from, the one who signed it); NODE_ALL skips none.
+ */
+static inline void nio_relay(const struct node_io *io, uint32_t n, uint32_t skip_a, uint32_t skip_b, const uint8_t *msg,
+			     size_t len)
+{
+	for (uint32_t v = 0; v < n; v++)
+		if (v != skip_a && v != skip_b && io->connected(io->ctx, v))
+			io->send(io->ctx, v, msg, len);
+}
+
 /* Sends the bytes of b through io (to: a validator or NODE_ALL). */
 static inline void nio_send(const struct node_io *io, uint32_t to, const struct td_buf *b)
 {

@@ -168,9 +168,7 @@ static void relay(struct proposals *p, uint32_t from_peer, uint32_t round, const
 	r->msg = td_xmalloc(len);
 	memcpy(r->msg, msg, len);
 	r->len = len;
-	for (uint32_t v = 0; v < p->g->n; v++)
-		if (v != from_peer && p->io->connected(p->io->ctx, v))
-			p->io->send(p->io->ctx, v, msg, len);
+	nio_relay(p->io, p->g->n, from_peer, NODE_ALL, msg, len);
 }
 
 void prop_resend(struct proposals *p, uint32_t to)
