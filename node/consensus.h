@@ -41,18 +41,10 @@
  *   step); after a restart at that height it resumes at the recorded round
  *   and step, restores its lock from the last non-nil precommit, and re-sends
  *   exactly the messages recorded (flag resend), never anything different.
- * - No write-ahead log: the node persists only the sign state. After a
- *   restart the core re-sends what the sign state records, and the node
- *   re-sends its own signed messages of the current height to each peer
- *   that connects and to all when no block commits for a while; no message
- *   it received survives a restart. That keeps a restarted validator safe,
- *   but costs liveness in some schedules: a validator that restarts may
- *   have been the only one holding a message (say a byzantine vote that
- *   made it lock or change round), and then every correct validator can
- *   wait forever. Persisting every message fed to the core at the current
- *   height with the sign state, and feeding them again after cons_start,
- *   would close that gap; the simulator's nodes (tests/test_sim.c) do so,
- *   the real node does not.
+ * - Restarts: the node keeps a write-ahead log of every message it fed to
+ *   the core at the current height (driver.h, wal.h) and feeds it again
+ *   after cons_start, so the core gets back the votes it counted, its round
+ *   and its valid value; the sign state alone decides what may be signed.
  * - Messages for height h+1 are buffered (at most CONS_BUFFER_PER_VALIDATOR
  *   per sender) and replayed when the core enters h+1; higher heights are
  *   dropped (the node syncs blocks instead).

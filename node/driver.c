@@ -11,6 +11,15 @@
 #include "driver.h"
 #include "log.h"
 #include "signstate.h"
+#include "tenderd/codec.h"
+#include "wal.h"
+
+/* Kinds of consensus log entries: msgpack arrays whose first item is the kind. */
+enum wal_kind {
+	WAL_PROPOSAL = 1, /* [1, height, round, valid round + 1, proposer, block hash, block bytes or nil] */
+	WAL_VOTE = 2,     /* [2, VOTE message bytes]: a verified vote, ours or received */
+	WAL_TIMEOUT = 3,  /* [3, kind, height, round]: a consensus timeout fired */
+};
 
 /* A signed vote kept for commits, relaying and re-sending; height 0: a free slot. */
 struct svote {
@@ -53,6 +62,12 @@ struct driver {
 	uint64_t av_h;
 	uint32_t av_r;
 	struct td_record **scratch; /* cfg.block_max_records slots */
+
+	struct wal *wal;
+	bool replaying;                                     /* feeding the core from the log: write nothing to it */
+	bool wal_failed;                                    /* a write failed: sign nothing more */
+	uint8_t wal_blocks[DRIVER_WAL_BLOCKS][TD_HASH_LEN]; /* blocks already in the log at this height */
+	uint32_t n_wal_blocks;
 };
 
 static uint64_t cur_height(const struct driver *d)
@@ -104,6 +119,8 @@ int driver_new(struct driver **out, const struct node_io *io, const struct td_ge
 		goto fail;
 	}
 	d->cons_ok = true;
+	if (cfg->wal_path && (rc = wal_open(&d->wal, cfg->wal_path, err, errlen)))
+		goto fail;
 	d->votes = td_xcalloc(DRIVER_VOTES_MAX, sizeof(*d->votes));
 	d->scratch = td_xcalloc(cfg->block_max_records ? cfg->block_max_records : 1, sizeof(*d->scratch));
 	*out = d;
@@ -119,6 +136,7 @@ void driver_free(struct driver *d)
 		return;
 	if (d->cons_ok)
 		cons_free(&d->cons);
+	wal_close(d->wal);
 	free(d->votes);
 	free(d->scratch);
 	free(d);
@@ -127,6 +145,117 @@ void driver_free(struct driver *d)
 const struct cons *driver_cons(const struct driver *d)
 {
 	return &d->cons;
+}
+
+const struct wal *driver_wal(const struct driver *d)
+{
+	return d->wal;
+}
+
+/* ---- the consensus log ---- */
+
+/* Appends the entry in b; a failure stops this validator signing (the log would no longer cover it). */
+static void wal_put(struct driver *d, const struct td_buf *b)
+{
+	if (!d->wal || d->replaying)
+		return;
+	if (wal_append(d->wal, (const uint8_t *)b->sb.data, b->sb.size) != 0 && !d->wal_failed) {
+		d->wal_failed = true;
+		log_error("the consensus log cannot be written: this validator signs nothing more until restarted");
+	}
+}
+
+static void wal_vote(struct driver *d, enum td_vote_type type, uint64_t h, uint32_t r, const uint8_t *hash, uint32_t v,
+		     const uint8_t sig[static TD_SIG_LEN])
+{
+	struct td_buf m, b;
+	td_buf_init(&m);
+	td_buf_init(&b);
+	td_msg_vote(&m, type, h, r, hash, v, sig);
+	td_enc_array(&b, 2);
+	td_enc_uint(&b, WAL_VOTE);
+	td_enc_bin(&b, (const uint8_t *)m.sb.data, m.sb.size);
+	wal_put(d, &b);
+	td_buf_free(&b);
+	td_buf_free(&m);
+}
+
+/* A proposal of blk; the block's bytes go in the first time it is logged at this height. */
+static void wal_proposal(struct driver *d, uint32_t from, uint32_t r, int32_t valid_round, const struct td_block *blk)
+{
+	struct td_buf b;
+	bool fresh = d->n_wal_blocks < DRIVER_WAL_BLOCKS;
+	if (!d->wal || d->replaying)
+		return;
+	for (uint32_t i = 0; i < d->n_wal_blocks; i++)
+		if (memcmp(d->wal_blocks[i], blk->hash, TD_HASH_LEN) == 0)
+			fresh = false;
+	td_buf_init(&b);
+	td_enc_array(&b, 7);
+	td_enc_uint(&b, WAL_PROPOSAL);
+	td_enc_uint(&b, blk->hdr.height);
+	td_enc_uint(&b, r);
+	td_enc_uint(&b, (uint64_t)((int64_t)valid_round + 1));
+	td_enc_uint(&b, from);
+	td_enc_bin(&b, blk->hash, TD_HASH_LEN);
+	if (fresh) {
+		uint8_t *enc;
+		size_t len;
+		td_block_encode(blk, &enc, &len);
+		td_enc_bin(&b, enc, len);
+		free(enc);
+		memcpy(d->wal_blocks[d->n_wal_blocks++], blk->hash, TD_HASH_LEN);
+	} else {
+		msgpack_pack_nil(&b.pk);
+	}
+	wal_put(d, &b);
+	td_buf_free(&b);
+}
+
+static void wal_timeout(struct driver *d, enum cons_timeout kind, uint64_t h, uint32_t r)
+{
+	struct td_buf b;
+	if (!d->wal || d->replaying)
+		return;
+	td_buf_init(&b);
+	td_enc_array(&b, 4);
+	td_enc_uint(&b, WAL_TIMEOUT);
+	td_enc_uint(&b, (uint64_t)kind);
+	td_enc_uint(&b, h);
+	td_enc_uint(&b, r);
+	wal_put(d, &b);
+	td_buf_free(&b);
+}
+
+/* Makes the log durable before a signed message leaves; false: send nothing. */
+static bool wal_durable(struct driver *d)
+{
+	if (!d->wal)
+		return true;
+	if (!d->wal_failed && wal_sync(d->wal) != 0) {
+		d->wal_failed = true;
+		log_error("the consensus log cannot be synced: this validator signs nothing more until restarted");
+	}
+	return !d->wal_failed;
+}
+
+/* A new height: the log keeps only the votes already received for it. */
+static void wal_new_height(struct driver *d)
+{
+	uint64_t h = cur_height(d);
+	d->n_wal_blocks = 0;
+	if (!d->wal || d->replaying)
+		return;
+	if (wal_reset(d->wal) != 0) {
+		d->wal_failed = true;
+		return;
+	}
+	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++) {
+		const struct svote *q = &d->votes[i];
+		if (q->height >= h)
+			wal_vote(d, (enum td_vote_type)q->type, q->height, q->round, q->nil ? NULL : q->hash,
+				 (uint32_t)(i / DRIVER_VOTES_PER_VALIDATOR), q->sig);
+	}
 }
 
 /* ---- signing ---- */
@@ -217,24 +346,31 @@ static void votes_send(struct driver *d, uint32_t to, uint32_t v, uint64_t h)
 /*
  * Signs a proposal of blk (vote_type ignored) or a vote (blk NULL; value
  * NULL for nil) at (h, r) and sends it to `to`. The sign state covering it
- * must be saved already. Ed25519 is deterministic: signing the same message
- * again gives the same bytes, so re-sends use this too.
+ * must be saved already. A fresh message (not a re-send) is written to the
+ * consensus log and synced first; if that fails it is not sent. Ed25519 is
+ * deterministic: signing the same message again gives the same bytes, so
+ * re-sends use this too.
  */
 static void sign_send(struct driver *d, uint32_t to, const struct td_block *blk, enum td_vote_type type, uint64_t h,
-		      uint32_t r, int32_t valid_round, const uint8_t *value)
+		      uint32_t r, int32_t valid_round, const uint8_t *value, bool fresh)
 {
 	uint8_t sig[TD_SIG_LEN];
+	uint32_t me = (uint32_t)d->cfg.my_index;
 	struct td_buf b;
 	td_buf_init(&b);
 	if (blk) {
 		td_proposal_sign(sig, d->g->chain_id, h, r, valid_round, blk->hash, d->cfg.sk);
+		if (fresh)
+			wal_proposal(d, me, r, valid_round, blk);
 		td_msg_proposal(&b, blk, r, valid_round, sig);
 	} else {
 		td_vote_sign(sig, d->g->chain_id, type, h, r, value, d->cfg.sk);
-		vote_keep(d, h, r, type, (uint32_t)d->cfg.my_index, value, sig);
-		td_msg_vote(&b, type, h, r, value, (uint32_t)d->cfg.my_index, sig);
+		if (vote_keep(d, h, r, type, me, value, sig) || fresh)
+			wal_vote(d, type, h, r, value, me, sig);
+		td_msg_vote(&b, type, h, r, value, me, sig);
 	}
-	nio_send(d->io, to, &b);
+	if (!fresh || wal_durable(d))
+		nio_send(d->io, to, &b);
 	td_buf_free(&b);
 }
 
@@ -247,14 +383,14 @@ void driver_resend(struct driver *d, uint32_t to)
 			const struct td_block *blk = prop_block_find(d->prop, ss->proposal.value);
 			if (blk)
 				sign_send(d, to, blk, TD_VOTE_PREVOTE, h, ss->proposal.round, ss->proposal.valid_round,
-					  NULL);
+					  NULL, false);
 		}
 		const struct cons_signed *mine[2] = { &ss->prevote, &ss->precommit };
 		for (int i = 0; i < 2; i++) {
 			if (!mine[i]->set)
 				continue;
 			sign_send(d, to, NULL, i == 0 ? TD_VOTE_PREVOTE : TD_VOTE_PRECOMMIT, h, mine[i]->round, -1,
-				  mine[i]->nil ? NULL : mine[i]->value);
+				  mine[i]->nil ? NULL : mine[i]->value, false);
 		}
 	}
 	/* Everyone else's votes of this height, for a peer that lost them on the way. */
@@ -420,12 +556,14 @@ static void act(struct driver *d, const struct cons_action *a)
 			return;
 		}
 		if (save_sign_state(d))
-			sign_send(d, NODE_ALL, blk, TD_VOTE_PREVOTE, a->height, a->round, a->valid_round, NULL);
+			sign_send(d, NODE_ALL, blk, TD_VOTE_PREVOTE, a->height, a->round, a->valid_round, NULL,
+				  !a->resend);
 		return;
 	}
 	case CONS_ACT_VOTE:
 		if (save_sign_state(d))
-			sign_send(d, NODE_ALL, NULL, a->vote_type, a->height, a->round, -1, a->nil ? NULL : a->value);
+			sign_send(d, NODE_ALL, NULL, a->vote_type, a->height, a->round, -1, a->nil ? NULL : a->value,
+				  !a->resend);
 		return;
 	case CONS_ACT_TIMEOUT: {
 		uint64_t ms = a->duration_ms;
@@ -515,14 +653,102 @@ void driver_start_current(struct driver *d)
 		cons_start(&d->cons, cur_height(d));
 }
 
-void driver_resume(struct driver *d)
+/* Feeds one logged entry back to the core (entries of other heights are skipped). */
+static int replay_entry(void *ctx, const uint8_t *p, size_t len)
+{
+	struct driver *d = ctx;
+	msgpack_unpacked u;
+	struct td_rd rd = { true };
+	uint64_t h = cur_height(d);
+	uint32_t n;
+	msgpack_unpacked_init(&u);
+	if (td_unpack(&u, p, len) != 0)
+		goto bad;
+	const msgpack_object *it = td_get_array(&rd, &u.data, UINT32_MAX, 8, &n);
+	uint64_t kind = n > 0 ? td_get_uint(&rd, &it[0]) : 0;
+	if (!rd.ok || n == 0)
+		goto bad;
+	if (kind == WAL_VOTE && n == 2 && it[1].type == MSGPACK_OBJECT_BIN) {
+		struct td_msg m;
+		if (td_msg_decode(&m, (const uint8_t *)it[1].via.bin.ptr, it[1].via.bin.size) != 0)
+			goto bad;
+		if (m.type != TD_MSG_VOTE || m.validator >= d->g->n || m.round > CONS_ROUND_MAX) {
+			td_msg_free(&m);
+			goto bad;
+		}
+		if (m.height == h || m.height == h + 1) {
+			vote_keep(d, m.height, m.round, m.vote_type, m.validator, m.nil ? NULL : m.hash, m.sig);
+			if (m.height == h)
+				driver_start_current(d);
+			cons_on_vote(&d->cons, m.validator, m.vote_type, m.height, m.round, m.nil ? NULL : m.hash);
+		}
+		td_msg_free(&m);
+	} else if (kind == WAL_PROPOSAL && n == 7) {
+		uint64_t eh = td_get_uint(&rd, &it[1]), r = td_get_uint(&rd, &it[2]), vr1 = td_get_uint(&rd, &it[3]),
+			 from = td_get_uint(&rd, &it[4]);
+		uint8_t hash[TD_HASH_LEN];
+		td_get_bin_fixed(&rd, &it[5], hash, TD_HASH_LEN);
+		if (!rd.ok || r > CONS_ROUND_MAX || vr1 > r || from >= d->g->n)
+			goto bad;
+		if (eh != h)
+			goto out;
+		if (it[6].type == MSGPACK_OBJECT_BIN && !prop_block_find(d->prop, hash)) {
+			struct td_block *blk;
+			char err[TD_ERRMSG_MAX];
+			if (td_block_decode(&blk, (const uint8_t *)it[6].via.bin.ptr, it[6].via.bin.size,
+					    d->g->chain_id, true, err, sizeof(err)) != 0) {
+				log_warn("consensus log: skipping a proposed block: %s", err);
+				goto out;
+			}
+			if (memcmp(blk->hash, hash, TD_HASH_LEN) != 0 || blk->hdr.height != h) {
+				td_block_free(blk);
+				goto bad;
+			}
+			prop_keep(d->prop, blk);
+		}
+		if (!prop_block_find(d->prop, hash))
+			goto out; /* the block was not logged (too many at this height) */
+		if (d->n_wal_blocks < DRIVER_WAL_BLOCKS)
+			memcpy(d->wal_blocks[d->n_wal_blocks++], hash, TD_HASH_LEN);
+		driver_start_current(d);
+		cons_on_proposal(&d->cons, (uint32_t)from, h, (uint32_t)r, hash, (int32_t)vr1 - 1);
+	} else if (kind == WAL_TIMEOUT && n == 4) {
+		uint64_t tk = td_get_uint(&rd, &it[1]), eh = td_get_uint(&rd, &it[2]), r = td_get_uint(&rd, &it[3]);
+		if (!rd.ok || tk > CONS_TIMEOUT_PRECOMMIT || r > CONS_ROUND_MAX)
+			goto bad;
+		if (eh == h) {
+			driver_start_current(d);
+			cons_on_timeout(&d->cons, (enum cons_timeout)tk, h, (uint32_t)r);
+		}
+	} else {
+		goto bad;
+	}
+out:
+	msgpack_unpacked_destroy(&u);
+	return 0;
+bad:
+	log_warn("consensus log: skipping a malformed entry");
+	goto out;
+}
+
+int driver_resume(struct driver *d, char *err, size_t errlen)
 {
 	const struct cons_sign_state *ss = cons_sign_state(&d->cons);
-	if (!ss->any || ss->height != cur_height(d))
-		return;
+	int rc = 0;
 	driver_hold(d);
-	cons_start(&d->cons, ss->height);
+	if (ss->any && ss->height == cur_height(d))
+		cons_start(&d->cons, ss->height);
+	if (d->wal) {
+		d->replaying = true;
+		rc = wal_replay(d->wal, replay_entry, d, err, errlen);
+		d->replaying = false;
+		if (cons_started(&d->cons))
+			log_info("resumed height %llu at round %u from the consensus log (%llu bytes)",
+				 (unsigned long long)cur_height(d), cons_round(&d->cons),
+				 (unsigned long long)wal_size(d->wal));
+	}
 	driver_release(d);
+	return rc;
 }
 
 void driver_maybe_start(struct driver *d, uint32_t delay_ms)
@@ -542,6 +768,9 @@ void driver_on_proposal(struct driver *d, uint32_t from, uint64_t h, uint32_t r,
 	if (h != cur_height(d))
 		return;
 	d->heard[from] = d->io->mono_ms(d->io->ctx);
+	const struct td_block *blk = prop_block_find(d->prop, hash);
+	if (blk)
+		wal_proposal(d, from, r, valid_round, blk);
 	driver_hold(d);
 	driver_start_current(d);
 	cons_on_proposal(&d->cons, from, h, r, hash, valid_round);
@@ -573,6 +802,7 @@ void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m)
 	td_msg_vote(&b, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash, m->validator, m->sig);
 	nio_relay(d->io, d->g->n, peer, m->validator, (const uint8_t *)b.sb.data, b.sb.size);
 	td_buf_free(&b);
+	wal_vote(d, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash, m->validator, m->sig);
 	driver_hold(d);
 	if (m->height == h)
 		driver_start_current(d);
@@ -595,6 +825,7 @@ void driver_on_timer(struct driver *d, enum node_timer kind)
 		struct tslot *t = &d->tmo[kind];
 		if (t->armed) {
 			t->armed = false;
+			wal_timeout(d, (enum cons_timeout)kind, t->h, t->r);
 			cons_on_timeout(&d->cons, (enum cons_timeout)kind, t->h, t->r);
 		}
 		break;
@@ -630,6 +861,7 @@ void driver_new_height(struct driver *d)
 	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++)
 		if (d->votes[i].height < h)
 			memset(&d->votes[i], 0, sizeof(d->votes[i]));
+	wal_new_height(d);
 	d->awaiting_value = false;
 	d->io->timer(d->io->ctx, NODE_TIMER_VALUE, NODE_TIMER_OFF);
 }

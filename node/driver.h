@@ -13,6 +13,15 @@
  * state has been saved with fsync (the double-sign guard); if it cannot be
  * saved, nothing is signed. Decided blocks are applied to the chain here,
  * with a commit built from the precommits kept per height.
+ *
+ * The consensus log (wal.h): every message is written to it before the
+ * core sees it (a received proposal with its block, the first time that
+ * block is logged at the height; a verified vote; a timeout that fired),
+ * and every message this validator signs is written and synced before it
+ * is sent. After a commit the log is emptied but for the next height's
+ * votes. driver_resume() feeds the log back to the core after a restart,
+ * so the core resumes with the votes it counted and the blocks it may
+ * decide; the sign state stays the guard against signing anything new.
  */
 #ifndef TENDERD_DRIVER_H
 #define TENDERD_DRIVER_H
@@ -27,13 +36,15 @@
 #define DRIVER_VOTES_PER_VALIDATOR 32 /* signed votes kept per validator, nearest the core's round first */
 #define DRIVER_VOTES_MAX (DRIVER_VOTES_PER_VALIDATOR * TD_VALIDATORS_MAX)
 #define DRIVER_HEARD_MS 3000 /* a validator heard from this recently counts as reachable */
+#define DRIVER_WAL_BLOCKS 32 /* distinct blocks written to the consensus log per height */
 
 struct driver;
 
 struct driver_config {
 	const char *sign_state_path;
-	const uint8_t *sk; /* TD_SECKEY_LEN, borrowed */
-	int my_index;      /* in genesis validators */
+	const char *wal_path; /* the consensus write-ahead log (wal.h) */
+	const uint8_t *sk;    /* TD_SECKEY_LEN, borrowed */
+	int my_index;         /* in genesis validators */
 	uint32_t block_max_records, block_max_bytes;
 	uint32_t timeout_propose_ms, timeout_vote_ms, timeout_max_ms;
 	uint32_t timeout_propose_unreachable_ms;
@@ -62,8 +73,12 @@ void driver_hold(struct driver *d);
 /* Ends a hold; the outermost one runs the core's actions until it has nothing more to say. */
 void driver_release(struct driver *d);
 
-/* Resumes the height recorded in the sign state after a restart, re-sending what was signed. */
-void driver_resume(struct driver *d);
+/*
+ * After a restart: feeds the consensus log of the current height back to
+ * the core, and resumes the height recorded in the sign state, re-sending
+ * what was signed. Returns 0 or TD_EIO with a message (the log cannot be read).
+ */
+int driver_resume(struct driver *d, char *err, size_t errlen);
 /* Starts the core on the height being decided now if it is not on it. */
 void driver_start_current(struct driver *d);
 /* Starts the next height after delay_ms if records are pending and the core is not on it yet. */
@@ -87,6 +102,8 @@ void driver_resend(struct driver *d, uint32_t to);
 void driver_stop(struct driver *d);
 
 const struct cons *driver_cons(const struct driver *d);
+/* The consensus log (for the simulator, which tears its unsynced tail on a crash). */
+const struct wal *driver_wal(const struct driver *d);
 /* The time for a new record or block: the clock, but never before the last block. */
 uint64_t driver_ledger_now(const struct driver *d);
 

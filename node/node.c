@@ -29,6 +29,7 @@
 #include "signstate.h"
 #include "sync.h"
 #include "tenderd/msg.h"
+#include "wal.h"
 
 struct node {
 	struct config cfg;
@@ -53,6 +54,11 @@ struct chain *node_chain(const struct node *n)
 	return n->chain;
 }
 
+const struct wal *node_wal(const struct node *n)
+{
+	return driver_wal(n->driver);
+}
+
 uint64_t node_height(const struct node *n)
 {
 	return chain_height(n->chain);
@@ -61,6 +67,16 @@ uint64_t node_height(const struct node *n)
 uint32_t node_pending(const struct node *n)
 {
 	return mempool_count(n->mp);
+}
+
+void node_describe(const struct node *n, char *buf, size_t len)
+{
+	const struct cons *c = driver_cons(n->driver);
+	static const char *const steps[] = { "propose", "prevote", "precommit" };
+	snprintf(buf, len, "chain %llu, consensus %s height %llu round %u step %s, locked %lld, valid %lld, pending %u",
+		 (unsigned long long)chain_height(n->chain), cons_started(c) ? "at" : "idle before",
+		 (unsigned long long)cons_height(c), cons_round(c), steps[cons_step(c) % 3],
+		 (long long)cons_locked(c, NULL), (long long)cons_valid(c, NULL), mempool_count(n->mp));
 }
 
 /* Tells to (NODE_ALL: every peer) our height and last block hash. */
@@ -266,7 +282,7 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	     const struct node_io *io, char *err, size_t errlen)
 {
 	struct node *n = td_xcalloc(1, sizeof(*n));
-	char ss_path[PATH_MAX + 32];
+	char ss_path[PATH_MAX + 32], wal_path[PATH_MAX + 32];
 	int rc;
 
 	*out = NULL;
@@ -288,8 +304,10 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	struct prop_callbacks pcb = { n, on_proposal_complete, fetch_for_proposal };
 	n->prop = prop_new(io, g, n->mp, chain_height(n->chain) + 1, &pcb);
 	snprintf(ss_path, sizeof(ss_path), "%s/%s", cfg->home, SIGNSTATE_FILE);
+	snprintf(wal_path, sizeof(wal_path), "%s/%s", cfg->home, WAL_FILE);
 	struct driver_config dc = {
 		.sign_state_path = ss_path,
+		.wal_path = wal_path,
 		.sk = n->sk,
 		.my_index = n->my_index,
 		.block_max_records = cfg->block_max_records,
@@ -326,8 +344,9 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 		 (unsigned long long)chain_height(n->chain), (unsigned long long)chain_record_count(n->chain));
 	if (g->n > 1)
 		io->timer(io->ctx, NODE_TIMER_TICK, NODE_TICK_MS);
-	/* A restart in the middle of a height resumes it at once (re-sending what was signed). */
-	driver_resume(n->driver);
+	/* A restart in the middle of a height resumes it at once, from the consensus log. */
+	if ((rc = driver_resume(n->driver, err, errlen)))
+		goto fail;
 	*out = n;
 	return 0;
 fail:

@@ -22,6 +22,7 @@
 #define NODE_STALL_TICKS 2 /* ticks without a new block before signed messages are sent again */
 
 struct node;
+struct wal;
 
 /*
  * Opens the node of validator sk (TD_SECKEY_LEN) in genesis g: the store at
@@ -62,8 +63,12 @@ void node_flush(struct node *n);
 
 /* The node's chain (borrowed), for tests and the simulator to read. */
 struct chain *node_chain(const struct node *n);
+/* The consensus log (wal.h), or NULL; for the simulator, which tears its unsynced tail on a crash. */
+const struct wal *node_wal(const struct node *n);
 /* The chain's height and the records waiting in the mempool (for logs and tests). */
 uint64_t node_height(const struct node *n);
 uint32_t node_pending(const struct node *n);
+/* One line on where consensus stands (height, round, step, lock, valid round), for diagnostics. */
+void node_describe(const struct node *n, char *buf, size_t len);
 
 #endif

@@ -35,6 +35,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,7 @@
 #include "tenderd/msg.h"
 #include "tenderd/record.h"
 #include "tenderd/release.h"
+#include "wal.h"
 
 #define SIM_NODES_MAX 7
 #define SIM_EPOCH_MS 1600000000000ull /* the virtual wall clock starts here (2020-09-13) */
@@ -551,10 +553,21 @@ static void node_crash(struct sim *s, uint32_t i)
 		}
 	}
 	struct node *dead = sn->node;
-	char name[16];
+	const struct wal *w = node_wal(dead);
+	char name[16], wpath[PATH_MAX];
+	uint64_t synced = w ? wal_synced(w) : 0, size = w ? wal_size(w) : 0;
+	snprintf(wpath, sizeof(wpath), "%s", w ? wal_path(w) : "");
 	sn->node = NULL;
 	node_stop(dead);
 	node_free(dead);
+	if (size > synced) {
+		/* What was written to the consensus log but not synced may be lost, up to a torn last entry. */
+		uint64_t keep = synced + rnd_below(s, size - synced + 1);
+		trace(s, "node %u: consensus log torn at %llu of %llu bytes (%llu synced)", i, (unsigned long long)keep,
+		      (unsigned long long)size, (unsigned long long)synced);
+		if (truncate(wpath, (off_t)keep) != 0)
+			fail(s, "node %u: cannot tear the consensus log: %s", i, strerror(errno));
+	}
 	snprintf(name, sizeof(name), "node%u", i);
 	if (store_mem_crash(s->disks, name) != 0)
 		fail(s, "node %u: no store to crash", i);
@@ -919,6 +932,12 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 		check_node(s, i);
 	if (s->failure[0]) {
 		rc = s->halted ? 1 : 4;
+		for (uint32_t i = 0; i < n && s->trace; i++) {
+			char line[256] = "crashed";
+			if (s->nodes[i].node)
+				node_describe(s->nodes[i].node, line, sizeof(line));
+			trace(s, "node %u: %s", i, line);
+		}
 		fprintf(stderr,
 			"seed %llu (n=%u, faults 0x%x): %s\n  replay: tenderd-sim --seed %llu --nodes %u --faults 0x%x --trace\n",
 			(unsigned long long)seed, n, faults, s->failure, (unsigned long long)seed, n, faults);
