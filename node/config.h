@@ -33,6 +33,7 @@ struct config {
 	uint32_t timeout_max_ms;                 /* [consensus] timeout_max_ms: cap on any timeout as rounds grow */
 	char p2p_listen[128];                    /* [p2p] listen host:port */
 	char p2p_peers[4096];                    /* [p2p] peers: comma-separated host:port */
+	bool accept_missing_sign_state;          /* run --accept-missing-sign-state (not in config.ini) */
 };
 
 /* Fills cfg with the defaults for home (paths resolved under it). */

@@ -51,6 +51,8 @@ static const char usage_text[] =
 	"  --socket PATH         JSON-RPC socket path (config rpc.socket)\n"
 	"  --log-file PATH       append the log to PATH, reopened on SIGHUP (config log.file)\n"
 	"  --set SECTION.KEY=VALUE  override any config.ini option; may repeat\n"
+	"  --accept-missing-sign-state  start although sign_state.json is missing and the\n"
+	"                        store holds blocks (after a restore or a move: see the README)\n"
 	"\n"
 	"tenderd check --home DIR\n"
 	"  verifies the whole store of a node that is not running (after a restore, a crash\n"
@@ -183,8 +185,10 @@ static int cmd_run(int argc, char **argv)
 					      { "socket", required_argument, NULL, 's' },
 					      { "log-file", required_argument, NULL, 'L' },
 					      { "set", required_argument, NULL, 'S' },
+					      { "accept-missing-sign-state", no_argument, NULL, 'A' },
 					      { "help", no_argument, NULL, 'H' },
 					      { NULL, 0, NULL, 0 } };
+	bool accept_missing = false;
 	struct {
 		char section[32], key[64];
 		const char *value;
@@ -203,6 +207,7 @@ static int cmd_run(int argc, char **argv)
 		case 'f': format = optarg; break;
 		case 's': sock = optarg; break;
 		case 'L': logfile = optarg; break;
+		case 'A': accept_missing = true; break;
 		case 'S': {
 			const char *dot = strchr(optarg, '.'), *eq = strchr(optarg, '=');
 			if (nsets == 64 || !dot || !eq || dot > eq || dot - optarg >= 32 || eq - dot - 1 >= 64) {
@@ -233,6 +238,7 @@ static int cmd_run(int argc, char **argv)
 	if ((level && override(&cfg, "log", "level", level)) || (format && override(&cfg, "log", "format", format)) ||
 	    (sock && override(&cfg, "rpc", "socket", sock)) || (logfile && override(&cfg, "log", "file", logfile)))
 		return EXIT_USAGE;
+	cfg.accept_missing_sign_state = accept_missing;
 	if (cfg.log_file[0]) {
 		int lrc = log_set_file(cfg.log_file);
 		if (lrc < 0) {

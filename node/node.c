@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -278,6 +279,30 @@ void node_flush(struct node *n)
 
 /* ---- life cycle ---- */
 
+/*
+ * The sign state file is written when a store is first opened empty, so a
+ * missing one next to a store that holds blocks means it was lost (a
+ * restored backup, a home moved without it): this key may have signed at
+ * the height being decided, and an empty guard could sign it again.
+ */
+static int sign_state_present(const char *path, uint64_t height, bool accept, char *err, size_t errlen)
+{
+	struct cons_sign_state empty = { 0 };
+	if (access(path, F_OK) == 0)
+		return 0;
+	if (height > 0 && !accept) {
+		snprintf(err, errlen,
+			 "%s is missing but the store holds %llu blocks: this validator may have signed at the "
+			 "height being decided and could sign it twice; if no other node uses this key, start once "
+			 "with --accept-missing-sign-state (see the README)",
+			 path, (unsigned long long)height);
+		return TD_EINVAL;
+	}
+	if (height > 0)
+		log_warn("%s was missing: starting with an empty sign state as --accept-missing-sign-state asks", path);
+	return signstate_save(path, &empty, err, errlen);
+}
+
 int node_new(struct node **out, const struct config *cfg, const struct td_genesis *g, const uint8_t *sk,
 	     const struct node_io *io, char *err, size_t errlen)
 {
@@ -300,10 +325,12 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	if ((rc = io->open_store(io->ctx, &st, cfg->store_path, err, errlen)) ||
 	    (rc = chain_open_store(&n->chain, st, cfg->store_path, g, err, errlen)))
 		goto fail;
+	snprintf(ss_path, sizeof(ss_path), "%s/%s", cfg->home, SIGNSTATE_FILE);
+	if ((rc = sign_state_present(ss_path, chain_height(n->chain), cfg->accept_missing_sign_state, err, errlen)))
+		goto fail;
 	n->mp = mempool_new(cfg->mempool_max_records, cfg->mempool_max_bytes);
 	struct prop_callbacks pcb = { n, on_proposal_complete, fetch_for_proposal };
 	n->prop = prop_new(io, g, n->mp, chain_height(n->chain) + 1, &pcb);
-	snprintf(ss_path, sizeof(ss_path), "%s/%s", cfg->home, SIGNSTATE_FILE);
 	snprintf(wal_path, sizeof(wal_path), "%s/%s", cfg->home, WAL_FILE);
 	struct driver_config dc = {
 		.sign_state_path = ss_path,

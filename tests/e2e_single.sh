@@ -411,6 +411,35 @@ assert d["releases"][0]["height"] == int(sys.argv[3]), d["releases"]
 ok get "$JEJU"
 grep -q '712500000\.50' "$OUT" || fail "the exact amount text did not survive the restart"
 
+# ---------------------------------------------------------------- sign state
+step "a store with blocks and no sign_state.json is refused"
+{
+	kill -9 "$PID"
+	wait "$PID"
+} 2>/dev/null
+PID=""
+[[ -f "$H/sign_state.json" ]] || fail "no sign_state.json in the home after blocks were signed"
+mv "$H/sign_state.json" "$TMP/sign_state.saved"
+timeout 30 "$TENDERD" run --home "$H" >"$OUT" 2>"$ERR"
+RC=$?
+((RC == 1)) || fail "tenderd run exited $RC without sign_state.json, expected 1"
+grep -q "sign_state.json is missing but the store holds" "$ERR" ||
+	fail "the refusal does not say the sign state is missing"
+grep -q -- "--accept-missing-sign-state" "$ERR" || fail "the refusal does not name --accept-missing-sign-state"
+[[ ! -e "$H/sign_state.json" ]] || fail "a refused start wrote a sign state"
+
+step "--accept-missing-sign-state starts, and the node commits again"
+"$TENDERD" run --home "$H" --accept-missing-sign-state >>"$LOG" 2>&1 &
+PID=$!
+for ((i = 0; i < WAIT_S * 10; i++)); do
+	[[ -S "$SOCK" ]] && timeout 5 "$TENDERCTL" --socket "$SOCK" status >"$OUT" 2>"$ERR" && break
+	sleep 0.1
+done
+EDIT='' variant "$TMP/after-ss.json" ocds-kr2020-signstate-0001
+ok publish tender "$TMP/after-ss.json" --wait
+[[ -f "$H/sign_state.json" ]] || fail "no sign_state.json written after --accept-missing-sign-state"
+grep -q "was missing: starting with an empty sign state" "$LOG" || fail "the start did not warn about the missing sign state"
+
 # ---------------------------------------------------------------- shutdown
 step "SIGTERM stops the daemon cleanly"
 kill -TERM "$PID"
