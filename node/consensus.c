@@ -20,6 +20,8 @@
  * Memory: one allocation (c->mem) for every array sized by n, plus the
  * action queue; both released by cons_free().
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -982,4 +984,38 @@ int64_t cons_valid(const struct cons *c, uint8_t out[TD_HASH_LEN])
 	if (out)
 		memcpy(out, c->valid_value, TD_HASH_LEN);
 	return c->valid_round;
+}
+
+/* Appends to buf (NUL-terminated, len bytes) what fits. */
+static void put(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t l = strlen(buf);
+	va_list ap;
+	if (l + 1 >= len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + l, len - l, fmt, ap);
+	va_end(ap);
+}
+
+void cons_describe(const struct cons *c, char *buf, size_t len)
+{
+	if (len == 0)
+		return;
+	buf[0] = 0;
+	for (int64_t r = 0, seen = 0; seen < CONS_ROUND_SLOTS && r <= (int64_t)c->round + CONS_ROUND_SLOTS; r++) {
+		const struct cons_round *s = slot_find((struct cons *)c, r);
+		if (!s)
+			continue;
+		seen++;
+		put(buf, len, "%sr%lld%s", buf[0] ? " | " : "", (long long)r, s->nprop ? " proposal" : "");
+		for (int t = 0; t < 2; t++) {
+			const struct cons_tally *y = &s->tally[t];
+			put(buf, len, " %s %u (nil %u", t ? "precommits" : "prevotes", y->total, y->nnil);
+			for (int k = 0; k < y->nval; k++)
+				put(buf, len, ", %02x..:%u", y->val[k][0], y->cnt[k]);
+			put(buf, len, ")");
+		}
+	}
 }

@@ -292,6 +292,13 @@ uint32_t cons_proposer(const struct cons *c, uint64_t h, uint32_t r);
 /* timeout(r) for kind from cfg, capped. */
 uint32_t cons_timeout_ms(const struct cons_config *cfg, enum cons_timeout kind, uint32_t r);
 
+/*
+ * One line on the rounds the core keeps: for each, whether it holds a
+ * proposal, the prevote and precommit totals, nil votes and the first byte
+ * of each value with its count. For diagnostics (the simulator's failures).
+ */
+void cons_describe(const struct cons *c, char *buf, size_t len);
+
 uint64_t cons_height(const struct cons *c);
 /* True once cons_start() ran for the current height (false again after DECIDE). */
 bool cons_started(const struct cons *c);

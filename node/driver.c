@@ -31,6 +31,12 @@ struct svote {
 	uint8_t sig[TD_SIG_LEN];
 };
 
+enum vote_kept {
+	VOTE_NEW,  /* kept now */
+	VOTE_SEEN, /* kept already */
+	VOTE_FULL, /* no room: dropped */
+};
+
 /* The pending consensus timeout of one kind: a newer one makes an older one stale, so one slot suffices. */
 struct tslot {
 	bool armed;
@@ -159,7 +165,10 @@ static void wal_put(struct driver *d, const struct td_buf *b)
 {
 	if (!d->wal || d->replaying)
 		return;
-	if (wal_append(d->wal, (const uint8_t *)b->sb.data, b->sb.size) != 0 && !d->wal_failed) {
+	int rc = wal_append(d->wal, (const uint8_t *)b->sb.data, b->sb.size);
+	if (rc == TD_EINVAL)
+		log_warn("consensus log: an entry of %zu bytes is over the cap; not logged", b->sb.size);
+	else if (rc != 0 && !d->wal_failed) {
 		d->wal_failed = true;
 		log_error("the consensus log cannot be written: this validator signs nothing more until restarted");
 	}
@@ -184,7 +193,8 @@ static void wal_vote(struct driver *d, enum td_vote_type type, uint64_t h, uint3
 static void wal_proposal(struct driver *d, uint32_t from, uint32_t r, int32_t valid_round, const struct td_block *blk)
 {
 	struct td_buf b;
-	bool fresh = d->n_wal_blocks < DRIVER_WAL_BLOCKS;
+	/* A block over the entry cap is over TD_BLOCK_MAX too: invalid, so nobody can lock on it. */
+	bool fresh = d->n_wal_blocks < DRIVER_WAL_BLOCKS && td_block_encoded_len(blk) + 256 <= WAL_ENTRY_MAX;
 	if (!d->wal || d->replaying)
 		return;
 	for (uint32_t i = 0; i < d->n_wal_blocks; i++)
@@ -280,40 +290,86 @@ static uint64_t vote_distance(const struct driver *d, uint64_t h, uint32_t r)
 	uint32_t cur = cons_started(&d->cons) ? cons_round(&d->cons) : 0;
 	if (h > cur_height(d))
 		return (uint64_t)r + 1; /* next height: its first rounds matter */
+	/* The polka behind our lock and valid value: others need it to accept our proposal of it. */
+	if (cons_started(&d->cons) && h == cons_height(&d->cons) &&
+	    ((int64_t)r == cons_locked(&d->cons, NULL) || (int64_t)r == cons_valid(&d->cons, NULL)))
+		return 0;
 	return r > cur ? (uint64_t)(r - cur) : (uint64_t)(cur - r);
+}
+
+/*
+ * How readily a kept vote gives way (larger first): its distance from the
+ * core's round, and far more for a vote for a value no block at hand has
+ * at this height. A flooder's votes for made-up values go before its votes
+ * for real proposals, which may be part of a polka others locked on.
+ */
+static uint64_t vote_weight(const struct driver *d, uint64_t h, uint32_t r, const uint8_t *hash)
+{
+	uint64_t w = vote_distance(d, h, r);
+	if (hash && h == cur_height(d) && !prop_block_find(d->prop, hash))
+		w += (uint64_t)1 << 40;
+	return w;
+}
+
+/* Sends the prevotes for value at (h, vr) we keep, from every validator: the polka a proposal names. */
+static void pol_send(struct driver *d, uint32_t to, uint64_t h, int32_t vr, const uint8_t value[static TD_HASH_LEN])
+{
+	if (vr < 0)
+		return;
+	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++) {
+		const struct svote *q = &d->votes[i];
+		if (q->height != h || q->round != (uint32_t)vr || q->type != TD_VOTE_PREVOTE || q->nil ||
+		    memcmp(q->hash, value, TD_HASH_LEN) != 0)
+			continue;
+		struct td_buf b;
+		td_buf_init(&b);
+		td_msg_vote(&b, TD_VOTE_PREVOTE, h, q->round, q->hash, (uint32_t)(i / DRIVER_VOTES_PER_VALIDATOR),
+			    q->sig);
+		nio_send(d->io, to, &b);
+		td_buf_free(&b);
+	}
 }
 
 /*
  * Keeps a verified vote of validator v. Each validator has its own
  * DRIVER_VOTES_PER_VALIDATOR slots, so no key can fill the table for the
- * others, and one vote is kept per (height, round, type): the first, the one
- * the core counts (precommits build the commit). When a validator's slots
- * are full, the vote farthest from the round the core is in gives way; a
- * flood of far rounds only displaces the flooder's own far votes. Returns
- * true if the vote is new.
+ * others, and one vote is kept per (height, round, type, value). An
+ * equivocating validator's conflicting votes are all kept, fed to the core
+ * and relayed: a polka some correct validators saw (and locked on) must
+ * become visible to the others, or they may never unlock them. When a
+ * validator's slots are full, the vote farthest from the round the core is
+ * in gives way, but never a precommit for a value at the current height
+ * (the core may name it in a commit); a flood of far rounds or of
+ * conflicting values only displaces the flooder's own votes. A vote that
+ * finds no room must not reach the core either: every vote the core counts
+ * has its signature here.
  */
-static bool vote_keep(struct driver *d, uint64_t h, uint32_t r, enum td_vote_type type, uint32_t v, const uint8_t *hash,
-		      const uint8_t sig[static TD_SIG_LEN])
+static enum vote_kept vote_keep(struct driver *d, uint64_t h, uint32_t r, enum td_vote_type type, uint32_t v,
+				const uint8_t *hash, const uint8_t sig[static TD_SIG_LEN])
 {
 	struct svote *slots = &d->votes[(size_t)v * DRIVER_VOTES_PER_VALIDATOR], *p = NULL;
 	uint64_t far = 0, cur = cur_height(d);
 	for (uint32_t i = 0; i < DRIVER_VOTES_PER_VALIDATOR; i++) {
 		struct svote *q = &slots[i];
-		if (q->height == h && q->round == r && q->type == (uint8_t)type)
-			return false;
+		if (q->height == h && q->round == r && q->type == (uint8_t)type && q->nil == (hash == NULL) &&
+		    (!hash || memcmp(q->hash, hash, TD_HASH_LEN) == 0))
+			return VOTE_SEEN;
 		if (q->height < cur) {
 			p = q; /* free, or of a finished height */
 			far = UINT64_MAX;
 			continue;
 		}
-		uint64_t dist = vote_distance(d, q->height, q->round);
-		if (!p || (far != UINT64_MAX && dist > far)) {
+		bool known = q->height == cur && !q->nil && prop_block_find(d->prop, q->hash);
+		if (known && q->type == TD_VOTE_PRECOMMIT && q->round <= cons_round(&d->cons) + 1)
+			continue; /* may be named in this height's commit */
+		uint64_t dist = vote_weight(d, q->height, q->round, q->nil ? NULL : q->hash);
+		if (far != UINT64_MAX && (!p || dist > far)) {
 			p = q;
 			far = dist;
 		}
 	}
-	if (far != UINT64_MAX && vote_distance(d, h, r) >= far)
-		return false; /* full of nearer votes: this one is the farthest */
+	if (!p || (far != UINT64_MAX && vote_weight(d, h, r, hash) >= far))
+		return VOTE_FULL; /* full of nearer votes: this one is the farthest */
 	p->height = h;
 	p->round = r;
 	p->type = (uint8_t)type;
@@ -321,7 +377,7 @@ static bool vote_keep(struct driver *d, uint64_t h, uint32_t r, enum td_vote_typ
 	if (hash)
 		memcpy(p->hash, hash, TD_HASH_LEN);
 	memcpy(p->sig, sig, TD_SIG_LEN);
-	return true;
+	return VOTE_NEW;
 }
 
 /* Sends every kept vote of validator v at height h or later to `to`; with NODE_ALL, to every peer but v. */
@@ -345,11 +401,11 @@ static void votes_send(struct driver *d, uint32_t to, uint32_t v, uint64_t h)
 
 /*
  * Signs a proposal of blk (vote_type ignored) or a vote (blk NULL; value
- * NULL for nil) at (h, r) and sends it to `to`. The sign state covering it
- * must be saved already. A fresh message (not a re-send) is written to the
- * consensus log and synced first; if that fails it is not sent. Ed25519 is
- * deterministic: signing the same message again gives the same bytes, so
- * re-sends use this too.
+ * NULL for nil) at (h, r) and sends it to `to`, after writing a fresh one
+ * (not a re-send) to the consensus log, syncing the log and saving the
+ * sign state; if either fails, nothing is sent. Ed25519 is deterministic:
+ * signing the same message again gives the same bytes, so re-sends use
+ * this too.
  */
 static void sign_send(struct driver *d, uint32_t to, const struct td_block *blk, enum td_vote_type type, uint64_t h,
 		      uint32_t r, int32_t valid_round, const uint8_t *value, bool fresh)
@@ -365,11 +421,16 @@ static void sign_send(struct driver *d, uint32_t to, const struct td_block *blk,
 		td_msg_proposal(&b, blk, r, valid_round, sig);
 	} else {
 		td_vote_sign(sig, d->g->chain_id, type, h, r, value, d->cfg.sk);
-		if (vote_keep(d, h, r, type, me, value, sig) || fresh)
+		if (vote_keep(d, h, r, type, me, value, sig) == VOTE_NEW || fresh)
 			wal_vote(d, type, h, r, value, me, sig);
 		td_msg_vote(&b, type, h, r, value, me, sig);
 	}
-	if (!fresh || wal_durable(d))
+	/*
+	 * The log holds the message, and a proposal its block, before the sign
+	 * state names it: a restarted validator must never be locked on a
+	 * block it cannot find. Both are on disk before the message leaves.
+	 */
+	if (wal_durable(d) && save_sign_state(d))
 		nio_send(d->io, to, &b);
 	td_buf_free(&b);
 }
@@ -384,6 +445,7 @@ void driver_resend(struct driver *d, uint32_t to)
 			if (blk)
 				sign_send(d, to, blk, TD_VOTE_PREVOTE, h, ss->proposal.round, ss->proposal.valid_round,
 					  NULL, false);
+			pol_send(d, to, h, ss->proposal.valid_round, ss->proposal.value);
 		}
 		const struct cons_signed *mine[2] = { &ss->prevote, &ss->precommit };
 		for (int i = 0; i < 2; i++) {
@@ -526,6 +588,13 @@ static void decide(struct driver *d, const struct cons_action *a)
 			}
 		}
 	}
+	if (commit.n_sigs < a->n_signers) {
+		/* Not expected (every vote the core counts is kept), but no reason to stop: a peer's commit will do. */
+		log_warn(
+			"decided height %llu but %u of %u precommit signatures are not at hand; waiting for block sync",
+			(unsigned long long)a->height, a->n_signers - commit.n_sigs, a->n_signers);
+		return;
+	}
 	if (chain_apply(d->chain, blk, &commit, err, sizeof(err)) != 0) {
 		halt(d, a->height, err);
 		return;
@@ -555,15 +624,13 @@ static void act(struct driver *d, const struct cons_action *a)
 				 (unsigned long long)a->height, a->round);
 			return;
 		}
-		if (save_sign_state(d))
-			sign_send(d, NODE_ALL, blk, TD_VOTE_PREVOTE, a->height, a->round, a->valid_round, NULL,
-				  !a->resend);
+		sign_send(d, NODE_ALL, blk, TD_VOTE_PREVOTE, a->height, a->round, a->valid_round, NULL, !a->resend);
+		pol_send(d, NODE_ALL, a->height, a->valid_round, a->value);
 		return;
 	}
 	case CONS_ACT_VOTE:
-		if (save_sign_state(d))
-			sign_send(d, NODE_ALL, NULL, a->vote_type, a->height, a->round, -1, a->nil ? NULL : a->value,
-				  !a->resend);
+		sign_send(d, NODE_ALL, NULL, a->vote_type, a->height, a->round, -1, a->nil ? NULL : a->value,
+			  !a->resend);
 		return;
 	case CONS_ACT_TIMEOUT: {
 		uint64_t ms = a->duration_ms;
@@ -677,10 +744,13 @@ static int replay_entry(void *ctx, const uint8_t *p, size_t len)
 			goto bad;
 		}
 		if (m.height == h || m.height == h + 1) {
-			vote_keep(d, m.height, m.round, m.vote_type, m.validator, m.nil ? NULL : m.hash, m.sig);
-			if (m.height == h)
-				driver_start_current(d);
-			cons_on_vote(&d->cons, m.validator, m.vote_type, m.height, m.round, m.nil ? NULL : m.hash);
+			if (vote_keep(d, m.height, m.round, m.vote_type, m.validator, m.nil ? NULL : m.hash, m.sig) !=
+			    VOTE_FULL) {
+				if (m.height == h)
+					driver_start_current(d);
+				cons_on_vote(&d->cons, m.validator, m.vote_type, m.height, m.round,
+					     m.nil ? NULL : m.hash);
+			}
 		}
 		td_msg_free(&m);
 	} else if (kind == WAL_PROPOSAL && n == 7) {
@@ -794,15 +864,24 @@ void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m)
 	log_debug("vote type %d from %u at height %llu round %u%s", (int)m->vote_type, m->validator,
 		  (unsigned long long)m->height, m->round, m->nil ? " nil" : "");
 	d->heard[m->validator] = d->io->mono_ms(d->io->ctx);
-	if (!vote_keep(d, m->height, m->round, m->vote_type, m->validator, m->nil ? NULL : m->hash, m->sig))
-		return; /* seen before: the core has it, and our peers were sent it */
-	/* Relay: a peer without a link to the voter still gets the vote. */
-	struct td_buf b;
-	td_buf_init(&b);
-	td_msg_vote(&b, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash, m->validator, m->sig);
-	nio_relay(d->io, d->g->n, peer, m->validator, (const uint8_t *)b.sb.data, b.sb.size);
-	td_buf_free(&b);
-	wal_vote(d, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash, m->validator, m->sig);
+	/*
+	 * A vote seen before was relayed and logged then; it still goes to the
+	 * core, which may have forgotten its round (CONS_ROUND_SLOTS) and needs
+	 * it again, say as the polka a proposal names.
+	 */
+	enum vote_kept kept =
+		vote_keep(d, m->height, m->round, m->vote_type, m->validator, m->nil ? NULL : m->hash, m->sig);
+	if (kept == VOTE_FULL)
+		return;
+	if (kept == VOTE_NEW) {
+		/* Relay: a peer without a link to the voter still gets the vote. */
+		struct td_buf b;
+		td_buf_init(&b);
+		td_msg_vote(&b, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash, m->validator, m->sig);
+		nio_relay(d->io, d->g->n, peer, m->validator, (const uint8_t *)b.sb.data, b.sb.size);
+		td_buf_free(&b);
+		wal_vote(d, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash, m->validator, m->sig);
+	}
 	driver_hold(d);
 	if (m->height == h)
 		driver_start_current(d);

@@ -78,6 +78,11 @@ void node_describe(const struct node *n, char *buf, size_t len)
 		 (unsigned long long)chain_height(n->chain), cons_started(c) ? "at" : "idle before",
 		 (unsigned long long)cons_height(c), cons_round(c), steps[cons_step(c) % 3],
 		 (long long)cons_locked(c, NULL), (long long)cons_valid(c, NULL), mempool_count(n->mp));
+	size_t l = strlen(buf);
+	if (l + 3 < len) {
+		snprintf(buf + l, len - l, "; ");
+		cons_describe(c, buf + l + 2, len - l - 2);
+	}
 }
 
 /* Tells to (NODE_ALL: every peer) our height and last block hash. */

@@ -4,7 +4,7 @@
 #
 #   scripts/sim.sh 100000            seeds 1..100000, n = 4..7, the default fault mix
 #   scripts/sim.sh 50000 100001      seeds 100001..150000
-#   scripts/sim.sh 1000 1 -- --faults 0xfff --expect-halt
+#   scripts/sim.sh 1000 1 -- --faults 0x3fff   every fault, the oversized block included
 #
 # Seeds run in one process per core, each on its own slice of the range. A failing seed
 # prints the command that replays it with a trace. The consensus-core model

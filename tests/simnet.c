@@ -80,12 +80,12 @@ enum sim_fault {
 };
 #define SIM_F_BYZANTINE (SIM_F_EQUIVOCATE | SIM_F_FLOOD | SIM_F_WITHHOLD | SIM_F_FARPROP | SIM_F_LIE | SIM_F_BIGBLOCK)
 
-/* The mix every CI seed runs: faults today's node survives (a partition drops connections, and the
- * votes lost with them can halt it). */
-#define SIM_MIX_SAFE (SIM_F_DELAY | SIM_F_DUP | SIM_F_SKEW)
-/* Every fault; some need relaying, a write-ahead log and sync that liars cannot capture. */
+/* Every fault. */
 #define SIM_MIX_ALL \
-	(SIM_MIX_SAFE | SIM_F_PARTITION | SIM_F_FLAP | SIM_F_STAR | SIM_F_CRASH | SIM_F_BYZANTINE | SIM_F_ASYM)
+	(SIM_F_DELAY | SIM_F_DUP | SIM_F_SKEW | SIM_F_PARTITION | SIM_F_FLAP | SIM_F_STAR | SIM_F_CRASH | \
+	 SIM_F_BYZANTINE | SIM_F_ASYM)
+/* The mix every CI seed runs: every fault but the oversized block, which makes a seed ~100 times slower. */
+#define SIM_MIX_DEFAULT (SIM_MIX_ALL & ~SIM_F_BIGBLOCK)
 
 enum ev_kind { EV_DELIVER, EV_TIMER, EV_PUBLISH, EV_CRASH, EV_RESTART, EV_LINKS, EV_REDIAL, EV_BIG };
 
@@ -806,9 +806,16 @@ static void handle(struct sim *s, struct ev *e)
 		break;
 	case EV_LINKS:
 		if (e->gen == 1) {
-			/* Every node up; every link, or with stars only those of one hub: still connected. */
+			/*
+			 * Every node up; every link, or with stars only those of one hub: still
+			 * connected. The hub is a correct validator: a byzantine hub could censor
+			 * everything, and correct validators connected only through a faulty one
+			 * are not connected.
+			 */
 			uint32_t hub =
 				(s->faults & SIM_F_STAR) && chance(s, 50) ? (uint32_t)rnd_below(s, s->n) : NODE_ALL;
+			while (hub != NODE_ALL && s->nodes[hub].byzantine)
+				hub = (hub + 1) % s->n;
 			trace(s, hub == NODE_ALL ? "heal" : "heal to a star around node %u", hub);
 			memset(s->mute, 0, sizeof(s->mute));
 			for (uint32_t i = 0; i < s->n; i++)
@@ -933,7 +940,7 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 	if (s->failure[0]) {
 		rc = s->halted ? 1 : 4;
 		for (uint32_t i = 0; i < n && s->trace; i++) {
-			char line[256] = "crashed";
+			char line[4096] = "crashed";
 			if (s->nodes[i].node)
 				node_describe(s->nodes[i].node, line, sizeof(line));
 			trace(s, "node %u: %s", i, line);
@@ -972,17 +979,17 @@ static void usage(FILE *f)
 		"          byzantine (f validators): 0x80 equivocate 0x100 far-round vote flood\n"
 		"          0x200 withhold proposals and records 0x400 far-round proposals 0x800 lying STATUS\n"
 		"          0x1000 a block over the store's cap; network: 0x2000 one-way loss on a connection\n"
-		"          default 0x%x (what today's node survives); 0x%x all\n"
+		"          default 0x%x (all but the big block, which is slow); 0x%x all\n"
 		"  --expect-halt: succeed only if every seed halts (for faults the node is known not to\n"
 		"          survive); a broken rule (fork, lost record, honest peer dropped) fails either way\n",
-		SIM_MIX_SAFE, SIM_MIX_ALL);
+		SIM_MIX_DEFAULT, SIM_MIX_ALL);
 }
 
 int main(int argc, char **argv)
 {
 	uint64_t seeds = 1, first = 1, decided_total = 0;
 	uint32_t nmin = 4, nmax = 4;
-	unsigned faults = SIM_MIX_SAFE;
+	unsigned faults = SIM_MIX_DEFAULT;
 	bool trace_on = false, expect_halt = false;
 	const char *base = NULL;
 	char basebuf[128], *end;
