@@ -472,7 +472,9 @@ static struct td_block *build_block(struct driver *d, uint64_t h, bool allow_emp
 {
 	char err[TD_ERRMSG_MAX];
 	for (;;) {
-		uint32_t k = mempool_peek(d->mp, d->scratch, d->cfg.block_max_records, d->cfg.block_max_bytes);
+		/* block_max_bytes bounds the encoded block: header, arrays and each record's bin header included. */
+		uint32_t k = mempool_peek(d->mp, d->scratch, d->cfg.block_max_records,
+					  d->cfg.block_max_bytes - TD_BLOCK_FIXED_OVERHEAD);
 		if (k == 0) {
 			if (!allow_empty)
 				return NULL;

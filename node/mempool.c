@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mempool.h"
+#include "tenderd/block.h"
 
 struct entry {
 	struct td_record *rec;
@@ -27,7 +28,7 @@ struct mempool {
 	uint32_t count;
 	uint64_t bytes;
 	struct entry *head, *tail;
-	size_t nbuckets;             /* power of two */
+	size_t nbuckets; /* power of two */
 	struct entry **by_id;
 	struct okey **by_ocid;
 };
@@ -157,9 +158,10 @@ uint32_t mempool_peek(const struct mempool *mp, struct td_record **out, uint32_t
 	uint32_t n = 0;
 	uint64_t bytes = 0;
 	for (struct entry *e = mp->head; e && n < max; e = e->next) {
-		if (bytes + e->rec->len > max_bytes)
+		uint64_t cost = (uint64_t)e->rec->len + TD_BLOCK_ITEM_OVERHEAD;
+		if (bytes + cost > max_bytes)
 			break;
-		bytes += e->rec->len;
+		bytes += cost;
 		out[n++] = e->rec;
 	}
 	return n;

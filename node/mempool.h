@@ -34,8 +34,9 @@ uint64_t mempool_bytes(const struct mempool *mp);
 
 /*
  * Copies into out (room for max) the oldest pending records that fit
- * max_bytes in total, without removing them; returns how many. The pointers
- * are borrowed and valid until the records leave the pool.
+ * max_bytes in total, counting TD_BLOCK_ITEM_OVERHEAD per record (what a
+ * block's encoding adds), without removing them; returns how many. The
+ * pointers are borrowed and valid until the records leave the pool.
  */
 uint32_t mempool_peek(const struct mempool *mp, struct td_record **out, uint32_t max, uint64_t max_bytes);
 

@@ -374,8 +374,16 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	n->api = api_new(&ad);
 	log_info("store %s at height %llu with %llu records", cfg->store_path,
 		 (unsigned long long)chain_height(n->chain), (unsigned long long)chain_record_count(n->chain));
-	if (g->n > 1)
+	if (g->n > 1) {
 		io->timer(io->ctx, NODE_TIMER_TICK, NODE_TICK_MS);
+		/* A round must outlast fetching one block's records over the slowest link planned for. */
+		uint64_t need = (uint64_t)cfg->block_max_bytes * 8 * 1000 / NODE_SLOW_LINK_BPS + 1000;
+		if (cfg->timeout_max_ms < need)
+			log_warn("timeout_max_ms %u is less than the %llu ms a block of block_max_bytes %u needs on a "
+				 "%u Mbit/s link; rounds may time out before a large block arrives",
+				 cfg->timeout_max_ms, (unsigned long long)need, cfg->block_max_bytes,
+				 NODE_SLOW_LINK_BPS / 1000000);
+	}
 	/* A restart in the middle of a height resumes it at once, from the consensus log. */
 	if ((rc = driver_resume(n->driver, err, errlen)))
 		goto fail;

@@ -19,6 +19,7 @@
 #include "rpc.h"
 
 #define NODE_TICK_MS 1000  /* STATUS broadcast and sync checks */
+#define NODE_SLOW_LINK_BPS 10000000 /* the slowest link between agencies the default timeouts plan for */
 #define NODE_STALL_TICKS 2 /* ticks without a new block before signed messages are sent again */
 
 struct node;

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -37,6 +38,7 @@
 #include "tenderd/msg.h"
 #include "tenderd/record.h"
 #include "tenderd/release.h"
+#include "wal.h"
 
 #define CHAIN_ID "tenderd-driver-test"
 #define PREFIX "ocds-kr2020"
@@ -71,7 +73,8 @@ struct env {
 	uint8_t sk[NVAL_MAX][TD_SECKEY_LEN];
 	uint8_t agency_sk[TD_SECKEY_LEN];
 	int me;
-	char dir[64], store[96], ss_path[128];
+	char dir[64], store[96], ss_path[128], wal_path[128];
+	uint32_t block_max_records;
 	struct chain *chain;
 	struct mempool *mp;
 	struct proposals *prop;
@@ -338,6 +341,8 @@ static void seed_keypair(uint8_t pk[static TD_PUBKEY_LEN], uint8_t sk[static TD_
 	crypto_sign_seed_keypair(pk, sk, seed);
 }
 
+static void env_driver(struct env *e);
+
 static struct env *env_new(uint32_t n, int me, uint32_t block_max_records)
 {
 	struct env *e = calloc(1, sizeof(*e));
@@ -381,14 +386,25 @@ static struct env *env_new(uint32_t n, int me, uint32_t block_max_records)
 		.traffic = f_traffic,
 	};
 	assert_int_equal(chain_open(&e->chain, e->store, &e->g, err, sizeof(err)), 0);
+	snprintf(e->wal_path, sizeof(e->wal_path), "%s/%s", e->dir, WAL_FILE);
+	e->block_max_records = block_max_records;
+	env_driver(e);
+	return e;
+}
+
+/* The mempool, proposals and driver over e's chain, as a node starting up builds them. */
+static void env_driver(struct env *e)
+{
+	char err[256];
 	e->mp = mempool_new(10000, 64u << 20);
 	struct prop_callbacks pcb = { e, cb_complete, cb_fetch };
 	e->prop = prop_new(&e->io, &e->g, e->mp, chain_height(e->chain) + 1, &pcb);
 	struct driver_config dc = {
 		.sign_state_path = e->ss_path,
-		.sk = e->sk[me],
-		.my_index = me,
-		.block_max_records = block_max_records,
+		.wal_path = e->wal_path,
+		.sk = e->sk[e->me],
+		.my_index = e->me,
+		.block_max_records = e->block_max_records,
 		.block_max_bytes = 4u << 20,
 		.timeout_propose_ms = T_PROPOSE,
 		.timeout_vote_ms = T_VOTE,
@@ -398,7 +414,24 @@ static struct env *env_new(uint32_t n, int me, uint32_t block_max_records)
 	struct driver_callbacks dcb = { e, cb_commit, cb_dropped };
 	if (driver_new(&e->d, &e->io, &e->g, e->chain, e->mp, e->prop, &dc, &dcb, err, sizeof(err)) != 0)
 		fail_msg("driver_new: %s", err);
-	return e;
+}
+
+/*
+ * kill -9 and a restart: the driver, its proposals and the mempool are gone
+ * with everything they held in memory; the chain, the sign state and the
+ * consensus log stay. The new driver resumes from them.
+ */
+static void env_crash_restart(struct env *e)
+{
+	char err[256];
+	driver_free(e->d);
+	prop_free(e->prop);
+	mempool_free(e->mp);
+	for (int k = 0; k < NODE_TIMERS; k++)
+		e->pending[k] = false;
+	env_driver(e);
+	if (driver_resume(e->d, err, sizeof(err)) != 0)
+		fail_msg("driver_resume: %s", err);
 }
 
 static int setup1(void **state)
@@ -1199,6 +1232,96 @@ static void test_votes_relayed_once(void **state)
 	assert_int_equal(e->relayed[3], 3);
 }
 
+/*
+ * A validator killed after it locked: its proposals and mempool are gone,
+ * but the consensus log gives the core back the block, the votes it
+ * counted and its lock, so one more precommit decides the block, with a
+ * commit that holds the precommit received before the crash.
+ */
+static void test_restart_resumes_from_log(void **state)
+{
+	struct env *e = *state;
+	uint8_t id[TD_HASH_LEN], hash[TD_HASH_LEN], got[TD_HASH_LEN];
+	struct td_commit cm;
+
+	pool_record(e, id);
+	struct td_block *blk = block_of_pool(e, 1);
+	memcpy(hash, blk->hash, TD_HASH_LEN);
+	prop_keep(e->prop, blk);
+	driver_on_proposal(e->d, 1, 1, 0, hash, -1);
+	vote(e, 1, TD_VOTE_PREVOTE, 1, 0, hash);
+	vote(e, 2, TD_VOTE_PREVOTE, 1, 0, hash);
+	assert_true(find_vote(e, 1, TD_VOTE_PRECOMMIT, 1, 0, hash) >= 0);
+	vote(e, 1, TD_VOTE_PRECOMMIT, 1, 0, hash);
+	assert_int_equal(cons_locked(driver_cons(e->d), got), 0);
+	assert_int_equal(chain_height(e->chain), 0);
+
+	env_crash_restart(e);
+	const struct cons *c = driver_cons(e->d);
+	assert_true(cons_started(c));
+	assert_int_equal(cons_height(c), 1);
+	assert_int_equal(cons_round(c), 0);
+	assert_int_equal(cons_step(c), CONS_STEP_PRECOMMIT);
+	assert_int_equal(cons_locked(c, got), 0);
+	assert_memory_equal(got, hash, TD_HASH_LEN);
+	assert_int_equal(cons_valid(c, got), 0);
+	assert_non_null(prop_block_find(e->prop, hash)); /* from the log: the mempool is empty */
+	assert_int_equal(mempool_count(e->mp), 0);
+
+	vote(e, 2, TD_VOTE_PRECOMMIT, 1, 0, hash);
+	assert_int_equal(chain_height(e->chain), 1);
+	assert_memory_equal(chain_last_hash(e->chain), hash, TD_HASH_LEN);
+	assert_true(chain_has_record(e->chain, id, NULL));
+	stored_commit(e, 1, &cm);
+	assert_int_equal(cm.n_sigs, 3);
+	assert_int_equal(cm.sigs[0].validator, 0);
+	assert_int_equal(cm.sigs[1].validator, 1); /* received before the crash */
+	assert_int_equal(cm.sigs[2].validator, 2);
+	td_commit_clear(&cm);
+	assert_sign_state_ok(e);
+
+	/* The commit emptied the log; a restart now starts height 2 from nothing. */
+	struct wal *w;
+	char err[256];
+	assert_int_equal(wal_open(&w, e->wal_path, err, sizeof(err)), 0);
+	assert_int_equal(wal_size(w), strlen(WAL_MAGIC));
+	wal_close(w);
+	env_crash_restart(e);
+	assert_false(cons_started(driver_cons(e->d)));
+	assert_int_equal(cons_height(driver_cons(e->d)), 2);
+}
+
+/* A torn last entry costs that entry only: the earlier prevotes still count after the restart. */
+static void test_restart_with_torn_log(void **state)
+{
+	struct env *e = *state;
+	uint8_t id[TD_HASH_LEN], hash[TD_HASH_LEN];
+	struct stat st;
+
+	pool_record(e, id);
+	struct td_block *blk = block_of_pool(e, 1);
+	memcpy(hash, blk->hash, TD_HASH_LEN);
+	prop_keep(e->prop, blk);
+	driver_on_proposal(e->d, 1, 1, 0, hash, -1);
+	vote(e, 1, TD_VOTE_PREVOTE, 1, 0, hash);
+	vote(e, 3, TD_VOTE_PRECOMMIT, 1, 0, NULL); /* the last entry: torn below */
+	assert_int_equal(stat(e->wal_path, &st), 0);
+	assert_int_equal(truncate(e->wal_path, st.st_size - 7), 0);
+
+	env_crash_restart(e);
+	/* Our prevote and validator 1's are back: validator 2's prevote makes the polka. */
+	uint32_t before = e->nsent;
+	vote(e, 2, TD_VOTE_PREVOTE, 1, 0, hash);
+	assert_true(find_vote(e, before, TD_VOTE_PRECOMMIT, 1, 0, hash) >= 0);
+	/* Validator 3's nil precommit was lost with the tail: sent again, it counts anew. */
+	vote(e, 3, TD_VOTE_PRECOMMIT, 1, 0, NULL);
+	vote(e, 1, TD_VOTE_PRECOMMIT, 1, 0, hash);
+	assert_int_equal(chain_height(e->chain), 0);
+	vote(e, 2, TD_VOTE_PRECOMMIT, 1, 0, hash);
+	assert_int_equal(chain_height(e->chain), 1);
+	assert_memory_equal(chain_last_hash(e->chain), hash, TD_HASH_LEN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1215,6 +1338,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_proposer_empty_block_on_value_timer, setup4_proposer, teardown),
 		cmocka_unit_test_setup_teardown(test_precommit_flood_from_one_validator, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_votes_relayed_once, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_resumes_from_log, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_with_torn_log, setup4, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,15 @@
 
 #define TD_VOTE_DOMAIN "tenderd-vote-v1"
 
+/*
+ * Bounds on what the block encoding adds to its records' bytes, so that a
+ * proposer filling a byte budget stays under it: at most
+ * TD_BLOCK_ITEM_OVERHEAD per record (its bin header) and
+ * TD_BLOCK_FIXED_OVERHEAD for the header and the arrays.
+ */
+#define TD_BLOCK_ITEM_OVERHEAD 5
+#define TD_BLOCK_FIXED_OVERHEAD 512
+
 enum td_vote_type {
 	TD_VOTE_PREVOTE = 1,
 	TD_VOTE_PRECOMMIT = 2,
