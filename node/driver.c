@@ -87,6 +87,30 @@ uint64_t driver_ledger_now(const struct driver *d)
 	return now < last ? last : now;
 }
 
+/* A new block's time: the clock, but always after the last block's (block times strictly increase). */
+static uint64_t block_time(const struct driver *d)
+{
+	uint64_t now = d->io->wall_ms(d->io->ctx), last = chain_last_time(d->chain);
+	return now <= last ? last + 1 : now;
+}
+
+/*
+ * Proposer-based timestamps (as CometBFT's PBTS): a fresh proposal (no
+ * valid round) is timely when its block's time is within
+ * DRIVER_CLOCK_PRECISION_MS of our clock, or behind it by at most that plus
+ * timeout_max_ms (the message's way here). An untimely one is not given to
+ * the core: we treat it as never received and prevote nil when the round
+ * times out. A re-proposal (valid round >= 0) is not checked again: the
+ * validators whose prevotes made its polka found it timely, and a clock
+ * must never keep a correct validator from a value others locked on.
+ */
+static bool timely(const struct driver *d, const struct td_block *blk, int64_t *off_ms)
+{
+	uint64_t now = d->io->wall_ms(d->io->ctx), t = blk->hdr.time_ms;
+	*off_ms = (int64_t)(t - now);
+	return t <= now + DRIVER_CLOCK_PRECISION_MS && t + DRIVER_CLOCK_PRECISION_MS + d->cfg.timeout_max_ms >= now;
+}
+
 int driver_new(struct driver **out, const struct node_io *io, const struct td_genesis *g, struct chain *chain,
 	       struct mempool *mp, struct proposals *prop, const struct driver_config *cfg,
 	       const struct driver_callbacks *cb, char *err, size_t errlen)
@@ -478,15 +502,15 @@ static struct td_block *build_block(struct driver *d, uint64_t h, bool allow_emp
 		if (k == 0) {
 			if (!allow_empty)
 				return NULL;
-			return td_block_new(h, chain_last_hash(d->chain), driver_ledger_now(d),
-					    d->g->v[d->cfg.my_index].pk, NULL, 0);
+			return td_block_new(h, chain_last_hash(d->chain), block_time(d), d->g->v[d->cfg.my_index].pk,
+					    NULL, 0);
 		}
 		for (uint32_t attempt = 0; attempt < 2; attempt++) {
 			uint32_t take = attempt == 0 ? k : 1;
 			struct td_record **recs = td_xcalloc(take, sizeof(*recs));
 			for (uint32_t i = 0; i < take; i++)
 				recs[i] = td_record_ref(d->scratch[i]);
-			struct td_block *blk = td_block_new(h, chain_last_hash(d->chain), driver_ledger_now(d),
+			struct td_block *blk = td_block_new(h, chain_last_hash(d->chain), block_time(d),
 							    d->g->v[d->cfg.my_index].pk, recs, take);
 			if (chain_validate(d->chain, blk, err, sizeof(err)) == 0)
 				return blk;
@@ -671,11 +695,12 @@ static void act(struct driver *d, const struct cons_action *a)
 			return; /* the chain moved on by block sync */
 		struct td_block *blk = prop_block_find(d->prop, a->value);
 		char err[TD_ERRMSG_MAX];
-		uint64_t limit = d->io->wall_ms(d->io->ctx) + DRIVER_FUTURE_DRIFT_MS;
-		bool ok = blk && blk->hdr.time_ms <= limit && chain_validate(d->chain, blk, err, sizeof(err)) == 0;
+		/* No clock here: the answer is cached per value, so it must not depend on when it is asked. */
+		bool later = blk && blk->hdr.time_ms > chain_last_time(d->chain);
+		bool ok = blk && later && chain_validate(d->chain, blk, err, sizeof(err)) == 0;
 		if (blk && !ok)
 			log_warn("refusing proposed block %llu: %s", (unsigned long long)blk->hdr.height,
-				 blk->hdr.time_ms > limit ? "time too far ahead" : err);
+				 later ? err : "its time is not after the previous block's");
 		cons_on_validity(&d->cons, a->value, ok);
 		return;
 	}
@@ -841,6 +866,14 @@ void driver_on_proposal(struct driver *d, uint32_t from, uint64_t h, uint32_t r,
 		return;
 	d->heard[from] = d->io->mono_ms(d->io->ctx);
 	const struct td_block *blk = prop_block_find(d->prop, hash);
+	int64_t off;
+	if (blk && valid_round < 0 && !timely(d, blk, &off)) {
+		log_warn("ignoring the proposal of %s for height %llu round %u: its time is %+.1f s from this "
+			 "node's clock (more than %u s); check both clocks (NTP)",
+			 d->g->v[from].name, (unsigned long long)h, r, (double)off / 1000.0,
+			 DRIVER_CLOCK_PRECISION_MS / 1000);
+		return;
+	}
 	if (blk)
 		wal_proposal(d, from, r, valid_round, blk);
 	driver_hold(d);

@@ -32,8 +32,8 @@
 #include "nodeio.h"
 #include "proposals.h"
 
-#define DRIVER_FUTURE_DRIFT_MS 30000  /* a proposed block may be this far ahead of our clock */
-#define DRIVER_VOTES_PER_VALIDATOR 32 /* signed votes kept per validator, nearest the core's round first */
+#define DRIVER_CLOCK_PRECISION_MS 30000 /* how far validators' clocks may differ (timely proposals) */
+#define DRIVER_VOTES_PER_VALIDATOR 32   /* signed votes kept per validator, nearest the core's round first */
 #define DRIVER_VOTES_MAX (DRIVER_VOTES_PER_VALIDATOR * TD_VALIDATORS_MAX)
 #define DRIVER_HEARD_MS 3000 /* a validator heard from this recently counts as reachable */
 #define DRIVER_WAL_BLOCKS 32 /* distinct blocks written to the consensus log per height */

@@ -47,6 +47,7 @@
 
 #include "chain.h"
 #include "config.h"
+#include "driver.h"
 #include "log.h"
 #include "node.h"
 #include "store.h"
@@ -77,11 +78,14 @@ enum sim_fault {
 	SIM_F_LIE = 1u << 11,       /* a STATUS claiming height 2^64 - 1 */
 	SIM_F_BIGBLOCK = 1u << 12,  /* a block that validates but is over the store's cap (~10 MB) */
 	SIM_F_ASYM = 1u << 13,      /* one direction of a connection silently loses everything */
+	SIM_F_EDGECLOCK =
+		1u << 14, /* byzantine clocks at the edge of the timely window: some find its proposals timely */
 };
-#define SIM_F_BYZANTINE (SIM_F_EQUIVOCATE | SIM_F_FLOOD | SIM_F_WITHHOLD | SIM_F_FARPROP | SIM_F_LIE | SIM_F_BIGBLOCK)
+#define SIM_F_BYZANTINE \
+	(SIM_F_EQUIVOCATE | SIM_F_FLOOD | SIM_F_WITHHOLD | SIM_F_FARPROP | SIM_F_LIE | SIM_F_BIGBLOCK | SIM_F_EDGECLOCK)
 
 /* Every fault. */
-#define SIM_MIX_ALL \
+#define SIM_MIX_ALL                                                                                       \
 	(SIM_F_DELAY | SIM_F_DUP | SIM_F_SKEW | SIM_F_PARTITION | SIM_F_FLAP | SIM_F_STAR | SIM_F_CRASH | \
 	 SIM_F_BYZANTINE | SIM_F_ASYM)
 /* The mix every CI seed runs: every fault but the oversized block, which makes a seed ~100 times slower. */
@@ -908,6 +912,8 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 				b->cfg.block_max_bytes = 16u << 20; /* its node proposes past the cap */
 				b->cfg.block_max_records = 10000;
 			}
+			if (faults & SIM_F_EDGECLOCK)
+				b->skew_ms = DRIVER_CLOCK_PRECISION_MS + (int64_t)rnd_below(s, 2000) - 1000;
 		}
 	}
 	for (uint32_t i = 0; i < n && !s->failure[0]; i++)
@@ -978,7 +984,8 @@ static void usage(FILE *f)
 		"  faults: 0x01 delay 0x02 dup 0x04 partition 0x08 flap 0x10 star 0x20 crash 0x40 skew\n"
 		"          byzantine (f validators): 0x80 equivocate 0x100 far-round vote flood\n"
 		"          0x200 withhold proposals and records 0x400 far-round proposals 0x800 lying STATUS\n"
-		"          0x1000 a block over the store's cap; network: 0x2000 one-way loss on a connection\n"
+		"          0x1000 a block over the store's cap 0x4000 a clock at the edge of the timely window;\n"
+		"          network: 0x2000 one-way loss on a connection\n"
 		"          default 0x%x (all but the big block, which is slow); 0x%x all\n"
 		"  --expect-halt: succeed only if every seed halts (for faults the node is known not to\n"
 		"          survive); a broken rule (fork, lost record, honest peer dropped) fails either way\n",

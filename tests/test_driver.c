@@ -1322,6 +1322,37 @@ static void test_restart_with_torn_log(void **state)
 	assert_memory_equal(chain_last_hash(e->chain), hash, TD_HASH_LEN);
 }
 
+/*
+ * Proposer-based timestamps: a fresh proposal whose block time is more than
+ * DRIVER_CLOCK_PRECISION_MS ahead of our clock is never given to the core
+ * (no prevote, not logged); one within it is.
+ */
+static void test_untimely_proposal_ignored(void **state)
+{
+	struct env *e = *state;
+	uint8_t id[TD_HASH_LEN];
+	struct stat st;
+
+	pool_record(e, id);
+	struct td_record *rec = td_record_ref(mempool_get(e->mp, id));
+	struct td_record **one = calloc(1, sizeof(*one));
+	one[0] = rec;
+	struct td_block *ahead = td_block_new(1, chain_last_hash(e->chain), e->wall + DRIVER_CLOCK_PRECISION_MS + 1000,
+					      e->g.v[1].pk, one, 1);
+	prop_keep(e->prop, ahead);
+	driver_on_proposal(e->d, 1, 1, 0, ahead->hash, -1);
+	assert_int_equal(e->nsent, 0);
+	assert_int_equal(stat(e->wal_path, &st), 0);
+	assert_int_equal(st.st_size, strlen(WAL_MAGIC));
+
+	struct td_block *now = block_of_pool(e, 1);
+	uint8_t hash[TD_HASH_LEN];
+	memcpy(hash, now->hash, TD_HASH_LEN);
+	prop_keep(e->prop, now);
+	driver_on_proposal(e->d, 1, 1, 0, hash, -1);
+	assert_int_equal(find_vote(e, 0, TD_VOTE_PREVOTE, 1, 0, hash), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1340,6 +1371,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_votes_relayed_once, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_resumes_from_log, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_with_torn_log, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_untimely_proposal_ignored, setup4, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
