@@ -36,6 +36,7 @@
  *   dropped. Clients keep their socket open until their answers arrive. (A
  *   client whose reading is paused is noticed gone only when a write fails.)
  */
+#define _GNU_SOURCE /* struct ucred */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h> /* rpc.h uses bool without including it */
@@ -68,11 +69,13 @@ struct rpc {
 	dev_t sock_dev;    /* identity of the file we bound, so we never */
 	ino_t sock_ino;    /* unlink a socket another process created */
 	uv_idle_t resumer; /* runs conn_resume for paused connections back under their caps */
+	uv_timer_t reaper; /* closes connections idle for RPC_IDLE_MS */
 	rpc_handler_fn fn;
 	void *ctx;
 	struct rpc_conn *conns; /* every connection not yet through its close callback */
 	size_t nconns;
-	size_t refs; /* listener + connections + requests (file comment) */
+	size_t nclosing; /* of nconns, those already closing (they leave room for a newcomer) */
+	size_t refs;     /* listener + connections + requests (file comment) */
 	bool stopping;
 	bool full_logged;          /* "too many clients" logged since the count was last below the cap */
 	char rbuf[RPC_READ_CHUNK]; /* shared: libuv calls alloc then read for one stream at a time */
@@ -93,6 +96,10 @@ struct rpc_conn {
 	bool shutting;                   /* uv_shutdown in flight */
 	bool paused;                     /* reading stopped at a cap; conn_resume goes on */
 	bool resume_due;                 /* back under the caps: the resumer will call conn_resume */
+	uint64_t last_active;            /* uv_now of the accept, the last read or the last answer written */
+	bool has_cred;                   /* the client's uid and pid (SO_PEERCRED) are known */
+	uint32_t uid;
+	int32_t pid;
 };
 
 /* One write: the request and its bytes in one allocation, freed in on_write. */
@@ -814,6 +821,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct rpc_conn *c = s->data;
+	c->last_active = uv_now(c->rpc->loop);
 
 	if (n < 0) {
 		conn_close(c); /* EOF or error: the client is gone */
@@ -837,6 +845,7 @@ static void on_conn_closed(uv_handle_t *h)
 	if (c->next)
 		c->next->prev = c->prev;
 	r->nconns--;
+	r->nclosing--;
 	if (r->nconns < RPC_CLIENTS_MAX)
 		r->full_logged = false;
 	free(c->line);
@@ -852,6 +861,7 @@ static void conn_close(struct rpc_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	c->rpc->nclosing++;
 	for (q = c->q_head; q; q = next) {
 		next = q->next;
 		q->prev = q->next = NULL;
@@ -861,6 +871,66 @@ static void conn_close(struct rpc_conn *c)
 	}
 	c->q_head = c->q_tail = NULL;
 	uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+}
+
+/* Records the client's uid and pid (SO_PEERCRED), for the log of who published what. */
+static void conn_peer(struct rpc_conn *c)
+{
+	uv_os_fd_t fd;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+	    len == sizeof(cred)) {
+		c->has_cred = true;
+		c->uid = (uint32_t)cred.uid;
+		c->pid = (int32_t)cred.pid;
+	}
+}
+
+/* Idle: nothing queued (no request waiting, no watch) and nothing read for a while. */
+static bool conn_idle(const struct rpc_conn *c, uint64_t now, uint64_t ms)
+{
+	return !c->closing && !c->draining && !c->q_head && now - c->last_active >= ms;
+}
+
+/*
+ * The table is full: closes the connection idle the longest (at least
+ * RPC_EVICT_IDLE_MS) to make room for the newcomer. Returns false when
+ * every other connection is busy or just active.
+ */
+static bool evict_idle(struct rpc *r, const struct rpc_conn *newcomer)
+{
+	uint64_t now = uv_now(r->loop);
+	struct rpc_conn *victim = NULL;
+	for (struct rpc_conn *c = r->conns; c; c = c->next)
+		if (c != newcomer && conn_idle(c, now, RPC_EVICT_IDLE_MS) &&
+		    (!victim || c->last_active < victim->last_active))
+			victim = c;
+	if (!victim)
+		return false;
+	rpc_log("client table full (%d): closing the client idle longest (%llu s)", RPC_CLIENTS_MAX,
+		(unsigned long long)((now - victim->last_active) / 1000));
+	conn_close(victim);
+	return true;
+}
+
+static void on_reap(uv_timer_t *t)
+{
+	struct rpc *r = t->data;
+	uint64_t now = uv_now(r->loop);
+	for (struct rpc_conn *c = r->conns; c; c = c->next)
+		if (conn_idle(c, now, RPC_IDLE_MS))
+			conn_close(c);
+}
+
+bool rpc_req_peer(const struct rpc_req *req, uint32_t *uid, int32_t *pid)
+{
+	const struct rpc_conn *c = req->batch ? req->batch->conn : req->conn;
+	if (!c || !c->has_cred)
+		return false;
+	*uid = c->uid;
+	*pid = c->pid;
+	return true;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -889,9 +959,11 @@ static void on_connection(uv_stream_t *server, int status)
 		conn_close(c);
 		return;
 	}
-	if (r->nconns > RPC_CLIENTS_MAX) {
+	c->last_active = uv_now(r->loop);
+	conn_peer(c);
+	if (r->nconns - r->nclosing > RPC_CLIENTS_MAX && !evict_idle(r, c)) {
 		if (!r->full_logged)
-			rpc_log("too many clients (%d); refusing new connections", RPC_CLIENTS_MAX);
+			rpc_log("too many clients (%d), all busy; refusing new connections", RPC_CLIENTS_MAX);
 		r->full_logged = true;
 		conn_close(c);
 		return;
@@ -1027,6 +1099,11 @@ int rpc_start(struct rpc **out, uv_loop_t *loop, const char *path, rpc_handler_f
 	uv_idle_init(loop, &r->resumer);
 	r->resumer.data = r;
 	r->refs++; /* the resumer */
+	uv_timer_init(loop, &r->reaper);
+	r->reaper.data = r;
+	r->refs++; /* the reaper */
+	uv_timer_start(&r->reaper, on_reap, RPC_REAP_MS, RPC_REAP_MS);
+	uv_unref((uv_handle_t *)&r->reaper); /* never keeps the loop alive by itself */
 	*out = r;
 	return 0;
 
@@ -1046,6 +1123,7 @@ void rpc_stop(struct rpc *r)
 	r->stopping = true;
 	uv_close((uv_handle_t *)&r->listener, on_handle_closed);
 	uv_close((uv_handle_t *)&r->resumer, on_handle_closed);
+	uv_close((uv_handle_t *)&r->reaper, on_handle_closed);
 	for (struct rpc_conn *c = r->conns; c; c = c->next)
 		conn_close(c);
 	if (lstat(r->path, &st) == 0 && st.st_dev == r->sock_dev && st.st_ino == r->sock_ino)

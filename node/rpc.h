@@ -35,7 +35,10 @@
 #include <jansson.h>
 
 #define RPC_LINE_MAX (1024 * 1024)     /* longest request line, bytes */
-#define RPC_CLIENTS_MAX 256            /* connections served at once; more are closed at accept */
+#define RPC_CLIENTS_MAX 256            /* connections served at once; see RPC_EVICT_IDLE_MS */
+#define RPC_IDLE_MS (5 * 60 * 1000)    /* a connection with nothing queued and nothing read this long is closed */
+#define RPC_EVICT_IDLE_MS 1000         /* with the table full, the longest idle for this long makes room */
+#define RPC_REAP_MS (10 * 1000)        /* how often idle connections are looked for */
 #define RPC_BATCH_MAX 1000             /* requests in one batch; more get one -32600 error */
 #define RPC_PENDING_MAX 1024           /* pending requests per client before reading from it stops */
 #define RPC_HELD_MAX (4 * 1024 * 1024) /* answer bytes held per client before reading from it stops */
@@ -79,5 +82,7 @@ bool rpc_notify(struct rpc_req *req, const char *method, json_t *params);
 size_t rpc_req_queued(const struct rpc_req *req);
 /* False once the client of req has disconnected. */
 bool rpc_req_alive(const struct rpc_req *req);
+/* The uid and pid of the client behind req (SO_PEERCRED); false if unknown or gone. */
+bool rpc_req_peer(const struct rpc_req *req, uint32_t *uid, int32_t *pid);
 
 #endif

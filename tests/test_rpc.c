@@ -174,6 +174,14 @@ static void handler(void *ctx, struct rpc_req *req, const char *method, json_t *
 		f->later_active++;
 	} else if (strcmp(method, "err") == 0) {
 		rpc_error(req, TD_RPC_RULE, "refused: %s", "because");
+	} else if (strcmp(method, "whoami") == 0) {
+		uint32_t uid;
+		int32_t pid;
+		if (!rpc_req_peer(req, &uid, &pid)) {
+			rpc_error(req, TD_RPC_RULE, "no peer credentials");
+			return;
+		}
+		rpc_reply(req, json_pack("{s:o, s:o}", "uid", td_json_uint(uid), "pid", td_json_uint((uint64_t)pid)));
 	} else if (strcmp(method, "hold") == 0) {
 		if (f->nparked == PARK_MAX) {
 			rpc_error(req, TD_RPC_MEMPOOL_FULL, "too many held");
@@ -739,6 +747,49 @@ static void test_clients_max(void **state)
 	json_decref(a);
 	for (int i = 0; i < RPC_CLIENTS_MAX; i++)
 		client_free(c[i]);
+}
+
+/* With the table full, a newcomer takes the place of the client idle the longest; the others stay. */
+static void test_full_table_evicts_idle(void **state)
+{
+	struct fx *f = *state;
+	struct client *c[RPC_CLIENTS_MAX];
+	json_t *a;
+
+	for (int i = 0; i < RPC_CLIENTS_MAX; i++)
+		c[i] = client_new(f->path);
+	a = roundtrip(c[RPC_CLIENTS_MAX - 1], "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\"}\n");
+	json_decref(a);
+	usleep((RPC_EVICT_IDLE_MS + 300) * 1000);
+	struct client *extra = client_new(f->path);
+	a = roundtrip(extra, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"echo\"}\n");
+	assert_non_null(a);
+	assert_int_equal(num(json_object_get(a, "id")), 7);
+	json_decref(a);
+	int closed = 0;
+	for (int i = 0; i < RPC_CLIENTS_MAX; i++) {
+		const char *req = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"echo\"}\n";
+		client_send_n(c[i], req, strlen(req)); /* may fail on the closed one */
+		closed += client_line(c[i]) == NULL;
+	}
+	assert_int_equal(closed, 1);
+	client_free(extra);
+	for (int i = 0; i < RPC_CLIENTS_MAX; i++)
+		client_free(c[i]);
+}
+
+/* The uid and pid of the process behind a request, for the log of who published. */
+static void test_peer_credentials(void **state)
+{
+	struct fx *f = *state;
+	struct client *c = client_new(f->path);
+	json_t *a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"whoami\"}\n");
+	json_t *r = json_object_get(a, "result");
+	assert_non_null(r);
+	assert_int_equal(num(json_object_get(r, "uid")), (int64_t)getuid());
+	assert_int_equal(num(json_object_get(r, "pid")), (int64_t)getpid());
+	json_decref(a);
+	client_free(c);
 }
 
 static void test_disconnect_pending(void **state)
@@ -1475,6 +1526,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_line_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_clients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clients_max, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_table_evicts_idle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peer_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_with_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_from_handler, setup, teardown),
