@@ -801,6 +801,14 @@ static int replay_entry(void *ctx, const uint8_t *p, size_t len)
 				td_block_free(blk);
 				goto bad;
 			}
+			/* Its records were pending here before the crash: pending again, unless committed since. */
+			for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
+				struct td_record *rec = blk->records[i];
+				if (!mempool_has(d->mp, rec->id) &&
+				    chain_check_record(d->chain, rec, err, sizeof(err)) == 0 &&
+				    mempool_add(d->mp, td_record_ref(rec), err, sizeof(err)) != 0)
+					td_record_free(rec);
+			}
 			prop_keep(d->prop, blk);
 		}
 		if (!prop_block_find(d->prop, hash))

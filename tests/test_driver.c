@@ -1265,13 +1265,14 @@ static void test_restart_resumes_from_log(void **state)
 	assert_int_equal(cons_locked(c, got), 0);
 	assert_memory_equal(got, hash, TD_HASH_LEN);
 	assert_int_equal(cons_valid(c, got), 0);
-	assert_non_null(prop_block_find(e->prop, hash)); /* from the log: the mempool is empty */
-	assert_int_equal(mempool_count(e->mp), 0);
+	assert_non_null(prop_block_find(e->prop, hash)); /* from the log */
+	assert_true(mempool_has(e->mp, id));             /* the block's record is pending again */
 
 	vote(e, 2, TD_VOTE_PRECOMMIT, 1, 0, hash);
 	assert_int_equal(chain_height(e->chain), 1);
 	assert_memory_equal(chain_last_hash(e->chain), hash, TD_HASH_LEN);
 	assert_true(chain_has_record(e->chain, id, NULL));
+	assert_int_equal(mempool_count(e->mp), 0);
 	stored_commit(e, 1, &cm);
 	assert_int_equal(cm.n_sigs, 3);
 	assert_int_equal(cm.sigs[0].validator, 0);
