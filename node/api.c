@@ -1,6 +1,7 @@
 /*
- * The socket API (see api.h). Owns the publishes waiting for their record
- * and the watch streams; every answer goes out through rpc.h.
+ * The socket API (see api.h). Owns the publishes waiting for their record,
+ * the watch streams and the ring of recently dropped records (their ids and
+ * reasons); every answer goes out through rpc.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +26,21 @@ struct watcher {
 	struct watcher *next;
 };
 
+/* A record dropped from the mempool, remembered for record.status. */
+struct dropped {
+	uint8_t id[TD_HASH_LEN];
+	uint64_t time_ms; /* wall clock when it was dropped */
+	char *reason;     /* owned */
+};
+
 struct api {
 	struct api_deps d;
 	bool stopping;
 	struct waiter *waiters;
 	struct watcher *watchers;
+	struct dropped *dropped; /* a ring of API_DROPPED_MAX entries, allocated at the first drop */
+	uint32_t ndropped;       /* entries in use */
+	uint32_t dropped_next;   /* the entry the next new drop takes (the oldest once the ring is full) */
 };
 
 struct api *api_new(const struct api_deps *deps)
@@ -44,6 +55,9 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	api_stop(a);
+	for (uint32_t i = 0; i < a->ndropped; i++)
+		free(a->dropped[i].reason);
+	free(a->dropped);
 	free(a);
 }
 
@@ -127,8 +141,46 @@ static void settle_waiters(struct api *a, const uint8_t *refused_id, int code, c
 	}
 }
 
+/* The remembered drop of record id, or NULL. */
+static struct dropped *find_dropped(const struct api *a, const uint8_t id[static TD_HASH_LEN])
+{
+	for (uint32_t i = 0; i < a->ndropped; i++)
+		if (memcmp(a->dropped[i].id, id, TD_HASH_LEN) == 0)
+			return &a->dropped[i];
+	return NULL;
+}
+
+/*
+ * Remembers that record id was dropped for reason msg (copied); a record
+ * dropped again (pooled anew from a peer) keeps one entry, with the latest
+ * reason. Once API_DROPPED_MAX records are remembered, the oldest is forgotten.
+ */
+static void remember_dropped(struct api *a, const uint8_t id[static TD_HASH_LEN], const char *msg)
+{
+	struct dropped *e = NULL;
+	if (!a->dropped)
+		a->dropped = td_xcalloc(API_DROPPED_MAX, sizeof(*a->dropped));
+	else
+		e = find_dropped(a, id);
+	if (!e) {
+		e = &a->dropped[a->dropped_next];
+		a->dropped_next = (a->dropped_next + 1) % API_DROPPED_MAX;
+		if (a->ndropped < API_DROPPED_MAX)
+			a->ndropped++;
+		memcpy(e->id, id, TD_HASH_LEN);
+	}
+	if (!msg || !msg[0])
+		msg = "no reason given";
+	size_t len = strlen(msg);
+	free(e->reason);
+	e->reason = td_xmalloc(len + 1);
+	memcpy(e->reason, msg, len + 1);
+	e->time_ms = a->d.io->wall_ms(a->d.io->ctx);
+}
+
 void api_on_dropped(struct api *a, const uint8_t id[static TD_HASH_LEN], const char *msg)
 {
+	remember_dropped(a, id, msg);
 	settle_waiters(a, id, TD_RPC_RULE, msg);
 }
 
@@ -538,6 +590,54 @@ static void m_export(struct api *a, struct rpc_req *req, json_t *params)
 	rpc_reply(req, res);
 }
 
+/*
+ * record.status {"id"}: what became of the record with this id, as far as
+ * this node knows: committed (with its block height: the chain, so also
+ * after a restart), pending (in the mempool), dropped (with the reason, for
+ * the last API_DROPPED_MAX drops while the node runs) or unknown.
+ */
+static void m_record(struct api *a, struct rpc_req *req, json_t *params)
+{
+	const struct api_deps *n = &a->d;
+	const json_t *jid = json_object_get(params, "id");
+	uint8_t id[TD_HASH_LEN];
+	char hex[2 * TD_HASH_LEN + 1], ts[32], text[256];
+	uint64_t height;
+	const struct dropped *e;
+	json_t *res;
+
+	if (!jid) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS,
+			  "id is missing: give the record id, %d hex digits (the id tender.publish answered)",
+			  2 * TD_HASH_LEN);
+		return;
+	}
+	if (!td_json_is_string(jid) || !td_unhex(id, TD_HASH_LEN, json_string_value(jid), json_string_length(jid))) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS,
+			  "id must be a record id: a string of %d hex digits (the id tender.publish answered)",
+			  2 * TD_HASH_LEN);
+		return;
+	}
+	td_hex(hex, id, TD_HASH_LEN);
+	if (chain_has_record(n->chain, id, &height)) {
+		res = json_pack("{s:s, s:s, s:o}", "id", hex, "status", "committed", "height", td_json_uint(height));
+	} else if (mempool_has(n->mp, id)) {
+		res = json_pack("{s:s, s:s}", "id", hex, "status", "pending");
+	} else if ((e = find_dropped(a, id)) != NULL) {
+		td_time_iso(ts, e->time_ms);
+		res = json_pack("{s:s, s:s, s:s, s:s}", "id", hex, "status", "dropped", "reason", e->reason,
+				"dropped_at", ts);
+	} else {
+		snprintf(text, sizeof(text),
+			 "this node knows no record with this id: not committed, not pending, and not among "
+			 "the last %d records dropped since it started (never seen here, or dropped before "
+			 "its last restart or longer ago)",
+			 API_DROPPED_MAX);
+		res = json_pack("{s:s, s:s, s:s}", "id", hex, "status", "unknown", "message", text);
+	}
+	rpc_reply(req, res);
+}
+
 typedef void (*method_fn)(struct api *a, struct rpc_req *req, json_t *params);
 
 static const struct method {
@@ -546,7 +646,7 @@ static const struct method {
 } methods[] = {
 	{ "status", m_status },        { "tender.publish", m_publish }, { "tender.get", m_get },
 	{ "tender.list", m_list },     { "block.get", m_block },        { "tender.watch", m_watch },
-	{ "ledger.export", m_export },
+	{ "ledger.export", m_export }, { "record.status", m_record },
 };
 
 void api_handle(struct api *a, struct rpc_req *req, const char *method, json_t *params)

@@ -1,9 +1,14 @@
 /*
  * The socket API: the JSON-RPC methods an agency calls (status,
  * tender.publish, tender.get, tender.list, block.get, tender.watch,
- * ledger.export), dispatched from a table, and the requests that wait:
- * publishes with wait=true until their record commits or is dropped, and
- * watch streams, paced by how fast their client reads.
+ * ledger.export, record.status), dispatched from a table, and the requests
+ * that wait: publishes with wait=true until their record commits or is
+ * dropped, and watch streams, paced by how fast their client reads.
+ *
+ * record.status tells what became of a record: committed (the chain),
+ * pending (the mempool), dropped (the reason api_on_dropped was given, kept
+ * for the last API_DROPPED_MAX drops since the api was made, the oldest
+ * forgotten first), or unknown.
  *
  * The api reads the chain and the modules' state; what it changes goes
  * through the node: a signed record enters through api_deps.submit, the one
@@ -24,6 +29,7 @@
 #define API_WATCH_QUEUE_MAX (1024 * 1024) /* bytes queued to a watcher before its replay pauses */
 #define API_WATCH_BLOCKS_PER_TURN 64      /* blocks replayed to one watcher per turn */
 #define API_EXPORT_BLOCKS_MAX 100000      /* blocks in one ledger.export answer */
+#define API_DROPPED_MAX 4096              /* dropped records whose reason record.status remembers */
 
 struct api;
 
@@ -56,7 +62,11 @@ void api_free(struct api *a);
 void api_handle(struct api *a, struct rpc_req *req, const char *method, json_t *params);
 /* The chain grew: answers publishes now committed and feeds the watch streams. */
 void api_on_commit(struct api *a);
-/* A pending record was dropped: its waiting publish gets the reason. */
+/*
+ * A pending record was dropped: its waiting publish gets the reason, and
+ * record.status answers it (msg copied) until API_DROPPED_MAX later drops
+ * push it out.
+ */
 void api_on_dropped(struct api *a, const uint8_t id[static TD_HASH_LEN], const char *msg);
 /* Feeds watch streams that are behind (the WATCH timer). */
 void api_pump(struct api *a);

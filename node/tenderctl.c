@@ -120,7 +120,7 @@ static const struct command commands[] = {
 	  "agency published that is not cancelled; its \"awards\" list suppliers, which the\n"
 	  "node also lists as parties with the role supplier. The node fills in id, date,\n"
 	  "tag, initiationType and buyer, validates, signs and answers {id, ocid, release_id}\n"
-	  "(id is the record id).",
+	  "(id is the record id: tenderctl record ID tells later what became of it).",
 	  { { O_WAIT, WAIT_HELP }, { O_COUNT, NULL } } },
 	{ "amend",
 	  "OCID FILE|-",
@@ -205,6 +205,17 @@ static const struct command commands[] = {
 	  "show the committed block at HEIGHT",
 	  "Prints the block at HEIGHT: hash, previous hash, time, proposer, record ids and\n"
 	  "its commit (the validators' signatures).",
+	  { { O_COUNT, NULL } } },
+	{ "record",
+	  "ID",
+	  "show what became of record ID: committed, pending, dropped or unknown",
+	  "Asks the node what became of the record with id ID (64 hex digits, the id\n"
+	  "publish, amend and cancel print) and prints {id, status, ...}: status is\n"
+	  "committed (with the block height; also for records committed before a restart),\n"
+	  "pending (waiting in the mempool for a block), dropped (it can never commit; reason\n"
+	  "says why, dropped_at when; the node remembers its last 4096 drops while it runs) or\n"
+	  "unknown (never seen by this node, or dropped before its last restart or longer\n"
+	  "ago; message says so). Every status exits 0.",
 	  { { O_COUNT, NULL } } },
 	{ "call",
 	  "METHOD [PARAMS_JSON] | BATCH_JSON",
@@ -1241,6 +1252,16 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 		method = "block.get";
 		params = json_object();
 		json_object_set_new(params, "height", td_json_uint(num));
+	} else if (strcmp(name, "record") == 0) {
+		uint8_t id[TD_HASH_LEN];
+		if (a->npos != 1)
+			return usage("usage: record ID");
+		if (!td_unhex(id, TD_HASH_LEN, a->pos[0], strlen(a->pos[0])))
+			return usage("record: ID must be a record id, %d hex digits, not '%s'", 2 * TD_HASH_LEN,
+				     a->pos[0]);
+		method = "record.status";
+		params = json_object();
+		json_object_set_new(params, "id", json_string(a->pos[0]));
 	} else if (strcmp(name, "call") == 0) {
 		char err[TD_ERRMSG_MAX];
 		if (a->npos < 1 || a->npos > 2 || !a->pos[0][0])
