@@ -331,6 +331,11 @@ N=$(val 'd["records"]')
 ((N >= NACK)) || fail "the node holds $N records, $NACK were acknowledged"
 H2=$(val 'd["height"]')
 ((H2 >= NACK)) || fail "the node is at height $H2, below the $NACK blocks acknowledged"
+
+step "the lone validator commits again after the restart (its consensus log resumes the height)"
+tender_file "$TMP/t.json" "ocds-kr2020-after-full" 2000
+ok --timeout 15 publish tender "$TMP/t.json" --wait
+ok get "ocds-kr2020-after-full"
 daemon_stop
 umount "$MNT" || fail "could not unmount $MNT"
 MNT=""
