@@ -382,8 +382,16 @@ static void m_publish(struct api *a, struct rpc_req *req, json_t *params)
 		return;
 	}
 	char hex[2 * TD_HASH_LEN + 1];
+	uint32_t uid;
+	int32_t pid;
 	td_hex(hex, rec->id, TD_HASH_LEN);
-	log_debug("accepted %s %s for %s (record %s)", td_kind_name(kind), rec->release_id, rec->ocid, hex);
+	/* Who published what, for the agency's own audit: the socket client's uid and pid. */
+	if (rpc_req_peer(req, &uid, &pid))
+		log_info("published %s %s for %s (record %s) from uid %u pid %d", td_kind_name(kind), rec->release_id,
+			 rec->ocid, hex, uid, pid);
+	else
+		log_info("published %s %s for %s (record %s) from an unknown client", td_kind_name(kind),
+			 rec->release_id, rec->ocid, hex);
 	if (jwait && json_is_true(jwait)) {
 		struct waiter *w = td_xcalloc(1, sizeof(*w));
 		w->req = req;

@@ -411,6 +411,11 @@ assert d["releases"][0]["height"] == int(sys.argv[3]), d["releases"]
 ok get "$JEJU"
 grep -q '712500000\.50' "$OUT" || fail "the exact amount text did not survive the restart"
 
+# ---------------------------------------------------------------- audit
+step "the log names the uid and pid behind each publish"
+grep -Eq "published tender [^ ]+ for ocds-kr2020-jeju-0001 \(record [0-9a-f]{64}\) from uid $(id -u) pid [0-9]+" "$LOG" ||
+	fail "no 'published ... from uid $(id -u) pid N' line for the Jeju tender in the log"
+
 # ---------------------------------------------------------------- sign state
 step "a store with blocks and no sign_state.json is refused"
 {
