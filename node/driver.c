@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "evidence.h"
 #include "log.h"
 #include "signstate.h"
 #include "tenderd/codec.h"
@@ -69,6 +70,7 @@ struct driver {
 	uint32_t av_r;
 	struct td_record **scratch; /* cfg.block_max_records slots */
 
+	struct evidence *evidence;
 	struct wal *wal;
 	bool replaying;                                     /* feeding the core from the log: write nothing to it */
 	bool wal_failed;                                    /* a write failed: sign nothing more */
@@ -151,6 +153,8 @@ int driver_new(struct driver **out, const struct node_io *io, const struct td_ge
 	d->cons_ok = true;
 	if (cfg->wal_path && (rc = wal_open(&d->wal, cfg->wal_path, err, errlen)))
 		goto fail;
+	if (cfg->evidence_path && (rc = evidence_open(&d->evidence, cfg->evidence_path, g, err, errlen)))
+		goto fail;
 	d->votes = td_xcalloc(DRIVER_VOTES_MAX, sizeof(*d->votes));
 	d->scratch = td_xcalloc(cfg->block_max_records ? cfg->block_max_records : 1, sizeof(*d->scratch));
 	*out = d;
@@ -167,6 +171,7 @@ void driver_free(struct driver *d)
 	if (d->cons_ok)
 		cons_free(&d->cons);
 	wal_close(d->wal);
+	evidence_close(d->evidence);
 	free(d->votes);
 	free(d->scratch);
 	free(d);
@@ -180,6 +185,38 @@ const struct cons *driver_cons(const struct driver *d)
 const struct wal *driver_wal(const struct driver *d)
 {
 	return d->wal;
+}
+
+const struct evidence *driver_evidence(const struct driver *d)
+{
+	return d->evidence;
+}
+
+/*
+ * Validator v signed a vote at (h, r, type) conflicting with one kept: the
+ * new one (value, sig) and the first kept with another value go to the
+ * evidence file, once per (v, h, r, type).
+ */
+static void record_equivocation(struct driver *d, uint32_t v, enum td_vote_type type, uint64_t h, uint32_t r,
+				const uint8_t *value, const uint8_t sig[static TD_SIG_LEN])
+{
+	const struct svote *slots = &d->votes[(size_t)v * DRIVER_VOTES_PER_VALIDATOR];
+	if (!d->evidence)
+		return;
+	for (uint32_t i = 0; i < DRIVER_VOTES_PER_VALIDATOR; i++) {
+		const struct svote *q = &slots[i];
+		if (q->height != h || q->round != r || q->type != (uint8_t)type)
+			continue;
+		if (q->nil == (value == NULL) && (!value || memcmp(q->hash, value, TD_HASH_LEN) == 0))
+			continue; /* the same vote */
+		struct evidence_vote a = { q->nil ? NULL : q->hash, q->sig }, b = { value, sig };
+		if (evidence_add_votes(d->evidence, v, type, h, r, &a, &b, d->io->wall_ms(d->io->ctx)) == 0)
+			log_warn(
+				"evidence: validator %u (%s) signed two %s votes at height %llu round %u; both kept in %s",
+				v, d->g->v[v].name, type == TD_VOTE_PREVOTE ? "prevote" : "precommit",
+				(unsigned long long)h, r, EVIDENCE_FILE);
+		return;
+	}
 }
 
 /* ---- the consensus log ---- */
@@ -929,9 +966,9 @@ void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m)
 	if (m->height == h)
 		driver_start_current(d);
 	int rc = cons_on_vote(&d->cons, m->validator, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash);
-	if (rc == TD_ERULE)
-		log_warn("validator %u (%s) signed two different votes at height %llu round %u: kept as evidence",
-			 m->validator, d->g->v[m->validator].name, (unsigned long long)m->height, m->round);
+	if (rc == TD_ERULE && kept == VOTE_NEW)
+		record_equivocation(d, m->validator, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash,
+				    m->sig);
 	driver_release(d);
 }
 

@@ -42,9 +42,10 @@ struct driver;
 
 struct driver_config {
 	const char *sign_state_path;
-	const char *wal_path; /* the consensus write-ahead log (wal.h) */
-	const uint8_t *sk;    /* TD_SECKEY_LEN, borrowed */
-	int my_index;         /* in genesis validators */
+	const char *wal_path;      /* the consensus write-ahead log (wal.h) */
+	const char *evidence_path; /* equivocations with both signed votes (evidence.h); NULL: none kept */
+	const uint8_t *sk;         /* TD_SECKEY_LEN, borrowed */
+	int my_index;              /* in genesis validators */
 	uint32_t block_max_records, block_max_bytes;
 	uint32_t timeout_propose_ms, timeout_vote_ms, timeout_max_ms;
 	uint32_t timeout_propose_unreachable_ms;
@@ -102,6 +103,8 @@ void driver_resend(struct driver *d, uint32_t to);
 void driver_stop(struct driver *d);
 
 const struct cons *driver_cons(const struct driver *d);
+/* The evidence kept (evidence.h), or NULL. */
+const struct evidence *driver_evidence(const struct driver *d);
 /* The consensus log (for the simulator, which tears its unsynced tail on a crash). */
 const struct wal *driver_wal(const struct driver *d);
 /* The time for a new record or block: the clock, but never before the last block. */

@@ -22,6 +22,7 @@
 #include "api.h"
 #include "chain.h"
 #include "driver.h"
+#include "evidence.h"
 #include "gossip.h"
 #include "log.h"
 #include "mempool.h"
@@ -312,7 +313,7 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	     const struct node_io *io, char *err, size_t errlen)
 {
 	struct node *n = td_xcalloc(1, sizeof(*n));
-	char ss_path[PATH_MAX + 32], wal_path[PATH_MAX + 32];
+	char ss_path[PATH_MAX + 32], wal_path[PATH_MAX + 32], ev_path[PATH_MAX + 32];
 	int rc;
 
 	*out = NULL;
@@ -337,9 +338,11 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	struct prop_callbacks pcb = { n, on_proposal_complete, fetch_for_proposal };
 	n->prop = prop_new(io, g, n->mp, chain_height(n->chain) + 1, &pcb);
 	snprintf(wal_path, sizeof(wal_path), "%s/%s", cfg->home, WAL_FILE);
+	snprintf(ev_path, sizeof(ev_path), "%s/%s", cfg->home, EVIDENCE_FILE);
 	struct driver_config dc = {
 		.sign_state_path = ss_path,
 		.wal_path = wal_path,
+		.evidence_path = ev_path,
 		.sk = n->sk,
 		.my_index = n->my_index,
 		.block_max_records = cfg->block_max_records,

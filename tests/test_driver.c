@@ -29,6 +29,7 @@
 
 #include "chain.h"
 #include "driver.h"
+#include "evidence.h"
 #include "log.h"
 #include "mempool.h"
 #include "proposals.h"
@@ -73,7 +74,7 @@ struct env {
 	uint8_t sk[NVAL_MAX][TD_SECKEY_LEN];
 	uint8_t agency_sk[TD_SECKEY_LEN];
 	int me;
-	char dir[64], store[96], ss_path[128], wal_path[128];
+	char dir[64], store[96], ss_path[128], wal_path[128], ev_path[128];
 	uint32_t block_max_records;
 	struct chain *chain;
 	struct mempool *mp;
@@ -387,6 +388,7 @@ static struct env *env_new(uint32_t n, int me, uint32_t block_max_records)
 	};
 	assert_int_equal(chain_open(&e->chain, e->store, &e->g, err, sizeof(err)), 0);
 	snprintf(e->wal_path, sizeof(e->wal_path), "%s/%s", e->dir, WAL_FILE);
+	snprintf(e->ev_path, sizeof(e->ev_path), "%s/%s", e->dir, EVIDENCE_FILE);
 	e->block_max_records = block_max_records;
 	env_driver(e);
 	return e;
@@ -402,6 +404,7 @@ static void env_driver(struct env *e)
 	struct driver_config dc = {
 		.sign_state_path = e->ss_path,
 		.wal_path = e->wal_path,
+		.evidence_path = e->ev_path,
 		.sk = e->sk[e->me],
 		.my_index = e->me,
 		.block_max_records = e->block_max_records,
@@ -1354,6 +1357,53 @@ static void test_untimely_proposal_ignored(void **state)
 	assert_int_equal(find_vote(e, 0, TD_VOTE_PREVOTE, 1, 0, hash), 0);
 }
 
+/*
+ * Two different signed prevotes of one validator for one round: both go to
+ * the evidence file once, and the entry checks out as a third party would
+ * check it; changed in one byte, it does not.
+ */
+static void test_equivocation_evidence(void **state)
+{
+	struct env *e = *state;
+	uint8_t a[TD_HASH_LEN], b[TD_HASH_LEN];
+	char err[256];
+
+	memset(a, 0xaa, sizeof(a));
+	memset(b, 0xbb, sizeof(b));
+	vote(e, 2, TD_VOTE_PREVOTE, 1, 0, a);
+	assert_int_equal(evidence_count(driver_evidence(e->d)), 0);
+	vote(e, 2, TD_VOTE_PREVOTE, 1, 0, b);
+	vote(e, 2, TD_VOTE_PREVOTE, 1, 0, NULL); /* a third value: the same (validator, height, round, type) */
+	assert_int_equal(evidence_count(driver_evidence(e->d)), 1);
+	assert_int_equal(e->ndisc, 0);
+
+	json_t *list = evidence_list(driver_evidence(e->d), 100);
+	assert_int_equal(json_array_size(list), 1);
+	json_t *ev = json_array_get(list, 0);
+	assert_string_equal(json_string_value(json_object_get(ev, "type")), "prevote");
+	assert_string_equal(json_string_value(json_object_get(ev, "name")), "agency-2");
+	if (evidence_check(ev, &e->g, err, sizeof(err)) != 0)
+		fail_msg("evidence_check: %s", err);
+	/* One changed signature byte, or the same vote twice, is refused. */
+	json_t *bad = json_deep_copy(ev);
+	char sig[2 * TD_SIG_LEN + 1];
+	snprintf(sig, sizeof(sig), "%s", json_string_value(json_object_get(json_object_get(bad, "b"), "signature")));
+	sig[0] = sig[0] == '0' ? '1' : '0';
+	json_object_set_new(json_object_get(bad, "b"), "signature", json_string(sig));
+	assert_int_equal(evidence_check(bad, &e->g, err, sizeof(err)), TD_EINVAL);
+	json_object_set(bad, "b", json_object_get(ev, "a"));
+	assert_int_equal(evidence_check(bad, &e->g, err, sizeof(err)), TD_EINVAL);
+	json_decref(bad);
+	json_decref(list);
+
+	/* Kept across a restart, and not recorded twice. */
+	env_crash_restart(e);
+	assert_int_equal(evidence_count(driver_evidence(e->d)), 1);
+	vote(e, 2, TD_VOTE_PREVOTE, 1, 0, a);
+	vote(e, 2, TD_VOTE_PREVOTE, 1, 0, b);
+	assert_int_equal(evidence_count(driver_evidence(e->d)), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1373,6 +1423,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_resumes_from_log, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_with_torn_log, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_untimely_proposal_ignored, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_equivocation_evidence, setup4, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
