@@ -79,7 +79,8 @@ static bool ini_holds(const char *value, size_t keylen, char *err, size_t errlen
 			return false;
 		}
 		if (c == ';' && (i == 0 || value[i - 1] == ' ')) { /* written after "= " */
-			snprintf(err, errlen, "%s: a ';' first or after a space would start a comment in config.ini", what);
+			snprintf(err, errlen, "%s: a ';' first or after a space would start a comment in config.ini",
+				 what);
 			return false;
 		}
 	}
@@ -100,23 +101,22 @@ static int set_str(char *dst, size_t cap, const char *value, char *err, size_t e
 	return 0;
 }
 
-int config_set(struct config *cfg, const char *section, const char *key, const char *value, char *err,
-	       size_t errlen)
+int config_set(struct config *cfg, const char *section, const char *key, const char *value, char *err, size_t errlen)
 {
 	char what[96];
 	uint64_t v;
 
 	snprintf(what, sizeof(what), "%s.%s", section, key);
 #define IS(s, k) (strcmp(section, s) == 0 && strcmp(key, k) == 0)
-#define UINT(field, lo, hi)                                                                                            \
-	do {                                                                                                           \
-		if (!parse_u64(value, lo, hi, &v)) {                                                                   \
-			snprintf(err, errlen, "%s: \"%s\" is not a whole number in %llu..%llu", what, value,         \
-				 (unsigned long long)(lo), (unsigned long long)(hi));                                  \
-			return TD_EINVAL;                                                                              \
-		}                                                                                                      \
-		field = v;                                                                                             \
-		return 0;                                                                                              \
+#define UINT(field, lo, hi)                                                                                  \
+	do {                                                                                                 \
+		if (!parse_u64(value, lo, hi, &v)) {                                                         \
+			snprintf(err, errlen, "%s: \"%s\" is not a whole number in %llu..%llu", what, value, \
+				 (unsigned long long)(lo), (unsigned long long)(hi));                        \
+			return TD_EINVAL;                                                                    \
+		}                                                                                            \
+		field = v;                                                                                   \
+		return 0;                                                                                    \
 	} while (0)
 	if (IS("node", "name")) {
 		if (!*value) {
@@ -138,7 +138,8 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 		return 0;
 	}
 	if (IS("log", "level")) {
-		if (strcmp(value, "error") && strcmp(value, "warn") && strcmp(value, "info") && strcmp(value, "debug")) {
+		if (strcmp(value, "error") && strcmp(value, "warn") && strcmp(value, "info") &&
+		    strcmp(value, "debug")) {
 			snprintf(err, errlen, "%s: \"%s\" is not one of error, warn, info, debug", what, value);
 			return TD_EINVAL;
 		}
@@ -241,13 +242,56 @@ int config_load(struct config *cfg, const char *home, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Creates dir with mode (umask applied) if it does not exist, and its missing parents as
+ * `mkdir -p` would (mode 0777 less the umask). An existing dir is left as it is; an
+ * existing non-directory is refused. Returns 0 or TD_EIO with a message.
+ */
+static int make_dirs(const char *dir, mode_t mode, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof(path)) {
+		snprintf(err, errlen, "%s: path empty or too long", dir);
+		return TD_EIO;
+	}
+	memcpy(path, dir, n + 1);
+	while (n > 1 && path[n - 1] == '/')
+		path[--n] = '\0';
+	for (char *q = path + 1; *q; q++) {
+		if (*q != '/' || q[-1] == '/')
+			continue;
+		*q = '\0';
+		if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: cannot create %s: %s", dir, path, strerror(errno));
+			return TD_EIO;
+		}
+		*q = '/';
+	}
+	if (mkdir(path, mode) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		return TD_EIO;
+	}
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		return TD_EIO;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a directory", dir);
+		return TD_EIO;
+	}
+	return 0;
+}
+
 /* Creates path exclusively with mode and writes len bytes, synced. */
 static int write_new(const char *path, const char *data, size_t len, mode_t mode, char *err, size_t errlen)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, errno == EEXIST ? "already exists, refusing to overwrite" :
-								     strerror(errno));
+		snprintf(err, errlen, "%s: %s", path,
+			 errno == EEXIST ? "already exists, refusing to overwrite" : strerror(errno));
 		return errno == EEXIST ? TD_EEXIST : TD_EIO;
 	}
 	size_t off = 0;
@@ -426,8 +470,9 @@ int config_key_write(const char *path, const uint8_t sk[static TD_SECKEY_LEN], c
 	char seed[2 * crypto_sign_SEEDBYTES + 1], pk[2 * TD_PUBKEY_LEN + 1], text[512];
 	td_hex(seed, sk, crypto_sign_SEEDBYTES);
 	td_hex(pk, sk + crypto_sign_SEEDBYTES, TD_PUBKEY_LEN);
-	int n = snprintf(text, sizeof(text), "{\n  \"type\": \"ed25519\",\n  \"pub_key\": \"%s\",\n  \"secret_seed\": \"%s\"\n}\n",
-			 pk, seed);
+	int n = snprintf(text, sizeof(text),
+			 "{\n  \"type\": \"ed25519\",\n  \"pub_key\": \"%s\",\n  \"secret_seed\": \"%s\"\n}\n", pk,
+			 seed);
 	int rc = write_new(path, text, (size_t)n, 0600, err, errlen);
 	sodium_memzero(seed, sizeof(seed));
 	sodium_memzero(text, sizeof(text));
@@ -486,10 +531,8 @@ int config_init_home(const char *home, const char *name, const char *chain_id, c
 		snprintf(err, errlen, "--ocid-prefix must start with \"ocds-\" (for example ocds-kr2020)");
 		return TD_EINVAL;
 	}
-	if (mkdir(home, 0750) != 0 && errno != EEXIST) {
-		snprintf(err, errlen, "%s: %s", home, strerror(errno));
-		return TD_EIO;
-	}
+	if ((rc = make_dirs(home, 0700, err, errlen)))
+		return rc;
 	snprintf(kpath, sizeof(kpath), "%s/%s", home, KEY_FILE);
 	snprintf(cpath, sizeof(cpath), "%s/%s", home, CONFIG_FILE);
 	snprintf(gpath, sizeof(gpath), "%s/%s", home, GENESIS_FILE);
@@ -549,10 +592,8 @@ int config_testnet(const char *out, uint32_t nodes, uint32_t base_port, const ch
 		snprintf(err, errlen, "bad chain id or ocid prefix");
 		return TD_EINVAL;
 	}
-	if (mkdir(out, 0750) != 0 && errno != EEXIST) {
-		snprintf(err, errlen, "%s: %s", out, strerror(errno));
-		return TD_EIO;
-	}
+	if ((rc = make_dirs(out, 0750, err, errlen)))
+		return rc;
 	snprintf(g.chain_id, sizeof(g.chain_id), "%s", chain_id);
 	snprintf(g.ocid_prefix, sizeof(g.ocid_prefix), "%s", ocid_prefix);
 	g.time_ms = (uint64_t)time(NULL) * 1000;

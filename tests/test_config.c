@@ -1,7 +1,10 @@
 /*
- * Tests for node/config.c found by the fuzz target tests/fuzz/fuzz_config.c: a value that
- * config_set accepts or config_write writes must load back from config.ini as itself. Their
- * input is kept in tests/fuzz/corpus/fuzz_config/regress-set-value-config-ini-cannot-hold.
+ * Tests for node/config.c. The first two were found by the fuzz target
+ * tests/fuzz/fuzz_config.c: a value that config_set accepts or config_write writes must load
+ * back from config.ini as itself (their input is kept in
+ * tests/fuzz/corpus/fuzz_config/regress-set-value-config-ini-cannot-hold). The others cover
+ * forming a chain across machines: homes created with their parents, identity files,
+ * genesis creation and joining a home to an existing genesis.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -70,11 +74,64 @@ static void write_value_config_ini_cannot_hold(void **state)
 	rmdir(dir);
 }
 
+/* Removes a tree made by a test (paths are under /tmp/td-config-*). */
+static void rm_tree(const char *dir)
+{
+	char cmd[PATH_MAX + 32];
+	assert_int_equal(strncmp(dir, "/tmp/td-config-", 15), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Bug: `tenderd init --home /a/b/c` failed with "No such file or directory" when /a/b did not exist. */
+static void init_home_creates_parents(void **state)
+{
+	char dir[] = "/tmp/td-config-XXXXXX", home[128], path[160], err[TD_ERRMSG_MAX];
+	struct stat st;
+	mode_t old = umask(022);
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(home, sizeof(home), "%s/a/b/c/", dir);
+	assert_int_equal(config_init_home(home, "Jeju", "tenderd-local", "ocds-kr2020", err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/a/b/c", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0700); /* the home: owner only */
+	snprintf(path, sizeof(path), "%s/a/b", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0755); /* parents as mkdir -p makes them */
+	snprintf(path, sizeof(path), "%s/a/b/c/%s", dir, KEY_FILE);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	snprintf(path, sizeof(path), "%s/a/b/c/%s", dir, GENESIS_FILE);
+	assert_int_equal(access(path, R_OK), 0);
+	/* A second init refuses; the home is left as it was. */
+	assert_int_equal(config_init_home(home, "Jeju", "tenderd-local", "ocds-kr2020", err, sizeof(err)), TD_EEXIST);
+	/* A file where a parent should be is an error, not a crash. */
+	snprintf(path, sizeof(path), "%s/file", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fclose(f);
+	snprintf(home, sizeof(home), "%s/file/x", dir);
+	assert_int_equal(config_init_home(home, "Jeju", "tenderd-local", "ocds-kr2020", err, sizeof(err)), TD_EIO);
+	assert_non_null(strstr(err, "Not a directory"));
+	/* An existing home directory (made by a package, say) keeps its mode. */
+	snprintf(home, sizeof(home), "%s/pkg", dir);
+	assert_int_equal(mkdir(home, 0750), 0);
+	assert_int_equal(config_init_home(home, "Jeju", "tenderd-local", "ocds-kr2020", err, sizeof(err)), 0);
+	assert_int_equal(stat(home, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0750);
+	umask(old);
+	rm_tree(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(set_value_config_ini_cannot_hold),
 		cmocka_unit_test(write_value_config_ini_cannot_hold),
+		cmocka_unit_test(init_home_creates_parents),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
