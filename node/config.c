@@ -377,7 +377,8 @@ int config_write(const struct config *cfg, const char *path, char *err, size_t e
 		"[p2p]\n"
 		"# Address the peer-to-peer transport listens on.\n"
 		"listen = %s\n"
-		"# Comma-separated host:port of the other validators' nodes.\n"
+		"# Comma-separated addresses of the other validators' nodes, each PUBKEY@HOST:PORT\n"
+		"# (PUBKEY: the pub_key of its identity file; only that key may answer there) or HOST:PORT.\n"
 		"peers = %s\n",
 		cfg->name, TD_BLOCK_RECORDS_MAX, cfg->p2p_listen, cfg->p2p_peers);
 	fclose(f);

@@ -72,11 +72,16 @@
  *
  * Dialing: each address in cfg->peers has a dialer that connects, and after a
  * failure or disconnect waits a backoff (200 ms doubling to 10 s, +-20%
- * jitter) before the next try. The identity behind an address is learned at
- * handshake; while that validator is connected (by any connection) the
- * dialer pauses, and it resumes when the connection goes. An address that
- * turns out to be this node is not dialed again. Failures are logged on the
- * first one and then once a minute (debug in between).
+ * jitter) before the next try. An entry written PUBKEY@HOST:PORT names the
+ * identity expected at the address: p2p_start refuses a key that may not
+ * connect (key_lookup), an entry with this node's own key is never dialed,
+ * and a listener that answers with any other identity is dropped at step 2,
+ * before its signature is checked, as a failure naming both keys. For an
+ * entry written HOST:PORT the identity is learned at handshake. While the
+ * validator behind an address is connected (by any connection) the dialer
+ * pauses, and it resumes when the connection goes. An address that turns out
+ * to be this node is not dialed again. Failures are logged on the first one
+ * and then once a minute (debug in between).
  *
  * Ownership and lifetimes:
  * - struct p2p counts references: the listener, the tick timer, each dialer
@@ -141,7 +146,7 @@
 #define FAIL_LOG_EVERY_MS 60000
 #define LISTEN_BACKLOG 128
 #define ADDR_MAX 80
-#define REASON_MAX 160
+#define REASON_MAX 512 /* room for a wrong-key message: two keys in hex and a name */
 
 enum frame_type {
 	FRAME_APP = 0,
@@ -170,7 +175,7 @@ struct p2p;
 
 struct dialer {
 	struct p2p *p;
-	char *addr;   /* as configured, owned */
+	char *addr;   /* host:port as configured (without the PUBKEY@ of a keyed entry), owned */
 	char *host;   /* owned */
 	char port[8]; /* decimal */
 	bool numeric; /* sa holds the address; else resolve each try */
@@ -179,13 +184,15 @@ struct dialer {
 	uv_getaddrinfo_t gai;
 	enum dial_state state;
 	struct p2p_peer *conn; /* our connection while DS_CONNECTING/DS_CONNECTED */
-	int validator;         /* identity behind the address once learned, else -1 */
+	int validator;         /* identity behind the address once known, else -1 */
+	bool keyed;            /* PUBKEY@HOST:PORT: only expect_pk may answer (validator known from the start) */
 	uint32_t backoff_ms;   /* wait before the next try after a failure (before jitter) */
 	uint64_t attempts;     /* tries since start */
 	uint64_t fails;        /* failures since the last success */
 	uint64_t next_at;      /* loop time of the next try in DS_WAIT */
 	uint64_t last_log;     /* loop time of the last failure logged at info or above */
 	char last_error[REASON_MAX];
+	uint8_t expect_pk[TD_PUBKEY_LEN]; /* keyed: the identity the entry names */
 };
 
 struct p2p {
@@ -864,6 +871,17 @@ static void conn_reply(struct p2p_peer *c)
 		conn_drop(c, LOG_WARN, "the listener at %s answers with this node's own identity", c->addr);
 		return;
 	}
+	if (c->d && c->d->keyed && sodium_memcmp(id, c->d->expect_pk, TD_PUBKEY_LEN) != 0) {
+		char want[2 * TD_PUBKEY_LEN + 1], got[2 * TD_PUBKEY_LEN + 1];
+		int other = lookup_key(p, id);
+		td_hex(want, c->d->expect_pk, TD_PUBKEY_LEN);
+		td_hex(got, id, TD_PUBKEY_LEN);
+		conn_drop(c, LOG_WARN,
+			  "wrong key: the peer entry names %s (%s) but the node there answered as %s (%s); dropped",
+			  want, p->g->v[c->d->validator].name, got,
+			  other >= 0 ? p->g->v[other].name : "not a validator of this chain");
+		return;
+	}
 	int v = check_identity(c, id);
 	if (v < 0)
 		return;
@@ -1306,18 +1324,43 @@ static int parse_peers(struct p2p *p, const char *peers, char *err, size_t errle
 			return TD_EINVAL;
 		}
 		struct dialer *d = &p->dialers[p->ndialers];
+		const char *at = memchr(a, '@', len);
 		char host[256];
+		d->validator = -1;
+		if (at) {
+			int v;
+			if (!td_unhex(d->expect_pk, TD_PUBKEY_LEN, a, (size_t)(at - a))) {
+				snprintf(
+					err, errlen,
+					"peer \"%.*s\": the part before '@' must be the peer's pub_key (%d hex digits)",
+					(int)(len > 160 ? 160 : len), a, 2 * TD_PUBKEY_LEN);
+				return TD_EINVAL;
+			}
+			if (sodium_memcmp(d->expect_pk, self_pk(p), TD_PUBKEY_LEN) == 0) {
+				d->state = DS_SELF;
+			} else if ((v = lookup_key(p, d->expect_pk)) < 0) {
+				snprintf(err, errlen, "peer \"%.*s\": that key is not a validator of chain %s",
+					 (int)(len > 160 ? 160 : len), a, p->g->chain_id);
+				return TD_EINVAL;
+			} else {
+				d->validator = v;
+			}
+			d->keyed = true;
+			len -= (size_t)(at + 1 - a);
+			a = at + 1;
+		}
 		if (!split_hostport(a, len, host, sizeof(host), d->port)) {
-			snprintf(err, errlen, "peer address \"%.*s\" is not host:port", (int)(len > 100 ? 100 : len),
-				 a);
+			snprintf(err, errlen, "peer address \"%.*s\" is not host:port or PUBKEY@HOST:PORT",
+				 (int)(len > 100 ? 100 : len), a);
 			return TD_EINVAL;
 		}
 		d->p = p;
 		d->addr = td_xstrndup(a, len);
 		d->host = td_xstrndup(host, strlen(host));
 		d->numeric = numeric_addr(host, d->port, &d->sa);
-		d->validator = -1;
 		d->backoff_ms = BACKOFF_MIN_MS;
+		if (d->state == DS_SELF)
+			log_info("p2p: peer %s names this node's own key; not dialing it", d->addr);
 		p->ndialers++;
 	}
 	return 0;
@@ -1464,7 +1507,8 @@ int p2p_start(struct p2p **out, uv_loop_t *loop, const struct p2p_config *cfg, c
 		d->timer.data = d;
 		d->gai.data = d;
 		p->refs++;
-		dial_schedule(d, 0);
+		if (d->state != DS_SELF)
+			dial_schedule(d, 0);
 	}
 	log_info("p2p: listening on %s (port %u), %zu peer address(es) to dial", cfg->listen, (unsigned)p->port,
 		 p->ndialers);

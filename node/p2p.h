@@ -45,8 +45,12 @@ struct p2p;
 struct p2p_peer;
 
 struct p2p_config {
-	const char *listen;               /* "host:port" (IPv6: "[::1]:port"); port 0 picks one, see p2p_listen_port */
-	const char *peers;                /* comma-separated "host:port" list to dial; NULL or "" dials nothing */
+	const char *listen; /* "host:port" (IPv6: "[::1]:port"); port 0 picks one, see p2p_listen_port */
+	/*
+	 * Comma-separated list to dial, each "host:port" or "PUBKEY@host:port" (PUBKEY: the peer's
+	 * pub_key in hex; only that identity may answer there, see p2p.c); NULL or "" dials nothing.
+	 */
+	const char *peers;
 	const struct td_genesis *genesis; /* borrowed until p2p_stop: chain id and the validator keys allowed in */
 	const uint8_t *sk;     /* this node's Ed25519 secret key (TD_SECKEY_LEN); copied, must be a validator's */
 	size_t send_queue_max; /* bytes queued per peer before it is dropped; 0: default 32 MiB */
@@ -76,8 +80,9 @@ struct p2p_callbacks {
 /*
  * Listens on cfg->listen and starts dialing every address in cfg->peers
  * (redialing with backoff). cb and its members may be NULL; cb is copied.
- * Returns 0 with *out set, or TD_EINVAL (bad config, key not a genesis
- * validator) / TD_EIO (cannot listen) with a message in err. On failure
+ * Returns 0 with *out set, or TD_EINVAL (bad config, this node's key or a
+ * PUBKEY@ of cfg->peers not a genesis validator) / TD_EIO (cannot listen)
+ * with a message in err. On failure
  * *out is NULL and nothing is left to free (if libuv refuses the socket
  * after it was bound, the handle made for it is closed and freed once the
  * loop runs).

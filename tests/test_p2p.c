@@ -2,7 +2,8 @@
  * p2p transport over real loopback TCP: three nodes on one loop dialing each
  * other (every pair both ways, plus one address listed twice, so duplicate
  * connections must collapse), message exchange (small and 4 MiB), refusals
- * (stranger key, wrong chain id), hostile raw clients (garbage, half-open,
+ * (stranger key, wrong chain id), peers written PUBKEY@HOST:PORT (the named
+ * key connects, another key at that address is dropped), hostile raw clients (garbage, half-open,
  * a hello trickled byte by byte, oversized length, tampered and replayed
  * frames, a client that does not read, floods of unauthenticated connects
  * from one address and from many), a recorded handshake replayed by a client
@@ -761,6 +762,132 @@ static void test_stranger_and_wrong_chain(void **state)
 	assert_null(bad);
 }
 
+static struct tnode keyed;
+static uint16_t keyed_wrong_port;
+static bool keyed_settled(struct world *w)
+{
+	bool failed = false;
+	char addr[32];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)keyed_wrong_port);
+	json_t *arr = p2p_peers_json(keyed.p);
+	size_t k;
+	json_t *o;
+	json_array_foreach(arr, k, o) {
+		uint64_t fails = 0;
+		const char *a = json_string_value(json_object_get(o, "address"));
+		if (a && strcmp(a, addr) == 0 && td_json_number_u64(json_object_get(o, "failures"), &fails) &&
+		    fails >= 2)
+			failed = true;
+	}
+	json_decref(arr);
+	return failed && keyed.connected[0] && w->n[0].connected[RAW_V];
+}
+
+static bool keyed_gone(struct world *w)
+{
+	return !w->n[0].connected[RAW_V];
+}
+
+/*
+ * Peers written PUBKEY@HOST:PORT: the expected key connects; an entry naming another
+ * validator's key at an address is dropped at the handshake with a reason naming both keys
+ * (and retried with backoff), never a peer on either side; an entry with this node's own key
+ * is never dialed; a malformed key or one that is not a validator refuses to start.
+ */
+static void test_keyed_peers(void **state)
+{
+	struct world *w = *state;
+	char listen[32], peers[512], err[256], hex[NV][65], want_addr[2][32];
+	uint16_t port;
+	int before1 = w->n[1].connects[RAW_V];
+
+	for (int v = 0; v < NV; v++)
+		td_hex(hex[v], w->pk[v], 32);
+	pick_ports(&port, 1);
+	keyed_wrong_port = w->port[1];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", (unsigned)port);
+	/* Node 0 under its own key; node 1's address under node 2's key; this node's own key. */
+	snprintf(peers, sizeof(peers), "%s@127.0.0.1:%u, %s@127.0.0.1:%u,%s@127.0.0.1:1", hex[0], (unsigned)w->port[0],
+		 hex[2], (unsigned)w->port[1], hex[RAW_V]);
+	memset(&keyed, 0, sizeof(keyed));
+	struct p2p_config cfg = {
+		.listen = listen,
+		.peers = peers,
+		.genesis = &w->g,
+		.sk = w->sk[RAW_V],
+		.ping_ms = PING_MS,
+		.timeout_ms = TIMEOUT_MS,
+	};
+	assert_int_equal(p2p_start(&keyed.p, &w->loop, &cfg, &cbs, &keyed, err, sizeof(err)), 0);
+	assert_true(run_until(w, keyed_settled, 10000));
+	assert_int_equal(keyed.connects[1], 0);
+	assert_int_equal(keyed.connects[2], 0);
+	assert_int_equal(w->n[1].connects[RAW_V], before1);
+	assert_int_equal(w->n[1].connected[RAW_V], 0);
+	assert_int_equal(p2p_peer_count(keyed.p), 1);
+
+	snprintf(want_addr[0], sizeof(want_addr[0]), "127.0.0.1:%u", (unsigned)w->port[0]);
+	snprintf(want_addr[1], sizeof(want_addr[1]), "127.0.0.1:%u", (unsigned)w->port[1]);
+	json_t *arr = p2p_peers_json(keyed.p);
+	size_t k;
+	json_t *o;
+	int seen_ok = 0, seen_wrong = 0;
+	json_array_foreach(arr, k, o) {
+		const char *a = json_string_value(json_object_get(o, "address"));
+		const char *st = json_string_value(json_object_get(o, "state"));
+		assert_non_null(a);
+		assert_string_not_equal(a, "127.0.0.1:1"); /* the entry with our own key is never dialed */
+		assert_null(strchr(a, '@'));               /* addresses are shown without the key */
+		if (strcmp(st, "connected") == 0) {
+			seen_ok++;
+			assert_string_equal(a, want_addr[0]);
+			assert_string_equal(json_string_value(json_object_get(o, "pub_key")), hex[0]);
+			continue;
+		}
+		assert_string_equal(a, want_addr[1]);
+		seen_wrong++;
+		/* The identity shown is the one the entry names, known before any handshake. */
+		assert_string_equal(json_string_value(json_object_get(o, "pub_key")), hex[2]);
+		assert_string_equal(json_string_value(json_object_get(o, "name")), "agency-2");
+		const char *e = json_string_value(json_object_get(o, "last_error"));
+		assert_non_null(e);
+		assert_non_null(strstr(e, "wrong key"));
+		assert_non_null(strstr(e, hex[2]));
+		assert_non_null(strstr(e, hex[1]));
+		assert_non_null(strstr(e, "agency-1"));
+	}
+	json_decref(arr);
+	assert_int_equal(seen_ok, 1);
+	assert_int_equal(seen_wrong, 1);
+	p2p_stop(keyed.p);
+	keyed.p = NULL;
+	assert_true(run_until(w, keyed_gone, 10000));
+
+	/* Refused at start: a key that is not hex, one that is no validator, an empty address. */
+	uint8_t spk[32], ssk[64];
+	struct p2p *bad = NULL;
+	crypto_sign_keypair(spk, ssk);
+	char shex[65];
+	td_hex(shex, spk, 32);
+	const char *bad_peers[3] = { "nothex@127.0.0.1:1", NULL, NULL };
+	char stranger[128], noaddr[128];
+	snprintf(stranger, sizeof(stranger), "%s@127.0.0.1:1", shex);
+	snprintf(noaddr, sizeof(noaddr), "%s@", hex[0]);
+	bad_peers[1] = stranger;
+	bad_peers[2] = noaddr;
+	for (int i = 0; i < 3; i++) {
+		struct p2p_config bc = {
+			.listen = "127.0.0.1:0", .genesis = &w->g, .sk = w->sk[RAW_V], .peers = bad_peers[i]
+		};
+		err[0] = '\0';
+		assert_int_equal(p2p_start(&bad, &w->loop, &bc, &cbs, NULL, err, sizeof(err)), TD_EINVAL);
+		assert_null(bad);
+		if (i == 1)
+			assert_non_null(strstr(err, "not a validator"));
+	}
+	assert_true(all_meshed(w));
+}
+
 static void test_garbage_and_half_open(void **state)
 {
 	struct world *w = *state;
@@ -1342,6 +1469,7 @@ int main(void)
 		cmocka_unit_test(test_mesh),
 		cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_stranger_and_wrong_chain),
+		cmocka_unit_test(test_keyed_peers),
 		cmocka_unit_test(test_garbage_and_half_open),
 		cmocka_unit_test(test_tamper_and_replay),
 		cmocka_unit_test(test_send_queue_full),
