@@ -217,6 +217,15 @@ static const struct command commands[] = {
 	  "unknown (never seen by this node, or dropped before its last restart or longer\n"
 	  "ago; message says so). Every status exits 0.",
 	  { { O_COUNT, NULL } } },
+	{ "evidence",
+	  "",
+	  "show validators caught signing two different votes, with both signed votes",
+	  "Prints the evidence this node keeps (evidence.jsonl in its home, newest last,\n"
+	  "at most the last 1000): for each, the chain id, the validator's index, name and\n"
+	  "public key, the height, round and vote type, and both votes, each with its value\n"
+	  "(null for nil) and its Ed25519 signature. Anyone with the genesis can check both\n"
+	  "signatures (see the README, \"Evidence\").",
+	  { { O_COUNT, NULL } } },
 	{ "call",
 	  "METHOD [PARAMS_JSON] | BATCH_JSON",
 	  "send a raw JSON-RPC request, or a batch of them",
@@ -1262,6 +1271,11 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 		method = "record.status";
 		params = json_object();
 		json_object_set_new(params, "id", json_string(a->pos[0]));
+	} else if (strcmp(name, "evidence") == 0) {
+		if (a->npos != 0)
+			return usage("usage: evidence");
+		method = "evidence.list";
+		params = json_object();
 	} else if (strcmp(name, "call") == 0) {
 		char err[TD_ERRMSG_MAX];
 		if (a->npos < 1 || a->npos > 2 || !a->pos[0][0])
