@@ -156,6 +156,20 @@ ns_flap_wait
 ns_heal 1 3
 converge 30 "${ALL[@]}"
 
+# ---------------------------------------------------------------- 3b. connections reset
+# The blackholes above are shorter than TCP's retransmissions: the connection survives
+# them. Here the connection itself is destroyed on both sides every 0.7 s, so node1 and
+# node3 see it drop and redial over and over while records are published.
+scenario "link 1-3 connections reset"
+ns_resets 1 3 10 0.7
+for k in 0 1 2 3 4 5 6 7 8 9; do
+	newrec $((k % 4))
+	sleep 0.9
+done
+ns_flap_wait
+converge 30 "${ALL[@]}"
+grep -q "disconnected" "$(home 1)/tenderd.log" || fail "node1 never saw its connection to node3 drop"
+
 # ---------------------------------------------------------------- 4. kill -9
 # burst NODE N: in the background, N publishes of fresh records on NODE, 0.1 s apart;
 # answers in $TN_DIR/burst.K (K from 1), exit codes in $TN_DIR/burst.K.rc. Sets BURST_PID.

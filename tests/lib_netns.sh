@@ -164,6 +164,22 @@ ns_flap() {
 	NS_FLAP_PID=$!
 }
 
+# ns_resets A B SECS PERIOD: in the background, every PERIOD s for SECS s, destroys the
+# established TCP connections between A and B (ss -K, both sides), so both nodes see the
+# connection drop and must redial: flapping connections, not just delayed packets.
+ns_resets() {
+	local a=$1 b=$2 secs=$3 period=$4
+	(
+		end=$((SECONDS + secs))
+		while ((SECONDS < end)); do
+			ip netns exec "$(ns_name "$a")" ss -K dst "$(ns_ip "$b")"
+			ip netns exec "$(ns_name "$b")" ss -K dst "$(ns_ip "$a")"
+			sleep "$period"
+		done
+	) >/dev/null 2>&1 &
+	NS_FLAP_PID=$!
+}
+
 ns_flap_wait() {
 	[[ -n "$NS_FLAP_PID" ]] || return 0
 	wait "$NS_FLAP_PID"
