@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "tenderd/json.h"
+#include "tenderd/merge.h"
 #include "tenderd/release.h"
 
 /* ---- code lists ---------------------------------------------------------- */
@@ -852,112 +853,11 @@ fail:
 
 /* ---- merging -------------------------------------------------------------- */
 
-/* The text of an id (a string or an exact number); NULL if v is neither. */
-static const char *id_text(const json_t *v, size_t *len)
-{
-	if (td_json_is_string(v)) {
-		*len = json_string_length(v);
-		return json_string_value(v);
-	}
-	return td_json_number_text(v, len);
-}
-
-/* True if a is a non-empty array whose every element is an object with a string or number "id". */
-static bool array_has_ids(const json_t *a)
-{
-	const json_t *e;
-	size_t i, len;
-
-	if (!json_is_array(a) || json_array_size(a) == 0)
-		return false;
-	json_array_foreach(a, i, e) {
-		if (!json_is_object(e) || id_text(json_object_get(e, "id"), &len) == NULL)
-			return false;
-	}
-	return true;
-}
-
-static void merge_object(json_t *dst, const json_t *src);
-
-/* A copy of v as merged into nothing: nulls inside objects dropped, id arrays deduplicated. */
-static json_t *merge_copy(const json_t *v);
-
-/* Merges the id array src into the id array dst element by element. */
-static void merge_by_id(json_t *dst, const json_t *src)
-{
-	const json_t *e;
-	size_t i;
-
-	json_array_foreach(src, i, e) {
-		size_t len, dlen, j;
-		const char *id = id_text(json_object_get(e, "id"), &len);
-		json_t *d, *found = NULL;
-		json_array_foreach(dst, j, d) {
-			const char *did = id_text(json_object_get(d, "id"), &dlen);
-			if (did && dlen == len && memcmp(did, id, len) == 0) {
-				found = d;
-				break;
-			}
-		}
-		if (found)
-			merge_object(found, e);
-		else
-			json_array_append_new(dst, merge_copy(e));
-	}
-}
-
-static json_t *merge_copy(const json_t *v)
-{
-	if (json_is_object(v)) {
-		json_t *o = json_object();
-		merge_object(o, v);
-		return o;
-	}
-	if (array_has_ids(v)) {
-		json_t *a = json_array();
-		merge_by_id(a, v);
-		return a;
-	}
-	if (json_is_array(v)) {
-		json_t *a = json_array();
-		const json_t *e;
-		size_t i;
-		json_array_foreach(v, i, e)
-			json_array_append_new(a, merge_copy(e));
-		return a;
-	}
-	return json_deep_copy(v);
-}
-
-/* Merges one member of a release object into the object dst under key. */
-static void merge_member(json_t *dst, const char *key, const json_t *v)
-{
-	json_t *cur = json_object_get(dst, key);
-
-	if (json_is_null(v)) {
-		json_object_del(dst, key);
-	} else if (json_is_object(v) && json_is_object(cur)) {
-		merge_object(cur, v);
-	} else if (array_has_ids(v) && json_is_array(cur) && (json_array_size(cur) == 0 || array_has_ids(cur))) {
-		merge_by_id(cur, v);
-	} else {
-		json_object_set_new(dst, key, merge_copy(v));
-	}
-}
-
-/* OCDS merge of the object src into the object dst (both objects). */
-static void merge_object(json_t *dst, const json_t *src)
-{
-	const char *key;
-	json_t *v;
-
-	json_object_foreach((json_t *)src, key, v)
-		merge_member(dst, key, v);
-}
-
 /*
- * The compiled release takes the latest release's "id" and "date" (ordinary
- * overriding) and the tag ["compiled"]; the release's tag is not merged.
+ * The OCDS merge of tenderd/merge.h, field by field in the release's order.
+ * The compiled release takes the latest release's "id" and "date" (the
+ * fields the schema marks omitWhenMerged, which the node's compiled release
+ * keeps as its own metadata) and the tag ["compiled"].
  */
 void td_release_merge(json_t *compiled, const json_t *release)
 {
@@ -967,8 +867,10 @@ void td_release_merge(json_t *compiled, const json_t *release)
 	if (!json_is_object(compiled) || !json_is_object(release))
 		return;
 	json_object_foreach((json_t *)release, key, v) {
-		if (strcmp(key, "tag") != 0)
-			merge_member(compiled, key, v);
+		if (strcmp(key, "id") == 0 || strcmp(key, "date") == 0)
+			json_object_set_new(compiled, key, json_deep_copy(v));
+		else
+			td_merge_field(compiled, key, v);
 	}
 	json_object_set_new(compiled, "tag", json_pack("[s]", "compiled"));
 }

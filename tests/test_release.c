@@ -733,8 +733,10 @@ static void test_merge_rules(void **state)
 	/* Other arrays are replaced. */
 	assert_int_equal(json_array_size(json_object_get(compiled, "methods")), 1);
 	assert_string_equal(str(at(compiled, "methods.0")), "c");
-	assert_int_equal(json_array_size(json_object_get(compiled, "mixed")), 2);
-	assert_string_equal(str(at(compiled, "mixed.0.id")), "z");
+	/* An array of objects merges by id, and an object without one is appended (OCDS identifierMerge). */
+	assert_int_equal(json_array_size(json_object_get(compiled, "mixed")), 4);
+	assert_string_equal(str(at(compiled, "mixed.2.id")), "z");
+	assert_true(json_is_true(at(compiled, "mixed.3.noid")));
 	/* Objects merge recursively; null removes a field. */
 	assert_string_equal(str(at(compiled, "tender.title")), "T");
 	assert_null(at(compiled, "tender.description"));

@@ -45,14 +45,15 @@ int td_release_validate(const json_t *release, enum td_kind kind, char *err, siz
  * and for a cancellation tender.status "cancelled". Then validates it.
  * Returns a new reference, or NULL with a message in err.
  */
-json_t *td_release_build(const json_t *fragment, enum td_kind kind, const char *ocid,
-			 uint64_t time_ms, const char *agency_name, char *err, size_t errlen);
+json_t *td_release_build(const json_t *fragment, enum td_kind kind, const char *ocid, uint64_t time_ms,
+			 const char *agency_name, char *err, size_t errlen);
 
 /*
- * Merges release into compiled (OCDS merge: later fields override, objects
- * merge recursively, arrays of objects with "id" merge by id, other arrays are
- * replaced; the release's "tag" becomes ["compiled"]). compiled may be an
- * empty object for the first release. Modifies compiled in place.
+ * Merges release into compiled by the OCDS merge routine of tenderd/merge.h
+ * (rules from the release schema: identifierMerge, wholeListMerge,
+ * omitWhenMerged, null removes), then sets compiled's "id" and "date" to the
+ * release's and its tag to ["compiled"]. compiled may be an empty object for
+ * the first release. Modifies compiled in place; the release is untouched.
  */
 void td_release_merge(json_t *compiled, const json_t *release);
 
