@@ -32,6 +32,15 @@
  * - Every write is one allocation holding the uv_write_t and the bytes, freed
  *   in the write callback. Bytes waiting in libuv's write queue are capped
  *   (RPC_WRITE_QUEUE_MAX): a client that does not read is disconnected.
+ * - Streamed answers (rpc_stream_begin): the slot is queued like any other
+ *   and listed in rpc->streams until it ends. Until it reaches the head of
+ *   its queue its pieces collect in its out buffer (counted as held); at the
+ *   head, that buffer is written and every later piece goes to the socket
+ *   at once. The pump (an idle handle) calls each stream's producer while it
+ *   has room or its client is gone; it stops itself when no stream has
+ *   room, and on_write, conn_flush and conn_close start it again. While a
+ *   streamed line is being written, notifications for the connection wait
+ *   in its notes buffer (held) and follow the line's end.
  * - A client that closes its side (EOF) is gone: its pending answers are
  *   dropped. Clients keep their socket open until their answers arrive. (A
  *   client whose reading is paused is noticed gone only when a write fails.)
@@ -65,11 +74,13 @@ struct rpc_conn;
 struct rpc {
 	uv_loop_t *loop;
 	uv_pipe_t listener;
-	char *path;        /* socket file, unlinked by rpc_stop */
-	dev_t sock_dev;    /* identity of the file we bound, so we never */
-	ino_t sock_ino;    /* unlink a socket another process created */
-	uv_idle_t resumer; /* runs conn_resume for paused connections back under their caps */
-	uv_timer_t reaper; /* closes connections idle for RPC_IDLE_MS */
+	char *path;              /* socket file, unlinked by rpc_stop */
+	dev_t sock_dev;          /* identity of the file we bound, so we never */
+	ino_t sock_ino;          /* unlink a socket another process created */
+	uv_idle_t resumer;       /* runs conn_resume for paused connections back under their caps */
+	uv_timer_t reaper;       /* closes connections idle for RPC_IDLE_MS */
+	uv_idle_t pump;          /* calls the producers of streamed answers that have room */
+	struct rpc_req *streams; /* streamed answers begun and not yet ended or aborted */
 	rpc_handler_fn fn;
 	void *ctx;
 	struct rpc_conn *conns; /* every connection not yet through its close callback */
@@ -98,6 +109,8 @@ struct rpc_conn {
 	bool resume_due;                 /* back under the caps: the resumer will call conn_resume */
 	uint64_t last_active;            /* uv_now of the accept, the last read or the last answer written */
 	bool has_cred;                   /* the client's uid and pid (SO_PEERCRED) are known */
+	struct wbuf *notes;              /* notifications waiting for a streamed line to end (counted in held) */
+	size_t notes_cap;                /* bytes allocated for notes->data */
 	uint32_t uid;
 	int32_t pid;
 };
@@ -129,6 +142,13 @@ struct rpc_req {
 	size_t weight;               /* a slot's requests in conn->pending: 1, or its batch's entries */
 	size_t held;                 /* a slot's bytes in conn->held */
 	bool answered;               /* a batch's slot: every entry answered */
+	/* a streamed answer (slots only) */
+	bool streaming;    /* begun, not yet ended or aborted: in rpc->streams */
+	bool at_head;      /* everything ahead of it is written: its pieces go straight out */
+	size_t out_cap;    /* bytes allocated for out->data while pieces collect there */
+	rpc_stream_fn sfn; /* its producer */
+	void *sarg;
+	struct rpc_req *sprev, *snext; /* in rpc->streams */
 };
 
 /* The one place rpc.c logs; to be routed to the daemon's log module. Never logs request contents. */
@@ -170,6 +190,24 @@ static struct wbuf *wbuf_line(const char *s, size_t n)
 	return wb;
 }
 
+/* Appends n bytes at s to *wb (allocated as needed; *cap is its room), returning how many were added. */
+static size_t wbuf_append(struct wbuf **wb, size_t *cap, const char *s, size_t n)
+{
+	size_t len = *wb ? (*wb)->len : 0;
+
+	if (len + n > *cap) {
+		size_t c = *cap ? *cap : 4096;
+		while (c < len + n)
+			c *= 2;
+		*wb = td_xrealloc(*wb, sizeof(**wb) + c);
+		(*wb)->len = len;
+		*cap = c;
+	}
+	memcpy((*wb)->data + len, s, n);
+	(*wb)->len = len + n;
+	return n;
+}
+
 /* Serializes msg (reference stolen) as one line; NULL if jansson cannot. */
 static struct wbuf *wbuf_from_json(json_t *msg)
 {
@@ -182,6 +220,8 @@ static struct wbuf *wbuf_from_json(json_t *msg)
 	return wb;
 }
 
+static void pump_kick(struct rpc *r);
+
 static void on_write(uv_write_t *w, int status)
 {
 	struct wbuf *wb = (struct wbuf *)w;
@@ -190,6 +230,11 @@ static void on_write(uv_write_t *w, int status)
 	free(wb);
 	if (status < 0 && !c->closing)
 		conn_close(c);
+	if (c->closing)
+		return;
+	c->last_active = uv_now(c->rpc->loop);
+	if (c->q_head && c->q_head->streaming)
+		pump_kick(c->rpc); /* the queue drained a little: the stream may have room again */
 }
 
 /* Hands wb to libuv (ownership passes); closes c if the client is not keeping up or the write fails. */
@@ -300,6 +345,42 @@ static bool slot_speaks(const struct rpc_req *q)
  * notifications are passed over: they never produce an answer). A draining
  * connection is shut down once nothing is left to write.
  */
+/* A streamed line is being written on c: nothing else may go out until it ends. */
+static bool conn_mid_line(const struct rpc_conn *c)
+{
+	return c->q_head && c->q_head->streaming && c->q_head->at_head;
+}
+
+/* Writes the notifications that waited for a streamed line to end, once it has. */
+static void conn_flush_notes(struct rpc_conn *c)
+{
+	struct wbuf *wb = c->notes;
+
+	if (!wb || c->closing || conn_mid_line(c))
+		return;
+	c->notes = NULL;
+	c->notes_cap = 0;
+	c->held -= wb->len;
+	conn_write(c, wb);
+}
+
+/* Streamed slot q reached the head of c's queue: its held pieces go out, and later ones at once. */
+static void stream_reach_head(struct rpc_conn *c, struct rpc_req *q)
+{
+	struct wbuf *wb = q->out;
+
+	if (q->at_head)
+		return;
+	q->at_head = true;
+	q->out = NULL;
+	q->out_cap = 0;
+	c->held -= q->held;
+	q->held = 0;
+	if (wb)
+		conn_write(c, wb);
+	pump_kick(c->rpc);
+}
+
 static void conn_flush(struct rpc_conn *c)
 {
 	struct rpc_req *q, *next;
@@ -307,7 +388,13 @@ static void conn_flush(struct rpc_conn *c)
 
 	for (q = c->q_head; q && !c->closing; q = next) {
 		next = q->next;
+		conn_flush_notes(c);
 		if (!q->answered) {
+			if (q->streaming) {
+				stream_reach_head(c, q);
+				blocked = true;
+				break;
+			}
 			if (slot_speaks(q)) {
 				blocked = true;
 				break;
@@ -321,6 +408,7 @@ static void conn_flush(struct rpc_conn *c)
 		if (wb)
 			conn_write(c, wb);
 	}
+	conn_flush_notes(c);
 	if (c->closing || blocked || !c->draining || c->shutting)
 		return;
 	c->shutting = true;
@@ -546,6 +634,12 @@ bool rpc_notify(struct rpc_req *req, const char *method, json_t *params)
 	struct wbuf *wb = wbuf_from_json(msg);
 	if (!wb)
 		return false;
+	if (conn_mid_line(c) || c->notes) {
+		/* not inside a streamed line: after it, in order */
+		c->held += wbuf_append(&c->notes, &c->notes_cap, wb->data, wb->len);
+		free(wb);
+		return true;
+	}
 	conn_write(c, wb);
 	return !c->closing;
 }
@@ -555,7 +649,146 @@ size_t rpc_req_queued(const struct rpc_req *req)
 	const struct rpc_conn *c = req_conn(req);
 	if (!c || c->closing)
 		return 0;
-	return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe);
+	return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe) + (c->notes ? c->notes->len : 0);
+}
+
+/* ---- streamed answers ------------------------------------------------- */
+
+static void on_pump(uv_idle_t *h);
+
+/* Has the pump run at the next turn (if any stream is open). */
+static void pump_kick(struct rpc *r)
+{
+	if (r->streams && !r->stopping)
+		uv_idle_start(&r->pump, on_pump);
+}
+
+static void stream_unlist(struct rpc_req *q)
+{
+	struct rpc *r = q->rpc;
+
+	if (q->sprev)
+		q->sprev->snext = q->snext;
+	else
+		r->streams = q->snext;
+	if (q->snext)
+		q->snext->sprev = q->sprev;
+	q->sprev = q->snext = NULL;
+	q->streaming = false;
+}
+
+bool rpc_stream_begin(struct rpc_req *req, rpc_stream_fn fn, void *arg)
+{
+	struct rpc_conn *c = req->conn;
+	struct rpc *r = req->rpc;
+	size_t n;
+
+	if (req->batch || req->coll) {
+		rpc_log("internal error: a streamed answer inside a batch");
+		abort();
+	}
+	if (!c || c->closing || !req->id || req->answered || req->streaming)
+		return false;
+	/* the answer as rpc_reply would write it, up to its result */
+	char *s = answer_text(req->id, "result", json_null(), &n);
+	if (!s || n < 5 || memcmp(s + n - 5, "null}", 5) != 0) {
+		free(s);
+		return false;
+	}
+	req->streaming = true;
+	req->sfn = fn;
+	req->sarg = arg;
+	req->snext = r->streams;
+	if (r->streams)
+		r->streams->sprev = req;
+	r->streams = req;
+	rpc_stream_write(req, s, n - 5);
+	free(s);
+	conn_flush(c); /* at the head already? */
+	pump_kick(r);
+	return true;
+}
+
+void rpc_stream_write(struct rpc_req *req, const char *s, size_t n)
+{
+	struct rpc_conn *c = req->conn;
+
+	if (!req->streaming) {
+		rpc_log("internal error: a write to an answer that is not streaming");
+		abort();
+	}
+	if (!c || c->closing || n == 0)
+		return;
+	if (req->at_head) {
+		struct wbuf *wb = td_xmalloc(sizeof(*wb) + n);
+		memcpy(wb->data, s, n);
+		wb->len = n;
+		conn_write(c, wb);
+		return;
+	}
+	slot_hold(req, wbuf_append(&req->out, &req->out_cap, s, n));
+}
+
+bool rpc_stream_full(const struct rpc_req *req)
+{
+	const struct rpc_conn *c = req->conn;
+
+	if (!c || c->closing)
+		return true;
+	if (req->at_head)
+		return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe) >= RPC_STREAM_QUEUE_MAX;
+	return req->held >= RPC_STREAM_HOLD_MAX;
+}
+
+void rpc_stream_end(struct rpc_req *req)
+{
+	struct rpc_conn *c = req->conn;
+
+	rpc_stream_write(req, "}\n", 2);
+	stream_unlist(req);
+	if (!c) {
+		req_free(req);
+		return;
+	}
+	req->answered = true;
+	conn_flush(c);
+}
+
+void rpc_stream_abort(struct rpc_req *req)
+{
+	struct rpc_conn *c = req->conn;
+
+	if (!req->streaming) {
+		rpc_log("internal error: abort of an answer that is not streaming");
+		abort();
+	}
+	stream_unlist(req);
+	if (c && !c->closing) {
+		rpc_log("a streamed answer could not be completed; closing the connection");
+		conn_close(c); /* detaches req, which is not answered */
+	}
+	req_free(req);
+}
+
+/*
+ * Calls the producer of each stream that has room, or whose client is gone;
+ * stops when none has. A producer may end or abort its own stream only.
+ */
+static void on_pump(uv_idle_t *h)
+{
+	struct rpc *r = h->data;
+	struct rpc_req *q, *next;
+	bool called = false;
+
+	for (q = r->streams; q && !r->stopping; q = next) {
+		next = q->snext;
+		if (q->conn && rpc_stream_full(q))
+			continue;
+		called = true;
+		q->sfn(q->sarg, q);
+	}
+	if (!called || r->stopping)
+		uv_idle_stop(h);
 }
 
 bool rpc_req_alive(const struct rpc_req *req)
@@ -595,14 +828,21 @@ static bool valid_id(const json_t *id)
  * Methods refused inside a batch: they stream notifications on their request
  * and never answer it, while a batch is answered once every entry is.
  */
-static const char *const unbatchable[] = { "tender.watch" };
+static const struct {
+	const char *method;
+	const char *why;
+} unbatchable[] = {
+	{ "tender.watch", "streams notifications and is never answered" },
+	{ "ledger.export", "streams its answer, which is too large to collect with others" },
+};
 
-static bool batch_refuses(const char *method)
+/* Why method cannot be part of a batch, or NULL if it can. */
+static const char *batch_refuses(const char *method)
 {
 	for (size_t i = 0; i < sizeof(unbatchable) / sizeof(unbatchable[0]); i++)
-		if (strcmp(unbatchable[i], method) == 0)
-			return true;
-	return false;
+		if (strcmp(unbatchable[i].method, method) == 0)
+			return unbatchable[i].why;
+	return NULL;
 }
 
 /* Checks one request (a line's value, or a batch entry), then answers it or hands it to the handler. */
@@ -630,11 +870,11 @@ static void req_dispatch(struct rpc *r, struct rpc_req *q, json_t *root)
 		req_refuse(q, TD_RPC_INVALID_REQUEST, "invalid request: \"method\" must be a string");
 		return;
 	}
-	if (q->batch && batch_refuses(json_string_value(method))) {
+	const char *why = q->batch ? batch_refuses(json_string_value(method)) : NULL;
+	if (why) {
 		req_refuse(q, TD_RPC_INVALID_REQUEST,
-			   "invalid request: %s streams notifications and is never answered, so it cannot be part "
-			   "of a batch; send it on its own line",
-			   json_string_value(method));
+			   "invalid request: %s %s, so it cannot be part of a batch; send it on its own line",
+			   json_string_value(method), why);
 		return;
 	}
 	json_t *params = json_object_get(root, "params");
@@ -870,7 +1110,10 @@ static void conn_close(struct rpc_conn *c)
 			req_free(q);
 	}
 	c->q_head = c->q_tail = NULL;
+	free(c->notes);
+	c->notes = NULL;
 	uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+	pump_kick(c->rpc); /* a stream of c is now told its client is gone */
 }
 
 /* Records the client's uid and pid (SO_PEERCRED), for the log of who published what. */
@@ -914,13 +1157,23 @@ static bool evict_idle(struct rpc *r, const struct rpc_conn *newcomer)
 	return true;
 }
 
+/* A streamed answer is being written and the client has read none of it for ms. */
+static bool conn_stalled(const struct rpc_conn *c, uint64_t now, uint64_t ms)
+{
+	return !c->closing && conn_mid_line(c) && uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe) > 0 &&
+	       now - c->last_active >= ms;
+}
+
 static void on_reap(uv_timer_t *t)
 {
 	struct rpc *r = t->data;
 	uint64_t now = uv_now(r->loop);
-	for (struct rpc_conn *c = r->conns; c; c = c->next)
-		if (conn_idle(c, now, RPC_IDLE_MS))
+	for (struct rpc_conn *c = r->conns; c; c = c->next) {
+		if (conn_stalled(c, now, RPC_IDLE_MS))
+			rpc_log("client stopped reading a streamed answer; disconnecting");
+		if (conn_idle(c, now, RPC_IDLE_MS) || conn_stalled(c, now, RPC_IDLE_MS))
 			conn_close(c);
+	}
 }
 
 bool rpc_req_peer(const struct rpc_req *req, uint32_t *uid, int32_t *pid)
@@ -1102,6 +1355,9 @@ int rpc_start(struct rpc **out, uv_loop_t *loop, const char *path, rpc_handler_f
 	uv_timer_init(loop, &r->reaper);
 	r->reaper.data = r;
 	r->refs++; /* the reaper */
+	uv_idle_init(loop, &r->pump);
+	r->pump.data = r;
+	r->refs++; /* the pump */
 	uv_timer_start(&r->reaper, on_reap, RPC_REAP_MS, RPC_REAP_MS);
 	uv_unref((uv_handle_t *)&r->reaper); /* never keeps the loop alive by itself */
 	*out = r;
@@ -1124,6 +1380,7 @@ void rpc_stop(struct rpc *r)
 	uv_close((uv_handle_t *)&r->listener, on_handle_closed);
 	uv_close((uv_handle_t *)&r->resumer, on_handle_closed);
 	uv_close((uv_handle_t *)&r->reaper, on_handle_closed);
+	uv_close((uv_handle_t *)&r->pump, on_handle_closed);
 	for (struct rpc_conn *c = r->conns; c; c = c->next)
 		conn_close(c);
 	if (lstat(r->path, &st) == 0 && st.st_dev == r->sock_dev && st.st_ino == r->sock_ino)

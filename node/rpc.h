@@ -26,6 +26,18 @@
  * half of both: a client holds at most RPC_PENDING_MAX - 1 + RPC_BATCH_MAX
  * pending requests. Its unsent bytes in the socket's write queue have a cap
  * of their own, over which it is disconnected.
+ *
+ * Streamed answers: a handler whose answer is too large to build at once
+ * (ledger.export) writes it a piece at a time (rpc_stream_begin). The
+ * answer keeps its place in the connection's order: while answers ahead of
+ * it are still due, its pieces are held (at most about RPC_STREAM_HOLD_MAX
+ * bytes); at the head, they go to the socket as they come, while its write
+ * queue stays under RPC_STREAM_QUEUE_MAX. The rpc asks the producer for
+ * more only when there is room, from a turn of the loop of its own, so a
+ * client that reads slowly (or not at all) slows the producer down instead
+ * of filling memory; one that stops reading for RPC_IDLE_MS is closed.
+ * Notifications for the same connection wait until the streamed line ends.
+ * Methods that stream cannot be part of a batch (-32600).
  */
 #ifndef TENDERD_RPC_H
 #define TENDERD_RPC_H
@@ -34,14 +46,16 @@
 #include <uv.h>
 #include <jansson.h>
 
-#define RPC_LINE_MAX (1024 * 1024)     /* longest request line, bytes */
-#define RPC_CLIENTS_MAX 256            /* connections served at once; see RPC_EVICT_IDLE_MS */
-#define RPC_IDLE_MS (5 * 60 * 1000)    /* a connection with nothing queued and nothing read this long is closed */
-#define RPC_EVICT_IDLE_MS 1000         /* with the table full, the longest idle for this long makes room */
-#define RPC_REAP_MS (10 * 1000)        /* how often idle connections are looked for */
-#define RPC_BATCH_MAX 1000             /* requests in one batch; more get one -32600 error */
-#define RPC_PENDING_MAX 1024           /* pending requests per client before reading from it stops */
-#define RPC_HELD_MAX (4 * 1024 * 1024) /* answer bytes held per client before reading from it stops */
+#define RPC_LINE_MAX (1024 * 1024)        /* longest request line, bytes */
+#define RPC_CLIENTS_MAX 256               /* connections served at once; see RPC_EVICT_IDLE_MS */
+#define RPC_IDLE_MS (5 * 60 * 1000)       /* a connection with nothing queued and nothing read this long is closed */
+#define RPC_EVICT_IDLE_MS 1000            /* with the table full, the longest idle for this long makes room */
+#define RPC_REAP_MS (10 * 1000)           /* how often idle connections are looked for */
+#define RPC_BATCH_MAX 1000                /* requests in one batch; more get one -32600 error */
+#define RPC_PENDING_MAX 1024              /* pending requests per client before reading from it stops */
+#define RPC_HELD_MAX (4 * 1024 * 1024)    /* answer bytes held per client before reading from it stops */
+#define RPC_STREAM_HOLD_MAX (64 * 1024)   /* bytes of a streamed answer held behind earlier answers */
+#define RPC_STREAM_QUEUE_MAX (512 * 1024) /* a streamed answer at the head waits while this much is unsent */
 
 struct rpc;
 struct rpc_req;
@@ -78,6 +92,36 @@ void rpc_error(struct rpc_req *req, int code, const char *fmt, ...) __attribute_
  * subscriptions. Returns false if the client is gone.
  */
 bool rpc_notify(struct rpc_req *req, const char *method, json_t *params);
+/*
+ * Producer of a streamed answer: called from a turn of the loop (never from
+ * inside an rpc_* call) whenever the stream has room, or once its client is
+ * gone (rpc_req_alive false: it must then call rpc_stream_abort). It writes
+ * a bounded amount with rpc_stream_write (checking rpc_stream_full) and
+ * returns; it ends the stream with rpc_stream_end or rpc_stream_abort.
+ */
+typedef void (*rpc_stream_fn)(void *arg, struct rpc_req *req);
+
+/*
+ * Starts streaming the result of req, a single request (never a batch
+ * entry: those abort): queues {"jsonrpc":"2.0","id":ID,"result": and from
+ * then on calls fn(arg, req) as said above. Returns false, starting
+ * nothing, if req has no id (a notification) or its client is gone: req is
+ * then still to be answered with rpc_reply or rpc_error, which free it.
+ */
+bool rpc_stream_begin(struct rpc_req *req, rpc_stream_fn fn, void *arg);
+/* Appends n bytes of the result's JSON text (dropped if the client is gone). */
+void rpc_stream_write(struct rpc_req *req, const char *s, size_t n);
+/* True when the producer should stop writing for this turn (no room, or the client is gone). */
+bool rpc_stream_full(const struct rpc_req *req);
+/* Closes the answer (the object's brace and the newline) and frees req. */
+void rpc_stream_end(struct rpc_req *req);
+/*
+ * Gives up on a streamed answer whose text cannot be completed: the
+ * connection is closed (the client sees the line cut short, never a broken
+ * line followed by more answers), and req is freed.
+ */
+void rpc_stream_abort(struct rpc_req *req);
+
 /* Bytes waiting to be written to req's client (0 once it is gone): lets a streamer pace itself. */
 size_t rpc_req_queued(const struct rpc_req *req);
 /* False once the client of req has disconnected. */

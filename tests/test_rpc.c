@@ -15,7 +15,9 @@
  * (answers the parked requests; returns how many had lost their client),
  * "notify" (two notifications then an answer), "stop" (answers, then
  * rpc_stop), "tender.watch" (a notification, then parks the request and never
- * answers it, like the node's), and the methods of the JSON-RPC 2.0
+ * answers it, like the node's), "stream" ({"n":N,"size":S}: a streamed
+ * answer, an array of N strings of S x's, a few per turn, like
+ * ledger.export), and the methods of the JSON-RPC 2.0
  * specification's examples (section 7): "subtract" (positional or named),
  * "sum", "get_data", and "update", "notify_hello", "notify_sum" (null).
  * Unknown methods get -32601.
@@ -57,11 +59,49 @@ struct fx {
 	/* loop thread only until the thread is joined */
 	struct rpc_req *parked[PARK_MAX];
 	int nparked;
-	int later_dead;   /* "later" answers given after the client left */
-	int later_active; /* "later" timers not yet fired */
-	int echoes;       /* "echo" requests the handler saw */
-	int watches;      /* "tender.watch" requests the handler saw */
+	int later_dead;    /* "later" answers given after the client left */
+	int later_active;  /* "later" timers not yet fired */
+	int echoes;        /* "echo" requests the handler saw */
+	int watches;       /* "tender.watch" requests the handler saw */
+	int streams;       /* "stream" answers being streamed */
+	int aborts;        /* "stream" answers given up because the client left */
+	size_t max_queued; /* most bytes a "stream" producer saw unsent on its connection */
 };
+
+/* A "stream" answer being produced. */
+struct streamer {
+	struct fx *fx;
+	int n, size, next;
+	char *item; /* ,"xxx...x" */
+};
+
+#define STREAM_ITEMS_PER_TURN 16
+
+static void stream_turn(void *arg, struct rpc_req *req)
+{
+	struct streamer *s = arg;
+	size_t q = rpc_req_queued(req);
+
+	if (q > s->fx->max_queued)
+		s->fx->max_queued = q;
+	if (!rpc_req_alive(req)) {
+		s->fx->aborts++;
+		s->fx->streams--;
+		rpc_stream_abort(req);
+		free(s->item);
+		free(s);
+		return;
+	}
+	for (int k = 0; k < STREAM_ITEMS_PER_TURN && s->next < s->n && !rpc_stream_full(req); k++, s->next++)
+		rpc_stream_write(req, s->item + (s->next == 0), (size_t)s->size + 3 - (s->next == 0));
+	if (s->next == s->n) {
+		rpc_stream_write(req, "]", 1);
+		rpc_stream_end(req);
+		s->fx->streams--;
+		free(s->item);
+		free(s);
+	}
+}
 
 struct later {
 	uv_timer_t timer;
@@ -198,6 +238,9 @@ static void handler(void *ctx, struct rpc_req *req, const char *method, json_t *
 		json_object_set_new(r, "timers", td_json_uint((uint64_t)f->later_active));
 		json_object_set_new(r, "echoes", td_json_uint((uint64_t)f->echoes));
 		json_object_set_new(r, "watches", td_json_uint((uint64_t)f->watches));
+		json_object_set_new(r, "streams", td_json_uint((uint64_t)f->streams));
+		json_object_set_new(r, "aborts", td_json_uint((uint64_t)f->aborts));
+		json_object_set_new(r, "max_queued", td_json_uint((uint64_t)f->max_queued));
 		rpc_reply(req, r);
 	} else if (strcmp(method, "release") == 0) {
 		int dead = 0;
@@ -215,6 +258,37 @@ static void handler(void *ctx, struct rpc_req *req, const char *method, json_t *
 			return;
 		}
 		f->parked[f->nparked++] = req;
+	} else if (strcmp(method, "stream") == 0) {
+		uint64_t n = 0, size = 0;
+		if (!td_json_number_u64(json_object_get(params, "n"), &n) ||
+		    !td_json_number_u64(json_object_get(params, "size"), &size) || size > 4096) {
+			rpc_error(req, TD_RPC_INVALID_PARAMS, "n and size");
+			return;
+		}
+		struct streamer *s = calloc(1, sizeof(*s));
+		s->fx = f;
+		s->n = (int)n;
+		s->size = (int)size;
+		s->item = malloc(size + 3);
+		s->item[0] = ',';
+		s->item[1] = '"';
+		memset(s->item + 2, 'x', size);
+		s->item[size + 2] = '"';
+		if (!rpc_stream_begin(req, stream_turn, s)) {
+			free(s->item);
+			free(s);
+			rpc_reply(req, NULL);
+			return;
+		}
+		f->streams++;
+		rpc_stream_write(req, "[", 1);
+		if (n == 0) {
+			rpc_stream_write(req, "]", 1);
+			rpc_stream_end(req);
+			f->streams--;
+			free(s->item);
+			free(s);
+		}
 	} else if (strcmp(method, "stop") == 0) {
 		rpc_reply(req, json_true());
 		rpc_stop(f->rpc);
@@ -900,6 +974,171 @@ static void test_slow_reader(void **state)
 	client_free(c);
 }
 
+/* ---- streamed answers ------------------------------------------------- */
+
+/* The "parked" state member key as a number. */
+static int64_t state_num(struct client *c, const char *key)
+{
+	json_t *a = roundtrip(c, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"parked\"}\n");
+	int64_t v = num(json_object_get(json_object_get(a, "result"), key));
+	json_decref(a);
+	return v;
+}
+
+/* Waits until the "parked" state member key is want. */
+static void wait_num(struct client *c, const char *key, int64_t want)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	while (state_num(c, key) != want) {
+		if (now_ms() > deadline)
+			fail_msg("%s never reached %lld", key, (long long)want);
+		usleep(5000);
+	}
+}
+
+/* Checks that line is the whole streamed answer to id: an array of n strings of size x's. */
+static void expect_stream(const char *line, int id, int n, int size)
+{
+	char head[64];
+	snprintf(head, sizeof(head), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":[", id);
+	assert_non_null(line);
+	assert_int_equal(strncmp(line, head, strlen(head)), 0);
+	assert_int_equal(strlen(line), strlen(head) + (size_t)n * ((size_t)size + 3) - (n ? 1 : 0) + 2);
+	char err[256];
+	json_t *a = td_json_load(line, strlen(line), err, sizeof(err));
+	if (!a)
+		fail_msg("streamed answer is not JSON: %s", err);
+	assert_int_equal(json_array_size(json_object_get(a, "result")), (size_t)n);
+	json_decref(a);
+}
+
+/*
+ * A streamed answer keeps its place: behind a held request it waits (holding
+ * a bounded buffer), then comes whole, then the answers behind it; a
+ * notification sent meanwhile never lands inside its line; a batch refuses
+ * ledger.export.
+ */
+static void test_stream_order(void **state)
+{
+	struct fx *f = *state;
+	struct client *ctl = client_new(f->path);
+	struct client *c = client_new(f->path);
+
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hold\"}\n"
+		       "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"stream\",\"params\":{\"n\":3000,\"size\":100}}\n"
+		       "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"echo\",\"params\":[\"after\"]}\n"
+		       "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"stream\",\"params\":{\"n\":0,\"size\":1}}\n");
+	wait_parked(ctl, 1, 1);
+	wait_num(ctl, "streams", 1);
+	usleep(100000);
+	/* held behind request 1: at most RPC_STREAM_HOLD_MAX and one turn, far from the 300 KB answer */
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 0), 0);
+	json_t *a = roundtrip(ctl, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"release\"}\n");
+	json_decref(a);
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"released\"}");
+	expect_stream(client_line(c), 2, 3000, 100);
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":[\"after\"]}");
+	expect_stream(client_line(c), 4, 0, 1);
+	wait_num(ctl, "streams", 0);
+
+	/* a notification (here from a watch) while a streamed line is being written waits for its end */
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"stream\",\"params\":{\"n\":20000,\"size\":100}}\n");
+	wait_num(ctl, "streams", 1);
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tender.watch\"}\n");
+	expect_stream(client_line(c), 5, 20000, 100);
+	assert_string_equal(client_line(c), "{\"jsonrpc\":\"2.0\",\"method\":\"tender.release\",\"params\":{}}");
+
+	/* ledger.export streams its answer: never inside a batch */
+	client_free(c);
+	c = client_new(f->path);
+	client_send(c, "[{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ledger.export\"}]\n");
+	char *line = client_line(c);
+	assert_non_null(line);
+	assert_non_null(strstr(line, "-32600"));
+	assert_non_null(strstr(line, "ledger.export"));
+	client_free(c);
+	client_free(ctl);
+}
+
+/* A client that leaves in the middle of a streamed answer ends it: the producer is told and frees it. */
+static void test_stream_disconnect(void **state)
+{
+	struct fx *f = *state;
+	struct client *ctl = client_new(f->path);
+
+	for (int round = 0; round < 2; round++) {
+		struct client *c = client_new(f->path);
+		client_send(
+			c,
+			"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stream\",\"params\":{\"n\":200000,\"size\":100}}\n");
+		wait_num(ctl, "streams", 1);
+		if (round == 1) {
+			/* read some of it first */
+			char buf[65536];
+			assert_true(recv(c->fd, buf, sizeof(buf), 0) > 0);
+		}
+		client_free(c);
+		wait_num(ctl, "streams", 0);
+		wait_num(ctl, "aborts", round + 1);
+	}
+	/* the server goes on serving */
+	json_t *a = roundtrip(ctl, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\"}\n");
+	assert_non_null(json_object_get(a, "result"));
+	json_decref(a);
+	client_free(ctl);
+}
+
+/*
+ * A client that reads a 20 MB streamed answer slowly is neither cut off nor
+ * buffered for: the producer waits while the write queue is full (it never
+ * sees much more than RPC_STREAM_QUEUE_MAX unsent), and the answer arrives
+ * whole. Other clients are served meanwhile.
+ */
+static void test_stream_slow_reader(void **state)
+{
+	struct fx *f = *state;
+	struct client *ctl = client_new(f->path);
+	struct client *c = client_new(f->path);
+	enum { N = 200000, SIZE = 100 };
+
+	client_send(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stream\",\"params\":{\"n\":200000,\"size\":100}}\n");
+	wait_num(ctl, "streams", 1);
+	usleep(300000);
+	assert_int_equal(state_num(ctl, "streams"), 1); /* paused, not finished, not cut */
+	assert_true(state_num(ctl, "max_queued") <= RPC_STREAM_QUEUE_MAX + 64 * 1024);
+	/* read slowly: 64 KiB every few ms at first */
+	char *buf = malloc(64 * 1024);
+	size_t total = 0;
+	for (int i = 0; i < 20; i++) {
+		ssize_t k = recv(c->fd, buf, 64 * 1024, 0);
+		assert_true(k > 0);
+		total += (size_t)k;
+		usleep(5000);
+	}
+	free(buf);
+	json_t *a = roundtrip(ctl, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\"}\n");
+	json_decref(a);
+	/* the rest of the line, from wherever the reads left it */
+	int64_t deadline = now_ms() + WAIT_MS;
+	char *rest = malloc(1 << 20);
+	bool nl = false;
+	while (!nl) {
+		assert_true(now_ms() < deadline);
+		ssize_t k = recv(c->fd, rest, 1 << 20, 0);
+		assert_true(k > 0);
+		total += (size_t)k;
+		nl = rest[k - 1] == '\n';
+	}
+	free(rest);
+	size_t want = strlen("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":[") + (size_t)N * (SIZE + 3) - 1 + 2 + 1;
+	assert_int_equal(total, want);
+	wait_num(ctl, "streams", 0);
+	assert_true(state_num(ctl, "max_queued") <= RPC_STREAM_QUEUE_MAX + 64 * 1024);
+	client_free(c);
+	client_free(ctl);
+}
+
 /* ---- batches ---------------------------------------------------------- */
 
 /* Dumps v compactly into a static buffer (for comparing and messages). */
@@ -1532,6 +1771,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stop_with_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_from_handler, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_disconnect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_slow_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spec_examples, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_deferred, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_refusals, setup, teardown),
