@@ -1,7 +1,14 @@
 /*
  * The socket API (see api.h). Owns the publishes waiting for their record,
- * the watch streams and the ring of recently dropped records (their ids and
- * reasons); every answer goes out through rpc.h.
+ * the watch streams, the exports being streamed and the ring of recently
+ * dropped records (their ids and reasons); every answer goes out through
+ * rpc.h.
+ *
+ * An export (ledger.export) is a chain_export (a snapshot of the store taken
+ * when the request came) whose text the rpc pulls a turn at a time
+ * (rpc_stream_begin): at most API_EXPORT_PIECES_PER_TURN pieces or
+ * API_EXPORT_TURN_BYTES bytes per turn, and only while the client reads, so
+ * the loop keeps serving other clients and the consensus meanwhile.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +33,17 @@ struct watcher {
 	struct watcher *next;
 };
 
+/* A ledger.export being streamed. */
+struct exporter {
+	struct api *a;
+	struct rpc_req *req;
+	struct chain_export *x; /* owned */
+	struct chain_text text; /* one turn's text, reused */
+	uint64_t from, to;
+	uint64_t bytes; /* written so far */
+	struct exporter *prev, *next;
+};
+
 /* A record dropped from the mempool, remembered for record.status. */
 struct dropped {
 	uint8_t id[TD_HASH_LEN];
@@ -38,6 +56,7 @@ struct api {
 	bool stopping;
 	struct waiter *waiters;
 	struct watcher *watchers;
+	struct exporter *exporters;
 	struct dropped *dropped; /* a ring of API_DROPPED_MAX entries, allocated at the first drop */
 	uint32_t ndropped;       /* entries in use */
 	uint32_t dropped_next;   /* the entry the next new drop takes (the oldest once the ring is full) */
@@ -61,9 +80,17 @@ void api_free(struct api *a)
 	free(a);
 }
 
+static void export_free(struct exporter *e);
+static void export_turn(void *arg, struct rpc_req *req);
+
 void api_stop(struct api *a)
 {
 	a->stopping = true;
+	while (a->exporters) {
+		struct exporter *e = a->exporters;
+		rpc_stream_abort(e->req);
+		export_free(e);
+	}
 	while (a->waiters) {
 		struct waiter *w = a->waiters;
 		a->waiters = w->next;
@@ -578,9 +605,8 @@ static void m_export(struct api *a, struct rpc_req *req, json_t *params)
 	}
 	snprintf(uri, sizeof(uri), "tenderd://%s/%s?from=%llu&to=%llu", n->genesis->chain_id,
 		 json_is_true(records) ? "records" : "releases", (unsigned long long)from, (unsigned long long)to);
-	json_t *res;
-	int rc = json_is_true(records) ? chain_record_package_json(n->chain, from, to, n->cfg->name, uri, &res) :
-					 chain_release_package_json(n->chain, from, to, n->cfg->name, uri, &res);
+	struct chain_export *x;
+	int rc = chain_export_new(&x, n->chain, from, to, json_is_true(records), n->cfg->name, uri);
 	if (rc != 0) {
 		if (!store_error(req, rc))
 			rpc_error(req, TD_RPC_NOT_FOUND, "no blocks %llu..%llu (the chain is at %llu)",
@@ -588,14 +614,84 @@ static void m_export(struct api *a, struct rpc_req *req, json_t *params)
 				  (unsigned long long)chain_height(n->chain));
 		return;
 	}
-	if (json_array_size(json_object_get(res, json_is_true(records) ? "records" : "releases")) == 0) {
+	if (chain_export_empty(x)) {
 		/* The OCDS package schemas require at least one release or record. */
-		json_decref(res);
+		chain_export_free(x);
 		rpc_error(req, TD_RPC_NOT_FOUND, "blocks %llu..%llu hold no releases", (unsigned long long)from,
 			  (unsigned long long)to);
 		return;
 	}
-	rpc_reply(req, res);
+	struct exporter *e = td_xcalloc(1, sizeof(*e));
+	e->a = a;
+	e->req = req;
+	e->x = x;
+	e->from = from;
+	e->to = to;
+	e->next = a->exporters;
+	if (a->exporters)
+		a->exporters->prev = e;
+	a->exporters = e;
+	if (!rpc_stream_begin(req, export_turn, e)) {
+		/* a notification, or the client is gone: nobody to send it to */
+		export_free(e);
+		rpc_reply(req, NULL);
+		return;
+	}
+	log_debug("export of blocks %llu..%llu started", (unsigned long long)from, (unsigned long long)to);
+}
+
+/* Unlinks and frees e (its request already ended or aborted). */
+static void export_free(struct exporter *e)
+{
+	struct api *a = e->a;
+
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		a->exporters = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	chain_export_free(e->x);
+	free(e->text.p);
+	free(e);
+}
+
+/*
+ * The producer of an export (rpc_stream_fn): writes the next pieces of the
+ * package, ends the answer after the last, or gives up when the client has
+ * gone or the store fails (the client then sees its line cut short).
+ */
+static void export_turn(void *arg, struct rpc_req *req)
+{
+	struct exporter *e = arg;
+	int rc = 1;
+
+	if (!rpc_req_alive(req)) {
+		log_info("export of blocks %llu..%llu: the client left after %llu bytes", (unsigned long long)e->from,
+			 (unsigned long long)e->to, (unsigned long long)e->bytes);
+		rpc_stream_abort(req);
+		export_free(e);
+		return;
+	}
+	e->text.len = 0;
+	for (int k = 0; k < API_EXPORT_PIECES_PER_TURN && e->text.len < API_EXPORT_TURN_BYTES && rc == 1; k++)
+		rc = chain_export_next(e->x, &e->text);
+	if (rc < 0) {
+		log_error("export of blocks %llu..%llu: store error after %llu bytes: %s; closing the connection",
+			  (unsigned long long)e->from, (unsigned long long)e->to, (unsigned long long)e->bytes,
+			  td_strerror(rc));
+		rpc_stream_abort(req);
+		export_free(e);
+		return;
+	}
+	rpc_stream_write(req, e->text.p, e->text.len);
+	e->bytes += e->text.len;
+	if (rc == 0) {
+		log_debug("export of blocks %llu..%llu: %llu bytes", (unsigned long long)e->from,
+			  (unsigned long long)e->to, (unsigned long long)e->bytes);
+		rpc_stream_end(req);
+		export_free(e);
+	}
 }
 
 /*

@@ -3,7 +3,7 @@
  * tender.publish, tender.get, tender.list, block.get, tender.watch,
  * ledger.export, record.status), dispatched from a table, and the requests
  * that wait: publishes with wait=true until their record commits or is
- * dropped, and watch streams, paced by how fast their client reads.
+ * dropped, watch streams and exports, paced by how fast their client reads.
  *
  * record.status tells what became of a record: committed (the chain),
  * pending (the mempool), dropped (the reason api_on_dropped was given, kept
@@ -26,10 +26,12 @@
 #include "rpc.h"
 #include "sync.h"
 
-#define API_WATCH_QUEUE_MAX (1024 * 1024) /* bytes queued to a watcher before its replay pauses */
-#define API_WATCH_BLOCKS_PER_TURN 64      /* blocks replayed to one watcher per turn */
-#define API_EXPORT_BLOCKS_MAX 100000      /* blocks in one ledger.export answer */
-#define API_DROPPED_MAX 4096              /* dropped records whose reason record.status remembers */
+#define API_WATCH_QUEUE_MAX (1024 * 1024)  /* bytes queued to a watcher before its replay pauses */
+#define API_WATCH_BLOCKS_PER_TURN 64       /* blocks replayed to one watcher per turn */
+#define API_EXPORT_BLOCKS_MAX 100000       /* blocks in one ledger.export answer */
+#define API_EXPORT_PIECES_PER_TURN 256     /* releases (or parts of records) one export writes per loop turn */
+#define API_EXPORT_TURN_BYTES (128 * 1024) /* bytes one export writes per loop turn, about */
+#define API_DROPPED_MAX 4096               /* dropped records whose reason record.status remembers */
 
 struct api;
 

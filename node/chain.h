@@ -176,6 +176,45 @@ int chain_record_package_json(const struct chain *c, uint64_t from, uint64_t to,
 			      json_t **out);
 
 /*
+ * Streamed packages: the same bytes as the compact JSON text (td_json_dump,
+ * JSON_COMPACT) of chain_release_package_json or chain_record_package_json,
+ * produced a piece at a time so that neither the package nor the list of
+ * its ocids is ever held whole. An export reads a snapshot of the store
+ * taken by chain_export_new (store iterators): blocks committed meanwhile
+ * change nothing in it. Each piece is checked as chain_load_block checks a
+ * block (header, commit, each record against its id).
+ */
+struct chain_export;
+
+/* A growable text buffer a chain_export appends to; zero it to start, free(p) at the end. */
+struct chain_text {
+	char *p;
+	size_t len, cap;
+};
+
+/*
+ * An export of blocks from..to (clamped as chain_release_package_json
+ * does), as a record package with records, else a release package;
+ * publisher and uri as there (copied). The chain must stay open until
+ * chain_export_free. 0; TD_ENOTFOUND for an empty range or one past the
+ * chain; TD_EIO or TD_ECORRUPT.
+ */
+int chain_export_new(struct chain_export **out, const struct chain *c, uint64_t from, uint64_t to, bool records,
+		     const char *publisher, const char *uri);
+/* True if the export's range holds no release (its package would have an empty list). */
+bool chain_export_empty(const struct chain_export *x);
+/*
+ * Appends the next piece of the package's text to out (the head, then one
+ * release or one record's part at a time, then the end). Returns 1 while
+ * more is to come, 0 once the package is complete (later calls append
+ * nothing), or TD_EIO or TD_ECORRUPT (logged; the text so far is not a
+ * package and the export can only be freed).
+ */
+int chain_export_next(struct chain_export *x, struct chain_text *out);
+/* Frees the export and its iterators; NULL does nothing. */
+void chain_export_free(struct chain_export *x);
+
+/*
  * The id of the latest committed release of ocid into out. 0; TD_ENOTFOUND
  * if no tender has that ocid (NULL or longer than TD_OCID_MAX included);
  * TD_EIO or TD_ECORRUPT.
