@@ -7,6 +7,8 @@
  * --format table`) or the error (stderr). `call` with a JSON array sends it
  * as a batch and prints the array of answers. `watch` keeps the connection open
  * and prints each tender.release notification as one compact JSON line.
+ * `compile` is the one command that needs no node: it merges the releases of a
+ * file offline into a record package (tenderd/merge.h, the OCDS merge routine).
  * Release files and every answer line are parsed with td_json_load and
  * printed with td_json_dump, so amounts keep the exact text the agency wrote
  * all the way to the node and back. Uses only include/tenderd.
@@ -28,12 +30,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tenderd/isotime.h"
 #include "tenderd/json.h"
+#include "tenderd/merge.h"
 #include "tenderd/types.h"
 
-#define CTL_ANSWER_MAX (64 * 1024 * 1024) /* longest answer or notification line we accept */
-#define CTL_FILE_MAX (1024 * 1024)        /* longest release file */
-#define CTL_TIMEOUT_DEFAULT 30            /* seconds, for requests that do not --wait */
+#define CTL_ANSWER_MAX (64 * 1024 * 1024)   /* longest answer or notification line we accept */
+#define CTL_FILE_MAX (1024 * 1024)          /* longest release file */
+#define CTL_COMPILE_MAX (512 * 1024 * 1024) /* longest file of releases that compile reads */
+#define CTL_TIMEOUT_DEFAULT 30              /* seconds, for requests that do not --wait */
 #define CTL_DEFAULT_SOCKET "./tenderd.sock"
 #define CTL_TITLE_COLS 40  /* widest TITLE cell of list --format table, in terminal columns */
 #define CTL_AGENCY_COLS 40 /* widest AGENCY cell */
@@ -59,6 +64,7 @@ enum opt {
 	O_TO,
 	O_RECORDS,
 	O_OUT,
+	O_VERSIONED,
 	O_COUNT
 };
 
@@ -82,6 +88,7 @@ static const struct {
 	[O_TO] = { "--to", "HEIGHT" },
 	[O_RECORDS] = { "--records", NULL },
 	[O_OUT] = { "--out", "FILE" },
+	[O_VERSIONED] = { "--versioned", NULL },
 };
 
 /* One option of one command, with what it means for that command. */
@@ -198,6 +205,24 @@ static const struct command commands[] = {
 	  { { O_FROM, "first block (default 1)" },
 	    { O_TO, "last block, inclusive (default: the current height)" },
 	    { O_RECORDS, "a record package with compiled releases instead of a release package" },
+	    { O_OUT, "write the package to FILE instead of stdout" },
+	    { O_COUNT, NULL } } },
+	{ "compile",
+	  "[--versioned] FILE|-",
+	  "merge OCDS releases into a record package, offline (no node needed)",
+	  "Reads FILE (- is stdin): a JSON array of OCDS 1.1 releases or a release package,\n"
+	  "of one or several ocids, and prints a record package with one record per ocid\n"
+	  "(in the order the ocids first appear): its releases ordered by date and its\n"
+	  "compiledRelease, or with --versioned its versionedRelease, by the OCDS 1.1 merge\n"
+	  "routine with the rules of the release schema (as ocdskit compile does). A\n"
+	  "compiled release has tag [\"compiled\"], the latest release's date and the id\n"
+	  "<ocid>-<date>. The package keeps a release package's uri (also in \"packages\"),\n"
+	  "publisher, license, publicationPolicy, extensions and publishedDate; for a bare\n"
+	  "array it says publisher \"tenderctl compile\" and the latest release's date.\n"
+	  "Talks to no node; exits 1 if the file is not JSON, holds no releases, or a\n"
+	  "release has no ocid or no date.",
+	  { { O_VERSIONED, "versioned releases (every value with its releaseID, releaseDate,\n"
+			   "releaseTag) instead of compiled releases" },
 	    { O_OUT, "write the package to FILE instead of stdout" },
 	    { O_COUNT, NULL } } },
 	{ "block",
@@ -337,7 +362,7 @@ static bool parse_u64(const char *s, uint64_t *out)
  * Reads and parses a release file ("-" is stdin), at most CTL_FILE_MAX bytes.
  * Returns a new tree, or NULL after printing why (exit TD_EXIT_REFUSED).
  */
-static json_t *load_file(const char *name)
+static json_t *load_file_max(const char *name, size_t max)
 {
 	const char *shown = strcmp(name, "-") == 0 ? "stdin" : name;
 	FILE *f = strcmp(name, "-") == 0 ? stdin : fopen(name, "rb");
@@ -349,19 +374,19 @@ static json_t *load_file(const char *name)
 		fprintf(stderr, "tenderctl: %s: %s\n", shown, strerror(errno));
 		return NULL;
 	}
-	buf = td_xmalloc(CTL_FILE_MAX + 1);
+	buf = td_xmalloc(max + 1);
 	for (;;) {
-		size_t n = fread(buf + len, 1, CTL_FILE_MAX + 1 - len, f);
+		size_t n = fread(buf + len, 1, max + 1 - len, f);
 		len += n;
-		if (n == 0 || len > CTL_FILE_MAX)
+		if (n == 0 || len > max)
 			break;
 	}
 	if (ferror(f)) {
 		fprintf(stderr, "tenderctl: %s: %s\n", shown, strerror(errno));
 		goto out;
 	}
-	if (len > CTL_FILE_MAX) {
-		fprintf(stderr, "tenderctl: %s: larger than %d bytes\n", shown, CTL_FILE_MAX);
+	if (len > max) {
+		fprintf(stderr, "tenderctl: %s: larger than %zu bytes\n", shown, max);
 		goto out;
 	}
 	v = td_json_load(buf, len, err, sizeof(err));
@@ -372,6 +397,11 @@ out:
 	if (f != stdin)
 		fclose(f);
 	return v;
+}
+
+static json_t *load_file(const char *name)
+{
+	return load_file_max(name, CTL_FILE_MAX);
 }
 
 static int64_t now_ms(void)
@@ -1140,6 +1170,98 @@ static int print_list(json_t *result, enum output out)
 	return print_json(stdout, out == OUT_LIST ? tenders : result);
 }
 
+/* Copies from[key] into to[key] when present. */
+static void take(json_t *to, const char *key, const json_t *from)
+{
+	json_t *v = json_object_get(from, key);
+	if (v)
+		json_object_set_new(to, key, json_deep_copy(v));
+}
+
+/*
+ * The record package of `compile` around records (stolen), with the metadata
+ * of the release package pkg (NULL for a bare array of releases).
+ */
+static json_t *record_package(const json_t *pkg, json_t *records, const json_t *releases)
+{
+	json_t *out = json_object(), *uri = json_object_get(pkg, "uri");
+	const json_t *r, *latest = NULL;
+	int64_t latest_ms = 0, ms;
+	size_t i;
+
+	json_object_set_new(out, "uri",
+			    td_json_is_string(uri) ? json_deep_copy(uri) :
+						     json_string("urn:tenderd:tenderctl-compile"));
+	json_object_set_new(out, "version", json_string("1.1"));
+	take(out, "extensions", pkg);
+	if (json_object_get(pkg, "publishedDate")) {
+		take(out, "publishedDate", pkg);
+	} else {
+		json_array_foreach(releases, i, r) {
+			const json_t *d = json_object_get(r, "date");
+			if (td_iso_parse(json_string_value(d), json_string_length(d), &ms) &&
+			    (!latest || ms > latest_ms)) {
+				latest = d;
+				latest_ms = ms;
+			}
+		}
+		json_object_set_new(out, "publishedDate", json_deep_copy(latest));
+	}
+	if (json_object_get(pkg, "publisher"))
+		take(out, "publisher", pkg);
+	else
+		json_object_set_new(out, "publisher", json_pack("{s:s}", "name", "tenderctl compile"));
+	take(out, "license", pkg);
+	take(out, "publicationPolicy", pkg);
+	if (td_json_is_string(uri))
+		json_object_set_new(out, "packages", json_pack("[O]", uri));
+	json_object_set_new(out, "records", records);
+	return out;
+}
+
+/* tenderctl compile [--versioned] FILE|-: offline, no connection. */
+static int compile(const struct args *a)
+{
+	char err[TD_ERRMSG_MAX];
+	const char *shown;
+	json_t *in, *pkg = NULL, *records, *out;
+	const json_t *releases;
+	int rc;
+
+	if (a->npos != 1)
+		return usage("usage: compile [--versioned] FILE|- [--out FILE]");
+	if (a->set[O_OUT] && !*a->val[O_OUT])
+		return usage("compile: --out needs a file name");
+	shown = strcmp(a->pos[0], "-") == 0 ? "stdin" : a->pos[0];
+	in = load_file_max(a->pos[0], CTL_COMPILE_MAX);
+	if (!in)
+		return TD_EXIT_REFUSED;
+	if (json_is_object(in)) {
+		pkg = in;
+		releases = json_object_get(in, "releases");
+	} else {
+		releases = in;
+	}
+	if (!json_is_array(releases) || json_array_size(releases) == 0) {
+		fprintf(stderr, "tenderctl: %s: %s\n", shown,
+			pkg ? "a release package needs a non-empty \"releases\" array" :
+			      "not a release package nor a non-empty array of releases");
+		json_decref(in);
+		return TD_EXIT_REFUSED;
+	}
+	records = td_merge_records(releases, a->set[O_VERSIONED], err, sizeof(err));
+	if (!records) {
+		fprintf(stderr, "tenderctl: %s: %s\n", shown, err);
+		json_decref(in);
+		return TD_EXIT_REFUSED;
+	}
+	out = record_package(pkg, records, releases);
+	rc = write_json(a->set[O_OUT] ? a->val[O_OUT] : NULL, out);
+	json_decref(out);
+	json_decref(in);
+	return rc;
+}
+
 static int run(struct conn *c, const struct command *cmd, const struct args *a, bool timeout_set)
 {
 	const char *name = cmd->name;
@@ -1149,6 +1271,8 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 	int rc = TD_EXIT_OK;
 	uint64_t num;
 
+	if (strcmp(name, "compile") == 0)
+		return compile(a);
 	if (strcmp(name, "status") == 0) {
 		if (a->npos != 0)
 			return usage("status takes no arguments");
