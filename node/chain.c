@@ -129,7 +129,40 @@ static void tstate_fields(struct ckey_tstate *t, const json_t *compiled)
 
 /* ---- open / close ---------------------------------------------------------- */
 
-/* Writes schema, chain id and an empty tip into a new store. */
+/*
+ * Puts what ties the store to c->g into b: the chain id and the genesis hash,
+ * and with tip an empty tip at the genesis time (for a store that holds no
+ * block).
+ */
+static void batch_identity(const struct chain *c, struct store_batch *b, bool tip)
+{
+	struct ckey_tipval t = { .height = 0, .time_ms = c->g->time_ms, .n_records = 0 };
+	uint8_t hash[TD_HASH_LEN], tipv[CKEY_TIP_LEN];
+	struct ckey k;
+
+	ckey_chain_id(&k);
+	store_batch_put(b, k.b, k.n, c->g->chain_id, strlen(c->g->chain_id));
+	td_genesis_hash(hash, c->g);
+	ckey_genesis(&k);
+	store_batch_put(b, k.b, k.n, hash, sizeof(hash));
+	if (tip) {
+		ckey_tip_encode(&t, tipv);
+		ckey_tip(&k);
+		store_batch_put(b, k.b, k.n, tipv, sizeof(tipv));
+	}
+}
+
+/* Writes batch_identity() without the tip in one synced batch. */
+static int put_identity(struct chain *c, char *err, size_t errlen)
+{
+	struct store_batch *b = store_batch_new();
+	batch_identity(c, b, false);
+	int rc = store_write(c->st, b, true, err, errlen);
+	store_batch_free(b);
+	return rc;
+}
+
+/* Writes schema, chain id, genesis hash and an empty tip into a new store. */
 static int init_store(struct chain *c, const char *path, char *err, size_t errlen)
 {
 	struct store_iter *it = store_iter_new(c->st, NULL, 0, false);
@@ -138,8 +171,7 @@ static int init_store(struct chain *c, const char *path, char *err, size_t errle
 	bool empty = !store_iter_next(it, &first, &kn, NULL, NULL);
 	int rc = store_iter_error(it);
 	struct store_batch *b;
-	struct ckey_tipval t = { .height = 0, .time_ms = c->g->time_ms, .n_records = 0 };
-	uint8_t ver[4], tip[CKEY_TIP_LEN];
+	uint8_t ver[4];
 	struct ckey k;
 
 	store_iter_free(it);
@@ -155,17 +187,83 @@ static int init_store(struct chain *c, const char *path, char *err, size_t errle
 	ckey_put_u32(ver, CKEY_SCHEMA_VERSION);
 	ckey_schema(&k);
 	store_batch_put(b, k.b, k.n, ver, sizeof(ver));
-	ckey_chain_id(&k);
-	store_batch_put(b, k.b, k.n, c->g->chain_id, strlen(c->g->chain_id));
-	ckey_tip_encode(&t, tip);
-	ckey_tip(&k);
-	store_batch_put(b, k.b, k.n, tip, sizeof(tip));
+	batch_identity(c, b, true);
 	rc = store_write(c->st, b, true, err, errlen);
 	store_batch_free(b);
 	return rc;
 }
 
-/* Checks schema and chain id of an existing store and reads its tip. */
+/*
+ * Checks the store's genesis against c->g (after the tip was read): the same
+ * genesis hash goes on; a store from before genesis hashes (chain id only)
+ * of the same chain id gets the hash of c->g recorded, logged. Anything else
+ * is refused with TD_EINVAL and a message naming both genesis hashes and
+ * what to do: a store that holds no block yet can simply be removed.
+ */
+static int check_genesis(struct chain *c, const char *path, char *err, size_t errlen)
+{
+	uint8_t want[TD_HASH_LEN], *id = NULL, *have = NULL;
+	size_t idn = 0, hn = 0;
+	char whex[2 * TD_HASH_LEN + 1], hhex[2 * TD_HASH_LEN + 1] = "";
+	struct ckey k;
+	int rc;
+
+	td_genesis_hash(want, c->g);
+	td_hex(whex, want, TD_HASH_LEN);
+	ckey_chain_id(&k);
+	rc = store_get(c->st, k.b, k.n, &id, &idn);
+	if (rc != 0) {
+		seterr(err, errlen, "%s: store has no chain id", path);
+		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
+	}
+	ckey_genesis(&k);
+	rc = store_get(c->st, k.b, k.n, &have, &hn);
+	if (rc != 0 && rc != TD_ENOTFOUND) {
+		seterr(err, errlen, "%s: cannot read the store's genesis hash", path);
+		goto out;
+	}
+	bool hashed = rc == 0, same_id = idn == strlen(c->g->chain_id) && memcmp(id, c->g->chain_id, idn) == 0;
+	int idlen = (int)(idn > TD_CHAIN_ID_MAX ? TD_CHAIN_ID_MAX : idn);
+	if (hashed && hn != TD_HASH_LEN) {
+		seterr(err, errlen, "%s: the store's genesis hash is %zu bytes, not %d", path, hn, TD_HASH_LEN);
+		rc = TD_ECORRUPT;
+		goto out;
+	}
+	if (hashed)
+		td_hex(hhex, have, TD_HASH_LEN);
+	else
+		snprintf(hhex, sizeof(hhex), "(not recorded)");
+	if (hashed && same_id && memcmp(have, want, TD_HASH_LEN) == 0) {
+		rc = 0;
+		goto out;
+	}
+	if (!hashed && same_id) {
+		if ((rc = put_identity(c, err, errlen)) == 0)
+			log_info("%s: a store from before genesis hashes: recorded genesis %s of chain \"%s\" as the "
+				 "one it was built on; from now on another genesis is refused",
+				 path, whex, c->g->chain_id);
+		goto out;
+	}
+	if (c->height == 0)
+		seterr(err, errlen,
+		       "%s: the store was made for genesis %s of chain \"%.*s\", but the genesis is now %s of chain "
+		       "\"%s\"; the store holds no block yet: to start on the new genesis, remove the store "
+		       "(rm -r %s) and start again",
+		       path, hhex, idlen, (const char *)id, whex, c->g->chain_id, path);
+	else
+		seterr(err, errlen,
+		       "%s: the store holds %llu blocks of genesis %s of chain \"%.*s\", but the genesis is now %s of "
+		       "chain \"%s\"; a node cannot change its genesis once it holds blocks: put back the genesis "
+		       "this store was built on, or move the store away to start over on the new one",
+		       path, (unsigned long long)c->height, hhex, idlen, (const char *)id, whex, c->g->chain_id);
+	rc = TD_EINVAL;
+out:
+	free(id);
+	free(have);
+	return rc;
+}
+
+/* Checks schema, tip and genesis (check_genesis) of an existing store and reads its tip. */
 static int read_store(struct chain *c, const char *path, const uint8_t *ver, size_t vlen, char *err, size_t errlen)
 {
 	uint8_t *v = NULL;
@@ -180,19 +278,6 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 		       vlen == 4 ? ckey_get_u32(ver) : 0, CKEY_SCHEMA_VERSION);
 		return TD_ECORRUPT;
 	}
-	ckey_chain_id(&k);
-	rc = store_get(c->st, k.b, k.n, &v, &n);
-	if (rc != 0) {
-		seterr(err, errlen, "%s: store has no chain id", path);
-		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
-	}
-	if (n != strlen(c->g->chain_id) || memcmp(v, c->g->chain_id, n) != 0) {
-		seterr(err, errlen, "%s: store belongs to chain \"%.*s\", not \"%s\"", path,
-		       (int)(n > TD_CHAIN_ID_MAX ? TD_CHAIN_ID_MAX : n), (const char *)v, c->g->chain_id);
-		free(v);
-		return TD_EINVAL;
-	}
-	free(v);
 	ckey_tip(&k);
 	rc = store_get(c->st, k.b, k.n, &v, &n);
 	ok = rc == 0 && ckey_tip_decode(&t, v, n);
@@ -213,7 +298,7 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 			return TD_ECORRUPT;
 		}
 	}
-	return 0;
+	return check_genesis(c, path, err, errlen);
 }
 
 int chain_open_store(struct chain **out, struct store *st, const char *path, const struct td_genesis *g, char *err,

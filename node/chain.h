@@ -18,8 +18,11 @@ struct store;
 
 /*
  * Opens (creating if missing) the store at path for genesis g, which the
- * caller keeps alive until chain_close(). Refuses a store of another chain id
- * or schema version. Returns 0 or an error with a message.
+ * caller keeps alive until chain_close(). A new store records the genesis
+ * hash (td_genesis_hash); a store made for another genesis, or of another
+ * schema version, is refused (TD_EINVAL naming both genesis hashes); a store
+ * from before genesis hashes gets the hash recorded at its first open if its
+ * chain id is g's. Returns 0 or an error with a message.
  */
 int chain_open(struct chain **out, const char *path, const struct td_genesis *g, char *err, size_t errlen);
 /*

@@ -100,6 +100,11 @@ void ckey_chain_id(struct ckey *k)
 	key_tag(k, 'I');
 }
 
+void ckey_genesis(struct ckey *k)
+{
+	key_tag(k, 'G');
+}
+
 void ckey_tip(struct ckey *k)
 {
 	key_tag(k, 'M');

@@ -9,6 +9,9 @@
  *
  *   "S"                          -> schema version (u32)
  *   "I"                          -> chain id (bytes)
+ *   "G"                          -> genesis hash[32] (td_genesis_hash) of the
+ *                                   genesis the store was built on; a store from
+ *                                   before it gets it at its first open
  *   "M"                          -> tip: height u64 | last hash[32] |
  *                                   last time ms u64 | record count u64
  *   "B" height                   -> block header and record ids: header length
@@ -107,6 +110,8 @@ void ckey_u64(struct ckey *k, uint64_t v);
 void ckey_schema(struct ckey *k);
 /* "I": the chain id. */
 void ckey_chain_id(struct ckey *k);
+/* "G": the genesis hash. */
+void ckey_genesis(struct ckey *k);
 /* "M": the tip. */
 void ckey_tip(struct ckey *k);
 /* "B" height: a block's header and record ids. */

@@ -131,6 +131,30 @@ int td_genesis_find(const struct td_genesis *g, const uint8_t pk[static TD_PUBKE
 	return -1;
 }
 
+void td_genesis_encode(struct td_buf *b, const struct td_genesis *g)
+{
+	td_enc_array(b, 5);
+	td_enc_uint(b, 1);
+	td_enc_cstr(b, g->chain_id);
+	td_enc_cstr(b, g->ocid_prefix);
+	td_enc_uint(b, g->time_ms);
+	td_enc_array(b, g->n);
+	for (uint32_t i = 0; i < g->n; i++) {
+		td_enc_array(b, 2);
+		td_enc_cstr(b, g->v[i].name);
+		td_enc_bin(b, g->v[i].pk, TD_PUBKEY_LEN);
+	}
+}
+
+void td_genesis_hash(uint8_t out[static TD_HASH_LEN], const struct td_genesis *g)
+{
+	struct td_buf b;
+	td_buf_init(&b);
+	td_genesis_encode(&b, g);
+	td_hash(out, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+}
+
 /* ---- blocks ---- */
 
 void td_header_encode(struct td_buf *b, const struct td_block_header *h)

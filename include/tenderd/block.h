@@ -64,6 +64,15 @@ json_t *td_genesis_json(const struct td_genesis *g);
 void td_genesis_free(struct td_genesis *g);
 /* Index of the validator with public key pk, or -1. */
 int td_genesis_find(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN]);
+/*
+ * The canonical bytes of a genesis (msgpack):
+ *   [1, chain id, ocid prefix, genesis time ms, [[name, pub_key (bin 32)] ...]]
+ * with the validators in their genesis order. Two genesis files describe the
+ * same chain exactly when these bytes are equal, however the JSON is laid out.
+ */
+void td_genesis_encode(struct td_buf *b, const struct td_genesis *g);
+/* The genesis hash: BLAKE2b-256 of td_genesis_encode's bytes. */
+void td_genesis_hash(uint8_t out[static TD_HASH_LEN], const struct td_genesis *g);
 
 struct td_block_header {
 	uint64_t height;
