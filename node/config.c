@@ -495,16 +495,25 @@ int config_genesis_load(struct td_genesis *g, const char *path, char *err, size_
 	return rc;
 }
 
-int config_genesis_write(const struct td_genesis *g, const char *path, char *err, size_t errlen)
+char *config_genesis_text(const struct td_genesis *g, size_t *len)
 {
 	json_t *doc = td_genesis_json(g);
 	char *text = td_json_dump(doc, JSON_INDENT(2));
 	json_decref(doc);
 	if (!text)
 		abort();
-	size_t len = strlen(text);
-	text = td_xrealloc(text, len + 2);
-	text[len++] = '\n';
+	size_t n = strlen(text);
+	text = td_xrealloc(text, n + 2);
+	text[n++] = '\n';
+	text[n] = '\0';
+	*len = n;
+	return text;
+}
+
+int config_genesis_write(const struct td_genesis *g, const char *path, char *err, size_t errlen)
+{
+	size_t len;
+	char *text = config_genesis_text(g, &len);
 	int rc = write_new(path, text, len, 0644, err, errlen);
 	free(text);
 	return rc;
@@ -560,6 +569,234 @@ int config_init_home(const char *home, const char *name, const char *chain_id, c
 out:
 	sodium_memzero(sk, sizeof(sk));
 	return rc;
+}
+
+/* Checks name for a home; refuses a home that already holds a node. */
+static int home_check(const char *home, const char *name, char *err, size_t errlen)
+{
+	char path[PATH_MAX + 16];
+	static const char *const files[] = { KEY_FILE, CONFIG_FILE, GENESIS_FILE };
+
+	if (strlen(name) == 0 || strlen(name) > TD_NAME_MAX) {
+		snprintf(err, errlen, "--name must be 1..%d bytes", TD_NAME_MAX);
+		return TD_EINVAL;
+	}
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", home, files[i]);
+		if (access(path, F_OK) == 0) {
+			snprintf(err, errlen, "%s already holds a node (%s, %s or %s exists); refusing to overwrite",
+				 home, KEY_FILE, CONFIG_FILE, GENESIS_FILE);
+			return TD_EEXIST;
+		}
+	}
+	return 0;
+}
+
+int config_join_home(const char *home, const char *name, const char *genesis_path, int *validator, char *err,
+		     size_t errlen)
+{
+	char kpath[PATH_MAX + 16], cpath[PATH_MAX + 16], gpath[PATH_MAX + 16];
+	uint8_t pk[TD_PUBKEY_LEN], sk[TD_SECKEY_LEN];
+	struct td_genesis g = { 0 };
+	struct config cfg;
+	int rc;
+
+	*validator = -1;
+	if ((rc = home_check(home, name, err, errlen)))
+		return rc;
+	if ((rc = config_genesis_load(&g, genesis_path, err, errlen)))
+		return rc;
+	config_defaults(&cfg, home);
+	snprintf(cfg.name, sizeof(cfg.name), "%s", name);
+	if (!ini_holds(cfg.name, strlen("name"), err, errlen, "--name")) {
+		rc = TD_EINVAL;
+		goto out;
+	}
+	if ((rc = make_dirs(home, 0700, err, errlen)))
+		goto out;
+	snprintf(kpath, sizeof(kpath), "%s/%s", home, KEY_FILE);
+	snprintf(cpath, sizeof(cpath), "%s/%s", home, CONFIG_FILE);
+	snprintf(gpath, sizeof(gpath), "%s/%s", home, GENESIS_FILE);
+	crypto_sign_keypair(pk, sk);
+	if ((rc = config_key_write(kpath, sk, err, errlen)) || (rc = config_write(&cfg, cpath, err, errlen)) ||
+	    (rc = config_genesis_write(&g, gpath, err, errlen)))
+		goto out;
+	*validator = td_genesis_find(&g, pk);
+out:
+	sodium_memzero(sk, sizeof(sk));
+	td_genesis_free(&g);
+	return rc;
+}
+
+bool config_hostport_valid(const char *s)
+{
+	const char *colon = strrchr(s, ':'), *host_end;
+	char *end;
+
+	if (!colon || colon == s || strpbrk(s, " \t,@;#"))
+		return false;
+	if (s[0] == '[') {
+		host_end = strchr(s, ']');
+		if (!host_end || host_end + 1 != colon || host_end == s + 1)
+			return false;
+	} else if (memchr(s, ':', (size_t)(colon - s))) {
+		return false; /* a bare IPv6 address needs brackets */
+	}
+	for (const char *q = s; *q; q++)
+		if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e)
+			return false;
+	if (!colon[1] || colon[1] == '-' || colon[1] == '+')
+		return false;
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	return !errno && !*end && port >= 1 && port <= 65535;
+}
+
+int config_identity_load(struct config_identity *id, const char *home, const char *address, char *err, size_t errlen)
+{
+	struct config cfg;
+	uint8_t sk[TD_SECKEY_LEN];
+	char path[PATH_MAX + 16];
+	int rc;
+
+	memset(id, 0, sizeof(*id));
+	if ((rc = config_load(&cfg, home, err, errlen)))
+		return rc;
+	snprintf(path, sizeof(path), "%s/%s", home, KEY_FILE);
+	rc = config_key_load(path, sk, err, errlen);
+	memcpy(id->pk, sk + crypto_sign_SEEDBYTES, TD_PUBKEY_LEN);
+	sodium_memzero(sk, sizeof(sk));
+	if (rc)
+		return rc;
+	if (strlen(cfg.name) > TD_NAME_MAX) {
+		snprintf(err, errlen, "[node] name \"%s\" is longer than %d bytes, too long for a genesis", cfg.name,
+			 TD_NAME_MAX);
+		return TD_EINVAL;
+	}
+	snprintf(id->name, sizeof(id->name), "%s", cfg.name);
+	if (!address)
+		address = cfg.p2p_listen;
+	if (strlen(address) >= sizeof(id->address) || !config_hostport_valid(address)) {
+		snprintf(err, errlen, "address \"%.100s\" is not HOST:PORT (an IPv6 host in brackets)", address);
+		return TD_EINVAL;
+	}
+	snprintf(id->address, sizeof(id->address), "%s", address);
+	return 0;
+}
+
+json_t *config_identity_json(const struct config_identity *id)
+{
+	char hex[2 * TD_PUBKEY_LEN + 1];
+	td_hex(hex, id->pk, TD_PUBKEY_LEN);
+	return json_pack("{s:s, s:s, s:s}", "name", id->name, "pub_key", hex, "address", id->address);
+}
+
+int config_identity_parse(struct config_identity *id, const char *text, size_t len, char *err, size_t errlen)
+{
+	char msg[TD_ERRMSG_MAX];
+	json_t *doc = td_json_load(text, len, msg, sizeof(msg));
+	const json_t *name, *pk, *addr;
+	int rc = TD_EINVAL;
+
+	memset(id, 0, sizeof(*id));
+	if (!doc) {
+		snprintf(err, errlen, "not JSON: %s", msg);
+		return TD_EINVAL;
+	}
+	name = json_object_get(doc, "name");
+	pk = json_object_get(doc, "pub_key");
+	addr = json_object_get(doc, "address");
+	if (!json_is_object(doc) || json_object_get(doc, "secret_seed")) {
+		snprintf(err, errlen, "not an identity file (an object with name, pub_key and address)%s",
+			 json_object_get(doc, "secret_seed") ? "; this is a key file: never send it to anyone" : "");
+		goto out;
+	}
+	if (!td_json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > TD_NAME_MAX) {
+		snprintf(err, errlen, "name must be a string of 1..%d bytes", TD_NAME_MAX);
+		goto out;
+	}
+	if (!td_json_is_string(pk) || !td_unhex(id->pk, TD_PUBKEY_LEN, json_string_value(pk), json_string_length(pk))) {
+		snprintf(err, errlen, "pub_key must be %d hex digits", 2 * TD_PUBKEY_LEN);
+		goto out;
+	}
+	if (addr && (!td_json_is_string(addr) || json_string_length(addr) >= sizeof(id->address) ||
+		     !config_hostport_valid(json_string_value(addr)))) {
+		snprintf(err, errlen, "address must be HOST:PORT");
+		goto out;
+	}
+	snprintf(id->name, sizeof(id->name), "%s", json_string_value(name));
+	if (addr)
+		snprintf(id->address, sizeof(id->address), "%s", json_string_value(addr));
+	rc = 0;
+out:
+	json_decref(doc);
+	return rc;
+}
+
+static int cmp_validator_pk(const void *a, const void *b)
+{
+	return memcmp(((const struct td_validator *)a)->pk, ((const struct td_validator *)b)->pk, TD_PUBKEY_LEN);
+}
+
+int config_genesis_create(struct td_genesis *g, const struct config_identity *ids, const char *const *labels,
+			  uint32_t n, const char *chain_id, const char *ocid_prefix, uint64_t time_ms, char *err,
+			  size_t errlen)
+{
+	char hex[2 * TD_PUBKEY_LEN + 1];
+
+	memset(g, 0, sizeof(*g));
+	if (strlen(chain_id) == 0 || strlen(chain_id) > TD_CHAIN_ID_MAX) {
+		snprintf(err, errlen, "--chain-id must be 1..%d bytes", TD_CHAIN_ID_MAX);
+		return TD_EINVAL;
+	}
+	if (strncmp(ocid_prefix, "ocds-", 5) != 0 || strlen(ocid_prefix) > TD_OCID_MAX / 2) {
+		snprintf(err, errlen, "--ocid-prefix must start with \"ocds-\" (for example ocds-kr2020)");
+		return TD_EINVAL;
+	}
+	if (n == 0 || n > TD_VALIDATORS_MAX) {
+		snprintf(err, errlen, "a genesis needs 1..%d identity files, not %u", TD_VALIDATORS_MAX, n);
+		return TD_EINVAL;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t j = 0; j < i; j++) {
+			if (memcmp(ids[i].pk, ids[j].pk, TD_PUBKEY_LEN) == 0) {
+				td_hex(hex, ids[i].pk, TD_PUBKEY_LEN);
+				if (labels)
+					snprintf(err, errlen,
+						 "duplicate key: %s (\"%s\") and %s (\"%s\") have the same pub_key %s; "
+						 "each agency needs its own key",
+						 labels[j], ids[j].name, labels[i], ids[i].name, hex);
+				else
+					snprintf(err, errlen,
+						 "duplicate key: \"%s\" and \"%s\" have the same pub_key %s",
+						 ids[j].name, ids[i].name, hex);
+				return TD_EEXIST;
+			}
+			if (strcmp(ids[i].name, ids[j].name) == 0) {
+				if (labels)
+					snprintf(
+						err, errlen,
+						"duplicate name: %s and %s are both named \"%s\"; each agency needs its "
+						"own name",
+						labels[j], labels[i], ids[i].name);
+				else
+					snprintf(err, errlen, "duplicate name: two identities are named \"%s\"",
+						 ids[i].name);
+				return TD_EEXIST;
+			}
+		}
+	}
+	snprintf(g->chain_id, sizeof(g->chain_id), "%s", chain_id);
+	snprintf(g->ocid_prefix, sizeof(g->ocid_prefix), "%s", ocid_prefix);
+	g->time_ms = time_ms;
+	g->n = n;
+	g->v = td_xcalloc(n, sizeof(*g->v));
+	for (uint32_t i = 0; i < n; i++) {
+		snprintf(g->v[i].name, sizeof(g->v[i].name), "%s", ids[i].name);
+		memcpy(g->v[i].pk, ids[i].pk, TD_PUBKEY_LEN);
+	}
+	qsort(g->v, n, sizeof(*g->v), cmp_validator_pk);
+	return 0;
 }
 
 /* Names for testnet validators: agencies of the 2020 pilots first, then numbered ones. */

@@ -6,6 +6,7 @@
 #define TENDERD_CONFIG_H
 
 #include <limits.h>
+#include <jansson.h>
 #include "tenderd/block.h"
 
 #define TENDERD_VERSION "0.1.0"
@@ -65,8 +66,13 @@ int config_key_write(const char *path, const uint8_t sk[static TD_SECKEY_LEN], c
 
 /* Reads and parses a genesis file. */
 int config_genesis_load(struct td_genesis *g, const char *path, char *err, size_t errlen);
-/* Writes g as JSON to path (refuses to overwrite). */
+/* Writes g as JSON to path (refuses to overwrite): the bytes of config_genesis_text. */
 int config_genesis_write(const struct td_genesis *g, const char *path, char *err, size_t errlen);
+/*
+ * The genesis file's text for g (malloc'd, NUL-terminated, *len bytes): JSON
+ * indented by two, with a final newline. The same g always gives the same bytes.
+ */
+char *config_genesis_text(const struct td_genesis *g, size_t *len);
 
 /*
  * `tenderd init`: creates home (if needed) with a new key, config.ini and a
@@ -74,6 +80,55 @@ int config_genesis_write(const struct td_genesis *g, const char *path, char *err
  */
 int config_init_home(const char *home, const char *name, const char *chain_id, const char *ocid_prefix, char *err,
 		     size_t errlen);
+
+/*
+ * `tenderd init --genesis FILE`: creates home (if needed) with a new key and
+ * config.ini, and a copy of the genesis in FILE (parsed and written back, so
+ * its hash is FILE's). Refuses a home that already holds a node and a FILE
+ * that is no genesis. *validator is this key's index in the genesis, or -1
+ * (a new key is a validator of no existing chain yet).
+ */
+int config_join_home(const char *home, const char *name, const char *genesis_path, int *validator, char *err,
+		     size_t errlen);
+
+/*
+ * An agency's public identity, as `tenderd id` prints it and `tenderd
+ * genesis create` reads it: {"name", "pub_key" (hex), "address"}.
+ */
+struct config_identity {
+	char name[TD_NAME_MAX + 1];
+	uint8_t pk[TD_PUBKEY_LEN];
+	char address[128]; /* host:port the other nodes dial (empty if unknown) */
+};
+
+/*
+ * The identity of the node in home: its name (config.ini), its public key
+ * (node.key, whose secret part is wiped at once) and address, or if that is
+ * NULL the [p2p] listen address. Returns 0 or an error with a message.
+ */
+int config_identity_load(struct config_identity *id, const char *home, const char *address, char *err, size_t errlen);
+/* The identity as a JSON object (new reference). */
+json_t *config_identity_json(const struct config_identity *id);
+/*
+ * Parses an identity file's text: an object with "name" (1..TD_NAME_MAX
+ * bytes), "pub_key" (hex) and optionally "address" (host:port). Returns 0 or
+ * TD_EINVAL with a message.
+ */
+int config_identity_parse(struct config_identity *id, const char *text, size_t len, char *err, size_t errlen);
+/* True if s is a host:port (IPv6 host in brackets) with a port of 1..65535 and no space, ',' or '@'. */
+bool config_hostport_valid(const char *s);
+
+/*
+ * `tenderd genesis create`: a genesis in g of the n identities, ordered by
+ * public key (so the same identities in any order give the same genesis),
+ * with the chain id, ocid prefix and time given. Refuses two identities with
+ * one key or one name (TD_EEXIST, naming them by labels[i] if labels is not
+ * NULL), an empty list or one over TD_VALIDATORS_MAX, and a bad chain id or
+ * prefix (TD_EINVAL). On success the caller frees g with td_genesis_free.
+ */
+int config_genesis_create(struct td_genesis *g, const struct config_identity *ids, const char *const *labels,
+			  uint32_t n, const char *chain_id, const char *ocid_prefix, uint64_t time_ms, char *err,
+			  size_t errlen);
 
 /*
  * `tenderd testnet`: creates out/node0 .. out/node<n-1>, each a home with its

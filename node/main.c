@@ -1,7 +1,10 @@
 /*
  * tenderd: the daemon's command line.
  *
- *   tenderd init --home DIR --name AGENCY [--chain-id ID] [--ocid-prefix P]
+ *   tenderd init --home DIR --name AGENCY [--chain-id ID] [--ocid-prefix P | --genesis FILE]
+ *   tenderd id --home DIR [--address HOST:PORT]
+ *   tenderd genesis create --chain-id ID --ocid-prefix P [--genesis-time T] ID_FILE...
+ *   tenderd genesis hash FILE
  *   tenderd run --home DIR [--log-level L] [--log-format F] [--socket PATH] [--set SECTION.KEY=VALUE]...
  *   tenderd check --home DIR
  *   tenderd version
@@ -12,13 +15,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <sodium.h>
 #include <uv.h>
 
 #include "chain.h"
 #include "config.h"
 #include "log.h"
 #include "daemon.h"
+#include "tenderd/isotime.h"
+#include "tenderd/json.h"
 
 #define EXIT_USAGE 3
 
@@ -29,16 +36,30 @@ static const char usage_text[] =
 	"\n"
 	"commands:\n"
 	"  init     create a node home: key (node.key, mode 0600), config.ini, genesis.json\n"
+	"  id       print this agency's public identity (name, pub_key, address) as JSON\n"
+	"  genesis  create a genesis from the agencies' identity files, or print a genesis hash\n"
 	"  run      run the node in the foreground until SIGINT or SIGTERM\n"
 	"  check    verify a stopped node's store: blocks, commits, records, indexes\n"
 	"  testnet  create the homes of a local multi-node testnet\n"
 	"  version  print the version\n"
 	"\n"
-	"tenderd init --home DIR --name AGENCY [--chain-id ID] [--ocid-prefix PREFIX]\n"
-	"  --home DIR            node home to create (or $TENDERD_HOME)\n"
+	"tenderd init --home DIR --name AGENCY [--chain-id ID] [--ocid-prefix PREFIX | --genesis FILE]\n"
+	"  --home DIR            node home to create, with missing parents (or $TENDERD_HOME)\n"
 	"  --name AGENCY         this agency's name, as validators and buyers see it\n"
-	"  --chain-id ID         chain identifier (default tenderd-local)\n"
+	"  --chain-id ID         chain identifier of a new one-validator chain (default tenderd-local)\n"
 	"  --ocid-prefix PREFIX  ocid prefix every tender must use (default ocds-kr2020)\n"
+	"  --genesis FILE        join the existing chain of this genesis instead\n"
+	"\n"
+	"tenderd id --home DIR [--address HOST:PORT]\n"
+	"  prints {\"name\", \"pub_key\", \"address\"}: what an agency sends the others (never\n"
+	"  the key); --address is where the others reach this node (default: [p2p] listen)\n"
+	"\n"
+	"tenderd genesis create --chain-id ID --ocid-prefix PREFIX [--genesis-time T] ID_FILE...\n"
+	"  prints a genesis of the identity files' agencies, ordered by public key, on\n"
+	"  stdout and its hash on stderr; --genesis-time (UTC, like 2020-03-01T00:00:00Z;\n"
+	"  default now) makes the output the same bytes wherever it is run\n"
+	"tenderd genesis hash FILE\n"
+	"  prints the hash of a genesis file, to compare with the other agencies\n"
 	"\n"
 	"tenderd testnet --nodes N --out DIR --base-port P [--chain-id ID] [--ocid-prefix PREFIX]\n"
 	"  writes DIR/node0 .. DIR/node<N-1> sharing one genesis of N validators;\n"
@@ -77,14 +98,225 @@ static const char *home_arg(const char *opt)
 	return getenv("TENDERD_HOME");
 }
 
+/* Prints the genesis hash of g as hex into out. */
+static void genesis_hex(char out[static 2 * TD_HASH_LEN + 1], const struct td_genesis *g)
+{
+	uint8_t h[TD_HASH_LEN];
+	td_genesis_hash(h, g);
+	td_hex(out, h, TD_HASH_LEN);
+}
+
+/* `tenderd init --genesis FILE`: a new home on an existing chain. */
+static int init_join(const char *home, const char *name, const char *genesis)
+{
+	char err[1024], path[PATH_MAX + 32], hex[2 * TD_HASH_LEN + 1], pk[2 * TD_PUBKEY_LEN + 1];
+	struct td_genesis g = { 0 };
+	struct config_identity id;
+	int v;
+
+	if (config_join_home(home, name, genesis, &v, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tenderd init: %s\n", err);
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/%s", home, GENESIS_FILE);
+	if (config_genesis_load(&g, path, err, sizeof(err)) != 0 ||
+	    config_identity_load(&id, home, NULL, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tenderd init: %s\n", err);
+		td_genesis_free(&g);
+		return 1;
+	}
+	genesis_hex(hex, &g);
+	td_hex(pk, id.pk, TD_PUBKEY_LEN);
+	printf("initialised node \"%s\" in %s\n", name, home);
+	printf("  key      %s/%s (mode 0600; keep it secret)\n", home, KEY_FILE);
+	printf("  config   %s/%s\n", home, CONFIG_FILE);
+	printf("  genesis  %s/%s (chain %s, %u validator%s, genesis hash %s)\n", home, GENESIS_FILE, g.chain_id, g.n,
+	       g.n == 1 ? "" : "s", hex);
+	if (v >= 0) {
+		printf("this key is validator %d of chain %s (\"%s\" in the genesis)\n", v, g.chain_id, g.v[v].name);
+		printf("start it with: tenderd run --home %s\n", home);
+	} else {
+		fprintf(stderr,
+			"tenderd init: note: this node's key %s is not a validator of chain %s, so the node cannot "
+			"run on that chain yet (only validators take part; members and observers come later). Send "
+			"the output of `tenderd id --home %s` to the chain's agencies.\n",
+			pk, g.chain_id, home);
+	}
+	td_genesis_free(&g);
+	return 0;
+}
+
+static int cmd_id(int argc, char **argv)
+{
+	static const struct option opts[] = { { "home", required_argument, NULL, 'h' },
+					      { "address", required_argument, NULL, 'a' },
+					      { "help", no_argument, NULL, 'H' },
+					      { NULL, 0, NULL, 0 } };
+	const char *home = NULL, *address = NULL;
+	struct config_identity id;
+	char err[1024];
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h': home = optarg; break;
+		case 'a': address = optarg; break;
+		case 'H': return usage(stdout, 0);
+		default: return usage(stderr, EXIT_USAGE);
+		}
+	}
+	home = home_arg(home);
+	if (!home || optind != argc) {
+		fprintf(stderr, "tenderd id: --home is required\n");
+		return usage(stderr, EXIT_USAGE);
+	}
+	if (address && !config_hostport_valid(address)) {
+		fprintf(stderr, "tenderd id: --address \"%s\" is not HOST:PORT (an IPv6 host in brackets)\n", address);
+		return EXIT_USAGE;
+	}
+	if (config_identity_load(&id, home, address, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tenderd id: %s\n", err);
+		return 1;
+	}
+	json_t *doc = config_identity_json(&id);
+	char *text = td_json_dump(doc, JSON_INDENT(2));
+	json_decref(doc);
+	if (!text)
+		abort();
+	printf("%s\n", text);
+	free(text);
+	if (!address && (strncmp(id.address, "0.0.0.0:", 8) == 0 || strncmp(id.address, "[::]:", 5) == 0 ||
+			 strncmp(id.address, "127.", 4) == 0 || strncmp(id.address, "localhost:", 10) == 0 ||
+			 strncmp(id.address, "[::1]:", 6) == 0))
+		fprintf(stderr,
+			"tenderd id: note: the address is this node's listen address %s, which other machines "
+			"cannot dial; pass --address HOST:PORT with the address they reach it at\n",
+			id.address);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int genesis_create(int argc, char **argv)
+{
+	static const struct option opts[] = { { "chain-id", required_argument, NULL, 'c' },
+					      { "ocid-prefix", required_argument, NULL, 'o' },
+					      { "genesis-time", required_argument, NULL, 't' },
+					      { "help", no_argument, NULL, 'H' },
+					      { NULL, 0, NULL, 0 } };
+	const char *chain_id = NULL, *prefix = NULL, *gtime = NULL;
+	struct config_identity *ids = NULL;
+	struct td_genesis g = { 0 };
+	char err[1024], hex[2 * TD_HASH_LEN + 1];
+	uint64_t time_ms = (uint64_t)time(NULL) * 1000;
+	int c, rc = 1;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': chain_id = optarg; break;
+		case 'o': prefix = optarg; break;
+		case 't': gtime = optarg; break;
+		case 'H': return usage(stdout, 0);
+		default: return usage(stderr, EXIT_USAGE);
+		}
+	}
+	if (!chain_id || !prefix || optind >= argc) {
+		fprintf(stderr, "tenderd genesis create: --chain-id, --ocid-prefix and at least one ID_FILE are "
+				"required\n");
+		return usage(stderr, EXIT_USAGE);
+	}
+	if (gtime) {
+		int64_t ms;
+		size_t n = strlen(gtime);
+		if (!td_iso_parse(gtime, n, &ms) || gtime[n - 1] != 'Z' || ms < 0) {
+			fprintf(stderr, "tenderd genesis create: --genesis-time must be a UTC time like "
+					"2020-03-01T00:00:00Z\n");
+			return EXIT_USAGE;
+		}
+		time_ms = (uint64_t)ms;
+	}
+	uint32_t n = (uint32_t)(argc - optind);
+	if (n > TD_VALIDATORS_MAX) {
+		fprintf(stderr, "tenderd genesis create: at most %d identity files\n", TD_VALIDATORS_MAX);
+		return EXIT_USAGE;
+	}
+	ids = td_xcalloc(n, sizeof(*ids));
+	for (uint32_t i = 0; i < n; i++) {
+		const char *file = argv[optind + (int)i];
+		char *text, msg[512];
+		size_t len;
+		if (config_read_file(file, 64 * 1024, &text, &len, err, sizeof(err)) != 0) {
+			fprintf(stderr, "tenderd genesis create: %s\n", err);
+			goto out;
+		}
+		int prc = config_identity_parse(&ids[i], text, len, msg, sizeof(msg));
+		free(text);
+		if (prc != 0) {
+			fprintf(stderr, "tenderd genesis create: %s: %s\n", file, msg);
+			goto out;
+		}
+	}
+	int grc = config_genesis_create(&g, ids, (const char *const *)argv + optind, n, chain_id, prefix, time_ms, err,
+					sizeof(err));
+	if (grc != 0) {
+		fprintf(stderr, "tenderd genesis create: %s\n", err);
+		rc = grc == TD_EINVAL ? EXIT_USAGE : 1; /* a bad --chain-id or --ocid-prefix; else duplicates */
+		goto out;
+	}
+	size_t len;
+	char *text = config_genesis_text(&g, &len);
+	genesis_hex(hex, &g);
+	int wrc = fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : 1;
+	free(text);
+	if (wrc) {
+		fprintf(stderr, "tenderd genesis create: cannot write the genesis to stdout\n");
+		goto out;
+	}
+	fprintf(stderr, "genesis hash: %s\n", hex);
+	rc = 0;
+out:
+	td_genesis_free(&g);
+	free(ids);
+	return rc;
+}
+
+static int cmd_genesis(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "create") == 0) {
+		optind = 1;
+		return genesis_create(argc - 1, argv + 1);
+	}
+	if (argc >= 2 && strcmp(argv[1], "hash") == 0) {
+		struct td_genesis g = { 0 };
+		char err[1024], hex[2 * TD_HASH_LEN + 1];
+		if (argc != 3 || argv[2][0] == '-') {
+			fprintf(stderr, "usage: tenderd genesis hash FILE\n");
+			return EXIT_USAGE;
+		}
+		if (config_genesis_load(&g, argv[2], err, sizeof(err)) != 0) {
+			fprintf(stderr, "tenderd genesis hash: %s\n", err);
+			return 1;
+		}
+		genesis_hex(hex, &g);
+		printf("%s\n", hex);
+		td_genesis_free(&g);
+		return 0;
+	}
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+		return usage(stdout, 0);
+	fprintf(stderr, "tenderd genesis: expected create or hash\n");
+	return usage(stderr, EXIT_USAGE);
+}
+
 static int cmd_init(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "home", required_argument, NULL, 'h' },     { "name", required_argument, NULL, 'n' },
-		{ "chain-id", required_argument, NULL, 'c' }, { "ocid-prefix", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'H' },           { NULL, 0, NULL, 0 }
-	};
-	const char *home = NULL, *name = NULL, *chain_id = "tenderd-local", *prefix = "ocds-kr2020";
+	static const struct option opts[] = { { "home", required_argument, NULL, 'h' },
+					      { "name", required_argument, NULL, 'n' },
+					      { "chain-id", required_argument, NULL, 'c' },
+					      { "ocid-prefix", required_argument, NULL, 'o' },
+					      { "genesis", required_argument, NULL, 'g' },
+					      { "help", no_argument, NULL, 'H' },
+					      { NULL, 0, NULL, 0 } };
+	const char *home = NULL, *name = NULL, *chain_id = "tenderd-local", *prefix = "ocds-kr2020", *genesis = NULL;
+	bool chain_opts = false;
 	char err[512];
 	int c;
 
@@ -92,8 +324,15 @@ static int cmd_init(int argc, char **argv)
 		switch (c) {
 		case 'h': home = optarg; break;
 		case 'n': name = optarg; break;
-		case 'c': chain_id = optarg; break;
-		case 'o': prefix = optarg; break;
+		case 'c':
+			chain_id = optarg;
+			chain_opts = true;
+			break;
+		case 'o':
+			prefix = optarg;
+			chain_opts = true;
+			break;
+		case 'g': genesis = optarg; break;
 		case 'H': return usage(stdout, 0);
 		default: return usage(stderr, EXIT_USAGE);
 		}
@@ -103,6 +342,13 @@ static int cmd_init(int argc, char **argv)
 		fprintf(stderr, "tenderd init: --home and --name are required\n");
 		return usage(stderr, EXIT_USAGE);
 	}
+	if (genesis && chain_opts) {
+		fprintf(stderr, "tenderd init: --genesis takes the chain id and ocid prefix from the genesis; "
+				"--chain-id and --ocid-prefix do not go with it\n");
+		return EXIT_USAGE;
+	}
+	if (genesis)
+		return init_join(home, name, genesis);
 	if (config_init_home(home, name, chain_id, prefix, err, sizeof(err)) != 0) {
 		fprintf(stderr, "tenderd init: %s\n", err);
 		return 1;
@@ -249,6 +495,16 @@ static int cmd_run(int argc, char **argv)
 	log_set_level((enum log_level)log_parse_level(cfg.log_level));
 	log_set_json(strcmp(cfg.log_format, "json") == 0);
 
+	{
+		struct td_genesis g = { 0 };
+		char path[PATH_MAX + 32], hex[2 * TD_HASH_LEN + 1];
+		snprintf(path, sizeof(path), "%s/%s", home, GENESIS_FILE);
+		if (config_genesis_load(&g, path, err, sizeof(err)) == 0) { /* else daemon_start says why */
+			genesis_hex(hex, &g);
+			log_info("genesis %s: hash %s", path, hex);
+			td_genesis_free(&g);
+		}
+	}
 	signal(SIGPIPE, SIG_IGN);
 	/* The loop is single-threaded; LevelDB's compaction thread needs no arena of its own either. */
 	mallopt(M_ARENA_MAX, 2);
@@ -349,6 +605,10 @@ int main(int argc, char **argv)
 		return cmd_init(argc - 1, argv + 1);
 	if (strcmp(cmd, "testnet") == 0)
 		return cmd_testnet(argc - 1, argv + 1);
+	if (strcmp(cmd, "id") == 0)
+		return cmd_id(argc - 1, argv + 1);
+	if (strcmp(cmd, "genesis") == 0)
+		return cmd_genesis(argc - 1, argv + 1);
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "check") == 0)
