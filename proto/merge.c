@@ -10,7 +10,8 @@
  *
  * Trees come from td_json_load: numbers are NUL-marked strings, so the type
  * tests here are json_is_object/json_is_array/json_is_null only, and values
- * compare with json_equal (numbers by their exact text).
+ * compare with values_equal (numbers by their value: 1.50 is 1.5, while the
+ * text kept is always the release's own).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,6 +81,113 @@ static enum shape shape_of(const json_t *v, int rule)
 	return SHAPE_IDS;
 }
 
+/* A number's value as sign, significant digits (no leading or trailing zeros) and exponent. */
+struct decimal {
+	bool negative;
+	const char *digits; /* the first significant digit, in the text (a '.' may follow some) */
+	size_t ndigits;     /* significant digits; 0 for zero */
+	long long exp;      /* value = 0.digits * 10^exp */
+};
+
+/* Reads a number's text (JSON grammar, as td_json_load checked it) into d. */
+static void decimal_read(const char *s, size_t len, struct decimal *d)
+{
+	const char *end = s + len, *p = s, *first = NULL, *last = NULL;
+	long long before_point = 0, zeros_after_point = 0, e = 0;
+	bool point = false, eneg = false;
+
+	memset(d, 0, sizeof(*d));
+	if (p < end && *p == '-') {
+		d->negative = true;
+		p++;
+	}
+	for (; p < end && *p != 'e' && *p != 'E'; p++) {
+		if (*p == '.') {
+			point = true;
+			continue;
+		}
+		if (*p == '0' && !first && point)
+			zeros_after_point++;
+		if (*p != '0' && !first)
+			first = p;
+		if (first && *p != '0')
+			last = p;
+		if (!point && first)
+			before_point++;
+	}
+	if (p < end) { /* the exponent, saturated far beyond any difference that matters */
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			eneg = *p++ == '-';
+		for (; p < end; p++)
+			if (e < 1000000000LL)
+				e = e * 10 + (*p - '0');
+	}
+	if (!first) {
+		d->negative = false; /* -0 is 0 */
+		return;
+	}
+	d->digits = first;
+	for (const char *q = first; q <= last; q++)
+		d->ndigits += *q != '.';
+	d->exp = before_point - zeros_after_point + (eneg ? -e : e);
+}
+
+/* True if the number texts a and b have the same value ("1.50" and "1.5e0" do). */
+static bool numbers_equal(const char *a, size_t alen, const char *b, size_t blen)
+{
+	struct decimal x, y;
+	const char *p, *q;
+	size_t i;
+
+	decimal_read(a, alen, &x);
+	decimal_read(b, blen, &y);
+	if (x.negative != y.negative || x.ndigits != y.ndigits || x.exp != y.exp)
+		return false;
+	for (i = 0, p = x.digits, q = y.digits; i < x.ndigits; i++, p++, q++) {
+		if (*p == '.')
+			p++;
+		if (*q == '.')
+			q++;
+		if (*p != *q)
+			return false;
+	}
+	return true;
+}
+
+/* JSON equality, numbers by their value (jansson's json_equal would compare their text). */
+static bool values_equal(const json_t *a, const json_t *b)
+{
+	const char *key, *at, *bt;
+	size_t alen, blen, i;
+	json_t *v;
+
+	at = td_json_number_text(a, &alen);
+	bt = td_json_number_text(b, &blen);
+	if (at || bt)
+		return at && bt && numbers_equal(at, alen, bt, blen);
+	if (json_is_object(a) && json_is_object(b)) {
+		if (json_object_size(a) != json_object_size(b))
+			return false;
+		json_object_foreach((json_t *)a, key, v) {
+			const json_t *w = json_object_get(b, key);
+			if (!w || !values_equal(v, w))
+				return false;
+		}
+		return true;
+	}
+	if (json_is_array(a) && json_is_array(b)) {
+		if (json_array_size(a) != json_array_size(b))
+			return false;
+		json_array_foreach(a, i, v) {
+			if (!values_equal(v, json_array_get(b, i)))
+				return false;
+		}
+		return true;
+	}
+	return json_equal((json_t *)a, (json_t *)b);
+}
+
 /* The object of the array arr whose "id" equals id; NULL if none (or id is absent or null). */
 static json_t *find_id(const json_t *arr, const json_t *id)
 {
@@ -90,7 +198,7 @@ static json_t *find_id(const json_t *arr, const json_t *id)
 		return NULL;
 	json_array_foreach(arr, i, e) {
 		const json_t *eid = json_object_get(e, "id");
-		if (json_is_object(e) && eid && json_equal(eid, id))
+		if (json_is_object(e) && eid && values_equal(eid, id))
 			return e;
 	}
 	return NULL;
@@ -199,7 +307,7 @@ static void versioned_member(json_t *dst, const char *key, const json_t *v, int 
 	case SHAPE_LITERAL:
 		cur = child_of(dst, key, true, &created);
 		last = json_array_get(cur, json_array_size(cur) - 1);
-		if (last && json_equal(json_object_get(last, "value"), (json_t *)v))
+		if (last && values_equal(json_object_get(last, "value"), v))
 			break;
 		json_array_append_new(cur, json_pack("{s:o, s:o, s:o, s:o}", "releaseID", meta_value(m->id),
 						     "releaseDate", meta_value(m->date), "releaseTag",

@@ -13,8 +13,9 @@
  * "id" (identifierMerge: an object whose id matches is merged into, any other
  * is appended), anything else replaces the earlier value; in a compiled
  * release null removes the field; an empty object or identifierMerge array
- * changes nothing. Ids match when they are the same JSON value (the string
- * "1" is not the number 1).
+ * changes nothing. Ids match, and a versioned value is unchanged, when they
+ * are the same JSON value: numbers by value (1.50 is 1.5), but the string
+ * "1" is not the number 1. Merged values keep the release's exact text.
  *
  * Trees come from td_json_load (numbers are exact; see tenderd/json.h).
  * Nothing here keeps state; the input releases are never modified.
