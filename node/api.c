@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "evidence.h"
 #include "log.h"
 #include "tenderd/json.h"
 
@@ -700,6 +701,18 @@ static void export_turn(void *arg, struct rpc_req *req)
  * after a restart), pending (in the mempool), dropped (with the reason, for
  * the last API_DROPPED_MAX drops while the node runs) or unknown.
  */
+/* The evidence this node keeps (evidence.h), newest last: at most the last API_EVIDENCE_LIST. */
+static void m_evidence(struct api *a, struct rpc_req *req, json_t *params)
+{
+	const struct evidence *ev = driver_evidence(a->d.driver);
+	json_t *list = ev ? evidence_list(ev, API_EVIDENCE_LIST) : json_array();
+	if (!list) {
+		rpc_error(req, TD_RPC_INTERNAL, "cannot read the evidence file");
+		return;
+	}
+	rpc_reply(req, json_pack("{s:o, s:o}", "count", td_json_uint(ev ? evidence_count(ev) : 0), "evidence", list));
+}
+
 static void m_record(struct api *a, struct rpc_req *req, json_t *params)
 {
 	const struct api_deps *n = &a->d;
@@ -750,7 +763,7 @@ static const struct method {
 } methods[] = {
 	{ "status", m_status },        { "tender.publish", m_publish }, { "tender.get", m_get },
 	{ "tender.list", m_list },     { "block.get", m_block },        { "tender.watch", m_watch },
-	{ "ledger.export", m_export }, { "record.status", m_record },
+	{ "ledger.export", m_export }, { "record.status", m_record },   { "evidence.list", m_evidence },
 };
 
 void api_handle(struct api *a, struct rpc_req *req, const char *method, json_t *params)

@@ -32,6 +32,7 @@
 #define API_EXPORT_PIECES_PER_TURN 256     /* releases (or parts of records) one export writes per loop turn */
 #define API_EXPORT_TURN_BYTES (128 * 1024) /* bytes one export writes per loop turn, about */
 #define API_DROPPED_MAX 4096               /* dropped records whose reason record.status remembers */
+#define API_EVIDENCE_LIST 1000             /* newest evidence entries evidence.list answers */
 
 struct api;
 

@@ -153,6 +153,24 @@ $(heights "${HONEST[@]}")"
 		done
 		note "equivocate: $nev evidence entries against validator 3 on nodes 0-2"
 		((nev > 0)) || fail "no honest node recorded evidence of node3's equivocation"
+		# tenderctl evidence: both signed votes, for a third party to check.
+		nfile=0
+		for i in "${HONEST[@]}"; do
+			ok "$i" evidence
+			CHECK='
+ev = d["evidence"]
+assert d["count"] >= len(ev), d["count"]
+for e in ev:
+    assert e["validator"] == 3 and e["kind"] == "duplicate-vote", e
+    assert e["type"] in ("prevote", "precommit"), e
+    assert e["a"] != e["b"] and len(e["a"]["signature"]) == 128 and len(e["b"]["signature"]) == 128, e
+    assert e["a"]["value"] != e["b"]["value"], e
+' check
+			n=$(val 'len(d["evidence"])')
+			nfile=$((nfile + n))
+		done
+		note "equivocate: tenderctl evidence lists $nfile entries with both signed votes on nodes 0-2"
+		((nfile > 0)) || fail "tenderctl evidence lists nothing after node3's equivocation"
 	fi
 	TABLE+=("$attack ${MSGS:-?} ${#OCIDS[@]} ${#OCIDS[@]} ${AFTER}s")
 done
