@@ -91,6 +91,42 @@ static bool ini_holds(const char *value, size_t keylen, char *err, size_t errlen
 	return true;
 }
 
+/*
+ * Whether config.ini can hold a [p2p] peers value: on the "peers = " line if it fits
+ * (ini_holds), else one comma-separated entry per indented continuation line, which
+ * config_load joins with commas again; so each entry must then be non-empty and fit a line.
+ */
+static bool peers_hold(const char *value, char *err, size_t errlen, const char *what)
+{
+	char tmp[TD_ERRMSG_MAX];
+
+	if (ini_holds(value, strlen("peers"), tmp, sizeof(tmp), what))
+		return true;
+	for (const char *q = value;;) {
+		const char *end = strchr(q, ',');
+		size_t n = end ? (size_t)(end - q) : strlen(q);
+		char piece[INI_MAX_LINE + 1];
+		if (n == 0 || n >= INI_MAX_LINE - 2) {
+			snprintf(
+				err, errlen, "%s: %s", what,
+				n ? "an entry is too long for a line of config.ini" :
+				    "too long for one line of config.ini, and an empty entry cannot go on a line of its own");
+			return false;
+		}
+		memcpy(piece, q, n);
+		piece[n] = '\0';
+		if (!ini_holds(piece, 0, err, errlen, what))
+			return false;
+		if (piece[0] == '#') { /* a line starting with '#' is a comment */
+			snprintf(err, errlen, "%s: an entry starting with '#' cannot go on a line of its own", what);
+			return false;
+		}
+		if (!end)
+			return true;
+		q = end + 1;
+	}
+}
+
 static int set_str(char *dst, size_t cap, const char *value, char *err, size_t errlen, const char *what)
 {
 	if (strlen(value) >= cap) {
@@ -187,7 +223,7 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 		return set_str(cfg->p2p_listen, sizeof(cfg->p2p_listen), value, err, errlen, what);
 	}
 	if (IS("p2p", "peers")) {
-		if (!ini_holds(value, strlen("peers"), err, errlen, what))
+		if (!peers_hold(value, err, errlen, what))
 			return TD_EINVAL;
 		return set_str(cfg->p2p_peers, sizeof(cfg->p2p_peers), value, err, errlen, what);
 	}
@@ -202,6 +238,7 @@ struct ini_ctx {
 	char *err;
 	size_t errlen;
 	int rc;
+	bool peers_seen; /* a later [p2p] peers line (a continuation) appends to the list */
 };
 
 static int on_ini_option(void *user, const char *section, const char *name, const char *value)
@@ -210,6 +247,21 @@ static int on_ini_option(void *user, const char *section, const char *name, cons
 	char msg[TD_ERRMSG_MAX];
 	if (ctx->rc)
 		return 0;
+	if (strcmp(section, "p2p") == 0 && strcmp(name, "peers") == 0 && ctx->peers_seen) {
+		size_t have = strlen(ctx->cfg->p2p_peers);
+		if (have + 1 + strlen(value) >= sizeof(ctx->cfg->p2p_peers)) {
+			snprintf(ctx->err, ctx->errlen, "p2p.peers: the list is longer than %zu bytes",
+				 sizeof(ctx->cfg->p2p_peers) - 1);
+			ctx->rc = TD_EINVAL;
+			return 0;
+		}
+		if (*value)
+			snprintf(ctx->cfg->p2p_peers + have, sizeof(ctx->cfg->p2p_peers) - have, "%s%s",
+				 have ? "," : "", value);
+		return 1;
+	}
+	if (strcmp(section, "p2p") == 0 && strcmp(name, "peers") == 0)
+		ctx->peers_seen = true;
 	ctx->rc = config_set(ctx->cfg, section, name, value, msg, sizeof(msg));
 	if (ctx->rc)
 		snprintf(ctx->err, ctx->errlen, "%s", msg);
@@ -219,7 +271,7 @@ static int on_ini_option(void *user, const char *section, const char *name, cons
 int config_load(struct config *cfg, const char *home, char *err, size_t errlen)
 {
 	char path[PATH_MAX + 16];
-	struct ini_ctx ctx = { cfg, err, errlen, 0 };
+	struct ini_ctx ctx = { cfg, err, errlen, 0, false };
 
 	config_defaults(cfg, home);
 	snprintf(path, sizeof(path), "%s/%s", home, CONFIG_FILE);
@@ -321,8 +373,27 @@ int config_write(const struct config *cfg, const char *path, char *err, size_t e
 	/* Refuse a file that would load back as another config (a name or address from argv). */
 	if (!ini_holds(cfg->name, strlen("name"), err, errlen, "node.name") ||
 	    !ini_holds(cfg->p2p_listen, strlen("listen"), err, errlen, "p2p.listen") ||
-	    !ini_holds(cfg->p2p_peers, strlen("peers"), err, errlen, "p2p.peers"))
+	    !peers_hold(cfg->p2p_peers, err, errlen, "p2p.peers"))
 		return TD_EINVAL;
+	/* A list too long for one line: one entry per indented continuation line. */
+	char *peers = td_xstrndup(cfg->p2p_peers, strlen(cfg->p2p_peers)), why[TD_ERRMSG_MAX];
+	if (!ini_holds(peers, strlen("peers"), why, sizeof(why), "p2p.peers")) {
+		size_t n = strlen(cfg->p2p_peers), commas = 0;
+		for (size_t i = 0; i < n; i++)
+			commas += cfg->p2p_peers[i] == ',';
+		free(peers);
+		peers = td_xmalloc(n + 2 * commas + 1);
+		char *o = peers;
+		for (size_t i = 0; i < n; i++) {
+			if (cfg->p2p_peers[i] == ',') {
+				memcpy(o, "\n\t", 2);
+				o += 2;
+			} else {
+				*o++ = cfg->p2p_peers[i];
+			}
+		}
+		*o = '\0';
+	}
 	FILE *f = open_memstream(&text, &len);
 	if (!f)
 		abort();
@@ -379,9 +450,12 @@ int config_write(const struct config *cfg, const char *path, char *err, size_t e
 		"listen = %s\n"
 		"# Comma-separated addresses of the other validators' nodes, each PUBKEY@HOST:PORT\n"
 		"# (PUBKEY: the pub_key of its identity file; only that key may answer there) or HOST:PORT.\n"
+		"# A line holds at most 200 bytes: a longer list goes on indented lines below this one,\n"
+		"# one or more entries each (the lines are joined with commas).\n"
 		"peers = %s\n",
-		cfg->name, TD_BLOCK_RECORDS_MAX, cfg->p2p_listen, cfg->p2p_peers);
+		cfg->name, TD_BLOCK_RECORDS_MAX, cfg->p2p_listen, peers);
 	fclose(f);
+	free(peers);
 	int rc = write_new(path, text, len, 0644, err, errlen);
 	free(text);
 	return rc;

@@ -501,12 +501,57 @@ static void store_keeps_its_genesis(void **state)
 	store_mem_world_free(w);
 }
 
+/*
+ * Bug: three peers written PUBKEY@HOST:PORT (80 bytes each) did not fit inih's 200-byte line,
+ * so such a list could not be set at all. A long list now goes on indented continuation lines,
+ * one entry each, and loads back as the same list.
+ */
+static void long_peer_list_across_lines(void **state)
+{
+	struct config cfg, back;
+	char dir[] = "/tmp/td-config-XXXXXX", path[64], err[TD_ERRMSG_MAX], peers[1024], text[4096];
+	const char *k = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/%s", dir, CONFIG_FILE);
+	snprintf(peers, sizeof(peers), "%s@10.0.0.1:26656,%s@10.0.0.2:26656,%s@[2001:db8::3]:26656,10.0.0.4:26656", k,
+		 k, k);
+	config_defaults(&cfg, dir);
+	snprintf(cfg.name, sizeof(cfg.name), "Jeju");
+	assert_int_equal(config_set(&cfg, "p2p", "peers", peers, err, sizeof(err)), 0);
+	assert_int_equal(config_write(&cfg, path, err, sizeof(err)), 0);
+	assert_int_equal(config_load(&back, dir, err, sizeof(err)), 0);
+	assert_string_equal(back.p2p_peers, peers);
+	FILE *f = fopen(path, "r");
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	assert_non_null(strstr(text, "\n\t10.0.0.4:26656\n")); /* one entry per continuation line */
+	unlink(path);
+	/* Written by hand: entries on continuation lines, some with trailing commas. */
+	f = fopen(path, "w");
+	fprintf(f, "[node]\nname = Jeju\n[p2p]\npeers = %s@10.0.0.1:1,\n  %s@10.0.0.2:2\n  10.0.0.3:3\n", k, k);
+	fclose(f);
+	assert_int_equal(config_load(&back, dir, err, sizeof(err)), 0);
+	snprintf(peers, sizeof(peers), "%s@10.0.0.1:1,,%s@10.0.0.2:2,10.0.0.3:3", k, k);
+	assert_string_equal(back.p2p_peers, peers); /* the empty entry is skipped by p2p */
+	unlink(path);
+	/* Refused: a long list with an empty entry, or an entry with a space at its end. */
+	snprintf(peers, sizeof(peers), "%s@10.0.0.1:1,,%s@10.0.0.2:2,%s@10.0.0.3:3", k, k, k);
+	assert_int_equal(config_set(&cfg, "p2p", "peers", peers, err, sizeof(err)), TD_EINVAL);
+	snprintf(peers, sizeof(peers), "%s@10.0.0.1:1 ,%s@10.0.0.2:2,%s@10.0.0.3:3", k, k, k);
+	assert_int_equal(config_set(&cfg, "p2p", "peers", peers, err, sizeof(err)), TD_EINVAL);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(set_value_config_ini_cannot_hold),
 		cmocka_unit_test(write_value_config_ini_cannot_hold),
 		cmocka_unit_test(init_home_creates_parents),
+		cmocka_unit_test(long_peer_list_across_lines),
 		cmocka_unit_test(genesis_hash_canonical),
 		cmocka_unit_test(hostport),
 		cmocka_unit_test(identity_of_home),
