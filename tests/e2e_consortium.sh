@@ -51,8 +51,8 @@ done
 ((try < 30)) || fail "no free range of 4 ports found"
 mkdir -p "$TN_DIR/ids"
 for i in "${ALL[@]}"; do
-	H[$i]="$TN_DIR/agency$i/srv/tenderd" # parents do not exist yet
-	PORT[$i]=$((base + i))
+	H[i]="$TN_DIR/agency$i/srv/tenderd" # parents do not exist yet
+	PORT[i]=$((base + i))
 	run_cmd "$TN_DIR/init$i.out" "$TENDERD" init --home "${H[$i]}" --name "${NAMES[$i]}"
 	((RC == 0)) || fail "tenderd init --home ${H[$i]} exited $RC"
 	[[ $(stat -c %a "${H[$i]}") == 700 ]] || fail "home ${H[$i]} is mode $(stat -c %a "${H[$i]}"), expected 700"
@@ -71,7 +71,7 @@ assert d["pub_key"] == key["pub_key"] and hex64(d["pub_key"]), d
 assert d["address"] == sys.argv[4], d
 assert key["secret_seed"] not in open(sys.argv[1]).read()
 ' check "${H[$i]}/node.key" "${NAMES[$i]}" "127.0.0.1:${PORT[$i]}"
-	PUB[$i]=$(val 'd["pub_key"]')
+	PUB[i]=$(val 'd["pub_key"]')
 done
 run_cmd "$TN_DIR/id-default.json" "$TENDERD" id --home "${H[0]}"
 ((RC == 0)) || fail "tenderd id without --address exited $RC"
