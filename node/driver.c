@@ -784,6 +784,27 @@ void driver_start_current(struct driver *d)
 		cons_start(&d->cons, cur_height(d));
 }
 
+/*
+ * Whether our own message at (h, r, step) left this node: the sign state is
+ * saved before every send, and only moves forward, so a message at or below
+ * its position was sent (the one at its position only with the recorded
+ * value). A logged message of ours above it never left: the crash came
+ * between the log and the sign state, and it must not count.
+ */
+static bool own_sent(const struct driver *d, uint64_t h, uint32_t r, enum cons_step step, const uint8_t *value)
+{
+	const struct cons_sign_state *ss = cons_sign_state(&d->cons);
+	if (!ss->any || ss->height < h || (ss->height == h && ss->round < r) ||
+	    (ss->height == h && ss->round == r && ss->step < step))
+		return false;
+	const struct cons_signed *x = step == CONS_STEP_PROPOSE ? &ss->proposal :
+				      step == CONS_STEP_PREVOTE ? &ss->prevote :
+								  &ss->precommit;
+	if (ss->height != h || !x->set || x->round != r)
+		return true;
+	return x->nil ? value == NULL : value && memcmp(x->value, value, TD_HASH_LEN) == 0;
+}
+
 /* Feeds one logged entry back to the core (entries of other heights are skipped). */
 static int replay_entry(void *ctx, const uint8_t *p, size_t len)
 {
@@ -807,7 +828,10 @@ static int replay_entry(void *ctx, const uint8_t *p, size_t len)
 			td_msg_free(&m);
 			goto bad;
 		}
-		if (m.height == h || m.height == h + 1) {
+		bool mine = (int)m.validator == d->cfg.my_index;
+		enum cons_step step = m.vote_type == TD_VOTE_PREVOTE ? CONS_STEP_PREVOTE : CONS_STEP_PRECOMMIT;
+		if ((m.height == h || m.height == h + 1) &&
+		    (!mine || own_sent(d, m.height, m.round, step, m.nil ? NULL : m.hash))) {
 			if (vote_keep(d, m.height, m.round, m.vote_type, m.validator, m.nil ? NULL : m.hash, m.sig) !=
 			    VOTE_FULL) {
 				if (m.height == h)
@@ -852,6 +876,8 @@ static int replay_entry(void *ctx, const uint8_t *p, size_t len)
 			goto out; /* the block was not logged (too many at this height) */
 		if (d->n_wal_blocks < DRIVER_WAL_BLOCKS)
 			memcpy(d->wal_blocks[d->n_wal_blocks++], hash, TD_HASH_LEN);
+		if ((int)from == d->cfg.my_index && !own_sent(d, h, (uint32_t)r, CONS_STEP_PROPOSE, hash))
+			goto out; /* never sent: its block and records stay, the proposal does not count */
 		driver_start_current(d);
 		cons_on_proposal(&d->cons, (uint32_t)from, h, (uint32_t)r, hash, (int32_t)vr1 - 1);
 	} else if (kind == WAL_TIMEOUT && n == 4) {

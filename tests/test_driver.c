@@ -1404,6 +1404,33 @@ static void test_equivocation_evidence(void **state)
 	assert_int_equal(evidence_count(driver_evidence(e->d)), 1);
 }
 
+/*
+ * A crash after our proposal reached the consensus log but before the sign
+ * state named it: the proposal never left. After the restart it must not
+ * count as ours: a new proposal for the same round is no equivocation, and
+ * the logged block's record is pending again.
+ */
+static void test_unsent_own_proposal_not_replayed(void **state)
+{
+	struct env *e = *state;
+	uint8_t id[TD_HASH_LEN], p1[TD_HASH_LEN], p2[TD_HASH_LEN];
+	uint32_t nev;
+
+	pool_record(e, id);
+	vote(e, 2, TD_VOTE_PREVOTE, 1, 0, NULL); /* starts height 1; we propose round 0 */
+	assert_int_equal(find_proposal(e, 0, 1, 0, p1), 0);
+	/* The sign state as it was before that proposal: none. */
+	assert_int_equal(unlink(e->ss_path), 0);
+
+	e->wall += 5000; /* the new block gets another time, so another hash */
+	uint32_t before = e->nsent;
+	env_crash_restart(e); /* validator 2's prevote, replayed, starts the height again: we propose at once */
+	assert_true(find_proposal(e, before, 1, 0, p2) >= 0);
+	assert_memory_not_equal(p1, p2, TD_HASH_LEN);
+	(void)cons_evidence(driver_cons(e->d), &nev);
+	assert_int_equal(nev, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1424,6 +1451,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_with_torn_log, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_untimely_proposal_ignored, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_equivocation_evidence, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_unsent_own_proposal_not_replayed, setup4_proposer, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
