@@ -411,6 +411,21 @@ assert d["releases"][0]["height"] == int(sys.argv[3]), d["releases"]
 ok get "$JEJU"
 grep -q '712500000\.50' "$OUT" || fail "the exact amount text did not survive the restart"
 
+# ---------------------------------------------------------------- idle clients
+step "256 idle socket clients do not lock a new one out"
+"$PY" - "$SOCK" "$TENDERCTL" <<'PY' || fail "a client was locked out by idle connections"
+import socket, subprocess, sys, time
+held = []
+for i in range(256):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    held.append(s)
+time.sleep(1.5)  # idle longer than RPC_EVICT_IDLE_MS
+r = subprocess.run([sys.argv[2], "--socket", sys.argv[1], "--timeout", "5", "status"], capture_output=True)
+sys.exit(r.returncode)
+PY
+grep -q "client table full (256): closing the client idle longest" "$LOG" || fail "no log line about making room"
+
 # ---------------------------------------------------------------- audit
 step "the log names the uid and pid behind each publish"
 grep -Eq "published tender [^ ]+ for ocds-kr2020-jeju-0001 \(record [0-9a-f]{64}\) from uid $(id -u) pid [0-9]+" "$LOG" ||
