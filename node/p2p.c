@@ -214,8 +214,10 @@ struct p2p {
 	size_t npeers;                  /* non-NULL entries of by_validator */
 	size_t nhandshaking;            /* inbound connections counted against P2P_HANDSHAKING_MAX */
 	bool hs_full_logged;
-	uint64_t addr_full_logged;  /* loop time of the last per-address refusal logged at warn */
-	uint8_t (*replay)[EPH_LEN]; /* REPLAY_CACHE dialer ephemeral keys, a ring */
+	uint64_t addr_full_logged;              /* loop time of the last per-address refusal logged at warn */
+	uint64_t drop_window;                   /* loop time the current minute of inbound drop logs began */
+	uint32_t drop_logged[2], drop_quiet[2]; /* that minute, [0] unauthenticated [1] validators: logged, not */
+	uint8_t (*replay)[EPH_LEN];             /* REPLAY_CACHE dialer ephemeral keys, a ring */
 	size_t replay_next;
 	bool replay_full; /* the ring wrapped: every entry holds a key */
 	struct dialer *dialers;
@@ -585,6 +587,37 @@ static void dial_after_close(struct dialer *d, const struct p2p_peer *c)
 }
 
 /*
+ * Whether the drop of an inbound connection may be logged: anyone who
+ * reaches the port can make those that never authenticate, and a faulty
+ * validator can make its own reconnect and send garbage without end, so
+ * each kind gets at most P2P_DROP_LOGS_PER_MIN lines a minute, then one
+ * line with the count.
+ */
+static bool drop_log_ok(struct p2p *p, bool authenticated)
+{
+	static const char *const what[2] = { "connections that never authenticated",
+					     "connections of validators that broke the protocol" };
+	uint64_t now = uv_now(p->loop);
+	int k = authenticated ? 1 : 0;
+	if (now - p->drop_window >= 60000) {
+		for (int i = 0; i < 2; i++)
+			if (p->drop_quiet[i] > 0)
+				log_warn("p2p: %" PRIu32
+					 " more %s were dropped in the last minute (not logged one by one)",
+					 p->drop_quiet[i], what[i]);
+		p->drop_window = now;
+		memset(p->drop_logged, 0, sizeof(p->drop_logged));
+		memset(p->drop_quiet, 0, sizeof(p->drop_quiet));
+	}
+	if (p->drop_logged[k] < P2P_DROP_LOGS_PER_MIN) {
+		p->drop_logged[k]++;
+		return true;
+	}
+	p->drop_quiet[k]++;
+	return false;
+}
+
+/*
  * Starts closing c (idempotent) for the reason given, logged at level
  * (negative: not logged here; a dialer's failures are logged by the dialer).
  * c stays allocated until its close callback.
@@ -601,7 +634,7 @@ static void conn_drop(struct p2p_peer *c, int level, const char *fmt, ...)
 	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
 	va_end(ap);
 	c->reason_level = level;
-	if (level >= 0 && !(c->d && !c->was_ready))
+	if (level >= 0 && !(c->d && !c->was_ready) && (c->outbound || drop_log_ok(p, c->was_ready)))
 		log_msg((enum log_level)level, "p2p: %s (%s, %s): %s", conn_who(c), c->addr, c->outbound ? "out" : "in",
 			c->reason);
 	if (c->counted) {

@@ -37,6 +37,7 @@
 #define P2P_TIMEOUT_MS_DEFAULT 10000u
 #define P2P_FRAME_MAX_DEFAULT ((uint32_t)TD_BLOCK_MAX + 1024u * 1024)
 #define P2P_HANDSHAKE_MS_DEFAULT 3000u
+#define P2P_DROP_LOGS_PER_MIN 20u           /* inbound drops of each kind logged one by one per minute (p2p.c) */
 #define P2P_HANDSHAKING_MAX 64              /* unauthenticated inbound connections at once; more are closed at accept */
 #define P2P_HANDSHAKING_PER_ADDR_DEFAULT 4u /* the same, per source address (IPv4, or IPv6 /64) */
 #define P2P_DIALERS_MAX 256                 /* addresses in cfg->peers */
