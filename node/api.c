@@ -42,6 +42,8 @@ struct exporter {
 	struct chain_text text; /* one turn's text, reused */
 	uint64_t from, to;
 	uint64_t bytes; /* written so far */
+	bool primed;    /* text holds the first turn's pieces, made before the answer began */
+	int rc;         /* chain_export_next's last answer: 1 more to come, 0 done */
 	struct exporter *prev, *next;
 };
 
@@ -628,6 +630,25 @@ static void m_export(struct api *a, struct rpc_req *req, json_t *params)
 	e->x = x;
 	e->from = from;
 	e->to = to;
+	/*
+	 * The first turn's pieces are made before the answer begins: a store
+	 * error there (a damaged first block) still gets an error answer
+	 * instead of a line cut short.
+	 */
+	e->rc = 1;
+	for (int k = 0; k < API_EXPORT_PIECES_PER_TURN && e->text.len < API_EXPORT_TURN_BYTES && e->rc == 1; k++)
+		e->rc = chain_export_next(e->x, &e->text);
+	if (e->rc < 0) {
+		log_error("export of blocks %llu..%llu: store error: %s", (unsigned long long)from,
+			  (unsigned long long)to, td_strerror(e->rc));
+		if (!store_error(req, e->rc))
+			rpc_error(req, TD_RPC_INTERNAL, "export failed: %s", td_strerror(e->rc));
+		chain_export_free(x);
+		free(e->text.p);
+		free(e);
+		return;
+	}
+	e->primed = true;
 	e->next = a->exporters;
 	if (a->exporters)
 		a->exporters->prev = e;
@@ -674,9 +695,14 @@ static void export_turn(void *arg, struct rpc_req *req)
 		export_free(e);
 		return;
 	}
-	e->text.len = 0;
-	for (int k = 0; k < API_EXPORT_PIECES_PER_TURN && e->text.len < API_EXPORT_TURN_BYTES && rc == 1; k++)
-		rc = chain_export_next(e->x, &e->text);
+	if (e->primed) {
+		e->primed = false; /* the first turn's text is ready */
+		rc = e->rc;
+	} else {
+		e->text.len = 0;
+		for (int k = 0; k < API_EXPORT_PIECES_PER_TURN && e->text.len < API_EXPORT_TURN_BYTES && rc == 1; k++)
+			rc = chain_export_next(e->x, &e->text);
+	}
 	if (rc < 0) {
 		log_error("export of blocks %llu..%llu: store error after %llu bytes: %s; closing the connection",
 			  (unsigned long long)e->from, (unsigned long long)e->to, (unsigned long long)e->bytes,
