@@ -651,7 +651,8 @@ static size_t raw_seal(struct raw *r, uint8_t *out, uint8_t type, const uint8_t 
 {
 	uint8_t pt[256];
 	pt[0] = type;
-	memcpy(pt + 1, body, len);
+	if (len > 0) /* body may be NULL for an empty frame */
+		memcpy(pt + 1, body, len);
 	put_be32(out, (uint32_t)(1 + len + ABYTES));
 	crypto_secretstream_xchacha20poly1305_push(&r->tx, out + 4, NULL, pt, 1 + len, NULL, 0,
 						   crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
