@@ -73,6 +73,7 @@ struct driver {
 	struct evidence *evidence;
 	struct wal *wal;
 	bool replaying;                                     /* feeding the core from the log: write nothing to it */
+	uint32_t replayed;                                  /* entries fed back at start-up */
 	bool wal_failed;                                    /* a write failed: sign nothing more */
 	uint8_t wal_blocks[DRIVER_WAL_BLOCKS][TD_HASH_LEN]; /* blocks already in the log at this height */
 	uint32_t n_wal_blocks;
@@ -361,15 +362,18 @@ static uint64_t vote_distance(const struct driver *d, uint64_t h, uint32_t r)
 /*
  * How readily a kept vote gives way (larger first): its distance from the
  * core's round, and far more for a vote for a value no block at hand has
- * at this height. A flooder's votes for made-up values go before its votes
- * for real proposals, which may be part of a polka others locked on.
+ * at this height (made_up). A flooder's votes for made-up values go before
+ * its votes for real proposals, which may be part of a polka others locked on.
  */
-static uint64_t vote_weight(const struct driver *d, uint64_t h, uint32_t r, const uint8_t *hash)
+static uint64_t vote_weight(const struct driver *d, uint64_t h, uint32_t r, bool made_up)
 {
-	uint64_t w = vote_distance(d, h, r);
-	if (hash && h == cur_height(d) && !prop_block_find(d->prop, hash))
-		w += (uint64_t)1 << 40;
-	return w;
+	return vote_distance(d, h, r) + (made_up ? (uint64_t)1 << 40 : 0);
+}
+
+/* True for a vote for a value (not nil) at the current height whose block is at hand. */
+static bool vote_known(const struct driver *d, uint64_t h, const uint8_t *hash)
+{
+	return hash && h == cur_height(d) && prop_block_find(d->prop, hash);
 }
 
 /* Sends the prevotes for value at (h, vr) we keep, from every validator: the polka a proposal names. */
@@ -420,16 +424,16 @@ static enum vote_kept vote_keep(struct driver *d, uint64_t h, uint32_t r, enum t
 			far = UINT64_MAX;
 			continue;
 		}
-		bool known = q->height == cur && !q->nil && prop_block_find(d->prop, q->hash);
+		bool known = vote_known(d, q->height, q->nil ? NULL : q->hash);
 		if (known && q->type == TD_VOTE_PRECOMMIT && q->round <= cons_round(&d->cons) + 1)
 			continue; /* may be named in this height's commit */
-		uint64_t dist = vote_weight(d, q->height, q->round, q->nil ? NULL : q->hash);
+		uint64_t dist = vote_weight(d, q->height, q->round, !q->nil && q->height == cur && !known);
 		if (far != UINT64_MAX && (!p || dist > far)) {
 			p = q;
 			far = dist;
 		}
 	}
-	if (!p || (far != UINT64_MAX && vote_weight(d, h, r, hash) >= far))
+	if (!p || (far != UINT64_MAX && vote_weight(d, h, r, hash && h == cur && !vote_known(d, h, hash)) >= far))
 		return VOTE_FULL; /* full of nearer votes: this one is the farthest */
 	p->height = h;
 	p->round = r;
@@ -813,6 +817,7 @@ static int replay_entry(void *ctx, const uint8_t *p, size_t len)
 	struct td_rd rd = { true };
 	uint64_t h = cur_height(d);
 	uint32_t n;
+	d->replayed++;
 	msgpack_unpacked_init(&u);
 	if (td_unpack(&u, p, len) != 0)
 		goto bad;
@@ -910,10 +915,9 @@ int driver_resume(struct driver *d, char *err, size_t errlen)
 		d->replaying = true;
 		rc = wal_replay(d->wal, replay_entry, d, err, errlen);
 		d->replaying = false;
-		if (cons_started(&d->cons))
-			log_info("resumed height %llu at round %u from the consensus log (%llu bytes)",
-				 (unsigned long long)cur_height(d), cons_round(&d->cons),
-				 (unsigned long long)wal_size(d->wal));
+		if (d->replayed > 0)
+			log_info("consensus log: %u entries fed back at height %llu (%llu bytes)", d->replayed,
+				 (unsigned long long)cur_height(d), (unsigned long long)wal_size(d->wal));
 	}
 	driver_release(d);
 	return rc;
