@@ -362,6 +362,7 @@ static void m_publish(struct api *a, struct rpc_req *req, json_t *params)
 {
 	const json_t *jkind = json_object_get(params, "kind"), *release = json_object_get(params, "release");
 	const json_t *jocid = json_object_get(params, "ocid"), *jwait = json_object_get(params, "wait");
+	const json_t *jdate = json_object_get(params, "date"); /* an imported release keeps its own date */
 	enum td_kind kind = TD_KIND_TENDER;
 	struct td_record *rec = NULL;
 	json_t *full = NULL;
@@ -388,12 +389,19 @@ static void m_publish(struct api *a, struct rpc_req *req, json_t *params)
 		rpc_error(req, TD_RPC_INVALID_PARAMS, "wait must be true or false");
 		return;
 	}
+	if (jdate &&
+	    (!td_json_is_string(jdate) || !td_iso_valid(json_string_value(jdate), json_string_length(jdate)))) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS,
+			  "date must be an ISO 8601 date-time with seconds and a zone (2020-03-09T09:00:00+09:00)");
+		return;
+	}
 	if (n->my_index < 0) {
 		rpc_error(req, TD_RPC_RULE, "this node's key is not a validator of chain %s", n->genesis->chain_id);
 		return;
 	}
-	full = td_release_build(release, kind, jocid ? json_string_value(jocid) : NULL, now, n->cfg->name, err,
-				sizeof(err));
+	full = td_release_build_dated(release, kind, jocid ? json_string_value(jocid) : NULL, now,
+				      jdate ? json_string_value(jdate) : NULL, jdate ? json_string_length(jdate) : 0,
+				      n->cfg->name, err, sizeof(err));
 	if (!full) {
 		rpc_error(req, TD_RPC_INVALID_RECORD, "%s", err);
 		return;

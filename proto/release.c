@@ -762,13 +762,29 @@ static void add_award_parties(json_t *r, const char *agency_name)
 json_t *td_release_build(const json_t *fragment, enum td_kind kind, const char *ocid, uint64_t time_ms,
 			 const char *agency_name, char *err, size_t errlen)
 {
+	return td_release_build_dated(fragment, kind, ocid, time_ms, NULL, 0, agency_name, err, errlen);
+}
+
+/*
+ * With date NULL the release's "date" is time_ms as UTC ISO 8601; else it is
+ * date[0..datelen), checked here as f_date checks dates so that the refusal
+ * names the parameter rather than the release's field.
+ */
+json_t *td_release_build_dated(const json_t *fragment, enum td_kind kind, const char *ocid, uint64_t time_ms,
+			       const char *date, size_t datelen, const char *agency_name, char *err, size_t errlen)
+{
 	const json_t *frag_ocid, *frag_id, *v;
 	json_t *r = NULL, *ocid_v = NULL;
-	char date[32];
+	char now[32];
 	const char *key;
 
 	if (err && errlen)
 		err[0] = '\0';
+	if (date && !td_iso_valid(date, datelen)) {
+		set_err(err, errlen,
+			"date: must be an ISO 8601 date-time with seconds and a zone (2020-03-09T09:00:00+09:00)");
+		return NULL;
+	}
 	if (td_kind_name(kind) == NULL) {
 		set_err(err, errlen, "tag: unknown release kind");
 		return NULL;
@@ -814,8 +830,12 @@ json_t *td_release_build(const json_t *fragment, enum td_kind kind, const char *
 		json_object_set_new(r, "id", json_stringn(id, olen + (size_t)n));
 		free(id);
 	}
-	td_time_iso(date, time_ms);
-	json_object_set_new(r, "date", json_string(date));
+	if (date) {
+		json_object_set_new(r, "date", json_stringn(date, datelen));
+	} else {
+		td_time_iso(now, time_ms);
+		json_object_set_new(r, "date", json_string(now));
+	}
 	json_object_set_new(r, "tag", json_pack("[s]", td_kind_name(kind)));
 	json_object_set_new(r, "initiationType", json_string("tender"));
 	json_object_foreach((json_t *)fragment, key, v) {

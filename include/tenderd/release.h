@@ -41,12 +41,24 @@ int td_release_validate(const json_t *release, enum td_kind kind, char *err, siz
  * Builds the full release an agency publishes from its fragment (not
  * modified): sets ocid (from ocid if given, else the fragment's; a conflict is
  * refused), id (the fragment's "id" or "<ocid>-<time_ms>"), date (time_ms as
- * UTC ISO 8601), tag, initiationType, a buyer named agency_name when absent,
- * and for a cancellation tender.status "cancelled". Then validates it.
+ * UTC ISO 8601, whatever the fragment says), tag, initiationType, a buyer
+ * named agency_name when absent, and for a cancellation tender.status
+ * "cancelled". Then validates it.
  * Returns a new reference, or NULL with a message in err.
  */
 json_t *td_release_build(const json_t *fragment, enum td_kind kind, const char *ocid, uint64_t time_ms,
 			 const char *agency_name, char *err, size_t errlen);
+
+/*
+ * td_release_build for a release first published elsewhere (an import): the
+ * release's "date" is date[0..datelen) instead of time_ms, which still makes
+ * the id "<ocid>-<time_ms>" when the fragment has none (the record's time,
+ * the ledger's, is the caller's business). date must be an ISO 8601
+ * date-time with seconds and a zone, as td_iso_valid checks; otherwise
+ * returns NULL with "date: ..." in err. date NULL is td_release_build.
+ */
+json_t *td_release_build_dated(const json_t *fragment, enum td_kind kind, const char *ocid, uint64_t time_ms,
+			       const char *date, size_t datelen, const char *agency_name, char *err, size_t errlen);
 
 /*
  * Merges release into compiled by the OCDS merge routine of tenderd/merge.h
