@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <ini.h>
 #include <sodium.h>
 
@@ -41,6 +42,10 @@ void config_defaults(struct config *cfg, const char *home)
 	cfg->timeout_vote_ms = 500;
 	cfg->timeout_max_ms = 5000;
 	snprintf(cfg->p2p_listen, sizeof(cfg->p2p_listen), "127.0.0.1:26656");
+	cfg->http_max_connections = 256;
+	cfg->http_max_connections_per_ip = 64;
+	cfg->http_timeout_s = 30;
+	cfg->http_request_max_bytes = 32768;
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -125,6 +130,36 @@ static bool peers_hold(const char *value, char *err, size_t errlen, const char *
 			return true;
 		q = end + 1;
 	}
+}
+
+bool config_http_listen_valid(const char *s)
+{
+	char buf[128];
+	const char *port = s;
+	uint64_t v;
+
+	if (strlen(s) >= sizeof(buf))
+		return false;
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+		struct in6_addr a6;
+		if (!end || end[1] != ':' || (size_t)(end - s - 1) >= sizeof(buf))
+			return false;
+		memcpy(buf, s + 1, (size_t)(end - s - 1));
+		buf[end - s - 1] = '\0';
+		if (inet_pton(AF_INET6, buf, &a6) != 1)
+			return false;
+		port = end + 2;
+	} else if (strchr(s, ':')) {
+		const char *colon = strrchr(s, ':');
+		struct in_addr a4;
+		memcpy(buf, s, (size_t)(colon - s));
+		buf[colon - s] = '\0';
+		if (inet_pton(AF_INET, buf, &a4) != 1)
+			return false;
+		port = colon + 1;
+	}
+	return parse_u64(port, 0, 65535, &v);
 }
 
 static int set_str(char *dst, size_t cap, const char *value, char *err, size_t errlen, const char *what)
@@ -227,6 +262,34 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 			return TD_EINVAL;
 		return set_str(cfg->p2p_peers, sizeof(cfg->p2p_peers), value, err, errlen, what);
 	}
+	if (IS("http", "listen") || IS("http", "public_url")) {
+		bool listen = IS("http", "listen");
+		if (!ini_holds(value, strlen(listen ? "listen" : "public_url"), err, errlen, what))
+			return TD_EINVAL;
+		if (listen && *value && !config_http_listen_valid(value)) {
+			snprintf(err, errlen, "%s: \"%s\" is not PORT, IPV4:PORT or [IPV6]:PORT (port 0..65535)", what,
+				 value);
+			return TD_EINVAL;
+		}
+		if (!listen && *value && strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
+			snprintf(err, errlen, "%s: \"%s\" must start with http:// or https://", what, value);
+			return TD_EINVAL;
+		}
+		if (!listen && *value && value[strlen(value) - 1] == '/') {
+			snprintf(err, errlen, "%s: \"%s\" must not end with '/'", what, value);
+			return TD_EINVAL;
+		}
+		return listen ? set_str(cfg->http_listen, sizeof(cfg->http_listen), value, err, errlen, what) :
+				set_str(cfg->http_public_url, sizeof(cfg->http_public_url), value, err, errlen, what);
+	}
+	if (IS("http", "max_connections"))
+		UINT(cfg->http_max_connections, 1, 100000);
+	if (IS("http", "max_connections_per_ip"))
+		UINT(cfg->http_max_connections_per_ip, 0, 100000);
+	if (IS("http", "timeout_s"))
+		UINT(cfg->http_timeout_s, 1, 3600);
+	if (IS("http", "request_max_bytes"))
+		UINT(cfg->http_request_max_bytes, 4096, 1048576);
 #undef IS
 #undef UINT
 	snprintf(err, errlen, "unknown option %s", what);
@@ -373,7 +436,9 @@ int config_write(const struct config *cfg, const char *path, char *err, size_t e
 	/* Refuse a file that would load back as another config (a name or address from argv). */
 	if (!ini_holds(cfg->name, strlen("name"), err, errlen, "node.name") ||
 	    !ini_holds(cfg->p2p_listen, strlen("listen"), err, errlen, "p2p.listen") ||
-	    !peers_hold(cfg->p2p_peers, err, errlen, "p2p.peers"))
+	    !peers_hold(cfg->p2p_peers, err, errlen, "p2p.peers") ||
+	    !ini_holds(cfg->http_listen, strlen("listen"), err, errlen, "http.listen") ||
+	    !ini_holds(cfg->http_public_url, strlen("public_url"), err, errlen, "http.public_url"))
 		return TD_EINVAL;
 	/* A list too long for one line: one entry per indented continuation line. */
 	char *peers = td_xstrndup(cfg->p2p_peers, strlen(cfg->p2p_peers)), why[TD_ERRMSG_MAX];
@@ -452,8 +517,24 @@ int config_write(const struct config *cfg, const char *path, char *err, size_t e
 		"# (PUBKEY: the pub_key of its identity file; only that key may answer there) or HOST:PORT.\n"
 		"# A line holds at most 200 bytes: a longer list goes on indented lines below this one,\n"
 		"# one or more entries each (the lines are joined with commas).\n"
-		"peers = %s\n",
-		cfg->name, TD_BLOCK_RECORDS_MAX, cfg->p2p_listen, peers);
+		"peers = %s\n"
+		"\n"
+		"[http]\n"
+		"# The read-only HTTP endpoint (OCDS API, /metrics, /health, the explorer page):\n"
+		"# PORT (on 127.0.0.1), IPV4:PORT or [IPV6]:PORT; empty: no HTTP endpoint.\n"
+		"# Put a reverse proxy with TLS in front of it to publish to the world.\n"
+		"listen = %s\n"
+		"# The URL the public reaches this endpoint at (the proxy's), used in links\n"
+		"# and package uris; empty: http://LISTEN.\n"
+		"public_url = %s\n"
+		"# Connections at once, from one IP address (0: no limit), and the idle\n"
+		"# seconds after which a connection is closed.\n"
+		"max_connections = 256\n"
+		"max_connections_per_ip = 64\n"
+		"timeout_s = 30\n"
+		"# Bytes of a request's line and headers; a larger request is refused.\n"
+		"request_max_bytes = 32768\n",
+		cfg->name, TD_BLOCK_RECORDS_MAX, cfg->p2p_listen, peers, cfg->http_listen, cfg->http_public_url);
 	fclose(f);
 	free(peers);
 	int rc = write_new(path, text, len, 0644, err, errlen);

@@ -34,6 +34,12 @@ struct config {
 	uint32_t timeout_max_ms;                 /* [consensus] timeout_max_ms: cap on any timeout as rounds grow */
 	char p2p_listen[128];                    /* [p2p] listen host:port */
 	char p2p_peers[4096];                    /* [p2p] peers: comma-separated host:port */
+	char http_listen[128];                   /* [http] listen host:port or port; empty: no HTTP endpoint */
+	char http_public_url[256];               /* [http] public_url: base of links and package uris */
+	uint32_t http_max_connections;           /* [http] max_connections */
+	uint32_t http_max_connections_per_ip;    /* [http] max_connections_per_ip */
+	uint32_t http_timeout_s;                 /* [http] timeout_s: idle connections are closed after it */
+	uint32_t http_request_max_bytes;         /* [http] request_max_bytes: request line and headers */
 	bool accept_missing_sign_state;          /* run --accept-missing-sign-state (not in config.ini) */
 };
 
@@ -117,6 +123,12 @@ json_t *config_identity_json(const struct config_identity *id);
 int config_identity_parse(struct config_identity *id, const char *text, size_t len, char *err, size_t errlen);
 /* True if s is a host:port (IPv6 host in brackets) with a port of 1..65535 and no space, ',' or '@'. */
 bool config_hostport_valid(const char *s);
+/*
+ * True if s is an [http] listen address: PORT (meaning 127.0.0.1:PORT),
+ * IPV4:PORT or [IPV6]:PORT with numeric addresses and a port of 0..65535
+ * (0: any free port, logged at startup).
+ */
+bool config_http_listen_valid(const char *s);
 
 /*
  * `tenderd genesis create`: a genesis in g of the n identities, ordered by
