@@ -19,6 +19,7 @@
 #include "tenderd/json.h"
 #include "tenderd/release.h"
 #include "chain_int.h"
+#include "chainjson.h"
 
 static json_t *hex_json(const uint8_t *p, size_t n)
 {
@@ -929,4 +930,69 @@ void chain_export_free(struct chain_export *x)
 	json_decref(x->ids);
 	json_decref(x->compiled);
 	free(x);
+}
+
+/* ---- for the HTTP endpoint (chainjson.h) -------------------------------------- */
+
+int chain_tender_package_json(const struct chain *c, const char *ocid, const char *publisher, const char *uri,
+			      json_t **out)
+{
+	struct ckey_tstate st;
+	json_t *res = NULL, *compiled = NULL, *rels = NULL, *r, *recs;
+	uint64_t from, to;
+	int rc;
+
+	*out = NULL;
+	if (!ocid || strlen(ocid) > TD_OCID_MAX)
+		return TD_ENOTFOUND;
+	rc = chain_tstate_load(c, ocid, &st);
+	if (rc != 0)
+		return rc;
+	from = to = st.last_height;
+	if ((rc = package_new(c, &from, &to, publisher, uri, &res)) != 0 ||
+	    (rc = chain_compiled_load(c, ocid, &st, &compiled)) != 0 ||
+	    (rc = chain_tender_releases(c, ocid, st.n_releases, false, &rels)) != 0)
+		goto fail;
+	for (size_t j = 0; j < json_array_size(rels); j++)
+		json_array_set_new(rels, j,
+				   export_release(json_array_get(rels, j),
+						  json_object_get(json_object_get(compiled, "tender"), "id")));
+	r = json_object();
+	json_object_set_new(r, "ocid", json_string(ocid));
+	json_object_set_new(r, "releases", rels);
+	json_object_set_new(r, "compiledRelease", compiled);
+	recs = json_array();
+	json_array_append_new(recs, r);
+	json_object_set_new(res, "records", recs);
+	*out = res;
+	return 0;
+fail:
+	json_decref(rels);
+	json_decref(compiled);
+	json_decref(res);
+	return rc == TD_ENOTFOUND ? chain_read_error(TD_ECORRUPT, "tender %s: its last block is missing", ocid) : rc;
+}
+
+int chain_block_info(const struct chain *c, uint64_t height, bool with_commit, struct chain_block_info *out)
+{
+	struct ckey_block_meta m;
+	struct td_commit cm = { 0 };
+	uint8_t *val = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (height == 0 || height > c->height)
+		return TD_ENOTFOUND;
+	rc = with_commit ? chain_block_head_load(c, height, &m, &val, &cm) : chain_block_meta_load(c, height, &m, &val);
+	if (rc != 0)
+		return rc;
+	out->height = height;
+	memcpy(out->hash, m.hash, TD_HASH_LEN);
+	out->time_ms = m.h.time_ms;
+	out->n_records = m.h.n_records;
+	out->round = with_commit ? cm.round : 0;
+	out->n_sigs = with_commit ? cm.n_sigs : 0;
+	td_commit_clear(&cm);
+	free(val);
+	return 0;
 }
