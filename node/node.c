@@ -71,6 +71,24 @@ uint32_t node_pending(const struct node *n)
 	return mempool_count(n->mp);
 }
 
+void node_view(const struct node *n, struct node_view *out)
+{
+	*out = (struct node_view){ .g = n->g,
+				   .cfg = &n->cfg,
+				   .io = n->io,
+				   .chain = n->chain,
+				   .mp = n->mp,
+				   .driver = n->driver,
+				   .sync = n->sync,
+				   .gossip = n->gossip,
+				   .my_index = n->my_index };
+}
+
+bool node_stopping(const struct node *n)
+{
+	return n->stopping;
+}
+
 void node_describe(const struct node *n, char *buf, size_t len)
 {
 	const struct cons *c = driver_cons(n->driver);

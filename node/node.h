@@ -69,6 +69,24 @@ const struct wal *node_wal(const struct node *n);
 /* The chain's height and the records waiting in the mempool (for logs and tests). */
 uint64_t node_height(const struct node *n);
 uint32_t node_pending(const struct node *n);
+/*
+ * What a reader outside the node (the HTTP endpoint, http.h) may look at,
+ * all borrowed until node_free(); it changes none of it.
+ */
+struct node_view {
+	const struct td_genesis *g;
+	const struct config *cfg;
+	const struct node_io *io;
+	const struct chain *chain;
+	const struct mempool *mp;
+	const struct driver *driver;
+	const struct sync *sync;
+	const struct gossip *gossip;
+	int my_index; /* this validator's index in g */
+};
+void node_view(const struct node *n, struct node_view *out);
+/* True once node_stop() was called. */
+bool node_stopping(const struct node *n);
 /* One line on where consensus stands (height, round, step, lock, valid round), for diagnostics. */
 void node_describe(const struct node *n, char *buf, size_t len);
 
