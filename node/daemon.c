@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "daemon.h"
+#include "http.h"
 #include "log.h"
 #include "node.h"
 #include "p2p.h"
@@ -32,6 +33,7 @@ struct daemon {
 	struct node *node;
 	struct rpc *rpc;
 	struct p2p *p2p;
+	struct http *http; /* NULL without [http] listen */
 	struct dtimer timers[NODE_TIMERS];
 	uv_check_t flush_check;
 	uv_signal_t sig_int, sig_term, sig_hup;
@@ -249,6 +251,8 @@ int daemon_start(struct daemon **out, uv_loop_t *loop, const struct config *cfg,
 		if ((rc = p2p_start(&d->p2p, loop, &pc, &cb, d, err, errlen)))
 			goto fail;
 	}
+	if (cfg->http_listen[0] && (rc = http_start(&d->http, loop, cfg, d->node, err, errlen)))
+		goto fail;
 	uv_check_start(&d->flush_check, on_flush_check);
 	uv_signal_start(&d->sig_int, on_signal, SIGINT);
 	uv_signal_start(&d->sig_term, on_signal, SIGTERM);
@@ -271,6 +275,8 @@ void daemon_stop(struct daemon *d)
 	if (d->stopping)
 		return;
 	d->stopping = true;
+	http_stop(d->http); /* before the node stops: no request reads it afterwards */
+	d->http = NULL;
 	if (d->node)
 		node_stop(d->node);
 	rpc_stop(d->rpc);
