@@ -9,6 +9,9 @@
  * and prints each tender.release notification as one compact JSON line.
  * `compile` is the one command that needs no node: it merges the releases of a
  * file offline into a record package (tenderd/merge.h, the OCDS merge routine).
+ * `import` publishes a release package's releases, pipelining tender.publish
+ * requests on one connection, each ocid's releases one after the other.
+ * `export --format csv` pages through tender.list and writes RFC 4180 rows.
  * Release files and every answer line are parsed with td_json_load and
  * printed with td_json_dump, so amounts keep the exact text the agency wrote
  * all the way to the node and back. Uses only include/tenderd.
@@ -33,6 +36,7 @@
 #include "tenderd/isotime.h"
 #include "tenderd/json.h"
 #include "tenderd/merge.h"
+#include "tenderd/release.h"
 #include "tenderd/types.h"
 
 #define CTL_ANSWER_MAX (64 * 1024 * 1024)   /* longest answer or notification line we accept */
@@ -65,6 +69,7 @@ enum opt {
 	O_RECORDS,
 	O_OUT,
 	O_VERSIONED,
+	O_DRY_RUN,
 	O_COUNT
 };
 
@@ -83,12 +88,13 @@ static const struct {
 	[O_METHOD] = { "--method", "METHOD" },
 	[O_SINCE] = { "--since", "DATE" },
 	[O_UNTIL] = { "--until", "DATE" },
-	[O_FORMAT] = { "--format", "json|table" },
+	[O_FORMAT] = { "--format", "FORMAT" },
 	[O_FROM] = { "--from", "HEIGHT" },
 	[O_TO] = { "--to", "HEIGHT" },
 	[O_RECORDS] = { "--records", NULL },
 	[O_OUT] = { "--out", "FILE" },
 	[O_VERSIONED] = { "--versioned", NULL },
+	[O_DRY_RUN] = { "--dry-run", NULL },
 };
 
 /* One option of one command, with what it means for that command. */
@@ -196,16 +202,46 @@ static const struct command commands[] = {
 		      "(default: only blocks committed from now on)" },
 	    { O_COUNT, NULL } } },
 	{ "export",
-	  "[--from H] [--to H] [--records] [--out FILE]",
-	  "write an OCDS 1.1 release or record package",
+	  "[--from H] [--to H] [--records] [--format json|csv] [--out FILE]",
+	  "write an OCDS 1.1 release or record package, or a CSV of the tenders",
 	  "Exports the releases committed in blocks --from..--to as an OCDS 1.1 release\n"
 	  "package, or with --records as a record package (one record per ocid with all its\n"
 	  "releases and the compiled release). Both validate against the official OCDS 1.1\n"
-	  "package schemas; amounts keep their exact text.",
+	  "package schemas; amounts keep their exact text.\n"
+	  "With --format csv it writes every tender instead, newest first, one row each in the\n"
+	  "columns of list --format table: ocid, title, status, agency, amount (as written),\n"
+	  "currency, date (tender period start, else the tender's date, as written), after a\n"
+	  "header row; RFC 4180: a field with a comma, a double quote, CR or LF is quoted, its\n"
+	  "quotes doubled, and lines end with CRLF.",
 	  { { O_FROM, "first block (default 1)" },
 	    { O_TO, "last block, inclusive (default: the current height)" },
 	    { O_RECORDS, "a record package with compiled releases instead of a release package" },
-	    { O_OUT, "write the package to FILE instead of stdout" },
+	    { O_FORMAT, "json (the OCDS package, default) or csv (one row per tender)\n"
+			"csv takes no --from, --to or --records: it lists every tender" },
+	    { O_OUT, "write the package (or the CSV) to FILE instead of stdout" },
+	    { O_COUNT, NULL } } },
+	{ "import",
+	  "PACKAGE.json [--dry-run]",
+	  "publish the releases of an OCDS release package, in date order, resumably",
+	  "Publishes the releases of an OCDS 1.1 release package (or a JSON array of\n"
+	  "releases), for example last year's procurement from another system, through the\n"
+	  "node, each as it was first published: with its release id and its date (the\n"
+	  "ledger's time is the block's). A release is published as the kind its tag names:\n"
+	  "exactly one tag, tender, tenderAmendment, tenderCancellation or award. Anything\n"
+	  "else is reported, not guessed: another ocid prefix than the chain's, planning,\n"
+	  "contract and other tags, a release without an id or an ISO 8601 date, one the\n"
+	  "node's validation refuses, a release id the package repeats.\n"
+	  "Releases go in date order; each ocid's next release once the one before it is\n"
+	  "committed, many ocids at a time (pipelined, each with \"wait\"). A release whose\n"
+	  "id the ledger already holds for its ocid is skipped, so a second run, or a run\n"
+	  "after an interruption, publishes only what is missing.\n"
+	  "Progress goes to stderr (a bar with the releases done, the rate and the time left\n"
+	  "on a terminal, else a line every 2 s); then a summary on stdout: imported,\n"
+	  "skipped, refused (each with its position in the file and the reason), the rate.\n"
+	  "Exits 1 if any release is refused. --timeout bounds the wait for each answer.",
+	  { { O_DRY_RUN, "check the mapping, the releases and the lifecycle against the ledger\n"
+			 "(tender first, the same agency, nothing after a cancellation) and print\n"
+			 "the summary, without publishing anything" },
 	    { O_COUNT, NULL } } },
 	{ "compile",
 	  "[--versioned] FILE|-",
@@ -1262,6 +1298,851 @@ static int compile(const struct args *a)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- export --format csv */
+
+#define CTL_CSV_PAGE 1000 /* tenders per tender.list page */
+
+/*
+ * Writes s[0..n) as one RFC 4180 field: as it is, or between double quotes
+ * (with each quote doubled) when it holds a comma, a quote, CR or LF.
+ */
+static void csv_field(FILE *f, const char *s, size_t n)
+{
+	bool quote = false;
+	for (size_t i = 0; i < n && !quote; i++)
+		quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+	if (!quote) {
+		fwrite(s, 1, n, f);
+		return;
+	}
+	fputc('"', f);
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"')
+			fputc('"', f);
+		fputc(s[i], f);
+	}
+	fputc('"', f);
+}
+
+static void csv_str(FILE *f, const char *s)
+{
+	csv_field(f, s ? s : "", s ? strlen(s) : 0);
+}
+
+/*
+ * One CSV row per tender summary of list --format table, in the same
+ * columns: ocid, title, status, agency (name, else key), the amount as
+ * written, its currency, and the date (tender period start, else the
+ * tender's date, as written). Missing values are empty fields.
+ */
+static void csv_row(FILE *f, const json_t *t)
+{
+	const json_t *value = json_object_get(t, "value"), *period = json_object_get(t, "tenderPeriod");
+	const char *agency = str_at(t, "agency_name"), *date = str_at(period, "startDate");
+	size_t alen = 0;
+	const char *amount = td_json_number_text(json_object_get(value, "amount"), &alen);
+
+	csv_str(f, str_at(t, "ocid"));
+	fputc(',', f);
+	csv_str(f, str_at(t, "title"));
+	fputc(',', f);
+	csv_str(f, str_at(t, "status"));
+	fputc(',', f);
+	csv_str(f, agency ? agency : str_at(t, "agency"));
+	fputc(',', f);
+	csv_field(f, amount ? amount : "", amount ? alen : 0);
+	fputc(',', f);
+	csv_str(f, str_at(value, "currency"));
+	fputc(',', f);
+	csv_str(f, date ? date : str_at(t, "date"));
+	fputs("\r\n", f);
+}
+
+/*
+ * tenderctl export --format csv [--out FILE]: every tender, newest first,
+ * page by page (tender.list, CTL_CSV_PAGE at a time, following next_cursor),
+ * as RFC 4180 CSV with a header row and CRLF line ends.
+ */
+static int export_csv(struct conn *c, const char *out_name)
+{
+	FILE *f = stdout;
+	json_t *cursor = NULL, *result = NULL;
+	int rc = TD_EXIT_OK;
+	size_t i;
+	const json_t *t;
+
+	if (out_name && !(f = fopen(out_name, "wb"))) {
+		fprintf(stderr, "tenderctl: %s: %s\n", out_name, strerror(errno));
+		return TD_EXIT_REFUSED;
+	}
+	fputs("ocid,title,status,agency,amount,currency,date\r\n", f);
+	for (;;) {
+		json_t *params = json_pack("{s:o}", "limit", td_json_uint(CTL_CSV_PAGE));
+		if (cursor)
+			json_object_set(params, "cursor", cursor);
+		rc = request(c, "tender.list", params, &result);
+		if (rc != TD_EXIT_OK)
+			break;
+		const json_t *tenders = json_object_get(result, "tenders"),
+			     *next = json_object_get(result, "next_cursor");
+		if (!json_is_array(tenders)) {
+			fprintf(stderr, "tenderctl: the node's tender.list answer has no tenders array\n");
+			rc = TD_EXIT_UNREACHABLE;
+			break;
+		}
+		json_array_foreach(tenders, i, t)
+			csv_row(f, t);
+		json_decref(cursor);
+		cursor = td_json_is_string(next) ? json_incref((json_t *)next) : NULL;
+		json_decref(result);
+		result = NULL;
+		if (!cursor)
+			break;
+	}
+	json_decref(result);
+	json_decref(cursor);
+	if (fflush(f) != 0 || ferror(f)) {
+		fprintf(stderr, "tenderctl: %s: %s\n", out_name ? out_name : "stdout", strerror(errno));
+		rc = rc == TD_EXIT_OK ? TD_EXIT_REFUSED : rc;
+	}
+	if (out_name && fclose(f) != 0 && rc == TD_EXIT_OK) {
+		fprintf(stderr, "tenderctl: %s: %s\n", out_name, strerror(errno));
+		rc = TD_EXIT_REFUSED;
+	}
+	return rc;
+}
+
+/* ---------------------------------------------------------------- import */
+
+#define CTL_IMPORT_WINDOW 1000  /* publishes in flight on one connection (the node reads 1024 pending per client) */
+#define CTL_LOOKUP_WINDOW 64    /* tender.get requests in flight */
+#define CTL_BAR_MS 200          /* a terminal's progress bar is redrawn at most this often */
+#define CTL_LINE_MS 2000        /* a plain progress line at most this often */
+#define CTL_FULL_BACKOFF_MS 200 /* pause after a mempool-full refusal before sending again */
+#define CTL_BAR_COLS 30         /* width of the bar itself */
+
+enum imp_state { IMP_PENDING, IMP_IMPORTED, IMP_SKIPPED, IMP_REFUSED, IMP_STATES };
+
+/* One release of the package; its strings are borrowed from the package tree. */
+struct imp_item {
+	const json_t *rel;
+	const char *ocid, *id, *date; /* NULL until checked present */
+	size_t date_len;
+	int64_t date_ms;
+	size_t index; /* position in the package */
+	size_t rank;  /* position in date order */
+	size_t group; /* its ocid's group (PENDING items after grouping) */
+	enum td_kind kind;
+	enum imp_state state;
+	bool by_node; /* refused by the node when published: a later look at the ledger may find it there */
+	char *reason; /* why it was refused (owned) */
+};
+
+/* The releases of one ocid to publish: order[first .. first + n), in date order. */
+struct imp_group {
+	size_t first, n;
+	size_t next; /* the next of them to publish: an index into order, first + n when none is left */
+	bool busy;   /* one of them is in flight */
+	bool check;  /* to be looked up on the ledger */
+	bool exists, cancelled, ours; /* what the ledger holds (for the dry run) */
+};
+
+struct import {
+	struct conn *c;
+	const char *shown; /* the package's name as shown */
+	bool dry_run, tty;
+	struct imp_item *items; /* every release of the package */
+	size_t n;
+	struct imp_item **order; /* the PENDING items after the checks, by ocid, then date */
+	size_t norder;
+	struct imp_group *groups;
+	size_t ngroups;
+	struct imp_item **heap; /* the next release of each idle group, least rank first */
+	size_t nheap;
+	char prefix[TD_OCID_MAX + 1]; /* the chain's ocid prefix; "" when the node does not tell it */
+	char *agency;                 /* the node's name, the buyer a release without one gets (owned) */
+	char *pub_key;                /* the node's key in hex (owned) */
+	size_t count[IMP_STATES];
+	size_t answered; /* publishes the node answered */
+	int64_t t0, last_draw;
+};
+
+static void imp_refuse(struct import *im, struct imp_item *it, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Marks it refused for the reason given (replacing an earlier one). */
+static void imp_refuse(struct import *im, struct imp_item *it, const char *fmt, ...)
+{
+	va_list ap;
+	char buf[TD_ERRMSG_MAX * 2];
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	free(it->reason);
+	it->reason = td_xmalloc(strlen(buf) + 1);
+	memcpy(it->reason, buf, strlen(buf) + 1);
+	im->count[it->state]--;
+	it->state = IMP_REFUSED;
+	im->count[IMP_REFUSED]++;
+}
+
+static void imp_set(struct import *im, struct imp_item *it, enum imp_state s)
+{
+	im->count[it->state]--;
+	it->state = s;
+	im->count[s]++;
+	free(it->reason);
+	it->reason = NULL;
+}
+
+/* The string s[key] when it is a non-empty string, else NULL. */
+static const char *nonempty_at(const json_t *obj, const char *key)
+{
+	const char *s = str_at(obj, key);
+	return s && *s ? s : NULL;
+}
+
+/* Writes tag (an array of strings, or anything else) into buf as [a, b] for a message. */
+static void tag_text(char *buf, size_t cap, const json_t *tag)
+{
+	size_t i, o = 0;
+	const json_t *t;
+
+	if (!json_is_array(tag)) {
+		snprintf(buf, cap, "%s", tag ? "(not an array)" : "(none)");
+		return;
+	}
+	o += (size_t)snprintf(buf, cap, "[");
+	json_array_foreach(tag, i, t) {
+		if (o >= cap)
+			break;
+		o += (size_t)snprintf(buf + o, cap - o, "%s%.40s", i ? ", " : "",
+				      td_json_is_string(t) ? json_string_value(t) : "?");
+	}
+	if (o < cap)
+		snprintf(buf + o, cap - o, "]");
+}
+
+/*
+ * The kind a release's tag maps to: exactly one tag, tender,
+ * tenderAmendment, tenderCancellation or award (as tenderctl publish, amend
+ * and cancel publish them). 0 for anything else, which is not guessed.
+ */
+static enum td_kind imp_kind(const json_t *tag)
+{
+	const json_t *t = json_array_get(tag, 0);
+
+	if (!json_is_array(tag) || json_array_size(tag) != 1 || !td_json_is_string(t))
+		return 0;
+	return td_kind_parse(json_string_value(t), json_string_length(t));
+}
+
+/*
+ * The checks that need no ledger, in the order a reader fixes them: an
+ * object with an ocid, an id and a date; the chain's prefix; a tag that
+ * maps to a kind; and the release the node would build from it validates
+ * (the node's own code, td_release_build_dated, with the node's name as the
+ * buyer it adds). Refuses it with the reason, or leaves it PENDING.
+ */
+static void imp_check(struct import *im, struct imp_item *it)
+{
+	const json_t *r = it->rel, *d;
+	char err[TD_ERRMSG_MAX], tags[128];
+	json_t *full;
+
+	if (!json_is_object(r)) {
+		imp_refuse(im, it, "not a JSON object");
+		return;
+	}
+	it->ocid = nonempty_at(r, "ocid");
+	if (!it->ocid) {
+		imp_refuse(im, it, "no ocid");
+		return;
+	}
+	it->id = nonempty_at(r, "id");
+	if (!it->id || strlen(it->id) > TD_ID_MAX) {
+		it->id = NULL;
+		imp_refuse(im, it, "no release id of 1..%d bytes (the id is what makes an import resumable)",
+			   TD_ID_MAX);
+		return;
+	}
+	d = json_object_get(r, "date");
+	if (!td_json_is_string(d) || !td_iso_parse(json_string_value(d), json_string_length(d), &it->date_ms)) {
+		imp_refuse(im, it, "date: %s",
+			   d ? "not an ISO 8601 date-time with seconds and a zone (2020-03-09T09:00:00+09:00)" :
+			       "missing (releases are imported in date order, each with its own date)");
+		return;
+	}
+	it->date = json_string_value(d);
+	it->date_len = json_string_length(d);
+	if (im->prefix[0] && strncmp(it->ocid, im->prefix, strlen(im->prefix)) != 0) {
+		imp_refuse(im, it, "ocid %s does not start with the chain's prefix %s: another publisher's process",
+			   it->ocid, im->prefix);
+		return;
+	}
+	it->kind = imp_kind(json_object_get(r, "tag"));
+	if (!it->kind) {
+		tag_text(tags, sizeof(tags), json_object_get(r, "tag"));
+		imp_refuse(im, it,
+			   "tag %s: not one tender, tenderAmendment, tenderCancellation or award tag (planning and "
+			   "contract releases have no place on this ledger)",
+			   tags);
+		return;
+	}
+	full = td_release_build_dated(r, it->kind, NULL, 0, it->date, it->date_len, im->agency, err, sizeof(err));
+	if (!full) {
+		imp_refuse(im, it, "invalid: %s", err);
+		return;
+	}
+	json_decref(full);
+}
+
+static int cmp_date(const void *pa, const void *pb)
+{
+	const struct imp_item *a = *(const struct imp_item *const *)pa, *b = *(const struct imp_item *const *)pb;
+	if (a->date_ms != b->date_ms)
+		return a->date_ms < b->date_ms ? -1 : 1;
+	return a->index < b->index ? -1 : a->index > b->index;
+}
+
+static int cmp_ocid_id(const void *pa, const void *pb)
+{
+	const struct imp_item *a = *(const struct imp_item *const *)pa, *b = *(const struct imp_item *const *)pb;
+	int k = strcmp(a->ocid, b->ocid);
+	if (k == 0)
+		k = strcmp(a->id, b->id);
+	if (k == 0)
+		k = a->rank < b->rank ? -1 : a->rank > b->rank;
+	return k;
+}
+
+static int cmp_ocid_rank(const void *pa, const void *pb)
+{
+	const struct imp_item *a = *(const struct imp_item *const *)pa, *b = *(const struct imp_item *const *)pb;
+	int k = strcmp(a->ocid, b->ocid);
+	if (k == 0)
+		k = a->rank < b->rank ? -1 : a->rank > b->rank;
+	return k;
+}
+
+/*
+ * Ranks the checked releases by date (package order among equal dates),
+ * refuses a release id the package repeats for an ocid (the first by date
+ * stays), and groups the rest by ocid in date order.
+ */
+static void imp_group(struct import *im)
+{
+	struct imp_item **v = td_xcalloc(im->n ? im->n : 1, sizeof(*v));
+	size_t k = 0, i;
+
+	for (i = 0; i < im->n; i++)
+		if (im->items[i].state == IMP_PENDING)
+			v[k++] = &im->items[i];
+	qsort(v, k, sizeof(*v), cmp_date);
+	for (i = 0; i < k; i++)
+		v[i]->rank = i;
+	qsort(v, k, sizeof(*v), cmp_ocid_id);
+	for (i = 1; i < k; i++)
+		if (strcmp(v[i]->ocid, v[i - 1]->ocid) == 0 && strcmp(v[i]->id, v[i - 1]->id) == 0)
+			imp_refuse(im, v[i], "the package repeats release %s of %s (#%zu in the file)", v[i]->id,
+				   v[i]->ocid, v[i - 1]->index + 1);
+	im->norder = 0;
+	for (i = 0; i < k; i++)
+		if (v[i]->state == IMP_PENDING)
+			v[im->norder++] = v[i];
+	qsort(v, im->norder, sizeof(*v), cmp_ocid_rank);
+	im->order = v;
+	im->groups = td_xcalloc(im->norder ? im->norder : 1, sizeof(*im->groups));
+	im->ngroups = 0;
+	for (i = 0; i < im->norder; i++) {
+		if (i == 0 || strcmp(v[i]->ocid, v[i - 1]->ocid) != 0) {
+			struct imp_group *g = &im->groups[im->ngroups++];
+			g->first = g->next = i;
+			g->check = true;
+		}
+		v[i]->group = im->ngroups - 1;
+		im->groups[im->ngroups - 1].n++;
+	}
+}
+
+/* Appends line and a newline to the growing buffer *buf (*len used, *cap allocated). */
+static void buf_line(char **buf, size_t *len, size_t *cap, const char *line)
+{
+	size_t n = strlen(line);
+	if (*len + n + 1 > *cap) {
+		*cap = (*len + n + 1) * 2;
+		*buf = td_xrealloc(*buf, *cap);
+	}
+	memcpy(*buf + *len, line, n);
+	(*buf)[*len + n] = '\n';
+	*len += n + 1;
+}
+
+/* The request method(params) with the numeric id, as one compact line (params stolen; malloc'd). */
+static char *request_line(uint64_t id, const char *method, json_t *params)
+{
+	json_t *req = json_object();
+	char *line;
+
+	json_object_set_new(req, "jsonrpc", json_string("2.0"));
+	json_object_set_new(req, "id", td_json_uint(id));
+	json_object_set_new(req, "method", json_string(method));
+	json_object_set_new(req, "params", params);
+	line = td_json_dump(req, JSON_COMPACT);
+	json_decref(req);
+	if (!line) {
+		fprintf(stderr, "tenderctl: cannot encode a request\n");
+		abort(); /* a tree from td_json_load always prints: out of memory */
+	}
+	return line;
+}
+
+/* Sends buf[0..len) (pipelined requests), the deadline counting from now. */
+static int pipe_send(struct conn *c, const char *buf, size_t len)
+{
+	c->deadline_ms = c->timeout_s ? now_ms() + (int64_t)c->timeout_s * 1000 : -1;
+	return ctl_send(c, buf, len);
+}
+
+/*
+ * Reads the answer to the request with the numeric id want (the node
+ * answers a connection's lines in order). Returns it with *rc TD_EXIT_OK,
+ * or NULL with *rc an exit code after printing why.
+ */
+static json_t *pipe_answer(struct conn *c, uint64_t want, int *rc)
+{
+	uint64_t got = 0;
+	size_t len = 0;
+	json_t *ans;
+	const char *t;
+
+	c->deadline_ms = c->timeout_s ? now_ms() + (int64_t)c->timeout_s * 1000 : -1;
+	ans = ctl_read_object(c, "connection closed before an answer", rc);
+	if (!ans)
+		return NULL;
+	t = td_json_number_text(json_object_get(ans, "id"), &len);
+	if (!t || !td_parse_u64(t, len, &got) || got != want ||
+	    (!json_object_get(ans, "result") && !json_is_object(json_object_get(ans, "error")))) {
+		fprintf(stderr, "tenderctl: tenderd at %s answered out of order (expected id %llu)\n", c->path,
+			(unsigned long long)want);
+		json_decref(ans);
+		*rc = TD_EXIT_UNREACHABLE;
+		return NULL;
+	}
+	return ans;
+}
+
+/* The code of a JSON-RPC error object, 0 if it has none. */
+static long error_code(const json_t *e)
+{
+	size_t len = 0;
+	uint64_t v = 0;
+	const char *t = td_json_number_text(json_object_get(e, "code"), &len);
+
+	if (!t || len < 2 || t[0] != '-' || !td_parse_u64(t + 1, len - 1, &v) || v > 100000)
+		return 0;
+	return -(long)v;
+}
+
+static const char *error_message(const json_t *e)
+{
+	const char *m = str_at(e, "message");
+	return m ? m : "error without a message";
+}
+
+/*
+ * Looks up each group marked check on the ledger (tender.get, pipelined):
+ * a release of it whose id the ledger holds becomes SKIPPED (a PENDING one,
+ * or one the node refused, which a record of an earlier run may have beaten
+ * to the ledger); the group learns whether the tender exists, is cancelled
+ * and is this node's. Returns TD_EXIT_OK or an exit code after printing why.
+ */
+static int imp_lookup(struct import *im)
+{
+	size_t sent = 0, done = 0, len = 0, cap = 0, ng = im->ngroups;
+	char *buf = NULL;
+	int rc = TD_EXIT_OK;
+
+	while (done < ng && rc == TD_EXIT_OK) {
+		len = 0;
+		for (; sent < ng && sent - done < CTL_LOOKUP_WINDOW; sent++) {
+			struct imp_group *g = &im->groups[sent];
+			if (!g->check)
+				continue;
+			json_t *p = json_pack("{s:s}", "ocid", im->order[g->first]->ocid);
+			char *line = request_line(sent, "tender.get", p);
+			buf_line(&buf, &len, &cap, line);
+			free(line);
+		}
+		if (len && (rc = pipe_send(im->c, buf, len)) != TD_EXIT_OK)
+			break;
+		for (; done < sent; done++) {
+			struct imp_group *g = &im->groups[done];
+			if (!g->check)
+				continue;
+			json_t *ans = pipe_answer(im->c, done, &rc);
+			if (!ans)
+				break;
+			const json_t *res = json_object_get(ans, "result"), *e = json_object_get(ans, "error");
+			g->check = false;
+			if (e && error_code(e) != TD_RPC_NOT_FOUND) {
+				fprintf(stderr, "tenderctl: tender.get %s: ", im->order[g->first]->ocid);
+				rc = print_error(e);
+				json_decref(ans);
+				break;
+			}
+			const json_t *rels = json_object_get(res, "releases"), *r;
+			const char *status =
+				str_at(json_object_get(json_object_get(res, "compiled"), "tender"), "status");
+			const char *owner = str_at(json_array_get(rels, 0), "agency");
+			size_t i;
+			g->exists = json_array_size(rels) > 0;
+			g->cancelled = status && strcmp(status, "cancelled") == 0;
+			g->ours = owner && im->pub_key && strcmp(owner, im->pub_key) == 0;
+			json_array_foreach(rels, i, r) {
+				const char *id = str_at(json_object_get(r, "release"), "id");
+				for (size_t k = g->first; id && k < g->first + g->n; k++) {
+					struct imp_item *it = im->order[k];
+					if ((it->state == IMP_PENDING || (it->state == IMP_REFUSED && it->by_node)) &&
+					    strcmp(it->id, id) == 0)
+						imp_set(im, it, IMP_SKIPPED);
+				}
+			}
+			json_decref(ans);
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+/* Formats seconds as H:MM:SS or M:SS into buf. */
+static void fmt_secs(char *buf, size_t cap, double s)
+{
+	unsigned long t = s < 0 ? 0 : (unsigned long)(s + 0.5);
+	if (t >= 3600)
+		snprintf(buf, cap, "%lu:%02lu:%02lu", t / 3600, t / 60 % 60, t % 60);
+	else
+		snprintf(buf, cap, "%lu:%02lu", t / 60, t % 60);
+}
+
+/*
+ * Shows progress on stderr: on a terminal a bar redrawn in place (records
+ * done, rate, time left), otherwise a plain line now and then; final draws
+ * the last state (and ends the bar's line).
+ */
+static void imp_progress(struct import *im, bool final)
+{
+	int64_t now = now_ms();
+	size_t done = im->n - im->count[IMP_PENDING];
+	double secs = (double)(now - im->t0) / 1000.0;
+	double rate = secs > 0.001 ? (double)im->answered / secs : 0;
+	char left[32] = "?";
+
+	if (!final && now - im->last_draw < (im->tty ? CTL_BAR_MS : CTL_LINE_MS))
+		return;
+	im->last_draw = now;
+	if (rate > 0)
+		fmt_secs(left, sizeof(left), (double)im->count[IMP_PENDING] / rate);
+	if (im->tty) {
+		char bar[CTL_BAR_COLS + 1];
+		size_t full = im->n ? done * CTL_BAR_COLS / im->n : CTL_BAR_COLS;
+		for (size_t i = 0; i < CTL_BAR_COLS; i++)
+			bar[i] = i < full ? '#' : '.';
+		bar[CTL_BAR_COLS] = '\0';
+		fprintf(stderr, "\rimport [%s] %zu/%zu  %.0f/s  %s left\x1b[K%s", bar, done, im->n, rate, left,
+			final ? "\n" : "");
+	} else {
+		fprintf(stderr,
+			"import: %zu/%zu releases done (%zu imported, %zu skipped, %zu refused), %.0f/s, %s left\n",
+			done, im->n, im->count[IMP_IMPORTED], im->count[IMP_SKIPPED], im->count[IMP_REFUSED], rate,
+			left);
+	}
+	fflush(stderr);
+}
+
+/* Heap of items by rank: the earliest release ready to go first. */
+static void heap_push(struct import *im, struct imp_item *it)
+{
+	size_t i = im->nheap++;
+	while (i > 0 && im->heap[(i - 1) / 2]->rank > it->rank) {
+		im->heap[i] = im->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	im->heap[i] = it;
+}
+
+static struct imp_item *heap_pop(struct import *im)
+{
+	struct imp_item *top = im->heap[0], *last = im->heap[--im->nheap];
+	size_t i = 0;
+
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l >= im->nheap)
+			break;
+		m = l + 1 < im->nheap && im->heap[l + 1]->rank < im->heap[l]->rank ? l + 1 : l;
+		if (im->heap[m]->rank >= last->rank)
+			break;
+		im->heap[i] = im->heap[m];
+		i = m;
+	}
+	if (im->nheap)
+		im->heap[i] = last;
+	return top;
+}
+
+/* Moves group g to its next PENDING release and makes it ready, if there is one. */
+static void group_next(struct import *im, struct imp_group *g)
+{
+	while (g->next < g->first + g->n && im->order[g->next]->state != IMP_PENDING)
+		g->next++;
+	if (g->next < g->first + g->n)
+		heap_push(im, im->order[g->next]);
+}
+
+/*
+ * Publishes the PENDING releases, each with "wait": the next release of an
+ * ocid goes once the one before it is committed (the node checks an
+ * amendment or an award against the committed ledger), and of the releases
+ * ready to go the earliest goes first. Up to CTL_IMPORT_WINDOW are in flight,
+ * pipelined on one connection. A mempool-full refusal is retried after a
+ * pause. Returns TD_EXIT_OK or an exit code after printing why.
+ */
+static int imp_publish(struct import *im)
+{
+	struct imp_item **fifo = td_xcalloc(CTL_IMPORT_WINDOW, sizeof(*fifo));
+	size_t head = 0, inflight = 0, len = 0, cap = 0;
+	int64_t hold_until = 0;
+	char *buf = NULL;
+	int rc = TD_EXIT_OK;
+
+	im->heap = td_xcalloc(im->ngroups ? im->ngroups : 1, sizeof(*im->heap));
+	for (size_t g = 0; g < im->ngroups; g++)
+		group_next(im, &im->groups[g]);
+	im->t0 = im->last_draw = now_ms();
+	while (rc == TD_EXIT_OK && (inflight || im->nheap)) {
+		len = 0;
+		while (inflight < CTL_IMPORT_WINDOW && im->nheap && now_ms() >= hold_until) {
+			struct imp_item *it = heap_pop(im);
+			json_t *p = json_object();
+			json_object_set_new(p, "kind", json_string(td_kind_name(it->kind)));
+			json_object_set(p, "release", (json_t *)it->rel);
+			json_object_set_new(p, "date", json_stringn(it->date, it->date_len));
+			json_object_set_new(p, "wait", json_true());
+			char *line = request_line(it->index, "tender.publish", p);
+			buf_line(&buf, &len, &cap, line);
+			free(line);
+			im->groups[it->group].busy = true;
+			fifo[(head + inflight++) % CTL_IMPORT_WINDOW] = it;
+		}
+		if (len && (rc = pipe_send(im->c, buf, len)) != TD_EXIT_OK)
+			break;
+		if (!inflight) {
+			/* Only releases held back by a full mempool: wait, then send again. */
+			int64_t wait = hold_until - now_ms();
+			if (wait > 0)
+				poll(NULL, 0, (int)wait);
+			continue;
+		}
+		struct imp_item *it = fifo[head];
+		json_t *ans = pipe_answer(im->c, it->index, &rc);
+		if (!ans)
+			break;
+		head = (head + 1) % CTL_IMPORT_WINDOW;
+		inflight--;
+		im->answered++;
+		struct imp_group *g = &im->groups[it->group];
+		const json_t *e = json_object_get(ans, "error");
+		g->busy = false;
+		if (!e) {
+			imp_set(im, it, IMP_IMPORTED);
+		} else if (error_code(e) == TD_RPC_MEMPOOL_FULL) {
+			hold_until = now_ms() + CTL_FULL_BACKOFF_MS;
+			im->answered--;
+		} else if (error_code(e) == TD_RPC_SHUTTING_DOWN) {
+			print_error(e);
+			rc = TD_EXIT_UNREACHABLE;
+		} else {
+			long code = error_code(e);
+			imp_refuse(im, it, "%s (code %ld)", error_message(e), code);
+			it->by_node = code == TD_RPC_DUPLICATE || code == TD_RPC_RULE;
+			g->check = it->by_node;
+		}
+		json_decref(ans);
+		group_next(im, g);
+		imp_progress(im, false);
+	}
+	free(buf);
+	free(fifo);
+	return rc;
+}
+
+/*
+ * The dry run's stand-in for the node's lifecycle rules, from what the
+ * ledger holds and what the package would publish before: a tender needs a
+ * new ocid; an amendment, a cancellation or an award a tender of this
+ * agency that is not cancelled.
+ */
+static void imp_dry_lifecycle(struct import *im)
+{
+	for (size_t gi = 0; gi < im->ngroups; gi++) {
+		struct imp_group *g = &im->groups[gi];
+		bool exists = g->exists, cancelled = g->cancelled, ours = g->ours || !g->exists;
+		for (size_t k = g->first; k < g->first + g->n; k++) {
+			struct imp_item *it = im->order[k];
+			if (it->state != IMP_PENDING)
+				continue;
+			if (it->kind == TD_KIND_TENDER) {
+				if (exists) {
+					imp_refuse(im, it, "tender %s already exists", it->ocid);
+					continue;
+				}
+				exists = ours = true;
+				continue;
+			}
+			if (!exists)
+				imp_refuse(im, it, "tender %s does not exist: a %s needs a published tender", it->ocid,
+					   td_kind_name(it->kind));
+			else if (!ours)
+				imp_refuse(im, it, "only the agency that published tender %s may publish its %s",
+					   it->ocid, td_kind_name(it->kind));
+			else if (cancelled)
+				imp_refuse(im, it, "tender %s is cancelled: no %s may follow", it->ocid,
+					   td_kind_name(it->kind));
+			else if (it->kind == TD_KIND_CANCELLATION)
+				cancelled = true;
+		}
+	}
+}
+
+/* Prints the summary on stdout: the counts, then each refusal in package order. */
+static void imp_summary(const struct import *im, double secs)
+{
+	printf("%s %s: %zu release%s%s\n", im->dry_run ? "dry run of" : "import of", im->shown, im->n,
+	       im->n == 1 ? "" : "s", im->dry_run ? ", nothing published" : "");
+	if (im->dry_run)
+		printf("would import: %zu\n", im->count[IMP_PENDING]);
+	else
+		printf("imported: %zu\n", im->count[IMP_IMPORTED]);
+	printf("skipped: %zu (already on the ledger)\n", im->count[IMP_SKIPPED]);
+	printf("refused: %zu\n", im->count[IMP_REFUSED]);
+	if (!im->dry_run && im->count[IMP_PENDING])
+		printf("not done: %zu (the import stopped: run it again to resume)\n", im->count[IMP_PENDING]);
+	for (size_t i = 0; i < im->n; i++) {
+		const struct imp_item *it = &im->items[i];
+		if (it->state != IMP_REFUSED)
+			continue;
+		if (it->id)
+			printf("  #%zu release %s of %s: %s\n", i + 1, it->id, it->ocid, it->reason);
+		else if (it->ocid)
+			printf("  #%zu (%s): %s\n", i + 1, it->ocid, it->reason);
+		else
+			printf("  #%zu: %s\n", i + 1, it->reason);
+	}
+	if (!im->dry_run && im->answered)
+		printf("rate: %.0f releases/s (%zu published in %.1f s)\n", secs > 0 ? (double)im->answered / secs : 0,
+		       im->answered, secs);
+}
+
+/* Copies the string s[key] (NULL when absent). */
+static char *dup_at(const json_t *obj, const char *key)
+{
+	const char *s = str_at(obj, key);
+	char *d = NULL;
+	if (s) {
+		d = td_xmalloc(strlen(s) + 1);
+		memcpy(d, s, strlen(s) + 1);
+	}
+	return d;
+}
+
+/* tenderctl import PACKAGE.json [--dry-run]. */
+static int import_cmd(struct conn *c, const struct args *a, bool timeout_set)
+{
+	struct import im = { .c = c, .dry_run = a->set[O_DRY_RUN], .tty = isatty(STDERR_FILENO) == 1 };
+	json_t *in = NULL, *status = NULL;
+	const json_t *releases;
+	int rc;
+
+	if (a->npos != 1)
+		return usage("usage: import PACKAGE.json [--dry-run]");
+	if (!timeout_set)
+		c->timeout_s = CTL_TIMEOUT_DEFAULT;
+	im.shown = strcmp(a->pos[0], "-") == 0 ? "stdin" : a->pos[0];
+	in = load_file_max(a->pos[0], CTL_COMPILE_MAX);
+	if (!in)
+		return TD_EXIT_REFUSED;
+	releases = json_is_object(in) ? json_object_get(in, "releases") : in;
+	if (!json_is_array(releases)) {
+		fprintf(stderr, "tenderctl: %s: not a release package (an object with a \"releases\" array)%s\n",
+			im.shown, json_is_object(in) ? "" : " nor an array of releases");
+		rc = TD_EXIT_REFUSED;
+		goto out;
+	}
+	/* Who we publish as, and the chain's ocid prefix when the node tells it. */
+	rc = request(c, "status", json_object(), &status);
+	if (rc != TD_EXIT_OK)
+		goto out;
+	const json_t *node = json_object_get(status, "node");
+	const char *prefix = str_at(status, "ocid_prefix");
+	if (prefix)
+		snprintf(im.prefix, sizeof(im.prefix), "%s", prefix);
+	else
+		fprintf(stderr, "tenderctl: the node's status does not give the chain's ocid prefix: the node checks "
+				"it as it publishes\n");
+	im.agency = dup_at(node, "name");
+	im.pub_key = dup_at(node, "pub_key");
+	if (!im.dry_run && !json_is_true(json_object_get(node, "validator"))) {
+		fprintf(stderr, "tenderctl: the node at %s is not a validator of its chain: it cannot publish\n",
+			c->path);
+		rc = TD_EXIT_REFUSED;
+		goto out;
+	}
+
+	im.n = json_array_size(releases);
+	im.items = td_xcalloc(im.n ? im.n : 1, sizeof(*im.items));
+	im.count[IMP_PENDING] = im.n;
+	for (size_t i = 0; i < im.n; i++) {
+		im.items[i].rel = json_array_get(releases, i);
+		im.items[i].index = i;
+		imp_check(&im, &im.items[i]);
+	}
+	imp_group(&im);
+
+	c->deadline_ms = c->timeout_s ? now_ms() + (int64_t)c->timeout_s * 1000 : -1;
+	if ((rc = ctl_connect(c)) != TD_EXIT_OK || (rc = imp_lookup(&im)) != TD_EXIT_OK)
+		goto out;
+	if (im.dry_run) {
+		imp_dry_lifecycle(&im);
+		imp_summary(&im, 0);
+		rc = im.count[IMP_REFUSED] ? TD_EXIT_REFUSED : TD_EXIT_OK;
+		goto out;
+	}
+	rc = imp_publish(&im);
+	double secs = (double)(now_ms() - im.t0) / 1000.0;
+	if (rc == TD_EXIT_OK) {
+		/* A release the node refused as already there, or dropped for it, is skipped if it is there. */
+		rc = imp_lookup(&im);
+	}
+	imp_progress(&im, true);
+	imp_summary(&im, secs);
+	if (rc == TD_EXIT_OK && im.count[IMP_REFUSED])
+		rc = TD_EXIT_REFUSED;
+out:
+	for (size_t i = 0; i < im.n; i++)
+		free(im.items[i].reason);
+	free(im.items);
+	free(im.order);
+	free(im.groups);
+	free(im.heap);
+	free(im.agency);
+	free(im.pub_key);
+	json_decref(status);
+	json_decref(in);
+	conn_close(c);
+	return rc;
+}
+
 static int run(struct conn *c, const struct command *cmd, const struct args *a, bool timeout_set)
 {
 	const char *name = cmd->name;
@@ -1273,6 +2154,8 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 
 	if (strcmp(name, "compile") == 0)
 		return compile(a);
+	if (strcmp(name, "import") == 0)
+		return import_cmd(c, a, timeout_set);
 	if (strcmp(name, "status") == 0) {
 		if (a->npos != 0)
 			return usage("status takes no arguments");
@@ -1369,6 +2252,16 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 			return usage("usage: export [--from H] [--to H] [--records] [--out FILE]");
 		if (a->set[O_OUT] && !a->val[O_OUT][0])
 			return usage("export: --out needs a file name");
+		if (a->set[O_FORMAT] && strcmp(a->val[O_FORMAT], "csv") == 0) {
+			if (a->set[O_FROM] || a->set[O_TO] || a->set[O_RECORDS])
+				return usage(
+					"export --format csv lists every tender: it takes no --from, --to or --records");
+			if (!timeout_set)
+				c->timeout_s = CTL_TIMEOUT_DEFAULT;
+			return export_csv(c, a->val[O_OUT]);
+		}
+		if (a->set[O_FORMAT] && strcmp(a->val[O_FORMAT], "json") != 0)
+			return usage("export: --format is json or csv, not '%s'", a->val[O_FORMAT]);
 		params = json_object();
 		if (!set_height_opt(params, "from", a, O_FROM, &rc) || !set_height_opt(params, "to", a, O_TO, &rc)) {
 			json_decref(params);

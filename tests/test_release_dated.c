@@ -88,10 +88,11 @@ static void test_id_from_time(void **state)
 static void test_every_kind(void **state)
 {
 	char err[TD_ERRMSG_MAX];
-	json_t *frag = parse(
-		"{\"ocid\": \"ocds-kr2020-imp-3\", \"id\": \"r\", \"tender\": {\"id\": \"t\", \"title\": \"T\", \"status\": \"active\", \"amendments\": [{\"id\": \"am1\", \"rationale\": \"R\"}]},"
-		" \"awards\": [{\"id\": \"a1\", \"status\": \"active\","
-		" \"suppliers\": [{\"name\": \"Supplier Co\"}]}]}");
+	json_t *frag =
+		parse("{\"ocid\": \"ocds-kr2020-imp-3\", \"id\": \"r\", \"tender\": {\"id\": \"t\", \"title\": \"T\","
+		      " \"status\": \"active\", \"amendments\": [{\"id\": \"am1\", \"rationale\": \"R\"}]},"
+		      " \"awards\": [{\"id\": \"a1\", \"status\": \"active\","
+		      " \"suppliers\": [{\"name\": \"Supplier Co\"}]}]}");
 
 	(void)state;
 	for (int k = TD_KIND_MIN; k <= TD_KIND_MAX; k++) {
