@@ -7,7 +7,10 @@
 # chain and sub-ranges) answers one line with the request's id that validates against
 # the OCDS 1.1 package schemas (tests/ocds_validate.py), that another connection is
 # served while an export streams, that a client leaving mid-export leaves the node
-# serving, that a batch refuses ledger.export and that empty ranges are -32002.
+# serving, that a batch refuses ledger.export and that empty ranges are -32002. Then
+# export --format csv: tenders whose titles hold quotes, commas, LF, CRLF and CR come out
+# as RFC 4180 rows (a header, CRLF line ends, quoted fields with doubled quotes) that
+# Python's csv reader reads back as the node's tender.list.
 # With TD_EXPORT_OLD_BIN=DIR (a tenderd built before exports were streamed), the
 # same ledger is exported by that binary too and the answers must be identical bytes.
 set -uo pipefail
@@ -129,6 +132,58 @@ done
 for name in all-rec mid-rec one-rec; do
 	"$PY" "$HERE/ocds_validate.py" "$DATA/ocds" record "$TMP/new/$name.json" || fail "$name does not validate"
 done
+echo "--- export --format csv (RFC 4180)"
+# Titles with a double quote, commas, LF, CRLF, a lone CR and UTF-8, and an amount with its exact text.
+i=0
+for title in 'Said \"fast\", then \"cheap\"' 'Roads, bridges, tunnels' 'Line one\nline two' \
+	'Windows\r\nline' 'Lone\rCR' '제주 \"전기차\", 배터리' '\"\"' 'plain'; do
+	i=$((i + 1))
+	printf '{"ocid": "ocds-kr2020-csv-%02d", "tender": {"id": "csv-%d", "title": "%s", "status": "active", "value": {"amount": 1%02d.10, "currency": "EUR"}, "tenderPeriod": {"startDate": "2020-05-0%dT09:00:00+09:00"}}}' \
+		"$i" "$i" "$title" "$i" "$i" >"$TMP/csv.json"
+	ctl publish tender "$TMP/csv.json" --wait
+done
+ctl export --format csv --out "$TMP/tenders.csv"
+[[ ! -s "$TMP/out" ]] || fail "export --format csv --out also printed to stdout"
+timeout 30 "$BIN/tenderctl" --socket "$SOCK" export --format csv >"$TMP/tenders-stdout.csv" || fail "export --format csv"
+cmp -s "$TMP/tenders.csv" "$TMP/tenders-stdout.csv" || fail "export --format csv: --out and stdout differ"
+timeout 30 "$BIN/tenderctl" --socket "$SOCK" call tender.list '{"limit": 1000}' >"$TMP/list.json" || fail "tender.list"
+"$PY" - "$TMP/tenders.csv" "$TMP/list.json" <<'PYEOF' || fail "the CSV is not the tender list in RFC 4180"
+import csv, io, json, sys
+from decimal import Decimal
+raw = open(sys.argv[1], "rb").read()
+tenders = json.load(open(sys.argv[2]), parse_float=Decimal)["tenders"]
+# Every record ends with CRLF; a bare LF or CR appears only inside a quoted field.
+assert raw.startswith(b"ocid,title,status,agency,amount,currency,date\r\n"), raw[:80]
+assert raw.endswith(b"\r\n")
+assert b'"Said ""fast"", then ""cheap"""' in raw, "quotes not doubled inside a quoted field"
+assert b',"Roads, bridges, tunnels",' in raw
+assert b',"Line one\nline two",' in raw and b',"Windows\r\nline",' in raw and b',"Lone\rCR",' in raw
+assert b',plain,active,' in raw, "a field without a special character is quoted"
+assert b',"""""",' in raw, "a title of two quotes"
+rows = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline=""), strict=True))
+assert rows[0] == ["ocid", "title", "status", "agency", "amount", "currency", "date"], rows[0]
+assert len(rows) == len(tenders) + 1, (len(rows), len(tenders))
+for row, t in zip(rows[1:], tenders):
+    period = t.get("tenderPeriod", {})
+    want = [t["ocid"], t.get("title", ""), t.get("status", ""), t.get("agency_name", t.get("agency", "")),
+            str(t.get("value", {}).get("amount", "")), t.get("value", {}).get("currency", ""),
+            period.get("startDate", t.get("date", ""))]
+    assert row == want, (row, want)
+byocid = {r[0]: r for r in rows[1:]}
+assert byocid["ocds-kr2020-csv-01"][1] == 'Said "fast", then "cheap"'
+assert byocid["ocds-kr2020-csv-04"][1] == "Windows\r\nline"
+assert byocid["ocds-kr2020-csv-06"][1] == '제주 "전기차", 배터리'
+assert byocid["ocds-kr2020-csv-07"][1] == '""'
+assert byocid["ocds-kr2020-csv-03"][4:] == ["103.10", "EUR", "2020-05-03T09:00:00+09:00"]
+print("ok: %d tenders" % len(tenders))
+PYEOF
+for args in "export --format csv --records" "export --format csv --from 1" "export --format xml"; do
+	# shellcheck disable=SC2086 # split on purpose
+	timeout 30 "$BIN/tenderctl" --socket "$SOCK" $args >/dev/null 2>&1
+	rc=$?
+	((rc == 3)) || fail "tenderctl $args exited $rc, expected 3"
+done
+
 kill -0 "$PID" || fail "tenderd died"
 stop
 if [[ -n "$OLD" ]]; then
