@@ -5,8 +5,9 @@
 # sample lifecycle (DATA_DIR/merge/<name>-releases.json) and checks the record package
 # is the expected one byte for byte (<name>-record.json) and valid against the OCDS
 # 1.1.5 record package schema (tests/ocds_validate.py); the same with --versioned for
-# the Jeju lifecycle (jeju-versioned-record.json; the versioned release schema is not in
-# the repository, so that package is validated with versionedRelease as any object).
+# the Jeju lifecycle (jeju-versioned-record.json), whose versionedRelease is validated
+# against the OCDS 1.1.5 versioned release schema (DATA_DIR/ocds), and a versioned
+# release that is not (a value not in a list of versions) must fail that validation.
 # Then a bare array of every release, shuffled (several ocids, from stdin), --out, and
 # the refusals: a missing file, bad JSON, no releases, a release without a date
 # (exit 1), bad usage (exit 3).
@@ -105,20 +106,29 @@ valid() {
 		{ cat "$TMP/valid.out" >&2; fail "$1 is not a valid record package"; }
 }
 
-# valid_versioned FILE: valid against the record package schema with versionedRelease as any object.
+# valid_versioned FILE: a valid OCDS record package whose versionedRelease validates against
+# the versioned release schema (versioned-release-validation-schema.json, OCDS 1.1.5), the
+# record package schema's own $ref, resolved to the local file; date-time and uri formats
+# checked as tests/ocds_validate.py checks them.
 valid_versioned() {
-	"$PY" - "$SCHEMAS" "$1" >"$TMP/valid.out" 2>&1 <<'EOF' || { cat "$TMP/valid.out" >&2; fail "$1 is not a valid record package"; }
+	"$PY" - "$HERE" "$SCHEMAS" "$1" >"$TMP/valid.out" 2>&1 <<'EOF' || { cat "$TMP/valid.out" >&2; fail "$1 is not a valid versioned record package"; }
 import json, sys
 from decimal import Decimal
 from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import ocds_validate
 from jsonschema import Draft4Validator, RefResolver
-d = Path(sys.argv[1])
-schemas = {f: json.loads((d / f).read_text()) for f in ("release-schema.json", "record-package-schema.json")}
+d = Path(sys.argv[2])
+names = ("release-schema.json", "record-package-schema.json", "versioned-release-validation-schema.json")
+schemas = {f: json.loads((d / f).read_text(encoding="utf-8")) for f in names}
 pkg = schemas["record-package-schema.json"]
-pkg["definitions"]["record"]["properties"]["versionedRelease"] = {"type": "object"}
+ref = pkg["definitions"]["record"]["properties"]["versionedRelease"]["$ref"]
+assert ref == schemas["versioned-release-validation-schema.json"]["id"], ref
 store = {s["id"]: s for s in schemas.values()}
-doc = json.load(open(sys.argv[2]), parse_float=Decimal)
-errors = list(Draft4Validator(pkg, resolver=RefResolver.from_schema(pkg, store=store)).iter_errors(doc))
+resolver = RefResolver.from_schema(pkg, store=store,
+                                   handlers={"http": ocds_validate.no_remote, "https": ocds_validate.no_remote})
+doc = json.load(open(sys.argv[3]), parse_float=Decimal)
+errors = list(Draft4Validator(pkg, resolver=resolver, format_checker=ocds_validate.format_checker()).iter_errors(doc))
 for e in errors:
     print("/".join(map(str, e.absolute_path)), e.message[:300])
 assert doc["records"] and all("versionedRelease" in r and "compiledRelease" not in r for r in doc["records"])
@@ -144,6 +154,17 @@ ok compile --versioned "$M/jeju-releases.json"
 cmp -s "$OUT" "$M/jeju-versioned-record.json" || { diff "$M/jeju-versioned-record.json" "$OUT" | head -40 >&2; fail "not the expected versioned record package"; }
 grep -q '"value": 712500000.50' "$OUT" || fail "the amount lost its exact text"
 valid_versioned "$OUT"
+"$PY" - "$OUT" >"$TMP/broken.json" <<'EOF' || fail "could not break the versioned release"
+import json, sys
+from decimal import Decimal
+d = json.load(open(sys.argv[1]), parse_float=Decimal)
+d["records"][0]["versionedRelease"]["tender"]["title"] = "a value, not its versions"
+json.dump(d, sys.stdout, default=str)
+EOF
+if (valid_versioned "$TMP/broken.json") >/dev/null 2>&1; then
+	fail "a versionedRelease with an unversioned value passes the versioned release schema"
+fi
+grep -q "versionedRelease/tender/title" "$TMP/valid.out" || fail "the broken versioned release fails for another reason"
 
 step "compile a bare array of every release, shuffled, from stdin, --out"
 "$PY" - "$M" >"$TMP/all.json" <<'EOF' || fail "could not make the array"
