@@ -133,6 +133,7 @@ struct http {
 	int open_handles; /* handles not yet closed; the struct goes with the last */
 	char addr[160];   /* the address listened on, as logged */
 	char public_url[256];
+	unsigned max_connections; /* [http] max_connections */
 	uint64_t started_ms;
 	/* metrics */
 	struct route_stats routes[ROUTES];
@@ -1087,6 +1088,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 static void on_timer(uv_timer_t *t);
 
+static unsigned connections(const struct http *h)
+{
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	return di ? di->num_connections : 0;
+}
+
 /* Lets libmicrohttpd do what is ready, then sets the timer to its next deadline. */
 static void run(struct http *h)
 {
@@ -1094,7 +1101,16 @@ static void run(struct http *h)
 
 	if (!h->mhd)
 		return;
+	/*
+	 * At max_connections libmicrohttpd takes its listening socket out of its
+	 * epoll set and puts it back only at a later run once a connection has
+	 * closed: a connection waiting to be accepted then wakes nothing, so
+	 * run again at once when a run freed a place.
+	 */
+	bool full = connections(h) >= h->max_connections;
 	MHD_run(h->mhd);
+	if (full && connections(h) < h->max_connections)
+		MHD_run(h->mhd);
 	if (MHD_get_timeout(h->mhd, &ms) == MHD_YES)
 		uv_timer_start(&h->timer, on_timer, ms, 0);
 	else
@@ -1197,6 +1213,7 @@ int http_start(struct http **out, uv_loop_t *loop, const struct config *cfg, str
 	h->loop = loop;
 	h->node = n;
 	h->started_ms = wall_ms();
+	h->max_connections = cfg->http_max_connections;
 	for (int r = 0; r < ROUTES; r++)
 		hist_init(&h->routes[r].latency, latency_le, sizeof(latency_le) / sizeof(latency_le[0]));
 	hist_init(&h->interval, interval_le, sizeof(interval_le) / sizeof(interval_le[0]));
