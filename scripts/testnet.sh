@@ -10,10 +10,12 @@
 #   stop       SIGTERM to every node, SIGKILL to any still running after 15 s
 #   status     height, records and connected peers of each node
 #
-# Node i listens for p2p on 127.0.0.1:(TENDERD_BASE_PORT + i), default base 26656;
-# its socket is testnet/nodeI/tenderd.sock, its log testnet/nodeI/tenderd.log and
-# its pid testnet/nodeI/tenderd.pid. Works from any directory (paths are relative
-# to the repository root). Needs python3 (installed by scripts/setup.sh).
+# Node i listens for p2p on 127.0.0.1:(TENDERD_BASE_PORT + i), default base 26656,
+# and serves HTTP (OCDS API, /metrics, /health) on 127.0.0.1:(TENDERD_HTTP_BASE_PORT + i),
+# default base TENDERD_BASE_PORT + 100 (--set http.listen). Its socket is
+# testnet/nodeI/tenderd.sock, its log testnet/nodeI/tenderd.log and its pid
+# testnet/nodeI/tenderd.pid. Works from any directory (paths are relative to the
+# repository root). Needs python3 (installed by scripts/setup.sh).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,11 +27,12 @@ TENDERCTL=build/bin/tenderctl
 SAMPLE=tests/data/samples/tender-jeju.json
 SAMPLE_OCID=ocds-kr2020-jeju-0001
 BASE=${TENDERD_BASE_PORT:-26656}
+HTTP_BASE=${TENDERD_HTTP_BASE_PORT:-$((BASE + 100))}
 PY=python3
 [[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
 
 usage() {
-	sed -n '2,17s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,19s/^# \{0,1\}//p' "$0" >&2
 	exit 3
 }
 
@@ -156,8 +159,15 @@ cmd_start() {
 		rm -rf "$TN"
 	fi
 
+	if ! [[ "$HTTP_BASE" =~ ^[0-9]+$ ]] || ((HTTP_BASE < 1024 || HTTP_BASE + n - 1 > 65535)); then
+		die "TENDERD_HTTP_BASE_PORT must be a port number from 1024 (with room for $n ports), not '$HTTP_BASE'"
+	fi
+	if ((HTTP_BASE < BASE + n && BASE < HTTP_BASE + n)); then
+		die "the HTTP ports $HTTP_BASE.. overlap the p2p ports $BASE..; set TENDERD_HTTP_BASE_PORT apart"
+	fi
+
 	local ports=()
-	for ((i = 0; i < n; i++)); do ports+=($((BASE + i))); done
+	for ((i = 0; i < n; i++)); do ports+=($((BASE + i)) $((HTTP_BASE + i))); done
 	if ! busy=$("$PY" - "${ports[@]}" <<'EOF'
 import socket, sys
 busy = []
@@ -175,7 +185,7 @@ print(" ".join(busy))
 sys.exit(1 if busy else 0)
 EOF
 	); then
-		die "port(s) $busy on 127.0.0.1 already in use; pick another range with TENDERD_BASE_PORT=..."
+		die "port(s) $busy on 127.0.0.1 already in use; pick other ranges with TENDERD_BASE_PORT=... (p2p) or TENDERD_HTTP_BASE_PORT=..."
 	fi
 
 	"$TENDERD" testnet --nodes "$n" --out "$TN" --base-port "$BASE" >/dev/null ||
@@ -186,8 +196,8 @@ EOF
 		# setsid: the node leaves this shell's session and survives the terminal;
 		# the inner shell writes its own pid and becomes tenderd (exec).
 		# shellcheck disable=SC2016 # expanded by the inner shell
-		setsid nohup bash -c 'echo $$ >"$1/tenderd.pid"; exec "$2" run --home "$1"' _ "$d" "$TENDERD" \
-			>"$d/tenderd.log" 2>&1 </dev/null &
+		setsid nohup bash -c 'echo $$ >"$1/tenderd.pid"; exec "$2" run --home "$1" --set "http.listen=127.0.0.1:$3"' \
+			_ "$d" "$TENDERD" "$((HTTP_BASE + i))" >"$d/tenderd.log" 2>&1 </dev/null &
 	done
 
 	# Every node answers on its socket.
@@ -214,7 +224,7 @@ EOF
 			sleep 0.1
 		done
 	done
-	echo "testnet.sh: $n nodes running, p2p ports $BASE..$((BASE + n - 1))"
+	echo "testnet.sh: $n nodes running, p2p ports $BASE..$((BASE + n - 1)), HTTP ports $HTTP_BASE..$((HTTP_BASE + n - 1))"
 
 	# Every node is connected to all the others.
 	deadline=$((SECONDS + 30))
@@ -267,6 +277,11 @@ Query any node through its socket, e.g.:
   $TENDERCTL --socket $TN/node1/tenderd.sock publish tender tests/data/samples/tender-kisa.json --wait
   $TENDERCTL --socket $TN/node0/tenderd.sock list
   $TENDERCTL --socket $TN/node0/tenderd.sock block 1
+Over HTTP (read-only), e.g.:
+  curl http://127.0.0.1:$HTTP_BASE/api/records/$SAMPLE_OCID
+  curl http://127.0.0.1:$HTTP_BASE/api/releases?from_height=1
+  curl http://127.0.0.1:$((HTTP_BASE + last))/metrics
+  curl http://127.0.0.1:$((HTTP_BASE + last))/health
 Sockets: $TN/node0/tenderd.sock .. $TN/node$last/tenderd.sock (paths relative to $root)
 Logs:    $TN/nodeI/tenderd.log
 Status:  scripts/testnet.sh status        Stop: scripts/testnet.sh stop
