@@ -1841,7 +1841,9 @@ static void imp_progress(struct import *im, bool final)
 	if (!final && now - im->last_draw < (im->tty ? CTL_BAR_MS : CTL_LINE_MS))
 		return;
 	im->last_draw = now;
-	if (rate > 0)
+	if (im->count[IMP_PENDING] == 0)
+		fmt_secs(left, sizeof(left), 0);
+	else if (secs >= 1 && rate > 0) /* before a second, the first blocks say little of the rate */
 		fmt_secs(left, sizeof(left), (double)im->count[IMP_PENDING] / rate);
 	if (im->tty) {
 		char bar[CTL_BAR_COLS + 1];
@@ -2039,9 +2041,11 @@ static void imp_summary(const struct import *im, double secs)
 		else
 			printf("  #%zu: %s\n", i + 1, it->reason);
 	}
-	if (!im->dry_run && im->answered)
-		printf("rate: %.0f releases/s (%zu published in %.1f s)\n", secs > 0 ? (double)im->answered / secs : 0,
-		       im->answered, secs);
+	if (!im->dry_run && im->answered && secs >= 0.1)
+		printf("rate: %.0f releases/s (%zu published in %.1f s)\n", (double)im->answered / secs, im->answered,
+		       secs);
+	else if (!im->dry_run && im->answered)
+		printf("published: %zu in %.1f s\n", im->answered, secs);
 }
 
 /* Copies the string s[key] (NULL when absent). */
