@@ -103,13 +103,42 @@ struct http_req {
 	bool answered; /* the answer is queued */
 };
 
+/* A growable text buffer; zero it to start, free(p) unless handed over. */
+struct tbuf {
+	char *p;
+	size_t len, cap;
+};
+
 /* A release package streamed from a store snapshot, owned by its response. */
 struct page_stream {
+	struct http *h;
 	struct chain_export *x;
 	struct chain_text text; /* what is made and not yet handed over */
 	size_t off;             /* bytes of text handed over */
 	int rc;                 /* chain_export_next's last answer: 1 more to come, 0 done, < 0 failed */
 	uint64_t from, to;
+	bool record;       /* a full page: keep a copy of its bytes for the page cache */
+	struct tbuf *copy; /* the bytes handed over so far, while record */
+	char etag[40];
+};
+
+/*
+ * A full release page's bytes in the page cache. refs: one for the cache
+ * while it holds the entry, one per response being sent from it; the last
+ * to let go frees it.
+ */
+struct page_entry {
+	char etag[40];
+	char *body;
+	size_t len;
+	uint32_t refs;
+	uint64_t used; /* the cache clock at its last use, for eviction */
+	struct page_entry *next;
+};
+
+/* A response sent from a page cache entry. */
+struct cached_read {
+	struct page_entry *e;
 };
 
 /* What a handler answers; the dispatcher turns it into a response. */
@@ -119,9 +148,10 @@ struct answer {
 	char *body; /* malloc'd, or NULL with stream */
 	size_t len;
 	struct page_stream *stream;
-	char etag[40];     /* quoted strong tag, or empty */
-	const char *cache; /* Cache-Control */
-	bool allow;        /* 405: an Allow header */
+	struct page_entry *cached; /* a reference, instead of body or stream */
+	char etag[40];             /* quoted strong tag, or empty */
+	const char *cache;         /* Cache-Control */
+	bool allow;                /* 405: an Allow header */
 };
 
 struct http {
@@ -141,6 +171,10 @@ struct http {
 	uint64_t seen_height; /* blocks up to here are in the block histograms */
 	uint64_t seen_time_ms;
 	struct hist interval, rounds, records;
+	/* full release pages, HTTP_PAGE_CACHE_BYTES at most */
+	struct page_entry *cache;
+	size_t cache_bytes;
+	uint64_t cache_clock, cache_hits, cache_misses;
 	/* libmicrohttpd's messages, HTTP_LOG_PER_MINUTE at most */
 	uint64_t log_window_ms;
 	uint32_t log_count, log_dropped;
@@ -268,12 +302,6 @@ bool http_label_escape(char *out, size_t cap, const char *s)
 }
 
 /* ---- answers ---- */
-
-/* A growable text buffer; zero it to start, free(p) unless handed over. */
-struct tbuf {
-	char *p;
-	size_t len, cap;
-};
 
 static void tb_printf(struct tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void tb_printf(struct tbuf *b, const char *fmt, ...)
@@ -405,7 +433,78 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		n = max;
 	memcpy(buf, s->text.p + s->off, n);
 	s->off += n;
+	if (s->copy && s->copy->len + n > HTTP_PAGE_CACHE_ENTRY_MAX) {
+		free(s->copy->p);
+		free(s->copy);
+		s->copy = NULL; /* too large to keep */
+	}
+	if (s->copy) {
+		if (s->copy->len + n > s->copy->cap) {
+			s->copy->cap = 2 * (s->copy->len + n);
+			s->copy->p = td_xrealloc(s->copy->p, s->copy->cap);
+		}
+		memcpy(s->copy->p + s->copy->len, buf, n);
+		s->copy->len += n;
+	}
 	return (ssize_t)n;
+}
+
+static void entry_unref(struct page_entry *e)
+{
+	if (e && --e->refs == 0) {
+		free(e->body);
+		free(e);
+	}
+}
+
+/* Drops the least recently used entry of the page cache. */
+static void cache_evict(struct http *h)
+{
+	struct page_entry **p, **lru = NULL;
+	for (p = &h->cache; *p; p = &(*p)->next)
+		if (!lru || (*p)->used < (*lru)->used)
+			lru = p;
+	if (!lru)
+		return;
+	struct page_entry *e = *lru;
+	*lru = e->next;
+	h->cache_bytes -= e->len;
+	entry_unref(e);
+}
+
+/* The cached page with this tag (a new reference), or NULL. */
+static struct page_entry *cache_get(struct http *h, const char *etag)
+{
+	for (struct page_entry *e = h->cache; e; e = e->next) {
+		if (strcmp(e->etag, etag) == 0) {
+			e->used = ++h->cache_clock;
+			e->refs++;
+			return e;
+		}
+	}
+	return NULL;
+}
+
+/* Keeps a full page's bytes (taken) under its tag, evicting the least recently used. */
+static void cache_put(struct http *h, const char *etag, char *body, size_t len)
+{
+	struct page_entry *e = cache_get(h, etag);
+	if (e || len > HTTP_PAGE_CACHE_ENTRY_MAX) { /* another request made it meanwhile */
+		entry_unref(e);
+		free(body);
+		return;
+	}
+	while (h->cache && h->cache_bytes + len > HTTP_PAGE_CACHE_BYTES)
+		cache_evict(h);
+	e = td_xcalloc(1, sizeof(*e));
+	snprintf(e->etag, sizeof(e->etag), "%s", etag);
+	e->body = body;
+	e->len = len;
+	e->refs = 1;
+	e->used = ++h->cache_clock;
+	e->next = h->cache;
+	h->cache = e;
+	h->cache_bytes += len;
 }
 
 static void stream_free(void *cls)
@@ -413,9 +512,33 @@ static void stream_free(void *cls)
 	struct page_stream *s = cls;
 	if (!s)
 		return;
+	if (s->copy && s->rc == 0 && s->off == s->text.len && s->h)
+		cache_put(s->h, s->etag, s->copy->p, s->copy->len); /* the whole page was handed over */
+	else if (s->copy)
+		free(s->copy->p);
+	free(s->copy);
 	chain_export_free(s->x);
 	free(s->text.p);
 	free(s);
+}
+
+static ssize_t cached_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	const struct cached_read *c = cls;
+	if (pos >= c->e->len)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	size_t n = c->e->len - (size_t)pos;
+	if (n > max)
+		n = max;
+	memcpy(buf, c->e->body + pos, n);
+	return (ssize_t)n;
+}
+
+static void cached_free(void *cls)
+{
+	struct cached_read *c = cls;
+	entry_unref(c->e);
+	free(c);
 }
 
 /* ---- handlers ---- */
@@ -457,6 +580,10 @@ static void h_releases(struct http *h, const struct node_view *v, struct MHD_Con
 	if (inm && http_etag_match(inm, a->etag))
 		return;
 
+	if (pg.complete && (a->cached = cache_get(h, a->etag)) != NULL) {
+		h->cache_hits++;
+		return;
+	}
 	struct chain_export *x;
 	if ((rc = chain_export_new(&x, v->chain, pg.from, pg.to, false, v->cfg->name, uri)) != 0) {
 		a->etag[0] = '\0';
@@ -473,6 +600,7 @@ static void h_releases(struct http *h, const struct node_view *v, struct MHD_Con
 		return;
 	}
 	struct page_stream *s = td_xcalloc(1, sizeof(*s));
+	s->h = h;
 	s->x = x;
 	s->rc = 1;
 	s->from = pg.from;
@@ -504,6 +632,11 @@ static void h_releases(struct http *h, const struct node_view *v, struct MHD_Con
 		free(lt);
 		free(s->text.p);
 		s->text = t;
+	}
+	if (pg.complete) {
+		h->cache_misses++;
+		s->copy = td_xcalloc(1, sizeof(*s->copy));
+		memcpy(s->etag, a->etag, sizeof(s->etag));
 	}
 	a->stream = s;
 }
@@ -879,6 +1012,12 @@ static void h_metrics(struct http *h, const struct node_view *v, struct answer *
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 	m_u64(&b, "tenderd_http_connections", "gauge", "Open connections to the HTTP endpoint.",
 	      di ? di->num_connections : 0);
+	m_u64(&b, "tenderd_http_page_cache_bytes", "gauge", "Bytes of full release pages kept in memory.",
+	      h->cache_bytes);
+	m_u64(&b, "tenderd_http_page_cache_hits_total", "counter", "Full release pages answered from memory.",
+	      h->cache_hits);
+	m_u64(&b, "tenderd_http_page_cache_misses_total", "counter", "Full release pages made from the store.",
+	      h->cache_misses);
 	m_head(&b, "tenderd_http_requests_total", "counter", "HTTP requests answered, by route and status code.");
 	for (int r = 0; r < ROUTES; r++)
 		for (uint32_t i = 0; i < h->routes[r].ncodes; i++)
@@ -945,11 +1084,20 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct http_req *r, st
 	if (a->status == 200 && a->etag[0] && inm && http_etag_match(inm, a->etag)) {
 		free(a->body);
 		stream_free(a->stream);
+		entry_unref(a->cached);
 		a->body = NULL;
 		a->stream = NULL;
+		a->cached = NULL;
 		a->status = 304;
 	}
-	if (a->stream)
+	if (a->cached) {
+		struct cached_read *c = td_xcalloc(1, sizeof(*c));
+		c->e = a->cached;
+		a->cached = NULL;
+		resp = MHD_create_response_from_callback(c->e->len, 64 * 1024, cached_read, c, cached_free);
+		if (!resp)
+			cached_free(c);
+	} else if (a->stream)
 		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, stream_read, a->stream,
 							 stream_free);
 	else
@@ -1133,8 +1281,11 @@ static void on_timer(uv_timer_t *t)
 static void on_close(uv_handle_t *hd)
 {
 	struct http *h = hd->data;
-	if (--h->open_handles == 0)
-		free(h);
+	if (--h->open_handles > 0)
+		return;
+	while (h->cache)
+		cache_evict(h);
+	free(h);
 }
 
 /* ---- life cycle ---- */

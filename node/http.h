@@ -23,7 +23,8 @@
  * (from the range, the hash of its last block and the publisher) and a year's
  * Cache-Control; the page still being filled is revalidated (no-cache).
  * Packages are streamed from a store snapshot (chain_export), so a page's
- * memory is bounded whatever its size.
+ * memory is bounded whatever its size; the last HTTP_PAGE_CACHE_BYTES of full
+ * pages served are kept in memory (they never change) and served from there.
  */
 #ifndef TENDERD_HTTP_H
 #define TENDERD_HTTP_H
@@ -35,11 +36,13 @@
 
 #include "config.h"
 
-#define HTTP_PAGE_BLOCKS 100               /* blocks in one /api/releases page */
-#define HTTP_HEADERS_MAX 64                /* request headers; more: 431 */
-#define HTTP_LISTEN_BACKLOG 128            /* pending connections the kernel keeps */
-#define HTTP_METRICS_BLOCKS 256            /* new blocks one /metrics scrape reads for the block histograms */
-#define HTTP_STREAM_TURN_BYTES (64 * 1024) /* package text made per write of a streamed page, about */
+#define HTTP_PAGE_BLOCKS 100                 /* blocks in one /api/releases page */
+#define HTTP_HEADERS_MAX 64                  /* request headers; more: 431 */
+#define HTTP_LISTEN_BACKLOG 128              /* pending connections the kernel keeps */
+#define HTTP_METRICS_BLOCKS 256              /* new blocks one /metrics scrape reads for the block histograms */
+#define HTTP_PAGE_CACHE_BYTES (64u << 20)    /* full release pages kept in memory */
+#define HTTP_PAGE_CACHE_ENTRY_MAX (8u << 20) /* larger pages are always made from the store */
+#define HTTP_STREAM_TURN_BYTES (64 * 1024)   /* package text made per write of a streamed page, about */
 
 struct http;
 struct node;

@@ -282,6 +282,8 @@ n=$(metric 'tenderd_http_requests_total\{route="releases",code="304"\}')
 ((n >= 3)) || fail "tenderd_http_requests_total{route=releases,code=304} is '$n', expected at least 3"
 n=$(metric 'tenderd_http_request_duration_seconds_count\{route="records"\}')
 ((n >= 3)) || fail "tenderd_http_request_duration_seconds_count{route=records} is '$n'"
+n=$(metric 'tenderd_http_page_cache_hits_total')
+((n >= 1)) || fail "tenderd_http_page_cache_hits_total is '$n': the full page was not served from memory again"
 n=$(metric 'tenderd_block_rounds_count')
 ((n >= 100)) || fail "tenderd_block_rounds_count is '$n': the blocks were not counted"
 grep -q "^tenderd_missed_proposals_total{validator=\"$NAME0\"} 0$" "$BODY" || fail "no tenderd_missed_proposals_total for $NAME0"
