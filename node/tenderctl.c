@@ -1464,6 +1464,7 @@ struct import {
 	char *pub_key;                /* the node's key in hex (owned) */
 	size_t count[IMP_STATES];
 	size_t answered; /* publishes the node answered */
+	size_t retries;  /* publishes sent again after a mempool-full refusal */
 	int64_t t0, last_draw;
 };
 
@@ -1961,6 +1962,7 @@ static int imp_publish(struct import *im)
 		} else if (error_code(e) == TD_RPC_MEMPOOL_FULL) {
 			hold_until = now_ms() + CTL_FULL_BACKOFF_MS;
 			im->answered--;
+			im->retries++;
 		} else if (error_code(e) == TD_RPC_SHUTTING_DOWN) {
 			print_error(e);
 			rc = TD_EXIT_UNREACHABLE;
@@ -2046,6 +2048,8 @@ static void imp_summary(const struct import *im, double secs)
 		       secs);
 	else if (!im->dry_run && im->answered)
 		printf("published: %zu in %.1f s\n", im->answered, secs);
+	if (im->retries)
+		printf("mempool full: %zu publishes sent again after a pause\n", im->retries);
 }
 
 /* Copies the string s[key] (NULL when absent). */

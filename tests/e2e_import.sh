@@ -15,6 +15,8 @@
 # - an import killed (kill -9) midway is resumed by a second run: what the first
 #   committed is skipped, the rest imported, nothing twice;
 # - on a terminal (script(1) gives one) the progress is a bar, else plain lines;
+# - tender.publish keeps a valid "date" as written and refuses any other with -32602;
+# - on a node whose mempool holds 40 records, an import of 600 is held back and retried;
 # - usage errors exit 3, a bad package 1, no node 2.
 # Needs bash, coreutils, util-linux script and Debian's /usr/bin/python3 with
 # python3-jsonschema.
@@ -315,8 +317,10 @@ for ((i = 0; i < 2000; i++)); do
 	((n >= N + 300)) && break
 	sleep 0.01
 done
-kill -9 "$IPID" 2>/dev/null
-wait "$IPID" 2>/dev/null
+{
+	kill -9 "$IPID"
+	wait "$IPID"
+} 2>/dev/null
 IPID=""
 sleep 0.5 # what the killed import had pooled commits
 before=$(($(records) - N))
@@ -340,6 +344,41 @@ else
 	echo "(script(1) missing: the bar is not checked)"
 fi
 [[ "$(records)" == $((N + M + 300)) ]] || fail "the terminal import did not publish its 300 releases"
+
+step "tender.publish's date: kept as written when valid, -32602 otherwise"
+REL='{"ocid": "ocds-kr2020-date-1", "id": "d-1", "tender": {"id": "D", "title": "Dated", "status": "active"}}'
+for bad in '"2019-05-02"' '"2019-05-02T09:30:00"' '"2019-02-29T00:00:00Z"' '20190502' 'null'; do
+	expect 1 call tender.publish "{\"kind\": \"tender\", \"release\": $REL, \"date\": $bad}"
+	grep -q "date must be an ISO 8601 date-time with seconds and a zone .*(code -32602)" "$ERR" ||
+		fail "date $bad: not refused as invalid params"
+done
+expect 0 call tender.publish "{\"kind\": \"tender\", \"release\": $REL, \"date\": \"2019-05-02T09:30:00.5-03:30\", \"wait\": true}"
+expect 0 get ocds-kr2020-date-1
+"$PY" - "$OUT" <<'EOF' || fail "the date given is not the release's"
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = d["releases"][0]
+assert r["release"]["date"] == "2019-05-02T09:30:00.5-03:30", r["release"]["date"]
+assert r["release"]["id"] == "d-1" and not r["time"].startswith("2019"), r
+EOF
+
+step "a full mempool holds the import back, then it goes on"
+kill "$PID"
+wait "$PID" 2>/dev/null
+PID=""
+"$TENDERD" run --home "$H" --set mempool.max_records=40 >>"$LOG" 2>&1 &
+PID=$!
+for ((i = 0; i < WAIT_S * 10; i++)); do
+	kill -0 "$PID" 2>/dev/null || fail "tenderd exited while starting"
+	timeout 5 "$TENDERCTL" --socket "$SOCK" status >/dev/null 2>&1 && break
+	sleep 0.1
+done
+before=$(records)
+"$PY" "$TMP/gen.py" 600 full 5 >"$TMP/full.json" || fail "gen.py full"
+expect 0 import "$TMP/full.json"
+counts 600 0 0
+grep -q "^mempool full: [1-9][0-9]* publishes sent again" "$OUT" || fail "the mempool never was full: nothing retried"
+[[ "$(records)" == $((before + 600)) ]] || fail "the ledger holds $(records) records, expected $((before + 600))"
 
 kill -0 "$PID" || fail "tenderd died"
 echo "e2e_import: ok"
