@@ -1442,7 +1442,6 @@ struct imp_item {
 struct imp_group {
 	size_t first, n;
 	size_t next; /* the next of them to publish: an index into order, first + n when none is left */
-	bool busy;   /* one of them is in flight */
 	bool check;  /* to be looked up on the ledger */
 	bool exists, cancelled, ours; /* what the ledger holds (for the dry run) */
 };
@@ -1935,7 +1934,6 @@ static int imp_publish(struct import *im)
 			char *line = request_line(it->index, "tender.publish", p);
 			buf_line(&buf, &len, &cap, line);
 			free(line);
-			im->groups[it->group].busy = true;
 			fifo[(head + inflight++) % CTL_IMPORT_WINDOW] = it;
 		}
 		if (len && (rc = pipe_send(im->c, buf, len)) != TD_EXIT_OK)
@@ -1956,7 +1954,6 @@ static int imp_publish(struct import *im)
 		im->answered++;
 		struct imp_group *g = &im->groups[it->group];
 		const json_t *e = json_object_get(ans, "error");
-		g->busy = false;
 		if (!e) {
 			imp_set(im, it, IMP_IMPORTED);
 		} else if (error_code(e) == TD_RPC_MEMPOOL_FULL) {
@@ -1970,7 +1967,7 @@ static int imp_publish(struct import *im)
 			long code = error_code(e);
 			imp_refuse(im, it, "%s (code %ld)", error_message(e), code);
 			it->by_node = code == TD_RPC_DUPLICATE || code == TD_RPC_RULE;
-			g->check = it->by_node;
+			g->check = g->check || it->by_node;
 		}
 		json_decref(ans);
 		group_next(im, g);
