@@ -152,6 +152,7 @@ struct answer {
 	char etag[40];             /* quoted strong tag, or empty */
 	const char *cache;         /* Cache-Control */
 	bool allow;                /* 405: an Allow header */
+	bool csp;                  /* the explorer page: a Content-Security-Policy */
 };
 
 struct http {
@@ -747,6 +748,17 @@ static void h_tenders(struct http *h, const struct node_view *v, struct MHD_Conn
 	json_answer(a, 200, res, CACHE_REVALIDATE);
 }
 
+static void h_tender(const struct node_view *v, const char *ocid, struct answer *a)
+{
+	json_t *res;
+	int rc = chain_tender_json(v->chain, ocid, &res);
+	if (rc != 0) {
+		chain_error(a, rc, "no tender with this ocid");
+		return;
+	}
+	json_answer(a, 200, res, CACHE_REVALIDATE);
+}
+
 static const char *step_name(const struct cons *cons)
 {
 	if (!cons_started(cons))
@@ -1053,6 +1065,19 @@ static void route(struct http *h, struct http_req *r, struct MHD_Connection *con
 	} else if (strcmp(url, "/api/tenders") == 0) {
 		r->route = ROUTE_TENDERS;
 		h_tenders(h, &v, conn, a);
+	} else if (strncmp(url, "/api/tenders/", 13) == 0) {
+		r->route = ROUTE_TENDERS;
+		h_tender(&v, url + 13, a);
+	} else if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
+		r->route = ROUTE_EXPLORER;
+		a->status = 200;
+		a->type = TYPE_HTML;
+		a->len = http_explorer_html_len;
+		a->body = td_xmalloc(a->len);
+		memcpy(a->body, http_explorer_html, a->len);
+		a->cache = CACHE_REVALIDATE;
+		a->csp = true;
+		etag_of(a->etag, a->body, a->len, NULL);
 	} else if (strcmp(url, "/api/status") == 0) {
 		r->route = ROUTE_STATUS;
 		h_status(h, &v, a);
@@ -1117,6 +1142,10 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct http_req *r, st
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
 	if (a->allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	if (a->csp)
+		MHD_add_response_header(resp, "Content-Security-Policy",
+					"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+					"connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'");
 	r->status = a->status;
 	ok = MHD_queue_response(conn, a->status, resp);
 	MHD_destroy_response(resp);

@@ -5,6 +5,7 @@
  *   GET /api/releases?from_height=H  OCDS release package of blocks H..H+HTTP_PAGE_BLOCKS-1
  *   GET /api/records/{ocid}           OCDS record package of one tender (compiled release)
  *   GET /api/tenders?...              tender list: the socket's tender.list filters and cursor
+ *   GET /api/tenders/{ocid}           a tender as tender.get answers it (releases with their heights)
  *   GET /api/status                   height, mempool, peers, consensus
  *   GET /api/blocks/{height}          a committed block, its commit and its releases
  *   GET /api/validators               the chain's validators
@@ -60,6 +61,10 @@ int http_start(struct http **out, uv_loop_t *loop, const struct config *cfg, str
  * nothing. Call before the node is stopped or freed.
  */
 void http_stop(struct http *h);
+
+/* The explorer page (http_explorer.c): http_explorer_html_len bytes of HTML. */
+extern const char http_explorer_html[];
+extern const size_t http_explorer_html_len;
 
 /* ---- pure parts, for tests ---- */
 
