@@ -17,6 +17,8 @@
 # - on a terminal (script(1) gives one) the progress is a bar, else plain lines;
 # - tender.publish keeps a valid "date" as written and refuses any other with -32602;
 # - on a node whose mempool holds 40 records, an import of 600 is held back and retried;
+# - the release packages of the sample lifecycles (DATA_DIR/merge) import with their ids
+#   and dates, and the node compiles each as it compiled the original (*-node-compiled.json);
 # - usage errors exit 3, a bad package 1, no node 2.
 # Needs bash, coreutils, util-linux script and Debian's /usr/bin/python3 with
 # python3-jsonschema.
@@ -379,6 +381,31 @@ expect 0 import "$TMP/full.json"
 counts 600 0 0
 grep -q "^mempool full: [1-9][0-9]* publishes sent again" "$OUT" || fail "the mempool never was full: nothing retried"
 [[ "$(records)" == $((before + 600)) ]] || fail "the ledger holds $(records) records, expected $((before + 600))"
+
+step "the sample lifecycles' release packages import as they were published"
+for name in jeju kisa private gangwon sejong; do
+	expect 0 import "$DATA/merge/$name-releases.json"
+	want=$("$PY" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["releases"]))' "$DATA/merge/$name-releases.json")
+	counts "$want" 0 0
+done
+expect 0 export --records --out "$TMP/samples.json"
+"$PY" - "$DATA/merge" "$TMP/samples.json" >"$TMP/check.out" 2>&1 <<'EOF' || { cat "$TMP/check.out" >&2; fail "an imported sample differs from the node's own"; }
+import json, sys
+from decimal import Decimal
+m = sys.argv[1]
+recs = {r["ocid"]: r for r in json.load(open(sys.argv[2]), parse_float=Decimal)["records"]}
+for n in ("jeju", "kisa", "private", "gangwon", "sejong"):
+    rels = json.load(open("%s/%s-releases.json" % (m, n)), parse_float=Decimal)["releases"]
+    rec = recs[rels[0]["ocid"]]
+    assert [(r["id"], r["date"]) for r in rec["releases"]] == [(r["id"], r["date"]) for r in rels], n
+    got = rec["compiledRelease"]
+    # The node points an amendment at the release it amends when the release does not (jeju's).
+    for am in got.get("tender", {}).get("amendments", []):
+        assert am.pop("amendsReleaseID") == rels[0]["id"] and am.pop("releaseID") == rels[1]["id"], am
+    want = json.load(open("%s/%s-node-compiled.json" % (m, n)), parse_float=Decimal)
+    assert got == want, "%s:\nnode    %s\nwanted  %s" % (n, json.dumps(got, default=str), json.dumps(want, default=str))
+print("ok")
+EOF
 
 kill -0 "$PID" || fail "tenderd died"
 echo "e2e_import: ok"
