@@ -10,9 +10,11 @@
 # /metrics passes `promtool check metrics`. Bad requests: 404, 405 with Allow, 413,
 # 431; the connection limit and the idle timeout. Then four validators: /health 200
 # while peers are connected and 503 naming the reason once they are gone, /metrics
-# counts the peers, and a real Prometheus scrapes all four (its query API shows the
-# series).
-# Needs curl, python3 with python3-jsonschema, promtool and prometheus (scripts/setup.sh).
+# counts the peers, the explorer page in headless Chromium lists the sample tenders and
+# shows a tender's amendment and award, and a real Prometheus scrapes all four (its
+# query API shows the series).
+# Needs curl, python3 with python3-jsonschema, promtool, prometheus and chromium
+# (scripts/setup.sh).
 set -uo pipefail
 
 if (($# != 2)); then
@@ -24,7 +26,7 @@ fi
 tn_init e2e_http "$1" "$2"
 OCDS="$DATA/ocds"
 VALIDATE="$(dirname "$0")/ocds_validate.py"
-for t in curl promtool prometheus; do
+for t in curl promtool prometheus chromium; do
 	command -v "$t" >/dev/null || fail "$t is missing (scripts/setup.sh installs it)"
 done
 HDR="$TN_DIR/headers"
@@ -380,6 +382,53 @@ n=$(metric tenderd_p2p_sent_bytes_total)
 ((n > 0)) || fail "node2 tenderd_p2p_sent_bytes_total is '$n'"
 expect 200 "${PORTS[1]}" /api/validators
 CHECK='assert len(d["validators"]) == 4 and all(v["connected"] for v in d["validators"]), d' check
+
+step "the explorer in headless Chromium: the sample tenders listed, a tender page with its amendment and award"
+ok 0 publish tender "$SAMPLES/tender-jeju.json" --wait
+ok 0 amend ocds-kr2020-jeju-0001 "$SAMPLES/amend-jeju.json" --wait
+ok 0 publish award "$SAMPLES/award-jeju.json" --wait
+ok 3 publish tender "$SAMPLES/tender-kisa.json" --wait
+ok 0 publish tender "$SAMPLES/tender-sejong.json" --wait
+wait_until 30 "the samples did not reach node3" has_all ocds-kr2020-sj-0001 3
+expect 200 "${PORTS[3]}" /
+[[ "$(header Content-Type)" == text/html* ]] || fail "/ has Content-Type $(header Content-Type)"
+[[ -n "$(header Content-Security-Policy)" ]] || fail "the explorer page has no Content-Security-Policy"
+expect 200 "${PORTS[3]}" /api/tenders/ocds-kr2020-jeju-0001
+CHECK='assert [r["height"] for r in d["releases"]] == sorted(r["height"] for r in d["releases"]) and len(d["releases"]) == 3, d["releases"]' check
+expect 404 "${PORTS[3]}" /api/tenders/ocds-kr2020-nosuch-0001
+# dom URL FILE: the page's DOM once its scripts have run (Chromium's virtual time).
+dom() {
+	timeout 60 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$TN_DIR/chromium" \
+		--virtual-time-budget=10000 --dump-dom "$1" >"$2" 2>"$TN_DIR/chromium.log" ||
+		fail "chromium --dump-dom $1 failed: $(tail -n 5 "$TN_DIR/chromium.log")"
+}
+dom "http://127.0.0.1:${PORTS[3]}/" "$TN_DIR/list.html"
+"$PY" - "$TN_DIR/list.html" >"$ERR" 2>&1 <<'EOF' || fail "the explorer's tender list lacks the samples: $(cat "$ERR")"
+import re, sys
+html = open(sys.argv[1]).read()
+main = html[html.index('<main'):html.index('</main>')]
+rows = re.findall(r'<tr class="tender">(.*?)</tr>', main)
+ocids = [re.search(r'#/tender/([^"]+)"', r).group(1) for r in rows]
+for o in ("ocds-kr2020-jeju-0001", "ocds-kr2020-kisa-0001", "ocds-kr2020-sj-0001", "ocds-kr2020-four-0001"):
+    assert o in ocids, (o, ocids)
+assert "712,500,000.50 KRW" in main, "the Jeju amount is not shown exactly as published"
+assert re.search(r'height <b id="height">\d+</b>', html), "no chain height in the header"
+for v in ("Korea Internet &amp; Security Agency", "Jeju Special Self-Governing Province"):
+    assert v in main, ("validator not listed", v)
+EOF
+dom "http://127.0.0.1:${PORTS[3]}/#/tender/ocds-kr2020-jeju-0001" "$TN_DIR/tender.html"
+"$PY" - "$TN_DIR/tender.html" >"$ERR" 2>&1 <<'EOF' || fail "the explorer's tender page lacks its timeline: $(cat "$ERR")"
+import re, sys
+html = open(sys.argv[1]).read()
+main = html[html.index('<main'):html.index('</main>')]
+assert "Blockchain-based electric vehicle battery life-cycle management system" in main, "no title"
+tags = re.findall(r'<span class="tag (\w+)">', main)
+assert tags == ["tender", "tenderAmendment", "award"], tags
+assert re.search(r"Amendment: Submission deadline extended at bidders(&#39;|')s? request", main), "no amendment"
+assert "Award: EV battery life-cycle management system: main operator to LG CNS" in main, "no award"
+assert "698,000,000 KRW" in main and "712,500,000.50 KRW" in main, "amounts not as published"
+assert main.count("committed in round") == 3, "not every release names its block's commit"
+EOF
 
 step "a real Prometheus scrapes the four nodes"
 PROM_PORT=""
