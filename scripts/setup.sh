@@ -2,8 +2,9 @@
 # Installs what tenderd needs to build and test on Debian 12, if anything is missing:
 # scripts/setup.sh [--fuzz]
 #
-# libmicrohttpd-dev: the HTTP endpoint (node/http.c). curl and prometheus (its promtool
-# checks /metrics): tests/e2e_http.sh.
+# libmicrohttpd-dev: the HTTP endpoint (node/http.c). curl, prometheus (a real scrape,
+# and promtool checks /metrics) and chromium (the explorer page, headless):
+# tests/e2e_http.sh.
 #
 # With --fuzz (or TENDER_FUZZ=1) it also installs clang-14 and libfuzzer-14-dev, which
 # the fuzz targets (cmake -DTENDER_FUZZ=ON, tests/fuzz/) need.
@@ -20,7 +21,7 @@ PACKAGES=(
 	libcmocka-dev
 	libmicrohttpd-dev
 	python3 python3-jsonschema
-	curl prometheus
+	curl prometheus chromium
 )
 
 FUZZ_PACKAGES=(clang-14 libfuzzer-14-dev)
