@@ -11,7 +11,7 @@
 #   status     height, records and connected peers of each node
 #
 # Node i listens for p2p on 127.0.0.1:(TENDERD_BASE_PORT + i), default base 26656,
-# and serves HTTP (OCDS API, /metrics, /health) on 127.0.0.1:(TENDERD_HTTP_BASE_PORT + i),
+# and serves HTTP (OCDS API, /metrics, /health, the explorer at /) on 127.0.0.1:(TENDERD_HTTP_BASE_PORT + i),
 # default base TENDERD_BASE_PORT + 100 (--set http.listen). Its socket is
 # testnet/nodeI/tenderd.sock, its log testnet/nodeI/tenderd.log and its pid
 # testnet/nodeI/tenderd.pid. Works from any directory (paths are relative to the
@@ -282,6 +282,7 @@ Over HTTP (read-only), e.g.:
   curl http://127.0.0.1:$HTTP_BASE/api/releases?from_height=1
   curl http://127.0.0.1:$((HTTP_BASE + last))/metrics
   curl http://127.0.0.1:$((HTTP_BASE + last))/health
+  explorer: http://127.0.0.1:$HTTP_BASE/
 Sockets: $TN/node0/tenderd.sock .. $TN/node$last/tenderd.sock (paths relative to $root)
 Logs:    $TN/nodeI/tenderd.log
 Status:  scripts/testnet.sh status        Stop: scripts/testnet.sh stop
