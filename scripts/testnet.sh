@@ -10,9 +10,9 @@
 #   stop       SIGTERM to every node, SIGKILL to any still running after 15 s
 #   status     height, records and connected peers of each node
 #
-# Node i listens for p2p on 127.0.0.1:(TENDERD_BASE_PORT + i), default base 26656,
-# and serves HTTP (OCDS API, /metrics, /health, the explorer at /) on 127.0.0.1:(TENDERD_HTTP_BASE_PORT + i),
-# default base TENDERD_BASE_PORT + 100 (--set http.listen). Its socket is
+# Node i listens for p2p on 127.0.0.1:(TENDERD_BASE_PORT + i), default base 26656, and
+# serves HTTP (OCDS API, /metrics, /health, the explorer at /) on 127.0.0.1:
+# (TENDERD_HTTP_BASE_PORT + i), default base TENDERD_BASE_PORT + 100. Its socket is
 # testnet/nodeI/tenderd.sock, its log testnet/nodeI/tenderd.log and its pid
 # testnet/nodeI/tenderd.pid. Works from any directory (paths are relative to the
 # repository root). Needs python3 (installed by scripts/setup.sh).
