@@ -324,7 +324,11 @@ done
 	wait "$IPID"
 } 2>/dev/null
 IPID=""
-sleep 0.5 # what the killed import had pooled commits
+for ((i = 0; i < WAIT_S * 10; i++)); do # what the killed import had pooled commits
+	timeout 30 "$TENDERCTL" --socket "$SOCK" status 2>/dev/null |
+		"$PY" -c 'import json, sys; sys.exit(json.load(sys.stdin)["mempool"] != 0)' && break
+	sleep 0.1
+done
 before=$(($(records) - N))
 echo "committed before the second run: $before of $M"
 expect 0 import "$TMP/res.json"
