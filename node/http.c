@@ -1217,6 +1217,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 	if (!r)
 		return;
+	if (!r->answered) { /* the client left before the end of its request */
+		free(r);
+		*con_cls = NULL;
+		return;
+	}
 	double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
 	struct route_stats *rs = &h->routes[r->route];
 	hist_observe(&rs->latency, secs);
