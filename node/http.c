@@ -153,6 +153,7 @@ struct answer {
 	const char *cache;         /* Cache-Control */
 	bool allow;                /* 405: an Allow header */
 	bool csp;                  /* the explorer page: a Content-Security-Policy */
+	bool close;                /* close the connection after this answer */
 };
 
 struct http {
@@ -161,8 +162,11 @@ struct http {
 	struct MHD_Daemon *mhd;
 	uv_poll_t poll; /* libmicrohttpd's epoll descriptor */
 	uv_timer_t timer;
-	int open_handles; /* handles not yet closed; the struct goes with the last */
-	char addr[160];   /* the address listened on, as logged */
+	int open_handles;       /* handles not yet closed; the struct goes with the last */
+	bool stopping;          /* http_stop was called: no new connections, open ones are ending */
+	uint64_t stop_deadline; /* uv_now after which the connections left are cut */
+	uint32_t inflight;      /* requests begun and not yet completed */
+	char addr[160];         /* the address listened on, as logged */
 	char public_url[256];
 	unsigned max_connections; /* [http] max_connections */
 	uint64_t started_ms;
@@ -1142,6 +1146,8 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct http_req *r, st
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
 	if (a->allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	if (a->close)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	if (a->csp)
 		MHD_add_response_header(resp, "Content-Security-Policy",
 					"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -1176,6 +1182,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r->route = ROUTE_OTHER;
 		*con_cls = r;
 		h->requests++;
+		h->inflight++;
 		if (!body)
 			return MHD_YES; /* answered at the end of the request */
 	}
@@ -1185,7 +1192,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	}
 	r->answered = true;
 	int nheaders = MHD_get_connection_values(conn, MHD_HEADER_KIND, NULL, NULL);
-	if (!get) {
+	if (h->stopping) {
+		error_answer(&a, 503, NULL, "tenderd is stopping");
+		a.close = true;
+	} else if (!get) {
 		error_answer(&a, 405, NULL, "%s is not allowed: this endpoint is read-only (GET, HEAD)", method);
 		a.allow = true;
 	} else if (nheaders > HTTP_HEADERS_MAX) {
@@ -1217,6 +1227,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 	if (!r)
 		return;
+	h->inflight--;
 	if (!r->answered) { /* the client left before the end of its request */
 		free(r);
 		*con_cls = NULL;
@@ -1269,6 +1280,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 /* ---- the loop ---- */
 
 static void on_timer(uv_timer_t *t);
+static void finish(struct http *h);
 
 static unsigned connections(const struct http *h)
 {
@@ -1293,7 +1305,15 @@ static void run(struct http *h)
 	MHD_run(h->mhd);
 	if (full && connections(h) < h->max_connections)
 		MHD_run(h->mhd);
-	if (MHD_get_timeout(h->mhd, &ms) == MHD_YES)
+	if (h->stopping && (h->inflight == 0 || uv_now(h->loop) >= h->stop_deadline)) {
+		finish(h);
+		return;
+	}
+	if (MHD_get_timeout(h->mhd, &ms) != MHD_YES)
+		ms = UINT64_MAX;
+	if (h->stopping && ms > h->stop_deadline - uv_now(h->loop))
+		ms = h->stop_deadline - uv_now(h->loop);
+	if (ms != UINT64_MAX)
 		uv_timer_start(&h->timer, on_timer, ms, 0);
 	else
 		uv_timer_stop(&h->timer);
@@ -1469,17 +1489,42 @@ fail:
 	return rc;
 }
 
-void http_stop(struct http *h)
+/* Closes every connection left, the daemon and the handles; h goes once the loop has closed them. */
+static void finish(struct http *h)
 {
-	if (!h)
-		return;
+	uint32_t left = h->inflight;
+
 	/* the poll handle leaves the loop before libmicrohttpd closes the descriptor it watches */
-	if (h->open_handles == 2)
+	if (!uv_is_closing((uv_handle_t *)&h->poll) && h->open_handles == 2)
 		uv_close((uv_handle_t *)&h->poll, on_close);
 	if (h->mhd) {
 		MHD_stop_daemon(h->mhd);
 		h->mhd = NULL;
-		log_info("http endpoint on %s stopped after %llu requests", h->addr, (unsigned long long)h->requests);
+		log_info("http endpoint on %s stopped after %llu requests%s", h->addr, (unsigned long long)h->requests,
+			 left ? " (answers still under way were cut)" : "");
 	}
-	uv_close((uv_handle_t *)&h->timer, on_close);
+	if (!uv_is_closing((uv_handle_t *)&h->timer))
+		uv_close((uv_handle_t *)&h->timer, on_close);
+}
+
+void http_stop(struct http *h)
+{
+	int fd;
+
+	if (!h || h->stopping)
+		return;
+	h->stopping = true;
+	if (!h->mhd || h->open_handles < 2) {
+		finish(h);
+		return;
+	}
+	/* no new connections; answers under way may end, for HTTP_STOP_GRACE_MS at most */
+	fd = MHD_quiesce_daemon(h->mhd);
+	if (fd >= 0)
+		close(fd);
+	h->stop_deadline = uv_now(h->loop) + HTTP_STOP_GRACE_MS;
+	if (h->inflight > 0)
+		log_info("http endpoint on %s closing: %u answers under way may finish within %d ms", h->addr,
+			 h->inflight, HTTP_STOP_GRACE_MS);
+	run(h);
 }

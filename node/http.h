@@ -41,6 +41,7 @@
 #define HTTP_HEADERS_MAX 64                  /* request headers; more: 431 */
 #define HTTP_LISTEN_BACKLOG 128              /* pending connections the kernel keeps */
 #define HTTP_METRICS_BLOCKS 256              /* new blocks one /metrics scrape reads for the block histograms */
+#define HTTP_STOP_GRACE_MS 3000              /* answers under way may finish this long after http_stop */
 #define HTTP_PAGE_CACHE_BYTES (64u << 20)    /* full release pages kept in memory */
 #define HTTP_PAGE_CACHE_ENTRY_MAX (8u << 20) /* larger pages are always made from the store */
 #define HTTP_STREAM_TURN_BYTES (64 * 1024)   /* package text made per write of a streamed page, about */
@@ -56,9 +57,12 @@ struct node;
  */
 int http_start(struct http **out, uv_loop_t *loop, const struct config *cfg, struct node *n, char *err, size_t errlen);
 /*
- * Stops listening and closes every connection at once (answers being sent
- * are cut); the memory goes when the loop has closed the handles. NULL does
- * nothing. Call before the node is stopped or freed.
+ * Stops listening at once; answers under way may finish for
+ * HTTP_STOP_GRACE_MS (a request arriving meanwhile on an open connection gets
+ * 503 and the connection is closed), then the connections left are cut and
+ * the handles closed; the memory goes when the loop has closed them. The
+ * node must stay readable until then (the daemon frees it after the loop
+ * ends). NULL does nothing.
  */
 void http_stop(struct http *h);
 

@@ -307,6 +307,19 @@ get "$P" /api/status -H "X-Big: $(head -c 40000 /dev/zero | tr '\0' a)"
 [[ "$CODE" =~ ^4[0-9][0-9]$ ]] || fail "a 40 kB header answered $CODE, expected a 4xx"
 expect 200 "$P" /health
 
+step "graceful stop: a download under way ends whole, and the node exits 0"
+size=$(stat -c %s "$TN_DIR/page1.json")
+curl -s --max-time 20 --limit-rate "$((size / 1024 + 1))k" -o "$TN_DIR/slow.json" "http://127.0.0.1:$P/api/releases" &
+CURL=$!
+sleep 0.3
+tn_stop 0
+wait "$CURL"
+RC=$?
+((RC == 0)) || fail "the download under way when the node stopped failed (curl $RC)"
+cmp -s "$TN_DIR/slow.json" "$TN_DIR/page1.json" || fail "the download under way when the node stopped is not the whole page"
+tn_start 0 --set http.listen=127.0.0.1:0
+P=$(http_port 0)
+
 step "connection limit and idle timeout"
 tn_stop 0
 tn_start 0 --set http.listen=127.0.0.1:0 --set http.max_connections=2 --set http.timeout_s=1
