@@ -490,5 +490,6 @@ CHECK='assert d["status"] == "unavailable" and "no peers" in d["reason"], d' che
 expect 200 "${PORTS[0]}" /api/status
 CHECK='assert d["health"] == "unavailable" and "no peers" in d["health_reason"], d' check
 tn_stop 0
+no_sanitizer_reports
 
 note "passed"
