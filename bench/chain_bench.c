@@ -44,6 +44,7 @@
 #include "chain.h"
 #include "store.h"
 
+static uint8_t CHAIN[TD_HASH_LEN]; /* the genesis hash: what signatures bind */
 #define CHAIN_ID "tenderd-bench"
 #define PREFIX "ocds-kr2020"
 #define GENESIS_MS 1577836800000ull
@@ -84,7 +85,7 @@ static struct td_record *sign(enum td_kind kind, const char *text, uint64_t ms, 
 	rel = td_release_build(frag, kind, NULL, ms, "Bench agency", err, sizeof(err));
 	if (!rel)
 		die("build", err);
-	if (td_record_sign(&rec, kind, rel, ms, CHAIN_ID, sk, err, sizeof(err)) != 0)
+	if (td_record_sign(&rec, kind, rel, ms, CHAIN, sk, err, sizeof(err)) != 0)
 		die("sign", err);
 	json_decref(rel);
 	json_decref(frag);
@@ -217,6 +218,8 @@ int main(int argc, char **argv)
 		uint8_t seed[crypto_sign_SEEDBYTES] = { 0 };
 		crypto_sign_seed_keypair(g.v[0].pk, gn.sk, seed);
 	}
+	td_genesis_seal(&g);
+	memcpy(CHAIN, g.hash, TD_HASH_LEN);
 
 	snprintf(dir, sizeof(dir), "%s/td-chainbench-XXXXXX", base);
 	if (!mkdtemp(dir))
@@ -235,14 +238,14 @@ int main(int argc, char **argv)
 		t0 = now_s();
 		arr = gen_block(&gn, b, records);
 		t_sign += now_s() - t0;
-		blk = td_block_new(chain_height(c) + 1, chain_last_hash(c), chain_last_time(c) + 1000, g.v[0].pk, arr,
-				   records);
+		blk = td_block_new(chain_height(c) + 1, chain_last_hash(c), chain_last_time(c) + 1000, g.v[0].pk,
+				   g.validators_hash, arr, records);
 		cm.height = blk->hdr.height;
 		memcpy(cm.block_hash, blk->hash, TD_HASH_LEN);
 		cm.n_sigs = 1;
 		cm.sigs = &sig;
 		sig.validator = 0;
-		td_vote_sign(sig.sig, CHAIN_ID, TD_VOTE_PRECOMMIT, cm.height, 0, blk->hash, gn.sk);
+		td_vote_sign(sig.sig, CHAIN, TD_VOTE_PRECOMMIT, cm.height, 0, blk->hash, gn.sk);
 
 		t1 = now_s();
 		for (unsigned v = 0; v < validate; v++)
@@ -271,7 +274,8 @@ int main(int argc, char **argv)
 		       "(%ux validate + apply); process CPU %.2f s (all threads, signing included); "
 		       "VmRSS %ld MB, VmHWM %ld MB\n",
 		       blocks * records, t_sign, t_val, t_app, blocks * records / (t_val + t_app), validate,
-		       (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
+		       (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+			       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
 		       proc_kb("VmRSS") / 1024, proc_kb("VmHWM") / 1024);
 	}
 	if (getenv("CB_TRIM"))

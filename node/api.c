@@ -408,7 +408,7 @@ static void m_publish(struct api *a, struct rpc_req *req, json_t *params)
 	}
 	if (kind == TD_KIND_AMENDMENT)
 		link_amendments(a, full);
-	rc = td_record_sign(&rec, kind, full, now, n->genesis->chain_id, n->sk, err, sizeof(err));
+	rc = td_record_sign(&rec, kind, full, now, n->genesis->hash, n->sk, err, sizeof(err));
 	json_decref(full);
 	if (rc) {
 		rpc_error(req, TD_RPC_INVALID_RECORD, "%s", err);

@@ -71,7 +71,9 @@
 
 #include "tenderd/block.h"
 #include "tenderd/codec.h"
+#include "tenderd/evidence.h"
 #include "tenderd/json.h"
+#include "tenderd/merkle.h"
 #include "tenderd/record.h"
 #include "tenderd/release.h"
 #include "tenderd/types.h"
@@ -95,7 +97,8 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 /* The refusal of a chain whose store failed a write: its code, with the store's message in err. */
 static int store_failed(const struct chain *c, char *err, size_t errlen)
 {
-	seterr(err, errlen, "the store failed (%s): this node accepts nothing until it is restarted with the store fixed",
+	seterr(err, errlen,
+	       "the store failed (%s): this node accepts nothing until it is restarted with the store fixed",
 	       c->failure);
 	return c->failed;
 }
@@ -273,8 +276,19 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 	struct ckey_tipval t;
 	bool ok;
 
+	if (vlen == 4 && ckey_get_u32(ver) < CKEY_SCHEMA_VERSION) {
+		seterr(err, errlen,
+		       "%s: the store holds blocks of an older ledger format (store schema %u); this tenderd "
+		       "writes and checks format %d (schema %u), whose records, blocks and signatures differ. "
+		       "Resync: stop the node, move the store (mv %s %s.old), consensus.wal and sign_state.json of "
+		       "its home away, and start again on the empty store; it syncs the chain from peers that run "
+		       "this version",
+		       path, ckey_get_u32(ver), TD_FORMAT_VERSION, CKEY_SCHEMA_VERSION, path, path);
+		return TD_ECORRUPT;
+	}
 	if (vlen != 4 || ckey_get_u32(ver) != CKEY_SCHEMA_VERSION) {
-		seterr(err, errlen, "%s: store schema version %u, this tenderd reads version %u", path,
+		seterr(err, errlen,
+		       "%s: store schema version %u, this tenderd reads version %u (a newer tenderd made it?)", path,
 		       vlen == 4 ? ckey_get_u32(ver) : 0, CKEY_SCHEMA_VERSION);
 		return TD_ECORRUPT;
 	}
@@ -657,12 +671,20 @@ static int stage_record(const struct chain *c, struct store_batch *b, struct cha
 	return 0;
 }
 
-/* Puts "B" (header and record ids) and a "D" key per record. */
+/* Puts "B" (header, record ids, evidence), a "D" key per record and an "X" key per offence. */
 static void stage_block(struct store_batch *b, const struct td_block *blk)
 {
 	struct td_buf v;
 	struct ckey k;
+	uint8_t hv[8];
 
+	ckey_put_u64(hv, blk->hdr.height);
+	for (uint32_t i = 0; i < blk->hdr.n_evidence; i++) {
+		uint8_t key[TD_EVIDENCE_KEY_LEN];
+		td_evidence_key(key, &blk->evidence[i]);
+		ckey_evidence(&k, key);
+		store_batch_put(b, k.b, k.n, hv, sizeof(hv));
+	}
 	for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
 		ckey_record(&k, blk->hdr.height, i);
 		store_batch_put(b, k.b, k.n, blk->records[i]->bytes, blk->records[i]->len);
@@ -785,6 +807,51 @@ fail:
 	return rc;
 }
 
+const uint8_t *chain_next_validators(const struct chain *c)
+{
+	return c->g->validators_hash;
+}
+
+int chain_check_evidence(const struct chain *c, const struct td_evidence *ev, uint64_t height, char *err, size_t errlen)
+{
+	uint8_t key[TD_EVIDENCE_KEY_LEN];
+	char e[TD_ERRMSG_MAX];
+	struct ckey k;
+	int rc;
+
+	if (td_genesis_find(c->g, ev->pk) < 0) {
+		seterr(err, errlen, "evidence against a key that is not a validator");
+		return TD_EINVAL;
+	}
+	if (ev->height == 0 || ev->height >= height || height - ev->height > TD_EVIDENCE_MAX_AGE) {
+		seterr(err, errlen, "evidence of height %llu cannot go into block %llu (at most %d heights older)",
+		       (unsigned long long)ev->height, (unsigned long long)height, TD_EVIDENCE_MAX_AGE);
+		return TD_ERULE;
+	}
+	td_evidence_key(key, ev);
+	ckey_evidence(&k, key);
+	{
+		uint8_t *v = NULL;
+		size_t vn = 0;
+		rc = store_get(c->st, k.b, k.n, &v, &vn);
+		free(v);
+	}
+	if (rc == 0) {
+		seterr(err, errlen, "this offence (height %llu round %u) is already committed",
+		       (unsigned long long)ev->height, ev->round);
+		return TD_EEXIST;
+	}
+	if (rc != TD_ENOTFOUND) {
+		seterr(err, errlen, "cannot read the store");
+		return rc;
+	}
+	if ((rc = td_evidence_verify(ev, c->g->hash, e, sizeof(e))) != 0) {
+		seterr(err, errlen, "%s", e);
+		return rc;
+	}
+	return 0;
+}
+
 /* Checks the block itself (not its records) against the tip and the genesis. */
 static int check_block(const struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err,
 		       size_t errlen)
@@ -840,6 +907,45 @@ static int check_block(const struct chain *c, const struct td_block *blk, const 
 		seterr(err, errlen, "block %llu: records root does not match its records",
 		       (unsigned long long)h->height);
 		return TD_EINVAL;
+	}
+	if (memcmp(h->next_validators, chain_next_validators(c), TD_HASH_LEN) != 0) {
+		seterr(err, errlen, "block %llu: next validators hash is not the hash of the validator set",
+		       (unsigned long long)h->height);
+		return TD_EINVAL;
+	}
+	if (h->n_evidence > TD_BLOCK_EVIDENCE_MAX || (h->n_evidence > 0 && !blk->evidence)) {
+		seterr(err, errlen, "block %llu: %u evidence items, at most %u", (unsigned long long)h->height,
+		       h->n_evidence, TD_BLOCK_EVIDENCE_MAX);
+		return TD_EINVAL;
+	}
+	{
+		uint8_t ids[TD_BLOCK_EVIDENCE_MAX][TD_HASH_LEN], keys[TD_BLOCK_EVIDENCE_MAX][TD_EVIDENCE_KEY_LEN];
+		for (uint32_t i = 0; i < h->n_evidence; i++) {
+			const struct td_evidence *ev = &blk->evidence[i];
+			struct td_buf eb;
+			td_buf_init(&eb);
+			td_evidence_encode(&eb, ev);
+			td_hash(ids[i], (const uint8_t *)eb.sb.data, eb.sb.size);
+			td_buf_free(&eb);
+			td_evidence_key(keys[i], ev);
+			for (uint32_t j = 0; j < i; j++) {
+				if (memcmp(keys[i], keys[j], TD_EVIDENCE_KEY_LEN) == 0) {
+					seterr(err, errlen, "block %llu: evidence %u repeats evidence %u",
+					       (unsigned long long)h->height, i, j);
+					return TD_EINVAL;
+				}
+			}
+			if ((rc = chain_check_evidence(c, ev, h->height, e, sizeof(e))) != 0) {
+				seterr(err, errlen, "block %llu: evidence %u: %s", (unsigned long long)h->height, i, e);
+				return rc == TD_EIO || rc == TD_ECORRUPT ? rc : TD_EINVAL;
+			}
+		}
+		td_merkle_root(root, (const uint8_t(*)[TD_HASH_LEN])ids, h->n_evidence);
+		if (memcmp(root, h->evidence_root, TD_HASH_LEN) != 0) {
+			seterr(err, errlen, "block %llu: evidence root does not match its evidence",
+			       (unsigned long long)h->height);
+			return TD_EINVAL;
+		}
 	}
 	td_buf_init(&hb);
 	td_header_encode(&hb, h);

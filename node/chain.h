@@ -42,6 +42,19 @@ const uint8_t *chain_last_hash(const struct chain *c);
 uint64_t chain_last_time(const struct chain *c);
 /* Records committed so far. */
 uint64_t chain_record_count(const struct chain *c);
+/* td_validators_hash of the set that signs the next block: what its header's next validators hash is. */
+const uint8_t *chain_next_validators(const struct chain *c);
+
+struct td_evidence;
+/*
+ * Checks evidence for a block at height: the offender is a validator, the
+ * offence is below height and at most TD_EVIDENCE_MAX_AGE heights older, no
+ * block committed the offence yet, and both signatures verify. Returns 0,
+ * TD_EEXIST (already committed), TD_ERULE (expired or too new), TD_EINVAL or
+ * TD_ESIG, with a message; TD_EIO or TD_ECORRUPT if the store cannot be read.
+ */
+int chain_check_evidence(const struct chain *c, const struct td_evidence *ev, uint64_t height, char *err,
+			 size_t errlen);
 
 /*
  * Checks one record against the committed ledger: ocid prefix from genesis,

@@ -119,7 +119,7 @@ static int check_records(struct check *k, uint64_t height, const struct ckey_blo
 			rc = damaged(k, TD_ECORRUPT, height, "record %u (\"D\"): its bytes do not hash to its id", n);
 			goto out;
 		}
-		if (td_record_decode(&rec, val, vlen, c->g->chain_id, e, sizeof(e)) != 0) {
+		if (td_record_decode(&rec, val, vlen, c->g->hash, e, sizeof(e)) != 0) {
 			rc = damaged(k, TD_ECORRUPT, height, "record %u (\"D\"): %s", n, e);
 			goto out;
 		}
@@ -241,7 +241,7 @@ static int record_of(const struct chain *c, const uint8_t id[static TD_HASH_LEN]
 		return rc;
 	td_hash(got, v, n);
 	rc = memcmp(got, id, TD_HASH_LEN) == 0 ? 0 : TD_ECORRUPT;
-	if (rc == 0 && rec && td_record_decode_trusted(rec, v, n, c->g->chain_id, e, sizeof(e)) != 0) {
+	if (rc == 0 && rec && td_record_decode_trusted(rec, v, n, c->g->hash, e, sizeof(e)) != 0) {
 		td_record_free(*rec);
 		*rec = NULL;
 		rc = TD_ECORRUPT;

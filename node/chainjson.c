@@ -23,12 +23,14 @@
 
 static json_t *hex_json(const uint8_t *p, size_t n)
 {
-	char buf[2 * 64 + 1];
+	char small[2 * 64 + 1], *buf = n > 64 ? td_xmalloc(2 * n + 1) : small;
+	json_t *s;
 
-	if (n > 64)
-		abort();
 	td_hex(buf, p, n);
-	return json_string(buf);
+	s = json_string(buf);
+	if (buf != small)
+		free(buf);
+	return s;
 }
 
 static json_t *time_json(uint64_t ms)
@@ -141,6 +143,20 @@ int chain_block_json(const struct chain *c, uint64_t height, json_t **out)
 	for (uint32_t i = 0; i < m.h.n_records; i++)
 		json_array_append_new(ids, hex_json(m.ids + (size_t)i * TD_HASH_LEN, TD_HASH_LEN));
 	json_object_set_new(res, "records", ids);
+	json_object_set_new(res, "records_root", hex_json(m.h.records_root, TD_HASH_LEN));
+	/* Evidence of equivocation the block committed: canonical encodings (tenderd/evidence.h), hex. */
+	ids = json_array();
+	{
+		const uint8_t *q = m.ev; /* ckey_block_meta_decode checked the lengths */
+		for (uint32_t i = 0; i < m.h.n_evidence; i++) {
+			size_t el = (size_t)q[0] << 8 | q[1];
+			json_array_append_new(ids, hex_json(q + 2, el));
+			q += 2 + el;
+		}
+	}
+	json_object_set_new(res, "evidence", ids);
+	json_object_set_new(res, "evidence_root", hex_json(m.h.evidence_root, TD_HASH_LEN));
+	json_object_set_new(res, "next_validators", hex_json(m.h.next_validators, TD_HASH_LEN));
 
 	cj = json_object();
 	json_object_set_new(cj, "height", td_json_uint(cm.height));
@@ -468,7 +484,7 @@ static int snap_record(struct chain_export *x, uint64_t height, uint32_t index, 
 	if (rc == TD_ENOTFOUND)
 		rc = TD_ECORRUPT;
 	if (rc == 0) {
-		if (td_record_decode_trusted(out, p, n, x->c->g->chain_id, e, sizeof(e)) != 0) {
+		if (td_record_decode_trusted(out, p, n, x->c->g->hash, e, sizeof(e)) != 0) {
 			td_record_free(*out);
 			*out = NULL;
 			rc = TD_ECORRUPT;
@@ -613,7 +629,7 @@ static int export_walk(struct chain_export *x, struct td_record **rec, uint64_t 
 	}
 	td_hash(id, val, vlen);
 	if (memcmp(id, x->m.ids + (size_t)x->i * TD_HASH_LEN, TD_HASH_LEN) != 0 ||
-	    td_record_decode_trusted(rec, val, vlen, x->c->g->chain_id, e, sizeof(e)) != 0) {
+	    td_record_decode_trusted(rec, val, vlen, x->c->g->hash, e, sizeof(e)) != 0) {
 		td_record_free(*rec);
 		*rec = NULL;
 		return chain_read_error(TD_ECORRUPT, "block %llu: record %u of %u (\"D\")", (unsigned long long)x->h,

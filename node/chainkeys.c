@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tenderd/evidence.h"
 #include "tenderd/isotime.h"
 #include "chainkeys.h"
 
@@ -124,6 +125,12 @@ void ckey_record(struct ckey *k, uint64_t height, uint32_t index)
 {
 	key_height(k, 'D', height);
 	key_u32(k, index);
+}
+
+void ckey_evidence(struct ckey *k, const uint8_t *evkey)
+{
+	key_tag(k, 'X');
+	ckey_bytes(k, evkey, TD_EVIDENCE_KEY_LEN);
 }
 
 void ckey_commit(struct ckey *k, uint64_t height)
@@ -296,6 +303,15 @@ void ckey_block_meta_encode(struct td_buf *v, const struct td_block *blk)
 	ckey_put_u32((uint8_t *)v->sb.data + start, (uint32_t)(v->sb.size - start - sizeof(hl)));
 	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
 		td_enc_raw(v, blk->records[i]->id, TD_HASH_LEN);
+	for (uint32_t i = 0; i < blk->hdr.n_evidence; i++) {
+		const size_t at = v->sb.size;
+		uint8_t el[2] = { 0 };
+		td_enc_raw(v, el, sizeof(el));
+		td_evidence_encode(v, &blk->evidence[i]);
+		const size_t n = v->sb.size - at - sizeof(el);
+		((uint8_t *)v->sb.data)[at] = (uint8_t)(n >> 8);
+		((uint8_t *)v->sb.data)[at + 1] = (uint8_t)n;
+	}
 }
 
 bool ckey_block_meta_decode(struct ckey_block_meta *m, const uint8_t *p, size_t n, uint64_t height)
@@ -307,8 +323,21 @@ bool ckey_block_meta_decode(struct ckey_block_meta *m, const uint8_t *p, size_t 
 		return false;
 	m->hdr = p + 4;
 	m->ids = m->hdr + m->hlen;
-	return td_header_decode(&m->h, m->hash, m->hdr, m->hlen) == 0 && m->h.height == height &&
-	       n - 4 - m->hlen == (size_t)m->h.n_records * TD_HASH_LEN;
+	if (td_header_decode(&m->h, m->hash, m->hdr, m->hlen) != 0 || m->h.height != height ||
+	    n - 4 - m->hlen < (size_t)m->h.n_records * TD_HASH_LEN)
+		return false;
+	m->ev = m->ids + (size_t)m->h.n_records * TD_HASH_LEN;
+	m->evlen = (size_t)(p + n - m->ev);
+	const uint8_t *q = m->ev, *end = p + n;
+	for (uint32_t i = 0; i < m->h.n_evidence; i++) {
+		if (end - q < 2)
+			return false;
+		size_t el = (size_t)q[0] << 8 | q[1];
+		if ((size_t)(end - q - 2) < el)
+			return false;
+		q += 2 + el;
+	}
+	return q == end;
 }
 
 /* ---- dates ------------------------------------------------------------------ */

@@ -1,5 +1,5 @@
 /*
- * chainkeys: the chain's store schema (version 3), its keys and the
+ * chainkeys: the chain's store schema (version 4), its keys and the
  * encodings of its values. Every key the chain reads or writes is built
  * here; tests/test_chainkeys.c pins the bytes of each kind.
  *
@@ -14,14 +14,18 @@
  *                                   before it gets it at its first open
  *   "M"                          -> tip: height u64 | last hash[32] |
  *                                   last time ms u64 | record count u64
- *   "B" height                   -> block header and record ids: header length
- *                                   u32 | td_header_encode bytes | the ids of
- *                                   its records in order, 32 bytes each
+ *   "B" height                   -> block header, record ids and evidence:
+ *                                   header length u32 | td_header_encode bytes
+ *                                   | the ids of its records in order, 32
+ *                                   bytes each | for each evidence item, its
+ *                                   length u16 and td_evidence_encode bytes
  *   "D" height index u32         -> record bytes, as signed (records are stored
  *                                   once, here; chain_block_raw puts a block's
  *                                   td_block_encode form back together)
  *   "C" height                   -> commit, as td_commit_encode
  *   "R" record id[32]            -> height u64 | index in block u32
+ *   "X" evidence key             -> height u64 of the block that committed the
+ *                                   offence (td_evidence_key: one per offence)
  *   "T" ocid                     -> tender state: owner agency[32] | flags u8
  *                                   (1: cancelled) | first height u64 | first
  *                                   index u32 | releases u32 | last height u64 |
@@ -74,7 +78,8 @@
 #include "tenderd/codec.h"
 #include "tenderd/types.h"
 
-#define CKEY_SCHEMA_VERSION 3u
+/* Version 4 holds blocks of format 2 (TD_FORMAT_VERSION); a store of version 3 holds format 1. */
+#define CKEY_SCHEMA_VERSION 4u
 #define CKEY_TIP_LEN (8 + TD_HASH_LEN + 8 + 8)
 #define CKEY_LOC_LEN (8 + 4) /* an "R" value */
 #define CKEY_FIELD_MAX 32    /* longest status, category or method kept in "T" (code list values are short) */
@@ -122,6 +127,8 @@ void ckey_records(struct ckey *k, uint64_t height);
 void ckey_record(struct ckey *k, uint64_t height, uint32_t index);
 /* "C" height: a block's commit. */
 void ckey_commit(struct ckey *k, uint64_t height);
+/* "X" key (TD_EVIDENCE_KEY_LEN bytes): the height that committed an offence. */
+void ckey_evidence(struct ckey *k, const uint8_t *evkey);
 /* "R" id: where a record is. */
 void ckey_record_loc(struct ckey *k, const uint8_t id[static TD_HASH_LEN]);
 /* "T" ocid: a tender's state. */
@@ -179,7 +186,7 @@ bool ckey_tstate_decode(struct ckey_tstate *t, const uint8_t *p, size_t len);
 
 /*
  * A "B" value: header length u32, the header as td_header_encode, the ids of
- * the block's records. Appended to v.
+ * the block's records, its evidence items. Appended to v.
  */
 void ckey_block_meta_encode(struct td_buf *v, const struct td_block *blk);
 
@@ -188,11 +195,16 @@ struct ckey_block_meta {
 	const uint8_t *hdr; /* the encoded header */
 	size_t hlen;
 	const uint8_t *ids; /* h.n_records ids of TD_HASH_LEN bytes */
+	const uint8_t *ev;  /* h.n_evidence items, each a length u16 and its bytes */
+	size_t evlen;
 	struct td_block_header h;
 	uint8_t hash[TD_HASH_LEN]; /* the block's hash (of hdr) */
 };
 
-/* Decodes the "B" value p[0..n) of block height; false if malformed or of another height. */
+/*
+ * Decodes the "B" value p[0..n) of block height; false if malformed, of
+ * another height, or if its evidence items do not add up to n_evidence.
+ */
 bool ckey_block_meta_decode(struct ckey_block_meta *m, const uint8_t *p, size_t n, uint64_t height);
 
 /* ---- dates ---- */

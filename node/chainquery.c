@@ -39,7 +39,9 @@
 #include <sodium.h>
 
 #include "tenderd/codec.h"
+#include "tenderd/evidence.h"
 #include "tenderd/json.h"
+#include "tenderd/merkle.h"
 #include "tenderd/record.h"
 #include "tenderd/release.h"
 #include "chain_int.h"
@@ -141,7 +143,7 @@ int chain_record_load(const struct chain *c, uint64_t height, uint32_t index, st
 	if (rc == TD_ENOTFOUND)
 		rc = TD_ECORRUPT;
 	if (rc == 0) {
-		if (td_record_decode_trusted(out, p, n, c->g->chain_id, e, sizeof(e)) != 0) {
+		if (td_record_decode_trusted(out, p, n, c->g->hash, e, sizeof(e)) != 0) {
 			td_record_free(*out);
 			*out = NULL;
 			rc = TD_ECORRUPT;
@@ -590,16 +592,11 @@ int chain_block_meta_load(const struct chain *c, uint64_t height, struct ckey_bl
 
 void chain_ids_root(uint8_t out[static TD_HASH_LEN], const uint8_t *ids, uint32_t n)
 {
-	crypto_generichash_state st;
-
-	crypto_generichash_init(&st, NULL, 0, TD_HASH_LEN);
-	for (uint32_t i = 0; i < n; i++)
-		crypto_generichash_update(&st, ids + (size_t)i * TD_HASH_LEN, TD_HASH_LEN);
-	crypto_generichash_final(&st, out, TD_HASH_LEN);
+	td_merkle_root(out, (const uint8_t(*)[TD_HASH_LEN])ids, n);
 }
 
-int chain_block_head_check(const struct chain *c, uint64_t height, const struct ckey_block_meta *m,
-			   const uint8_t *cb, size_t cl, struct td_commit *cm, char *err, size_t errlen)
+int chain_block_head_check(const struct chain *c, uint64_t height, const struct ckey_block_meta *m, const uint8_t *cb,
+			   size_t cl, struct td_commit *cm, char *err, size_t errlen)
 {
 	uint8_t root[TD_HASH_LEN];
 	char e[TD_ERRMSG_MAX];
@@ -609,6 +606,20 @@ int chain_block_head_check(const struct chain *c, uint64_t height, const struct 
 	if (memcmp(root, m->h.records_root, TD_HASH_LEN) != 0) {
 		snprintf(err, errlen, "its record ids (\"B\") do not match the records root of its header");
 		return TD_ECORRUPT;
+	}
+	{
+		uint8_t evids[TD_BLOCK_EVIDENCE_MAX][TD_HASH_LEN];
+		const uint8_t *q = m->ev; /* ckey_block_meta_decode checked the lengths */
+		for (uint32_t i = 0; i < m->h.n_evidence; i++) {
+			size_t el = (size_t)q[0] << 8 | q[1];
+			td_hash(evids[i], q + 2, el);
+			q += 2 + el;
+		}
+		td_merkle_root(root, (const uint8_t(*)[TD_HASH_LEN])evids, m->h.n_evidence);
+		if (memcmp(root, m->h.evidence_root, TD_HASH_LEN) != 0) {
+			snprintf(err, errlen, "its evidence (\"B\") does not match the evidence root of its header");
+			return TD_ECORRUPT;
+		}
 	}
 	if (td_commit_decode(cm, cb, cl, e, sizeof(e)) != 0) {
 		snprintf(err, errlen, "its commit (\"C\") does not decode (%s)", e);
@@ -680,9 +691,9 @@ int chain_block_bytes(const struct chain *c, uint64_t height, uint8_t **out, siz
 	if (rc != 0)
 		return rc;
 	td_commit_clear(&cm);
-	/* [header, [record bytes...]] */
+	/* [header, [record bytes...], [evidence bytes...]] */
 	td_buf_init(&b);
-	td_enc_array(&b, 2);
+	td_enc_array(&b, 3);
 	td_enc_raw(&b, m.hdr, m.hlen);
 	td_enc_array(&b, m.h.n_records);
 	ckey_records(&k, height);
@@ -706,6 +717,15 @@ int chain_block_bytes(const struct chain *c, uint64_t height, uint8_t **out, siz
 	else if (rc == 0 && n != m.h.n_records)
 		rc = TD_ECORRUPT;
 	store_iter_free(it);
+	if (rc == 0) {
+		const uint8_t *q = m.ev; /* ckey_block_meta_decode checked the lengths */
+		td_enc_array(&b, m.h.n_evidence);
+		for (uint32_t i = 0; i < m.h.n_evidence; i++) {
+			size_t el = (size_t)q[0] << 8 | q[1];
+			td_enc_bin(&b, q + 2, el);
+			q += 2 + el;
+		}
+	}
 	free(mval);
 	if (rc == 0)
 		*out = td_buf_take(&b, len);
@@ -725,7 +745,7 @@ int chain_load_block(const struct chain *c, uint64_t height, struct td_block **o
 	rc = chain_block_bytes(c, height, &buf, &len);
 	if (rc != 0)
 		return rc;
-	rc = td_block_decode(out, buf, len, c->g->chain_id, true, e, sizeof(e));
+	rc = td_block_decode(out, buf, len, c->g->hash, true, e, sizeof(e));
 	free(buf);
 	if (rc != 0) {
 		*out = NULL;

@@ -951,6 +951,7 @@ int config_genesis_create(struct td_genesis *g, const struct config_identity *id
 		memcpy(g->v[i].pk, ids[i].pk, TD_PUBKEY_LEN);
 	}
 	qsort(g->v, n, sizeof(*g->v), cmp_validator_pk);
+	td_genesis_seal(g);
 	return 0;
 }
 

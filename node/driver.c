@@ -13,6 +13,8 @@
 #include "log.h"
 #include "signstate.h"
 #include "tenderd/codec.h"
+#include "tenderd/evidence.h"
+#include "tenderd/msg.h"
 #include "wal.h"
 
 /* Kinds of consensus log entries: msgpack arrays whose first item is the kind. */
@@ -154,7 +156,7 @@ int driver_new(struct driver **out, const struct node_io *io, const struct td_ge
 	d->cons_ok = true;
 	if (cfg->wal_path && (rc = wal_open(&d->wal, cfg->wal_path, err, errlen)))
 		goto fail;
-	if (cfg->evidence_path && (rc = evidence_open(&d->evidence, cfg->evidence_path, g, err, errlen)))
+	if ((rc = evidence_open(&d->evidence, cfg->evidence_path, g, err, errlen)))
 		goto fail;
 	d->votes = td_xcalloc(DRIVER_VOTES_MAX, sizeof(*d->votes));
 	d->scratch = td_xcalloc(cfg->block_max_records ? cfg->block_max_records : 1, sizeof(*d->scratch));
@@ -193,30 +195,102 @@ const struct evidence *driver_evidence(const struct driver *d)
 	return d->evidence;
 }
 
+/* Sends evidence items to every peer but skip (NODE_ALL: none skipped). */
+static void evidence_send(struct driver *d, uint32_t skip, const struct td_evidence *ev, uint32_t n)
+{
+	struct td_buf b;
+	td_buf_init(&b);
+	td_msg_items_begin(&b, TD_MSG_EVIDENCE, n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct td_buf eb;
+		td_buf_init(&eb);
+		td_evidence_encode(&eb, &ev[i]);
+		td_enc_bin(&b, (const uint8_t *)eb.sb.data, eb.sb.size);
+		td_buf_free(&eb);
+	}
+	nio_relay(d->io, d->g->n, skip, NODE_ALL, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+}
+
+/* Keeps new evidence (verified), logs it and passes it on to every peer but from. */
+static void evidence_found(struct driver *d, const struct td_evidence *ev, uint32_t from)
+{
+	int v = td_genesis_find(d->g, ev->pk);
+	if (v < 0 || evidence_add(d->evidence, ev, d->io->wall_ms(d->io->ctx)) != 0)
+		return;
+	if (ev->kind == TD_EVIDENCE_VOTES)
+		log_warn("evidence: validator %d (%s) signed two %s votes at height %llu round %u; both kept in %s", v,
+			 d->g->v[v].name, ev->vote_type == TD_VOTE_PREVOTE ? "prevote" : "precommit",
+			 (unsigned long long)ev->height, ev->round, EVIDENCE_FILE);
+	else
+		log_warn("evidence: validator %d (%s) signed two proposals at height %llu round %u; both kept in %s", v,
+			 d->g->v[v].name, (unsigned long long)ev->height, ev->round, EVIDENCE_FILE);
+	evidence_send(d, from, ev, 1);
+}
+
 /*
  * Validator v signed a vote at (h, r, type) conflicting with one kept: the
- * new one (value, sig) and the first kept with another value go to the
- * evidence file, once per (v, h, r, type).
+ * new one (value, sig) and the first kept with another value are evidence,
+ * kept once per (v, h, r, type).
  */
 static void record_equivocation(struct driver *d, uint32_t v, enum td_vote_type type, uint64_t h, uint32_t r,
 				const uint8_t *value, const uint8_t sig[static TD_SIG_LEN])
 {
 	const struct svote *slots = &d->votes[(size_t)v * DRIVER_VOTES_PER_VALIDATOR];
-	if (!d->evidence)
-		return;
 	for (uint32_t i = 0; i < DRIVER_VOTES_PER_VALIDATOR; i++) {
 		const struct svote *q = &slots[i];
 		if (q->height != h || q->round != r || q->type != (uint8_t)type)
 			continue;
 		if (q->nil == (value == NULL) && (!value || memcmp(q->hash, value, TD_HASH_LEN) == 0))
 			continue; /* the same vote */
-		struct evidence_vote a = { q->nil ? NULL : q->hash, q->sig }, b = { value, sig };
-		if (evidence_add_votes(d->evidence, v, type, h, r, &a, &b, d->io->wall_ms(d->io->ctx)) == 0)
-			log_warn(
-				"evidence: validator %u (%s) signed two %s votes at height %llu round %u; both kept in %s",
-				v, d->g->v[v].name, type == TD_VOTE_PREVOTE ? "prevote" : "precommit",
-				(unsigned long long)h, r, EVIDENCE_FILE);
+		struct td_evidence ev = {
+			.kind = TD_EVIDENCE_VOTES,
+			.height = h,
+			.round = r,
+			.vote_type = type,
+			.a = { .nil = q->nil, .valid_round = -1 },
+			.b = { .nil = value == NULL, .valid_round = -1 },
+		};
+		memcpy(ev.pk, d->g->v[v].pk, TD_PUBKEY_LEN);
+		memcpy(ev.a.value, q->hash, TD_HASH_LEN);
+		memcpy(ev.a.sig, q->sig, TD_SIG_LEN);
+		if (value)
+			memcpy(ev.b.value, value, TD_HASH_LEN);
+		memcpy(ev.b.sig, sig, TD_SIG_LEN);
+		if (ev.a.nil)
+			memset(ev.a.value, 0, TD_HASH_LEN);
+		td_evidence_seal(&ev);
+		evidence_found(d, &ev, NODE_ALL);
 		return;
+	}
+}
+
+void driver_on_proposal_conflict(struct driver *d, const struct td_evidence *ev)
+{
+	evidence_found(d, ev, NODE_ALL);
+}
+
+static int check_evidence(void *ctx, const struct td_evidence *ev, uint64_t h, char *err, size_t errlen)
+{
+	return chain_check_evidence(ctx, ev, h, err, errlen);
+}
+
+void driver_on_evidence(struct driver *d, uint32_t peer, const struct td_msg *m)
+{
+	for (uint32_t i = 0; i < m->n_items; i++) {
+		struct td_evidence ev;
+		char err[TD_ERRMSG_MAX];
+		if (td_evidence_decode(&ev, m->items[i].p, m->items[i].len) != 0) {
+			d->io->disconnect(d->io->ctx, peer, "sent malformed evidence");
+			return;
+		}
+		int rc = chain_check_evidence(d->chain, &ev, cur_height(d), err, sizeof(err));
+		if (rc == TD_EINVAL || rc == TD_ESIG) {
+			d->io->disconnect(d->io->ctx, peer, "sent evidence that does not verify");
+			return;
+		}
+		if (rc == 0)
+			evidence_found(d, &ev, peer);
 	}
 }
 
@@ -480,12 +554,12 @@ static void sign_send(struct driver *d, uint32_t to, const struct td_block *blk,
 	struct td_buf b;
 	td_buf_init(&b);
 	if (blk) {
-		td_proposal_sign(sig, d->g->chain_id, h, r, valid_round, blk->hash, d->cfg.sk);
+		td_proposal_sign(sig, d->g->hash, h, r, valid_round, blk->hash, d->cfg.sk);
 		if (fresh)
 			wal_proposal(d, me, r, valid_round, blk);
 		td_msg_proposal(&b, blk, r, valid_round, sig);
 	} else {
-		td_vote_sign(sig, d->g->chain_id, type, h, r, value, d->cfg.sk);
+		td_vote_sign(sig, d->g->hash, type, h, r, value, d->cfg.sk);
 		if (vote_keep(d, h, r, type, me, value, sig) == VOTE_NEW || fresh)
 			wal_vote(d, type, h, r, value, me, sig);
 		td_msg_vote(&b, type, h, r, value, me, sig);
@@ -528,6 +602,34 @@ void driver_resend(struct driver *d, uint32_t to)
 
 /* ---- values ---- */
 
+/* Puts the pending evidence that the chain accepts for blk's height into blk; returns blk. */
+/* Puts a copy of the n evidence items ev into blk; returns blk. */
+static struct td_block *with_evidence(struct td_block *blk, const struct td_evidence *ev, uint32_t n)
+{
+	if (n > 0) {
+		struct td_evidence *own = td_xcalloc(n, sizeof(*own));
+		memcpy(own, ev, n * sizeof(*ev));
+		td_block_set_evidence(blk, own, n);
+	}
+	return blk;
+}
+
+/* The pending evidence the chain accepts at height h, into ev; *bytes: what it adds to a block's encoding. */
+static uint32_t block_evidence(struct driver *d, uint64_t h, struct td_evidence ev[static TD_BLOCK_EVIDENCE_MAX],
+			       uint32_t *bytes)
+{
+	uint32_t n = evidence_pending(d->evidence, h, check_evidence, d->chain, ev, TD_BLOCK_EVIDENCE_MAX);
+	*bytes = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct td_buf b;
+		td_buf_init(&b);
+		td_evidence_encode(&b, &ev[i]);
+		*bytes += (uint32_t)b.sb.size + 3; /* its bin header */
+		td_buf_free(&b);
+	}
+	return n;
+}
+
 /*
  * Builds a block at height h from pending records that pass the chain's
  * checks; with nothing pending, an empty block if allow_empty, else NULL. A
@@ -536,23 +638,33 @@ void driver_resend(struct driver *d, uint32_t to)
 static struct td_block *build_block(struct driver *d, uint64_t h, bool allow_empty)
 {
 	char err[TD_ERRMSG_MAX];
+	struct td_evidence ev[TD_BLOCK_EVIDENCE_MAX];
+	uint32_t evbytes, nev = block_evidence(d, h, ev, &evbytes);
 	for (;;) {
-		/* block_max_bytes bounds the encoded block: header, arrays and each record's bin header included. */
+		/*
+		 * block_max_bytes bounds the encoded block: header, arrays, evidence
+		 * and each record's bin header included.
+		 */
+		uint32_t budget = d->cfg.block_max_bytes - TD_BLOCK_FIXED_OVERHEAD;
 		uint32_t k = mempool_peek(d->mp, d->scratch, d->cfg.block_max_records,
-					  d->cfg.block_max_bytes - TD_BLOCK_FIXED_OVERHEAD);
+					  budget > evbytes ? budget - evbytes : 0);
 		if (k == 0) {
 			if (!allow_empty)
 				return NULL;
-			return td_block_new(h, chain_last_hash(d->chain), block_time(d), d->g->v[d->cfg.my_index].pk,
-					    NULL, 0);
+			return with_evidence(td_block_new(h, chain_last_hash(d->chain), block_time(d),
+							  d->g->v[d->cfg.my_index].pk, chain_next_validators(d->chain),
+							  NULL, 0),
+					     ev, nev);
 		}
 		for (uint32_t attempt = 0; attempt < 2; attempt++) {
 			uint32_t take = attempt == 0 ? k : 1;
 			struct td_record **recs = td_xcalloc(take, sizeof(*recs));
 			for (uint32_t i = 0; i < take; i++)
 				recs[i] = td_record_ref(d->scratch[i]);
-			struct td_block *blk = td_block_new(h, chain_last_hash(d->chain), block_time(d),
-							    d->g->v[d->cfg.my_index].pk, recs, take);
+			struct td_block *blk = with_evidence(td_block_new(h, chain_last_hash(d->chain), block_time(d),
+									  d->g->v[d->cfg.my_index].pk,
+									  chain_next_validators(d->chain), recs, take),
+							     ev, nev);
 			if (chain_validate(d->chain, blk, err, sizeof(err)) == 0)
 				return blk;
 			td_block_free(blk);
@@ -858,8 +970,8 @@ static int replay_entry(void *ctx, const uint8_t *p, size_t len)
 		if (it[6].type == MSGPACK_OBJECT_BIN && !prop_block_find(d->prop, hash)) {
 			struct td_block *blk;
 			char err[TD_ERRMSG_MAX];
-			if (td_block_decode(&blk, (const uint8_t *)it[6].via.bin.ptr, it[6].via.bin.size,
-					    d->g->chain_id, true, err, sizeof(err)) != 0) {
+			if (td_block_decode(&blk, (const uint8_t *)it[6].via.bin.ptr, it[6].via.bin.size, d->g->hash,
+					    true, err, sizeof(err)) != 0) {
 				log_warn("consensus log: skipping a proposed block: %s", err);
 				goto out;
 			}
@@ -966,7 +1078,7 @@ void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m)
 		d->io->disconnect(d->io->ctx, peer, "sent a vote from an unknown validator");
 		return;
 	}
-	if (!td_vote_verify(m->sig, d->g->chain_id, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash,
+	if (!td_vote_verify(m->sig, d->g->hash, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash,
 			    d->g->v[m->validator].pk)) {
 		d->io->disconnect(d->io->ctx, peer, "sent a vote with a bad signature");
 		return;

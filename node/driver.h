@@ -43,7 +43,7 @@ struct driver;
 struct driver_config {
 	const char *sign_state_path;
 	const char *wal_path;      /* the consensus write-ahead log (wal.h) */
-	const char *evidence_path; /* equivocations with both signed votes (evidence.h); NULL: none kept */
+	const char *evidence_path; /* equivocations, both signed messages (evidence.h); NULL: kept in memory only */
 	const uint8_t *sk;         /* TD_SECKEY_LEN, borrowed */
 	int my_index;              /* in genesis validators */
 	uint32_t block_max_records, block_max_bytes;
@@ -89,6 +89,11 @@ void driver_on_proposal(struct driver *d, uint32_t from, uint64_t h, uint32_t r,
 			int32_t valid_round);
 /* A VOTE from peer: checked, kept if a precommit, fed to the core. A bad signature costs the peer. */
 void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m);
+/* An EVIDENCE message from peer: each item checked, kept, proposed and passed on. Bad evidence costs the peer. */
+void driver_on_evidence(struct driver *d, uint32_t peer, const struct td_msg *m);
+struct td_evidence;
+/* A proposer signed two proposals at one height and round (proposals.c found them): ev, verified. */
+void driver_on_proposal_conflict(struct driver *d, const struct td_evidence *ev);
 /* A timer of the driver's kinds fired (consensus timeouts, VALUE, START). */
 void driver_on_timer(struct driver *d, enum node_timer kind);
 /* Records entered the mempool: a proposer waiting for some proposes now. */
@@ -103,7 +108,7 @@ void driver_resend(struct driver *d, uint32_t to);
 void driver_stop(struct driver *d);
 
 const struct cons *driver_cons(const struct driver *d);
-/* The evidence kept (evidence.h), or NULL. */
+/* The evidence kept (evidence.h). */
 const struct evidence *driver_evidence(const struct driver *d);
 /* The consensus log (for the simulator, which tears its unsynced tail on a crash). */
 const struct wal *driver_wal(const struct driver *d);

@@ -15,18 +15,13 @@
 #include "tenderd/isotime.h"
 #include "tenderd/json.h"
 
-struct ev_key {
-	uint32_t v;
-	uint8_t type;
-	uint64_t h;
-	uint32_t r;
-};
-
 struct evidence {
 	const struct td_genesis *g;
-	char path[PATH_MAX];
-	struct ev_key *keys; /* one per entry, in file order */
-	uint32_t n;
+	char path[PATH_MAX];     /* "" when kept in memory only */
+	struct td_evidence *all; /* every entry, in file order */
+	bool *pending;           /* per entry: not yet known committed or expired */
+	json_t *mem;             /* the entries' lines when kept in memory only */
+	uint32_t n, npending;
 };
 
 static const char *type_name(enum td_vote_type t)
@@ -34,24 +29,36 @@ static const char *type_name(enum td_vote_type t)
 	return t == TD_VOTE_PREVOTE ? "prevote" : "precommit";
 }
 
-static bool key_of(const json_t *o, struct ev_key *k)
+/* Decodes the "evidence" member of an entry; false if absent or malformed. */
+static bool entry_evidence(const json_t *o, struct td_evidence *ev)
 {
-	uint64_t v, h, r;
-	const char *t = json_string_value(json_object_get(o, "type"));
-	if (!td_json_number_u64(json_object_get(o, "validator"), &v) ||
-	    !td_json_number_u64(json_object_get(o, "height"), &h) ||
-	    !td_json_number_u64(json_object_get(o, "round"), &r) || !t || v > UINT32_MAX || r > UINT32_MAX)
+	const json_t *x = json_object_get(o, "evidence");
+	uint8_t buf[TD_EVIDENCE_LEN_MAX];
+	size_t n;
+
+	if (!td_json_is_string(x) || json_string_length(x) % 2 != 0 || json_string_length(x) / 2 > sizeof(buf))
 		return false;
-	if (strcmp(t, "prevote") == 0)
-		k->type = TD_VOTE_PREVOTE;
-	else if (strcmp(t, "precommit") == 0)
-		k->type = TD_VOTE_PRECOMMIT;
-	else
-		return false;
-	k->v = (uint32_t)v;
-	k->h = h;
-	k->r = (uint32_t)r;
-	return true;
+	n = json_string_length(x) / 2;
+	return td_unhex(buf, n, json_string_value(x), json_string_length(x)) && td_evidence_decode(ev, buf, n) == 0;
+}
+
+static bool known(const struct evidence *e, const struct td_evidence *ev)
+{
+	uint8_t a[TD_EVIDENCE_KEY_LEN], b[TD_EVIDENCE_KEY_LEN];
+	td_evidence_key(a, ev);
+	for (uint32_t i = 0; i < e->n; i++) {
+		td_evidence_key(b, &e->all[i]);
+		if (memcmp(a, b, sizeof(a)) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void keep(struct evidence *e, const struct td_evidence *ev)
+{
+	e->all[e->n] = *ev;
+	e->pending[e->n++] = true;
+	e->npending++;
 }
 
 /* Calls fn on each line of the file parsed as JSON (the lines that parse). */
@@ -76,12 +83,12 @@ static int each_line(const char *path, void (*fn)(void *ctx, json_t *o), void *c
 	return 0;
 }
 
-static void load_key(void *ctx, json_t *o)
+static void load_one(void *ctx, json_t *o)
 {
 	struct evidence *e = ctx;
-	struct ev_key k;
-	if (e->n < EVIDENCE_MAX && key_of(o, &k))
-		e->keys[e->n++] = k;
+	struct td_evidence ev;
+	if (e->n < EVIDENCE_MAX && entry_evidence(o, &ev) && !known(e, &ev))
+		keep(e, &ev);
 }
 
 int evidence_open(struct evidence **out, const char *path, const struct td_genesis *g, char *err, size_t errlen)
@@ -89,10 +96,16 @@ int evidence_open(struct evidence **out, const char *path, const struct td_genes
 	struct evidence *e = td_xcalloc(1, sizeof(*e));
 	*out = NULL;
 	e->g = g;
+	e->all = td_xcalloc(EVIDENCE_MAX, sizeof(*e->all));
+	e->pending = td_xcalloc(EVIDENCE_MAX, sizeof(*e->pending));
+	if (!path) {
+		e->mem = json_array();
+		*out = e;
+		return 0;
+	}
 	snprintf(e->path, sizeof(e->path), "%s", path);
-	e->keys = td_xcalloc(EVIDENCE_MAX, sizeof(*e->keys));
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd < 0 || each_line(path, load_key, e) != 0) {
+	if (fd < 0 || each_line(path, load_one, e) != 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -108,7 +121,9 @@ void evidence_close(struct evidence *e)
 {
 	if (!e)
 		return;
-	free(e->keys);
+	json_decref(e->mem);
+	free(e->all);
+	free(e->pending);
 	free(e);
 }
 
@@ -117,31 +132,81 @@ uint32_t evidence_count(const struct evidence *e)
 	return e->n;
 }
 
-static json_t *vote_json(const struct evidence_vote *x)
+uint32_t evidence_pending_count(const struct evidence *e)
 {
-	char val[2 * TD_HASH_LEN + 1], sig[2 * TD_SIG_LEN + 1];
-	td_hex(sig, x->sig, TD_SIG_LEN);
-	if (!x->value)
-		return json_pack("{s:n, s:s}", "value", "signature", sig);
-	td_hex(val, x->value, TD_HASH_LEN);
-	return json_pack("{s:s, s:s}", "value", val, "signature", sig);
+	return e->npending;
 }
 
-int evidence_add_votes(struct evidence *e, uint32_t v, enum td_vote_type type, uint64_t h, uint32_t r,
-		       const struct evidence_vote *a, const struct evidence_vote *b, uint64_t seen_ms)
+static json_t *side_json(const struct td_evidence *ev, const struct td_evidence_side *x)
 {
-	char pk[2 * TD_PUBKEY_LEN + 1], ts[32];
-	for (uint32_t i = 0; i < e->n; i++)
-		if (e->keys[i].v == v && e->keys[i].type == (uint8_t)type && e->keys[i].h == h && e->keys[i].r == r)
-			return TD_EEXIST;
+	char val[2 * TD_HASH_LEN + 1], sig[2 * TD_SIG_LEN + 1];
+	json_t *o = json_object();
+	td_hex(sig, x->sig, TD_SIG_LEN);
+	if (x->nil) {
+		json_object_set_new(o, "value", json_null());
+	} else {
+		td_hex(val, x->value, TD_HASH_LEN);
+		json_object_set_new(o, "value", json_string(val));
+	}
+	if (ev->kind == TD_EVIDENCE_PROPOSALS)
+		json_object_set_new(o, "valid_round",
+				    x->valid_round < 0 ? json_null() : td_json_uint((uint64_t)x->valid_round));
+	json_object_set_new(o, "signature", json_string(sig));
+	return o;
+}
+
+/* The entry's line for ev of chain g. */
+static json_t *entry_json(const struct td_genesis *g, const struct td_evidence *ev, uint64_t seen_ms)
+{
+	char pk[2 * TD_PUBKEY_LEN + 1], ts[32], hex[2 * TD_EVIDENCE_LEN_MAX + 1];
+	struct td_buf b;
+	int v = td_genesis_find(g, ev->pk);
+	json_t *o;
+
+	td_hex(pk, ev->pk, TD_PUBKEY_LEN);
+	td_time_iso(ts, seen_ms);
+	td_buf_init(&b);
+	td_evidence_encode(&b, ev);
+	td_hex(hex, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+	o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "kind",
+		      ev->kind == TD_EVIDENCE_VOTES ? "duplicate-vote" : "duplicate-proposal", "chain_id", g->chain_id,
+		      "name", v >= 0 ? g->v[v].name : "(unknown)", "pub_key", pk, "height", td_json_uint(ev->height),
+		      "round", td_json_uint(ev->round));
+	if (v >= 0)
+		json_object_set_new(o, "validator", td_json_uint((uint64_t)v));
+	if (ev->kind == TD_EVIDENCE_VOTES)
+		json_object_set_new(o, "type", json_string(type_name(ev->vote_type)));
+	json_object_set_new(o, "a", side_json(ev, &ev->a));
+	json_object_set_new(o, "b", side_json(ev, &ev->b));
+	json_object_set_new(o, "seen_at", json_string(ts));
+	json_object_set_new(o, "evidence", json_string(hex));
+	return o;
+}
+
+int evidence_add(struct evidence *e, const struct td_evidence *ev, uint64_t seen_ms)
+{
+	if (known(e, ev))
+		return TD_EEXIST;
+	if (e->n == EVIDENCE_MAX) {
+		/* Forget what is committed or expired: the chain refuses those offences again on its own. */
+		uint32_t k = 0;
+		for (uint32_t i = 0; i < e->n; i++) {
+			if (e->pending[i]) {
+				e->all[k] = e->all[i];
+				e->pending[k++] = true;
+			}
+		}
+		e->n = k;
+	}
 	if (e->n == EVIDENCE_MAX)
 		return TD_EFULL;
-	td_hex(pk, e->g->v[v].pk, TD_PUBKEY_LEN);
-	td_time_iso(ts, seen_ms);
-	json_t *o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:o, s:o, s:s, s:o, s:o, s:s}", "kind", "duplicate-vote",
-			      "chain_id", e->g->chain_id, "validator", td_json_uint(v), "name", e->g->v[v].name,
-			      "pub_key", pk, "height", td_json_uint(h), "round", td_json_uint(r), "type",
-			      type_name(type), "a", vote_json(a), "b", vote_json(b), "seen_at", ts);
+	json_t *o = entry_json(e->g, ev, seen_ms);
+	if (e->mem) {
+		json_array_append_new(e->mem, o);
+		keep(e, ev);
+		return 0;
+	}
 	char *text = td_json_dump(o, JSON_COMPACT);
 	json_decref(o);
 	size_t len = strlen(text);
@@ -155,8 +220,28 @@ int evidence_add_votes(struct evidence *e, uint32_t v, enum td_vote_type type, u
 		close(fd);
 	free(text);
 	if (rc == 0)
-		e->keys[e->n++] = (struct ev_key){ v, (uint8_t)type, h, r };
+		keep(e, ev);
 	return rc;
+}
+
+uint32_t evidence_pending(struct evidence *e, uint64_t h, evidence_check_fn check, void *ctx, struct td_evidence *out,
+			  uint32_t max)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < e->n && k < max; i++) {
+		char err[TD_ERRMSG_MAX];
+		if (!e->pending[i])
+			continue;
+		int rc = check(ctx, &e->all[i], h, err, sizeof(err));
+		if (rc == 0) {
+			out[k++] = e->all[i];
+		} else if (rc == TD_EEXIST || rc == TD_EINVAL || rc == TD_ESIG ||
+			   (rc == TD_ERULE && e->all[i].height < h)) {
+			e->pending[i] = false; /* committed, expired or never valid here: for good */
+			e->npending--;
+		}
+	}
+	return k;
 }
 
 struct collect {
@@ -172,7 +257,9 @@ static void collect_one(void *ctx, json_t *o)
 json_t *evidence_list(const struct evidence *e, uint32_t limit)
 {
 	struct collect c = { json_array() };
-	if (each_line(e->path, collect_one, &c) != 0) {
+	if (e->mem) {
+		json_array_extend(c.all, e->mem);
+	} else if (each_line(e->path, collect_one, &c) != 0) {
 		json_decref(c.all);
 		return NULL;
 	}
@@ -181,40 +268,37 @@ json_t *evidence_list(const struct evidence *e, uint32_t limit)
 	return c.all;
 }
 
-/* Reads one vote of an entry: value (NULL for nil) and signature. */
-static bool vote_of(const json_t *x, uint8_t value[TD_HASH_LEN], bool *nil, uint8_t sig[TD_SIG_LEN])
-{
-	const json_t *v = json_object_get(x, "value"), *s = json_object_get(x, "signature");
-	if (!json_is_string(s) || !td_unhex(sig, TD_SIG_LEN, json_string_value(s), json_string_length(s)))
-		return false;
-	*nil = json_is_null(v);
-	return *nil || (json_is_string(v) && td_unhex(value, TD_HASH_LEN, json_string_value(v), json_string_length(v)));
-}
-
 int evidence_check(const json_t *entry, const struct td_genesis *g, char *err, size_t errlen)
 {
-	struct ev_key k;
-	uint8_t va[TD_HASH_LEN], vb[TD_HASH_LEN], sa[TD_SIG_LEN], sb[TD_SIG_LEN];
-	bool na, nb;
+	struct td_evidence ev;
+	char e[TD_ERRMSG_MAX];
 	const char *cid = json_string_value(json_object_get(entry, "chain_id"));
-	if (!key_of(entry, &k) || !cid || !vote_of(json_object_get(entry, "a"), va, &na, sa) ||
-	    !vote_of(json_object_get(entry, "b"), vb, &nb, sb)) {
-		snprintf(err, errlen, "malformed evidence entry");
+
+	if (!entry_evidence(entry, &ev)) {
+		snprintf(err, errlen, "malformed evidence entry (no canonical \"evidence\" encoding)");
 		return TD_EINVAL;
 	}
-	if (strcmp(cid, g->chain_id) != 0 || k.v >= g->n) {
+	if (!cid || strcmp(cid, g->chain_id) != 0 || td_genesis_find(g, ev.pk) < 0) {
 		snprintf(err, errlen, "not evidence of chain %s", g->chain_id);
 		return TD_EINVAL;
 	}
-	if (na == nb && (na || memcmp(va, vb, TD_HASH_LEN) == 0)) {
-		snprintf(err, errlen, "the two votes are the same");
+	if (td_evidence_verify(&ev, g->hash, e, sizeof(e)) != 0) {
+		snprintf(err, errlen, "%s", e);
 		return TD_EINVAL;
 	}
-	const uint8_t *pk = g->v[k.v].pk;
-	if (!td_vote_verify(sa, g->chain_id, (enum td_vote_type)k.type, k.h, k.r, na ? NULL : va, pk) ||
-	    !td_vote_verify(sb, g->chain_id, (enum td_vote_type)k.type, k.h, k.r, nb ? NULL : vb, pk)) {
-		snprintf(err, errlen, "a signature does not verify against %s's key", g->v[k.v].name);
-		return TD_EINVAL;
+	/* What the entry says for people must be what its encoding proves. */
+	static const char *const said[] = {
+		"kind", "name", "pub_key", "validator", "height", "round", "type", "a", "b"
+	};
+	json_t *want = entry_json(g, &ev, 0);
+	int rc = 0;
+	for (size_t i = 0; i < sizeof(said) / sizeof(said[0]) && rc == 0; i++) {
+		const json_t *x = json_object_get(entry, said[i]), *y = json_object_get(want, said[i]);
+		if ((x || y) && !(x && y && json_equal(x, y))) {
+			snprintf(err, errlen, "the entry's \"%s\" differs from what its encoding holds", said[i]);
+			rc = TD_EINVAL;
+		}
 	}
-	return 0;
+	json_decref(want);
+	return rc;
 }

@@ -20,7 +20,7 @@ struct gossip {
 	const struct node_io *io;
 	struct chain *chain;
 	struct mempool *mp;
-	const char *chain_id;
+	const uint8_t *ghash; /* genesis hash, which record signatures bind */
 	struct gossip_callbacks cb;
 	struct seen *seen;                /* GOSSIP_SEEN_SLOTS, indexed by the id's first bytes */
 	uint8_t (*announce)[TD_HASH_LEN]; /* GOSSIP_ANNOUNCE_BATCH ids waiting for gossip_flush */
@@ -29,14 +29,14 @@ struct gossip {
 	uint64_t received, refused;
 };
 
-struct gossip *gossip_new(const struct node_io *io, struct chain *chain, struct mempool *mp, const char *chain_id,
+struct gossip *gossip_new(const struct node_io *io, struct chain *chain, struct mempool *mp, const uint8_t *ghash,
 			  const struct gossip_callbacks *cb)
 {
 	struct gossip *g = td_xcalloc(1, sizeof(*g));
 	g->io = io;
 	g->chain = chain;
 	g->mp = mp;
-	g->chain_id = chain_id;
+	g->ghash = ghash;
 	g->cb = *cb;
 	g->seen = td_xcalloc(GOSSIP_SEEN_SLOTS, sizeof(*g->seen));
 	g->announce = td_xcalloc(GOSSIP_ANNOUNCE_BATCH, TD_HASH_LEN);
@@ -199,7 +199,7 @@ void gossip_on_records(struct gossip *g, uint32_t peer, const struct td_msg *m)
 		if ((seen_recent(g, id, now, &refused) && refused) || chain_has_record(g->chain, id, NULL))
 			continue;
 		g->received++;
-		int rc = td_record_decode(&rec, m->items[i].p, m->items[i].len, g->chain_id, err, sizeof(err));
+		int rc = td_record_decode(&rec, m->items[i].p, m->items[i].len, g->ghash, err, sizeof(err));
 		if (rc) {
 			g->refused++;
 			seen_mark(g, id, now, true);

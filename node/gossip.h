@@ -32,8 +32,8 @@ struct gossip_callbacks {
 	struct td_record *(*find)(void *ctx, const uint8_t id[static TD_HASH_LEN]);
 };
 
-/* A gossip over io for chain, mp and chain_id, all borrowed until gossip_free(). */
-struct gossip *gossip_new(const struct node_io *io, struct chain *chain, struct mempool *mp, const char *chain_id,
+/* A gossip over io for chain, mp and the genesis hash ghash (32 bytes), all borrowed until gossip_free(). */
+struct gossip *gossip_new(const struct node_io *io, struct chain *chain, struct mempool *mp, const uint8_t *ghash,
 			  const struct gossip_callbacks *cb);
 /* NULL does nothing. */
 void gossip_free(struct gossip *g);

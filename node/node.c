@@ -176,6 +176,12 @@ static void on_proposal_complete(void *ctx, uint32_t from, uint64_t h, uint32_t 
 	driver_on_proposal(n->driver, from, h, r, hash, valid_round);
 }
 
+static void on_proposal_conflict(void *ctx, const struct td_evidence *ev)
+{
+	struct node *n = ctx;
+	driver_on_proposal_conflict(n->driver, ev);
+}
+
 static void fetch_for_proposal(void *ctx, uint32_t peer, const uint8_t (*ids)[TD_HASH_LEN], uint32_t k)
 {
 	struct node *n = ctx;
@@ -284,6 +290,7 @@ void node_on_message(struct node *n, uint32_t v, const uint8_t *msg, size_t len)
 	case TD_MSG_VOTE: driver_on_vote(n->driver, v, &m); break;
 	case TD_MSG_SYNC_REQ: sync_on_request(n->sync, v, &m); break;
 	case TD_MSG_SYNC_BLOCKS: sync_on_blocks(n->sync, v, &m); break;
+	case TD_MSG_EVIDENCE: driver_on_evidence(n->driver, v, &m); break;
 	}
 	driver_release(n->driver);
 	td_msg_free(&m);
@@ -353,7 +360,7 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	if ((rc = sign_state_present(ss_path, chain_height(n->chain), cfg->accept_missing_sign_state, err, errlen)))
 		goto fail;
 	n->mp = mempool_new(cfg->mempool_max_records, cfg->mempool_max_bytes);
-	struct prop_callbacks pcb = { n, on_proposal_complete, fetch_for_proposal };
+	struct prop_callbacks pcb = { n, on_proposal_complete, fetch_for_proposal, on_proposal_conflict };
 	n->prop = prop_new(io, g, n->mp, chain_height(n->chain) + 1, &pcb);
 	snprintf(wal_path, sizeof(wal_path), "%s/%s", cfg->home, WAL_FILE);
 	snprintf(ev_path, sizeof(ev_path), "%s/%s", cfg->home, EVIDENCE_FILE);
@@ -376,7 +383,7 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	struct sync_callbacks scb = { n, on_synced };
 	n->sync = sync_new(io, g, n->chain, n->mp, n->prop, &scb);
 	struct gossip_callbacks gcb = { n, on_record, on_pooled, find_record };
-	n->gossip = gossip_new(io, n->chain, n->mp, g->chain_id, &gcb);
+	n->gossip = gossip_new(io, n->chain, n->mp, g->hash, &gcb);
 	struct api_deps ad = {
 		.io = io,
 		.genesis = g,

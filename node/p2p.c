@@ -1,38 +1,40 @@
 /*
  * Peer-to-peer transport (contract in p2p.h).
  *
- * Wire protocol, version 2 (TCP, every integer big-endian). The dialer pays
+ * Wire protocol, version 3 (TCP, every integer big-endian). The dialer pays
  * first: a listener does no public-key work for a connection before the
  * dialer's signed hello checks out, and nothing of the handshake counts as a
  * peer or as liveness until both sides proved their identity keys.
  *
  * Let T be the transcript
- *      BLAKE2b-256(chain id) (32) | dialer identity (32) | dialer ephemeral (32) |
+ *      genesis hash (32, td_genesis_hash) | dialer identity (32) | dialer ephemeral (32) |
  *      listener identity (32) | listener ephemeral (32)
  * where identities are Ed25519 public keys and ephemerals fresh X25519 keys
  * (crypto_kx_keypair, one per connection and side).
  *
  * 1. Dialer hello (HELLO_LEN = 164 bytes, plaintext), sent at connect:
- *      "TDP" 0x32 (magic and version byte, "TDP2") | chain hash (32) |
+ *      "TDP" 0x33 (magic and version byte, "TDP3") | genesis hash (32) |
  *      dialer identity (32) | dialer ephemeral (32) |
  *      signature (64) by the dialer identity over
- *        "tenderd-p2p-v2 hello" | chain hash | dialer identity | dialer ephemeral
+ *        "tenderd-p2p-v3 hello" | genesis hash | dialer identity | dialer ephemeral
  *    The listener sends nothing before it holds these 164 bytes. It checks,
- *    cheapest first: magic (an older version, "TDP1", is refused with a log
- *    line naming both versions), chain hash ("wrong chain id"), that the key
+ *    cheapest first: magic (another version, such as "TDP2" of ledger format
+ *    1, is refused with a log line naming both versions), genesis hash
+ *    ("another genesis": a node of another chain, or of a chain with the same
+ *    id but another validator set or time, never connects), that the key
  *    may connect (cfg->key_lookup, by default the genesis validators; else
  *    "unknown identity <hex>"), that the dialer ephemeral key was not in a
  *    hello seen recently (REPLAY_CACHE entries: a recorded hello costs no
  *    signature check twice), then the signature.
  * 2. Listener reply (REPLY_LEN = 156 bytes, plaintext), only after step 1:
- *      "TDP2" | listener identity (32) | listener ephemeral (32) |
- *      signature (64) by the listener identity over "tenderd-p2p-v2 listener" | T |
+ *      "TDP3" | listener identity (32) | listener ephemeral (32) |
+ *      signature (64) by the listener identity over "tenderd-p2p-v3 listener" | T |
  *      listener secretstream header (24)
  *    The dialer checks the magic, the identity (allowed, not itself) and the
  *    signature. T holds the dialer's fresh ephemeral key, so a recorded reply
  *    fails for any other connection.
  * 3. Dialer finish (FINISH_LEN = 88 bytes):
- *      signature (64) by the dialer identity over "tenderd-p2p-v2 dialer" | T |
+ *      signature (64) by the dialer identity over "tenderd-p2p-v3 dialer" | T |
  *      dialer secretstream header (24)
  *    T holds the listener's fresh ephemeral key, so a replayed hello (step 1)
  *    cannot be completed without the dialer's secret key.
@@ -123,7 +125,7 @@
 
 #define MAGIC_LEN 4
 #define MAGIC_PREFIX "TDP" /* then the version byte */
-#define PROTO_VERSION '2'
+#define PROTO_VERSION '3'
 #define EPH_LEN crypto_kx_PUBLICKEYBYTES
 #define HDR_LEN crypto_secretstream_xchacha20poly1305_HEADERBYTES
 #define ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
@@ -131,9 +133,9 @@
 #define REPLY_LEN (MAGIC_LEN + TD_PUBKEY_LEN + EPH_LEN + TD_SIG_LEN + HDR_LEN)
 #define FINISH_LEN (TD_SIG_LEN + HDR_LEN)
 #define TRANSCRIPT_LEN (TD_HASH_LEN + 2 * (TD_PUBKEY_LEN + EPH_LEN))
-#define LABEL_HELLO "tenderd-p2p-v2 hello"
-#define LABEL_LISTENER "tenderd-p2p-v2 listener"
-#define LABEL_DIALER "tenderd-p2p-v2 dialer"
+#define LABEL_HELLO "tenderd-p2p-v3 hello"
+#define LABEL_LISTENER "tenderd-p2p-v3 listener"
+#define LABEL_DIALER "tenderd-p2p-v3 dialer"
 #define LABEL_MAX 32
 #define SRC_LEN 9         /* family byte, then an IPv4 address or the /64 prefix of an IPv6 one */
 #define REPLAY_CACHE 1024 /* dialer ephemeral keys of the last hellos that checked out */
@@ -832,7 +834,8 @@ static void conn_hello(struct p2p_peer *c)
 	if (!check_magic(c, c->buf))
 		return;
 	if (memcmp(chain, p->chain_hash, TD_HASH_LEN) != 0) {
-		conn_drop(c, LOG_WARN, "wrong chain id");
+		conn_drop(c, LOG_WARN,
+			  "another genesis (a node of another chain, or of another genesis of this chain id)");
 		return;
 	}
 	bool self = sodium_memcmp(id, self_pk(p), TD_PUBKEY_LEN) == 0;
@@ -1476,8 +1479,7 @@ int p2p_start(struct p2p **out, uv_loop_t *loop, const struct p2p_config *cfg, c
 	p->g = cfg->genesis;
 	memcpy(p->sk, cfg->sk, TD_SECKEY_LEN);
 	p->self = self;
-	crypto_generichash(p->chain_hash, TD_HASH_LEN, (const unsigned char *)cfg->genesis->chain_id,
-			   strlen(cfg->genesis->chain_id), NULL, 0);
+	memcpy(p->chain_hash, cfg->genesis->hash, TD_HASH_LEN);
 	p->send_queue_max = cfg->send_queue_max ? cfg->send_queue_max : P2P_SEND_QUEUE_DEFAULT;
 	p->ping_ms = cfg->ping_ms ? cfg->ping_ms : P2P_PING_MS_DEFAULT;
 	p->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : P2P_TIMEOUT_MS_DEFAULT;

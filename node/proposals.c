@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tenderd/evidence.h"
 #include "consensus.h"
 #include "gossip.h"
 #include "log.h"
@@ -20,11 +21,21 @@ struct pprop {
 	struct td_block_header hdr;
 	uint8_t (*ids)[TD_HASH_LEN];
 	struct td_record **recs; /* references, NULL where missing */
+	struct td_evidence *ev;  /* hdr.n_evidence items, decoded (checked with the block) */
 	uint32_t missing;
 	uint64_t asked_ms;
 	uint32_t peer; /* who sent it: relayed to everyone else once complete */
 	uint8_t *msg;  /* the PROPOSAL message, canonical */
 	size_t len;
+};
+
+/* A proposal whose signature checked out: the first of each proposer and round, kept to catch a second. */
+struct signed_prop {
+	uint64_t h;
+	uint32_t r, from;
+	int32_t valid_round;
+	uint8_t hash[TD_HASH_LEN];
+	uint8_t sig[TD_SIG_LEN];
 };
 
 /* A complete proposal of this height, relayed once and sent again to peers that missed it. */
@@ -55,6 +66,8 @@ struct proposals {
 		uint32_t from; /* the peer that sent it */
 	} future[PROP_FUTURE_MAX];
 	uint32_t nfuture;
+	struct signed_prop seen[PROP_SEEN_MAX]; /* oldest replaced first */
+	uint32_t nseen, seen_next;
 };
 
 struct proposals *prop_new(const struct node_io *io, const struct td_genesis *g, struct mempool *mp, uint64_t height,
@@ -76,6 +89,7 @@ static void pprop_clear(struct pprop *pp)
 			td_record_free(pp->recs[i]);
 	free(pp->recs);
 	free(pp->ids);
+	free(pp->ev);
 	free(pp->msg);
 	memset(pp, 0, sizeof(*pp));
 }
@@ -184,9 +198,13 @@ static void pprop_complete(struct proposals *p, uint32_t idx)
 	p->pend[idx] = p->pend[--p->npend];
 	memset(&p->pend[p->npend], 0, sizeof(p->pend[p->npend]));
 
-	struct td_block *blk = td_block_new(pp.hdr.height, pp.hdr.prev_hash, pp.hdr.time_ms, pp.hdr.proposer, pp.recs,
-					    pp.hdr.n_records);
+	struct td_block *blk = td_block_new(pp.hdr.height, pp.hdr.prev_hash, pp.hdr.time_ms, pp.hdr.proposer,
+					    pp.hdr.next_validators, pp.recs, pp.hdr.n_records);
 	pp.recs = NULL;
+	if (pp.hdr.n_evidence > 0) {
+		td_block_set_evidence(blk, pp.ev, pp.hdr.n_evidence);
+		pp.ev = NULL;
+	}
 	if (memcmp(blk->hash, pp.hash, TD_HASH_LEN) != 0) {
 		log_warn("proposal for height %llu round %u from validator %u: records do not match its header",
 			 (unsigned long long)pp.hdr.height, pp.round, pp.from);
@@ -224,20 +242,44 @@ void prop_offer(struct proposals *p, struct td_record *rec)
 	}
 }
 
+/*
+ * Keeps the first verified proposal of each (height, round) by its proposer;
+ * a different one for the same (height, round) goes out as evidence.
+ */
+static void note_signed(struct proposals *p, uint32_t from, const struct td_msg *m)
+{
+	for (uint32_t i = 0; i < p->nseen; i++) {
+		const struct signed_prop *s = &p->seen[i];
+		if (s->h != m->height || s->r != m->round || s->from != from)
+			continue;
+		if (s->valid_round == m->valid_round && memcmp(s->hash, m->hash, TD_HASH_LEN) == 0)
+			return;
+		struct td_evidence ev = { .kind = TD_EVIDENCE_PROPOSALS, .height = m->height, .round = m->round };
+		memcpy(ev.pk, p->g->v[from].pk, TD_PUBKEY_LEN);
+		ev.a.valid_round = s->valid_round;
+		memcpy(ev.a.value, s->hash, TD_HASH_LEN);
+		memcpy(ev.a.sig, s->sig, TD_SIG_LEN);
+		ev.b.valid_round = m->valid_round;
+		memcpy(ev.b.value, m->hash, TD_HASH_LEN);
+		memcpy(ev.b.sig, m->sig, TD_SIG_LEN);
+		td_evidence_seal(&ev);
+		if (p->cb.on_conflict)
+			p->cb.on_conflict(p->cb.ctx, &ev);
+		return;
+	}
+	struct signed_prop *s = &p->seen[p->seen_next];
+	p->seen_next = (p->seen_next + 1) % PROP_SEEN_MAX;
+	if (p->nseen < PROP_SEEN_MAX)
+		p->nseen++;
+	*s = (struct signed_prop){ .h = m->height, .r = m->round, .from = from, .valid_round = m->valid_round };
+	memcpy(s->hash, m->hash, TD_HASH_LEN);
+	memcpy(s->sig, m->sig, TD_SIG_LEN);
+}
+
 /* Re-encodes a decoded proposal (decoding made sure it is canonical, so the bytes are the same). */
 static void encode_again(struct td_buf *b, const struct td_msg *m)
 {
-	struct td_block blk = { .hdr = m->hdr };
-	struct td_record *recs = td_xcalloc(m->n_ids ? m->n_ids : 1, sizeof(*recs));
-	struct td_record **ptrs = td_xcalloc(m->n_ids ? m->n_ids : 1, sizeof(*ptrs));
-	for (uint32_t i = 0; i < m->n_ids; i++) {
-		memcpy(recs[i].id, m->ids[i], TD_HASH_LEN);
-		ptrs[i] = &recs[i];
-	}
-	blk.records = ptrs;
-	td_msg_proposal(b, &blk, m->round, m->valid_round, m->sig);
-	free(ptrs);
-	free(recs);
+	td_msg_encode(b, m);
 }
 
 void prop_on_proposal(struct proposals *p, uint32_t peer, const struct td_msg *m)
@@ -249,12 +291,20 @@ void prop_on_proposal(struct proposals *p, uint32_t peer, const struct td_msg *m
 		  m->n_ids);
 	if (m->round > CONS_ROUND_MAX || (m->height != p->height && m->height != p->height + 1))
 		return;
+	struct td_evidence ev[TD_BLOCK_EVIDENCE_MAX];
+	for (uint32_t i = 0; i < m->n_items; i++) {
+		if (td_evidence_decode(&ev[i], m->items[i].p, m->items[i].len) != 0) {
+			p->io->disconnect(p->io->ctx, peer, "sent a proposal with malformed evidence");
+			return;
+		}
+	}
 	uint32_t from = (uint32_t)((m->height + m->round) % p->g->n);
 	memcpy(hash, m->hash, TD_HASH_LEN); /* the decoder hashed the header */
-	if (!td_proposal_verify(m->sig, p->g->chain_id, m->height, m->round, m->valid_round, hash, p->g->v[from].pk)) {
+	if (!td_proposal_verify(m->sig, p->g->hash, m->height, m->round, m->valid_round, hash, p->g->v[from].pk)) {
 		p->io->disconnect(p->io->ctx, peer, "sent a proposal with a bad signature");
 		return;
 	}
+	note_signed(p, from, m);
 	if (m->height == p->height + 1) {
 		/* The next height's proposer may be ahead of us by one commit: keep it for then. */
 		if (p->nfuture == PROP_FUTURE_MAX)
@@ -309,6 +359,10 @@ void prop_on_proposal(struct proposals *p, uint32_t peer, const struct td_msg *m
 	pp->ids = td_xcalloc(m->n_ids ? m->n_ids : 1, TD_HASH_LEN);
 	pp->recs = td_xcalloc(m->n_ids ? m->n_ids : 1, sizeof(*pp->recs));
 	memcpy(pp->ids, m->ids, (size_t)m->n_ids * TD_HASH_LEN);
+	if (m->n_items > 0) {
+		pp->ev = td_xcalloc(m->n_items, sizeof(*pp->ev));
+		memcpy(pp->ev, ev, (size_t)m->n_items * sizeof(*ev));
+	}
 	uint8_t(*want)[TD_HASH_LEN] = td_xcalloc(m->n_ids ? m->n_ids : 1, TD_HASH_LEN);
 	for (uint32_t i = 0; i < m->n_ids; i++) {
 		struct td_record *rec = mempool_get(p->mp, m->ids[i]);

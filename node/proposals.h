@@ -24,8 +24,11 @@
 #define PROP_FUTURE_MAX 8           /* next-height proposals kept until this height commits */
 #define PROP_RECENT 4               /* committed blocks kept to answer late FETCHes */
 #define PROP_PENDING_PER_PROPOSER 2 /* proposals of one validator being rebuilt at once */
+#define PROP_SEEN_MAX 64            /* signed proposals remembered to catch a proposer signing two */
 
 struct proposals;
+
+struct td_evidence;
 
 struct prop_callbacks {
 	void *ctx;
@@ -34,6 +37,8 @@ struct prop_callbacks {
 			    int32_t valid_round);
 	/* Records of a proposal are missing: ask peer for them. */
 	void (*fetch)(void *ctx, uint32_t peer, const uint8_t (*ids)[TD_HASH_LEN], uint32_t k);
+	/* A proposer signed two different proposals for one height and round: ev holds both (NULL: ignored). */
+	void (*on_conflict)(void *ctx, const struct td_evidence *ev);
 };
 
 /* Proposals at height for genesis g (borrowed), records from mp (borrowed). */

@@ -144,8 +144,8 @@ void sync_on_blocks(struct sync *s, uint32_t peer, const struct td_msg *m)
 	 * verified every record before they signed it.
 	 */
 	for (uint32_t i = 0; i + 1 < m->n_items; i += 2, nb++) {
-		if (td_block_decode(&blks[nb], m->items[i].p, m->items[i].len, s->g->chain_id, true, err,
-				    sizeof(err)) != 0) {
+		if (td_block_decode(&blks[nb], m->items[i].p, m->items[i].len, s->g->hash, true, err, sizeof(err)) !=
+		    0) {
 			s->io->disconnect(s->io->ctx, peer, "sent a block that fails verification");
 			goto out;
 		}

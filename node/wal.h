@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define WAL_FILE "consensus.wal"
-#define WAL_MAGIC "TDWAL01\n"
+#define WAL_MAGIC "TDWAL02\n"            /* 02: ledger format 2 (TD_FORMAT_VERSION) */
 #define WAL_ENTRY_MAX (9u * 1024 * 1024) /* one block with room for the entry's fields */
 
 struct wal;

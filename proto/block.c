@@ -9,8 +9,10 @@
 
 #include "tenderd/block.h"
 #include "tenderd/codec.h"
+#include "tenderd/evidence.h"
 #include "tenderd/isotime.h"
 #include "tenderd/json.h"
+#include "tenderd/merkle.h"
 #include "tenderd/sig.h"
 
 /* ---- genesis ---- */
@@ -84,11 +86,13 @@ int td_genesis_parse(struct td_genesis *g, const char *text, size_t len, char *e
 		}
 		for (uint32_t j = 0; j < i; j++) {
 			if (memcmp(g->v[j].pk, g->v[i].pk, TD_PUBKEY_LEN) == 0) {
-				snprintf(err, errlen, "genesis: validators[%u] repeats the key of validators[%u]", i, j);
+				snprintf(err, errlen, "genesis: validators[%u] repeats the key of validators[%u]", i,
+					 j);
 				goto out;
 			}
 		}
 	}
+	td_genesis_seal(g);
 	rc = 0;
 out:
 	json_decref(doc);
@@ -155,35 +159,62 @@ void td_genesis_hash(uint8_t out[static TD_HASH_LEN], const struct td_genesis *g
 	td_buf_free(&b);
 }
 
+void td_genesis_seal(struct td_genesis *g)
+{
+	td_genesis_hash(g->hash, g);
+	td_validators_hash(g->validators_hash, g->v, g->n);
+}
+
+void td_validators_hash(uint8_t out[static TD_HASH_LEN], const struct td_validator *v, uint32_t n)
+{
+	struct td_buf b;
+	td_buf_init(&b);
+	td_enc_array(&b, 2);
+	td_enc_uint(&b, 1);
+	td_enc_array(&b, n);
+	for (uint32_t i = 0; i < n; i++)
+		td_enc_bin(&b, v[i].pk, TD_PUBKEY_LEN);
+	td_hash(out, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+}
+
 /* ---- blocks ---- */
 
 void td_header_encode(struct td_buf *b, const struct td_block_header *h)
 {
-	td_enc_array(b, 7);
-	td_enc_uint(b, 1);
+	td_enc_array(b, 10);
+	td_enc_uint(b, TD_FORMAT_VERSION);
 	td_enc_uint(b, h->height);
 	td_enc_bin(b, h->prev_hash, TD_HASH_LEN);
 	td_enc_uint(b, h->time_ms);
 	td_enc_bin(b, h->proposer, TD_PUBKEY_LEN);
 	td_enc_bin(b, h->records_root, TD_HASH_LEN);
 	td_enc_uint(b, h->n_records);
+	td_enc_bin(b, h->evidence_root, TD_HASH_LEN);
+	td_enc_uint(b, h->n_evidence);
+	td_enc_bin(b, h->next_validators, TD_HASH_LEN);
 }
 
-/* Reads a header from its msgpack array; false if it is not a version 1 header of the right types. */
-static bool header_read(struct td_rd *r, const msgpack_object *o, struct td_block_header *hdr)
+bool td_header_read(struct td_rd *r, const msgpack_object *o, struct td_block_header *hdr)
 {
-	const msgpack_object *h = td_get_array(r, o, 7, 0, NULL);
-	if (!h || td_get_uint(r, &h[0]) != 1)
+	const msgpack_object *h = td_get_array(r, o, 10, 0, NULL);
+	if (!h || td_get_uint(r, &h[0]) != TD_FORMAT_VERSION) {
+		r->ok = false;
 		return false;
+	}
 	hdr->height = td_get_uint(r, &h[1]);
 	td_get_bin_fixed(r, &h[2], hdr->prev_hash, TD_HASH_LEN);
 	hdr->time_ms = td_get_uint(r, &h[3]);
 	td_get_bin_fixed(r, &h[4], hdr->proposer, TD_PUBKEY_LEN);
 	td_get_bin_fixed(r, &h[5], hdr->records_root, TD_HASH_LEN);
 	uint64_t count = td_get_uint(r, &h[6]);
-	if (count > TD_BLOCK_RECORDS_MAX)
-		return false;
-	hdr->n_records = (uint32_t)count;
+	td_get_bin_fixed(r, &h[7], hdr->evidence_root, TD_HASH_LEN);
+	uint64_t nev = td_get_uint(r, &h[8]);
+	td_get_bin_fixed(r, &h[9], hdr->next_validators, TD_HASH_LEN);
+	if (count > TD_BLOCK_RECORDS_MAX || nev > TD_BLOCK_EVIDENCE_MAX)
+		r->ok = false;
+	hdr->n_records = (uint32_t)(r->ok ? count : 0);
+	hdr->n_evidence = (uint32_t)(r->ok ? nev : 0);
 	return r->ok;
 }
 
@@ -196,7 +227,7 @@ int td_header_decode(struct td_block_header *h, uint8_t hash[static TD_HASH_LEN]
 
 	msgpack_unpacked_init(&u);
 	td_buf_init(&again);
-	if (td_unpack(&u, buf, len) != 0 || !header_read(&r, &u.data, h))
+	if (td_unpack(&u, buf, len) != 0 || !td_header_read(&r, &u.data, h))
 		goto out;
 	td_header_encode(&again, h);
 	if (again.sb.size != len || memcmp(again.sb.data, buf, len) != 0)
@@ -220,15 +251,24 @@ static void header_hash(uint8_t out[static TD_HASH_LEN], const struct td_block_h
 
 void td_records_root(uint8_t out[static TD_HASH_LEN], struct td_record *const *records, uint32_t n)
 {
-	crypto_generichash_state st;
-	crypto_generichash_init(&st, NULL, 0, TD_HASH_LEN);
+	uint8_t(*ids)[TD_HASH_LEN] = td_xmalloc((size_t)(n ? n : 1) * TD_HASH_LEN);
 	for (uint32_t i = 0; i < n; i++)
-		crypto_generichash_update(&st, records[i]->id, TD_HASH_LEN);
-	crypto_generichash_final(&st, out, TD_HASH_LEN);
+		memcpy(ids[i], records[i]->id, TD_HASH_LEN);
+	td_merkle_root(out, (const uint8_t(*)[TD_HASH_LEN])ids, n);
+	free(ids);
+}
+
+static void evidence_root(uint8_t out[static TD_HASH_LEN], const struct td_evidence *ev, uint32_t n)
+{
+	uint8_t ids[TD_BLOCK_EVIDENCE_MAX][TD_HASH_LEN];
+	for (uint32_t i = 0; i < n && i < TD_BLOCK_EVIDENCE_MAX; i++)
+		memcpy(ids[i], ev[i].id, TD_HASH_LEN);
+	td_merkle_root(out, (const uint8_t(*)[TD_HASH_LEN])ids, n < TD_BLOCK_EVIDENCE_MAX ? n : TD_BLOCK_EVIDENCE_MAX);
 }
 
 struct td_block *td_block_new(uint64_t height, const uint8_t prev[static TD_HASH_LEN], uint64_t time_ms,
-			      const uint8_t proposer[static TD_PUBKEY_LEN], struct td_record **records, uint32_t n)
+			      const uint8_t proposer[static TD_PUBKEY_LEN],
+			      const uint8_t next_validators[static TD_HASH_LEN], struct td_record **records, uint32_t n)
 {
 	struct td_block *blk = td_xcalloc(1, sizeof(*blk));
 	blk->hdr.height = height;
@@ -236,21 +276,42 @@ struct td_block *td_block_new(uint64_t height, const uint8_t prev[static TD_HASH
 	blk->hdr.time_ms = time_ms;
 	memcpy(blk->hdr.proposer, proposer, TD_PUBKEY_LEN);
 	blk->hdr.n_records = n;
+	memcpy(blk->hdr.next_validators, next_validators, TD_HASH_LEN);
 	blk->records = records;
 	td_records_root(blk->hdr.records_root, records, n);
+	evidence_root(blk->hdr.evidence_root, NULL, 0);
 	header_hash(blk->hash, &blk->hdr);
 	return blk;
+}
+
+void td_block_set_evidence(struct td_block *blk, struct td_evidence *ev, uint32_t n)
+{
+	if (n > TD_BLOCK_EVIDENCE_MAX)
+		abort(); /* a caller's bug: the format holds no more */
+	free(blk->evidence);
+	blk->evidence = ev;
+	blk->hdr.n_evidence = n;
+	evidence_root(blk->hdr.evidence_root, ev, n);
+	header_hash(blk->hash, &blk->hdr);
 }
 
 void td_block_encode(const struct td_block *blk, uint8_t **out, size_t *len)
 {
 	struct td_buf b;
 	td_buf_init(&b);
-	td_enc_array(&b, 2);
+	td_enc_array(&b, 3);
 	td_header_encode(&b, &blk->hdr);
 	td_enc_array(&b, blk->hdr.n_records);
 	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
 		td_enc_bin(&b, blk->records[i]->bytes, blk->records[i]->len);
+	td_enc_array(&b, blk->hdr.n_evidence);
+	for (uint32_t i = 0; i < blk->hdr.n_evidence; i++) {
+		struct td_buf eb;
+		td_buf_init(&eb);
+		td_evidence_encode(&eb, &blk->evidence[i]);
+		td_enc_bin(&b, (const uint8_t *)eb.sb.data, eb.sb.size);
+		td_buf_free(&eb);
+	}
 	*out = td_buf_take(&b, len);
 	td_buf_free(&b);
 }
@@ -273,15 +334,63 @@ size_t td_block_encoded_len(const struct td_block *blk)
 
 	td_buf_init(&hb);
 	td_header_encode(&hb, &blk->hdr);
-	len = arr_len(2) + hb.sb.size + arr_len(blk->hdr.n_records);
-	td_buf_free(&hb);
+	len = arr_len(3) + hb.sb.size + arr_len(blk->hdr.n_records) + arr_len(blk->hdr.n_evidence);
 	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
 		len += bin_len(blk->records[i]->len);
+	for (uint32_t i = 0; i < blk->hdr.n_evidence; i++) {
+		hb.sb.size = 0;
+		td_evidence_encode(&hb, &blk->evidence[i]);
+		len += bin_len(hb.sb.size);
+	}
+	td_buf_free(&hb);
 	return len;
 }
 
-int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len, const char *chain_id, bool trusted,
-		    char *err, size_t errlen)
+/* Decodes (and unless trusted verifies) the evidence items of blk from their array. */
+static int evidence_read(struct td_block *blk, struct td_rd *r, const msgpack_object *o,
+			 const uint8_t chain[static TD_HASH_LEN], bool trusted, char *err, size_t errlen)
+{
+	uint32_t n = 0;
+	const msgpack_object *items = td_get_array(r, o, UINT32_MAX, TD_BLOCK_EVIDENCE_MAX, &n);
+	uint8_t root[TD_HASH_LEN];
+
+	if (!r->ok || n != blk->hdr.n_evidence) {
+		snprintf(err, errlen, "block: evidence count mismatch");
+		return TD_EINVAL;
+	}
+	blk->evidence = td_xcalloc(n ? n : 1, sizeof(*blk->evidence));
+	for (uint32_t i = 0; i < n; i++) {
+		char eerr[TD_ERRMSG_MAX];
+		uint8_t ki[TD_EVIDENCE_KEY_LEN], kj[TD_EVIDENCE_KEY_LEN];
+		if (items[i].type != MSGPACK_OBJECT_BIN ||
+		    td_evidence_decode(&blk->evidence[i], (const uint8_t *)items[i].via.bin.ptr,
+				       items[i].via.bin.size) != 0) {
+			snprintf(err, errlen, "block: evidence %u is malformed", i);
+			return TD_EINVAL;
+		}
+		if (!trusted && td_evidence_verify(&blk->evidence[i], chain, eerr, sizeof(eerr)) != 0) {
+			snprintf(err, errlen, "block: evidence %u: %s", i, eerr);
+			return TD_ESIG;
+		}
+		td_evidence_key(ki, &blk->evidence[i]);
+		for (uint32_t j = 0; j < i; j++) {
+			td_evidence_key(kj, &blk->evidence[j]);
+			if (memcmp(ki, kj, sizeof(ki)) == 0) {
+				snprintf(err, errlen, "block: evidence %u repeats the offence of evidence %u", i, j);
+				return TD_EINVAL;
+			}
+		}
+	}
+	evidence_root(root, blk->evidence, n);
+	if (memcmp(root, blk->hdr.evidence_root, TD_HASH_LEN) != 0) {
+		snprintf(err, errlen, "block: evidence root does not match its evidence");
+		return TD_EINVAL;
+	}
+	return 0;
+}
+
+int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len, const uint8_t chain[static TD_HASH_LEN],
+		    bool trusted, char *err, size_t errlen)
 {
 	struct td_block *blk = td_xcalloc(1, sizeof(*blk));
 	msgpack_unpacked u;
@@ -302,9 +411,10 @@ int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len, const
 		snprintf(err, errlen, "block: malformed msgpack");
 		goto fail;
 	}
-	top = td_get_array(&r, &u.data, 2, 0, NULL);
-	if (!top || !header_read(&r, &top[0], &blk->hdr)) {
-		snprintf(err, errlen, "block: not a version 1 block");
+	top = td_get_array(&r, &u.data, 3, 0, NULL);
+	if (!top || !td_header_read(&r, &top[0], &blk->hdr)) {
+		snprintf(err, errlen, "block: not a format %d block (a node of another version made it?)",
+			 TD_FORMAT_VERSION);
 		goto fail;
 	}
 	recs = td_get_array(&r, &top[1], UINT32_MAX, TD_BLOCK_RECORDS_MAX, &n);
@@ -313,7 +423,7 @@ int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len, const
 		goto fail;
 	}
 	blk->hdr.n_records = n;
-	blk->records = td_xcalloc(n, sizeof(*blk->records));
+	blk->records = td_xcalloc(n ? n : 1, sizeof(*blk->records));
 	for (uint32_t i = 0; i < n; i++) {
 		char rerr[TD_ERRMSG_MAX];
 		if (recs[i].type != MSGPACK_OBJECT_BIN) {
@@ -321,9 +431,9 @@ int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len, const
 			goto fail;
 		}
 		const uint8_t *p = (const uint8_t *)recs[i].via.bin.ptr;
-		rc = trusted ? td_record_decode_trusted(&blk->records[i], p, recs[i].via.bin.size, chain_id, rerr,
-							sizeof(rerr))
-			     : td_record_decode(&blk->records[i], p, recs[i].via.bin.size, chain_id, rerr, sizeof(rerr));
+		rc = trusted ? td_record_decode_trusted(&blk->records[i], p, recs[i].via.bin.size, chain, rerr,
+							sizeof(rerr)) :
+			       td_record_decode(&blk->records[i], p, recs[i].via.bin.size, chain, rerr, sizeof(rerr));
 		if (rc) {
 			snprintf(err, errlen, "block: record %u: %s", i, rerr);
 			goto fail;
@@ -335,6 +445,9 @@ int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len, const
 		snprintf(err, errlen, "block: records root does not match its records");
 		goto fail;
 	}
+	if ((rc = evidence_read(blk, &r, &top[2], chain, trusted, err, errlen)) != 0)
+		goto fail;
+	rc = TD_EINVAL;
 	header_hash(blk->hash, &blk->hdr);
 	td_block_encode(blk, &again, &againlen);
 	if (againlen != len || memcmp(again, buf, len) != 0) {
@@ -360,20 +473,20 @@ void td_block_free(struct td_block *blk)
 		for (uint32_t i = 0; i < blk->hdr.n_records; i++)
 			td_record_free(blk->records[i]);
 	free(blk->records);
+	free(blk->evidence);
 	free(blk);
 }
 
 /* ---- votes and commits ---- */
 
-void td_vote_sign_bytes(uint8_t **out, size_t *len, const char *chain_id, enum td_vote_type type, uint64_t height,
-			uint32_t round, const uint8_t *hash)
+void td_vote_sign_bytes(uint8_t **out, size_t *len, const uint8_t chain[static TD_HASH_LEN], enum td_vote_type type,
+			uint64_t height, uint32_t round, const uint8_t *hash)
 {
 	struct td_buf b;
 	td_buf_init(&b);
 	td_enc_raw(&b, (const uint8_t *)TD_VOTE_DOMAIN, strlen(TD_VOTE_DOMAIN));
 	td_enc_raw(&b, (const uint8_t *)"\0", 1);
-	td_enc_raw(&b, (const uint8_t *)chain_id, strlen(chain_id));
-	td_enc_raw(&b, (const uint8_t *)"\0", 1);
+	td_enc_raw(&b, chain, TD_HASH_LEN);
 	td_enc_array(&b, 4);
 	td_enc_uint(&b, (uint64_t)type);
 	td_enc_uint(&b, height);
@@ -386,22 +499,23 @@ void td_vote_sign_bytes(uint8_t **out, size_t *len, const char *chain_id, enum t
 	td_buf_free(&b);
 }
 
-void td_vote_sign(uint8_t sig[static TD_SIG_LEN], const char *chain_id, enum td_vote_type type, uint64_t height,
-		  uint32_t round, const uint8_t *hash, const uint8_t sk[static TD_SECKEY_LEN])
+void td_vote_sign(uint8_t sig[static TD_SIG_LEN], const uint8_t chain[static TD_HASH_LEN], enum td_vote_type type,
+		  uint64_t height, uint32_t round, const uint8_t *hash, const uint8_t sk[static TD_SECKEY_LEN])
 {
 	uint8_t *msg;
 	size_t len;
-	td_vote_sign_bytes(&msg, &len, chain_id, type, height, round, hash);
+	td_vote_sign_bytes(&msg, &len, chain, type, height, round, hash);
 	td_sig_sign(sig, msg, len, sk);
 	free(msg);
 }
 
-bool td_vote_verify(const uint8_t sig[static TD_SIG_LEN], const char *chain_id, enum td_vote_type type,
-		    uint64_t height, uint32_t round, const uint8_t *hash, const uint8_t pk[static TD_PUBKEY_LEN])
+bool td_vote_verify(const uint8_t sig[static TD_SIG_LEN], const uint8_t chain[static TD_HASH_LEN],
+		    enum td_vote_type type, uint64_t height, uint32_t round, const uint8_t *hash,
+		    const uint8_t pk[static TD_PUBKEY_LEN])
 {
 	uint8_t *msg;
 	size_t len;
-	td_vote_sign_bytes(&msg, &len, chain_id, type, height, round, hash);
+	td_vote_sign_bytes(&msg, &len, chain, type, height, round, hash);
 	bool ok = td_sig_verify(sig, msg, len, pk);
 	free(msg);
 	return ok;
@@ -491,9 +605,10 @@ int td_commit_verify(const struct td_commit *c, const struct td_genesis *g, uint
 			snprintf(err, errlen, "commit: validator index %u unknown or out of order", v);
 			return TD_EINVAL;
 		}
-		if (!td_vote_verify(c->sigs[i].sig, g->chain_id, TD_VOTE_PRECOMMIT, c->height, c->round, c->block_hash,
+		if (!td_vote_verify(c->sigs[i].sig, g->hash, TD_VOTE_PRECOMMIT, c->height, c->round, c->block_hash,
 				    g->v[v].pk)) {
-			snprintf(err, errlen, "commit: signature of validator %u (%s) does not verify", v, g->v[v].name);
+			snprintf(err, errlen, "commit: signature of validator %u (%s) does not verify", v,
+				 g->v[v].name);
 			return TD_ESIG;
 		}
 	}

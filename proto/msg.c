@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "tenderd/codec.h"
+#include "tenderd/evidence.h"
 #include "tenderd/msg.h"
 #include "tenderd/sig.h"
 
@@ -36,10 +37,12 @@ void td_msg_items_begin(struct td_buf *b, enum td_msg_type type, uint32_t n)
 	td_enc_array(b, n);
 }
 
+/* Writes a PROPOSAL; ev holds hdr->n_evidence encoded evidence items. */
 static void encode_proposal(struct td_buf *b, const struct td_block_header *hdr, const uint8_t (*ids)[TD_HASH_LEN],
-			    uint32_t round, int32_t valid_round, const uint8_t sig[static TD_SIG_LEN])
+			    const struct td_bytes *ev, uint32_t round, int32_t valid_round,
+			    const uint8_t sig[static TD_SIG_LEN])
 {
-	td_enc_array(b, 7);
+	td_enc_array(b, 8);
 	td_enc_uint(b, TD_MSG_PROPOSAL);
 	td_enc_uint(b, hdr->height);
 	td_enc_uint(b, round);
@@ -48,16 +51,31 @@ static void encode_proposal(struct td_buf *b, const struct td_block_header *hdr,
 	td_enc_array(b, hdr->n_records);
 	for (uint32_t i = 0; i < hdr->n_records; i++)
 		td_enc_bin(b, ids[i], TD_HASH_LEN);
+	td_enc_array(b, hdr->n_evidence);
+	for (uint32_t i = 0; i < hdr->n_evidence; i++)
+		td_enc_bin(b, ev[i].p, ev[i].len);
 	td_enc_bin(b, sig, TD_SIG_LEN);
 }
 
 void td_msg_proposal(struct td_buf *b, const struct td_block *blk, uint32_t round, int32_t valid_round,
 		     const uint8_t sig[static TD_SIG_LEN])
 {
-	uint8_t(*ids)[TD_HASH_LEN] = td_xcalloc(blk->hdr.n_records, TD_HASH_LEN);
+	uint8_t(*ids)[TD_HASH_LEN] = td_xcalloc(blk->hdr.n_records ? blk->hdr.n_records : 1, TD_HASH_LEN);
+	struct td_buf eb[TD_BLOCK_EVIDENCE_MAX];
+	struct td_bytes ev[TD_BLOCK_EVIDENCE_MAX] = { { 0 } };
+	const uint32_t nev = blk->hdr.n_evidence;
+
 	for (uint32_t i = 0; i < blk->hdr.n_records; i++)
 		memcpy(ids[i], blk->records[i]->id, TD_HASH_LEN);
-	encode_proposal(b, &blk->hdr, (const uint8_t(*)[TD_HASH_LEN])ids, round, valid_round, sig);
+	for (uint32_t i = 0; i < nev; i++) {
+		td_buf_init(&eb[i]);
+		td_evidence_encode(&eb[i], &blk->evidence[i]);
+		ev[i].p = (const uint8_t *)eb[i].sb.data;
+		ev[i].len = eb[i].sb.size;
+	}
+	encode_proposal(b, &blk->hdr, (const uint8_t(*)[TD_HASH_LEN])ids, ev, round, valid_round, sig);
+	for (uint32_t i = 0; i < nev; i++)
+		td_buf_free(&eb[i]);
 	free(ids);
 }
 
@@ -91,15 +109,14 @@ void td_msg_sync_req(struct td_buf *b, uint64_t from, uint32_t count)
 	td_enc_uint(b, count);
 }
 
-static void proposal_bytes(uint8_t **out, size_t *len, const char *chain_id, uint64_t height, uint32_t round,
-			   int32_t valid_round, const uint8_t hash[static TD_HASH_LEN])
+static void proposal_bytes(uint8_t **out, size_t *len, const uint8_t chain[static TD_HASH_LEN], uint64_t height,
+			   uint32_t round, int32_t valid_round, const uint8_t hash[static TD_HASH_LEN])
 {
 	struct td_buf b;
 	td_buf_init(&b);
 	td_enc_raw(&b, (const uint8_t *)TD_PROPOSAL_DOMAIN, strlen(TD_PROPOSAL_DOMAIN));
 	td_enc_raw(&b, (const uint8_t *)"\0", 1);
-	td_enc_raw(&b, (const uint8_t *)chain_id, strlen(chain_id));
-	td_enc_raw(&b, (const uint8_t *)"\0", 1);
+	td_enc_raw(&b, chain, TD_HASH_LEN);
 	td_enc_array(&b, 4);
 	td_enc_uint(&b, height);
 	td_enc_uint(&b, round);
@@ -109,22 +126,24 @@ static void proposal_bytes(uint8_t **out, size_t *len, const char *chain_id, uin
 	td_buf_free(&b);
 }
 
-void td_proposal_sign(uint8_t sig[static TD_SIG_LEN], const char *chain_id, uint64_t height, uint32_t round,
-		      int32_t valid_round, const uint8_t hash[static TD_HASH_LEN], const uint8_t sk[static TD_SECKEY_LEN])
+void td_proposal_sign(uint8_t sig[static TD_SIG_LEN], const uint8_t chain[static TD_HASH_LEN], uint64_t height,
+		      uint32_t round, int32_t valid_round, const uint8_t hash[static TD_HASH_LEN],
+		      const uint8_t sk[static TD_SECKEY_LEN])
 {
 	uint8_t *msg;
 	size_t len;
-	proposal_bytes(&msg, &len, chain_id, height, round, valid_round, hash);
+	proposal_bytes(&msg, &len, chain, height, round, valid_round, hash);
 	td_sig_sign(sig, msg, len, sk);
 	free(msg);
 }
 
-bool td_proposal_verify(const uint8_t sig[static TD_SIG_LEN], const char *chain_id, uint64_t height, uint32_t round,
-			int32_t valid_round, const uint8_t hash[static TD_HASH_LEN], const uint8_t pk[static TD_PUBKEY_LEN])
+bool td_proposal_verify(const uint8_t sig[static TD_SIG_LEN], const uint8_t chain[static TD_HASH_LEN], uint64_t height,
+			uint32_t round, int32_t valid_round, const uint8_t hash[static TD_HASH_LEN],
+			const uint8_t pk[static TD_PUBKEY_LEN])
 {
 	uint8_t *msg;
 	size_t len;
-	proposal_bytes(&msg, &len, chain_id, height, round, valid_round, hash);
+	proposal_bytes(&msg, &len, chain, height, round, valid_round, hash);
 	bool ok = td_sig_verify(sig, msg, len, pk);
 	free(msg);
 	return ok;
@@ -145,13 +164,16 @@ static void read_ids(struct td_rd *r, struct td_msg *m, const msgpack_object *o)
 }
 
 /*
- * Reads the items of RECORDS (records of at most TD_RECORD_MAX bytes) or
- * SYNC_BLOCKS (pairs of block and commit, each at most TD_BLOCK_MAX bytes).
+ * Reads the items of RECORDS (records of at most TD_RECORD_MAX bytes),
+ * SYNC_BLOCKS (pairs of block and commit, each at most TD_BLOCK_MAX bytes),
+ * or EVIDENCE and a PROPOSAL's evidence (at most TD_BLOCK_EVIDENCE_MAX items
+ * of at most TD_EVIDENCE_LEN_MAX bytes).
  */
-static void read_items(struct td_rd *r, struct td_msg *m, const msgpack_object *o, bool pairs)
+static void read_items(struct td_rd *r, struct td_msg *m, const msgpack_object *o, enum td_msg_type type)
 {
-	const uint32_t max = pairs ? TD_SYNC_REQ_MAX : TD_MSG_ITEMS_MAX;
-	const size_t item_max = pairs ? TD_BLOCK_MAX : TD_RECORD_MAX;
+	const bool pairs = type == TD_MSG_SYNC_BLOCKS, evidence = type == TD_MSG_EVIDENCE || type == TD_MSG_PROPOSAL;
+	const uint32_t max = pairs ? TD_SYNC_REQ_MAX : evidence ? TD_BLOCK_EVIDENCE_MAX : TD_MSG_ITEMS_MAX;
+	const size_t item_max = pairs ? TD_BLOCK_MAX : evidence ? TD_EVIDENCE_LEN_MAX : TD_RECORD_MAX;
 	uint32_t n = 0;
 	const msgpack_object *a = td_get_array(r, o, UINT32_MAX, max, &n);
 	if (!r->ok)
@@ -173,36 +195,14 @@ static void read_items(struct td_rd *r, struct td_msg *m, const msgpack_object *
 	}
 }
 
-static void read_header(struct td_rd *r, struct td_block_header *h, const msgpack_object *o)
-{
-	const msgpack_object *f = td_get_array(r, o, 7, 0, NULL);
-	if (!f || td_get_uint(r, &f[0]) != 1) {
-		r->ok = false;
-		return;
-	}
-	h->height = td_get_uint(r, &f[1]);
-	td_get_bin_fixed(r, &f[2], h->prev_hash, TD_HASH_LEN);
-	h->time_ms = td_get_uint(r, &f[3]);
-	td_get_bin_fixed(r, &f[4], h->proposer, TD_PUBKEY_LEN);
-	td_get_bin_fixed(r, &f[5], h->records_root, TD_HASH_LEN);
-	uint64_t n = td_get_uint(r, &f[6]);
-	if (n > TD_BLOCK_RECORDS_MAX)
-		r->ok = false;
-	h->n_records = (uint32_t)n;
-}
-
-/* Encodes m again for the canonical check. */
-static void reencode(struct td_buf *b, const struct td_msg *m)
+void td_msg_encode(struct td_buf *b, const struct td_msg *m)
 {
 	switch (m->type) {
-	case TD_MSG_STATUS:
-		td_msg_status(b, m->height, m->hash);
-		return;
+	case TD_MSG_STATUS: td_msg_status(b, m->height, m->hash); return;
 	case TD_MSG_ANNOUNCE:
-	case TD_MSG_FETCH:
-		td_msg_ids(b, m->type, m->ids, m->n_ids);
-		return;
+	case TD_MSG_FETCH: td_msg_ids(b, m->type, m->ids, m->n_ids); return;
 	case TD_MSG_RECORDS:
+	case TD_MSG_EVIDENCE:
 	case TD_MSG_SYNC_BLOCKS: {
 		bool pairs = m->type == TD_MSG_SYNC_BLOCKS;
 		td_msg_items_begin(b, m->type, pairs ? m->n_items / 2 : m->n_items);
@@ -213,15 +213,11 @@ static void reencode(struct td_buf *b, const struct td_msg *m)
 		}
 		return;
 	}
-	case TD_MSG_PROPOSAL:
-		encode_proposal(b, &m->hdr, m->ids, m->round, m->valid_round, m->sig);
-		return;
+	case TD_MSG_PROPOSAL: encode_proposal(b, &m->hdr, m->ids, m->items, m->round, m->valid_round, m->sig); return;
 	case TD_MSG_VOTE:
 		encode_vote(b, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash, m->validator, m->sig);
 		return;
-	case TD_MSG_SYNC_REQ:
-		td_msg_sync_req(b, m->height, (uint32_t)m->count);
-		return;
+	case TD_MSG_SYNC_REQ: td_msg_sync_req(b, m->height, (uint32_t)m->count); return;
 	}
 }
 
@@ -254,13 +250,14 @@ int td_msg_decode(struct td_msg *m, const uint8_t *buf, size_t len)
 		read_ids(&r, m, &f[1]);
 		break;
 	case TD_MSG_RECORDS:
+	case TD_MSG_EVIDENCE:
 	case TD_MSG_SYNC_BLOCKS:
 		if (n != 2)
 			goto fail;
-		read_items(&r, m, &f[1], v == TD_MSG_SYNC_BLOCKS);
+		read_items(&r, m, &f[1], (enum td_msg_type)v);
 		break;
 	case TD_MSG_PROPOSAL: {
-		if (n != 7)
+		if (n != 8)
 			goto fail;
 		m->height = td_get_uint(&r, &f[1]);
 		uint64_t round = td_get_uint(&r, &f[2]), vr = td_get_uint(&r, &f[3]);
@@ -268,10 +265,12 @@ int td_msg_decode(struct td_msg *m, const uint8_t *buf, size_t len)
 			goto fail;
 		m->round = (uint32_t)round;
 		m->valid_round = (int32_t)vr - 1;
-		read_header(&r, &m->hdr, &f[4]);
+		td_header_read(&r, &f[4], &m->hdr);
 		read_ids(&r, m, &f[5]);
-		td_get_bin_fixed(&r, &f[6], m->sig, TD_SIG_LEN);
-		if (!r.ok || m->hdr.height != m->height || m->n_ids != m->hdr.n_records)
+		read_items(&r, m, &f[6], TD_MSG_PROPOSAL);
+		td_get_bin_fixed(&r, &f[7], m->sig, TD_SIG_LEN);
+		if (!r.ok || m->hdr.height != m->height || m->n_ids != m->hdr.n_records ||
+		    m->n_items != m->hdr.n_evidence)
 			goto fail;
 		struct td_buf hb;
 		td_buf_init(&hb);
@@ -310,8 +309,7 @@ int td_msg_decode(struct td_msg *m, const uint8_t *buf, size_t len)
 		if (m->count > TD_SYNC_REQ_MAX)
 			goto fail;
 		break;
-	default:
-		goto fail;
+	default: goto fail;
 	}
 	if (!r.ok)
 		goto fail;
@@ -319,7 +317,7 @@ int td_msg_decode(struct td_msg *m, const uint8_t *buf, size_t len)
 	{
 		struct td_buf b;
 		td_buf_init(&b);
-		reencode(&b, m);
+		td_msg_encode(&b, m);
 		bool same = b.sb.size == len && memcmp(b.sb.data, buf, len) == 0;
 		td_buf_free(&b);
 		if (!same)

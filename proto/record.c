@@ -25,7 +25,7 @@ void td_hash(uint8_t out[static TD_HASH_LEN], const uint8_t *in, size_t len)
 /* Writes the first 7 envelope items (no array header). Returns 0 or TD_EINVAL. */
 static int encode_fields(struct td_buf *b, const struct td_record *rec)
 {
-	td_enc_uint(b, 1);
+	td_enc_uint(b, TD_FORMAT_VERSION);
 	td_enc_cstr(b, td_kind_name(rec->kind));
 	td_enc_cstr(b, rec->ocid);
 	td_enc_cstr(b, rec->release_id);
@@ -50,16 +50,16 @@ static int fields_bytes(const struct td_record *rec, uint8_t **out, size_t *len)
 	return rc;
 }
 
-/* The message an agency signs: domain, NUL, chain id, NUL, the 7 fields as an array of 7. */
-static void signing_bytes(const char *chain_id, const uint8_t *fields, size_t flen, uint8_t **out, size_t *len)
+/* The message an agency signs: domain, NUL, genesis hash, the 7 fields as an array of 7. */
+static void signing_bytes(const uint8_t chain[static TD_HASH_LEN], const uint8_t *fields, size_t flen, uint8_t **out,
+			  size_t *len)
 {
 	struct td_buf b;
 
 	td_buf_init(&b);
 	td_enc_raw(&b, (const uint8_t *)TD_RECORD_DOMAIN, strlen(TD_RECORD_DOMAIN));
 	td_enc_raw(&b, (const uint8_t *)"\0", 1);
-	td_enc_raw(&b, (const uint8_t *)chain_id, strlen(chain_id));
-	td_enc_raw(&b, (const uint8_t *)"\0", 1);
+	td_enc_raw(&b, chain, TD_HASH_LEN);
 	td_enc_array(&b, 7);
 	td_enc_raw(&b, fields, flen);
 	*out = td_buf_take(&b, len);
@@ -71,8 +71,7 @@ static void signing_bytes(const char *chain_id, const uint8_t *fields, size_t fl
  * an allocation of exactly *len bytes (a record keeps it for its lifetime,
  * and msgpack's buffer starts at 8 KiB).
  */
-static void encode_signed(const struct td_record *rec, const uint8_t *fields, size_t flen, uint8_t **out,
-			  size_t *len)
+static void encode_signed(const struct td_record *rec, const uint8_t *fields, size_t flen, uint8_t **out, size_t *len)
 {
 	struct td_buf b;
 
@@ -96,7 +95,8 @@ static bool member(const json_t *release, const char *key, char *out, size_t cap
 }
 
 int td_record_sign(struct td_record **out, enum td_kind kind, const json_t *release, uint64_t time_ms,
-		   const char *chain_id, const uint8_t sk[static TD_SECKEY_LEN], char *err, size_t errlen)
+		   const uint8_t chain[static TD_HASH_LEN], const uint8_t sk[static TD_SECKEY_LEN], char *err,
+		   size_t errlen)
 {
 	struct td_record *rec = td_xcalloc(1, sizeof(*rec));
 	rec->refs = 1;
@@ -122,7 +122,7 @@ int td_record_sign(struct td_record **out, enum td_kind kind, const json_t *rele
 		snprintf(err, errlen, "release: nested deeper than %d levels", TD_JSON_DEPTH_MAX);
 		goto fail;
 	}
-	signing_bytes(chain_id, fields, flen, &msg, &msglen);
+	signing_bytes(chain, fields, flen, &msg, &msglen);
 	td_sig_sign(rec->sig, msg, msglen, sk);
 	encode_signed(rec, fields, flen, &rec->bytes, &rec->len);
 	if (rec->len > TD_RECORD_MAX) {
@@ -141,8 +141,8 @@ fail:
 	return rc;
 }
 
-static int decode(struct td_record **out, const uint8_t *buf, size_t len, const char *chain_id, bool verify,
-		  char *err, size_t errlen)
+static int decode(struct td_record **out, const uint8_t *buf, size_t len, const uint8_t chain[static TD_HASH_LEN],
+		  bool verify, char *err, size_t errlen)
 {
 	struct td_record *rec = td_xcalloc(1, sizeof(*rec));
 	rec->refs = 1;
@@ -165,8 +165,9 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 		goto fail;
 	}
 	f = td_get_array(&r, &u.data, 8, 0, NULL);
-	if (!f || td_get_uint(&r, &f[0]) != 1) {
-		snprintf(err, errlen, "record: not a version 1 envelope");
+	if (!f || td_get_uint(&r, &f[0]) != TD_FORMAT_VERSION) {
+		snprintf(err, errlen, "record: not a format %d envelope (signed by a node of another version?)",
+			 TD_FORMAT_VERSION);
 		goto fail;
 	}
 	kind = td_get_str(&r, &f[1], &kindlen, 32);
@@ -203,9 +204,9 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 		goto fail;
 	}
 	if (verify) {
-		signing_bytes(chain_id, fields, flen, &msg, &msglen);
+		signing_bytes(chain, fields, flen, &msg, &msglen);
 		if (!td_sig_verify(rec->sig, msg, msglen, rec->agency)) {
-			snprintf(err, errlen, "record: signature does not verify");
+			snprintf(err, errlen, "record: signature does not verify (for this chain's genesis)");
 			rc = TD_ESIG;
 			goto fail;
 		}
@@ -227,16 +228,16 @@ done:
 	return rc;
 }
 
-int td_record_decode(struct td_record **out, const uint8_t *buf, size_t len, const char *chain_id, char *err,
-		     size_t errlen)
+int td_record_decode(struct td_record **out, const uint8_t *buf, size_t len, const uint8_t chain[static TD_HASH_LEN],
+		     char *err, size_t errlen)
 {
-	return decode(out, buf, len, chain_id, true, err, errlen);
+	return decode(out, buf, len, chain, true, err, errlen);
 }
 
-int td_record_decode_trusted(struct td_record **out, const uint8_t *buf, size_t len, const char *chain_id, char *err,
-			     size_t errlen)
+int td_record_decode_trusted(struct td_record **out, const uint8_t *buf, size_t len,
+			     const uint8_t chain[static TD_HASH_LEN], char *err, size_t errlen)
 {
-	return decode(out, buf, len, chain_id, false, err, errlen);
+	return decode(out, buf, len, chain, false, err, errlen);
 }
 
 struct td_record *td_record_ref(struct td_record *rec)

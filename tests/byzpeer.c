@@ -61,6 +61,7 @@
 #include "p2p.h"
 #include "tenderd/block.h"
 #include "tenderd/codec.h"
+#include "tenderd/merkle.h"
 #include "tenderd/msg.h"
 #include "tenderd/record.h"
 
@@ -88,9 +89,9 @@
 #define REPLY_LEN (MAGIC_LEN + TD_PUBKEY_LEN + EPH_LEN + TD_SIG_LEN + HDR_LEN)
 #define FINISH_LEN (TD_SIG_LEN + HDR_LEN)
 #define TRANSCRIPT_LEN (TD_HASH_LEN + 2 * (TD_PUBKEY_LEN + EPH_LEN))
-#define LABEL_HELLO "tenderd-p2p-v2 hello"
-#define LABEL_LISTENER "tenderd-p2p-v2 listener"
-#define LABEL_DIALER "tenderd-p2p-v2 dialer"
+#define LABEL_HELLO "tenderd-p2p-v3 hello"
+#define LABEL_LISTENER "tenderd-p2p-v3 listener"
+#define LABEL_DIALER "tenderd-p2p-v3 dialer"
 #define LABEL_MAX 32
 #define FRAME_APP 0
 #define FRAME_PING 1
@@ -187,7 +188,7 @@ static void vote_msg(struct byz *b, struct td_buf *m, enum td_vote_type type, ui
 		     const uint8_t *hash)
 {
 	uint8_t sig[TD_SIG_LEN];
-	td_vote_sign(sig, b->g.chain_id, type, h, r, hash, b->sk);
+	td_vote_sign(sig, b->g.hash, type, h, r, hash, b->sk);
 	b->sig_count++;
 	td_buf_init(m);
 	td_msg_vote(m, type, h, r, hash, b->me, sig);
@@ -217,12 +218,14 @@ static void proposal_msg(struct byz *b, struct td_buf *m, uint64_t h, uint32_t r
 	memcpy(blk.hdr.proposer, b->pk, TD_PUBKEY_LEN);
 	td_records_root(blk.hdr.records_root, ptrs, BYZ_IDS);
 	blk.hdr.n_records = BYZ_IDS;
+	td_merkle_root(blk.hdr.evidence_root, NULL, 0);
+	memcpy(blk.hdr.next_validators, b->g.validators_hash, TD_HASH_LEN);
 	blk.records = ptrs;
 	td_buf_init(&hb);
 	td_header_encode(&hb, &blk.hdr);
 	td_hash(blk.hash, (const uint8_t *)hb.sb.data, hb.sb.size);
 	td_buf_free(&hb);
-	td_proposal_sign(sig, b->g.chain_id, h, r, -1, blk.hash, b->sk);
+	td_proposal_sign(sig, b->g.hash, h, r, -1, blk.hash, b->sk);
 	b->sig_count++;
 	td_buf_init(m);
 	td_msg_proposal(m, &blk, r, -1, sig);
@@ -416,7 +419,8 @@ static void on_message(void *ctx, struct p2p_peer *peer, const uint8_t *msg, siz
 	case TD_MSG_FETCH: /* never answered: the records of our proposals do not exist */
 	case TD_MSG_RECORDS:
 	case TD_MSG_SYNC_REQ:
-	case TD_MSG_SYNC_BLOCKS: break;
+	case TD_MSG_SYNC_BLOCKS:
+	case TD_MSG_EVIDENCE: break;
 	}
 	td_msg_free(&m);
 }
@@ -592,7 +596,7 @@ static void raw_hello(const struct byz *b, struct raw *r)
 	uint8_t m[LABEL_MAX + TRANSCRIPT_LEN];
 	uint8_t *q = r->hello + MAGIC_LEN;
 	crypto_kx_keypair(r->eph_pk, r->eph_sk);
-	memcpy(r->hello, "TDP2", MAGIC_LEN);
+	memcpy(r->hello, "TDP3", MAGIC_LEN);
 	memcpy(q, b->chain_hash, TD_HASH_LEN);
 	memcpy(q + TD_HASH_LEN, b->pk, TD_PUBKEY_LEN);
 	memcpy(q + TD_HASH_LEN + TD_PUBKEY_LEN, r->eph_pk, EPH_LEN);
@@ -619,7 +623,7 @@ static bool raw_handshake(const struct byz *b, struct raw *r, const char *target
 		goto out;
 	const uint8_t *id = reply + MAGIC_LEN, *eph = id + TD_PUBKEY_LEN, *sig = eph + EPH_LEN,
 		      *header = sig + TD_SIG_LEN;
-	if (memcmp(reply, "TDP2", MAGIC_LEN) != 0 || td_genesis_find(&b->g, id) < 0)
+	if (memcmp(reply, "TDP3", MAGIC_LEN) != 0 || td_genesis_find(&b->g, id) < 0)
 		goto out;
 	memcpy(t, b->chain_hash, TD_HASH_LEN);
 	memcpy(t + TD_HASH_LEN, b->pk, TD_PUBKEY_LEN);
@@ -966,8 +970,7 @@ int main(int argc, char **argv)
 		goto out_genesis;
 	}
 	b.me = (uint32_t)me;
-	crypto_generichash(b.chain_hash, TD_HASH_LEN, (const unsigned char *)b.g.chain_id, strlen(b.g.chain_id), NULL,
-			   0);
+	memcpy(b.chain_hash, b.g.hash, TD_HASH_LEN);
 	fprintf(stderr, "byzpeer: validator %u (%s) of chain %s, attack %s against %zu node(s)\n", b.me,
 		b.g.v[b.me].name, b.g.chain_id, b.attack_name, b.ntargets);
 	rc = b.attack == ATTACK_REPLAY_HELLO ? run_replay(&b) : run_p2p(&b);

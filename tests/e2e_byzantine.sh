@@ -161,10 +161,14 @@ $(heights "${HONEST[@]}")"
 ev = d["evidence"]
 assert d["count"] >= len(ev), d["count"]
 for e in ev:
-    assert e["validator"] == 3 and e["kind"] == "duplicate-vote", e
-    assert e["type"] in ("prevote", "precommit"), e
+    assert e["validator"] == 3 and e["kind"] in ("duplicate-vote", "duplicate-proposal"), e
+    if e["kind"] == "duplicate-vote":
+        assert e["type"] in ("prevote", "precommit"), e
+        assert e["a"]["value"] != e["b"]["value"], e
+    else:
+        assert (e["a"]["value"], e["a"]["valid_round"]) != (e["b"]["value"], e["b"]["valid_round"]), e
     assert e["a"] != e["b"] and len(e["a"]["signature"]) == 128 and len(e["b"]["signature"]) == 128, e
-    assert e["a"]["value"] != e["b"]["value"], e
+    assert len(e["evidence"]) > 200, e
 ' check
 			n=$(val 'len(d["evidence"])')
 			nfile=$((nfile + n))
@@ -177,6 +181,20 @@ done
 
 step "every block is identical on nodes 0-2 and carries at least 3 commit signatures"
 MIN_SIGS=3 all_blocks_identical "$AGREE_H" "${HONEST[@]}"
+
+step "blocks committed the evidence of node3's equivocation, each offence once"
+committed=0
+declare -A offence=()
+for ((h = 1; h <= AGREE_H; h++)); do
+	ok 0 block "$h"
+	for ev in $(val '" ".join(d["evidence"])'); do
+		[[ -z ${offence[$ev]:-} ]] || fail "block $h commits evidence already committed at height ${offence[$ev]}"
+		offence[$ev]=$h
+		committed=$((committed + 1))
+	done
+done
+note "evidence items committed in blocks 1-$AGREE_H: $committed"
+((committed > 0)) || fail "no block committed evidence of node3's equivocation"
 
 step "SIGTERM stops nodes 0-2 (exit 0)"
 tn_stop_all

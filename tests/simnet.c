@@ -46,12 +46,15 @@
 #include <sodium.h>
 
 #include "chain.h"
+#include "chain_int.h"
 #include "config.h"
 #include "driver.h"
 #include "log.h"
 #include "node.h"
 #include "store.h"
+#include "tenderd/evidence.h"
 #include "tenderd/json.h"
+#include "tenderd/merkle.h"
 #include "tenderd/msg.h"
 #include "tenderd/record.h"
 #include "tenderd/release.h"
@@ -71,7 +74,7 @@ enum sim_fault {
 	SIM_F_CRASH = 1u << 5,     /* kill -9 and restart at any step */
 	SIM_F_SKEW = 1u << 6,      /* node clocks up to 2 s apart */
 	/* Byzantine validators (f of them, running the real node with a hostile io): */
-	SIM_F_EQUIVOCATE = 1u << 7, /* conflicting votes to different peers */
+	SIM_F_EQUIVOCATE = 1u << 7, /* conflicting votes and proposals to different peers */
 	SIM_F_FLOOD = 1u << 8,      /* bursts of validly signed votes for far rounds */
 	SIM_F_WITHHOLD = 1u << 9,   /* proposals and records withheld from some peers */
 	SIM_F_FARPROP = 1u << 10,   /* proposals for its own far rounds naming records that do not exist */
@@ -279,7 +282,7 @@ static void byz_vote(struct simnode *sn, uint32_t to, enum td_vote_type type, ui
 	struct sim *s = sn->s;
 	uint8_t sig[TD_SIG_LEN];
 	struct td_buf b;
-	td_vote_sign(sig, s->g.chain_id, type, h, r, hash, s->sk[sn->idx]);
+	td_vote_sign(sig, s->g.hash, type, h, r, hash, s->sk[sn->idx]);
 	td_buf_init(&b);
 	td_msg_vote(&b, type, h, r, hash, sn->idx, sig);
 	net_send(s, sn->idx, to, (const uint8_t *)b.sb.data, b.sb.size);
@@ -312,16 +315,56 @@ static void byz_far_proposal(struct simnode *sn, uint32_t to)
 	memcpy(blk.hdr.proposer, s->g.v[sn->idx].pk, TD_PUBKEY_LEN);
 	blk.hdr.n_records = 2;
 	td_records_root(blk.hdr.records_root, ptrs, 2);
+	td_merkle_root(blk.hdr.evidence_root, NULL, 0);
+	memcpy(blk.hdr.next_validators, s->g.validators_hash, TD_HASH_LEN);
 	blk.records = ptrs;
 	td_buf_init(&b);
 	td_header_encode(&b, &blk.hdr);
 	td_hash(blk.hash, (const uint8_t *)b.sb.data, b.sb.size);
 	td_buf_free(&b);
-	td_proposal_sign(sig, s->g.chain_id, h, r, -1, blk.hash, s->sk[sn->idx]);
+	td_proposal_sign(sig, s->g.hash, h, r, -1, blk.hash, s->sk[sn->idx]);
 	td_buf_init(&b);
 	td_msg_proposal(&b, &blk, r, -1, sig);
 	net_send(s, sn->idx, to, (const uint8_t *)b.sb.data, b.sb.size);
 	td_buf_free(&b);
+}
+
+/*
+ * A twin of its own proposal m: the same records and evidence, a block time
+ * 1 ms later, so another block hash, signed for the same height and round.
+ */
+static void byz_twin_proposal(struct simnode *sn, uint32_t to, const struct td_msg *m)
+{
+	struct sim *s = sn->s;
+	struct td_block blk = { .hdr = m->hdr };
+	struct td_record *fake = td_xcalloc(m->n_ids ? m->n_ids : 1, sizeof(*fake));
+	struct td_record **ptrs = td_xcalloc(m->n_ids ? m->n_ids : 1, sizeof(*ptrs));
+	struct td_evidence ev[TD_BLOCK_EVIDENCE_MAX];
+	uint8_t sig[TD_SIG_LEN];
+	struct td_buf b;
+
+	for (uint32_t i = 0; i < m->n_ids; i++) {
+		memcpy(fake[i].id, m->ids[i], TD_HASH_LEN);
+		ptrs[i] = &fake[i];
+	}
+	for (uint32_t i = 0; i < m->n_items; i++)
+		if (td_evidence_decode(&ev[i], m->items[i].p, m->items[i].len) != 0)
+			goto out;
+	blk.records = ptrs;
+	blk.evidence = ev;
+	blk.hdr.time_ms++;
+	td_buf_init(&b);
+	td_header_encode(&b, &blk.hdr);
+	td_hash(blk.hash, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+	td_proposal_sign(sig, s->g.hash, m->height, m->round, m->valid_round, blk.hash, s->sk[sn->idx]);
+	td_buf_init(&b);
+	td_msg_proposal(&b, &blk, m->round, m->valid_round, sig);
+	net_send(s, sn->idx, to, (const uint8_t *)b.sb.data, b.sb.size);
+	td_buf_free(&b);
+out:
+	free(ptrs);
+	free(fake);
 }
 
 /* What a byzantine node sends in place of msg to one peer. */
@@ -355,6 +398,11 @@ static void byz_send_one(struct simnode *sn, uint32_t to, const uint8_t *msg, si
 	}
 	if ((f & SIM_F_WITHHOLD) && m && (m->type == TD_MSG_PROPOSAL || m->type == TD_MSG_RECORDS) && chance(s, 50))
 		return;
+	if ((f & SIM_F_EQUIVOCATE) && m && m->type == TD_MSG_PROPOSAL && (m->height + m->round) % s->n == sn->idx &&
+	    chance(s, 50)) {
+		byz_twin_proposal(sn, to, m);
+		return;
+	}
 	if ((f & SIM_F_EQUIVOCATE) && m && m->type == TD_MSG_VOTE && chance(s, 50)) {
 		uint8_t other[TD_HASH_LEN];
 		memset(other, 0, sizeof(other));
@@ -619,7 +667,7 @@ static void publish_one(struct sim *s, uint32_t i, const json_t *fragment)
 	uint64_t now = io_wall_ms(sn);
 	snprintf(ocid, sizeof(ocid), "%s-sim-%u", s->g.ocid_prefix, s->published);
 	json_t *full = td_release_build(fragment, TD_KIND_TENDER, ocid, now, s->g.v[i].name, err, sizeof(err));
-	if (!full || td_record_sign(&rec, TD_KIND_TENDER, full, now, s->g.chain_id, s->sk[i], err, sizeof(err)) != 0) {
+	if (!full || td_record_sign(&rec, TD_KIND_TENDER, full, now, s->g.hash, s->sk[i], err, sizeof(err)) != 0) {
 		fail(s, "cannot build a record: %s", err);
 		json_decref(full);
 		return;
@@ -647,6 +695,9 @@ static void publish_one(struct sim *s, uint32_t i, const json_t *fragment)
 }
 
 /* ---- checks ---- */
+
+/* Evidence items in the blocks of every seed run (counted at the first node to hold each block). */
+static uint64_t evidence_total, evidence_proposals;
 
 static void check_node(struct sim *s, uint32_t i)
 {
@@ -677,6 +728,13 @@ static void check_node(struct sim *s, uint32_t i)
 				abort();
 			s->nblock_hash = h;
 			memcpy(s->block_hash[h - 1], hash, TD_HASH_LEN);
+			struct td_block *b = NULL;
+			if (chain_load_block(c, h, &b) == 0) {
+				evidence_total += b->hdr.n_evidence;
+				for (uint32_t x = 0; x < b->hdr.n_evidence; x++)
+					evidence_proposals += b->evidence[x].kind == TD_EVIDENCE_PROPOSALS;
+			}
+			td_block_free(b);
 		} else if (memcmp(s->block_hash[h - 1], hash, TD_HASH_LEN) != 0) {
 			fail(s, "fork: node %u holds another block at height %llu", i, (unsigned long long)h);
 			return;
@@ -884,6 +942,7 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 		crypto_sign_seed_keypair(s->g.v[i].pk, s->sk[i], keyseed);
 		snprintf(s->g.v[i].name, sizeof(s->g.v[i].name), "Agency %u", i);
 	}
+	td_genesis_seal(&s->g);
 	for (uint32_t i = 0; i < n; i++) {
 		struct simnode *sn = &s->nodes[i];
 		char home[300];
@@ -1070,9 +1129,11 @@ int main(int argc, char **argv)
 	}
 	json_decref(fragment);
 	rm_tree(base);
-	printf("tenderd-sim: %llu seeds from %llu, n=%u..%u, faults 0x%x: %llu failed, %llu heights decided\n",
+	printf("tenderd-sim: %llu seeds from %llu, n=%u..%u, faults 0x%x: %llu failed, %llu heights decided, "
+	       "%llu evidence items committed (%llu of double proposals)\n",
 	       (unsigned long long)ran, (unsigned long long)first, nmin, nmax, faults, (unsigned long long)failed,
-	       (unsigned long long)decided_total);
+	       (unsigned long long)decided_total, (unsigned long long)evidence_total,
+	       (unsigned long long)evidence_proposals);
 	if (expect_halt)
 		return failed == ran ? 0 : 1;
 	return failed ? 1 : 0;

@@ -45,6 +45,7 @@
 #include "tenderd/release.h"
 #include "wal.h"
 
+static uint8_t CHAIN[TD_HASH_LEN]; /* the genesis hash of the newest fixture: what signatures bind */
 #define CHAIN_ID "tenderd-api-test"
 #define PREFIX "ocds-kr2020"
 #define GENESIS_MS 1577836800000ull /* 2020-01-01T00:00:00Z */
@@ -178,7 +179,7 @@ static void modules_open(struct env *e)
 	char err[256];
 	assert_int_equal(chain_open(&e->chain, e->store, &e->g, err, sizeof(err)), 0);
 	e->mp = mempool_new(10000, 64u << 20);
-	struct prop_callbacks pcb = { e, cb_complete, cb_fetch };
+	struct prop_callbacks pcb = { e, cb_complete, cb_fetch, NULL };
 	e->prop = prop_new(&e->io, &e->g, e->mp, chain_height(e->chain) + 1, &pcb);
 	struct driver_config dc = {
 		.sign_state_path = e->ss_path,
@@ -258,6 +259,8 @@ static int setup(void **state)
 	snprintf(e->g.v[0].name, sizeof(e->g.v[0].name), "Seoul Procurement Service");
 	memset(seed, 0x31, sizeof(seed));
 	crypto_sign_seed_keypair(e->g.v[0].pk, e->sk, seed);
+	td_genesis_seal(&e->g);
+	memcpy(CHAIN, e->g.hash, TD_HASH_LEN);
 	snprintf(e->cfg.name, sizeof(e->cfg.name), "%s", e->g.v[0].name);
 	e->wall = GENESIS_MS + 3600 * 1000;
 	e->mono = 1000000;
@@ -479,18 +482,18 @@ static void commit_behind(struct env *e, const char *ocid)
 	json_t *full = td_release_build(frag, TD_KIND_TENDER, ocid, ms, e->cfg.name, err, sizeof(err));
 	if (!full)
 		fail_msg("build: %s", err);
-	if (td_record_sign(&rec, TD_KIND_TENDER, full, ms, CHAIN_ID, e->sk, err, sizeof(err)) != 0)
+	if (td_record_sign(&rec, TD_KIND_TENDER, full, ms, CHAIN, e->sk, err, sizeof(err)) != 0)
 		fail_msg("sign: %s", err);
 	json_decref(frag);
 	json_decref(full);
 	struct td_record **recs = calloc(1, sizeof(*recs));
 	recs[0] = rec;
-	struct td_block *blk =
-		td_block_new(chain_height(e->chain) + 1, chain_last_hash(e->chain), e->wall, e->g.v[0].pk, recs, 1);
+	struct td_block *blk = td_block_new(chain_height(e->chain) + 1, chain_last_hash(e->chain), e->wall,
+					    e->g.v[0].pk, e->g.validators_hash, recs, 1);
 	cm.height = blk->hdr.height;
 	memcpy(cm.block_hash, blk->hash, TD_HASH_LEN);
 	sig.validator = 0;
-	td_vote_sign(sig.sig, CHAIN_ID, TD_VOTE_PRECOMMIT, cm.height, 0, blk->hash, e->sk);
+	td_vote_sign(sig.sig, CHAIN, TD_VOTE_PRECOMMIT, cm.height, 0, blk->hash, e->sk);
 	cm.sigs = &sig;
 	cm.n_sigs = 1;
 	if (chain_apply(e->chain, blk, &cm, err, sizeof(err)) != 0)

@@ -4,7 +4,10 @@
  * Inputs are fixed (records signed by a key from a fixed seed, validators
  * from fixed seeds, fixed times), so block hashes, header bytes, vote sign
  * bytes and commit bytes are pinned below: they are what validators sign and
- * what every stored chain hashes, so they must never drift.
+ * what every stored chain hashes, so they must never drift. Header, genesis,
+ * validator set and vote bytes are written by hand from the format
+ * (TD_FORMAT_VERSION 2) in tenderd/block.h; the records root is computed
+ * here from RFC 6962's definition.
  */
 #define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
@@ -24,18 +27,31 @@
 #include "tenderd/record.h"
 #include "tenderd/release.h"
 
-#define CHAIN "tenderd-test"
+/*
+ * The records are signed for CHAIN, a stand-in genesis hash, so that their
+ * ids (and the pinned block hash) do not depend on the genesis encoding.
+ * Commits are checked against the parsed genesis, whose hash (f->g.hash)
+ * the votes in them bind.
+ */
+static const uint8_t CHAIN[TD_HASH_LEN] = "tenderd-test"; /* a genesis hash, for signatures */
+static const uint8_t OTHER[TD_HASH_LEN] = "another chain";
+#define CHAIN_ID "tenderd-test"     /* the genesis text's chain_id */
 #define TIME_MS 1583712000000ULL    /* records: 2020-03-09T00:00:00Z */
 #define BLOCK_TIME 1583712060000ULL /* block: one minute later */
 #define N_VALIDATORS 4
+/* The length of a header's encoding with counts below 128 and a height below 128. */
+#define HDR_LEN (1 + 1 + 1 + 34 + 9 + 34 + 34 + 1 + 34 + 1 + 34)
 
 /*
  * Hash of the block built by make_block() (height 1, zero prev hash,
- * BLOCK_TIME, proposer validator 0, the three fixed records in order),
- * computed once by running this test and hard-coded: it pins the header
- * encoding and the records root; changing it breaks every stored chain.
+ * BLOCK_TIME, proposer validator 0, the three fixed records in order, no
+ * evidence, next validators the genesis set) in format 2, computed once by
+ * running this test and hard-coded: a pinned regression value (the header
+ * bytes it hashes are checked against the format by test_block_new). It
+ * pins the header encoding and the records root; changing it breaks every
+ * stored chain. (Format 1: 5a24756e6ce5e6c11a130a5bc2c655eaacc94693bceb7a9e4be52b04a5452e1f.)
  */
-#define GOLDEN_BLOCK_HASH "5a24756e6ce5e6c11a130a5bc2c655eaacc94693bceb7a9e4be52b04a5452e1f"
+#define GOLDEN_BLOCK_HASH "34808791af3169585a68bbdfa855632031b5c84f756a199fd5bd3630b71b4d96"
 
 struct fixture {
 	uint8_t agency_pk[32], agency_sk[64];
@@ -91,7 +107,7 @@ static char *genesis_text(const struct fixture *f, const char *time)
 		td_hex(hex[i], f->vpk[i], 32);
 	snprintf(
 		s, 2048,
-		"{\"chain_id\": \"" CHAIN "\", \"ocid_prefix\": \"ocds-kr2020\", \"genesis_time\": \"%s\",\n"
+		"{\"chain_id\": \"" CHAIN_ID "\", \"ocid_prefix\": \"ocds-kr2020\", \"genesis_time\": \"%s\",\n"
 		" \"validators\": [{\"name\": \"Jeju\", \"pub_key\": \"%s\"}, {\"name\": \"Gangwon\", \"pub_key\": \"%s\"},\n"
 		"  {\"name\": \"Sejong\", \"pub_key\": \"%s\"}, {\"name\": \"KISA\", \"pub_key\": \"%s\"}]}",
 		time, hex[0], hex[1], hex[2], hex[3]);
@@ -138,13 +154,42 @@ static struct td_block *make_block_order(const struct fixture *f, const int idx[
 	struct td_record **recs = calloc(n ? n : 1, sizeof(*recs));
 	for (uint32_t i = 0; i < n; i++)
 		recs[i] = copy_rec(f->recs[idx[i]]);
-	return td_block_new(1, zero, BLOCK_TIME, f->vpk[0], recs, n);
+	return td_block_new(1, zero, BLOCK_TIME, f->vpk[0], f->g.validators_hash, recs, n);
 }
 
 static struct td_block *make_block(const struct fixture *f)
 {
 	static const int order[3] = { 0, 1, 2 };
 	return make_block_order(f, order, 3);
+}
+
+/* BLAKE2b-256 of the concatenation of up to three byte strings. */
+static void hash3(uint8_t out[static TD_HASH_LEN], const void *a, size_t alen, const void *b, size_t blen,
+		  const void *c, size_t clen)
+{
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, TD_HASH_LEN);
+	crypto_generichash_update(&st, a, alen);
+	crypto_generichash_update(&st, b, blen);
+	crypto_generichash_update(&st, c, clen);
+	crypto_generichash_final(&st, out, TD_HASH_LEN);
+}
+
+/* The validators hash of the fixture's genesis, by hand: BLAKE2b-256 of [1, [bin32 pk ...]]. */
+static void validators_hash_by_hand(uint8_t out[static TD_HASH_LEN], const struct fixture *f)
+{
+	uint8_t enc[3 + N_VALIDATORS * 34], *w = enc;
+	*w++ = 0x92;
+	*w++ = 0x01;
+	*w++ = (uint8_t)(0x90 | N_VALIDATORS);
+	for (int i = 0; i < N_VALIDATORS; i++) {
+		*w++ = 0xc4;
+		*w++ = 0x20;
+		memcpy(w, f->vpk[i], 32);
+		w += 32;
+	}
+	assert_int_equal(w - enc, sizeof(enc));
+	crypto_generichash(out, TD_HASH_LEN, enc, sizeof(enc), NULL, 0);
 }
 
 static void test_block_new(void **state)
@@ -154,18 +199,35 @@ static void test_block_new(void **state)
 	assert_true(blk->hdr.height == 1);
 	assert_true(blk->hdr.time_ms == BLOCK_TIME);
 	assert_int_equal(blk->hdr.n_records, 3);
+	assert_int_equal(blk->hdr.n_evidence, 0);
+	assert_null(blk->evidence);
 	assert_memory_equal(blk->hdr.proposer, f->vpk[0], 32);
-	/* The records root is BLAKE2b-256 of the ids in order. */
-	uint8_t ids[3 * TD_HASH_LEN], root[TD_HASH_LEN];
+	/*
+	 * The records root is RFC 6962's over the ids: for three leaves
+	 * H(0x01 | H(0x01 | H(0x00 | id0) | H(0x00 | id1)) | H(0x00 | id2)).
+	 */
+	static const uint8_t leaf = 0x00, node = 0x01;
+	uint8_t l[3][TD_HASH_LEN], n01[TD_HASH_LEN], root[TD_HASH_LEN];
 	for (int i = 0; i < 3; i++)
-		memcpy(ids + i * TD_HASH_LEN, f->recs[i]->id, TD_HASH_LEN);
-	crypto_generichash(root, sizeof(root), ids, sizeof(ids), NULL, 0);
+		hash3(l[i], &leaf, 1, f->recs[i]->id, TD_HASH_LEN, NULL, 0);
+	hash3(n01, &node, 1, l[0], TD_HASH_LEN, l[1], TD_HASH_LEN);
+	hash3(root, &node, 1, n01, TD_HASH_LEN, l[2], TD_HASH_LEN);
 	assert_memory_equal(blk->hdr.records_root, root, TD_HASH_LEN);
+	/* No evidence: the root of no leaves, H() (BLAKE2b-256 of nothing). */
+	uint8_t evroot[TD_HASH_LEN];
+	crypto_generichash(evroot, TD_HASH_LEN, NULL, 0, NULL, 0);
+	assert_memory_equal(blk->hdr.evidence_root, evroot, TD_HASH_LEN);
+	uint8_t next[TD_HASH_LEN];
+	validators_hash_by_hand(next, f);
+	assert_memory_equal(blk->hdr.next_validators, next, TD_HASH_LEN);
 
-	/* The header bytes, written out by hand: [1, 1, bin32 prev, time, bin32 proposer, bin32 root, 3]. */
-	uint8_t want[1 + 1 + 1 + 34 + 9 + 34 + 34 + 1], *w = want;
-	*w++ = 0x97;
-	*w++ = 0x01;
+	/*
+	 * The header bytes, written out by hand: [2, 1, bin32 prev, time, bin32
+	 * proposer, bin32 root, 3, bin32 evidence root, 0, bin32 next validators].
+	 */
+	uint8_t want[1 + 1 + 1 + 34 + 9 + 34 + 34 + 1 + 34 + 1 + 34], *w = want;
+	*w++ = 0x9a;
+	*w++ = 0x02;
 	*w++ = 0x01;
 	*w++ = 0xc4;
 	*w++ = 0x20;
@@ -183,6 +245,15 @@ static void test_block_new(void **state)
 	memcpy(w, root, 32);
 	w += 32;
 	*w++ = 0x03;
+	*w++ = 0xc4;
+	*w++ = 0x20;
+	memcpy(w, evroot, 32);
+	w += 32;
+	*w++ = 0x00;
+	*w++ = 0xc4;
+	*w++ = 0x20;
+	memcpy(w, next, 32);
+	w += 32;
 	assert_int_equal(w - want, sizeof(want));
 	struct td_buf b;
 	td_buf_init(&b);
@@ -194,7 +265,34 @@ static void test_block_new(void **state)
 	uint8_t h[TD_HASH_LEN];
 	td_hash(h, want, sizeof(want));
 	assert_memory_equal(blk->hash, h, TD_HASH_LEN);
+	/* td_header_decode reads them back, the hash with them. */
+	struct td_block_header got;
+	uint8_t gh[TD_HASH_LEN];
+	assert_int_equal(td_header_decode(&got, gh, want, sizeof(want)), 0);
+	assert_memory_equal(&got, &blk->hdr, sizeof(got));
+	assert_memory_equal(gh, h, TD_HASH_LEN);
+	/* The block encoding: [header, [3 records], []]. */
+	uint8_t *p;
+	size_t len;
+	td_block_encode(blk, &p, &len);
+	assert_int_equal(p[0], 0x93);
+	assert_memory_equal(p + 1, want, sizeof(want));
+	assert_int_equal(p[1 + sizeof(want)], 0x93);
+	assert_int_equal(p[len - 1], 0x90);
+	free(p);
 	td_block_free(blk);
+
+	/* Another next validators hash is another block. */
+	static const uint8_t zero[TD_HASH_LEN];
+	uint8_t other_next[TD_HASH_LEN];
+	memcpy(other_next, next, TD_HASH_LEN);
+	other_next[31] ^= 1;
+	struct td_block *x = td_block_new(1, zero, BLOCK_TIME, f->vpk[0], next, NULL, 0);
+	struct td_block *y = td_block_new(1, zero, BLOCK_TIME, f->vpk[0], other_next, NULL, 0);
+	assert_memory_equal(y->hdr.next_validators, other_next, TD_HASH_LEN);
+	assert_memory_not_equal(x->hash, y->hash, TD_HASH_LEN);
+	td_block_free(x);
+	td_block_free(y);
 }
 
 static void test_golden_block_hash(void **state)
@@ -255,7 +353,7 @@ static void test_encode_decode_roundtrip(void **state)
 	assert_memory_equal(got->hash, blk->hash, TD_HASH_LEN);
 	td_block_free(got);
 	/* But an untrusted decode on another chain refuses the records' signatures. */
-	assert_int_equal(td_block_decode(&got, p, len, "other-chain", false, err, sizeof(err)), TD_ESIG);
+	assert_int_equal(td_block_decode(&got, p, len, OTHER, false, err, sizeof(err)), TD_ESIG);
 	assert_null(got);
 	free(p);
 	td_block_free(blk);
@@ -265,7 +363,7 @@ static void test_encode_decode_roundtrip(void **state)
 	struct td_record **many = calloc(20, sizeof(*many));
 	for (int i = 0; i < 20; i++)
 		many[i] = copy_rec(f->recs[i % 3]);
-	blk = td_block_new(1, zero, BLOCK_TIME, f->vpk[0], many, 20);
+	blk = td_block_new(1, zero, BLOCK_TIME, f->vpk[0], f->g.validators_hash, many, 20);
 	td_block_encode(blk, &p, &len);
 	assert_int_equal(td_block_encoded_len(blk), len);
 	free(p);
@@ -298,16 +396,17 @@ static int block_refused(const uint8_t *p, size_t len, bool trusted)
 	return rc;
 }
 
-/* Encodes [header(hdr), [records...]] by hand, with count records from blk. */
+/* Encodes [header(hdr), [records...], []] by hand, with count records from blk. */
 static uint8_t *encode_with(const struct td_block_header *hdr, const struct td_block *blk, uint32_t count, size_t *len)
 {
 	struct td_buf b;
 	td_buf_init(&b);
-	td_enc_array(&b, 2);
+	td_enc_array(&b, 3);
 	td_header_encode(&b, hdr);
 	td_enc_array(&b, count);
 	for (uint32_t i = 0; i < count; i++)
 		td_enc_bin(&b, blk->records[i]->bytes, blk->records[i]->len);
+	td_enc_array(&b, 0);
 	uint8_t *p = td_buf_take(&b, len);
 	td_buf_free(&b);
 	return p;
@@ -347,14 +446,52 @@ static void test_decode_refusals(void **state)
 	assert_int_equal(block_refused(p, len, false), TD_EINVAL);
 	assert_int_equal(block_refused(p, len, true), TD_EINVAL);
 	free(p);
-	/* Version 2 header. */
-	td_block_encode(blk, &p, &len);
-	assert_int_equal(p[0], 0x92);
-	assert_int_equal(p[1], 0x97);
-	assert_int_equal(p[2], 0x01);
-	p[2] = 0x02;
+	/* An evidence count without evidence, an evidence root of other evidence. */
+	h = blk->hdr;
+	h.n_evidence = 1;
+	p = encode_with(&h, blk, 3, &len);
 	assert_int_equal(block_refused(p, len, false), TD_EINVAL);
+	assert_int_equal(block_refused(p, len, true), TD_EINVAL);
+	free(p);
+	h = blk->hdr;
+	h.evidence_root[31] ^= 1;
+	p = encode_with(&h, blk, 3, &len);
+	assert_int_equal(block_refused(p, len, false), TD_EINVAL);
+	assert_int_equal(block_refused(p, len, true), TD_EINVAL);
+	free(p);
+	/* Format 1's layout: [header, [records]] without the evidence array. */
+	{
+		struct td_buf b;
+		td_buf_init(&b);
+		td_enc_array(&b, 2);
+		td_header_encode(&b, &blk->hdr);
+		td_enc_array(&b, 3);
+		for (uint32_t i = 0; i < 3; i++)
+			td_enc_bin(&b, blk->records[i]->bytes, blk->records[i]->len);
+		p = td_buf_take(&b, &len);
+		td_buf_free(&b);
+		assert_int_equal(block_refused(p, len, true), TD_EINVAL);
+		free(p);
+	}
+	/* Header versions 1 and 3. */
+	td_block_encode(blk, &p, &len);
+	assert_int_equal(p[0], 0x93);
+	assert_int_equal(p[1], 0x9a);
+	assert_int_equal(p[2], 0x02);
 	p[2] = 0x01;
+	assert_int_equal(block_refused(p, len, false), TD_EINVAL);
+	assert_int_equal(block_refused(p, len, true), TD_EINVAL);
+	p[2] = 0x03;
+	assert_int_equal(block_refused(p, len, true), TD_EINVAL);
+	p[2] = 0x02;
+	/* A changed next validators hash: the header is fine, but it is another block (the hash differs). */
+	p[1 + HDR_LEN - 1] ^= 1;
+	struct td_block *other = NULL;
+	char err1[TD_ERRMSG_MAX] = "";
+	assert_int_equal(td_block_decode(&other, p, len, CHAIN, false, err1, sizeof(err1)), 0);
+	assert_memory_not_equal(other->hash, blk->hash, TD_HASH_LEN);
+	td_block_free(other);
+	p[1 + HDR_LEN - 1] ^= 1;
 	/* A tampered record: a bit of the first record's signature (untrusted: bad signature; trusted: root). */
 	const struct td_record *r0 = blk->records[0];
 	uint8_t *at = memmem(p, len, r0->bytes, r0->len);
@@ -406,11 +543,12 @@ static void test_decode_too_many_records(void **state)
 	struct td_block *blk;
 	char err[TD_ERRMSG_MAX] = "";
 	td_buf_init(&b);
-	td_enc_array(&b, 2);
+	td_enc_array(&b, 3);
 	td_header_encode(&b, &h);
 	td_enc_array(&b, TD_BLOCK_RECORDS_MAX + 1);
 	for (uint32_t i = 0; i < TD_BLOCK_RECORDS_MAX + 1; i++)
 		td_enc_bin(&b, (const uint8_t *)"", 0);
+	td_enc_array(&b, 0);
 	p = td_buf_take(&b, &len);
 	td_buf_free(&b);
 	assert_int_equal(td_block_decode(&blk, p, len, CHAIN, true, err, sizeof(err)), TD_EINVAL);
@@ -427,23 +565,23 @@ static void test_decode_noncanonical(void **state)
 	uint8_t *p, *q;
 	size_t len;
 	td_block_encode(blk, &p, &len);
-	/* Header version as cc 01 instead of 01. */
+	/* Header version as cc 02 instead of 02. */
 	q = malloc(len + 1);
 	memcpy(q, p, 2);
 	q[2] = 0xcc;
 	memcpy(q + 3, p + 2, len - 2);
 	assert_int_equal(block_refused(q, len + 1, true), TD_EINVAL);
 	free(q);
-	/* Outer array as array16 (dc 00 02). */
+	/* Outer array as array16 (dc 00 03). */
 	q = malloc(len + 2);
 	q[0] = 0xdc;
 	q[1] = 0x00;
-	q[2] = 0x02;
+	q[2] = 0x03;
 	memcpy(q + 3, p + 1, len - 1);
 	assert_int_equal(block_refused(q, len + 2, true), TD_EINVAL);
 	free(q);
-	/* The records array as array16: find the 0x93 after the header (1 + 104 bytes in). */
-	size_t hdr_len = 1 + 1 + 1 + 34 + 9 + 34 + 34 + 1;
+	/* The records array as array16: find the 0x93 after the header (1 + HDR_LEN bytes in). */
+	size_t hdr_len = HDR_LEN;
 	assert_int_equal(p[1 + hdr_len], 0x93);
 	q = malloc(len + 2);
 	memcpy(q, p, 1 + hdr_len);
@@ -451,6 +589,15 @@ static void test_decode_noncanonical(void **state)
 	q[2 + hdr_len] = 0x00;
 	q[3 + hdr_len] = 0x03;
 	memcpy(q + 4 + hdr_len, p + 2 + hdr_len, len - 2 - hdr_len);
+	assert_int_equal(block_refused(q, len + 2, true), TD_EINVAL);
+	free(q);
+	/* The empty evidence array (the last byte) as array16. */
+	assert_int_equal(p[len - 1], 0x90);
+	q = malloc(len + 2);
+	memcpy(q, p, len - 1);
+	q[len - 1] = 0xdc;
+	q[len] = 0x00;
+	q[len + 1] = 0x00;
 	assert_int_equal(block_refused(q, len + 2, true), TD_EINVAL);
 	free(q);
 	/* A record as a string instead of bin. */
@@ -470,11 +617,13 @@ static void test_vote_sign_bytes_golden(void **state)
 	size_t len;
 	memset(hash, 0xab, sizeof(hash));
 	td_vote_sign_bytes(&p, &len, CHAIN, TD_VOTE_PRECOMMIT, 7, 0, hash);
-	/* "tenderd-vote-v1" NUL "tenderd-test" NUL [2, 7, 0, bin32]. */
-	uint8_t want[16 + 13 + 4 + 34];
-	memcpy(want, "tenderd-vote-v1\0tenderd-test\0", 29);
-	memcpy(want + 29, "\x94\x02\x07\x00\xc4\x20", 6);
-	memset(want + 35, 0xab, 32);
+	/* "tenderd-vote-v2" NUL, the 32 bytes of the genesis hash (no NUL after), [2, 7, 0, bin32]. */
+	uint8_t want[16 + 32 + 4 + 34];
+	memcpy(want, "tenderd-vote-v2\0", 16);
+	memcpy(want + 16, "tenderd-test", 12);
+	memset(want + 28, 0, 20);
+	memcpy(want + 48, "\x94\x02\x07\x00\xc4\x20", 6);
+	memset(want + 54, 0xab, 32);
 	assert_int_equal(len, sizeof(want));
 	assert_memory_equal(p, want, len);
 	free(p);
@@ -482,9 +631,16 @@ static void test_vote_sign_bytes_golden(void **state)
 	td_vote_sign_bytes(&p, &len, CHAIN, TD_VOTE_PREVOTE, 0x100000000ULL, 70000, NULL);
 	static const uint8_t tail[] = { 0x94, 0x01, 0xcf, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
 					0x00, 0x00, 0xce, 0x00, 0x01, 0x11, 0x70, 0xc0 };
-	assert_int_equal(len, 29 + sizeof(tail));
-	assert_memory_equal(p, want, 29);
-	assert_memory_equal(p + 29, tail, sizeof(tail));
+	assert_int_equal(len, 48 + sizeof(tail));
+	assert_memory_equal(p, want, 48);
+	assert_memory_equal(p + 48, tail, sizeof(tail));
+	free(p);
+	/* Another genesis hash: the same bytes but for those 32. */
+	td_vote_sign_bytes(&p, &len, OTHER, TD_VOTE_PRECOMMIT, 7, 0, hash);
+	assert_int_equal(len, sizeof(want));
+	assert_memory_equal(p, want, 16);
+	assert_memory_equal(p + 16, OTHER, 32);
+	assert_memory_equal(p + 48, want + 48, sizeof(want) - 48);
 	free(p);
 }
 
@@ -503,7 +659,7 @@ static void test_votes(void **state)
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PREVOTE, 5, 3, hash, f->vpk[1]));
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PREVOTE, 5, 2, other, f->vpk[1]));
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PREVOTE, 5, 2, NULL, f->vpk[1]));
-	assert_false(td_vote_verify(sig, "other", TD_VOTE_PREVOTE, 5, 2, hash, f->vpk[1]));
+	assert_false(td_vote_verify(sig, OTHER, TD_VOTE_PREVOTE, 5, 2, hash, f->vpk[1]));
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PREVOTE, 5, 2, hash, f->vpk[2]));
 	sig[0] ^= 1;
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PREVOTE, 5, 2, hash, f->vpk[1]));
@@ -531,7 +687,7 @@ static void make_commit(struct td_commit *c, const struct fixture *f, uint64_t h
 	c->sigs = calloc(n ? n : 1, sizeof(*c->sigs));
 	for (uint32_t i = 0; i < n; i++) {
 		c->sigs[i].validator = idx[i];
-		td_vote_sign(c->sigs[i].sig, CHAIN, TD_VOTE_PRECOMMIT, height, round, hash,
+		td_vote_sign(c->sigs[i].sig, f->g.hash, TD_VOTE_PRECOMMIT, height, round, hash,
 			     sks ? sks[i] : f->vsk[idx[i] % N_VALIDATORS]);
 	}
 }
@@ -620,14 +776,34 @@ static void test_commits(void **state)
 	td_commit_clear(&c);
 	/* Prevotes are not precommits. */
 	make_commit(&c, f, 9, 1, hash, three, NULL, 3);
-	td_vote_sign(c.sigs[1].sig, CHAIN, TD_VOTE_PREVOTE, 9, 1, hash, f->vsk[1]);
+	td_vote_sign(c.sigs[1].sig, f->g.hash, TD_VOTE_PREVOTE, 9, 1, hash, f->vsk[1]);
 	assert_int_equal(verify(&c, f, 9, hash), TD_ESIG);
 	td_commit_clear(&c);
 	/* Nil precommits do not commit a block. */
 	make_commit(&c, f, 9, 1, hash, three, NULL, 3);
-	td_vote_sign(c.sigs[2].sig, CHAIN, TD_VOTE_PRECOMMIT, 9, 1, NULL, f->vsk[2]);
+	td_vote_sign(c.sigs[2].sig, f->g.hash, TD_VOTE_PRECOMMIT, 9, 1, NULL, f->vsk[2]);
 	assert_int_equal(verify(&c, f, 9, hash), TD_ESIG);
 	td_commit_clear(&c);
+	/* Precommits for another chain (signed for another genesis hash) do not commit on this one. */
+	make_commit(&c, f, 9, 1, hash, three, NULL, 3);
+	td_vote_sign(c.sigs[0].sig, CHAIN, TD_VOTE_PRECOMMIT, 9, 1, hash, f->vsk[0]);
+	assert_int_equal(verify(&c, f, 9, hash), TD_ESIG);
+	td_commit_clear(&c);
+	/* ...nor for a genesis that differs only in a validator's name (its hash differs). */
+	struct td_genesis g2;
+	char err[TD_ERRMSG_MAX] = "";
+	char *text = genesis_text(f, "2020-03-01T00:00:00Z");
+	char *at = strstr(text, "\"KISA\"");
+	assert_non_null(at);
+	at[1] = 'k';
+	assert_int_equal(td_genesis_parse(&g2, text, strlen(text), err, sizeof(err)), 0);
+	free(text);
+	assert_memory_not_equal(g2.hash, f->g.hash, TD_HASH_LEN);
+	assert_memory_equal(g2.validators_hash, f->g.validators_hash, TD_HASH_LEN);
+	make_commit(&c, f, 9, 1, hash, three, NULL, 3);
+	assert_int_equal(td_commit_verify(&c, &g2, 9, hash, err, sizeof(err)), TD_ESIG);
+	td_commit_clear(&c);
+	td_genesis_free(&g2);
 	td_commit_clear(NULL);
 }
 
@@ -781,7 +957,7 @@ static void test_genesis_parse(void **state)
 {
 	struct fixture *f = *state;
 	const struct td_genesis *g = &f->g;
-	assert_string_equal(g->chain_id, CHAIN);
+	assert_string_equal(g->chain_id, CHAIN_ID);
 	assert_string_equal(g->ocid_prefix, "ocds-kr2020");
 	assert_true(g->time_ms == 1583020800000ULL); /* 2020-03-01T00:00:00Z */
 	assert_int_equal(g->n, N_VALIDATORS);
@@ -801,6 +977,90 @@ static void test_genesis_parse(void **state)
 	td_genesis_free(&h);
 	free(text);
 	td_genesis_free(NULL);
+}
+
+/*
+ * The genesis hash and the validators hash, from the encodings written by
+ * hand: [1, chain id, ocid prefix, time ms, [[name, bin32 pk] ...]] and
+ * [1, [bin32 pk ...]]. The genesis hash is what every signature binds.
+ */
+static void test_genesis_hashes(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const names[N_VALIDATORS] = { "Jeju", "Gangwon", "Sejong", "KISA" };
+	uint8_t enc[512], *w = enc, want[TD_HASH_LEN];
+	*w++ = 0x95;
+	*w++ = 0x01;
+	*w++ = 0xa0 | 12;
+	memcpy(w, "tenderd-test", 12);
+	w += 12;
+	*w++ = 0xa0 | 11;
+	memcpy(w, "ocds-kr2020", 11);
+	w += 11;
+	*w++ = 0xcf; /* 1583020800000 = 0x0000017093647800 */
+	for (int i = 7; i >= 0; i--)
+		*w++ = (uint8_t)(1583020800000ULL >> (8 * i));
+	*w++ = 0x90 | N_VALIDATORS;
+	for (int i = 0; i < N_VALIDATORS; i++) {
+		size_t n = strlen(names[i]);
+		*w++ = 0x92;
+		*w++ = (uint8_t)(0xa0 | n);
+		memcpy(w, names[i], n);
+		w += n;
+		*w++ = 0xc4;
+		*w++ = 0x20;
+		memcpy(w, f->vpk[i], 32);
+		w += 32;
+	}
+	struct td_buf b;
+	td_buf_init(&b);
+	td_genesis_encode(&b, &f->g);
+	assert_int_equal(b.sb.size, (size_t)(w - enc));
+	assert_memory_equal(b.sb.data, enc, b.sb.size);
+	td_buf_free(&b);
+	crypto_generichash(want, TD_HASH_LEN, enc, (size_t)(w - enc), NULL, 0);
+	assert_memory_equal(f->g.hash, want, TD_HASH_LEN);
+	uint8_t h[TD_HASH_LEN];
+	td_genesis_hash(h, &f->g);
+	assert_memory_equal(h, want, TD_HASH_LEN);
+	validators_hash_by_hand(want, f);
+	assert_memory_equal(f->g.validators_hash, want, TD_HASH_LEN);
+	td_validators_hash(h, f->g.v, f->g.n);
+	assert_memory_equal(h, want, TD_HASH_LEN);
+
+	/* td_genesis_seal fills both for a genesis built by hand. */
+	struct td_genesis g = f->g;
+	memset(g.hash, 0, TD_HASH_LEN);
+	memset(g.validators_hash, 0, TD_HASH_LEN);
+	td_genesis_seal(&g);
+	assert_memory_equal(g.hash, f->g.hash, TD_HASH_LEN);
+	assert_memory_equal(g.validators_hash, f->g.validators_hash, TD_HASH_LEN);
+	/* Every field enters the genesis hash; only the keys, in order, enter the validators hash. */
+	g.time_ms++;
+	td_genesis_seal(&g);
+	assert_memory_not_equal(g.hash, f->g.hash, TD_HASH_LEN);
+	assert_memory_equal(g.validators_hash, f->g.validators_hash, TD_HASH_LEN);
+	g.time_ms--;
+	g.chain_id[0] ^= 1;
+	td_genesis_seal(&g);
+	assert_memory_not_equal(g.hash, f->g.hash, TD_HASH_LEN);
+	g.chain_id[0] ^= 1;
+	g.n = N_VALIDATORS - 1;
+	td_genesis_seal(&g);
+	assert_memory_not_equal(g.hash, f->g.hash, TD_HASH_LEN);
+	assert_memory_not_equal(g.validators_hash, f->g.validators_hash, TD_HASH_LEN);
+	g.n = N_VALIDATORS;
+	struct td_validator v[N_VALIDATORS];
+	memcpy(v, f->g.v, sizeof(v));
+	v[0] = f->g.v[1];
+	v[1] = f->g.v[0];
+	g.v = v;
+	td_genesis_seal(&g);
+	assert_memory_not_equal(g.validators_hash, f->g.validators_hash, TD_HASH_LEN);
+	/* The fixture's genesis is untouched (g shared its validators until now). */
+	td_genesis_seal(&f->g);
+	validators_hash_by_hand(want, f);
+	assert_memory_equal(f->g.validators_hash, want, TD_HASH_LEN);
 }
 
 /* Parses the fixture's genesis text with one substitution; returns the code. */
@@ -840,11 +1100,11 @@ static void test_genesis_refusals(void **state)
 	assert_int_equal(genesis_with(f, "\"Jeju\"", "\"Jeju-do\""), 0);
 	/* chain_id missing, empty, too long, not a string. */
 	assert_int_equal(genesis_with(f, "\"chain_id\"", "\"chain\""), TD_EINVAL);
-	assert_int_equal(genesis_with(f, "\"" CHAIN "\"", "\"\""), TD_EINVAL);
-	assert_int_equal(genesis_with(f, "\"" CHAIN "\"",
+	assert_int_equal(genesis_with(f, "\"" CHAIN_ID "\"", "\"\""), TD_EINVAL);
+	assert_int_equal(genesis_with(f, "\"" CHAIN_ID "\"",
 				      "\"0123456789012345678901234567890123456789012345678901234567890123X\""),
 			 TD_EINVAL);
-	assert_int_equal(genesis_with(f, "\"" CHAIN "\"", "12"), TD_EINVAL);
+	assert_int_equal(genesis_with(f, "\"" CHAIN_ID "\"", "12"), TD_EINVAL);
 	/* ocid_prefix missing or not starting with "ocds-". */
 	assert_int_equal(genesis_with(f, "\"ocid_prefix\"", "\"prefix\""), TD_EINVAL);
 	assert_int_equal(genesis_with(f, "\"ocds-kr2020\"", "\"kr2020\""), TD_EINVAL);
@@ -1003,6 +1263,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_codec, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_genesis_parse, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_genesis_hashes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_genesis_refusals, setup, teardown),
 		cmocka_unit_test(test_genesis_too_many_validators),
 		cmocka_unit_test_setup_teardown(test_genesis_json_roundtrip, setup, teardown),

@@ -38,6 +38,7 @@
 #include "chainkeys.h"
 #include "store.h"
 
+static uint8_t CHAIN[TD_HASH_LEN]; /* the genesis hash of the newest fixture: what signatures bind */
 #define CHAIN_ID "tenderd-test"
 #define PREFIX "ocds-kr2020"
 #define GENESIS_MS 1577836800000ull /* 2020-01-01T00:00:00Z */
@@ -51,7 +52,7 @@ struct net {
 	char dir[64];
 	char path[96];
 	struct chain *c;
-	uint64_t clock_ms; /* record times, increasing */
+	uint64_t clock_ms;   /* record times, increasing */
 	bool validate_first; /* apply_recs runs chain_validate before chain_apply (its remembered checks) */
 };
 
@@ -80,6 +81,8 @@ static struct net *net_new(uint32_t n)
 		snprintf(t->g.v[i].name, sizeof(t->g.v[i].name), "agency-%u", i);
 		crypto_sign_keypair(t->g.v[i].pk, t->sk[i]);
 	}
+	td_genesis_seal(&t->g);
+	memcpy(CHAIN, t->g.hash, TD_HASH_LEN);
 	crypto_sign_keypair(t->out_pk, t->out_sk);
 	t->clock_ms = GENESIS_MS + 1000;
 	snprintf(t->dir, sizeof(t->dir), "/tmp/td-chain-XXXXXX");
@@ -224,7 +227,7 @@ static struct td_record *mkrec(struct net *t, enum td_kind kind, json_t *frag, c
 	rel = td_release_build(frag, kind, ocid, ms, "Test agency", err, sizeof(err));
 	if (!rel)
 		fail_msg("build: %s", err);
-	if (td_record_sign(&rec, kind, rel, ms, CHAIN_ID, sk, err, sizeof(err)) != 0)
+	if (td_record_sign(&rec, kind, rel, ms, CHAIN, sk, err, sizeof(err)) != 0)
 		fail_msg("sign: %s", err);
 	json_decref(rel);
 	json_decref(frag);
@@ -261,7 +264,8 @@ static struct td_block *mkblock_at(struct net *t, uint64_t height, const uint8_t
 
 	for (uint32_t i = 0; i < n; i++)
 		arr[i] = recs[i];
-	return td_block_new(height, prev, chain_last_time(t->c) + 1000, t->g.v[height % t->g.n].pk, arr, n);
+	return td_block_new(height, prev, chain_last_time(t->c) + 1000, t->g.v[height % t->g.n].pk,
+			    t->g.validators_hash, arr, n);
 }
 
 static struct td_block *mkblock(struct net *t, struct td_record **recs, uint32_t n)
@@ -282,7 +286,7 @@ static void mkcommit_for(struct net *t, struct td_commit *cm, uint64_t height, c
 		if (!(mask & (1u << i)))
 			continue;
 		cm->sigs[cm->n_sigs].validator = i;
-		td_vote_sign(cm->sigs[cm->n_sigs].sig, CHAIN_ID, TD_VOTE_PRECOMMIT, height, 0, hash, t->sk[i]);
+		td_vote_sign(cm->sigs[cm->n_sigs].sig, CHAIN, TD_VOTE_PRECOMMIT, height, 0, hash, t->sk[i]);
 		cm->n_sigs++;
 	}
 }
@@ -636,7 +640,7 @@ static void test_apply_and_query(void **state)
 	struct td_block *blk;
 	struct td_commit cm;
 	assert_int_equal(chain_block_raw(t->c, 2, &bb, &bl, &cb, &cl), 0);
-	assert_int_equal(td_block_decode(&blk, bb, bl, CHAIN_ID, false, err, sizeof(err)), 0);
+	assert_int_equal(td_block_decode(&blk, bb, bl, CHAIN, false, err, sizeof(err)), 0);
 	assert_memory_equal(blk->hash, h2, TD_HASH_LEN);
 	assert_int_equal(blk->hdr.n_records, 3);
 	assert_int_equal(td_commit_decode(&cm, cb, cl, err, sizeof(err)), 0);
@@ -804,7 +808,7 @@ static void test_block_refusals(void **state)
 		blk->hdr.n_records = 0;
 		uint64_t tm = blk->hdr.time_ms;
 		td_block_free(blk);
-		blk = td_block_new(2, chain_last_hash(t->c), tm, t->out_pk, arr, 1);
+		blk = td_block_new(2, chain_last_hash(t->c), tm, t->out_pk, t->g.validators_hash, arr, 1);
 	}
 	mkcommit(t, &cm, blk);
 	TRY(TD_EINVAL);
@@ -815,7 +819,8 @@ static void test_block_refusals(void **state)
 	{
 		struct td_record **arr = calloc(1, sizeof(*arr));
 		arr[0] = r[0];
-		blk = td_block_new(2, chain_last_hash(t->c), chain_last_time(t->c) - 1, t->g.v[0].pk, arr, 1);
+		blk = td_block_new(2, chain_last_hash(t->c), chain_last_time(t->c) - 1, t->g.v[0].pk,
+				   t->g.validators_hash, arr, 1);
 	}
 	mkcommit(t, &cm, blk);
 	TRY(TD_EINVAL);
@@ -877,7 +882,7 @@ static void test_record_refusals(void **state)
 	{
 		uint8_t *bytes = r[0]->bytes;
 		struct td_record *copy = NULL;
-		assert_int_equal(td_record_decode(&copy, bytes, r[0]->len, CHAIN_ID, err, sizeof(err)), 0);
+		assert_int_equal(td_record_decode(&copy, bytes, r[0]->len, CHAIN, err, sizeof(err)), 0);
 		r[1] = copy;
 	}
 	refuse(t, r, 2, TD_EEXIST, err, sizeof(err));
@@ -885,7 +890,7 @@ static void test_record_refusals(void **state)
 	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-gangwon.json"), NULL, t->sk[0]);
 	{
 		struct td_record *copy = NULL;
-		assert_int_equal(td_record_decode(&copy, r[0]->bytes, r[0]->len, CHAIN_ID, err, sizeof(err)), 0);
+		assert_int_equal(td_record_decode(&copy, r[0]->bytes, r[0]->len, CHAIN, err, sizeof(err)), 0);
 		apply_ok(t, r, 1);
 		assert_int_equal(chain_check_record(t->c, copy, err, sizeof(err)), TD_EEXIST);
 		assert_non_null(strstr(err, "already on the ledger"));
@@ -1023,11 +1028,23 @@ static void test_wrong_store(void **state)
 	store_close(st);
 	assert_true(chain_open(&c2, p2, &t->g, err, sizeof(err)) < 0);
 
-	/* the net's own store reopens once the schema is back */
+	/* a store of ledger format 1 (schema 3) is refused with what to do */
 	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
 	b = store_batch_new();
 	static const uint8_t v3[4] = { 0, 0, 0, 3 };
 	store_batch_put(b, "S", 1, v3, sizeof(v3));
+	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
+	store_batch_free(b);
+	store_close(st);
+	assert_true(chain_open(&c2, t->path, &t->g, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "older ledger format"));
+	assert_non_null(strstr(err, "Resync"));
+
+	/* the net's own store reopens once the schema is back */
+	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
+	b = store_batch_new();
+	static const uint8_t v4[4] = { 0, 0, 0, 4 };
+	store_batch_put(b, "S", 1, v4, sizeof(v4));
 	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
 	store_batch_free(b);
 	store_close(st);
@@ -1791,7 +1808,7 @@ static void check_consistent(struct net *t)
 		struct td_block *blk;
 		struct td_commit cm;
 		assert_int_equal(chain_block_raw(t->c, i, &bb, &bl, &cb, &cl), 0);
-		if (td_block_decode(&blk, bb, bl, CHAIN_ID, false, err, sizeof(err)) != 0)
+		if (td_block_decode(&blk, bb, bl, CHAIN, false, err, sizeof(err)) != 0)
 			fail_msg("block %llu: %s", (unsigned long long)i, err);
 		assert_int_equal(blk->hdr.height, i);
 		assert_memory_equal(blk->hdr.prev_hash, prev, TD_HASH_LEN);
@@ -1925,8 +1942,9 @@ static void test_same_ocid_block(void **state)
 		r[i] = mkamend(t, ocid, prev, NULL, i, t->sk[0]);
 		snprintf(prev, sizeof(prev), "%s", r[i]->release_id);
 	}
-	r[SAME_OCID_N + 1] = mkrec(t, TD_KIND_AWARD, parse("{\"awards\": [{\"id\": \"many-a1\", \"status\": \"active\"}]}"),
-				   ocid, t->sk[0]);
+	r[SAME_OCID_N + 1] =
+		mkrec(t, TD_KIND_AWARD, parse("{\"awards\": [{\"id\": \"many-a1\", \"status\": \"active\"}]}"), ocid,
+		      t->sk[0]);
 	snprintf(award_id, sizeof(award_id), "%s", r[SAME_OCID_N + 1]->release_id);
 	t->validate_first = true;
 	apply_ok(t, r, SAME_OCID_N + 2);
@@ -1939,9 +1957,9 @@ static void test_same_ocid_block(void **state)
 	assert_int_equal(json_array_size(json_object_get(tj, "releases")), SAME_OCID_N + 2);
 	assert_int_equal(json_array_size(jpath(jpath(tj, "compiled", "tender"), "amendments", NULL)), SAME_OCID_N);
 	assert_string_equal(jstr(jpath(tj, "compiled", "tender"), "title"), "Title 300");
-	assert_string_equal(jstr(json_object_get(json_array_get(json_object_get(tj, "releases"), SAME_OCID_N), "release"),
-				 "id"),
-			    "many-r300");
+	assert_string_equal(
+		jstr(json_object_get(json_array_get(json_object_get(tj, "releases"), SAME_OCID_N), "release"), "id"),
+		"many-r300");
 	json_decref(tj);
 
 	/* an amendment cancels through tender.status: the next change of the same block is refused */
@@ -2017,8 +2035,7 @@ static void test_validate_then_apply(void **state)
 	 * Another block at the same height wins and publishes the same ocid; the
 	 * validated block's record, proposed again on the new tip, is refused.
 	 */
-	assert_int_equal(td_record_decode(&copy, blk->records[0]->bytes, blk->records[0]->len, CHAIN_ID, err,
-					  sizeof(err)),
+	assert_int_equal(td_record_decode(&copy, blk->records[0]->bytes, blk->records[0]->len, CHAIN, err, sizeof(err)),
 			 0);
 	r[0] = mktender(t, "vb", "goods", "open", NULL, t->sk[0]);
 	apply_ok(t, r, 1);
@@ -2120,7 +2137,8 @@ static void test_validate_same_store(void **state)
 		arr = calloc(n ? n : 1, sizeof(*arr));
 		for (uint32_t i = 0; i < n; i++)
 			arr[i] = td_record_ref(r[i]);
-		b2 = td_block_new(b1->hdr.height, b1->hdr.prev_hash, b1->hdr.time_ms, b1->hdr.proposer, arr, n);
+		b2 = td_block_new(b1->hdr.height, b1->hdr.prev_hash, b1->hdr.time_ms, b1->hdr.proposer,
+				  t->g.validators_hash, arr, n);
 		assert_memory_equal(b1->hash, b2->hash, TD_HASH_LEN);
 		mkcommit(t, &cm, b1);
 		assert_int_equal(chain_validate(t->c, b1, err, sizeof(err)), 0);

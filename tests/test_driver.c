@@ -41,6 +41,7 @@
 #include "tenderd/release.h"
 #include "wal.h"
 
+static uint8_t CHAIN[TD_HASH_LEN]; /* the genesis hash of the newest fixture: what signatures bind */
 #define CHAIN_ID "tenderd-driver-test"
 #define PREFIX "ocds-kr2020"
 #define GENESIS_MS 1577836800000ull /* 2020-01-01T00:00:00Z */
@@ -361,6 +362,8 @@ static struct env *env_new(uint32_t n, int me, uint32_t block_max_records)
 		snprintf(e->g.v[i].name, sizeof(e->g.v[i].name), "agency-%u", i);
 		seed_keypair(e->g.v[i].pk, e->sk[i], (uint8_t)(0x21 + i));
 	}
+	td_genesis_seal(&e->g);
+	memcpy(CHAIN, e->g.hash, TD_HASH_LEN);
 	seed_keypair(pk, e->agency_sk, 0x5a);
 	e->me = me;
 	for (uint32_t i = 0; i < NVAL_MAX; i++)
@@ -399,7 +402,7 @@ static void env_driver(struct env *e)
 {
 	char err[256];
 	e->mp = mempool_new(10000, 64u << 20);
-	struct prop_callbacks pcb = { e, cb_complete, cb_fetch };
+	struct prop_callbacks pcb = { e, cb_complete, cb_fetch, NULL };
 	e->prop = prop_new(&e->io, &e->g, e->mp, chain_height(e->chain) + 1, &pcb);
 	struct driver_config dc = {
 		.sign_state_path = e->ss_path,
@@ -502,7 +505,7 @@ static void pool_record(struct env *e, uint8_t *id)
 	json_t *full = td_release_build(frag, TD_KIND_TENDER, NULL, ms, "Test agency", err, sizeof(err));
 	if (!full)
 		fail_msg("build: %s", err);
-	if (td_record_sign(&rec, TD_KIND_TENDER, full, ms, CHAIN_ID, e->agency_sk, err, sizeof(err)) != 0)
+	if (td_record_sign(&rec, TD_KIND_TENDER, full, ms, CHAIN, e->agency_sk, err, sizeof(err)) != 0)
 		fail_msg("sign: %s", err);
 	json_decref(frag);
 	json_decref(full);
@@ -523,7 +526,7 @@ static struct td_block *block_of_pool(struct env *e, uint32_t proposer)
 		recs[i] = td_record_ref(peek[i]);
 	free(peek);
 	return td_block_new(chain_height(e->chain) + 1, chain_last_hash(e->chain), e->wall - 1000, e->g.v[proposer].pk,
-			    recs, k);
+			    e->g.validators_hash, recs, k);
 }
 
 /* A VOTE from validator v signed with its key (hash NULL: nil). */
@@ -539,7 +542,7 @@ static void mkvote(struct env *e, struct td_msg *m, uint32_t v, enum td_vote_typ
 	if (hash)
 		memcpy(m->hash, hash, TD_HASH_LEN);
 	m->validator = v;
-	td_vote_sign(m->sig, CHAIN_ID, type, h, r, hash, e->sk[v]);
+	td_vote_sign(m->sig, CHAIN, type, h, r, hash, e->sk[v]);
 }
 
 static void vote(struct env *e, uint32_t v, enum td_vote_type type, uint64_t h, uint32_t r, const uint8_t *hash)
@@ -571,7 +574,7 @@ static int find_vote(const struct env *e, uint32_t since, enum td_vote_type type
 			   m.height == h && m.round == r && m.nil == (hash == NULL) &&
 			   (!hash || memcmp(m.hash, hash, TD_HASH_LEN) == 0);
 		if (hit) {
-			assert_true(td_vote_verify(m.sig, CHAIN_ID, type, h, r, hash, e->g.v[e->me].pk));
+			assert_true(td_vote_verify(m.sig, CHAIN, type, h, r, hash, e->g.v[e->me].pk));
 		}
 		td_msg_free(&m);
 		if (hit)
@@ -588,7 +591,7 @@ static int find_proposal(const struct env *e, uint32_t since, uint64_t h, uint32
 		sent_decode(e, i, &m);
 		bool hit = m.type == TD_MSG_PROPOSAL && m.height == h && m.round == r;
 		if (hit) {
-			assert_true(td_proposal_verify(m.sig, CHAIN_ID, h, r, m.valid_round, m.hash, e->g.v[e->me].pk));
+			assert_true(td_proposal_verify(m.sig, CHAIN, h, r, m.valid_round, m.hash, e->g.v[e->me].pk));
 			memcpy(hash, m.hash, TD_HASH_LEN);
 		}
 		td_msg_free(&m);
@@ -607,7 +610,7 @@ static void stored_commit(struct env *e, uint64_t h, struct td_commit *cm)
 	struct td_block *blk;
 
 	assert_int_equal(chain_block_raw(e->chain, h, &braw, &blen, &craw, &clen), 0);
-	assert_int_equal(td_block_decode(&blk, braw, blen, CHAIN_ID, false, err, sizeof(err)), 0);
+	assert_int_equal(td_block_decode(&blk, braw, blen, CHAIN, false, err, sizeof(err)), 0);
 	assert_int_equal(td_commit_decode(cm, craw, clen, err, sizeof(err)), 0);
 	assert_int_equal(td_commit_verify(cm, &e->g, h, blk->hash, err, sizeof(err)), 0);
 	td_block_free(blk);
@@ -830,7 +833,7 @@ static void test_bad_signature_disconnects(void **state)
 	memset(hash, 0xab, sizeof(hash));
 	/* Signed by validator 3's key but claiming validator 2. */
 	mkvote(e, &m, 2, TD_VOTE_PREVOTE, 1, 0, hash);
-	td_vote_sign(m.sig, CHAIN_ID, TD_VOTE_PREVOTE, 1, 0, hash, e->sk[3]);
+	td_vote_sign(m.sig, CHAIN, TD_VOTE_PREVOTE, 1, 0, hash, e->sk[3]);
 	driver_on_vote(e->d, 2, &m);
 	assert_int_equal(e->ndisc, 1);
 	assert_int_equal(e->disc_peer[0], 2);
@@ -1342,7 +1345,7 @@ static void test_untimely_proposal_ignored(void **state)
 	struct td_record **one = calloc(1, sizeof(*one));
 	one[0] = rec;
 	struct td_block *ahead = td_block_new(1, chain_last_hash(e->chain), e->wall + DRIVER_CLOCK_PRECISION_MS + 1000,
-					      e->g.v[1].pk, one, 1);
+					      e->g.v[1].pk, e->g.validators_hash, one, 1);
 	prop_keep(e->prop, ahead);
 	driver_on_proposal(e->d, 1, 1, 0, ahead->hash, -1);
 	assert_int_equal(e->nsent, 0);

@@ -29,6 +29,7 @@
 #include "tenderd/release.h"
 #include "chain.h"
 
+static uint8_t CHAIN[TD_HASH_LEN]; /* the genesis hash of the newest fixture: what signatures bind */
 #define CHAIN_ID "tenderd-test"
 #define PREFIX "ocds-kr2020"
 #define GENESIS_MS 1577836800000ull /* 2020-01-01T00:00:00Z */
@@ -66,6 +67,8 @@ static struct net *net_new(uint32_t n)
 		snprintf(t->g.v[i].name, sizeof(t->g.v[i].name), "agency-%u", i);
 		crypto_sign_keypair(t->g.v[i].pk, t->sk[i]);
 	}
+	td_genesis_seal(&t->g);
+	memcpy(CHAIN, t->g.hash, TD_HASH_LEN);
 	t->clock_ms = GENESIS_MS + 1000;
 	snprintf(t->dir, sizeof(t->dir), "/tmp/td-chain-XXXXXX");
 	assert_non_null(mkdtemp(t->dir));
@@ -144,7 +147,7 @@ static struct td_record *mkrec(struct net *t, enum td_kind kind, json_t *frag, c
 	rel = td_release_build(frag, kind, ocid, ms, "Test agency", err, sizeof(err));
 	if (!rel)
 		fail_msg("build: %s", err);
-	if (td_record_sign(&rec, kind, rel, ms, CHAIN_ID, sk, err, sizeof(err)) != 0)
+	if (td_record_sign(&rec, kind, rel, ms, CHAIN, sk, err, sizeof(err)) != 0)
 		fail_msg("sign: %s", err);
 	json_decref(rel);
 	json_decref(frag);
@@ -181,7 +184,8 @@ static struct td_block *mkblock_at(struct net *t, uint64_t height, const uint8_t
 
 	for (uint32_t i = 0; i < n; i++)
 		arr[i] = recs[i];
-	return td_block_new(height, prev, chain_last_time(t->c) + 1000, t->g.v[height % t->g.n].pk, arr, n);
+	return td_block_new(height, prev, chain_last_time(t->c) + 1000, t->g.v[height % t->g.n].pk,
+			    t->g.validators_hash, arr, n);
 }
 
 static struct td_block *mkblock(struct net *t, struct td_record **recs, uint32_t n)
@@ -202,7 +206,7 @@ static void mkcommit_for(struct net *t, struct td_commit *cm, uint64_t height, c
 		if (!(mask & (1u << i)))
 			continue;
 		cm->sigs[cm->n_sigs].validator = i;
-		td_vote_sign(cm->sigs[cm->n_sigs].sig, CHAIN_ID, TD_VOTE_PRECOMMIT, height, 0, hash, t->sk[i]);
+		td_vote_sign(cm->sigs[cm->n_sigs].sig, CHAIN, TD_VOTE_PRECOMMIT, height, 0, hash, t->sk[i]);
 		cm->n_sigs++;
 	}
 }

@@ -11,8 +11,11 @@
  * Signatures: the secret key of RFC 8032's first Ed25519 test vector signs
  * fixed proposals and votes. Ed25519 is deterministic, so each signature is
  * fixed below next to the exact bytes it signs; changing any signed field
- * (chain id, height, round, valid round, block hash, vote type) must make
- * verification fail.
+ * (genesis hash, height, round, valid round, block hash, vote type) must make
+ * verification fail. The signed bytes are written by hand from the format;
+ * the signatures over them were computed once, outside tenderd (Python's
+ * cryptography package, Ed25519 with the RFC 8032 key), and are pinned
+ * regression values.
  *
  * Refusals: every strict prefix of every golden message, trailing bytes,
  * other encodings of the same values, unknown types and wrong shapes, counts
@@ -32,9 +35,11 @@
 
 #include "tenderd/block.h"
 #include "tenderd/codec.h"
+#include "tenderd/evidence.h"
 #include "tenderd/msg.h"
 
-#define CHAIN "tenderd-test"
+static const uint8_t CHAIN[TD_HASH_LEN] = "tenderd-test"; /* a genesis hash, for signatures */
+static const uint8_t OTHER[TD_HASH_LEN] = "another chain";
 
 /* The fixed inputs: byte i of each is first + i. */
 #define X_LAST "101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f"     /* first 0x10 */
@@ -44,6 +49,8 @@
 #define X_PREV "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"     /* first 0x20 */
 #define X_PROPOSER "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf" /* first 0xa0 */
 #define X_ROOT "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"     /* first 0x00 */
+#define X_EVROOT "303132333435363738393a3b3c3d3e3f404142434445464748494a4b4c4d4e4f"   /* first 0x30 */
+#define X_NEXT "707172737475767778797a7b7c7d7e7f808182838485868788898a8b8c8d8e8f"     /* first 0x70 */
 #define X_SIG                                                              \
 	"c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf" \
 	"e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"   /* first 0xc0, 64 bytes */
@@ -60,17 +67,33 @@
 #define GOLD_FETCH_EMPTY "92 03 90"
 /* RECORDS [4, [bin 010203, bin ""]] (the decoder does not look inside a record) */
 #define GOLD_RECORDS "92 04 92 c403 010203 c400"
-/* Header [1, height 70000, prev, TIME_MS, proposer, root, 2 records] */
-#define GOLD_HEADER "97 01 ce00011170 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT " 02"
-/* BLAKE2b-256 of GOLD_HEADER's bytes */
-#define GOLD_BLOCK_HASH "c80bf48c9188ff3ce0ac62c3e899584e914561c86e2b2360399e0097e16e64c5"
-/* PROPOSAL [5, height 70000, round 3, valid round 1 + 1, header, [id1, id2], sig] */
-#define GOLD_PROPOSAL "97 05 ce00011170 03 02 " GOLD_HEADER " 92 c420" X_ID1 " c420" X_ID2 " c440" X_SIG
-/* Header [1, height 1, prev, TIME_MS, proposer, root, 0 records] */
-#define GOLD_HEADER_EMPTY "97 01 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT " 00"
-#define GOLD_BLOCK_HASH_EMPTY "0f933a831e9a0534a6c159a8a71d6e1b63e45794171a7e7f333162d6e9fe4358"
-/* PROPOSAL [5, height 1, round 0, no valid round (-1 + 1), header, [], sig] */
-#define GOLD_PROPOSAL_EMPTY "97 05 01 00 00 " GOLD_HEADER_EMPTY " 90 c440" X_SIG
+/*
+ * Evidence (tenderd/evidence.h) of two PRECOMMITs by X_PROPOSER at height 70000,
+ * round 3: [1, pk, 70000, 3, 2, [nil, 0, sig], [id1, 0, sig]], the nil side
+ * first (its encoding is the shorter). 214 bytes. The decoders of messages
+ * do not look inside it.
+ */
+#define X_EV "97 01 c420" X_PROPOSER " ce00011170 03 02 93 c0 00 c440" X_SIG " 93 c420" X_ID1 " 00 c440" X_SIG
+/* Header [2, height 70000, prev, TIME_MS, proposer, root, 2 records, evidence root, 1 evidence, next validators] */
+#define GOLD_HEADER                                                                                             \
+	"9a 02 ce00011170 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT " 02 c420" X_EVROOT \
+	" 01 c420" X_NEXT
+/* BLAKE2b-256 of GOLD_HEADER's bytes (computed outside tenderd: Python's hashlib.blake2b, digest_size 32) */
+#define GOLD_BLOCK_HASH "c8ca2d22a16f33f1de3f1c8d3302788badea91aff0cbafdc109e418240cb30b7"
+/* PROPOSAL [5, height 70000, round 3, valid round 1 + 1, header, [id1, id2], [evidence], sig] */
+#define GOLD_PROPOSAL_TAIL " 92 c420" X_ID1 " c420" X_ID2 " 91 c4d6 " X_EV " c440" X_SIG
+#define GOLD_PROPOSAL "98 05 ce00011170 03 02 " GOLD_HEADER GOLD_PROPOSAL_TAIL
+/* Header [2, height 1, prev, TIME_MS, proposer, root, 0 records, evidence root, 0 evidence, next validators] */
+#define GOLD_HEADER_EMPTY                                                                               \
+	"9a 02 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT " 00 c420" X_EVROOT \
+	" 00 c420" X_NEXT
+#define GOLD_BLOCK_HASH_EMPTY "80bf6e1dfa3c09fc0dbf97cf3b893cb8a8251ab4f822e7e7f212fb1ffb972e8f"
+/* PROPOSAL [5, height 1, round 0, no valid round (-1 + 1), header, [], [], sig] */
+#define GOLD_PROPOSAL_EMPTY "98 05 01 00 00 " GOLD_HEADER_EMPTY " 90 90 c440" X_SIG
+/* The header fields of a PROPOSAL at height 1 before the record count, and after it up to the evidence count */
+#define HDR1_HEAD "9a 02 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT
+#define HDR_EVROOT " c420" X_EVROOT
+#define HDR_NEXT " c420" X_NEXT
 /* VOTE [6, PREVOTE, height 2^32, round 200, id3, validator 3, sig] */
 #define GOLD_VOTE "97 06 01 cf0000000100000000 ccc8 c420" X_ID3 " 03 c440" X_SIG
 /* VOTE [6, PRECOMMIT, height 5, round 0, nil, validator 127, sig] */
@@ -80,6 +103,9 @@
 /* SYNC_BLOCKS [8, [[bin b1b2, bin c1], [bin "", bin c2c3]]] and [8, []] */
 #define GOLD_SYNC_BLOCKS "92 08 92 92 c402b1b2 c401c1 92 c400 c402c2c3"
 #define GOLD_SYNC_BLOCKS_EMPTY "92 08 90"
+/* EVIDENCE [9, [evidence]] and [9, []] */
+#define GOLD_EVIDENCE "92 09 91 c4d6 " X_EV
+#define GOLD_EVIDENCE_EMPTY "92 09 90"
 
 static const struct golden {
 	const char *name, *hex;
@@ -96,36 +122,45 @@ static const struct golden {
 	{ "SYNC_REQ", GOLD_SYNC_REQ },
 	{ "SYNC_BLOCKS", GOLD_SYNC_BLOCKS },
 	{ "SYNC_BLOCKS empty", GOLD_SYNC_BLOCKS_EMPTY },
+	{ "EVIDENCE", GOLD_EVIDENCE },
+	{ "EVIDENCE empty", GOLD_EVIDENCE_EMPTY },
 };
 
 /* RFC 8032 section 7.1, TEST 1: secret key (the seed) and public key. */
 #define RFC8032_SEED "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
 #define RFC8032_PK "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
 
-#define X_CHAIN "74656e646572642d74657374"                         /* "tenderd-test" */
-#define X_PROPOSAL_DOMAIN "74656e646572642d70726f706f73616c2d7631" /* "tenderd-proposal-v1" */
-#define X_VOTE_DOMAIN "74656e646572642d766f74652d7631"             /* "tenderd-vote-v1" */
+/* CHAIN: "tenderd-test" and 20 zero bytes, standing for a genesis hash */
+#define X_CHAIN                    \
+	"74656e646572642d74657374" \
+	"0000000000000000000000000000000000000000"
+#define X_PROPOSAL_DOMAIN "74656e646572642d70726f706f73616c2d7632" /* "tenderd-proposal-v2" */
+#define X_VOTE_DOMAIN "74656e646572642d766f74652d7632"             /* "tenderd-vote-v2" */
 
+/*
+ * The bytes signed: domain, NUL, the 32-byte genesis hash (no NUL after it),
+ * then the array. The signatures: pinned regression values (see the top).
+ */
 /* Proposal at height 70000, round 3, valid round 1 for block hash id1: the bytes signed and the signature. */
-#define SIGNED_PROPOSAL X_PROPOSAL_DOMAIN " 00 " X_CHAIN " 00 94 ce00011170 03 02 c420" X_ID1
+#define SIGNED_PROPOSAL X_PROPOSAL_DOMAIN " 00 " X_CHAIN " 94 ce00011170 03 02 c420" X_ID1
 #define SIG_PROPOSAL                                                       \
-	"5d330b71ceb53005671995f23473e24eaa822ce928fe0efe5cf63ed4a4b27472" \
-	"6f87d639c4683cfbed24cc1d14c46d060c844f8a94300cb05f2205731bbf4105"
+	"9fa5ca1ab3b2e2f435a985c8b8df11b4346f636f86ba32dac9af262220c49d39" \
+	"efd262831bd3171c46d938fc8d1e37daeaa3e3707fefb2b0da685a81d8635d0a"
 /* Proposal at height 1, round 0, no valid round, for id1. */
-#define SIGNED_PROPOSAL_NO_VR X_PROPOSAL_DOMAIN " 00 " X_CHAIN " 00 94 01 00 00 c420" X_ID1
+#define SIGNED_PROPOSAL_NO_VR X_PROPOSAL_DOMAIN " 00 " X_CHAIN " 94 01 00 00 c420" X_ID1
 #define SIG_PROPOSAL_NO_VR                                                 \
-	"0a6a022a05163501c62d4c521d2712d7ff2e41c0092cdd3dc581edc73f61c380" \
-	"147df2d8504a7e7c58648ef304e48075fdf1a7efebd2cee597dca147a0267c06"
+	"8df56ce4de15df56f1e94e7d946870635de87a470fe44098261aa09c50f0f552" \
+	"d7898675fbfb6f516e458ab29352bf0d1e8d168b6262055f2cd21f7c8bb54100"
 /* PREVOTE at height 2^32, round 200 for id3. */
-#define SIGNED_PREVOTE X_VOTE_DOMAIN " 00 " X_CHAIN " 00 94 01 cf0000000100000000 ccc8 c420" X_ID3
+#define SIGNED_PREVOTE X_VOTE_DOMAIN " 00 " X_CHAIN " 94 01 cf0000000100000000 ccc8 c420" X_ID3
 #define SIG_PREVOTE                                                        \
-	"bc6918c526b89ab58b913dd56924b5ba5589732b9d18fc405b92a86206c530af" \
-	"a8a4dc573a24cac353cd8b16f8ee829c31c3fdca226642c5f62683ee3d8e7708"
+	"3dbf492c81e83f33e1def10175a28c86efce1e1b21e7f4eba2d4130d03e5b8e0" \
+	"b5a3cdbce8a8c79e9303e4c4716c84ac34708e4dc77ebbe7161d5cc2ef6ecc05"
 /* PRECOMMIT at height 5, round 0 for nothing (nil). */
-#define SIGNED_PRECOMMIT_NIL X_VOTE_DOMAIN " 00 " X_CHAIN " 00 94 02 05 00 c0"
+#define SIGNED_PRECOMMIT_NIL X_VOTE_DOMAIN " 00 " X_CHAIN " 94 02 05 00 c0"
 #define SIG_PRECOMMIT_NIL                                                  \
-	"4a91c73aed8e098ad5632c695f4818e6ab28782e20915cacb524808e898c0937" \
-	"c32c74fcbd60edb746ccbf315f86af82668d3687876fb59e1de1df6cc640ba03"
+	"59d6b79505f3f3552c78ff5caaa0e790f10fe40a58baf00eb4c65e8019dcf09a" \
+	"7db975294335a09a7edb41d93120c1f870f6c9cf9f7436b52be7f65dbd973003"
 
 _Static_assert(TD_SYNC_BATCH <= TD_SYNC_REQ_MAX, "a node must be allowed to ask for its own batch");
 _Static_assert(TD_MSG_ITEMS_MAX >= TD_MSG_IDS_MAX, "a RECORDS must hold every record one FETCH asks for");
@@ -417,8 +452,8 @@ static void test_records(void **state)
 	free(in);
 }
 
-/* The header of GOLD_HEADER (n records) or GOLD_HEADER_EMPTY. */
-static void fixed_header(struct td_block_header *h, uint64_t height, uint32_t n)
+/* The header of GOLD_HEADER (n records, nev evidence) or GOLD_HEADER_EMPTY. */
+static void fixed_header(struct td_block_header *h, uint64_t height, uint32_t n, uint32_t nev)
 {
 	memset(h, 0, sizeof(*h));
 	h->height = height;
@@ -427,18 +462,47 @@ static void fixed_header(struct td_block_header *h, uint64_t height, uint32_t n)
 	seq(h->proposer, TD_PUBKEY_LEN, 0xa0);
 	seq(h->records_root, TD_HASH_LEN, 0x00);
 	h->n_records = n;
+	seq(h->evidence_root, TD_HASH_LEN, 0x30);
+	h->n_evidence = nev;
+	seq(h->next_validators, TD_HASH_LEN, 0x70);
 }
 
-static void expect_fixed_header(const struct td_block_header *h, uint64_t height, uint32_t n)
+static void expect_fixed_header(const struct td_block_header *h, uint64_t height, uint32_t n, uint32_t nev)
 {
 	struct td_block_header want;
-	fixed_header(&want, height, n);
+	fixed_header(&want, height, n, nev);
 	assert_int_equal(h->height, want.height);
 	assert_memory_equal(h->prev_hash, want.prev_hash, TD_HASH_LEN);
 	assert_int_equal(h->time_ms, want.time_ms);
 	assert_memory_equal(h->proposer, want.proposer, TD_PUBKEY_LEN);
 	assert_memory_equal(h->records_root, want.records_root, TD_HASH_LEN);
 	assert_int_equal(h->n_records, want.n_records);
+	assert_memory_equal(h->evidence_root, want.evidence_root, TD_HASH_LEN);
+	assert_int_equal(h->n_evidence, want.n_evidence);
+	assert_memory_equal(h->next_validators, want.next_validators, TD_HASH_LEN);
+}
+
+/*
+ * The evidence of X_EV, its sides filled in the other order (value first):
+ * td_evidence_seal puts the nil side first.
+ */
+static void fixed_evidence(struct td_evidence *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = TD_EVIDENCE_VOTES;
+	seq(ev->pk, TD_PUBKEY_LEN, 0xa0);
+	ev->height = 70000;
+	ev->round = 3;
+	ev->vote_type = TD_VOTE_PRECOMMIT;
+	seq(ev->a.value, TD_HASH_LEN, 0x40);
+	ev->a.valid_round = -1;
+	seq(ev->a.sig, TD_SIG_LEN, 0xc0);
+	ev->b.nil = true;
+	ev->b.valid_round = -1;
+	seq(ev->b.sig, TD_SIG_LEN, 0xc0);
+	td_evidence_seal(ev);
+	assert_true(ev->a.nil);
+	assert_false(ev->b.nil);
 }
 
 static void test_proposal(void **state)
@@ -447,15 +511,17 @@ static void test_proposal(void **state)
 	struct td_buf b;
 	struct td_msg m;
 	uint8_t sig[TD_SIG_LEN];
-	/* td_msg_proposal reads only the records' ids; the decoder does not check the records root. */
+	/* td_msg_proposal reads only the records' ids; the decoder does not check the roots. */
 	struct td_record recs[2];
 	struct td_record *ptrs[2] = { &recs[0], &recs[1] };
+	struct td_evidence ev;
 	memset(recs, 0, sizeof(recs));
 	seq(recs[0].id, TD_HASH_LEN, 0x40);
 	seq(recs[1].id, TD_HASH_LEN, 0x60);
 	seq(sig, TD_SIG_LEN, 0xc0);
-	struct td_block blk = { .records = ptrs };
-	fixed_header(&blk.hdr, 70000, 2);
+	fixed_evidence(&ev);
+	struct td_block blk = { .records = ptrs, .evidence = &ev };
+	fixed_header(&blk.hdr, 70000, 2, 1);
 
 	td_buf_init(&b);
 	td_msg_proposal(&b, &blk, 3, 1, sig);
@@ -463,7 +529,10 @@ static void test_proposal(void **state)
 	/* the block hash is the hash of the header's encoding */
 	td_header_encode(&b, &blk.hdr);
 	expect_buf(&b, GOLD_HEADER);
-	fixed_header(&blk.hdr, 1, 0);
+	/* the evidence item is the evidence's encoding */
+	td_evidence_encode(&b, &ev);
+	expect_buf(&b, X_EV);
+	fixed_header(&blk.hdr, 1, 0, 0);
 	td_msg_proposal(&b, &blk, 0, -1, sig);
 	expect_buf(&b, GOLD_PROPOSAL_EMPTY);
 	td_buf_free(&b);
@@ -473,11 +542,16 @@ static void test_proposal(void **state)
 	assert_int_equal(m.height, 70000);
 	assert_int_equal(m.round, 3);
 	assert_int_equal(m.valid_round, 1);
-	expect_fixed_header(&m.hdr, 70000, 2);
+	expect_fixed_header(&m.hdr, 70000, 2, 1);
 	expect_hash(m.hash, GOLD_BLOCK_HASH);
 	assert_int_equal(m.n_ids, 2);
 	assert_memory_equal(m.ids[0], recs[0].id, TD_HASH_LEN);
 	assert_memory_equal(m.ids[1], recs[1].id, TD_HASH_LEN);
+	assert_int_equal(m.n_items, 1);
+	expect_bytes(m.items[0].p, m.items[0].len, X_EV);
+	struct td_evidence got;
+	assert_int_equal(td_evidence_decode(&got, m.items[0].p, m.items[0].len), 0);
+	assert_memory_equal(got.id, ev.id, TD_HASH_LEN);
 	assert_memory_equal(m.sig, sig, TD_SIG_LEN);
 	td_msg_free(&m);
 	free(in);
@@ -487,12 +561,76 @@ static void test_proposal(void **state)
 	assert_int_equal(m.height, 1);
 	assert_int_equal(m.round, 0);
 	assert_int_equal(m.valid_round, -1);
-	expect_fixed_header(&m.hdr, 1, 0);
+	expect_fixed_header(&m.hdr, 1, 0, 0);
 	expect_hash(m.hash, GOLD_BLOCK_HASH_EMPTY);
 	assert_int_equal(m.n_ids, 0);
+	assert_int_equal(m.n_items, 0);
 	assert_memory_equal(m.sig, sig, TD_SIG_LEN);
 	td_msg_free(&m);
 	free(in);
+
+	/* td_header_decode reads the header alone, and only in its one encoding. */
+	struct td_block_header h;
+	uint8_t hash[TD_HASH_LEN];
+	size_t len;
+	in = unhex(GOLD_HEADER, &len);
+	assert_int_equal(td_header_decode(&h, hash, in, len), 0);
+	expect_fixed_header(&h, 70000, 2, 1);
+	expect_hash(hash, GOLD_BLOCK_HASH);
+	for (size_t k = 0; k < len; k++)
+		assert_int_not_equal(td_header_decode(&h, hash, in, k), 0);
+	free(in);
+}
+
+static void test_evidence(void **state)
+{
+	(void)state;
+	struct td_buf b;
+	struct td_msg m;
+	struct td_evidence ev;
+	fixed_evidence(&ev);
+
+	td_buf_init(&b);
+	td_msg_items_begin(&b, TD_MSG_EVIDENCE, 1);
+	struct td_buf eb;
+	td_buf_init(&eb);
+	td_evidence_encode(&eb, &ev);
+	td_enc_bin(&b, (const uint8_t *)eb.sb.data, eb.sb.size);
+	td_buf_free(&eb);
+	expect_buf(&b, GOLD_EVIDENCE);
+	td_msg_items_begin(&b, TD_MSG_EVIDENCE, 0);
+	expect_buf(&b, GOLD_EVIDENCE_EMPTY);
+	td_buf_free(&b);
+
+	uint8_t *in = decode_ok(&m, GOLD_EVIDENCE);
+	assert_int_equal(m.type, TD_MSG_EVIDENCE);
+	assert_int_equal(m.n_items, 1);
+	expect_bytes(m.items[0].p, m.items[0].len, X_EV);
+	td_msg_free(&m);
+	free(in);
+
+	in = decode_ok(&m, GOLD_EVIDENCE_EMPTY);
+	assert_int_equal(m.type, TD_MSG_EVIDENCE);
+	assert_int_equal(m.n_items, 0);
+	td_msg_free(&m);
+	free(in);
+}
+
+/* td_msg_encode gives back the very bytes of every golden message. */
+static void test_reencode(void **state)
+{
+	(void)state;
+	for (size_t g = 0; g < sizeof(goldens) / sizeof(goldens[0]); g++) {
+		struct td_msg m;
+		struct td_buf b;
+		uint8_t *in = decode_ok(&m, goldens[g].hex);
+		td_buf_init(&b);
+		td_msg_encode(&b, &m);
+		expect_buf(&b, goldens[g].hex);
+		td_buf_free(&b);
+		td_msg_free(&m);
+		free(in);
+	}
 }
 
 static void test_vote(void **state)
@@ -608,6 +746,14 @@ static void expect_signature(const uint8_t sig[static TD_SIG_LEN], const char *h
 	assert_int_equal(rc, 0);
 }
 
+/* CHAIN with byte i xor mask: another genesis hash. */
+static const uint8_t *chain_changed(uint8_t out[static TD_HASH_LEN], size_t i, uint8_t mask)
+{
+	memcpy(out, CHAIN, TD_HASH_LEN);
+	out[i] ^= mask;
+	return out;
+}
+
 static void test_proposal_signature(void **state)
 {
 	(void)state;
@@ -621,9 +767,14 @@ static void test_proposal_signature(void **state)
 	expect_signature(sig, SIG_PROPOSAL, SIGNED_PROPOSAL, pk);
 	assert_true(td_proposal_verify(sig, CHAIN, 70000, 3, 1, hash, pk));
 	/* each signed field changed */
-	assert_false(td_proposal_verify(sig, "tenderd-tesu", 70000, 3, 1, hash, pk));
-	assert_false(td_proposal_verify(sig, "tenderd-test2", 70000, 3, 1, hash, pk));
-	assert_false(td_proposal_verify(sig, "", 70000, 3, 1, hash, pk));
+	uint8_t chain[TD_HASH_LEN];
+	static const uint8_t zero[TD_HASH_LEN];
+	for (size_t i = 0; i < TD_HASH_LEN; i++) {
+		assert_false(td_proposal_verify(sig, chain_changed(chain, i, 0x01), 70000, 3, 1, hash, pk));
+		assert_false(td_proposal_verify(sig, chain_changed(chain, i, 0x80), 70000, 3, 1, hash, pk));
+	}
+	assert_false(td_proposal_verify(sig, OTHER, 70000, 3, 1, hash, pk));
+	assert_false(td_proposal_verify(sig, zero, 70000, 3, 1, hash, pk));
 	assert_false(td_proposal_verify(sig, CHAIN, 70001, 3, 1, hash, pk));
 	assert_false(td_proposal_verify(sig, CHAIN, 69999, 3, 1, hash, pk));
 	assert_false(td_proposal_verify(sig, CHAIN, 70000 + (1ULL << 32), 3, 1, hash, pk));
@@ -669,8 +820,13 @@ static void test_vote_signature(void **state)
 	expect_signature(sig, SIG_PREVOTE, SIGNED_PREVOTE, pk);
 	assert_true(td_vote_verify(sig, CHAIN, TD_VOTE_PREVOTE, h, 200, hash, pk));
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PRECOMMIT, h, 200, hash, pk));
-	assert_false(td_vote_verify(sig, "tenderd-tesu", TD_VOTE_PREVOTE, h, 200, hash, pk));
-	assert_false(td_vote_verify(sig, "", TD_VOTE_PREVOTE, h, 200, hash, pk));
+	uint8_t chain[TD_HASH_LEN];
+	for (size_t i = 0; i < TD_HASH_LEN; i++) {
+		assert_false(td_vote_verify(sig, chain_changed(chain, i, 0x01), TD_VOTE_PREVOTE, h, 200, hash, pk));
+		assert_false(td_vote_verify(sig, chain_changed(chain, i, 0x80), TD_VOTE_PREVOTE, h, 200, hash, pk));
+	}
+	assert_false(td_vote_verify(sig, OTHER, TD_VOTE_PREVOTE, h, 200, hash, pk));
+	assert_false(td_vote_verify(sig, zero, TD_VOTE_PREVOTE, h, 200, hash, pk));
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PREVOTE, h + 1, 200, hash, pk));
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PREVOTE, h - 1, 200, hash, pk));
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PREVOTE, 0, 200, hash, pk));
@@ -696,7 +852,11 @@ static void test_vote_signature(void **state)
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PRECOMMIT, 5, 0, zero, pk));
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PRECOMMIT, 6, 0, NULL, pk));
 	assert_false(td_vote_verify(sig, CHAIN, TD_VOTE_PRECOMMIT, 5, 1, NULL, pk));
-	assert_false(td_vote_verify(sig, "tenderd-testnet", TD_VOTE_PRECOMMIT, 5, 0, NULL, pk));
+	assert_false(
+		td_vote_verify(sig, chain_changed(chain, TD_HASH_LEN - 1, 0x01), TD_VOTE_PRECOMMIT, 5, 0, NULL, pk));
+	assert_false(td_vote_verify(sig, OTHER, TD_VOTE_PRECOMMIT, 5, 0, NULL, pk));
+	/* A proposal signature is no vote, and a vote no proposal (different domains). */
+	assert_false(td_proposal_verify(sig, CHAIN, 5, 0, -1, zero, pk));
 }
 
 /* A signed proposal and vote survive encoding and decoding: what the receiver decodes verifies. */
@@ -708,7 +868,7 @@ static void test_signed_messages_travel(void **state)
 	struct td_buf b;
 	struct td_msg m;
 	rfc8032_key(pk, sk);
-	fixed_header(&blk.hdr, 1, 0);
+	fixed_header(&blk.hdr, 1, 0, 0);
 	td_buf_init(&b);
 	td_header_encode(&b, &blk.hdr);
 	td_hash(hash, (const uint8_t *)b.sb.data, b.sb.size);
@@ -779,16 +939,29 @@ static void test_noncanonical(void **state)
 		{ "id as bin16", "92 03 91 c50020" X_ID3 },
 		{ "record as bin16", "92 04 92 c50003 010203 c400" },
 		{ "empty record as bin32", "92 04 92 c403 010203 c600000000" },
-		{ "round 3 as uint8",
-		  "97 05 ce00011170 cc03 02 " GOLD_HEADER " 92 c420" X_ID1 " c420" X_ID2 " c440" X_SIG },
-		{ "valid round as int8",
-		  "97 05 ce00011170 03 d002 " GOLD_HEADER " 92 c420" X_ID1 " c420" X_ID2 " c440" X_SIG },
+		{ "round 3 as uint8", "98 05 ce00011170 cc03 02 " GOLD_HEADER GOLD_PROPOSAL_TAIL },
+		{ "valid round as int8", "98 05 ce00011170 03 d002 " GOLD_HEADER GOLD_PROPOSAL_TAIL },
 		{ "header height as uint64",
-		  "97 05 ce00011170 03 02 97 01 cf0000000000011170 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
-		  " c420" X_ROOT " 02 92 c420" X_ID1 " c420" X_ID2 " c440" X_SIG },
-		{ "header as array16", "97 05 01 00 00 dc0007 01 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
-				       " c420" X_ROOT " 00 90 c440" X_SIG },
-		{ "proposal signature as bin16", "97 05 01 00 00 " GOLD_HEADER_EMPTY " 90 c50040" X_SIG },
+		  "98 05 ce00011170 03 02 9a 02 cf0000000000011170 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
+		  " c420" X_ROOT " 02" HDR_EVROOT " 01" HDR_NEXT GOLD_PROPOSAL_TAIL },
+		{ "header version as uint8",
+		  "98 05 ce00011170 03 02 9a cc02 ce00011170 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
+		  " c420" X_ROOT " 02" HDR_EVROOT " 01" HDR_NEXT GOLD_PROPOSAL_TAIL },
+		{ "header evidence count as uint8",
+		  "98 05 ce00011170 03 02 9a 02 ce00011170 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
+		  " c420" X_ROOT " 02" HDR_EVROOT " cc01" HDR_NEXT GOLD_PROPOSAL_TAIL },
+		{ "header evidence root as bin16",
+		  "98 05 01 00 00 " HDR1_HEAD " 00 c50020" X_EVROOT " 00" HDR_NEXT " 90 90 c440" X_SIG },
+		{ "header next validators as bin16",
+		  "98 05 01 00 00 " HDR1_HEAD " 00" HDR_EVROOT " 00 c50020" X_NEXT " 90 90 c440" X_SIG },
+		{ "header as array16", "98 05 01 00 00 dc000a 02 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
+				       " c420" X_ROOT " 00" HDR_EVROOT " 00" HDR_NEXT " 90 90 c440" X_SIG },
+		{ "proposal evidence as array16", "98 05 ce00011170 03 02 " GOLD_HEADER " 92 c420" X_ID1 " c420" X_ID2
+						  " dc0001 c4d6 " X_EV " c440" X_SIG },
+		{ "proposal evidence item as bin16", "98 05 ce00011170 03 02 " GOLD_HEADER " 92 c420" X_ID1
+						     " c420" X_ID2 " 91 c500d6 " X_EV " c440" X_SIG },
+		{ "proposal empty evidence as array16", "98 05 01 00 00 " GOLD_HEADER_EMPTY " 90 dc0000 c440" X_SIG },
+		{ "proposal signature as bin16", "98 05 01 00 00 " GOLD_HEADER_EMPTY " 90 90 c50040" X_SIG },
 		{ "vote type as uint8", "97 06 cc02 05 00 c0 7f c440" X_SIG },
 		{ "vote height as uint64", "97 06 02 cf0000000000000005 00 c0 7f c440" X_SIG },
 		{ "vote round as int8", "97 06 02 05 d000 c0 7f c440" X_SIG },
@@ -798,6 +971,10 @@ static void test_noncanonical(void **state)
 		{ "sync from as uint32", "93 07 ce000003e8 40" },
 		{ "sync pairs as array16", "92 08 dc0002 92 c402b1b2 c401c1 92 c400 c402c2c3" },
 		{ "sync pair as array16", "92 08 91 dc0002 c402b1b2 c401c1" },
+		{ "EVIDENCE items as array16", "92 09 dc0001 c4d6 " X_EV },
+		{ "EVIDENCE empty items as array16", "92 09 dc0000" },
+		{ "EVIDENCE item as bin32", "92 09 91 c6000000d6 " X_EV },
+		{ "EVIDENCE type as uint8", "92 cc09 91 c4d6 " X_EV },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		expect_refused(cases[i].name, cases[i].hex);
@@ -816,9 +993,11 @@ static void test_unknown_and_malformed(void **state)
 		{ "empty array", "90" },
 		{ "type alone", "91 01" },
 		{ "type 0", "93 00 cd012c c420" X_LAST },
-		{ "type 9", "93 09 cd012c c420" X_LAST },
+		{ "type 10", "92 0a 90" },
+		{ "type 10 shaped as a STATUS", "93 0a cd012c c420" X_LAST },
 		{ "type 255", "92 ccff 90" },
 		{ "type 2^32 + 1", "93 cf0000000100000001 cd012c c420" X_LAST },
+		{ "type 2^32 + 9", "92 cf0000000100000009 90" },
 		{ "type as a string", "93 a101 cd012c c420" X_LAST },
 		{ "type nil", "92 c0 90" },
 		{ "type -1", "93 ff cd012c c420" X_LAST },
@@ -837,23 +1016,50 @@ static void test_unknown_and_malformed(void **state)
 		{ "RECORDS item a string", "92 04 91 a3 010203" },
 		{ "RECORDS item an array", "92 04 91 91 c403010203" },
 		{ "RECORDS not an array", "92 04 c403 010203" },
-		{ "PROPOSAL of 6", "96 05 01 00 00 " GOLD_HEADER_EMPTY " 90" },
-		{ "PROPOSAL of 8", "98 05 01 00 00 " GOLD_HEADER_EMPTY " 90 c440" X_SIG " c0" },
-		{ "header of 6", "97 05 01 00 00 96 01 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
-				 " c420" X_ROOT " 90 c440" X_SIG },
-		{ "header version 2", "97 05 01 00 00 97 02 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
-				      " c420" X_ROOT " 00 90 c440" X_SIG },
-		{ "header not an array", "97 05 01 00 00 c0 90 c440" X_SIG },
+		/* format 1's empty proposal: 7 items, a header of 7 with version 1 */
+		{ "PROPOSAL of format 1", "97 05 01 00 00 97 01 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
+					  " c420" X_ROOT " 00 90 c440" X_SIG },
+		{ "PROPOSAL of 7 (no evidence)", "97 05 01 00 00 " GOLD_HEADER_EMPTY " 90 c440" X_SIG },
+		{ "PROPOSAL of 9", "99 05 01 00 00 " GOLD_HEADER_EMPTY " 90 90 c440" X_SIG " c0" },
+		{ "header of 7 (format 1)", "98 05 01 00 00 97 01 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
+					    " c420" X_ROOT " 00 90 90 c440" X_SIG },
+		{ "header of 9 (no next validators)",
+		  "98 05 01 00 00 99 02 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT
+		  " 00" HDR_EVROOT " 00 90 90 c440" X_SIG },
+		{ "header of 11", "98 05 01 00 00 9b 02 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
+				  " c420" X_ROOT " 00" HDR_EVROOT " 00" HDR_NEXT " c0 90 90 c440" X_SIG },
+		{ "header version 1", "98 05 01 00 00 9a 01 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
+				      " c420" X_ROOT " 00" HDR_EVROOT " 00" HDR_NEXT " 90 90 c440" X_SIG },
+		{ "header version 3", "98 05 01 00 00 9a 03 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
+				      " c420" X_ROOT " 00" HDR_EVROOT " 00" HDR_NEXT " 90 90 c440" X_SIG },
+		{ "header not an array", "98 05 01 00 00 c0 90 90 c440" X_SIG },
+		{ "header evidence root nil", "98 05 01 00 00 " HDR1_HEAD " 00 c0 00" HDR_NEXT " 90 90 c440" X_SIG },
+		{ "header next validators nil",
+		  "98 05 01 00 00 " HDR1_HEAD " 00" HDR_EVROOT " 00 c0 90 90 c440" X_SIG },
+		{ "header evidence count -1",
+		  "98 05 01 00 00 " HDR1_HEAD " 00" HDR_EVROOT " ff" HDR_NEXT " 90 90 c440" X_SIG },
 		{ "header height 2 in a proposal for 1",
-		  "97 05 01 00 00 97 01 02 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT
-		  " 00 90 c440" X_SIG },
+		  "98 05 01 00 00 9a 02 02 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT
+		  " 00" HDR_EVROOT " 00" HDR_NEXT " 90 90 c440" X_SIG },
 		{ "header counts 2 records, 1 id",
-		  "97 05 ce00011170 03 02 " GOLD_HEADER " 91 c420" X_ID1 " c440" X_SIG },
-		{ "header counts 0 records, 1 id", "97 05 01 00 00 " GOLD_HEADER_EMPTY " 91 c420" X_ID1 " c440" X_SIG },
-		{ "valid round equal to the round",
-		  "97 05 ce00011170 03 04 " GOLD_HEADER " 92 c420" X_ID1 " c420" X_ID2 " c440" X_SIG },
-		{ "valid round 0 in round 0", "97 05 01 00 01 " GOLD_HEADER_EMPTY " 90 c440" X_SIG },
-		{ "PROPOSAL signature nil", "97 05 01 00 00 " GOLD_HEADER_EMPTY " 90 c0" },
+		  "98 05 ce00011170 03 02 " GOLD_HEADER " 91 c420" X_ID1 " 91 c4d6 " X_EV " c440" X_SIG },
+		{ "header counts 0 records, 1 id",
+		  "98 05 01 00 00 " GOLD_HEADER_EMPTY " 91 c420" X_ID1 " 90 c440" X_SIG },
+		{ "header counts 1 evidence, none",
+		  "98 05 ce00011170 03 02 " GOLD_HEADER " 92 c420" X_ID1 " c420" X_ID2 " 90 c440" X_SIG },
+		{ "header counts 1 evidence, 2 items", "98 05 ce00011170 03 02 " GOLD_HEADER " 92 c420" X_ID1
+						       " c420" X_ID2 " 92 c4d6 " X_EV " c4d6 " X_EV " c440" X_SIG },
+		{ "header counts 0 evidence, 1 item",
+		  "98 05 01 00 00 " GOLD_HEADER_EMPTY " 90 91 c4d6 " X_EV " c440" X_SIG },
+		{ "proposal evidence not an array", "98 05 01 00 00 " GOLD_HEADER_EMPTY " 90 c0 c440" X_SIG },
+		{ "proposal evidence item a string",
+		  "98 05 ce00011170 03 02 " GOLD_HEADER " 92 c420" X_ID1 " c420" X_ID2 " 91 d9d6 " X_EV " c440" X_SIG },
+		{ "proposal evidence item nil",
+		  "98 05 ce00011170 03 02 " GOLD_HEADER " 92 c420" X_ID1 " c420" X_ID2 " 91 c0 c440" X_SIG },
+		{ "evidence and signature swapped", "98 05 01 00 00 " GOLD_HEADER_EMPTY " 90 c440" X_SIG " 90" },
+		{ "valid round equal to the round", "98 05 ce00011170 03 04 " GOLD_HEADER GOLD_PROPOSAL_TAIL },
+		{ "valid round 0 in round 0", "98 05 01 00 01 " GOLD_HEADER_EMPTY " 90 90 c440" X_SIG },
+		{ "PROPOSAL signature nil", "98 05 01 00 00 " GOLD_HEADER_EMPTY " 90 90 c0" },
 		{ "VOTE of 6", "96 06 02 05 00 c0 7f" },
 		{ "VOTE of 8", "98 06 02 05 00 c0 7f c440" X_SIG " c0" },
 		{ "vote type 0", "97 06 00 05 00 c0 7f c440" X_SIG },
@@ -871,6 +1077,13 @@ static void test_unknown_and_malformed(void **state)
 		{ "SYNC_BLOCKS pair of 3", "92 08 91 93 c402b1b2 c401c1 c400" },
 		{ "SYNC_BLOCKS commit a string", "92 08 91 92 c402b1b2 a1c1" },
 		{ "SYNC_BLOCKS commit nil", "92 08 91 92 c402b1b2 c0" },
+		{ "EVIDENCE of 1", "91 09" },
+		{ "EVIDENCE of 3", "93 09 91 c4d6 " X_EV " 90" },
+		{ "EVIDENCE not an array", "92 09 c4d6 " X_EV },
+		{ "EVIDENCE item a string", "92 09 91 d9d6 " X_EV },
+		{ "EVIDENCE item an array", "92 09 91 91 c4d6 " X_EV },
+		{ "EVIDENCE item nil", "92 09 91 c0" },
+		{ "EVIDENCE items nil", "92 09 c0" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		expect_refused(cases[i].name, cases[i].hex);
@@ -879,20 +1092,24 @@ static void test_unknown_and_malformed(void **state)
 /* An ANNOUNCE, FETCH or PROPOSAL of n ids (header count n). */
 static void w_ids_msg(struct w *w, enum td_msg_type type, uint32_t n)
 {
-	w_array(w, type == TD_MSG_PROPOSAL ? 7 : 2);
+	w_array(w, type == TD_MSG_PROPOSAL ? 8 : 2);
 	w_uint(w, type);
 	if (type == TD_MSG_PROPOSAL) {
-		w_hex(w, "01 00 00 97 01 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT);
+		w_hex(w, "01 00 00 " HDR1_HEAD);
 		w_uint(w, n);
+		w_hex(w, HDR_EVROOT " 00" HDR_NEXT);
 	}
 	w_array(w, n);
 	for (uint32_t i = 0; i < n; i++)
 		w_bin(w, TD_HASH_LEN, (uint8_t)i);
 	if (type == TD_MSG_PROPOSAL)
-		w_hex(w, "c440" X_SIG);
+		w_hex(w, "90 c440" X_SIG);
 }
 
-/* A RECORDS of n records of len bytes, or a SYNC_BLOCKS of n pairs (block len bytes, commit clen bytes). */
+/*
+ * A RECORDS of n records of len bytes, an EVIDENCE of n items of len bytes,
+ * or a SYNC_BLOCKS of n pairs (block len bytes, commit clen bytes).
+ */
 static void w_items_msg(struct w *w, enum td_msg_type type, uint32_t n, size_t len, size_t clen)
 {
 	w_array(w, 2);
@@ -907,6 +1124,18 @@ static void w_items_msg(struct w *w, enum td_msg_type type, uint32_t n, size_t l
 	}
 }
 
+/* A PROPOSAL of an empty block at height 1 with n evidence items of len bytes (header count nev). */
+static void w_evidence_proposal(struct w *w, uint64_t nev, uint32_t n, size_t len)
+{
+	w_hex(w, "98 05 01 00 00 " HDR1_HEAD " 00" HDR_EVROOT);
+	w_uint(w, nev);
+	w_hex(w, HDR_NEXT " 90");
+	w_array(w, n);
+	for (uint32_t i = 0; i < n; i++)
+		w_bin(w, len, 0xee);
+	w_hex(w, "c440" X_SIG);
+}
+
 static void w_vote(struct w *w, uint64_t round, uint64_t validator)
 {
 	w_hex(w, "97 06 02 05");
@@ -919,10 +1148,10 @@ static void w_vote(struct w *w, uint64_t round, uint64_t validator)
 /* A PROPOSAL at height 1 in round with valid round + 1 = vr1, for an empty block. */
 static void w_proposal(struct w *w, uint64_t round, uint64_t vr1)
 {
-	w_hex(w, "97 05 01");
+	w_hex(w, "98 05 01");
 	w_uint(w, round);
 	w_uint(w, vr1);
-	w_hex(w, GOLD_HEADER_EMPTY " 90 c440" X_SIG);
+	w_hex(w, GOLD_HEADER_EMPTY " 90 90 c440" X_SIG);
 }
 
 static void w_sync_req(struct w *w, uint64_t count)
@@ -950,6 +1179,19 @@ static void test_count_limits(void **state)
 	w_items_msg(&w, TD_MSG_SYNC_BLOCKS, TD_SYNC_REQ_MAX, 0, 0);
 	assert_true(w_decodes(&w));
 	w_items_msg(&w, TD_MSG_SYNC_BLOCKS, TD_SYNC_REQ_MAX + 1, 0, 0);
+	assert_false(w_decodes(&w));
+	/* evidence: at most TD_BLOCK_EVIDENCE_MAX items, in an EVIDENCE and in a proposal */
+	w_items_msg(&w, TD_MSG_EVIDENCE, TD_BLOCK_EVIDENCE_MAX, 0, 0);
+	assert_true(w_decodes(&w));
+	w_items_msg(&w, TD_MSG_EVIDENCE, TD_BLOCK_EVIDENCE_MAX + 1, 0, 0);
+	assert_false(w_decodes(&w));
+	w_evidence_proposal(&w, TD_BLOCK_EVIDENCE_MAX, TD_BLOCK_EVIDENCE_MAX, 1);
+	assert_true(w_decodes(&w));
+	w_evidence_proposal(&w, TD_BLOCK_EVIDENCE_MAX + 1, TD_BLOCK_EVIDENCE_MAX + 1, 1);
+	assert_false(w_decodes(&w));
+	w_evidence_proposal(&w, TD_BLOCK_EVIDENCE_MAX, TD_BLOCK_EVIDENCE_MAX + 1, 1);
+	assert_false(w_decodes(&w));
+	w_evidence_proposal(&w, UINT32_MAX + 1ULL, 0, 1);
 	assert_false(w_decodes(&w));
 
 	w_sync_req(&w, TD_SYNC_REQ_MAX);
@@ -986,12 +1228,13 @@ static void test_count_limits(void **state)
 	assert_false(w_decodes(&w));
 
 	/* a header counting more records than a block may hold, with as many ids */
-	w_hex(&w, "97 05 01 00 00 97 01 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT);
+	w_hex(&w, "98 05 01 00 00 " HDR1_HEAD);
 	w_uint(&w, TD_BLOCK_RECORDS_MAX + 1ULL);
+	w_hex(&w, HDR_EVROOT " 00" HDR_NEXT);
 	w_array(&w, TD_BLOCK_RECORDS_MAX + 1);
 	for (uint32_t i = 0; i < TD_BLOCK_RECORDS_MAX + 1; i++)
 		w_bin(&w, TD_HASH_LEN, 0);
-	w_hex(&w, "c440" X_SIG);
+	w_hex(&w, "90 c440" X_SIG);
 	assert_false(w_decodes(&w));
 	free(w.p);
 }
@@ -1010,16 +1253,20 @@ static void test_item_sizes(void **state)
 		{ "VOTE hash of 33", "97 06 01 cf0000000100000000 ccc8 c421" X_ID3 "00 03 c440" X_SIG },
 		{ "VOTE signature of 63", "97 06 02 05 00 c0 7f c43f" Z63 },
 		{ "VOTE signature of 65", "97 06 02 05 00 c0 7f c441" X_SIG "00" },
-		{ "PROPOSAL signature of 65", "97 05 01 00 00 " GOLD_HEADER_EMPTY " 90 c441" X_SIG "00" },
-		{ "PROPOSAL id of 33",
-		  "97 05 ce00011170 03 02 " GOLD_HEADER " 92 c420" X_ID1 " c421" X_ID2 "00 c440" X_SIG },
+		{ "PROPOSAL signature of 65", "98 05 01 00 00 " GOLD_HEADER_EMPTY " 90 90 c441" X_SIG "00" },
+		{ "PROPOSAL id of 33", "98 05 ce00011170 03 02 " GOLD_HEADER " 92 c420" X_ID1 " c421" X_ID2
+				       "00 91 c4d6 " X_EV " c440" X_SIG },
 		{ "header prev hash of 33",
-		  "97 05 01 00 00 97 01 01 c421" X_PREV "00 cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT
-		  " 00 90 c440" X_SIG },
-		{ "header proposer of 31", "97 05 01 00 00 97 01 01 c420" X_PREV " cf00000170bc984260 c41f" Z31
-					   " c420" X_ROOT " 00 90 c440" X_SIG },
-		{ "header root of 33", "97 05 01 00 00 97 01 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
-				       " c421" X_ROOT "00 00 90 c440" X_SIG },
+		  "98 05 01 00 00 9a 02 01 c421" X_PREV "00 cf00000170bc984260 c420" X_PROPOSER " c420" X_ROOT
+		  " 00" HDR_EVROOT " 00" HDR_NEXT " 90 90 c440" X_SIG },
+		{ "header proposer of 31", "98 05 01 00 00 9a 02 01 c420" X_PREV " cf00000170bc984260 c41f" Z31
+					   " c420" X_ROOT " 00" HDR_EVROOT " 00" HDR_NEXT " 90 90 c440" X_SIG },
+		{ "header root of 33", "98 05 01 00 00 9a 02 01 c420" X_PREV " cf00000170bc984260 c420" X_PROPOSER
+				       " c421" X_ROOT "00 00" HDR_EVROOT " 00" HDR_NEXT " 90 90 c440" X_SIG },
+		{ "header evidence root of 31",
+		  "98 05 01 00 00 " HDR1_HEAD " 00 c41f" Z31 " 00" HDR_NEXT " 90 90 c440" X_SIG },
+		{ "header next validators of 33",
+		  "98 05 01 00 00 " HDR1_HEAD " 00" HDR_EVROOT " 00 c421" X_NEXT "00 90 90 c440" X_SIG },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		expect_refused(cases[i].name, cases[i].hex);
@@ -1035,6 +1282,15 @@ static void test_item_sizes(void **state)
 	assert_false(w_decodes(&w));
 	w_items_msg(&w, TD_MSG_SYNC_BLOCKS, 1, 100, TD_BLOCK_MAX + 1);
 	assert_false(w_decodes(&w));
+	/* evidence items: at most TD_EVIDENCE_LEN_MAX bytes, in an EVIDENCE and in a proposal */
+	w_items_msg(&w, TD_MSG_EVIDENCE, 1, TD_EVIDENCE_LEN_MAX, 0);
+	assert_true(w_decodes(&w));
+	w_items_msg(&w, TD_MSG_EVIDENCE, 1, TD_EVIDENCE_LEN_MAX + 1, 0);
+	assert_false(w_decodes(&w));
+	w_evidence_proposal(&w, 1, 1, TD_EVIDENCE_LEN_MAX);
+	assert_true(w_decodes(&w));
+	w_evidence_proposal(&w, 1, 1, TD_EVIDENCE_LEN_MAX + 1);
+	assert_false(w_decodes(&w));
 	free(w.p);
 }
 
@@ -1049,6 +1305,8 @@ int main(void)
 		cmocka_unit_test(test_proposal),
 		cmocka_unit_test(test_vote),
 		cmocka_unit_test(test_sync),
+		cmocka_unit_test(test_evidence),
+		cmocka_unit_test(test_reencode),
 		cmocka_unit_test(test_proposal_signature),
 		cmocka_unit_test(test_vote_signature),
 		cmocka_unit_test(test_signed_messages_travel),

@@ -48,8 +48,8 @@ static void test_init_and_load(void **state)
 	struct stat st;
 	(void)state;
 
-	assert_int_equal(config_init_home(home, "Jeju Special Self-Governing Province", "test-chain", "ocds-kr2020", err,
-					  sizeof(err)),
+	assert_int_equal(config_init_home(home, "Jeju Special Self-Governing Province", "test-chain", "ocds-kr2020",
+					  err, sizeof(err)),
 			 0);
 	/* A second init refuses to overwrite. */
 	assert_int_equal(config_init_home(home, "Other", "test-chain", "ocds-kr2020", err, sizeof(err)), TD_EEXIST);
@@ -100,6 +100,9 @@ static void test_config_refusals(void **state)
 	assert_string_equal(cfg.socket_path, "/run/t.sock");
 }
 
+/* The genesis hash the mempool's records are signed for (the mempool checks no signature). */
+static const uint8_t CHAIN[TD_HASH_LEN] = "test-chain";
+
 /* A signed tender record for ocid "ocds-kr2020-mp-<i>" with extra bytes of description. */
 static struct td_record *make_record(int i, size_t extra, const uint8_t sk[static TD_SECKEY_LEN])
 {
@@ -116,9 +119,9 @@ static struct td_record *make_record(int i, size_t extra, const uint8_t sk[stati
 	json_t *full = td_release_build(frag, TD_KIND_TENDER, NULL, 1583712000000ull + (uint64_t)i, "Agency", err,
 					sizeof(err));
 	assert_non_null(full);
-	assert_int_equal(td_record_sign(&rec, TD_KIND_TENDER, full, 1583712000000ull + (uint64_t)i, "c", sk, err,
-					sizeof(err)),
-			 0);
+	assert_int_equal(
+		td_record_sign(&rec, TD_KIND_TENDER, full, 1583712000000ull + (uint64_t)i, CHAIN, sk, err, sizeof(err)),
+		0);
 	json_decref(frag);
 	json_decref(full);
 	return rec;

@@ -2,7 +2,7 @@
  * p2p transport over real loopback TCP: three nodes on one loop dialing each
  * other (every pair both ways, plus one address listed twice, so duplicate
  * connections must collapse), message exchange (small and 4 MiB), refusals
- * (stranger key, wrong chain id), peers written PUBKEY@HOST:PORT (the named
+ * (stranger key, another genesis), peers written PUBKEY@HOST:PORT (the named
  * key connects, another key at that address is dropped), hostile raw clients (garbage, half-open,
  * a hello trickled byte by byte, oversized length, tampered and replayed
  * frames, a client that does not read, floods of unauthenticated connects
@@ -281,8 +281,8 @@ enum raw_mode {
 struct raw {
 	enum raw_mode mode;
 	uint16_t port;
-	const uint8_t *sk; /* Ed25519 identity */
-	const char *chain_id;
+	const uint8_t *sk;    /* Ed25519 identity */
+	const uint8_t *chain; /* the genesis hash the hello names */
 	pthread_t th;
 	atomic_int handshaken;
 	atomic_int release;
@@ -355,16 +355,16 @@ static ssize_t drain_now(int fd)
 	}
 }
 
-/* The version-2 hello of identity sk with ephemeral key eph_pk (see p2p.c). */
+/* The version-3 hello of identity sk with ephemeral key eph_pk (see p2p.c). */
 static void make_hello(uint8_t hello[static HELLO_LEN], const uint8_t *sk, const uint8_t chain_hash[32],
 		       const uint8_t eph_pk[32])
 {
 	uint8_t m[20 + 96];
-	memcpy(hello, "TDP2", 4);
+	memcpy(hello, "TDP3", 4);
 	memcpy(hello + 4, chain_hash, 32);
 	memcpy(hello + 36, sk + 32, 32);
 	memcpy(hello + 68, eph_pk, 32);
-	memcpy(m, "tenderd-p2p-v2 hello", 20);
+	memcpy(m, "tenderd-p2p-v3 hello", 20);
 	memcpy(m + 20, hello + 4, 96);
 	crypto_sign_detached(hello + 100, NULL, m, sizeof(m), sk);
 }
@@ -422,7 +422,7 @@ static void *raw_main(void *arg)
 		sent_at = now_ms();
 		goto wait;
 	}
-	crypto_generichash(chain_hash, 32, (const uint8_t *)r->chain_id, strlen(r->chain_id), NULL, 0);
+	memcpy(chain_hash, r->chain, 32);
 	crypto_kx_keypair(eph_pk, eph_sk);
 	make_hello(hello, r->sk, chain_hash, eph_pk);
 	if (r->mode == RAW_SLOW) {
@@ -452,20 +452,20 @@ static void *raw_main(void *arg)
 	r->rx_before_hello = early > 0 ? (size_t)early : 0;
 	if (early < 0 || !write_all(fd, hello + sizeof(hello) - 1, 1) || !read_all(fd, reply, sizeof(reply)))
 		goto wait;
-	/* The reply: "TDP2" | identity | ephemeral | signature over T | stream header. */
-	if (memcmp(reply, "TDP2", 4) != 0)
+	/* The reply: "TDP3" | identity | ephemeral | signature over T | stream header. */
+	if (memcmp(reply, "TDP3", 4) != 0)
 		goto wait;
 	memcpy(t, chain_hash, 32);
 	memcpy(t + 32, r->sk + 32, 32);
 	memcpy(t + 64, eph_pk, 32);
 	memcpy(t + 96, reply + 4, 64);
-	memcpy(m, "tenderd-p2p-v2 listener", 23);
+	memcpy(m, "tenderd-p2p-v3 listener", 23);
 	memcpy(m + 23, t, sizeof(t));
 	if (crypto_sign_verify_detached(reply + 68, m, 23 + sizeof(t), reply + 4) != 0)
 		goto wait;
 	if (crypto_kx_client_session_keys(rx, tx, eph_pk, eph_sk, reply + 36) != 0)
 		goto wait;
-	memcpy(m, "tenderd-p2p-v2 dialer", 21);
+	memcpy(m, "tenderd-p2p-v3 dialer", 21);
 	memcpy(m + 21, t, sizeof(t));
 	crypto_sign_detached(finish, NULL, m, 21 + sizeof(t), r->sk);
 	crypto_secretstream_xchacha20poly1305_init_push(&st, finish + 64, tx);
@@ -522,8 +522,8 @@ static void raw_run(struct world *w, struct raw *r, int i)
 	r->port = w->port[i];
 	if (!r->sk)
 		r->sk = w->sk[RAW_V];
-	if (!r->chain_id)
-		r->chain_id = w->g.chain_id;
+	if (!r->chain)
+		r->chain = w->g.hash;
 	assert_int_equal(pthread_create(&r->th, NULL, raw_main, r), 0);
 	cur_raw = r;
 	bool ok = run_until(w, raw_done, 20000);
@@ -554,6 +554,7 @@ static int setup(void **state)
 		memcpy(w->g.v[i].pk, w->pk[i], 32);
 		snprintf(w->g.v[i].name, sizeof(w->g.v[i].name), "agency-%d", i);
 	}
+	td_genesis_seal(&w->g);
 	pick_ports(w->port, NN);
 	/* Everyone dials everyone (and itself, which must be noticed); node 0 lists node 1 twice. */
 	for (int i = 0; i < NN; i++)
@@ -719,6 +720,8 @@ static void test_stranger_and_wrong_chain(void **state)
 	g2.v = v2;
 	g2.n = NV + 1;
 	snprintf(g3.chain_id, sizeof(g3.chain_id), "another-chain");
+	td_genesis_seal(&g2);
+	td_genesis_seal(&g3);
 	pick_ports(ports, 2);
 	memset(outsider, 0, sizeof(outsider));
 	for (int k = 0; k < 2; k++) {
@@ -979,7 +982,7 @@ static void test_send_queue_full(void **state)
 	r.mode = RAW_NOREAD;
 	r.port = w->port[1];
 	r.sk = w->sk[RAW_V];
-	r.chain_id = w->g.chain_id;
+	r.chain = w->g.hash;
 	noread = &r;
 	assert_int_equal(pthread_create(&r.th, NULL, raw_main, &r), 0);
 	bool up = run_until(w, noread_connected, 10000);

@@ -2,8 +2,8 @@
  * Unit tests for proto/record.c: signed records.
  *
  * A fixed release (tests/data/samples/tender-jeju.json built at a fixed time),
- * a fixed agency key (from a fixed seed) and a fixed chain id give a fixed
- * record; its id is pinned below. td_record_decode is the gate for bytes from
+ * a fixed agency key (from a fixed seed) and a fixed genesis hash give a
+ * fixed record; its id is pinned below. td_record_decode is the gate for bytes from
  * peers, so every single-bit corruption, every truncation, trailing bytes,
  * non-canonical re-encodings and envelopes that disagree with their release
  * must be refused. The envelopes are also rebuilt here by hand from the format
@@ -25,17 +25,21 @@
 #include "tenderd/record.h"
 #include "tenderd/release.h"
 
-#define CHAIN "tenderd-test"
+static const uint8_t CHAIN[TD_HASH_LEN] = "tenderd-test"; /* a genesis hash, for signatures */
+static const uint8_t OTHER[TD_HASH_LEN] = "another chain";
 #define TIME_MS 1583712000000ULL /* 2020-03-09T00:00:00Z */
 #define AGENCY "Jeju Special Self-Governing Province"
 
 /*
- * The record id of the fixed input above, computed once by running this test
- * and hard-coded: it pins the encoding (and the signature scheme, since the
- * signature is part of the hashed bytes); changing it breaks every stored
- * chain. Do not update it to make a failing test pass.
+ * The record id of the fixed input above in format 2 (TD_FORMAT_VERSION),
+ * computed once by running this test and hard-coded: a pinned regression
+ * value. It pins the encoding (and the signature scheme, since the signature
+ * is part of the hashed bytes); changing it breaks every stored chain. The
+ * bytes themselves are checked independently against the format by
+ * test_hand_built_matches. Do not update it to make a failing test pass.
+ * (Format 1, chain id "tenderd-test": 66b998b92eb9946d82f8cbfe8efb7952a306ae9e09834b9e36ac4eb977ab03d5.)
  */
-#define GOLDEN_ID "66b998b92eb9946d82f8cbfe8efb7952a306ae9e09834b9e36ac4eb977ab03d5"
+#define GOLDEN_ID "bf178a784c81f5e8e1627d89533e386540af452e7b170e28f90b38592f530808"
 
 struct fixture {
 	uint8_t pk[crypto_sign_PUBLICKEYBYTES];
@@ -147,8 +151,8 @@ static void test_golden_id(void **state)
 	assert_int_equal(again->len, f->rec->len);
 	assert_memory_equal(again->bytes, f->rec->bytes, again->len);
 	td_record_free(again);
-	/* A different chain id signs different bytes. */
-	assert_int_equal(td_record_sign(&again, TD_KIND_TENDER, f->release, TIME_MS, "other", f->sk, err, sizeof(err)),
+	/* A different genesis hash signs different bytes. */
+	assert_int_equal(td_record_sign(&again, TD_KIND_TENDER, f->release, TIME_MS, OTHER, f->sk, err, sizeof(err)),
 			 0);
 	assert_memory_not_equal(again->id, f->rec->id, TD_HASH_LEN);
 	td_record_free(again);
@@ -202,7 +206,7 @@ static void test_decode_roundtrip(void **state)
 }
 
 /* Asserts that decoding buf is refused with a message and no record. */
-static int refused(const uint8_t *buf, size_t len, const char *chain)
+static int refused(const uint8_t *buf, size_t len, const uint8_t chain[static TD_HASH_LEN])
 {
 	struct td_record *rec = (struct td_record *)1;
 	char err[TD_ERRMSG_MAX] = "";
@@ -239,9 +243,18 @@ static void test_every_flipped_bit_refused(void **state)
 static void test_wrong_chain_refused(void **state)
 {
 	struct fixture *f = *state;
-	assert_int_equal(refused(f->rec->bytes, f->rec->len, "tenderd-test2"), TD_ESIG);
-	assert_int_equal(refused(f->rec->bytes, f->rec->len, ""), TD_ESIG);
-	assert_int_equal(refused(f->rec->bytes, f->rec->len, "tenderd-tes"), TD_ESIG);
+	/* Every other genesis hash: one bit changed anywhere in it, all zero, another chain. */
+	static const uint8_t zero[TD_HASH_LEN];
+	uint8_t h[TD_HASH_LEN];
+	for (size_t i = 0; i < TD_HASH_LEN; i++) {
+		for (int bit = 0; bit < 8; bit += 7) {
+			memcpy(h, CHAIN, TD_HASH_LEN);
+			h[i] ^= (uint8_t)(1u << bit);
+			assert_int_equal(refused(f->rec->bytes, f->rec->len, h), TD_ESIG);
+		}
+	}
+	assert_int_equal(refused(f->rec->bytes, f->rec->len, zero), TD_ESIG);
+	assert_int_equal(refused(f->rec->bytes, f->rec->len, OTHER), TD_ESIG);
 	/* The signature itself corrupted: TD_ESIG too. */
 	uint8_t *p = malloc(f->rec->len);
 	memcpy(p, f->rec->bytes, f->rec->len);
@@ -308,7 +321,8 @@ struct env {
 	const uint8_t *release_bytes; /* raw release encoding instead of release, if set */
 	size_t release_len;
 	const uint8_t *sk;
-	const char *chain;
+	const uint8_t *chain; /* genesis hash, TD_HASH_LEN bytes */
+	bool v1_signature;    /* sign as format 1 did: "tenderd-record-v1" NUL "tenderd-test" NUL fields */
 	enum variant variant;
 };
 
@@ -376,11 +390,15 @@ static uint8_t *build_env(const struct env *e, size_t *len)
 		td_buf_free(&b);
 	}
 
-	/* Signed message: domain NUL chain NUL [7 canonical fields]. */
+	/* Signed message: "tenderd-record-v2" NUL genesis hash (32 bytes) [7 canonical fields]. */
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	raw(&sb, TD_RECORD_DOMAIN, strlen(TD_RECORD_DOMAIN) + 1);
-	raw(&sb, e->chain, strlen(e->chain) + 1);
+	if (e->v1_signature) {
+		raw(&sb, "tenderd-record-v1\0tenderd-test\0", 31);
+	} else {
+		raw(&sb, "tenderd-record-v2", 18); /* with its NUL */
+		raw(&sb, e->chain, TD_HASH_LEN);
+	}
 	msgpack_pack_array(&pk, 7);
 	write_fields(&sb, &pk, e, rel, rellen, false);
 	crypto_sign_detached(sig, NULL, (const uint8_t *)sb.data, sb.size, e->sk);
@@ -407,7 +425,7 @@ static uint8_t *build_env(const struct env *e, size_t *len)
 static struct env base_env(const struct fixture *f)
 {
 	struct env e = {
-		.version = 1,
+		.version = 2,
 		.kind = "tender",
 		.ocid = f->rec->ocid,
 		.id = f->rec->release_id,
@@ -474,8 +492,8 @@ static void test_envelope_mismatch_refused(void **state)
 		assert_int_equal(refused(p, len, CHAIN), TD_EINVAL);
 		free(p);
 	}
-	/* Other versions. */
-	static const unsigned versions[] = { 0, 2, 255 };
+	/* Other versions, format 1 included. */
+	static const unsigned versions[] = { 0, 1, 3, 255 };
 	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
 		e = base_env(f);
 		e.version = versions[i];
@@ -498,6 +516,17 @@ static void test_envelope_mismatch_refused(void **state)
 	assert_int_equal(td_record_decode(&rec, p, len, CHAIN, err, sizeof(err)), 0);
 	assert_memory_equal(rec->agency, pk2, 32);
 	td_record_free(rec);
+	free(p);
+	/* A format 2 envelope signed the format 1 way (chain id string, old domain). */
+	e = base_env(f);
+	e.v1_signature = true;
+	p = build_env(&e, &len);
+	assert_int_equal(refused(p, len, CHAIN), TD_ESIG);
+	free(p);
+	/* ...and the same in a format 1 envelope: refused for its version. */
+	e.version = 1;
+	p = build_env(&e, &len);
+	assert_int_equal(refused(p, len, CHAIN), TD_EINVAL);
 	free(p);
 	/* A release that is not a map. */
 	e = base_env(f);
@@ -630,8 +659,8 @@ static void test_trusted(void **state)
 	td_hash(id, p, f->rec->len);
 	assert_memory_equal(rec->id, id, TD_HASH_LEN);
 	td_record_free(rec);
-	/* A wrong chain id is not noticed either (it only enters the signature). */
-	assert_int_equal(td_record_decode_trusted(&rec, f->rec->bytes, f->rec->len, "x", err, sizeof(err)), 0);
+	/* A wrong genesis hash is not noticed either (it only enters the signature). */
+	assert_int_equal(td_record_decode_trusted(&rec, f->rec->bytes, f->rec->len, OTHER, err, sizeof(err)), 0);
 	td_record_free(rec);
 	/* Everything else is still checked: truncation, trailing bytes, envelope mismatch. */
 	assert_int_not_equal(td_record_decode_trusted(&rec, p, f->rec->len - 1, CHAIN, err, sizeof(err)), 0);
@@ -713,7 +742,7 @@ static void test_empty_string_roundtrip(void **state)
 /*
  * Regression test for a fixed bug in proto/codec.c (td_get_str and
  * td_get_cstr; same root cause as test_codec's
- * test_get_json_empty_strings): in [1,"","","",bin0,0,{},bin0] the empty
+ * test_get_json_empty_strings): in [2,"","","",bin0,0,{},bin0] the empty
  * strings come right after one-byte items, so msgpack-c gives them a NULL
  * pointer, and td_get_cstr called memcpy(out, NULL, 0), which UBSan aborts
  * on (found by tests/fuzz_record.c). td_get_str now returns "" for an empty
@@ -723,7 +752,8 @@ static void test_empty_string_roundtrip(void **state)
 static void test_empty_envelope_strings(void **state)
 {
 	(void)state;
-	static const uint8_t in[] = { 0x98, 0x01, 0xa0, 0xa0, 0xa0, 0xc4, 0x00, 0x00, 0x80, 0xc4, 0x00 };
+	/* Version 2, so that decoding reaches the strings (a format 1 envelope stops at the version). */
+	static const uint8_t in[] = { 0x98, 0x02, 0xa0, 0xa0, 0xa0, 0xc4, 0x00, 0x00, 0x80, 0xc4, 0x00 };
 	assert_int_equal(refused(in, sizeof(in), CHAIN), TD_EINVAL);
 }
 

@@ -31,6 +31,7 @@
 #include "tenderd/record.h"
 #include "tenderd/release.h"
 
+static uint8_t CHAIN[TD_HASH_LEN]; /* the genesis hash of the newest fixture: what signatures bind */
 #define CHAIN_ID "tenderd-sync-test"
 #define PREFIX "ocds-kr2020"
 #define GENESIS_MS 1577836800000ull /* 2020-01-01T00:00:00Z */
@@ -256,6 +257,8 @@ static int setup(void **state)
 		snprintf(e->g.v[i].name, sizeof(e->g.v[i].name), "agency-%u", i);
 		seed_keypair(e->g.v[i].pk, e->sk[i], (uint8_t)(0x31 + i));
 	}
+	td_genesis_seal(&e->g);
+	memcpy(CHAIN, e->g.hash, TD_HASH_LEN);
 	seed_keypair(pk, e->agency_sk, 0x6b);
 	snprintf(e->dir, sizeof(e->dir), "/tmp/td-sync-XXXXXX");
 	assert_non_null(mkdtemp(e->dir));
@@ -264,7 +267,7 @@ static int setup(void **state)
 	assert_int_equal(chain_open(&e->chain, path, &e->g, err, sizeof(err)), 0);
 	fio_init(&e->io, e->chain);
 	e->mp = mempool_new(1000, 16u << 20);
-	struct prop_callbacks pcb = { e, cb_complete, cb_fetch };
+	struct prop_callbacks pcb = { e, cb_complete, cb_fetch, NULL };
 	e->prop = prop_new(&e->io.io, &e->g, e->mp, 1, &pcb);
 	struct sync_callbacks scb = { e, cb_applied };
 	e->s = sync_new(&e->io.io, &e->g, e->chain, e->mp, e->prop, &scb);
@@ -323,7 +326,7 @@ static struct td_record *mkrec(struct env *e)
 	json_t *full = td_release_build(frag, TD_KIND_TENDER, NULL, ms, "Test agency", err, sizeof(err));
 	if (!full)
 		fail_msg("build: %s", err);
-	if (td_record_sign(&rec, TD_KIND_TENDER, full, ms, CHAIN_ID, e->agency_sk, err, sizeof(err)) != 0)
+	if (td_record_sign(&rec, TD_KIND_TENDER, full, ms, CHAIN, e->agency_sk, err, sizeof(err)) != 0)
 		fail_msg("sign: %s", err);
 	json_decref(frag);
 	json_decref(full);
@@ -343,7 +346,7 @@ static void mkcommit(struct env *e, struct td_commit *cm, uint64_t height, const
 		if (!(mask & (1u << i)))
 			continue;
 		cm->sigs[cm->n_sigs].validator = i;
-		td_vote_sign(cm->sigs[cm->n_sigs].sig, CHAIN_ID, TD_VOTE_PRECOMMIT, height, 0, hash, keys[i]);
+		td_vote_sign(cm->sigs[cm->n_sigs].sig, CHAIN, TD_VOTE_PRECOMMIT, height, 0, hash, keys[i]);
 		cm->n_sigs++;
 	}
 }
@@ -358,7 +361,8 @@ static struct td_block *next_block(struct env *e, struct chain *c)
 	if (!e->recs[h])
 		e->recs[h] = mkrec(e);
 	recs[0] = td_record_ref(e->recs[h]);
-	return td_block_new(h, chain_last_hash(c), chain_last_time(c) + 1000, e->g.v[h % NVAL].pk, recs, 1);
+	return td_block_new(h, chain_last_hash(c), chain_last_time(c) + 1000, e->g.v[h % NVAL].pk, e->g.validators_hash,
+			    recs, 1);
 }
 
 /* Grows the server's chain to `height` blocks, each committed by validators 0, 1 and 2. */
@@ -470,8 +474,9 @@ static void waiting_proposal(struct env *e)
 	size_t len;
 
 	recs[0] = rec;
-	struct td_block *blk = td_block_new(1, chain_last_hash(e->chain), GENESIS_MS + 5000, e->g.v[1].pk, recs, 1);
-	td_proposal_sign(sig, CHAIN_ID, 1, 0, -1, blk->hash, e->sk[1]);
+	struct td_block *blk = td_block_new(1, chain_last_hash(e->chain), GENESIS_MS + 5000, e->g.v[1].pk,
+					    e->g.validators_hash, recs, 1);
+	td_proposal_sign(sig, CHAIN, 1, 0, -1, blk->hash, e->sk[1]);
 	td_buf_init(&b);
 	td_msg_proposal(&b, blk, 0, -1, sig);
 	bytes = td_buf_take(&b, &len);
@@ -523,7 +528,7 @@ static void test_status_request_starts_after_our_tip(void **state)
 	server_grow(e, 2);
 	for (uint64_t h = 1; h <= 2; h++) {
 		assert_int_equal(chain_block_raw(e->srv_chain, h, &braw, &blen, &craw, &clen), 0);
-		assert_int_equal(td_block_decode(&blk, braw, blen, CHAIN_ID, false, err, sizeof(err)), 0);
+		assert_int_equal(td_block_decode(&blk, braw, blen, CHAIN, false, err, sizeof(err)), 0);
 		assert_int_equal(td_commit_decode(&cm, craw, clen, err, sizeof(err)), 0);
 		assert_int_equal(chain_apply(e->chain, blk, &cm, err, sizeof(err)), 0);
 		td_commit_clear(&cm);
@@ -614,7 +619,7 @@ static void test_serve_request(void **state)
 		assert_memory_equal(ci->p, craw, clen);
 		struct td_block *blk;
 		struct td_commit cm;
-		assert_int_equal(td_block_decode(&blk, bi->p, bi->len, CHAIN_ID, false, err, sizeof(err)), 0);
+		assert_int_equal(td_block_decode(&blk, bi->p, bi->len, CHAIN, false, err, sizeof(err)), 0);
 		assert_int_equal(blk->hdr.height, h);
 		assert_int_equal(td_commit_decode(&cm, ci->p, ci->len, err, sizeof(err)), 0);
 		assert_int_equal(td_commit_verify(&cm, &e->g, h, blk->hash, err, sizeof(err)), 0);
@@ -866,12 +871,13 @@ static void test_no_request_to_peer_just_dropped(void **state)
 
 	/* Block 1 good; block 2 (built on it) with a commit of two signers only. */
 	next_block_raw(e, 0x7, (const uint8_t(*)[TD_SECKEY_LEN])e->sk, &blk[0], &blen[0], &cm[0], &clen[0], hash);
-	assert_int_equal(td_block_decode(&b, blk[0], blen[0], CHAIN_ID, false, err, sizeof(err)), 0);
+	assert_int_equal(td_block_decode(&b, blk[0], blen[0], CHAIN, false, err, sizeof(err)), 0);
 	assert_int_equal(td_commit_decode(&c, cm[0], clen[0], err, sizeof(err)), 0);
 	struct td_record **recs = calloc(1, sizeof(*recs));
 	e->recs[2] = mkrec(e);
 	recs[0] = td_record_ref(e->recs[2]);
-	struct td_block *b2 = td_block_new(2, b->hash, b->hdr.time_ms + 1000, e->g.v[2].pk, recs, 1);
+	struct td_block *b2 =
+		td_block_new(2, b->hash, b->hdr.time_ms + 1000, e->g.v[2].pk, e->g.validators_hash, recs, 1);
 	struct td_commit c2;
 	mkcommit(e, &c2, 2, b2->hash, 0x3, (const uint8_t(*)[TD_SECKEY_LEN])e->sk);
 	td_block_encode(b2, &blk[1], &blen[1]);
@@ -1012,7 +1018,7 @@ static void test_tick_waits_while_chain_grows(void **state)
 
 	/* Consensus applied a block meanwhile: the tick gives the request up but asks nothing. */
 	assert_int_equal(chain_block_raw(e->srv_chain, 1, &braw, &blen, &craw, &clen), 0);
-	assert_int_equal(td_block_decode(&blk, braw, blen, CHAIN_ID, false, err, sizeof(err)), 0);
+	assert_int_equal(td_block_decode(&blk, braw, blen, CHAIN, false, err, sizeof(err)), 0);
 	assert_int_equal(td_commit_decode(&cm, craw, clen, err, sizeof(err)), 0);
 	assert_int_equal(chain_apply(e->chain, blk, &cm, err, sizeof(err)), 0);
 	td_commit_clear(&cm);

@@ -6,13 +6,17 @@
  *   ANNOUNCE   [2, [record id ...]]            ids of records a node holds
  *   FETCH      [3, [record id ...]]            ask for those records
  *   RECORDS    [4, [record bytes ...]]         the records asked for
- *   PROPOSAL   [5, height, round, valid round + 1 (0: none), header, [record id ...], proposer signature]
+ *   PROPOSAL   [5, height, round, valid round + 1 (0: none), header, [record id ...],
+ *               [evidence bytes ...], proposer signature]
  *   VOTE       [6, vote type, height, round, block hash or nil, validator index, signature]
  *   SYNC_REQ   [7, from height, max blocks]
  *   SYNC_BLOCKS [8, [[block bytes, commit bytes] ...]]
- * A proposal carries the block header and its record ids, not the records:
- * receivers rebuild the block from their mempool and FETCH what they lack,
- * so each record body crosses each link about once.
+ *   EVIDENCE   [9, [evidence bytes ...]]        tenderd/evidence.h, at most
+ *                                               TD_BLOCK_EVIDENCE_MAX items
+ * A proposal carries the block header, its record ids and its evidence
+ * (small), not the records: receivers rebuild the block from their mempool
+ * and FETCH what they lack, so each record body crosses each link about once.
+ * Headers, records and evidence carry the format version (TD_FORMAT_VERSION).
  */
 #ifndef TENDERD_MSG_H
 #define TENDERD_MSG_H
@@ -20,7 +24,7 @@
 #include <msgpack.h>
 #include "tenderd/block.h"
 
-#define TD_PROPOSAL_DOMAIN "tenderd-proposal-v1"
+#define TD_PROPOSAL_DOMAIN "tenderd-proposal-v2"
 
 /*
  * Limits of the wire format. The decoder refuses a message over any of them,
@@ -42,6 +46,7 @@ enum td_msg_type {
 	TD_MSG_VOTE = 6,
 	TD_MSG_SYNC_REQ = 7,
 	TD_MSG_SYNC_BLOCKS = 8,
+	TD_MSG_EVIDENCE = 9,
 };
 
 struct td_bytes {
@@ -52,19 +57,20 @@ struct td_bytes {
 /* A decoded message; pointers refer to the input bytes, which must outlive it. */
 struct td_msg {
 	enum td_msg_type type;
-	uint64_t height;                 /* STATUS, PROPOSAL, VOTE, SYNC_REQ (from) */
-	uint32_t round;                  /* PROPOSAL, VOTE */
-	int32_t valid_round;             /* PROPOSAL: -1 for none */
-	uint8_t hash[TD_HASH_LEN];       /* STATUS: last hash; VOTE: value; PROPOSAL: block hash of hdr */
-	bool nil;                        /* VOTE for nothing */
-	enum td_vote_type vote_type;     /* VOTE */
-	uint32_t validator;              /* VOTE */
-	uint8_t sig[TD_SIG_LEN];         /* PROPOSAL, VOTE */
-	uint64_t count;                  /* SYNC_REQ: max blocks */
-	struct td_block_header hdr;      /* PROPOSAL */
-	uint32_t n_ids;                  /* ANNOUNCE, FETCH, PROPOSAL */
+	uint64_t height;             /* STATUS, PROPOSAL, VOTE, SYNC_REQ (from) */
+	uint32_t round;              /* PROPOSAL, VOTE */
+	int32_t valid_round;         /* PROPOSAL: -1 for none */
+	uint8_t hash[TD_HASH_LEN];   /* STATUS: last hash; VOTE: value; PROPOSAL: block hash of hdr */
+	bool nil;                    /* VOTE for nothing */
+	enum td_vote_type vote_type; /* VOTE */
+	uint32_t validator;          /* VOTE */
+	uint8_t sig[TD_SIG_LEN];     /* PROPOSAL, VOTE */
+	uint64_t count;              /* SYNC_REQ: max blocks */
+	struct td_block_header hdr;  /* PROPOSAL */
+	uint32_t n_ids;              /* ANNOUNCE, FETCH, PROPOSAL */
 	const uint8_t (*ids)[TD_HASH_LEN];
-	uint32_t n_items;                /* RECORDS: records; SYNC_BLOCKS: 2 per block (block, commit) */
+	uint32_t n_items; /* RECORDS: records; SYNC_BLOCKS: 2 per block (block, commit);
+					    EVIDENCE, PROPOSAL: evidence items */
 	struct td_bytes *items;
 	msgpack_unpacked u;              /* private */
 	uint8_t (*ids_buf)[TD_HASH_LEN]; /* private */
@@ -80,11 +86,16 @@ struct td_msg {
  */
 __attribute__((warn_unused_result)) int td_msg_decode(struct td_msg *m, const uint8_t *buf, size_t len);
 void td_msg_free(struct td_msg *m);
+/* Encodes a decoded message again: the same bytes it was decoded from (decoding checked that). */
+void td_msg_encode(struct td_buf *b, const struct td_msg *m);
 
 /* Encoders: each writes one whole message into b (which the caller inits). */
 void td_msg_status(struct td_buf *b, uint64_t height, const uint8_t hash[static TD_HASH_LEN]);
 void td_msg_ids(struct td_buf *b, enum td_msg_type type, const uint8_t (*ids)[TD_HASH_LEN], uint32_t n);
-/* Starts a RECORDS or SYNC_BLOCKS message of n items; then add n items (pairs for blocks) with td_enc_bin. */
+/*
+ * Starts a RECORDS, EVIDENCE or SYNC_BLOCKS message of n items; then add n
+ * items (pairs for blocks) with td_enc_bin.
+ */
 void td_msg_items_begin(struct td_buf *b, enum td_msg_type type, uint32_t n);
 void td_msg_proposal(struct td_buf *b, const struct td_block *blk, uint32_t round, int32_t valid_round,
 		     const uint8_t sig[static TD_SIG_LEN]);
@@ -92,11 +103,16 @@ void td_msg_vote(struct td_buf *b, enum td_vote_type type, uint64_t height, uint
 		 uint32_t validator, const uint8_t sig[static TD_SIG_LEN]);
 void td_msg_sync_req(struct td_buf *b, uint64_t from, uint32_t count);
 
-/* Proposal signatures: over the domain, NUL, chain id, NUL and [height, round, valid round + 1, block hash]. */
-void td_proposal_sign(uint8_t sig[static TD_SIG_LEN], const char *chain_id, uint64_t height, uint32_t round,
-		      int32_t valid_round, const uint8_t hash[static TD_HASH_LEN], const uint8_t sk[static TD_SECKEY_LEN]);
-__attribute__((warn_unused_result)) bool td_proposal_verify(const uint8_t sig[static TD_SIG_LEN], const char *chain_id,
-							    uint64_t height, uint32_t round, int32_t valid_round,
+/*
+ * Proposal signatures: over the domain, NUL, the genesis hash (32 bytes) and
+ * [height, round, valid round + 1, block hash].
+ */
+void td_proposal_sign(uint8_t sig[static TD_SIG_LEN], const uint8_t chain[static TD_HASH_LEN], uint64_t height,
+		      uint32_t round, int32_t valid_round, const uint8_t hash[static TD_HASH_LEN],
+		      const uint8_t sk[static TD_SECKEY_LEN]);
+__attribute__((warn_unused_result)) bool td_proposal_verify(const uint8_t sig[static TD_SIG_LEN],
+							    const uint8_t chain[static TD_HASH_LEN], uint64_t height,
+							    uint32_t round, int32_t valid_round,
 							    const uint8_t hash[static TD_HASH_LEN],
 							    const uint8_t pk[static TD_PUBKEY_LEN]);
 

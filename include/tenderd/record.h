@@ -2,10 +2,11 @@
  * Signed records: one OCDS release in an envelope signed by an agency.
  *
  * Encoding (canonical msgpack, see tenderd/codec.h), an array of 8:
- *   [1, kind tag, ocid, release id, agency public key (bin 32),
- *    time (ms since epoch), release (map), signature (bin 64)]
- * The signature is Ed25519 over TD_RECORD_DOMAIN, a NUL, the chain id, a NUL, and
- * the canonical encoding of the first 7 items as an array of 7. The record id
+ *   [2 (TD_FORMAT_VERSION), kind tag, ocid, release id, agency public key
+ *    (bin 32), time (ms since epoch), release (map), signature (bin 64)]
+ * The signature is Ed25519 over TD_RECORD_DOMAIN, a NUL, the genesis hash of
+ * the chain (32 bytes), and the canonical encoding of the first 7 items as
+ * an array of 7. The record id
  * is BLAKE2b-256 of the whole encoding. A record is at most TD_RECORD_MAX bytes.
  */
 #ifndef TENDERD_RECORD_H
@@ -15,7 +16,7 @@
 #include "tenderd/types.h"
 #include "tenderd/release.h"
 
-#define TD_RECORD_DOMAIN "tenderd-record-v1"
+#define TD_RECORD_DOMAIN "tenderd-record-v2"
 
 struct td_record {
 	enum td_kind kind;
@@ -23,12 +24,12 @@ struct td_record {
 	char release_id[TD_ID_MAX + 1];
 	uint8_t agency[TD_PUBKEY_LEN];
 	uint64_t time_ms;
-	json_t *release;             /* owned reference; its ocid and id match the fields above */
+	json_t *release; /* owned reference; its ocid and id match the fields above */
 	uint8_t sig[TD_SIG_LEN];
-	uint8_t id[TD_HASH_LEN];     /* BLAKE2b-256 of bytes */
-	uint8_t *bytes;              /* owned canonical encoding */
+	uint8_t id[TD_HASH_LEN]; /* BLAKE2b-256 of bytes */
+	uint8_t *bytes;          /* owned canonical encoding */
 	size_t len;
-	uint32_t refs;               /* td_record_ref() adds one, td_record_free() drops one */
+	uint32_t refs; /* td_record_ref() adds one, td_record_free() drops one */
 };
 
 /*
@@ -37,20 +38,22 @@ struct td_record {
  * new record in *out, or TD_EINVAL (err says why: invalid release, too big).
  */
 int td_record_sign(struct td_record **out, enum td_kind kind, const json_t *release, uint64_t time_ms,
-		   const char *chain_id, const uint8_t sk[static TD_SECKEY_LEN], char *err, size_t errlen);
+		   const uint8_t chain[static TD_HASH_LEN], const uint8_t sk[static TD_SECKEY_LEN], char *err,
+		   size_t errlen);
 
 /*
  * Decodes and checks a record from the wire or the store: size, canonical
  * form, envelope fields agreeing with the release, release validity and the
- * signature. Returns 0 and a new record in *out, TD_EINVAL or TD_ESIG with a
- * message in err.
+ * signature for the chain whose genesis hash is chain. Returns 0 and a new
+ * record in *out, TD_EINVAL or TD_ESIG with a message in err.
  */
 __attribute__((warn_unused_result)) int td_record_decode(struct td_record **out, const uint8_t *buf, size_t len,
-							 const char *chain_id, char *err, size_t errlen);
+							 const uint8_t chain[static TD_HASH_LEN], char *err,
+							 size_t errlen);
 
 /* Decodes a record already verified once (from this node's own store): no signature check. */
-int td_record_decode_trusted(struct td_record **out, const uint8_t *buf, size_t len, const char *chain_id, char *err,
-			     size_t errlen);
+int td_record_decode_trusted(struct td_record **out, const uint8_t *buf, size_t len,
+			     const uint8_t chain[static TD_HASH_LEN], char *err, size_t errlen);
 
 /* Adds a reference to rec (shared by the mempool and a proposed block); returns rec. */
 struct td_record *td_record_ref(struct td_record *rec);

@@ -12,6 +12,12 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+/*
+ * The version of the ledger's formats: records, blocks, signatures and the
+ * wire. A node refuses data and peers of any other version.
+ */
+#define TD_FORMAT_VERSION 2
+
 #define TD_HASH_LEN 32   /* BLAKE2b-256 */
 #define TD_PUBKEY_LEN 32 /* Ed25519 public key */
 #define TD_SECKEY_LEN 64 /* Ed25519 secret key (seed || public key) */

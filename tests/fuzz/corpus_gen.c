@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "tenderd/block.h"
+#include "tenderd/evidence.h"
 #include "tenderd/json.h"
 #include "tenderd/msg.h"
 #include "tenderd/record.h"
@@ -133,6 +134,30 @@ static void gen_chain(struct fz_world *w)
 			td_enc_bin(&b, blk_bytes, blen);
 			td_enc_bin(&b, cm_bytes, clen);
 			put_buf("fuzz_msg", "sync-blocks", &b);
+			/* Evidence: the world's validator voted for the block and for nil in one round. */
+			struct td_evidence ev = { .kind = TD_EVIDENCE_VOTES, .height = h, .round = 0,
+						  .vote_type = TD_VOTE_PREVOTE };
+			memcpy(ev.pk, w->g.v[0].pk, TD_PUBKEY_LEN);
+			ev.a.valid_round = ev.b.valid_round = -1;
+			memcpy(ev.a.value, blk->hash, TD_HASH_LEN);
+			td_vote_sign(ev.a.sig, FZ_CHAIN, TD_VOTE_PREVOTE, h, 0, blk->hash, w->sk);
+			ev.b.nil = true;
+			td_vote_sign(ev.b.sig, FZ_CHAIN, TD_VOTE_PREVOTE, h, 0, NULL, w->sk);
+			td_evidence_seal(&ev);
+			struct td_buf eb;
+			td_buf_init(&eb);
+			td_evidence_encode(&eb, &ev);
+			td_msg_items_begin(&b, TD_MSG_EVIDENCE, 1);
+			td_enc_bin(&b, (const uint8_t *)eb.sb.data, eb.sb.size);
+			put_buf("fuzz_msg", "evidence", &b);
+			td_buf_free(&eb);
+			/* A proposal of a block that carries it. */
+			struct td_evidence *own = calloc(1, sizeof(*own));
+			*own = ev;
+			td_block_set_evidence(blk, own, 1);
+			td_proposal_sign(sig, FZ_CHAIN, h, 0, -1, blk->hash, w->sk);
+			td_msg_proposal(&b, blk, 0, -1, sig);
+			put_buf("fuzz_msg", "proposal-evidence", &b);
 		}
 		td_block_free(blk);
 		free(blk_bytes);

@@ -22,6 +22,7 @@
 
 #include "tenderd/block.h"
 #include "tenderd/codec.h"
+#include "tenderd/evidence.h"
 #include "tenderd/msg.h"
 #include "tenderd/record.h"
 #include "world.h"
@@ -62,18 +63,12 @@ static void reencode(const struct td_msg *m, const uint8_t *data, size_t size)
 		}
 		same(&b, data, size, "RECORDS/SYNC_BLOCKS re-encodes differently");
 		break;
+	case TD_MSG_EVIDENCE:
+		td_msg_encode(&b, m);
+		same(&b, data, size, "EVIDENCE re-encodes differently");
+		break;
 	case TD_MSG_PROPOSAL: {
-		/* td_msg_proposal takes a block; a block of records that carry only their ids will do. */
-		struct td_block blk = { .hdr = m->hdr };
-		struct td_record *recs = calloc(m->n_ids ? m->n_ids : 1, sizeof(*recs));
-		struct td_record **ptrs = calloc(m->n_ids ? m->n_ids : 1, sizeof(*ptrs));
-		for (uint32_t i = 0; i < m->n_ids; i++) {
-			memcpy(recs[i].id, m->ids[i], TD_HASH_LEN);
-			ptrs[i] = &recs[i];
-		}
-		blk.records = ptrs;
-		blk.hdr.n_records = m->n_ids;
-		td_msg_proposal(&b, &blk, m->round, m->valid_round, m->sig);
+		td_msg_encode(&b, m);
 		same(&b, data, size, "PROPOSAL re-encodes differently");
 		/* m->hash is the block hash of the header. */
 		struct td_buf h;
@@ -83,8 +78,6 @@ static void reencode(const struct td_msg *m, const uint8_t *data, size_t size)
 		td_hash(hash, (const uint8_t *)h.sb.data, h.sb.size);
 		fz_check(memcmp(hash, m->hash, TD_HASH_LEN) == 0, "PROPOSAL hash is not the header's");
 		td_buf_free(&h);
-		free(ptrs);
-		free(recs);
 		break;
 	}
 	case TD_MSG_VOTE:
@@ -110,6 +103,19 @@ static void inner(const struct td_msg *m)
 			if (td_record_decode_trusted(&rec, m->items[i].p, m->items[i].len, FZ_CHAIN, err, sizeof(err)) == 0)
 				td_record_free(rec);
 		}
+	} else if (m->type == TD_MSG_EVIDENCE || m->type == TD_MSG_PROPOSAL) {
+		for (uint32_t i = 0; i < m->n_items; i++) {
+			struct td_evidence ev;
+			struct td_buf b;
+			if (td_evidence_decode(&ev, m->items[i].p, m->items[i].len) != 0)
+				continue;
+			td_buf_init(&b);
+			td_evidence_encode(&b, &ev);
+			fz_check(b.sb.size == m->items[i].len && memcmp(b.sb.data, m->items[i].p, b.sb.size) == 0,
+				 "evidence re-encodes differently");
+			td_buf_free(&b);
+			(void)td_evidence_verify(&ev, FZ_CHAIN, err, sizeof(err));
+		}
 	} else if (m->type == TD_MSG_SYNC_BLOCKS) {
 		for (uint32_t i = 0; i + 1 < m->n_items && i < 8; i += 2) {
 			struct td_block *blk;
@@ -128,7 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (td_msg_decode(&m, data, size) != 0)
 		return 0;
-	fz_check(m.type >= TD_MSG_STATUS && m.type <= TD_MSG_SYNC_BLOCKS, "decoded type out of range");
+	fz_check(m.type >= TD_MSG_STATUS && m.type <= TD_MSG_EVIDENCE, "decoded type out of range");
 	reencode(&m, data, size);
 	inner(&m);
 	td_msg_free(&m);

@@ -56,7 +56,7 @@ int fz_apply(struct fz_world *w, struct td_record **recs, uint32_t n)
 
 	memcpy(arr, recs, n * sizeof(*arr));
 	uint64_t h = chain_height(w->c) + 1;
-	struct td_block *blk = td_block_new(h, chain_last_hash(w->c), chain_last_time(w->c) + 1000, w->g.v[0].pk, arr, n);
+	struct td_block *blk = td_block_new(h, chain_last_hash(w->c), chain_last_time(w->c) + 1000, w->g.v[0].pk, w->g.validators_hash, arr, n);
 	memset(&cm, 0, sizeof(cm));
 	cm.height = h;
 	memcpy(cm.block_hash, blk->hash, TD_HASH_LEN);
@@ -99,7 +99,7 @@ struct fz_world *fz_world(void)
 	fz_check(sodium_init() >= 0, "sodium_init");
 	struct fz_world *w = calloc(1, sizeof(*w));
 	the_world = w;
-	snprintf(w->g.chain_id, sizeof(w->g.chain_id), FZ_CHAIN);
+	snprintf(w->g.chain_id, sizeof(w->g.chain_id), FZ_CHAIN_ID);
 	snprintf(w->g.ocid_prefix, sizeof(w->g.ocid_prefix), FZ_PREFIX);
 	w->g.time_ms = FZ_GENESIS_MS;
 	w->g.n = 1;
@@ -107,6 +107,7 @@ struct fz_world *fz_world(void)
 	snprintf(w->g.v[0].name, sizeof(w->g.v[0].name), "Test agency");
 	memset(seed, 0x5a, sizeof(seed));
 	crypto_sign_seed_keypair(w->g.v[0].pk, w->sk, seed);
+	td_genesis_seal(&w->g);
 	w->clock_ms = FZ_GENESIS_MS + 1000;
 
 	struct store *st;

@@ -14,7 +14,9 @@
 #include "tenderd/block.h"
 #include "tenderd/release.h"
 
-#define FZ_CHAIN "tenderd-test"
+#define FZ_CHAIN_ID "tenderd-test"
+/* The world's genesis hash: what every signature of its chain binds. */
+#define FZ_CHAIN (fz_world()->g.hash)
 #define FZ_PREFIX "ocds-kr2020"
 #define FZ_GENESIS_MS 1577836800000ull /* 2020-01-01T00:00:00Z */
 
