@@ -331,6 +331,13 @@ static void m_status(struct api *a, struct rpc_req *req, json_t *params)
 		td_json_uint(gossip_records_received(n->gossip)), "records_refused",
 		td_json_uint(gossip_records_refused(n->gossip)));
 	json_object_set_new(res, "evidence", evid);
+	{
+		char gh[2 * TD_HASH_LEN + 1];
+		td_hex(gh, n->genesis->hash, TD_HASH_LEN);
+		json_object_set_new(res, "ocid_prefix", json_string(n->genesis->ocid_prefix));
+		json_object_set_new(res, "genesis_hash", json_string(gh));
+		json_object_set_new(res, "format", json_integer(TD_FORMAT_VERSION));
+	}
 	rpc_reply(req, res);
 }
 
