@@ -21,7 +21,7 @@ struct evidence {
 	struct td_evidence *all; /* every entry, in file order */
 	bool *pending;           /* per entry: not yet known committed or expired */
 	json_t *mem;             /* the entries' lines when kept in memory only */
-	uint32_t n, npending;
+	uint32_t n, npending, cap;
 };
 
 static const char *type_name(enum td_vote_type t)
@@ -56,6 +56,13 @@ static bool known(const struct evidence *e, const struct td_evidence *ev)
 
 static void keep(struct evidence *e, const struct td_evidence *ev)
 {
+	if (e->n == e->cap) { /* grows as needed: most nodes never see an offence */
+		e->cap = e->cap ? 2 * e->cap : 16;
+		if (e->cap > EVIDENCE_MAX)
+			e->cap = EVIDENCE_MAX;
+		e->all = td_xrealloc(e->all, e->cap * sizeof(*e->all));
+		e->pending = td_xrealloc(e->pending, e->cap * sizeof(*e->pending));
+	}
 	e->all[e->n] = *ev;
 	e->pending[e->n++] = true;
 	e->npending++;
@@ -96,8 +103,6 @@ int evidence_open(struct evidence **out, const char *path, const struct td_genes
 	struct evidence *e = td_xcalloc(1, sizeof(*e));
 	*out = NULL;
 	e->g = g;
-	e->all = td_xcalloc(EVIDENCE_MAX, sizeof(*e->all));
-	e->pending = td_xcalloc(EVIDENCE_MAX, sizeof(*e->pending));
 	if (!path) {
 		e->mem = json_array();
 		*out = e;
