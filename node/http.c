@@ -170,6 +170,7 @@ struct http {
 	char public_url[256];
 	unsigned max_connections; /* [http] max_connections */
 	uint64_t started_ms;
+	uint64_t started_mono; /* uv_now when it started */
 	/* metrics */
 	struct route_stats routes[ROUTES];
 	uint64_t requests;
@@ -798,6 +799,11 @@ static bool unhealthy(const struct http *h, const struct node_view *v, char *why
 		snprintf(why, len, "no peers connected (0 of %u other validators)", v->g->n - 1);
 		return true;
 	}
+	/* a node that just started may be connected before any peer told it its height */
+	if (v->g->n > 1 && top == 0 && uv_now(h->loop) - h->started_mono < HTTP_HEALTH_SETTLE_MS) {
+		snprintf(why, len, "starting: the peers' heights are not known yet");
+		return true;
+	}
 	return false;
 }
 
@@ -1418,6 +1424,7 @@ int http_start(struct http **out, uv_loop_t *loop, const struct config *cfg, str
 	h->loop = loop;
 	h->node = n;
 	h->started_ms = wall_ms();
+	h->started_mono = uv_now(loop);
 	h->max_connections = cfg->http_max_connections;
 	for (int r = 0; r < ROUTES; r++)
 		hist_init(&h->routes[r].latency, latency_le, sizeof(latency_le) / sizeof(latency_le[0]));

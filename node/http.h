@@ -41,6 +41,7 @@
 #define HTTP_HEADERS_MAX 64                  /* request headers; more: 431 */
 #define HTTP_LISTEN_BACKLOG 128              /* pending connections the kernel keeps */
 #define HTTP_METRICS_BLOCKS 256              /* new blocks one /metrics scrape reads for the block histograms */
+#define HTTP_HEALTH_SETTLE_MS 2000           /* after the start, /health waits this long for a peer's height */
 #define HTTP_STOP_GRACE_MS 3000              /* answers under way may finish this long after http_stop */
 #define HTTP_PAGE_CACHE_BYTES (64u << 20)    /* full release pages kept in memory */
 #define HTTP_PAGE_CACHE_ENTRY_MAX (8u << 20) /* larger pages are always made from the store */

@@ -9,7 +9,8 @@
 # /metrics; packages validate against the OCDS schemas (tests/ocds_validate.py) and
 # /metrics passes `promtool check metrics`. Bad requests: 404, 405 with Allow, 413,
 # 431; the connection limit and the idle timeout. Then four validators: /health 200
-# while peers are connected and 503 naming the reason once they are gone, /metrics
+# while peers are connected, 503 catching up on a node that was down and syncs, and 503
+# naming the reason once the peers are gone, /metrics
 # counts the peers, the explorer page in headless Chromium lists the sample tenders and
 # shows a tender's amendment and award, and a real Prometheus scrapes all four (its
 # query API shows the series).
@@ -476,6 +477,64 @@ wait_until 30 "Prometheus has no tenderd_peers_connected == 3" prom_has 'tenderd
 wait_until 30 "Prometheus has no request latency histogram" prom_has 'sum by (instance) (tenderd_http_request_duration_seconds_count{route="metrics"})' 4
 kill "$PROM_PID" 2>/dev/null
 wait "$PROM_PID" 2>/dev/null
+
+step "/health of a node that was down: 503 catching up while it syncs, then 200"
+tn_stop 3
+"$BIN/tenderd-loadgen" publish --sockets "$NET/node0/tenderd.sock,$NET/node1/tenderd.sock,$NET/node2/tenderd.sock" \
+	--count 2000 --rate 400 --run catchup --no-track --timeout 120 >"$OUT" 2>"$ERR" || fail "tenderd-loadgen publish failed: $(tail -n 3 "$ERR")"
+HP3=""
+for ((try = 0; try < 20; try++)); do
+	p=$((33000 + RANDOM % 20000))
+	port_free "$p" && HP3=$p && break
+done
+[[ -n "$HP3" ]] || fail "no free port for node3's HTTP"
+# poll /health from before node3 starts until it answers 200: every answer in order
+"$PY" - "$HP3" >"$TN_DIR/health3" 2>&1 <<'EOF' &
+import json, socket, sys, time
+port = int(sys.argv[1])
+deadline = time.time() + 90
+s = None
+def answer(s):
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        c = s.recv(65536)
+        if not c:
+            raise ConnectionError
+        data += c
+    head, body = data.split(b"\r\n\r\n", 1)
+    n = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
+    while len(body) < n:
+        c = s.recv(65536)
+        if not c:
+            raise ConnectionError
+        body += c
+    return int(head.split(b" ")[1]), json.loads(body).get("reason", "")
+last = None
+while time.time() < deadline:
+    try:
+        if s is None:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        code, reason = answer(s)
+    except OSError:
+        s = None
+        time.sleep(0.001)
+        continue
+    line = "%d %s" % (code, reason.split(":")[0])
+    if line != last:
+        print(line, flush=True)
+        last = line
+    if code == 200:
+        break
+EOF
+POLL=$!
+tn_start 3 --set "http.listen=127.0.0.1:$HP3"
+wait "$POLL"
+note "node3 /health while starting, in order: $(tr '\n' ';' <"$TN_DIR/health3")"
+tail -n 1 "$TN_DIR/health3" | grep -q '^200 *$' || fail "node3 never answered /health 200: $(tail -n 5 "$TN_DIR/health3")"
+grep -q '^503 catching up$' "$TN_DIR/health3" || fail "node3 never answered 503 catching up while it synced: $(sort "$TN_DIR/health3" | uniq -c)"
+grep -v '^503 catching up$\|^503 starting$\|^503 no peers connected (0 of 3 other validators)$\|^200 *$' "$TN_DIR/health3" && fail "node3 answered something else while starting"
+for ((i = 0; i < 4; i++)); do PORTS[i]=$(http_port "$i"); done
 
 step "/health: 503 naming the reason once node0 has no peers"
 tn_stop 1
