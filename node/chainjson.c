@@ -993,22 +993,40 @@ int chain_block_info(const struct chain *c, uint64_t height, bool with_commit, s
 {
 	struct ckey_block_meta m;
 	struct td_commit cm = { 0 };
-	uint8_t *val = NULL;
+	char e[TD_ERRMSG_MAX];
+	uint8_t *val = NULL, *cb = NULL;
+	size_t cl = 0;
+	struct ckey k;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (height == 0 || height > c->height)
 		return TD_ENOTFOUND;
-	rc = with_commit ? chain_block_head_load(c, height, &m, &val, &cm) : chain_block_meta_load(c, height, &m, &val);
+	rc = chain_block_meta_load(c, height, &m, &val);
 	if (rc != 0)
 		return rc;
 	out->height = height;
 	memcpy(out->hash, m.hash, TD_HASH_LEN);
 	out->time_ms = m.h.time_ms;
 	out->n_records = m.h.n_records;
-	out->round = with_commit ? cm.round : 0;
-	out->n_sigs = with_commit ? cm.n_sigs : 0;
-	td_commit_clear(&cm);
+	if (with_commit) {
+		/* its signatures were verified when it was committed: decoded, not verified again */
+		ckey_commit(&k, height);
+		rc = store_get(c->st, k.b, k.n, &cb, &cl);
+		if (rc != 0) {
+			rc = chain_read_error(rc == TD_ENOTFOUND ? TD_ECORRUPT : rc, "block %llu: its commit (\"C\")",
+					      (unsigned long long)height);
+		} else if (td_commit_decode(&cm, cb, cl, e, sizeof(e)) != 0 || cm.height != height ||
+			   memcmp(cm.block_hash, m.hash, TD_HASH_LEN) != 0) {
+			rc = chain_read_error(TD_ECORRUPT, "block %llu: its commit (\"C\") is not this block's",
+					      (unsigned long long)height);
+		} else {
+			out->round = cm.round;
+			out->n_sigs = cm.n_sigs;
+		}
+		td_commit_clear(&cm);
+		free(cb);
+	}
 	free(val);
-	return 0;
+	return rc;
 }

@@ -37,8 +37,9 @@ struct chain_block_info {
 
 /*
  * The header of committed block height into *out; with_commit also reads
- * and checks its commit (signatures verified: dearer). 0; TD_ENOTFOUND for
- * 0 or past the tip; TD_EIO, TD_ECORRUPT.
+ * its commit (decoded and checked to be this block's; its signatures are
+ * not verified again, as they were when it was committed). 0; TD_ENOTFOUND
+ * for 0 or past the tip; TD_EIO, TD_ECORRUPT.
  */
 int chain_block_info(const struct chain *c, uint64_t height, bool with_commit, struct chain_block_info *out);
 
