@@ -7,12 +7,18 @@
  * A request's state (struct http_req, libmicrohttpd's con_cls) lives from
  * the first call of the access handler to the completion callback, which
  * counts it in the metrics. A streamed page (struct page_stream) belongs to
- * its libmicrohttpd response and is freed with it, at the latest when
- * http_stop() stops the daemon, which is before the chain closes.
+ * its libmicrohttpd response and is freed with it, at the latest when the
+ * daemon stops, which is before the chain closes. A full page's bytes go to
+ * the page cache (struct page_entry, reference counted: the cache holds one,
+ * each response sent from it another) when its stream has handed them all
+ * over.
+ *
+ * Stopping (http_stop) is graceful: the listening socket closes at once,
+ * answers under way get HTTP_STOP_GRACE_MS to finish, then the daemon stops
+ * and the handles close; the struct goes with the last handle.
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,7 +55,6 @@
 #define CACHE_REVALIDATE "no-cache"
 #define CACHE_NONE "no-store"
 #define TYPE_JSON "application/json; charset=utf-8"
-#define TYPE_TEXT "text/plain; charset=utf-8"
 #define TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define TYPE_HTML "text/html; charset=utf-8"
 
@@ -972,7 +977,7 @@ static void h_metrics(struct http *h, const struct node_view *v, struct answer *
 
 	m_head(&b, "tenderd_build_info", "gauge", "The running tenderd: its version and chain.");
 	tb_printf(&b, "tenderd_build_info{version=\"%s\",chain_id=\"%s\"} 1\n", TENDERD_VERSION, chain_id);
-	m_u64(&b, "tenderd_start_time_seconds", "gauge", "When the HTTP endpoint started, in Unix seconds.",
+	m_u64(&b, "tenderd_start_time_seconds", "gauge", "When this tenderd started serving HTTP, in Unix seconds.",
 	      h->started_ms / 1000);
 	m_u64(&b, "tenderd_height", "gauge", "Height of the last committed block.", height);
 	m_u64(&b, "tenderd_last_block_timestamp_seconds", "gauge", "Ledger time of the last committed block.",
