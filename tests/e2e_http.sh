@@ -321,7 +321,7 @@ cmp -s "$TN_DIR/slow.json" "$TN_DIR/page1.json" || fail "the download under way 
 tn_start 0 --set http.listen=127.0.0.1:0
 P=$(http_port 0)
 
-step "connection limit and idle timeout"
+step "connection limits (in all and per address) and idle timeout"
 tn_stop 0
 tn_start 0 --set http.listen=127.0.0.1:0 --set http.max_connections=2 --set http.timeout_s=1
 P=$(http_port 0)
@@ -368,6 +368,24 @@ EOF
 note "$(cat "$OUT")"
 tn_stop 0
 port_free "$P" || fail "port $P is still taken after a clean stop"
+tn_start 0 --set http.listen=127.0.0.1:0 --set http.max_connections_per_ip=1
+P=$(http_port 0)
+"$PY" - "$P" >"$OUT" 2>"$ERR" <<'EOF' || fail "per-address connection limit: $(cat "$ERR")"
+import socket, sys
+port = int(sys.argv[1])
+a = socket.create_connection(("127.0.0.1", port), timeout=5)
+a.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+assert a.recv(4096).split(b" ")[1] == b"200", "the first connection is served"
+b = socket.create_connection(("127.0.0.1", port), timeout=5)
+try:
+    b.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = b.recv(4096)
+except (ConnectionResetError, BrokenPipeError):
+    got = b""
+assert got == b"", "a second connection from 127.0.0.1 over max_connections_per_ip=1 was served: %r" % got[:40]
+a.close()
+EOF
+tn_stop 0
 
 # ---------------------------------------------------------------- four validators
 step "four validators with HTTP: /health 200 with peers, /metrics counts them"
