@@ -292,7 +292,7 @@ n=$(metric 'tenderd_block_rounds_count')
 grep -q "^tenderd_missed_proposals_total{validator=\"$NAME0\"} 0$" "$BODY" || fail "no tenderd_missed_proposals_total for $NAME0"
 
 # ---------------------------------------------------------------- bad requests and limits
-step "unknown paths 404; other methods 405 with Allow; bodies 413; too many headers 431"
+step "unknown paths 404; other methods 405 with Allow; bodies 413; too many headers 431; malformed 400"
 expect 404 "$P" /nosuch
 expect 404 "$P" /api/releases/
 for m in POST PUT DELETE PATCH; do
@@ -306,6 +306,22 @@ for ((i = 0; i < 70; i++)); do hs+=(-H "X-Test-$i: $i"); done
 expect 431 "$P" /api/status "${hs[@]}"
 get "$P" /api/status -H "X-Big: $(head -c 40000 /dev/zero | tr '\0' a)"
 [[ "$CODE" =~ ^4[0-9][0-9]$ ]] || fail "a 40 kB header answered $CODE, expected a 4xx"
+"$PY" - "$P" >"$OUT" 2>"$ERR" <<'EOF' || fail "malformed requests: $(cat "$ERR")"
+import socket, sys
+port = int(sys.argv[1])
+cases = [(b"GET /health HTTP/1.1\r\n\r\n", b"400"),                       # no Host
+         (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", b"400"),
+         (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", b"505")]
+for req, want in cases:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(req)
+    line = s.recv(4096).split(b"\r\n")[0]
+    assert line.split(b" ")[1] == want, (req, line)
+    s.close()
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+s.sendall(b"GARBAGE\r\n\r\n")
+assert not s.recv(4096).startswith(b"HTTP/1.1 2"), "garbage was answered 2xx"
+EOF
 expect 200 "$P" /health
 
 step "graceful stop: a download under way ends whole, and the node exits 0"
