@@ -11,7 +11,8 @@
  * daemon stops, which is before the chain closes. A full page's bytes go to
  * the page cache (struct page_entry, reference counted: the cache holds one,
  * each response sent from it another) when its stream has handed them all
- * over.
+ * over; so do the last page's, under a tag that names the tip, until the
+ * next version of that page replaces them.
  *
  * Stopping (http_stop) is graceful: the listening socket closes at once,
  * answers under way get HTTP_STOP_GRACE_MS to finish, then the daemon stops
@@ -122,8 +123,8 @@ struct page_stream {
 	size_t off;             /* bytes of text handed over */
 	int rc;                 /* chain_export_next's last answer: 1 more to come, 0 done, < 0 failed */
 	uint64_t from, to;
-	bool record;       /* a full page: keep a copy of its bytes for the page cache */
-	struct tbuf *copy; /* the bytes handed over so far, while record */
+	struct tbuf *copy; /* the bytes handed over so far, for the page cache */
+	bool last;         /* the page still filling: its bytes hold until the next block */
 	char etag[40];
 };
 
@@ -134,6 +135,8 @@ struct page_stream {
  */
 struct page_entry {
 	char etag[40];
+	uint64_t from; /* the page's first block */
+	bool last;     /* the page still filling, kept until a newer version of it */
 	char *body;
 	size_t len;
 	uint32_t refs;
@@ -182,7 +185,7 @@ struct http {
 	uint64_t seen_height; /* blocks up to here are in the block histograms */
 	uint64_t seen_time_ms;
 	struct hist interval, rounds, records;
-	/* full release pages, HTTP_PAGE_CACHE_BYTES at most */
+	/* release pages, HTTP_PAGE_CACHE_BYTES at most */
 	struct page_entry *cache;
 	size_t cache_bytes;
 	uint64_t cache_clock, cache_hits, cache_misses;
@@ -496,8 +499,11 @@ static struct page_entry *cache_get(struct http *h, const char *etag)
 	return NULL;
 }
 
-/* Keeps a full page's bytes (taken) under its tag, evicting the least recently used. */
-static void cache_put(struct http *h, const char *etag, char *body, size_t len)
+/*
+ * Keeps a page's bytes (taken) under its tag, evicting the least recently
+ * used; a version of the last page replaces the older ones of that page.
+ */
+static void cache_put(struct http *h, const char *etag, uint64_t from, bool last, char *body, size_t len)
 {
 	struct page_entry *e = cache_get(h, etag);
 	if (e || len > HTTP_PAGE_CACHE_ENTRY_MAX) { /* another request made it meanwhile */
@@ -505,10 +511,22 @@ static void cache_put(struct http *h, const char *etag, char *body, size_t len)
 		free(body);
 		return;
 	}
+	for (struct page_entry **p = &h->cache; *p;) {
+		if ((*p)->last && (*p)->from == from) {
+			e = *p;
+			*p = e->next;
+			h->cache_bytes -= e->len;
+			entry_unref(e);
+		} else {
+			p = &(*p)->next;
+		}
+	}
 	while (h->cache && h->cache_bytes + len > HTTP_PAGE_CACHE_BYTES)
 		cache_evict(h);
 	e = td_xcalloc(1, sizeof(*e));
 	snprintf(e->etag, sizeof(e->etag), "%s", etag);
+	e->from = from;
+	e->last = last;
 	e->body = body;
 	e->len = len;
 	e->refs = 1;
@@ -524,7 +542,7 @@ static void stream_free(void *cls)
 	if (!s)
 		return;
 	if (s->copy && s->rc == 0 && s->off == s->text.len && s->h)
-		cache_put(s->h, s->etag, s->copy->p, s->copy->len); /* the whole page was handed over */
+		cache_put(s->h, s->etag, s->from, s->last, s->copy->p, s->copy->len); /* all handed over */
 	else if (s->copy)
 		free(s->copy->p);
 	free(s->copy);
@@ -591,7 +609,7 @@ static void h_releases(struct http *h, const struct node_view *v, struct MHD_Con
 	if (inm && http_etag_match(inm, a->etag))
 		return;
 
-	if (pg.complete && (a->cached = cache_get(h, a->etag)) != NULL) {
+	if ((a->cached = cache_get(h, a->etag)) != NULL) {
 		h->cache_hits++;
 		return;
 	}
@@ -644,11 +662,10 @@ static void h_releases(struct http *h, const struct node_view *v, struct MHD_Con
 		free(s->text.p);
 		s->text = t;
 	}
-	if (pg.complete) {
-		h->cache_misses++;
-		s->copy = td_xcalloc(1, sizeof(*s->copy));
-		memcpy(s->etag, a->etag, sizeof(s->etag));
-	}
+	h->cache_misses++;
+	s->copy = td_xcalloc(1, sizeof(*s->copy));
+	s->last = !pg.complete;
+	memcpy(s->etag, a->etag, sizeof(s->etag));
 	a->stream = s;
 }
 
@@ -1039,11 +1056,10 @@ static void h_metrics(struct http *h, const struct node_view *v, struct answer *
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 	m_u64(&b, "tenderd_http_connections", "gauge", "Open connections to the HTTP endpoint.",
 	      di ? di->num_connections : 0);
-	m_u64(&b, "tenderd_http_page_cache_bytes", "gauge", "Bytes of full release pages kept in memory.",
-	      h->cache_bytes);
-	m_u64(&b, "tenderd_http_page_cache_hits_total", "counter", "Full release pages answered from memory.",
+	m_u64(&b, "tenderd_http_page_cache_bytes", "gauge", "Bytes of release pages kept in memory.", h->cache_bytes);
+	m_u64(&b, "tenderd_http_page_cache_hits_total", "counter", "Release pages answered from memory.",
 	      h->cache_hits);
-	m_u64(&b, "tenderd_http_page_cache_misses_total", "counter", "Full release pages made from the store.",
+	m_u64(&b, "tenderd_http_page_cache_misses_total", "counter", "Release pages made from the store.",
 	      h->cache_misses);
 	m_head(&b, "tenderd_http_requests_total", "counter", "HTTP requests answered, by route and status code.");
 	for (int r = 0; r < ROUTES; r++)

@@ -24,8 +24,9 @@
  * (from the range, the hash of its last block and the publisher) and a year's
  * Cache-Control; the page still being filled is revalidated (no-cache).
  * Packages are streamed from a store snapshot (chain_export), so a page's
- * memory is bounded whatever its size; the last HTTP_PAGE_CACHE_BYTES of full
- * pages served are kept in memory (they never change) and served from there.
+ * memory is bounded whatever its size; the last HTTP_PAGE_CACHE_BYTES of pages
+ * served are kept in memory and served from there (a full page never
+ * changes; the last one is kept until a block changes it).
  */
 #ifndef TENDERD_HTTP_H
 #define TENDERD_HTTP_H
@@ -43,7 +44,7 @@
 #define HTTP_METRICS_BLOCKS 256              /* new blocks one /metrics scrape reads for the block histograms */
 #define HTTP_HEALTH_SETTLE_MS 2000           /* after the start, /health waits this long for a peer's height */
 #define HTTP_STOP_GRACE_MS 3000              /* answers under way may finish this long after http_stop */
-#define HTTP_PAGE_CACHE_BYTES (64u << 20)    /* full release pages kept in memory */
+#define HTTP_PAGE_CACHE_BYTES (64u << 20)    /* release pages kept in memory */
 #define HTTP_PAGE_CACHE_ENTRY_MAX (8u << 20) /* larger pages are always made from the store */
 #define HTTP_STREAM_TURN_BYTES (64 * 1024)   /* package text made per write of a streamed page, about */
 
