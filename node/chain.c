@@ -247,18 +247,26 @@ static int check_genesis(struct chain *c, const char *path, char *err, size_t er
 				 path, whex, c->g->chain_id);
 		goto out;
 	}
-	if (c->height == 0)
-		seterr(err, errlen,
-		       "%s: the store was made for genesis %s of chain \"%.*s\", but the genesis is now %s of chain "
-		       "\"%s\"; the store holds no block yet: to start on the new genesis, remove the store "
-		       "(rm -r %s) and start again",
-		       path, hhex, idlen, (const char *)id, whex, c->g->chain_id, path);
-	else
-		seterr(err, errlen,
-		       "%s: the store holds %llu blocks of genesis %s of chain \"%.*s\", but the genesis is now %s of "
-		       "chain \"%s\"; a node cannot change its genesis once it holds blocks: put back the genesis "
-		       "this store was built on, or move the store away to start over on the new one",
-		       path, (unsigned long long)c->height, hhex, idlen, (const char *)id, whex, c->g->chain_id);
+	if (c->height == 0) {
+		/* Nothing was committed on the old genesis: the agreed one replaces it (the consortium's ceremony). */
+		struct store_batch *b = store_batch_new();
+		batch_identity(c, b, true);
+		rc = store_write(c->st, b, true, err, errlen);
+		store_batch_free(b);
+		if (rc == 0) {
+			c->adopted = true;
+			c->last_time = c->g->time_ms;
+			log_info("%s: the store holds no block: it now follows genesis %s of chain \"%s\" (it was made "
+				 "for genesis %s of chain \"%.*s\")",
+				 path, whex, c->g->chain_id, hhex, idlen, (const char *)id);
+		}
+		goto out;
+	}
+	seterr(err, errlen,
+	       "%s: the store holds %llu blocks of genesis %s of chain \"%.*s\", but the genesis is now %s of "
+	       "chain \"%s\"; a node cannot change its genesis once it holds blocks: put back the genesis "
+	       "this store was built on, or move the store away to start over on the new one",
+	       path, (unsigned long long)c->height, hhex, idlen, (const char *)id, whex, c->g->chain_id);
 	rc = TD_EINVAL;
 out:
 	free(id);
@@ -380,6 +388,11 @@ void chain_close(struct chain *c)
 	store_close(c->st);
 	store_batch_free(c->batch);
 	free(c);
+}
+
+bool chain_genesis_adopted(const struct chain *c)
+{
+	return c->adopted;
 }
 
 uint64_t chain_height(const struct chain *c)

@@ -36,6 +36,13 @@ int chain_open_store(struct chain **out, struct store *st, const char *name, con
 void chain_close(struct chain *c);
 
 uint64_t chain_height(const struct chain *c);
+/*
+ * True if the store was made for another genesis but held no block, so
+ * opening it took the new genesis (the agreed genesis of a consortium,
+ * copied over a home's own). What the node signed before belongs to the
+ * old chain.
+ */
+bool chain_genesis_adopted(const struct chain *c);
 /* Hash of the last block; all zeros at height 0. */
 const uint8_t *chain_last_hash(const struct chain *c);
 /* Time of the last block (genesis time at height 0). */

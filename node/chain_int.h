@@ -53,6 +53,7 @@ struct chain {
 	int failed;                  /* 0, or the code of a store write that failed: from then
 					on the chain writes nothing and refuses every record */
 	char failure[TD_ERRMSG_MAX]; /* when failed: the store's message */
+	bool adopted;                /* the store held no block and took the genesis it was opened with */
 };
 
 /* ---- chainoverlay.c ---- */

@@ -1020,8 +1020,11 @@ int config_testnet(const char *out, uint32_t nodes, uint32_t base_port, const ch
 		for (uint32_t j = 0; j < nodes; j++) {
 			if (j == i)
 				continue;
-			int k = snprintf(cfg.p2p_peers + used, sizeof(cfg.p2p_peers) - used, "%s127.0.0.1:%u",
-					 used ? "," : "", base_port + j);
+			/* PUBKEY@HOST:PORT: the dialer checks that the node there holds that key. */
+			char pk[2 * TD_PUBKEY_LEN + 1];
+			td_hex(pk, g.v[j].pk, TD_PUBKEY_LEN);
+			int k = snprintf(cfg.p2p_peers + used, sizeof(cfg.p2p_peers) - used, "%s%s@127.0.0.1:%u",
+					 used ? "," : "", pk, base_port + j);
 			if (k < 0 || (size_t)k >= sizeof(cfg.p2p_peers) - used)
 				break;
 			used += (size_t)k;

@@ -33,7 +33,7 @@ struct config {
 	uint32_t timeout_vote_ms;                /* [consensus] timeout_vote_ms: first round's prevote/precommit wait */
 	uint32_t timeout_max_ms;                 /* [consensus] timeout_max_ms: cap on any timeout as rounds grow */
 	char p2p_listen[128];                    /* [p2p] listen host:port */
-	char p2p_peers[4096];                    /* [p2p] peers: comma-separated host:port */
+	char p2p_peers[8192];                    /* [p2p] peers: comma-separated [PUBKEY@]HOST:PORT (64 keyed entries fit) */
 	char http_listen[128];                   /* [http] listen host:port or port; empty: no HTTP endpoint */
 	char http_public_url[256];               /* [http] public_url: base of links and package uris */
 	uint32_t http_max_connections;           /* [http] max_connections */

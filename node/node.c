@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -357,12 +358,24 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	    (rc = chain_open_store(&n->chain, st, cfg->store_path, g, err, errlen)))
 		goto fail;
 	snprintf(ss_path, sizeof(ss_path), "%s/%s", cfg->home, SIGNSTATE_FILE);
+	snprintf(wal_path, sizeof(wal_path), "%s/%s", cfg->home, WAL_FILE);
+	if (chain_genesis_adopted(n->chain)) {
+		/* Signatures bind the genesis hash: nothing signed for the old genesis can conflict on the new one. */
+		struct cons_sign_state empty = { 0 };
+		if ((rc = signstate_save(ss_path, &empty, err, errlen)))
+			goto fail;
+		if (unlink(wal_path) != 0 && errno != ENOENT) {
+			snprintf(err, errlen, "%s: %s", wal_path, strerror(errno));
+			rc = TD_EIO;
+			goto fail;
+		}
+		log_info("new genesis: the sign state and the consensus log of the old one are cleared");
+	}
 	if ((rc = sign_state_present(ss_path, chain_height(n->chain), cfg->accept_missing_sign_state, err, errlen)))
 		goto fail;
 	n->mp = mempool_new(cfg->mempool_max_records, cfg->mempool_max_bytes);
 	struct prop_callbacks pcb = { n, on_proposal_complete, fetch_for_proposal, on_proposal_conflict };
 	n->prop = prop_new(io, g, n->mp, chain_height(n->chain) + 1, &pcb);
-	snprintf(wal_path, sizeof(wal_path), "%s/%s", cfg->home, WAL_FILE);
 	snprintf(ev_path, sizeof(ev_path), "%s/%s", cfg->home, EVIDENCE_FILE);
 	struct driver_config dc = {
 		.sign_state_path = ss_path,

@@ -56,7 +56,7 @@ for i in "${ALL[@]}"; do
 	run_cmd "$TN_DIR/init$i.out" "$TENDERD" init --home "${H[$i]}" --name "${NAMES[$i]}"
 	((RC == 0)) || fail "tenderd init --home ${H[$i]} exited $RC"
 	[[ $(stat -c %a "${H[$i]}") == 700 ]] || fail "home ${H[$i]} is mode $(stat -c %a "${H[$i]}"), expected 700"
-	sed -i "s|^listen = .*|listen = 127.0.0.1:${PORT[$i]}|" "${H[$i]}/config.ini"
+	sed -i "/^\[p2p\]/,/^\[/ s|^listen = .*|listen = 127.0.0.1:${PORT[$i]}|" "${H[$i]}/config.ini"
 done
 
 step "each prints its identity with tenderd id"
@@ -133,6 +133,11 @@ run_cmd "$TN_DIR/dup.json" "$TENDERD" genesis create --chain-id c --ocid-prefix 
 ((RC == 1)) && grep -q "key file" "$ERR" || fail "a key file taken for an identity file was not refused clearly"
 
 # ---------------------------------------------------------------- 3. adopt and run
+step "agency 0 ran its one-validator chain before the genesis arrived (a store with no block)"
+tn_start "${H[0]}"
+tn_stop "${H[0]}"
+[[ -d "${H[0]}/data" && -f "${H[0]}/sign_state.json" ]] || fail "agency 0's first start made no store or sign state"
+
 step "each adopts the genesis and lists the others as PUBKEY@HOST:PORT"
 for i in "${ALL[@]}"; do
 	cp "$GEN" "${H[$i]}/genesis.json"
@@ -151,6 +156,8 @@ wait_until 30 "the four nodes did not all connect to each other" connected_all 3
 for i in "${ALL[@]}"; do
 	grep -q "hash $HASH" "${H[$i]}/tenderd.log" || fail "agency $i did not log the genesis hash $HASH"
 done
+grep -q "the store holds no block: it now follows genesis $HASH" "${H[0]}/tenderd.log" ||
+	fail "agency 0's store did not take the agreed genesis (or did not log it)"
 
 step "a publish on agency 2 commits on all four"
 ok "${H[2]}" publish tender "$SAMPLES/tender-jeju.json" --wait
@@ -203,7 +210,7 @@ grep -q "is not a validator of chain kr-procurement-2026" "$ERR" || fail "init -
 [[ $("$TENDERD" genesis hash "$J/genesis.json") == "$HASH" ]] || fail "the joined home has another genesis"
 run_cmd "$TN_DIR/join2.out" "$TENDERD" init --home "$J" --name X --genesis "$GEN" --chain-id y
 ((RC == 3)) || fail "init --genesis with --chain-id exited $RC, expected 3"
-sed -i "s|^listen = .*|listen = 127.0.0.1:0|" "$J/config.ini"
+sed -i "/^\[p2p\]/,/^\[/ s|^listen = .*|listen = 127.0.0.1:0|" "$J/config.ini"
 timeout 30 "$TENDERD" run --home "$J" >"$TN_DIR/late.log" 2>&1
 RC=$?
 cp "$TN_DIR/late.log" "$ERR"
