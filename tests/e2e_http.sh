@@ -30,6 +30,7 @@ VALIDATE="$(dirname "$0")/ocds_validate.py"
 for t in curl promtool prometheus chromium; do
 	command -v "$t" >/dev/null || fail "$t is missing (scripts/setup.sh installs it)"
 done
+[[ -x "$BIN/tenderd-loadgen" ]] || fail "$BIN/tenderd-loadgen is missing (built with the tree, bench/)"
 HDR="$TN_DIR/headers"
 BODY="$TN_DIR/body"
 NAME0=""
