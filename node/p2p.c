@@ -1286,6 +1286,27 @@ static void on_connection(uv_stream_t *server, int status)
 	conn_begin(c);
 }
 
+#ifdef TENDER_FUZZ
+/* Fuzzing only (p2p.h): fd becomes a connection as on_connection or on_connected would make it. */
+int p2p_fuzz_adopt(struct p2p *p, int fd, int outbound)
+{
+	struct p2p_peer *c = conn_new(p, outbound != 0);
+	int rc = uv_tcp_open(&c->tcp, fd);
+	if (rc < 0) {
+		close(fd);
+		conn_drop(c, -1, "fuzz: cannot adopt the socket: %s", uv_strerror(rc));
+		return TD_EIO;
+	}
+	snprintf(c->addr, sizeof(c->addr), "fuzz:%d", fd);
+	if (!c->outbound) {
+		c->counted = true;
+		p->nhandshaking++;
+	}
+	conn_begin(c);
+	return 0;
+}
+#endif
+
 static void on_tick(uv_timer_t *t)
 {
 	struct p2p *p = t->data;

@@ -143,4 +143,17 @@ json_t *p2p_peers_json(const struct p2p *p);
 uint64_t p2p_bytes_sent(const struct p2p *p);
 uint64_t p2p_bytes_received(const struct p2p *p);
 
+#ifdef TENDER_FUZZ
+/*
+ * Fuzzing only (tests/fuzz/fuzz_p2p.c; compiled with -DTENDER_FUZZ, absent
+ * from the daemon): makes fd, one end of a connected stream socket pair, a
+ * connection of p and starts its handshake. outbound 0: as if the listener
+ * accepted it (counted as handshaking; the accept-time caps are not
+ * applied); outbound 1: as if dialed, TCP connection up, with no dialer
+ * behind it (the hello is sent at once). p owns fd from the call on, also
+ * on failure. Returns 0, or TD_EIO if libuv refuses fd.
+ */
+int p2p_fuzz_adopt(struct p2p *p, int fd, int outbound);
+#endif
+
 #endif

@@ -2,8 +2,9 @@
  * Writes the seed corpora of the fuzz targets: fuzz-corpus-gen DIR writes DIR/<target>/<seed>
  * (DIR is tests/fuzz/corpus). The seeds are real encodings: the records, blocks and commits of
  * the fuzz world's chain (world.c: fixed key, fixed times, so the bytes are the same on every
- * run), messages built from them by the encoders of proto/msg.c, the sample releases, and
- * files written by config_write, td_genesis_json and signstate_save. Files named golden-* and
+ * run), messages built from them by the encoders of proto/msg.c, the sample releases,
+ * files written by config_write, td_genesis_json and signstate_save, and the programs of
+ * fuzz_p2p (world.h: handshakes, each corruption of each step, frames of real messages). Files named golden-* and
  * regress-* in the corpus are kept by hand (golden bytes of tests/test_msg.c; inputs of bugs
  * the fuzzers found) and are not touched here.
  */
@@ -339,6 +340,264 @@ static void gen_files(struct fz_world *w)
 	}
 }
 
+/* ---- fuzz_p2p: programs of FZ_P2P_* operations (world.h) ---- */
+
+#define P2P_PROG_MAX 8192
+
+struct p2p_prog {
+	uint8_t b[P2P_PROG_MAX];
+	size_t n;
+};
+
+static void pp_bytes(struct p2p_prog *pr, const void *data, size_t len)
+{
+	fz_check(pr->n + len <= sizeof(pr->b), "a fuzz_p2p seed is too long");
+	if (len > 0)
+		memcpy(pr->b + pr->n, data, len);
+	pr->n += len;
+}
+
+static void pp_op(struct p2p_prog *pr, enum fz_p2p_op op, uint8_t arg)
+{
+	uint8_t b[2] = { (uint8_t)op, arg };
+	pp_bytes(pr, b, 2);
+}
+
+/* HS on slot as validator who (1 or 2) with corruption bad (0: none). */
+static void pp_hs(struct p2p_prog *pr, uint8_t slot, int who, uint8_t bad)
+{
+	pp_op(pr, FZ_P2P_HS, (uint8_t)(slot | (who - 1) << 2 | bad << 3));
+}
+
+static void pp_frame(struct p2p_prog *pr, uint8_t slot, uint8_t type, uint8_t flags, const void *pl, size_t len)
+{
+	uint8_t b[5] = { FZ_P2P_FRAME, (uint8_t)(slot | type << 2), flags, (uint8_t)(len >> 8), (uint8_t)len };
+	pp_bytes(pr, b, 5);
+	pp_bytes(pr, pl, len);
+}
+
+static void pp_send(struct p2p_prog *pr, enum fz_p2p_op op, uint8_t arg, const void *pl, size_t len)
+{
+	uint8_t b[4] = { (uint8_t)op, arg, (uint8_t)(len >> 8), (uint8_t)len };
+	pp_bytes(pr, b, 4);
+	pp_bytes(pr, pl, len);
+}
+
+/* A connection on slot through a valid handshake as validator who (outbound: the node dials). */
+static void pp_session(struct p2p_prog *pr, uint8_t slot, bool outbound, int who)
+{
+	pp_op(pr, FZ_P2P_OPEN, (uint8_t)(slot | (outbound ? 4 : 0)));
+	pp_hs(pr, slot, who, 0);
+	if (!outbound)
+		pp_hs(pr, slot, who, 0);
+}
+
+static void pp_put(struct p2p_prog *pr, const char *name)
+{
+	put("fuzz_p2p", name, pr->b, pr->n);
+	pr->n = 0;
+}
+
+static void gen_p2p(void)
+{
+	struct p2p_prog pr = { .n = 0 };
+	struct td_buf status, sync, vote, announce;
+	uint8_t hash[TD_HASH_LEN], sig[TD_SIG_LEN], ids[2][TD_HASH_LEN];
+	char name[64];
+	uint8_t cfg;
+
+	memset(hash, 0x31, sizeof(hash));
+	memset(sig, 0x52, sizeof(sig));
+	memset(ids, 0x63, sizeof(ids));
+	td_buf_init(&status);
+	td_buf_init(&sync);
+	td_buf_init(&vote);
+	td_buf_init(&announce);
+	td_msg_status(&status, 42, hash);
+	td_msg_sync_req(&sync, 1, TD_SYNC_BATCH);
+	td_msg_vote(&vote, TD_VOTE_PREVOTE, 42, 0, hash, 1, sig);
+	td_msg_ids(&announce, TD_MSG_ANNOUNCE, (const uint8_t(*)[TD_HASH_LEN])ids, 2);
+#define PP_MSG(b) (b).sb.data, (b).sb.size
+
+	/* Whole sessions, each role, with messages both ways. */
+	cfg = 0;
+	pp_bytes(&pr, &cfg, 1);
+	pp_session(&pr, 0, false, 1);
+	pp_frame(&pr, 0, 0, 0, PP_MSG(status));
+	pp_frame(&pr, 0, 1, 0, NULL, 0);
+	pp_frame(&pr, 0, 2, 0, NULL, 0);
+	pp_frame(&pr, 0, 0, 0, PP_MSG(vote));
+	pp_send(&pr, FZ_P2P_SEND, 0, PP_MSG(announce));
+	pp_send(&pr, FZ_P2P_BCAST, 0, PP_MSG(status));
+	pp_op(&pr, FZ_P2P_DISC, 0);
+	pp_put(&pr, "listen-session");
+	cfg = FZ_P2P_CFG_GREET | FZ_P2P_CFG_ECHO;
+	pp_bytes(&pr, &cfg, 1);
+	pp_session(&pr, 0, true, 2);
+	pp_frame(&pr, 0, 0, 0, PP_MSG(status));
+	pp_frame(&pr, 0, 1, 0, NULL, 0);
+	pp_frame(&pr, 0, 0, 0, PP_MSG(sync));
+	pp_frame(&pr, 0, 0, 0, PP_MSG(announce));
+	pp_op(&pr, FZ_P2P_CLOSE, 0);
+	pp_put(&pr, "dial-session-greet-echo");
+	/* Both roles at once, duplicates of one validator, a broadcast to all. */
+	cfg = FZ_P2P_CFG_GREET;
+	pp_bytes(&pr, &cfg, 1);
+	pp_session(&pr, 0, false, 1);
+	pp_session(&pr, 1, true, 1);
+	pp_session(&pr, 2, false, 1);
+	pp_session(&pr, 3, true, 2);
+	for (uint8_t i = 0; i < 4; i++)
+		pp_frame(&pr, i, 0, 0, PP_MSG(vote));
+	pp_send(&pr, FZ_P2P_BCAST, 4 | 3, PP_MSG(announce));
+	pp_put(&pr, "duplicates");
+	/* Byte by byte, and in pieces of 7. */
+	for (uint8_t chunk = 1; chunk <= 7; chunk += 6) {
+		cfg = 0;
+		pp_bytes(&pr, &cfg, 1);
+		pp_op(&pr, FZ_P2P_CHUNK, chunk);
+		pp_session(&pr, 0, chunk == 7, 1);
+		pp_frame(&pr, 0, 0, 0, PP_MSG(status));
+		pp_frame(&pr, 0, 1, 0, NULL, 0);
+		snprintf(name, sizeof(name), "chunked-%u", (unsigned)chunk);
+		pp_put(&pr, name);
+	}
+
+	/* Every corruption of every handshake step (fuzz_p2p.c: enum hello_bad, reply_bad, finish_bad). */
+	for (uint8_t bad = 1; bad < 13; bad++) {
+		cfg = 0;
+		pp_bytes(&pr, &cfg, 1);
+		if (bad == 11) /* HB_REFLECT needs a hello of the node */
+			pp_op(&pr, FZ_P2P_OPEN, 1 | 4);
+		if (bad == 10) /* HB_REPLAY needs a hello before */
+			pp_session(&pr, 2, false, 2);
+		pp_op(&pr, FZ_P2P_OPEN, 0);
+		pp_hs(&pr, 0, 1, bad);
+		pp_hs(&pr, 0, 1, 0);
+		pp_frame(&pr, 0, 1, 0, NULL, 0);
+		snprintf(name, sizeof(name), "hello-bad-%u", (unsigned)bad);
+		pp_put(&pr, name);
+	}
+	for (uint8_t bad = 1; bad < 12; bad++) {
+		cfg = 0;
+		pp_bytes(&pr, &cfg, 1);
+		pp_op(&pr, FZ_P2P_OPEN, 4);
+		pp_hs(&pr, 0, 2, bad);
+		pp_frame(&pr, 0, 1, 0, NULL, 0);
+		snprintf(name, sizeof(name), "reply-bad-%u", (unsigned)bad);
+		pp_put(&pr, name);
+	}
+	for (uint8_t bad = 1; bad < 6; bad++) {
+		cfg = 0;
+		pp_bytes(&pr, &cfg, 1);
+		pp_op(&pr, FZ_P2P_OPEN, 0);
+		pp_hs(&pr, 0, 2, 0);
+		pp_hs(&pr, 0, 2, bad);
+		pp_frame(&pr, 0, 1, 0, NULL, 0);
+		snprintf(name, sizeof(name), "finish-bad-%u", (unsigned)bad);
+		pp_put(&pr, name);
+	}
+	cfg = FZ_P2P_CFG_REFUSE_2;
+	pp_bytes(&pr, &cfg, 1);
+	pp_session(&pr, 0, false, 2);
+	pp_session(&pr, 1, true, 2);
+	pp_session(&pr, 2, false, 1);
+	pp_frame(&pr, 2, 0, 0, PP_MSG(status));
+	pp_put(&pr, "refuse-2");
+
+	/* Every frame flag on a session that stands. */
+	static const struct {
+		const char *name;
+		uint8_t type, flags;
+	} frames[] = {
+		{ "push", 0, 1 },
+		{ "rekey", 0, 2 },
+		{ "final", 1, 3 },
+		{ "flip", 0, FZ_P2P_F_FLIP },
+		{ "withhold", 0, FZ_P2P_F_WITHHOLD },
+		{ "replay", 0, FZ_P2P_F_REPLAY },
+		{ "length-less", 0, FZ_P2P_F_LIE },
+		{ "length-more", 0, FZ_P2P_F_LIE | FZ_P2P_F_MORE },
+		{ "unknown-type", 3, 0 },
+		{ "no-type", FZ_P2P_TYPE_NONE, 0 },
+	};
+	for (size_t i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
+		cfg = 0;
+		pp_bytes(&pr, &cfg, 1);
+		pp_session(&pr, 0, i % 2 == 1, 1);
+		pp_frame(&pr, 0, 0, 0, PP_MSG(status));
+		pp_frame(&pr, 0, frames[i].type, frames[i].flags, PP_MSG(vote));
+		pp_frame(&pr, 0, 1, 0, NULL, 0);
+		snprintf(name, sizeof(name), "frame-%s", frames[i].name);
+		pp_put(&pr, name);
+	}
+	cfg = 0;
+	pp_bytes(&pr, &cfg, 1);
+	pp_session(&pr, 0, false, 1);
+	pp_frame(&pr, 0, FZ_P2P_TYPE_NONE, 0, NULL, 0);
+	pp_put(&pr, "frame-empty");
+
+	/* Frame sizes around frame_max and past the read buffer kept (64 KiB). */
+	static const struct {
+		const char *name;
+		uint8_t cfg, flags;
+		uint16_t len;
+	} sizes[] = {
+		{ "max64-at", 1, 0, 64 },
+		{ "max64-over", 1, 0, 65 },
+		{ "max1024-over", 2, 0, 1025 },
+		{ "max70000-big", 3, FZ_P2P_F_FILL, 4096 },
+		{ "max70000-over", 3, FZ_P2P_F_FILL, 4400 },
+		{ "default-big", 0, FZ_P2P_F_FILL, 16384 },
+	};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint8_t fill[2048];
+		memset(fill, 0xa5, sizeof(fill));
+		pp_bytes(&pr, &sizes[i].cfg, 1);
+		pp_session(&pr, 0, i % 2 == 0, 2);
+		size_t n = (sizes[i].flags & FZ_P2P_F_FILL) ? 64 : sizes[i].len;
+		uint8_t b[5] = { FZ_P2P_FRAME, 0, sizes[i].flags, (uint8_t)(sizes[i].len >> 8), (uint8_t)sizes[i].len };
+		pp_bytes(&pr, b, 5);
+		pp_bytes(&pr, fill, n);
+		pp_frame(&pr, 0, 1, 0, NULL, 0);
+		pp_send(&pr, FZ_P2P_SEND, 0, fill, n);
+		snprintf(name, sizeof(name), "size-%s", sizes[i].name);
+		pp_put(&pr, name);
+	}
+
+	/* on_message that drops a peer whose message does not decode, and one that echoes. */
+	for (int k = 0; k < 2; k++) {
+		cfg = k ? FZ_P2P_CFG_ECHO : FZ_P2P_CFG_STRICT;
+		pp_bytes(&pr, &cfg, 1);
+		pp_session(&pr, 0, false, 1);
+		pp_session(&pr, 1, true, 2);
+		pp_frame(&pr, 1, 0, 0, PP_MSG(status));
+		pp_frame(&pr, 0, 0, 0, "\x91\x00", 2);
+		pp_frame(&pr, 1, 0, 0, PP_MSG(vote));
+		pp_put(&pr, k ? "echo" : "strict");
+	}
+
+	/* Raw bytes in each phase. */
+	cfg = 0;
+	pp_bytes(&pr, &cfg, 1);
+	pp_op(&pr, FZ_P2P_OPEN, 0);
+	pp_op(&pr, FZ_P2P_RAW, 0);
+	pp_bytes(&pr, "\x12GET / HTTP/1.1\r\n\r\n", 19);
+	pp_op(&pr, FZ_P2P_OPEN, 1 | 4);
+	pp_hs(&pr, 1, 1, 0);
+	pp_op(&pr, FZ_P2P_RAW, 1);
+	pp_bytes(&pr, "\x04\x00\x00\x00\x12", 5);
+	pp_op(&pr, FZ_P2P_RAW, 1);
+	pp_bytes(&pr, "\x04\xff\xff\xff\xff", 5);
+	pp_put(&pr, "raw");
+
+	td_buf_free(&status);
+	td_buf_free(&sync);
+	td_buf_free(&vote);
+	td_buf_free(&announce);
+#undef PP_MSG
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -353,5 +612,6 @@ int main(int argc, char **argv)
 	gen_rpc();
 	gen_list(w);
 	gen_files(w);
+	gen_p2p();
 	return 0;
 }

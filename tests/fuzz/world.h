@@ -47,4 +47,46 @@ const char *fz_tmpdir(void);
 /* Writes len bytes to path (truncating); aborts on failure. */
 void fz_write_file(const char *path, const void *data, size_t len);
 
+/*
+ * The input of fuzz_p2p, shared with corpus_gen.c (details in fuzz_p2p.c): one byte of
+ * FZ_P2P_CFG_* flags, then operations, each an opcode byte (taken modulo FZ_P2P_OPS) and its
+ * arguments:
+ *   OPEN  a             slot a&3 gets a new connection; a&4: the node dials (else it listens)
+ *   HS    a             slot a&3: the harness's next handshake message, as validator 1+((a>>2)&1),
+ *                       with the corruption (a>>3) (0: none; see fuzz_p2p.c)
+ *   FRAME a f hi lo ... slot a&3: a frame of type a>>2 sealed with the session's stream, flags f
+ *                       (FZ_P2P_F_*), then hi<<8|lo payload bytes (fewer if the input ends)
+ *   RAW   a n ...       slot a&3: n bytes as they are
+ *   CHUNK n             later writes go in pieces of n bytes (0: whole), the loop run between
+ *   SEND  a hi lo ...   the node sends the payload to the peer of slot a&3 (p2p_send)
+ *   BCAST a hi lo ...   the node broadcasts the payload, except to slot a&3 if a&4
+ *   DISC  a             the node drops the peer of slot a&3 (p2p_disconnect)
+ *   CLOSE a             the harness closes slot a&3
+ */
+enum fz_p2p_op {
+	FZ_P2P_OPEN,
+	FZ_P2P_HS,
+	FZ_P2P_FRAME,
+	FZ_P2P_RAW,
+	FZ_P2P_CHUNK,
+	FZ_P2P_SEND,
+	FZ_P2P_BCAST,
+	FZ_P2P_DISC,
+	FZ_P2P_CLOSE,
+	FZ_P2P_OPS
+};
+#define FZ_P2P_CFG_FRAME_MAX 3 /* frame_max: 0 the default, 1: 64, 2: 1024, 3: 70000 (over the 64 KiB buffer kept) */
+#define FZ_P2P_CFG_REFUSE_2 4  /* key_lookup refuses validator 2 */
+#define FZ_P2P_CFG_STRICT 8    /* a message td_msg_decode refuses gets its peer disconnected */
+#define FZ_P2P_CFG_ECHO 16     /* a message that decodes is sent back to its peer */
+#define FZ_P2P_CFG_GREET 32    /* the node sends a STATUS to each peer from on_connect */
+#define FZ_P2P_F_TAG 3         /* stream tag: 0 MESSAGE, 1 PUSH, 2 REKEY, 3 FINAL */
+#define FZ_P2P_F_FLIP 4        /* one ciphertext bit flipped */
+#define FZ_P2P_F_WITHHOLD 8    /* sealed but not sent: the stream moves on without the node */
+#define FZ_P2P_F_REPLAY 16     /* the previous frame's bytes again instead */
+#define FZ_P2P_F_LIE 32        /* the length prefix is one more (FZ_P2P_F_MORE) or one less than the truth */
+#define FZ_P2P_F_MORE 64
+#define FZ_P2P_F_FILL 128      /* the payload repeated to 16 times the length */
+#define FZ_P2P_TYPE_NONE 63    /* a frame type of 63: an empty plaintext (no type byte) */
+
 #endif
