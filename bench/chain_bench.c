@@ -74,7 +74,8 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
 static const char words[] = "construction of a regional public service platform including design development "
 			    "security audits data migration and integration with existing civil complaint systems ";
 
-static struct td_record *sign(enum td_kind kind, const char *text, uint64_t ms, const uint8_t *sk)
+/* Signs text as kind after the ocid's record prev (NULL for a tender). */
+static struct td_record *sign(enum td_kind kind, const char *text, uint64_t ms, const uint8_t *prev, const uint8_t *sk)
 {
 	char err[256];
 	json_t *frag = td_json_load(text, strlen(text), err, sizeof(err)), *rel;
@@ -85,7 +86,7 @@ static struct td_record *sign(enum td_kind kind, const char *text, uint64_t ms, 
 	rel = td_release_build(frag, kind, NULL, ms, "Bench agency", err, sizeof(err));
 	if (!rel)
 		die("build", err);
-	if (td_record_sign(&rec, kind, rel, ms, CHAIN, sk, err, sizeof(err)) != 0)
+	if (td_record_sign(&rec, kind, rel, ms, prev, CHAIN, sk, err, sizeof(err)) != 0)
 		die("sign", err);
 	json_decref(rel);
 	json_decref(frag);
@@ -111,6 +112,8 @@ static long proc_kb(const char *name)
 struct gen {
 	uint8_t sk[TD_SECKEY_LEN];
 	uint64_t ms, n_tenders;
+	uint8_t (*last)[TD_HASH_LEN]; /* per tender: the id of its latest record (what the next one names) */
+	uint64_t cap;
 	unsigned amend;
 	size_t size;
 };
@@ -123,10 +126,11 @@ static struct td_record **gen_block(struct gen *gn, unsigned b, unsigned records
 
 	for (unsigned i = 0; i < records; i++) {
 		bool am = gn->n_tenders > 0 && (uint64_t)(b * records + i) * 7919 % 100 < gn->amend;
+		uint64_t t;
 		int n;
 		gn->ms += 1;
 		if (am) {
-			uint64_t t = (uint64_t)(b * records + i) * 104729 % gn->n_tenders;
+			t = (uint64_t)(b * records + i) * 104729 % gn->n_tenders;
 			n = snprintf(text, sizeof(text),
 				     "{\"ocid\":\"" PREFIX "-bench-%" PRIu64 "\",\"id\":\"r-%" PRIu64
 				     "\",\"tender\":{\"status\":\"active\",\"tenderPeriod\":{\"endDate\":"
@@ -134,7 +138,13 @@ static struct td_record **gen_block(struct gen *gn, unsigned b, unsigned records
 				     "\",\"amendsReleaseID\":\"r-%" PRIu64 "\",\"rationale\":\"",
 				     t, gn->ms, gn->ms, t);
 		} else {
-			uint64_t t = gn->n_tenders++;
+			t = gn->n_tenders++;
+			if (t == gn->cap) {
+				gn->cap = gn->cap ? 2 * gn->cap : 1024;
+				gn->last = realloc(gn->last, gn->cap * TD_HASH_LEN);
+				if (!gn->last)
+					die("memory", "out of memory");
+			}
 			n = snprintf(text, sizeof(text),
 				     "{\"ocid\":\"" PREFIX "-bench-%" PRIu64 "\",\"id\":\"r-%" PRIu64
 				     "\",\"tender\":{\"id\":\"t-%" PRIu64 "\",\"title\":\"Benchmark tender %" PRIu64
@@ -148,7 +158,8 @@ static struct td_record **gen_block(struct gen *gn, unsigned b, unsigned records
 		for (size_t w = 0; (size_t)n + 3 < gn->size && (size_t)n < sizeof(text) - 8; w++)
 			text[n++] = words[w % (sizeof(words) - 1)];
 		snprintf(text + n, sizeof(text) - (size_t)n, am ? "\"}]}}" : "\"}}");
-		recs[i] = sign(am ? TD_KIND_AMENDMENT : TD_KIND_TENDER, text, gn->ms, gn->sk);
+		recs[i] = sign(am ? TD_KIND_AMENDMENT : TD_KIND_TENDER, text, gn->ms, am ? gn->last[t] : NULL, gn->sk);
+		memcpy(gn->last[t], recs[i]->id, TD_HASH_LEN);
 	}
 	return recs;
 }

@@ -415,7 +415,18 @@ static void m_publish(struct api *a, struct rpc_req *req, json_t *params)
 	}
 	if (kind == TD_KIND_AMENDMENT)
 		link_amendments(a, full);
-	rc = td_record_sign(&rec, kind, full, now, n->genesis->hash, n->sk, err, sizeof(err));
+	/* Chained after the tender's latest committed record; with no such tender the lifecycle check refuses it. */
+	uint8_t prev[TD_HASH_LEN] = { 0 };
+	if (kind != TD_KIND_TENDER) {
+		rc = chain_tender_last(n->chain, json_string_value(json_object_get(full, "ocid")), prev);
+		if (rc != 0 && rc != TD_ENOTFOUND) {
+			rpc_error(req, TD_RPC_INTERNAL, "cannot read the tender's state: %s", td_strerror(rc));
+			json_decref(full);
+			return;
+		}
+	}
+	rc = td_record_sign(&rec, kind, full, now, kind == TD_KIND_TENDER ? NULL : prev, n->genesis->hash, n->sk, err,
+			    sizeof(err));
 	json_decref(full);
 	if (rc) {
 		rpc_error(req, TD_RPC_INVALID_RECORD, "%s", err);

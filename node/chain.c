@@ -390,6 +390,15 @@ void chain_close(struct chain *c)
 	free(c);
 }
 
+int chain_tender_last(const struct chain *c, const char *ocid, uint8_t out[static TD_HASH_LEN])
+{
+	struct ckey_tstate st;
+	int rc = chain_tstate_load(c, ocid, &st);
+	if (rc == 0)
+		memcpy(out, st.last_id, TD_HASH_LEN);
+	return rc;
+}
+
 bool chain_genesis_adopted(const struct chain *c)
 {
 	return c->adopted;
@@ -496,6 +505,7 @@ static int pend_lookup(const struct chain *c, struct chain_overlay *ov, const ch
 	p = chain_overlay_add(ov, ocid);
 	memcpy(p->owner, st.owner, TD_PUBKEY_LEN);
 	p->cancelled = (st.flags & CKEY_FLAG_CANCELLED) != 0;
+	memcpy(p->last_id, st.last_id, TD_HASH_LEN);
 	p->st = st;
 	p->old = st;
 	*out = p;
@@ -511,7 +521,7 @@ static int check_record(const struct chain *c, struct chain_overlay *ov, const s
 			struct chain_pend **found, char *err, size_t errlen)
 {
 	const char *prefix = c->g->ocid_prefix;
-	const uint8_t *owner = NULL;
+	const uint8_t *owner = NULL, *last = NULL;
 	struct chain_pend *p = NULL;
 	struct ckey_tstate st;
 	struct ckey k;
@@ -539,6 +549,7 @@ static int check_record(const struct chain *c, struct chain_overlay *ov, const s
 		if (p) {
 			owner = p->owner;
 			cancelled = p->cancelled;
+			last = p->last_id;
 		}
 	} else {
 		rc = chain_tstate_load(c, rec->ocid, &st);
@@ -548,6 +559,7 @@ static int check_record(const struct chain *c, struct chain_overlay *ov, const s
 		}
 		exists = rc == 0;
 		owner = st.owner;
+		last = st.last_id;
 		cancelled = exists && (st.flags & CKEY_FLAG_CANCELLED);
 	}
 
@@ -555,6 +567,10 @@ static int check_record(const struct chain *c, struct chain_overlay *ov, const s
 		if (exists) {
 			seterr(err, errlen, "tender %s already exists", rec->ocid);
 			return TD_EEXIST;
+		}
+		if (rec->has_prev) {
+			seterr(err, errlen, "a tender opens its ocid: it names no previous record");
+			return TD_ERULE;
 		}
 	} else {
 		if (!exists) {
@@ -570,6 +586,15 @@ static int check_record(const struct chain *c, struct chain_overlay *ov, const s
 		if (cancelled) {
 			seterr(err, errlen, "tender %s is cancelled: no %s may follow", rec->ocid,
 			       td_kind_name(rec->kind));
+			return TD_ERULE;
+		}
+		if (!rec->has_prev || memcmp(rec->prev, last, TD_HASH_LEN) != 0) {
+			char want[2 * TD_HASH_LEN + 1];
+			td_hex(want, last, TD_HASH_LEN);
+			seterr(err, errlen,
+			       "the %s does not name tender %s's latest record %s as its previous one (a release "
+			       "of the tender was published meanwhile?)",
+			       td_kind_name(rec->kind), rec->ocid, want);
 			return TD_ERULE;
 		}
 	}
@@ -639,6 +664,7 @@ static int note_record(struct chain_overlay *ov, const struct td_record *rec, st
 	}
 	if (rec->kind == TD_KIND_CANCELLATION || release_cancels(rec->release))
 		p->cancelled = true;
+	memcpy(p->last_id, rec->id, TD_HASH_LEN);
 	if (ov->recs)
 		chain_overlay_accept(ov, rec);
 	*out = p;
@@ -670,6 +696,7 @@ static int stage_record(const struct chain *c, struct store_batch *b, struct cha
 	tstate_fields(&p->st, p->compiled);
 	p->st.last_height = height;
 	snprintf(p->st.last_release, sizeof(p->st.last_release), "%s", rec->release_id);
+	memcpy(p->st.last_id, rec->id, TD_HASH_LEN);
 
 	ckey_release(&k, rec->ocid, p->st.n_releases);
 	store_batch_put(b, k.b, k.n, rec->id, TD_HASH_LEN);

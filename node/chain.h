@@ -43,6 +43,12 @@ uint64_t chain_height(const struct chain *c);
  * old chain.
  */
 bool chain_genesis_adopted(const struct chain *c);
+/*
+ * The id of the latest committed record of tender ocid into out: what its
+ * next amendment, cancellation or award names as previous. Returns 0,
+ * TD_ENOTFOUND (no such tender), TD_EIO or TD_ECORRUPT.
+ */
+int chain_tender_last(const struct chain *c, const char *ocid, uint8_t out[static TD_HASH_LEN]);
 /* Hash of the last block; all zeros at height 0. */
 const uint8_t *chain_last_hash(const struct chain *c);
 /* Time of the last block (genesis time at height 0). */

@@ -66,6 +66,7 @@ struct chain_pend {
 	char ocid[TD_OCID_MAX + 1];
 	uint8_t owner[TD_PUBKEY_LEN]; /* check state: the agency that published it */
 	bool cancelled;               /* check state: cancelled, committed or by an earlier record */
+	uint8_t last_id[TD_HASH_LEN]; /* check state: the id of the tender's latest record */
 	bool is_new;                  /* first published in this block */
 	struct ckey_tstate st;        /* staging: after the block's records so far */
 	struct ckey_tstate old;       /* staging: as committed (unset when is_new): the list keys to replace */

@@ -244,6 +244,8 @@ void ckey_tstate_encode(const struct ckey_tstate *t, uint8_t out[static CKEY_TST
 	p += 8;
 	ckey_put_u64(p, t->date);
 	p += 8;
+	memcpy(p, t->last_id, TD_HASH_LEN);
+	p += TD_HASH_LEN;
 	p = put_field(p, t->status);
 	p = put_field(p, t->category);
 	p = put_field(p, t->method);
@@ -288,6 +290,8 @@ bool ckey_tstate_decode(struct ckey_tstate *t, const uint8_t *p, size_t len)
 	p += 8;
 	t->date = ckey_get_u64(p);
 	p += 8;
+	memcpy(t->last_id, p, TD_HASH_LEN);
+	p += TD_HASH_LEN;
 	return get_field(&p, end, t->status, CKEY_FIELD_MAX) && get_field(&p, end, t->category, CKEY_FIELD_MAX) &&
 	       get_field(&p, end, t->method, CKEY_FIELD_MAX) && get_field(&p, end, t->last_release, TD_ID_MAX) &&
 	       p == end;

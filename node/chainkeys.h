@@ -30,7 +30,7 @@
  *                                   (1: cancelled) | first height u64 | first
  *                                   index u32 | releases u32 | last height u64 |
  *                                   first release date u64 | tender date u64 |
- *                                   four strings, each a length u8 and its
+ *                                   latest record id[32] | four strings, each a length u8 and its
  *                                   bytes: tender.status, tender.
  *                                   mainProcurementCategory, tender.
  *                                   procurementMethod (each empty when absent
@@ -83,7 +83,7 @@
 #define CKEY_TIP_LEN (8 + TD_HASH_LEN + 8 + 8)
 #define CKEY_LOC_LEN (8 + 4) /* an "R" value */
 #define CKEY_FIELD_MAX 32    /* longest status, category or method kept in "T" (code list values are short) */
-#define CKEY_TSTATE_FIXED (TD_PUBKEY_LEN + 1 + 8 + 4 + 4 + 8 + 8 + 8)
+#define CKEY_TSTATE_FIXED (TD_PUBKEY_LEN + 1 + 8 + 4 + 4 + 8 + 8 + 8 + TD_HASH_LEN)
 #define CKEY_TSTATE_MAX (CKEY_TSTATE_FIXED + 3 * (1 + CKEY_FIELD_MAX) + 1 + TD_ID_MAX)
 #define CKEY_MAX (2 + TD_OCID_MAX + 1 + TD_ID_MAX + 16) /* the longest key */
 #define CKEY_DATE_BIAS 0x8000000000000000ull
@@ -177,6 +177,7 @@ struct ckey_tstate {
 	char category[CKEY_FIELD_MAX + 1]; /* compiled tender.mainProcurementCategory, likewise */
 	char method[CKEY_FIELD_MAX + 1];   /* compiled tender.procurementMethod, likewise */
 	char last_release[TD_ID_MAX + 1];  /* id of the latest release */
+	uint8_t last_id[TD_HASH_LEN];      /* record id of the latest release (what the next one names as prev) */
 };
 
 /* The "T" value of t into out, its length in *len. The strings of t must fit their fields. */

@@ -1,7 +1,9 @@
 /*
  * Mempool (see mempool.h): a FIFO list of records plus an open hash table
- * keyed by 32-byte hashes, which holds both record ids and the hashes of
- * ocids with a pending tender (so two tenders for one ocid cannot both wait).
+ * keyed by 32-byte hashes, which holds both record ids and the places taken
+ * in ocids' chains: the hash of an ocid with a pending tender, the previous
+ * record named by a pending amendment, cancellation or award (so two records
+ * for one place cannot both wait).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,7 @@
 
 struct entry {
 	struct td_record *rec;
-	uint8_t ocid_key[TD_HASH_LEN]; /* hash of the ocid, for tenders */
+	uint8_t ocid_key[TD_HASH_LEN]; /* its place: hash of the ocid (tenders) or the previous record */
 	struct entry *prev, *next;     /* FIFO order */
 	struct entry *hnext;           /* id hash chain */
 };
@@ -117,12 +119,24 @@ int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t err
 		snprintf(err, errlen, "record is already pending");
 		return TD_EEXIST;
 	}
-	if (rec->kind == TD_KIND_TENDER) {
+	/*
+	 * One pending record per place in an ocid's chain: the tender that opens
+	 * it (keyed by the ocid), or the record after a given one (keyed by its
+	 * prev, which no ocid's hash can equal).
+	 */
+	if (rec->kind == TD_KIND_TENDER)
 		td_hash(okey, (const uint8_t *)rec->ocid, strlen(rec->ocid));
-		if (*find_ocid(mp, okey)) {
+	else
+		memcpy(okey, rec->prev, TD_HASH_LEN);
+	if (*find_ocid(mp, okey)) {
+		if (rec->kind == TD_KIND_TENDER)
 			snprintf(err, errlen, "a tender with ocid %s is already pending", rec->ocid);
-			return TD_EEXIST;
-		}
+		else
+			snprintf(err, errlen,
+				 "another release of tender %s is waiting to be committed; publish this one once it "
+				 "is (tender.publish with wait, or tenderctl --wait)",
+				 rec->ocid);
+		return TD_EEXIST;
 	}
 	if (mp->count + 1 > mp->max_records || mp->bytes + rec->len > mp->max_bytes) {
 		snprintf(err, errlen, "mempool full (%u records, %llu bytes pending); try again shortly", mp->count,
@@ -131,7 +145,7 @@ int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t err
 	}
 	struct entry *e = td_xcalloc(1, sizeof(*e));
 	e->rec = rec;
-	if (rec->kind == TD_KIND_TENDER) {
+	{
 		struct okey *o = td_xcalloc(1, sizeof(*o));
 		memcpy(o->key, okey, TD_HASH_LEN);
 		memcpy(e->ocid_key, okey, TD_HASH_LEN);
@@ -176,7 +190,7 @@ void mempool_remove(struct mempool *mp, const uint8_t id[static TD_HASH_LEN])
 	if (!e)
 		return;
 	*p = e->hnext;
-	if (e->rec->kind == TD_KIND_TENDER) {
+	{
 		struct okey **o = find_ocid(mp, e->ocid_key);
 		struct okey *dead = *o;
 		if (dead) {

@@ -21,7 +21,8 @@ void mempool_free(struct mempool *mp);
 
 /*
  * Adds rec, taking ownership on success. Returns 0, TD_EEXIST (same record
- * id pending, or a tender for an ocid with a tender pending) or TD_EFULL,
+ * id pending, a tender for an ocid with a tender pending, or a record naming
+ * the same previous record as one pending) or TD_EFULL,
  * with a message in err; on failure the caller still owns rec.
  */
 int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t errlen);

@@ -22,7 +22,7 @@ void td_hash(uint8_t out[static TD_HASH_LEN], const uint8_t *in, size_t len)
 	crypto_generichash(out, TD_HASH_LEN, in, len, NULL, 0);
 }
 
-/* Writes the first 7 envelope items (no array header). Returns 0 or TD_EINVAL. */
+/* Writes the first 8 envelope items (no array header). Returns 0 or TD_EINVAL. */
 static int encode_fields(struct td_buf *b, const struct td_record *rec)
 {
 	td_enc_uint(b, TD_FORMAT_VERSION);
@@ -31,11 +31,15 @@ static int encode_fields(struct td_buf *b, const struct td_record *rec)
 	td_enc_cstr(b, rec->release_id);
 	td_enc_bin(b, rec->agency, TD_PUBKEY_LEN);
 	td_enc_uint(b, rec->time_ms);
+	if (rec->has_prev)
+		td_enc_bin(b, rec->prev, TD_HASH_LEN);
+	else if (msgpack_pack_nil(&b->pk) != 0)
+		abort();
 	return td_enc_json(b, rec->release, TD_JSON_DEPTH_MAX);
 }
 
 /*
- * The 7 unsigned items, encoded once (the release is the costly part) for
+ * The 8 unsigned items, encoded once (the release is the costly part) for
  * both the signing message and the signed encoding below.
  */
 static int fields_bytes(const struct td_record *rec, uint8_t **out, size_t *len)
@@ -50,7 +54,7 @@ static int fields_bytes(const struct td_record *rec, uint8_t **out, size_t *len)
 	return rc;
 }
 
-/* The message an agency signs: domain, NUL, genesis hash, the 7 fields as an array of 7. */
+/* The message an agency signs: domain, NUL, genesis hash, the 8 fields as an array of 8. */
 static void signing_bytes(const uint8_t chain[static TD_HASH_LEN], const uint8_t *fields, size_t flen, uint8_t **out,
 			  size_t *len)
 {
@@ -60,14 +64,14 @@ static void signing_bytes(const uint8_t chain[static TD_HASH_LEN], const uint8_t
 	td_enc_raw(&b, (const uint8_t *)TD_RECORD_DOMAIN, strlen(TD_RECORD_DOMAIN));
 	td_enc_raw(&b, (const uint8_t *)"\0", 1);
 	td_enc_raw(&b, chain, TD_HASH_LEN);
-	td_enc_array(&b, 7);
+	td_enc_array(&b, 8);
 	td_enc_raw(&b, fields, flen);
 	*out = td_buf_take(&b, len);
 	td_buf_free(&b);
 }
 
 /*
- * The signed encoding: the 7 fields and the signature as an array of 8, in
+ * The signed encoding: the 8 fields and the signature as an array of 9, in
  * an allocation of exactly *len bytes (a record keeps it for its lifetime,
  * and msgpack's buffer starts at 8 KiB).
  */
@@ -76,7 +80,7 @@ static void encode_signed(const struct td_record *rec, const uint8_t *fields, si
 	struct td_buf b;
 
 	td_buf_init(&b);
-	td_enc_array(&b, 8);
+	td_enc_array(&b, 9);
 	td_enc_raw(&b, fields, flen);
 	td_enc_bin(&b, rec->sig, TD_SIG_LEN);
 	*out = td_buf_take(&b, len);
@@ -95,8 +99,8 @@ static bool member(const json_t *release, const char *key, char *out, size_t cap
 }
 
 int td_record_sign(struct td_record **out, enum td_kind kind, const json_t *release, uint64_t time_ms,
-		   const uint8_t chain[static TD_HASH_LEN], const uint8_t sk[static TD_SECKEY_LEN], char *err,
-		   size_t errlen)
+		   const uint8_t *prev, const uint8_t chain[static TD_HASH_LEN], const uint8_t sk[static TD_SECKEY_LEN],
+		   char *err, size_t errlen)
 {
 	struct td_record *rec = td_xcalloc(1, sizeof(*rec));
 	rec->refs = 1;
@@ -109,8 +113,16 @@ int td_record_sign(struct td_record **out, enum td_kind kind, const json_t *rele
 	if (rc)
 		goto fail;
 	rc = TD_EINVAL;
+	if ((prev != NULL) != (kind != TD_KIND_TENDER)) {
+		snprintf(err, errlen, "record: a %s %s the id of the ocid's previous record", td_kind_name(kind),
+			 kind == TD_KIND_TENDER ? "opens its ocid and names no" : "must name");
+		goto fail;
+	}
 	rec->kind = kind;
 	rec->time_ms = time_ms;
+	rec->has_prev = prev != NULL;
+	if (prev)
+		memcpy(rec->prev, prev, TD_HASH_LEN);
 	rec->release = json_deep_copy(release);
 	crypto_sign_ed25519_sk_to_pk(rec->agency, sk);
 	if (!member(release, "ocid", rec->ocid, sizeof(rec->ocid)) ||
@@ -164,7 +176,7 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 		snprintf(err, errlen, "record: malformed msgpack");
 		goto fail;
 	}
-	f = td_get_array(&r, &u.data, 8, 0, NULL);
+	f = td_get_array(&r, &u.data, 9, 0, NULL);
 	if (!f || td_get_uint(&r, &f[0]) != TD_FORMAT_VERSION) {
 		snprintf(err, errlen, "record: not a format %d envelope (signed by a node of another version?)",
 			 TD_FORMAT_VERSION);
@@ -176,12 +188,20 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 	td_get_cstr(&r, &f[3], rec->release_id, sizeof(rec->release_id));
 	td_get_bin_fixed(&r, &f[4], rec->agency, TD_PUBKEY_LEN);
 	rec->time_ms = td_get_uint(&r, &f[5]);
-	if (r.ok && f[6].type != MSGPACK_OBJECT_MAP)
+	rec->has_prev = r.ok && f[6].type != MSGPACK_OBJECT_NIL;
+	if (rec->has_prev)
+		td_get_bin_fixed(&r, &f[6], rec->prev, TD_HASH_LEN);
+	if (r.ok && f[7].type != MSGPACK_OBJECT_MAP)
 		r.ok = false;
-	rec->release = td_get_json(&r, &f[6], TD_JSON_DEPTH_MAX);
-	td_get_bin_fixed(&r, &f[7], rec->sig, TD_SIG_LEN);
+	rec->release = td_get_json(&r, &f[7], TD_JSON_DEPTH_MAX);
+	td_get_bin_fixed(&r, &f[8], rec->sig, TD_SIG_LEN);
 	if (!r.ok || rec->kind == 0) {
 		snprintf(err, errlen, "record: envelope field of the wrong type, unknown kind, or non-canonical body");
+		goto fail;
+	}
+	if (rec->has_prev != (rec->kind != TD_KIND_TENDER)) {
+		snprintf(err, errlen, "record: a %s %s the id of the ocid's previous record", td_kind_name(rec->kind),
+			 rec->kind == TD_KIND_TENDER ? "opens its ocid and names no" : "must name");
 		goto fail;
 	}
 	if (td_release_validate(rec->release, rec->kind, err, errlen))

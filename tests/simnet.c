@@ -667,7 +667,7 @@ static void publish_one(struct sim *s, uint32_t i, const json_t *fragment)
 	uint64_t now = io_wall_ms(sn);
 	snprintf(ocid, sizeof(ocid), "%s-sim-%u", s->g.ocid_prefix, s->published);
 	json_t *full = td_release_build(fragment, TD_KIND_TENDER, ocid, now, s->g.v[i].name, err, sizeof(err));
-	if (!full || td_record_sign(&rec, TD_KIND_TENDER, full, now, s->g.hash, s->sk[i], err, sizeof(err)) != 0) {
+	if (!full || td_record_sign(&rec, TD_KIND_TENDER, full, now, NULL, s->g.hash, s->sk[i], err, sizeof(err)) != 0) {
 		fail(s, "cannot build a record: %s", err);
 		json_decref(full);
 		return;

@@ -482,7 +482,7 @@ static void commit_behind(struct env *e, const char *ocid)
 	json_t *full = td_release_build(frag, TD_KIND_TENDER, ocid, ms, e->cfg.name, err, sizeof(err));
 	if (!full)
 		fail_msg("build: %s", err);
-	if (td_record_sign(&rec, TD_KIND_TENDER, full, ms, CHAIN, e->sk, err, sizeof(err)) != 0)
+	if (td_record_sign(&rec, TD_KIND_TENDER, full, ms, NULL, CHAIN, e->sk, err, sizeof(err)) != 0)
 		fail_msg("sign: %s", err);
 	json_decref(frag);
 	json_decref(full);

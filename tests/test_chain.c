@@ -54,6 +54,11 @@ struct net {
 	struct chain *c;
 	uint64_t clock_ms;   /* record times, increasing */
 	bool validate_first; /* apply_recs runs chain_validate before chain_apply (its remembered checks) */
+	struct {             /* per ocid, the last record mkrec signed since the last block was made */
+		char ocid[TD_OCID_MAX + 1];
+		uint8_t id[TD_HASH_LEN];
+	} made[64];
+	unsigned nmade;
 };
 
 /* ---- fixtures ---------------------------------------------------------------- */
@@ -214,6 +219,9 @@ static json_t *parse(const char *text)
  * Signs fragment (stolen) as kind for ocid (NULL: the fragment's; a given
  * ocid replaces the fragment's) by the agency with secret key sk.
  */
+/* When set, the prev every mkrec names (for records out of their ocid's chain). */
+static const uint8_t *force_prev;
+
 static struct td_record *mkrec(struct net *t, enum td_kind kind, json_t *frag, const char *ocid,
 			       const uint8_t sk[static TD_SECKEY_LEN])
 {
@@ -227,8 +235,29 @@ static struct td_record *mkrec(struct net *t, enum td_kind kind, json_t *frag, c
 	rel = td_release_build(frag, kind, ocid, ms, "Test agency", err, sizeof(err));
 	if (!rel)
 		fail_msg("build: %s", err);
-	if (td_record_sign(&rec, kind, rel, ms, CHAIN, sk, err, sizeof(err)) != 0)
+	/*
+	 * After the last record signed here for the ocid (records are applied in
+	 * the order they are made), else the tender's latest committed one; zeros
+	 * if neither exists (the lifecycle check refuses that).
+	 */
+	const char *rocid = json_string_value(json_object_get(rel, "ocid"));
+	uint8_t prev[TD_HASH_LEN] = { 0 };
+	unsigned slot = t->nmade;
+	for (unsigned i = 0; i < t->nmade; i++)
+		if (strcmp(t->made[i].ocid, rocid) == 0)
+			slot = i;
+	if (force_prev)
+		memcpy(prev, force_prev, TD_HASH_LEN);
+	else if (slot < t->nmade)
+		memcpy(prev, t->made[slot].id, TD_HASH_LEN);
+	else if (kind != TD_KIND_TENDER && chain_tender_last(t->c, rocid, prev) != 0)
+		memset(prev, 0, sizeof(prev));
+	if (td_record_sign(&rec, kind, rel, ms, kind == TD_KIND_TENDER ? NULL : prev, CHAIN, sk, err, sizeof(err)) != 0)
 		fail_msg("sign: %s", err);
+	if (slot == t->nmade && t->nmade < sizeof(t->made) / sizeof(t->made[0]))
+		snprintf(t->made[t->nmade++].ocid, sizeof(t->made[0].ocid), "%s", rocid);
+	if (slot < t->nmade)
+		memcpy(t->made[slot].id, rec->id, TD_HASH_LEN);
 	json_decref(rel);
 	json_decref(frag);
 	return rec;
@@ -262,6 +291,7 @@ static struct td_block *mkblock_at(struct net *t, uint64_t height, const uint8_t
 {
 	struct td_record **arr = calloc(n ? n : 1, sizeof(*arr));
 
+	t->nmade = 0; /* made records go into a block: later ones chain on what the chain then holds */
 	for (uint32_t i = 0; i < n; i++)
 		arr[i] = recs[i];
 	return td_block_new(height, prev, chain_last_time(t->c) + 1000, t->g.v[height % t->g.n].pk,
@@ -925,8 +955,11 @@ static void test_record_refusals(void **state)
 	r[0] = mkrec(t, TD_KIND_CANCELLATION, parse("{}"), "ocds-kr2020-kisa-0002", t->sk[0]);
 	r[1] = mkrec(t, TD_KIND_AWARD, parse("{\"awards\": [{\"id\": \"p-a1\", \"status\": \"active\"}]}"),
 		     "ocds-kr2020-kisa-0002", t->sk[0]);
-	assert_int_equal(chain_check_record(t->c, r[1], err, sizeof(err)), 0);
+	/* the award names the cancellation as its previous record: the committed ledger alone has another */
+	assert_int_equal(chain_check_record(t->c, r[1], err, sizeof(err)), TD_ERULE);
+	assert_non_null(strstr(err, "as its previous one"));
 	refuse(t, r, 2, TD_ERULE, err, sizeof(err));
+	assert_non_null(strstr(err, "cancelled"));
 
 	/* an amendment of a tender nobody published */
 	r[0] = mkrec(t, TD_KIND_AMENDMENT, load_sample("amend-jeju.json"), "ocds-kr2020-nobody-1", t->sk[0]);
@@ -1446,6 +1479,49 @@ static void test_list_scan_bound(void **state)
 	/* the date index alone finds it at once */
 	f = (struct chain_filter){ .since = "2030-01-01" };
 	expect(t, &f, "late");
+}
+
+/* ---- each record names the ocid's record before it ------------------------------- */
+
+static void test_prev_chain(void **state)
+{
+	struct net *t = *state;
+	struct td_record *r[2];
+	uint8_t tender[TD_HASH_LEN], last[TD_HASH_LEN];
+	char err[256];
+	const char *jeju = PREFIX "-jeju-0001";
+
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
+	assert_false(r[0]->has_prev);
+	memcpy(tender, r[0]->id, TD_HASH_LEN);
+	apply_ok(t, r, 1);
+	assert_int_equal(chain_tender_last(t->c, jeju, last), 0);
+	assert_memory_equal(last, tender, TD_HASH_LEN);
+	assert_int_equal(chain_tender_last(t->c, PREFIX "-none", last), TD_ENOTFOUND);
+
+	r[0] = mkrec(t, TD_KIND_AMENDMENT, ref_last(t, load_sample("amend-jeju.json"), jeju), jeju, t->sk[0]);
+	assert_true(r[0]->has_prev);
+	assert_memory_equal(r[0]->prev, tender, TD_HASH_LEN);
+	apply_ok(t, r, 1);
+	assert_int_equal(chain_tender_last(t->c, jeju, last), 0);
+	assert_memory_not_equal(last, tender, TD_HASH_LEN);
+
+	/* an award that names the tender, not the amendment after it: out of place */
+	force_prev = tender;
+	r[0] = mkrec(t, TD_KIND_AWARD, parse("{\"awards\": [{\"id\": \"j-a1\", \"status\": \"active\"}]}"), jeju,
+		     t->sk[0]);
+	force_prev = NULL;
+	assert_int_equal(chain_check_record(t->c, r[0], err, sizeof(err)), TD_ERULE);
+	assert_non_null(strstr(err, "as its previous one"));
+	refuse(t, r, 1, TD_ERULE, err, sizeof(err));
+	assert_non_null(strstr(err, "as its previous one"));
+
+	/* after the amendment, it goes in */
+	r[0] = mkrec(t, TD_KIND_AWARD, parse("{\"awards\": [{\"id\": \"j-a1\", \"status\": \"active\"}]}"), jeju,
+		     t->sk[0]);
+	assert_memory_equal(r[0]->prev, last, TD_HASH_LEN);
+	assert_int_equal(chain_check_record(t->c, r[0], err, sizeof(err)), 0);
+	apply_ok(t, r, 1);
 }
 
 /* ---- amendments name the release they amend ------------------------------------ */
@@ -2518,6 +2594,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_store, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_list_filters, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_list_scan_bound, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_prev_chain, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_amends_rule, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_block_releases, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_packages, setup1, teardown),

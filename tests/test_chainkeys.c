@@ -111,20 +111,23 @@ static void tstate_fixture(struct ckey_tstate *t)
 	snprintf(t->category, sizeof(t->category), "works");
 	snprintf(t->method, sizeof(t->method), "open");
 	snprintf(t->last_release, sizeof(t->last_release), RID);
+	memset(t->last_id, 0x5c, TD_HASH_LEN);
 }
 
-static const char *const tstate_golden = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" /* owner */
-					 "01"                                                  /* flags: cancelled */
-					 "0102030405060708"                                    /* first height */
-					 "0a0b0c0d"                                            /* first index */
-					 "00000003"                                            /* releases */
-					 "1122334455667788"                                    /* last height */
-					 "8000017f00000000"                                    /* first release date */
-					 "8000017f12345678"                                    /* tender date */
-					 "06616374697665"                                      /* "active" */
-					 "05776f726b73"                                        /* "works" */
-					 "046f70656e"                                          /* "open" */
-					 "186f6364732d6b72323032302d6a656a752d303030312d7231"; /* last release id */
+static const char *const tstate_golden =
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" /* owner */
+	"01"                                                               /* flags: cancelled */
+	"0102030405060708"                                                 /* first height */
+	"0a0b0c0d"                                                         /* first index */
+	"00000003"                                                         /* releases */
+	"1122334455667788"                                                 /* last height */
+	"8000017f00000000"                                                 /* first release date */
+	"8000017f12345678"                                                 /* tender date */
+	"5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c" /* last record id */
+	"06616374697665"                                                   /* "active" */
+	"05776f726b73"                                                     /* "works" */
+	"046f70656e"                                                       /* "open" */
+	"186f6364732d6b72323032302d6a656a752d303030312d7231";              /* last release id */
 
 static void test_tstate(void **state)
 {
@@ -135,7 +138,7 @@ static void test_tstate(void **state)
 	(void)state;
 	tstate_fixture(&t);
 	ckey_tstate_encode(&t, v, &n);
-	assert_int_equal(n, 116);
+	assert_int_equal(n, 148);
 	assert_string_equal(hex(v, n), tstate_golden);
 	memset(&back, 0, sizeof(back));
 	assert_true(ckey_tstate_decode(&back, v, n));

@@ -667,7 +667,7 @@ static struct td_record *sign_sample(const char *name, const uint8_t sk[static 6
 	json_t *r = td_release_build(frag, TD_KIND_TENDER, NULL, TIME_MS, "Test Agency", err, sizeof(err));
 	assert_non_null(r);
 	struct td_record *rec;
-	assert_int_equal(td_record_sign(&rec, TD_KIND_TENDER, r, TIME_MS, CHAIN, sk, err, sizeof(err)), 0);
+	assert_int_equal(td_record_sign(&rec, TD_KIND_TENDER, r, TIME_MS, NULL, CHAIN, sk, err, sizeof(err)), 0);
 	json_decref(r);
 	json_decref(frag);
 	return rec;

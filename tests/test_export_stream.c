@@ -147,7 +147,12 @@ static struct td_record *mkrec(struct net *t, enum td_kind kind, json_t *frag, c
 	rel = td_release_build(frag, kind, ocid, ms, "Test agency", err, sizeof(err));
 	if (!rel)
 		fail_msg("build: %s", err);
-	if (td_record_sign(&rec, kind, rel, ms, CHAIN, sk, err, sizeof(err)) != 0)
+	/* After the tender's latest committed record (zeros if it has none: the lifecycle check refuses that). */
+	uint8_t prev[TD_HASH_LEN] = { 0 };
+	if (kind != TD_KIND_TENDER &&
+	    chain_tender_last(t->c, json_string_value(json_object_get(rel, "ocid")), prev) != 0)
+		memset(prev, 0, sizeof(prev));
+	if (td_record_sign(&rec, kind, rel, ms, kind == TD_KIND_TENDER ? NULL : prev, CHAIN, sk, err, sizeof(err)) != 0)
 		fail_msg("sign: %s", err);
 	json_decref(rel);
 	json_decref(frag);

@@ -119,9 +119,9 @@ static struct td_record *make_record(int i, size_t extra, const uint8_t sk[stati
 	json_t *full = td_release_build(frag, TD_KIND_TENDER, NULL, 1583712000000ull + (uint64_t)i, "Agency", err,
 					sizeof(err));
 	assert_non_null(full);
-	assert_int_equal(
-		td_record_sign(&rec, TD_KIND_TENDER, full, 1583712000000ull + (uint64_t)i, CHAIN, sk, err, sizeof(err)),
-		0);
+	assert_int_equal(td_record_sign(&rec, TD_KIND_TENDER, full, 1583712000000ull + (uint64_t)i, NULL, CHAIN, sk,
+					err, sizeof(err)),
+			 0);
 	json_decref(frag);
 	json_decref(full);
 	return rec;

@@ -37,9 +37,10 @@ static const uint8_t OTHER[TD_HASH_LEN] = "another chain";
  * is part of the hashed bytes); changing it breaks every stored chain. The
  * bytes themselves are checked independently against the format by
  * test_hand_built_matches. Do not update it to make a failing test pass.
- * (Format 1, chain id "tenderd-test": 66b998b92eb9946d82f8cbfe8efb7952a306ae9e09834b9e36ac4eb977ab03d5.)
+ * (Format 1, chain id "tenderd-test": 66b998b92eb9946d82f8cbfe8efb7952a306ae9e09834b9e36ac4eb977ab03d5;
+ * format 2 before the envelope named the previous record: bf178a784c81f5e8e1627d89533e386540af452e7b170e28f90b38592f530808.)
  */
-#define GOLDEN_ID "bf178a784c81f5e8e1627d89533e386540af452e7b170e28f90b38592f530808"
+#define GOLDEN_ID "9e6b809add12e363e84add2c5bc5bd7bf8c4284eb16628e7a4f50e123403e003"
 
 struct fixture {
 	uint8_t pk[crypto_sign_PUBLICKEYBYTES];
@@ -92,7 +93,7 @@ static int setup(void **state)
 	json_t *frag = load_file("tender-jeju.json");
 	f->release = build_release(frag);
 	json_decref(frag);
-	if (td_record_sign(&f->rec, TD_KIND_TENDER, f->release, TIME_MS, CHAIN, f->sk, err, sizeof(err)) != 0) {
+	if (td_record_sign(&f->rec, TD_KIND_TENDER, f->release, TIME_MS, NULL, CHAIN, f->sk, err, sizeof(err)) != 0) {
 		print_error("td_record_sign: %s\n", err);
 		return -1;
 	}
@@ -146,14 +147,14 @@ static void test_golden_id(void **state)
 	/* Signing is deterministic: a second signature gives the same bytes. */
 	struct td_record *again;
 	char err[TD_ERRMSG_MAX];
-	assert_int_equal(td_record_sign(&again, TD_KIND_TENDER, f->release, TIME_MS, CHAIN, f->sk, err, sizeof(err)),
-			 0);
+	assert_int_equal(
+		td_record_sign(&again, TD_KIND_TENDER, f->release, TIME_MS, NULL, CHAIN, f->sk, err, sizeof(err)), 0);
 	assert_int_equal(again->len, f->rec->len);
 	assert_memory_equal(again->bytes, f->rec->bytes, again->len);
 	td_record_free(again);
 	/* A different genesis hash signs different bytes. */
-	assert_int_equal(td_record_sign(&again, TD_KIND_TENDER, f->release, TIME_MS, OTHER, f->sk, err, sizeof(err)),
-			 0);
+	assert_int_equal(
+		td_record_sign(&again, TD_KIND_TENDER, f->release, TIME_MS, NULL, OTHER, f->sk, err, sizeof(err)), 0);
 	assert_memory_not_equal(again->id, f->rec->id, TD_HASH_LEN);
 	td_record_free(again);
 }
@@ -192,7 +193,8 @@ static void test_decode_roundtrip(void **state)
 		json_t *frag = load_file(names[i]);
 		json_t *r = build_release(frag);
 		struct td_record *s;
-		assert_int_equal(td_record_sign(&s, TD_KIND_TENDER, r, TIME_MS, CHAIN, f->sk, err, sizeof(err)), 0);
+		assert_int_equal(td_record_sign(&s, TD_KIND_TENDER, r, TIME_MS, NULL, CHAIN, f->sk, err, sizeof(err)),
+				 0);
 		rc = td_record_decode(&rec, s->bytes, s->len, CHAIN, err, sizeof(err));
 		if (rc)
 			print_error("%s: %s\n", names[i], err);
@@ -317,6 +319,7 @@ struct env {
 	const char *id;
 	const uint8_t *agency; /* public key put in the envelope */
 	uint64_t time_ms;
+	const uint8_t *prev; /* the ocid's previous record id (TD_HASH_LEN bytes), or NULL for nil */
 	const json_t *release;
 	const uint8_t *release_bytes; /* raw release encoding instead of release, if set */
 	size_t release_len;
@@ -332,7 +335,7 @@ static void raw(msgpack_sbuffer *sb, const void *p, size_t len)
 	assert_int_equal(msgpack_sbuffer_write(sb, p, len), 0);
 }
 
-/* The fields 1..7 of an envelope, with the variant's non-canonical header if asked. */
+/* The fields 1..8 of an envelope, with the variant's non-canonical header if asked. */
 static void write_fields(msgpack_sbuffer *sb, msgpack_packer *pk, const struct env *e, const uint8_t *rel,
 			 size_t rellen, bool variants)
 {
@@ -366,6 +369,10 @@ static void write_fields(msgpack_sbuffer *sb, msgpack_packer *pk, const struct e
 	} else {
 		msgpack_pack_uint64(pk, e->time_ms);
 	}
+	if (e->prev)
+		msgpack_pack_bin_with_body(pk, e->prev, TD_HASH_LEN);
+	else
+		msgpack_pack_nil(pk);
 	raw(sb, rel, rellen);
 }
 
@@ -399,7 +406,7 @@ static uint8_t *build_env(const struct env *e, size_t *len)
 		raw(&sb, "tenderd-record-v2", 18); /* with its NUL */
 		raw(&sb, e->chain, TD_HASH_LEN);
 	}
-	msgpack_pack_array(&pk, 7);
+	msgpack_pack_array(&pk, 8);
 	write_fields(&sb, &pk, e, rel, rellen, false);
 	crypto_sign_detached(sig, NULL, (const uint8_t *)sb.data, sb.size, e->sk);
 	msgpack_sbuffer_destroy(&sb);
@@ -407,9 +414,9 @@ static uint8_t *build_env(const struct env *e, size_t *len)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	if (e->variant == V_ARRAY16)
-		raw(&sb, "\xdc\x00\x08", 3);
+		raw(&sb, "\xdc\x00\x09", 3);
 	else
-		msgpack_pack_array(&pk, 8);
+		msgpack_pack_array(&pk, 9);
 	write_fields(&sb, &pk, e, rel, rellen, true);
 	if (e->variant == V_SIG_BIN16) {
 		raw(&sb, "\xc5\x00\x40", 3);
@@ -564,6 +571,61 @@ static uint8_t *splice(const uint8_t *buf, size_t len, const uint8_t *pat, size_
 	return NULL;
 }
 
+/* A tender opens its ocid and names no previous record; every other kind names one. */
+static void test_prev_rules(void **state)
+{
+	struct fixture *f = *state;
+	struct env e = base_env(f);
+	static const uint8_t some[TD_HASH_LEN] = { 7 };
+	struct td_record *rec = NULL;
+	char err[TD_ERRMSG_MAX] = "";
+	size_t len;
+	uint8_t *p;
+
+	assert_false(f->rec->has_prev);
+	e.prev = some;
+	p = build_env(&e, &len);
+	assert_int_equal(td_record_decode(&rec, p, len, CHAIN, err, sizeof(err)), TD_EINVAL);
+	assert_non_null(strstr(err, "names no"));
+	free(p);
+	e = base_env(f);
+	e.kind = "award";
+	p = build_env(&e, &len);
+	assert_int_equal(td_record_decode(&rec, p, len, CHAIN, err, sizeof(err)), TD_EINVAL);
+	assert_non_null(strstr(err, "must name"));
+	free(p);
+	assert_null(rec);
+	/* td_record_sign keeps the same rules */
+	assert_int_equal(
+		td_record_sign(&rec, TD_KIND_TENDER, f->release, TIME_MS, some, CHAIN, f->sk, err, sizeof(err)),
+		TD_EINVAL);
+	assert_null(rec);
+	/* a named prev is signed: another prev does not verify */
+	json_t *cancel = json_deep_copy(f->release);
+	json_object_set_new(cancel, "tag", json_pack("[s]", "tenderCancellation"));
+	json_object_set_new(json_object_get(cancel, "tender"), "status", json_string("cancelled"));
+	if (td_record_sign(&rec, TD_KIND_CANCELLATION, cancel, TIME_MS, some, CHAIN, f->sk, err, sizeof(err)) != 0)
+		fail_msg("sign: %s", err);
+	assert_true(rec->has_prev);
+	assert_memory_equal(rec->prev, some, TD_HASH_LEN);
+	struct td_record *back = NULL;
+	assert_int_equal(td_record_decode(&back, rec->bytes, rec->len, CHAIN, err, sizeof(err)), 0);
+	assert_memory_equal(back->prev, some, TD_HASH_LEN);
+	td_record_free(back);
+	uint8_t *tampered = malloc(rec->len);
+	memcpy(tampered, rec->bytes, rec->len);
+	uint8_t *at = NULL;
+	for (size_t i = 0; i + TD_HASH_LEN <= rec->len && !at; i++)
+		if (memcmp(tampered + i, some, TD_HASH_LEN) == 0)
+			at = tampered + i;
+	assert_non_null(at);
+	at[TD_HASH_LEN - 1] ^= 1;
+	assert_int_equal(td_record_decode(&back, tampered, rec->len, CHAIN, err, sizeof(err)), TD_ESIG);
+	free(tampered);
+	td_record_free(rec);
+	json_decref(cancel);
+}
+
 static void test_noncanonical_refused(void **state)
 {
 	struct fixture *f = *state;
@@ -682,7 +744,7 @@ static void test_sign_refusals(void **state)
 	char err[TD_ERRMSG_MAX] = "";
 
 	/* A release that does not validate for the kind. */
-	assert_int_equal(td_record_sign(&rec, TD_KIND_AWARD, f->release, TIME_MS, CHAIN, f->sk, err, sizeof(err)),
+	assert_int_equal(td_record_sign(&rec, TD_KIND_AWARD, f->release, TIME_MS, NULL, CHAIN, f->sk, err, sizeof(err)),
 			 TD_EINVAL);
 	assert_null(rec);
 	assert_true(err[0] != '\0');
@@ -695,7 +757,8 @@ static void test_sign_refusals(void **state)
 	json_object_set_new(json_object_get(big, "tender"), "description", json_string(s));
 	free(s);
 	err[0] = '\0';
-	assert_int_equal(td_record_sign(&rec, TD_KIND_TENDER, big, TIME_MS, CHAIN, f->sk, err, sizeof(err)), TD_EINVAL);
+	assert_int_equal(td_record_sign(&rec, TD_KIND_TENDER, big, TIME_MS, NULL, CHAIN, f->sk, err, sizeof(err)),
+			 TD_EINVAL);
 	assert_null(rec);
 	assert_true(err[0] != '\0');
 	json_decref(big);
@@ -708,7 +771,7 @@ static void test_sign_refusals(void **state)
 		inner = a;
 	}
 	err[0] = '\0';
-	assert_int_equal(td_record_sign(&rec, TD_KIND_TENDER, deep, TIME_MS, CHAIN, f->sk, err, sizeof(err)),
+	assert_int_equal(td_record_sign(&rec, TD_KIND_TENDER, deep, TIME_MS, NULL, CHAIN, f->sk, err, sizeof(err)),
 			 TD_EINVAL);
 	assert_null(rec);
 	assert_true(err[0] != '\0');
@@ -729,7 +792,7 @@ static void test_empty_string_roundtrip(void **state)
 	struct td_record *s, *rec = NULL;
 	char err[TD_ERRMSG_MAX] = "";
 	json_object_set_new(json_object_get(r, "tender"), "description", json_string(""));
-	assert_int_equal(td_record_sign(&s, TD_KIND_TENDER, r, TIME_MS, CHAIN, f->sk, err, sizeof(err)), 0);
+	assert_int_equal(td_record_sign(&s, TD_KIND_TENDER, r, TIME_MS, NULL, CHAIN, f->sk, err, sizeof(err)), 0);
 	int rc = td_record_decode(&rec, s->bytes, s->len, CHAIN, err, sizeof(err));
 	if (rc)
 		print_error("decode of a release with \"description\": \"\": %s\n", err);
@@ -798,6 +861,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_truncated_and_trailing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_over_max_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hand_built_matches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prev_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_envelope_mismatch_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_noncanonical_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trusted, setup, teardown),

@@ -326,7 +326,7 @@ static struct td_record *mkrec(struct env *e)
 	json_t *full = td_release_build(frag, TD_KIND_TENDER, NULL, ms, "Test agency", err, sizeof(err));
 	if (!full)
 		fail_msg("build: %s", err);
-	if (td_record_sign(&rec, TD_KIND_TENDER, full, ms, CHAIN, e->agency_sk, err, sizeof(err)) != 0)
+	if (td_record_sign(&rec, TD_KIND_TENDER, full, ms, NULL, CHAIN, e->agency_sk, err, sizeof(err)) != 0)
 		fail_msg("sign: %s", err);
 	json_decref(frag);
 	json_decref(full);

@@ -37,13 +37,23 @@ json_t *fz_sample(const char *name)
 	return j;
 }
 
+/* The record after: when set, what fz_sign names as previous (a record of the same block). */
+static const uint8_t *sign_after;
+
 struct td_record *fz_sign(const json_t *release, enum td_kind kind, uint64_t time_ms)
 {
 	struct fz_world *w = fz_world();
 	struct td_record *rec = NULL;
 	char err[TD_ERRMSG_MAX];
 
-	if (td_record_sign(&rec, kind, release, time_ms, FZ_CHAIN, w->sk, err, sizeof(err)) != 0)
+	uint8_t prev[TD_HASH_LEN] = { 0 }; /* after the tender's latest committed record, if it has one */
+	const char *ocid = json_string_value(json_object_get(release, "ocid"));
+	if (sign_after)
+		memcpy(prev, sign_after, TD_HASH_LEN);
+	else if (kind != TD_KIND_TENDER && ocid && chain_tender_last(w->c, ocid, prev) != 0)
+		memset(prev, 0, sizeof(prev));
+	if (td_record_sign(&rec, kind, release, time_ms, kind == TD_KIND_TENDER ? NULL : prev, FZ_CHAIN, w->sk, err,
+			   sizeof(err)) != 0)
 		return NULL;
 	return rec;
 }
@@ -56,7 +66,8 @@ int fz_apply(struct fz_world *w, struct td_record **recs, uint32_t n)
 
 	memcpy(arr, recs, n * sizeof(*arr));
 	uint64_t h = chain_height(w->c) + 1;
-	struct td_block *blk = td_block_new(h, chain_last_hash(w->c), chain_last_time(w->c) + 1000, w->g.v[0].pk, w->g.validators_hash, arr, n);
+	struct td_block *blk = td_block_new(h, chain_last_hash(w->c), chain_last_time(w->c) + 1000, w->g.v[0].pk,
+					    w->g.validators_hash, arr, n);
 	memset(&cm, 0, sizeof(cm));
 	cm.height = h;
 	memcpy(cm.block_hash, blk->hash, TD_HASH_LEN);
@@ -130,7 +141,9 @@ struct fz_world *fz_world(void)
 	json_t *aw = fz_sample("award-jeju.json");
 	if (!json_object_get(aw, "ocid"))
 		json_object_set_new(aw, "ocid", json_string("ocds-kr2020-jeju-0001"));
+	sign_after = recs[0]->id; /* the award follows the amendment in the same block */
 	recs[1] = build(w, aw, TD_KIND_AWARD);
+	sign_after = NULL;
 	fz_check(fz_apply(w, recs, 2) == 0, "the Jeju amendment and award do not apply");
 	return w;
 }
