@@ -342,7 +342,7 @@ static void gen_files(struct fz_world *w)
 
 /* ---- fuzz_p2p: programs of FZ_P2P_* operations (world.h) ---- */
 
-#define P2P_PROG_MAX 8192
+#define P2P_PROG_MAX 16384
 
 struct p2p_prog {
 	uint8_t b[P2P_PROG_MAX];
@@ -576,6 +576,31 @@ static void gen_p2p(void)
 		pp_frame(&pr, 1, 0, 0, PP_MSG(vote));
 		pp_put(&pr, k ? "echo" : "strict");
 	}
+
+	/* A peer that does not read fast enough (small buffers and queue), and callbacks that re-enter. */
+	{
+		uint8_t big[4000];
+		memset(big, 0x5c, sizeof(big));
+		cfg = FZ_P2P_CFG_SMALL;
+		pp_bytes(&pr, &cfg, 1);
+		pp_session(&pr, 0, false, 1);
+		pp_session(&pr, 1, true, 2);
+		pp_send(&pr, FZ_P2P_SEND, 1 | 1 << 3, big, sizeof(big));
+		pp_send(&pr, FZ_P2P_SEND, 0 | 7 << 3, big, sizeof(big));
+		pp_send(&pr, FZ_P2P_BCAST, 7 << 3, big, sizeof(big));
+		pp_frame(&pr, 1, 1, 0, NULL, 0);
+		pp_put(&pr, "small-queue");
+	}
+	cfg = FZ_P2P_CFG_REENTER | FZ_P2P_CFG_ECHO;
+	pp_bytes(&pr, &cfg, 1);
+	pp_session(&pr, 0, false, 1);
+	pp_session(&pr, 1, true, 2);
+	pp_session(&pr, 2, true, 1);
+	pp_op(&pr, FZ_P2P_DISC, 1);
+	pp_frame(&pr, 0, 0, 0, PP_MSG(status));
+	pp_frame(&pr, 0, 0, 0, "\xc1\x00", 2);
+	pp_frame(&pr, 0, 1, 0, NULL, 0);
+	pp_put(&pr, "reenter-stop");
 
 	/* Raw bytes in each phase. */
 	cfg = 0;

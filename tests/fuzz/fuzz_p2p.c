@@ -90,8 +90,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define CHUNKED_MAX 256      /* bytes of one write that go in pieces when chunking; the rest at once */
 #define FILL_MAX (96 * 1024) /* a filled payload: past the 64 KiB read buffer p2p.c keeps */
 #define EXPECT_MAX 64        /* messages from the node awaited per connection */
-#define PUMP_ROUNDS 64       /* loop runs without the node falling quiet before it counts as a hang */
+#define PUMP_ROUNDS 4096     /* loop runs without the node falling quiet before it counts as a hang */
 #define SPIN_MAX 100000      /* writes refused in a row before the node counts as not reading */
+#define SMALL_BUF 4096       /* FZ_P2P_CFG_SMALL: socket buffers */
+#define SMALL_QUEUE 8192     /* FZ_P2P_CFG_SMALL: send_queue_max */
+#define MSG_STOP 0xc1        /* FZ_P2P_CFG_REENTER: a message starting so makes on_message stop the node */
 #define RNG_SEED 0x7464703370327032ull
 #define MEMO_SLOTS 1024 /* results of the harness's public-key operations kept */
 #define MEMO_KEY_LEN 32
@@ -639,7 +642,8 @@ static void pump(struct harness *h)
 static void settle(struct harness *h)
 {
 	pump(h);
-	check_peers(h);
+	if (!h->stopped)
+		check_peers(h);
 }
 
 /*
@@ -721,7 +725,12 @@ static void on_message(void *ctx, struct p2p_peer *peer, const uint8_t *msg, siz
 	bool ok = td_msg_decode(&m, msg, len) == 0;
 	if (ok)
 		td_msg_free(&m);
-	if (!ok && (h->cfg & FZ_P2P_CFG_STRICT)) {
+	if ((h->cfg & FZ_P2P_CFG_REENTER) && len > 0 && msg[0] == MSG_STOP) {
+		p2p_stop(h->p); /* on_disconnect for every peer, this one included, before it returns */
+		h->stopped = true;
+		for (int i = 0; i < SLOTS; i++)
+			fz_check(h->s[i].peer == NULL, "p2p_stop returned before reporting every peer");
+	} else if (!ok && (h->cfg & FZ_P2P_CFG_STRICT)) {
 		h->in_call = true;
 		p2p_disconnect(peer, "message does not decode");
 		h->in_call = false;
@@ -746,6 +755,21 @@ static void on_disconnect(void *ctx, struct p2p_peer *peer)
 	fz_check(s != NULL, "on_disconnect for a peer never announced");
 	h->disconnects[p2p_peer_validator(peer)]++;
 	s->peer = NULL;
+	if (h->cfg & FZ_P2P_CFG_REENTER) { /* tell the others, as a gossip layer might */
+		struct td_buf b;
+		uint8_t hash[TD_HASH_LEN];
+		memset(hash, 0x44, sizeof(hash));
+		td_buf_init(&b);
+		td_msg_status(&b, 9, hash);
+		bool was = h->in_call;
+		h->in_call = true;
+		p2p_broadcast(h->p, (const uint8_t *)b.sb.data, b.sb.size, NULL);
+		h->in_call = was;
+		for (int i = 0; i < SLOTS; i++)
+			if (h->s[i].peer && b.sb.size <= h->frame_max)
+				expect_push(&h->s[i], (const uint8_t *)b.sb.data, b.sb.size);
+		td_buf_free(&b);
+	}
 }
 
 /* ---- handshake steps of the harness ---- */
@@ -1011,6 +1035,11 @@ static void op_open(struct harness *h, uint8_t a)
 
 	slot_close(h, s);
 	fz_check(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	if (h->cfg & FZ_P2P_CFG_SMALL) {
+		int sz = SMALL_BUF;
+		for (int i = 0; i < 2; i++)
+			fz_check(setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)) == 0, "SO_SNDBUF");
+	}
 	s->fd = sv[1];
 	s->outbound = (a & 4) != 0;
 	s->st = s->outbound ? HS_OUT_START : HS_IN_START;
@@ -1136,6 +1165,7 @@ static void op_frame(struct harness *h, struct cur *in)
 	s->delivered = 0;
 	s->cb_dropped = false;
 	put_bytes(h, s, frame, flen);
+	judged = judged && !h->stopped;
 	if (judged && bad) {
 		fz_check(s->eof && s->peer == NULL, "a connection that received a bad frame is still open");
 	} else if (judged) {
@@ -1168,7 +1198,10 @@ static void op_raw(struct harness *h, struct cur *in)
 	put_bytes(h, s, b, n);
 }
 
-/* The node sends (SEND) or broadcasts (BCAST) a payload; each peer must get it, in order. */
+/*
+ * The node sends (SEND) or broadcasts (BCAST) a payload, 1 to 8 times; each peer must get every
+ * copy accepted, in order, and a peer whose send queue overflowed must be dropped.
+ */
 static void op_send(struct harness *h, struct cur *in, bool broadcast)
 {
 	uint8_t a = next_u8(in);
@@ -1177,30 +1210,39 @@ static void op_send(struct harness *h, struct cur *in, bool broadcast)
 	size_t len;
 	uint8_t *msg = payload(in, n, false, 0, &len);
 	struct slot *s = &h->s[a & 3];
+	int times = 1 + ((a >> 3) & 7);
+	bool full = false;
 
-	if (!broadcast) {
-		if (s->peer) {
+	for (int k = 0; k < times; k++) {
+		if (!broadcast) {
+			if (!s->peer)
+				break;
 			h->in_call = true;
 			int rc = p2p_send(s->peer, msg, len);
 			h->in_call = false;
 			if (len > h->frame_max)
 				fz_check(rc == TD_EINVAL, "p2p_send took a message over frame_max");
+			else if (rc == TD_EFULL)
+				full = true;
 			else
 				fz_check(rc == 0, "p2p_send refused a message to a live peer");
+			fz_check(rc != TD_EFULL || (h->cfg & FZ_P2P_CFG_SMALL), "a send queue overflowed");
 			if (rc == 0)
 				expect_push(s, msg, len);
+		} else {
+			const struct p2p_peer *except = (a & 4) ? s->peer : NULL;
+			h->in_call = true;
+			p2p_broadcast(h->p, msg, len, except);
+			h->in_call = false;
+			for (int i = 0; i < SLOTS; i++)
+				if (h->s[i].peer && h->s[i].peer != except && len <= h->frame_max)
+					expect_push(&h->s[i], msg, len);
 		}
-	} else {
-		const struct p2p_peer *except = (a & 4) ? s->peer : NULL;
-		h->in_call = true;
-		p2p_broadcast(h->p, msg, len, except);
-		h->in_call = false;
-		for (int i = 0; i < SLOTS; i++)
-			if (h->s[i].peer && h->s[i].peer != except && len <= h->frame_max)
-				expect_push(&h->s[i], msg, len);
 	}
 	h->cur = NULL;
 	settle(h);
+	if (full)
+		fz_check(s->peer == NULL && s->eof, "a peer whose send queue overflowed stays");
 	for (int i = 0; i < SLOTS; i++) {
 		const struct slot *o = &h->s[i];
 		fz_check(o->fd < 0 || o->eof || o->exp_lost || o->nexp == 0, "a message the node sent did not arrive");
@@ -1273,12 +1315,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.sk = keys[0].sk;
 	cfg.ping_ms = cfg.timeout_ms = cfg.handshake_ms = HOUR_MS;
 	cfg.frame_max = frame_max[h->cfg & FZ_P2P_CFG_FRAME_MAX];
+	cfg.send_queue_max = (h->cfg & FZ_P2P_CFG_SMALL) ? SMALL_QUEUE : 0;
 	if (h->cfg & FZ_P2P_CFG_REFUSE_2)
 		cfg.key_lookup = key_lookup;
 	h->frame_max = cfg.frame_max ? cfg.frame_max : P2P_FRAME_MAX_DEFAULT;
 	fz_check(p2p_start(&h->p, &loop, &cfg, &cb, h, err, sizeof(err)) == 0, "p2p_start");
 
-	for (int ops = 0; in.n > 0 && ops < OPS_MAX; ops++) {
+	for (int ops = 0; in.n > 0 && ops < OPS_MAX && !h->stopped; ops++) {
 		uint8_t op = next_u8(&in) % FZ_P2P_OPS;
 		switch ((enum fz_p2p_op)op) {
 		case FZ_P2P_OPEN: op_open(h, next_u8(&in)); break;
@@ -1294,12 +1337,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
-	json_t *peers = p2p_peers_json(h->p);
-	size_t npeers = p2p_peer_count(h->p);
-	fz_check(json_array_size(peers) == npeers, "p2p_peers_json lists another number of peers");
-	json_decref(peers);
-	p2p_stop(h->p);
-	h->stopped = true;
+	if (!h->stopped) {
+		json_t *peers = p2p_peers_json(h->p);
+		size_t npeers = p2p_peer_count(h->p);
+		fz_check(json_array_size(peers) == npeers, "p2p_peers_json lists another number of peers");
+		json_decref(peers);
+		p2p_stop(h->p);
+		h->stopped = true;
+	}
 	for (int i = 0; i < SLOTS; i++)
 		fz_check(h->s[i].peer == NULL, "p2p_stop returned before reporting every peer");
 	uv_run(&loop, UV_RUN_DEFAULT);

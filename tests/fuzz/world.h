@@ -58,8 +58,8 @@ void fz_write_file(const char *path, const void *data, size_t len);
  *                       (FZ_P2P_F_*), then hi<<8|lo payload bytes (fewer if the input ends)
  *   RAW   a n ...       slot a&3: n bytes as they are
  *   CHUNK n             later writes go in pieces of n bytes (0: whole), the loop run between
- *   SEND  a hi lo ...   the node sends the payload to the peer of slot a&3 (p2p_send)
- *   BCAST a hi lo ...   the node broadcasts the payload, except to slot a&3 if a&4
+ *   SEND  a hi lo ...   the node sends the payload to the peer of slot a&3 (p2p_send), 1+((a>>3)&7) times
+ *   BCAST a hi lo ...   the node broadcasts the payload, except to slot a&3 if a&4, 1+((a>>3)&7) times
  *   DISC  a             the node drops the peer of slot a&3 (p2p_disconnect)
  *   CLOSE a             the harness closes slot a&3
  */
@@ -80,6 +80,8 @@ enum fz_p2p_op {
 #define FZ_P2P_CFG_STRICT 8    /* a message td_msg_decode refuses gets its peer disconnected */
 #define FZ_P2P_CFG_ECHO 16     /* a message that decodes is sent back to its peer */
 #define FZ_P2P_CFG_GREET 32    /* the node sends a STATUS to each peer from on_connect */
+#define FZ_P2P_CFG_SMALL 64    /* socket buffers of 4 KiB and a send queue of 8 KiB: slow peers are dropped */
+#define FZ_P2P_CFG_REENTER 128 /* on_disconnect broadcasts a STATUS; a message starting 0xc1 makes on_message p2p_stop */
 #define FZ_P2P_F_TAG 3         /* stream tag: 0 MESSAGE, 1 PUSH, 2 REKEY, 3 FINAL */
 #define FZ_P2P_F_FLIP 4        /* one ciphertext bit flipped */
 #define FZ_P2P_F_WITHHOLD 8    /* sealed but not sent: the stream moves on without the node */
