@@ -818,6 +818,14 @@ static const struct method {
 	{ "ledger.export", m_export }, { "record.status", m_record },   { "evidence.list", m_evidence },
 };
 
+uint32_t api_method_names(const char **out, uint32_t max)
+{
+	uint32_t n = 0;
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]) && n < max; i++)
+		out[n++] = methods[i].name;
+	return n;
+}
+
 void api_handle(struct api *a, struct rpc_req *req, const char *method, json_t *params)
 {
 	if (a->stopping) {

@@ -63,6 +63,8 @@ void api_free(struct api *a);
 
 /* Answers or keeps one request (the rpc handler). */
 void api_handle(struct api *a, struct rpc_req *req, const char *method, json_t *params);
+/* The socket methods' names (static strings) into out, at most max; returns how many. */
+uint32_t api_method_names(const char **out, uint32_t max);
 /* The chain grew: answers publishes now committed and feeds the watch streams. */
 void api_on_commit(struct api *a);
 /*

@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "api.h"
 #include "daemon.h"
 #include "http.h"
 #include "log.h"
@@ -243,6 +244,10 @@ int daemon_start(struct daemon **out, uv_loop_t *loop, const struct config *cfg,
 		goto fail;
 	if ((rc = rpc_start(&d->rpc, loop, cfg->socket_path, on_request, d, err, errlen)))
 		goto fail;
+	{
+		const char *names[RPC_METHODS_MAX];
+		rpc_time_methods(d->rpc, names, api_method_names(names, RPC_METHODS_MAX));
+	}
 	if (d->genesis.n > 1) {
 		struct p2p_config pc = {
 			.listen = cfg->p2p_listen, .peers = cfg->p2p_peers, .genesis = &d->genesis, .sk = d->sk
@@ -253,6 +258,8 @@ int daemon_start(struct daemon **out, uv_loop_t *loop, const struct config *cfg,
 	}
 	if (cfg->http_listen[0] && (rc = http_start(&d->http, loop, cfg, d->node, err, errlen)))
 		goto fail;
+	if (d->http)
+		http_set_rpc(d->http, d->rpc);
 	uv_check_start(&d->flush_check, on_flush_check);
 	uv_signal_start(&d->sig_int, on_signal, SIGINT);
 	uv_signal_start(&d->sig_term, on_signal, SIGTERM);

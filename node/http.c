@@ -38,11 +38,13 @@
 #include "driver.h"
 #include "evidence.h"
 #include "gossip.h"
+#include "hist.h"
 #include "http.h"
 #include "log.h"
 #include "mempool.h"
 #include "node.h"
 #include "nodeio.h"
+#include "rpc.h"
 #include "sync.h"
 #include "tenderd/isotime.h"
 #include "tenderd/json.h"
@@ -50,7 +52,6 @@
 
 #define HTTP_LOG_PER_MINUTE 20 /* libmicrohttpd's messages logged a minute; the rest are counted */
 #define HTTP_CODES_MAX 16      /* distinct status codes counted per route */
-#define HTTP_BUCKETS_MAX 16
 
 #define CACHE_IMMUTABLE "public, max-age=31536000, immutable"
 #define CACHE_REVALIDATE "no-cache"
@@ -77,18 +78,9 @@ enum http_route {
 static const char *const route_names[ROUTES] = { "explorer", "releases",   "records", "tenders", "status",
 						 "blocks",   "validators", "health",  "metrics", "other" };
 
-static const double latency_le[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
 static const double interval_le[] = { 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600 };
 static const double rounds_le[] = { 1, 2, 3, 4, 6, 8, 16 };
 static const double records_le[] = { 0, 1, 4, 16, 64, 256, 1024, 4096 };
-
-struct hist {
-	const double *le; /* upper bounds, increasing; +Inf is implicit */
-	uint32_t n;
-	uint64_t buckets[HTTP_BUCKETS_MAX]; /* not cumulative: observations in (le[i-1], le[i]] */
-	uint64_t count;
-	double sum;
-};
 
 struct code_count {
 	unsigned code;
@@ -185,6 +177,7 @@ struct http {
 	uint64_t seen_height; /* blocks up to here are in the block histograms */
 	uint64_t seen_time_ms;
 	struct hist interval, rounds, records;
+	const struct rpc *rpc; /* the socket, for its request latencies; NULL: not reported */
 	/* release pages, HTTP_PAGE_CACHE_BYTES at most */
 	struct page_entry *cache;
 	size_t cache_bytes;
@@ -193,24 +186,6 @@ struct http {
 	uint64_t log_window_ms;
 	uint32_t log_count, log_dropped;
 };
-
-static void hist_init(struct hist *h, const double *le, uint32_t n)
-{
-	memset(h, 0, sizeof(*h));
-	h->le = le;
-	h->n = n;
-}
-
-static void hist_observe(struct hist *h, double v)
-{
-	uint32_t i = 0;
-	while (i < h->n && v > h->le[i])
-		i++;
-	if (i < h->n)
-		h->buckets[i]++;
-	h->count++;
-	h->sum += v;
-}
 
 static uint64_t wall_ms(void)
 {
@@ -1066,6 +1041,20 @@ static void h_metrics(struct http *h, const struct node_view *v, struct answer *
 		for (uint32_t i = 0; i < h->routes[r].ncodes; i++)
 			tb_printf(&b, "tenderd_http_requests_total{route=\"%s\",code=\"%u\"} %llu\n", route_names[r],
 				  h->routes[r].codes[i].code, (unsigned long long)h->routes[r].codes[i].n);
+	m_head(&b, "tenderd_wal_fsync_seconds", "histogram", "Time each sync of the consensus log took.");
+	if (wal)
+		m_hist(&b, "tenderd_wal_fsync_seconds", "", wal_fsync_hist(wal));
+	if (h->rpc) {
+		uint32_t nm;
+		const struct rpc_method_stat *ms = rpc_method_stats(h->rpc, &nm);
+		m_head(&b, "tenderd_rpc_request_duration_seconds", "histogram",
+		       "Time from a socket request's arrival to its answer, by method (streamed answers not timed).");
+		for (uint32_t i = 0; i < nm; i++) {
+			char labels[64];
+			snprintf(labels, sizeof(labels), "method=\"%s\",", ms[i].name);
+			m_hist(&b, "tenderd_rpc_request_duration_seconds", labels, &ms[i].latency);
+		}
+	}
 	m_head(&b, "tenderd_http_request_duration_seconds", "histogram",
 	       "Time from a request's arrival to the end of its answer, by route.");
 	for (int r = 0; r < ROUTES; r++) {
@@ -1434,6 +1423,11 @@ static int listen_socket(const struct sockaddr_storage *sa, char *name, size_t n
 	return fd;
 }
 
+void http_set_rpc(struct http *h, const struct rpc *rpc)
+{
+	h->rpc = rpc;
+}
+
 int http_start(struct http **out, uv_loop_t *loop, const struct config *cfg, struct node *n, char *err, size_t errlen)
 {
 	struct http *h = td_xcalloc(1, sizeof(*h));
@@ -1448,7 +1442,7 @@ int http_start(struct http **out, uv_loop_t *loop, const struct config *cfg, str
 	h->started_mono = uv_now(loop);
 	h->max_connections = cfg->http_max_connections;
 	for (int r = 0; r < ROUTES; r++)
-		hist_init(&h->routes[r].latency, latency_le, sizeof(latency_le) / sizeof(latency_le[0]));
+		hist_init(&h->routes[r].latency, hist_latency_le, HIST_LATENCY_N);
 	hist_init(&h->interval, interval_le, sizeof(interval_le) / sizeof(interval_le[0]));
 	hist_init(&h->rounds, rounds_le, sizeof(rounds_le) / sizeof(rounds_le[0]));
 	hist_init(&h->records, records_le, sizeof(records_le) / sizeof(records_le[0]));

@@ -58,6 +58,9 @@ struct node;
  * refused by libmicrohttpd; TD_EINVAL: not an address); *out NULL then.
  */
 int http_start(struct http **out, uv_loop_t *loop, const struct config *cfg, struct node *n, char *err, size_t errlen);
+struct rpc;
+/* The socket whose request latencies /metrics reports (borrowed until http_stop); none by default. */
+void http_set_rpc(struct http *h, const struct rpc *rpc);
 /*
  * Stops listening at once; answers under way may finish for
  * HTTP_STOP_GRACE_MS (a request arriving meanwhile on an open connection gets

@@ -57,6 +57,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "hist.h"
 #include "rpc.h"
 #include "tenderd/json.h"
 #include "tenderd/types.h"
@@ -88,7 +89,9 @@ struct rpc {
 	size_t nclosing; /* of nconns, those already closing (they leave room for a newcomer) */
 	size_t refs;     /* listener + connections + requests (file comment) */
 	bool stopping;
-	bool full_logged;          /* "too many clients" logged since the count was last below the cap */
+	bool full_logged; /* "too many clients" logged since the count was last below the cap */
+	struct rpc_method_stat methods[RPC_METHODS_MAX + 1]; /* the timed methods, then "other" */
+	uint32_t nmethods;                                   /* timed methods, "other" not counted */
 	char rbuf[RPC_READ_CHUNK]; /* shared: libuv calls alloc then read for one stream at a time */
 };
 
@@ -147,6 +150,8 @@ struct rpc_req {
 	bool at_head;      /* everything ahead of it is written: its pieces go straight out */
 	size_t out_cap;    /* bytes allocated for out->data while pieces collect there */
 	rpc_stream_fn sfn; /* its producer */
+	uint64_t t0;       /* uv_hrtime when handed to the handler; 0: not timed */
+	uint32_t mix;      /* its method's entry in rpc->methods */
 	void *sarg;
 	struct rpc_req *sprev, *snext; /* in rpc->streams */
 };
@@ -546,6 +551,10 @@ static void req_answer(struct rpc_req *q, const char *member, json_t *val)
 	struct rpc_conn *c = req_conn(q);
 	size_t n;
 
+	if (q->t0) {
+		hist_observe(&q->rpc->methods[q->mix].latency, (double)(uv_hrtime() - q->t0) / 1e9);
+		q->t0 = 0;
+	}
 	if (q->answered) {
 		rpc_log("internal error: request answered twice");
 		abort();
@@ -886,8 +895,32 @@ static void req_dispatch(struct rpc *r, struct rpc_req *q, json_t *root)
 		json_incref(params);
 	else
 		params = json_object();
+	q->mix = r->nmethods;
+	for (uint32_t i = 0; i < r->nmethods; i++)
+		if (strcmp(r->methods[i].name, json_string_value(method)) == 0)
+			q->mix = i;
+	q->t0 = uv_hrtime();
 	r->fn(r->ctx, q, json_string_value(method), params);
 	json_decref(params);
+}
+
+void rpc_time_methods(struct rpc *r, const char *const *names, uint32_t n)
+{
+	if (n > RPC_METHODS_MAX)
+		n = RPC_METHODS_MAX;
+	for (uint32_t i = 0; i < n; i++) {
+		r->methods[i].name = names[i];
+		hist_init(&r->methods[i].latency, hist_latency_le, HIST_LATENCY_N);
+	}
+	r->nmethods = n;
+	r->methods[n].name = "other";
+	hist_init(&r->methods[n].latency, hist_latency_le, HIST_LATENCY_N);
+}
+
+const struct rpc_method_stat *rpc_method_stats(const struct rpc *r, uint32_t *n)
+{
+	*n = r->nmethods + 1;
+	return r->methods;
 }
 
 /*
@@ -1335,6 +1368,7 @@ int rpc_start(struct rpc **out, uv_loop_t *loop, const char *path, rpc_handler_f
 	r->sock_dev = st.st_dev;
 	r->sock_ino = st.st_ino;
 	r->fn = fn;
+	rpc_time_methods(r, NULL, 0);
 	r->ctx = ctx;
 	r->refs = 1; /* the listener */
 	uv_pipe_init(loop, &r->listener, 0);

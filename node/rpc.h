@@ -46,6 +46,8 @@
 #include <uv.h>
 #include <jansson.h>
 
+#include "hist.h"
+
 #define RPC_LINE_MAX (1024 * 1024)        /* longest request line, bytes */
 #define RPC_CLIENTS_MAX 256               /* connections served at once; see RPC_EVICT_IDLE_MS */
 #define RPC_IDLE_MS (5 * 60 * 1000)       /* a connection with nothing queued and nothing read this long is closed */
@@ -124,6 +126,21 @@ void rpc_stream_abort(struct rpc_req *req);
 
 /* Bytes waiting to be written to req's client (0 once it is gone): lets a streamer pace itself. */
 size_t rpc_req_queued(const struct rpc_req *req);
+
+/*
+ * Time from a request's arrival to its answer, per method, for the metrics.
+ * Only the n methods named here (borrowed, at most RPC_METHODS_MAX) get a
+ * histogram of their own; any other name counts as "other", so clients
+ * cannot grow the table. A streamed answer is not timed.
+ */
+#define RPC_METHODS_MAX 16
+struct rpc_method_stat {
+	const char *name;
+	struct hist latency;
+};
+void rpc_time_methods(struct rpc *r, const char *const *names, uint32_t n);
+/* The per-method histograms: *n entries, the last one "other". */
+const struct rpc_method_stat *rpc_method_stats(const struct rpc *r, uint32_t *n);
 /* False once the client of req has disconnected. */
 bool rpc_req_alive(const struct rpc_req *req);
 /* The uid and pid of the client behind req (SO_PEERCRED); false if unknown or gone. */

@@ -9,10 +9,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "hist.h"
 #include "log.h"
 #include "tenderd/types.h"
 #include "wal.h"
@@ -25,6 +27,7 @@ struct wal {
 	int fd;
 	uint64_t size, synced;
 	char path[PATH_MAX];
+	struct hist fsync; /* seconds each fdatasync of entries took */
 };
 
 static void entry_sum(uint8_t out[WAL_SUM], const uint8_t lenbe[4], const uint8_t *p, size_t len)
@@ -69,6 +72,7 @@ int wal_open(struct wal **out, const char *path, char *err, size_t errlen)
 	int rc = TD_EIO;
 
 	*out = NULL;
+	hist_init(&w->fsync, hist_latency_le, HIST_LATENCY_N);
 	w->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	snprintf(w->path, sizeof(w->path), "%s", path);
 	if (w->fd < 0 || fstat(w->fd, &st) != 0) {
@@ -210,12 +214,17 @@ int wal_append(struct wal *w, const uint8_t *p, size_t len)
 
 int wal_sync(struct wal *w)
 {
+	struct timespec t0, t1;
+
 	if (w->synced == w->size)
 		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (fdatasync(w->fd) != 0) {
 		log_error("%s: cannot sync: %s", w->path, strerror(errno));
 		return TD_EIO;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	hist_observe(&w->fsync, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	w->synced = w->size;
 	return 0;
 }
@@ -237,6 +246,11 @@ int wal_reset(struct wal *w)
 uint64_t wal_size(const struct wal *w)
 {
 	return w->size;
+}
+
+const struct hist *wal_fsync_hist(const struct wal *w)
+{
+	return &w->fsync;
 }
 
 uint64_t wal_synced(const struct wal *w)

@@ -55,6 +55,9 @@ int wal_reset(struct wal *w);
 /* Bytes in the file, and bytes known durable (for the simulator's torn tails). */
 uint64_t wal_size(const struct wal *w);
 uint64_t wal_synced(const struct wal *w);
+struct hist;
+/* Seconds each sync of appended entries took (hist.h), for the metrics. */
+const struct hist *wal_fsync_hist(const struct wal *w);
 const char *wal_path(const struct wal *w);
 
 #endif

@@ -291,6 +291,14 @@ n=$(metric 'tenderd_http_page_cache_hits_total')
 n=$(metric 'tenderd_block_rounds_count')
 ((n >= 100)) || fail "tenderd_block_rounds_count is '$n': the blocks were not counted"
 grep -q "^tenderd_missed_proposals_total{validator=\"$NAME0\"} 0$" "$BODY" || fail "no tenderd_missed_proposals_total for $NAME0"
+# The consensus log's syncs and the socket's requests, by method ("other" for names it does not know).
+n=$(metric 'tenderd_wal_fsync_seconds_count')
+((n >= 1)) || fail "tenderd_wal_fsync_seconds_count is '$n': the consensus log's syncs were not timed"
+n=$(metric 'tenderd_rpc_request_duration_seconds_count\{method="status"\}')
+((n >= 1)) || fail "tenderd_rpc_request_duration_seconds_count{method=status} is '$n'"
+n=$(metric 'tenderd_rpc_request_duration_seconds_count\{method="tender.publish"\}')
+((n >= 1)) || fail "tenderd_rpc_request_duration_seconds_count{method=tender.publish} is '$n'"
+grep -q '^tenderd_rpc_request_duration_seconds_count{method="other"} ' "$BODY" || fail "no method=\"other\" series"
 
 # ---------------------------------------------------------------- bad requests and limits
 step "unknown paths 404; other methods 405 with Allow; bodies 413; too many headers 431; malformed 400"
