@@ -284,7 +284,8 @@ void driver_on_evidence(struct driver *d, uint32_t peer, const struct td_msg *m)
 			d->io->disconnect(d->io->ctx, peer, "sent malformed evidence");
 			return;
 		}
-		int rc = chain_check_evidence(d->chain, &ev, cur_height(d), err, sizeof(err));
+		/* Checked for the block after the current height's: an offence at the current height is news too. */
+		int rc = chain_check_evidence(d->chain, &ev, cur_height(d) + 1, err, sizeof(err));
 		if (rc == TD_EINVAL || rc == TD_ESIG) {
 			d->io->disconnect(d->io->ctx, peer, "sent evidence that does not verify");
 			return;

@@ -30,6 +30,7 @@
 #include "chain.h"
 #include "driver.h"
 #include "evidence.h"
+#include "tenderd/evidence.h"
 #include "log.h"
 #include "mempool.h"
 #include "proposals.h"
@@ -1407,6 +1408,60 @@ static void test_equivocation_evidence(void **state)
 	assert_int_equal(evidence_count(driver_evidence(e->d)), 1);
 }
 
+/* Evidence from a peer: kept, passed on to the other peers (not back), once; forged evidence costs the peer. */
+static void test_evidence_gossip(void **state)
+{
+	struct env *e = *state;
+	struct td_evidence ev = { .kind = TD_EVIDENCE_VOTES, .height = 1, .round = 0, .vote_type = TD_VOTE_PREVOTE };
+	struct td_buf eb, mb;
+	struct td_msg m;
+	uint32_t since, evsent = 0;
+
+	memcpy(ev.pk, e->g.v[2].pk, TD_PUBKEY_LEN);
+	ev.a.valid_round = ev.b.valid_round = -1;
+	memset(ev.a.value, 0xa1, TD_HASH_LEN);
+	memset(ev.b.value, 0xb2, TD_HASH_LEN);
+	td_vote_sign(ev.a.sig, CHAIN, TD_VOTE_PREVOTE, 1, 0, ev.a.value, e->sk[2]);
+	td_vote_sign(ev.b.sig, CHAIN, TD_VOTE_PREVOTE, 1, 0, ev.b.value, e->sk[2]);
+	td_evidence_seal(&ev);
+	td_buf_init(&eb);
+	td_evidence_encode(&eb, &ev);
+	td_buf_init(&mb);
+	td_msg_items_begin(&mb, TD_MSG_EVIDENCE, 1);
+	td_enc_bin(&mb, (const uint8_t *)eb.sb.data, eb.sb.size);
+
+	for (int round = 0; round < 2; round++) {
+		since = e->nsent;
+		assert_int_equal(td_msg_decode(&m, (const uint8_t *)mb.sb.data, mb.sb.size), 0);
+		driver_on_evidence(e->d, 1, &m); /* an offence at the height being decided is news too */
+		td_msg_free(&m);
+		assert_int_equal(evidence_count(driver_evidence(e->d)), 1);
+		assert_int_equal(e->ndisc, 0);
+		evsent = 0;
+		for (uint32_t i = since; i < e->nsent; i++) {
+			struct td_msg s;
+			sent_decode(e, i, &s);
+			if (s.type == TD_MSG_EVIDENCE) {
+				assert_int_not_equal(e->sent[i].to, 1);
+				evsent++;
+			}
+			td_msg_free(&s);
+		}
+		/* the first time to the two other peers, then never again */
+		assert_int_equal(evsent, round == 0 ? 2 : 0);
+	}
+
+	/* one changed signature byte: the peer is dropped */
+	((uint8_t *)mb.sb.data)[mb.sb.size - 1] ^= 1;
+	assert_int_equal(td_msg_decode(&m, (const uint8_t *)mb.sb.data, mb.sb.size), 0);
+	driver_on_evidence(e->d, 3, &m);
+	td_msg_free(&m);
+	assert_int_equal(e->ndisc, 1);
+	assert_int_equal(e->disc_peer[0], 3);
+	td_buf_free(&eb);
+	td_buf_free(&mb);
+}
+
 /*
  * A crash after our proposal reached the consensus log but before the sign
  * state named it: the proposal never left. After the restart it must not
@@ -1454,6 +1509,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_with_torn_log, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_untimely_proposal_ignored, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_equivocation_evidence, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_evidence_gossip, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_unsent_own_proposal_not_replayed, setup4_proposer, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
