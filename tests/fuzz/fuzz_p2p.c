@@ -28,16 +28,24 @@
  *   another tag, an unknown type or none, a length out of range, a stream header the
  *   harness corrupted) closes the connection and reaches no callback;
  * - every frame the node sends decrypts, in order, to what it was asked to send;
+ * - p2p_send answers TD_EFULL only when the send queue overflows, and that peer is dropped;
  * - p2p_peer_count and p2p_peer_find agree with the callbacks; on_disconnect never fires
  *   inside p2p_send, p2p_broadcast or p2p_disconnect; p2p_stop reports every peer before it
- *   returns, no callback fires after it, and the loop ends with no handle left.
+ *   returns (also when on_message calls it), no callback fires after it, and the loop ends
+ *   with no handle left.
  * Bytes the node cannot parse as the harness meant (raw bytes, a short message, a lying
  * length) taint the connection: no expectation about its later bytes, only the first two
  * kinds of invariants (a tainted handshake is never valid).
  *
  * on_message decodes each message with td_msg_decode as a node does and, per the config byte,
  * drops a peer whose message does not decode (FZ_P2P_CFG_STRICT) or sends a message back
- * (FZ_P2P_CFG_ECHO); on_connect may greet with a STATUS (FZ_P2P_CFG_GREET).
+ * (FZ_P2P_CFG_ECHO); on_connect may greet with a STATUS (FZ_P2P_CFG_GREET); on_disconnect may
+ * broadcast and on_message stop the node (FZ_P2P_CFG_REENTER); small socket buffers and send
+ * queue make slow peers (FZ_P2P_CFG_SMALL).
+ *
+ * Speed: each input starts a fresh p2p (so the replay cache and peers start empty) and runs
+ * real Ed25519 and X25519 on the node's side; the harness's own public-key results are kept
+ * by their inputs (the same handshakes recur, since the generator restarts per input).
  *
  * Not covered: timers (handshake and dead-peer timeouts, pings the node starts), the
  * listener's accept-time caps, dialers and their backoff (test_p2p.c runs those over TCP).
