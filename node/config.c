@@ -98,8 +98,9 @@ static bool ini_holds(const char *value, size_t keylen, char *err, size_t errlen
 
 /*
  * Whether config.ini can hold a [p2p] peers value: on the "peers = " line if it fits
- * (ini_holds), else one comma-separated entry per indented continuation line, which
- * config_load joins with commas again; so each entry must then be non-empty and fit a line.
+ * (ini_holds), else the first entry on that line and each later one on an indented
+ * continuation line, which config_load joins with commas again; so each entry must then be
+ * non-empty and fit its line (the first one after "peers = ").
  */
 static bool peers_hold(const char *value, char *err, size_t errlen, const char *what)
 {
@@ -108,6 +109,7 @@ static bool peers_hold(const char *value, char *err, size_t errlen, const char *
 	if (ini_holds(value, strlen("peers"), tmp, sizeof(tmp), what))
 		return true;
 	for (const char *q = value;;) {
+		const bool first = q == value;
 		const char *end = strchr(q, ',');
 		size_t n = end ? (size_t)(end - q) : strlen(q);
 		char piece[INI_MAX_LINE + 1];
@@ -120,7 +122,7 @@ static bool peers_hold(const char *value, char *err, size_t errlen, const char *
 		}
 		memcpy(piece, q, n);
 		piece[n] = '\0';
-		if (!ini_holds(piece, 0, err, errlen, what))
+		if (!ini_holds(piece, first ? strlen("peers") : 0, err, errlen, what))
 			return false;
 		if (piece[0] == '#') { /* a line starting with '#' is a comment */
 			snprintf(err, errlen, "%s: an entry starting with '#' cannot go on a line of its own", what);

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <ini.h>
 #include <sodium.h>
 
 #include "tenderd/json.h"
@@ -547,6 +548,43 @@ static void long_peer_list_across_lines(void **state)
 	rmdir(dir);
 }
 
+/*
+ * Bug (fuzz_config, regress-long-first-peer*): the first entry of a list too long for one line
+ * stays on the "peers = " line, but was checked as if it had a continuation line of its own,
+ * so an entry of 191..195 bytes was written on a line over inih's limit and the file did not
+ * load back. The first entry must fit after "peers = "; later ones their own lines.
+ */
+static void long_first_peer_entry(void **state)
+{
+	struct config cfg, back;
+	char dir[] = "/tmp/td-config-XXXXXX", path[64], err[TD_ERRMSG_MAX], peers[1024], host[256];
+	const size_t fits = INI_MAX_LINE - strlen("peers = ") - 1 - 1; /* the line's NUL, the newline */
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/%s", dir, CONFIG_FILE);
+	config_defaults(&cfg, dir);
+	snprintf(cfg.name, sizeof(cfg.name), "Jeju");
+	for (size_t first = fits - 4; first <= fits + 4; first++) {
+		memset(host, 'h', first - 5);
+		snprintf(host + first - 5, sizeof(host) - (first - 5), ":1234"); /* first bytes in all */
+		snprintf(peers, sizeof(peers), "%s,10.0.0.2:26656", host);
+		int rc = config_set(&cfg, "p2p", "peers", peers, err, sizeof(err));
+		if (rc != 0) {
+			assert_true(first > fits);
+			assert_non_null(strstr(err, "too long"));
+			continue;
+		}
+		assert_true(first <= fits);
+		assert_int_equal(config_write(&cfg, path, err, sizeof(err)), 0);
+		if (config_load(&back, dir, err, sizeof(err)) != 0)
+			fail_msg("an entry of %zu bytes first: written, then %s", first, err);
+		assert_string_equal(back.p2p_peers, peers);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -554,6 +592,7 @@ int main(void)
 		cmocka_unit_test(write_value_config_ini_cannot_hold),
 		cmocka_unit_test(init_home_creates_parents),
 		cmocka_unit_test(long_peer_list_across_lines),
+		cmocka_unit_test(long_first_peer_entry),
 		cmocka_unit_test(genesis_hash_canonical),
 		cmocka_unit_test(hostport),
 		cmocka_unit_test(identity_of_home),
