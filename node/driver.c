@@ -284,6 +284,8 @@ void driver_on_evidence(struct driver *d, uint32_t peer, const struct td_msg *m)
 			d->io->disconnect(d->io->ctx, peer, "sent malformed evidence");
 			return;
 		}
+		if (evidence_has(d->evidence, &ev))
+			continue; /* known: no signature work for a repeat */
 		/* Checked for the block after the current height's: an offence at the current height is news too. */
 		int rc = chain_check_evidence(d->chain, &ev, cur_height(d) + 1, err, sizeof(err));
 		if (rc == TD_EINVAL || rc == TD_ESIG) {

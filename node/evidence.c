@@ -132,6 +132,11 @@ void evidence_close(struct evidence *e)
 	free(e);
 }
 
+bool evidence_has(const struct evidence *e, const struct td_evidence *ev)
+{
+	return known(e, ev);
+}
+
 uint32_t evidence_count(const struct evidence *e)
 {
 	return e->n;

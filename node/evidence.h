@@ -42,6 +42,8 @@ void evidence_close(struct evidence *e);
  * (EVIDENCE_MAX reached) or TD_EIO.
  */
 int evidence_add(struct evidence *e, const struct td_evidence *ev, uint64_t seen_ms);
+/* True if the offence of ev is recorded (known before its signatures are checked again). */
+bool evidence_has(const struct evidence *e, const struct td_evidence *ev);
 /* Entries recorded (those in the file when opened included). */
 uint32_t evidence_count(const struct evidence *e);
 /* Entries not yet known to be committed or expired. */
