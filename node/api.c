@@ -593,6 +593,24 @@ static void m_block(struct api *a, struct rpc_req *req, json_t *params)
 	rpc_reply(req, res);
 }
 
+/* A tender's proof (tenderd/proof.h): everything needed to check its history offline. */
+static void m_proof(struct api *a, struct rpc_req *req, json_t *params)
+{
+	const json_t *ocid = json_object_get(params, "ocid");
+	json_t *res;
+	if (!td_json_is_string(ocid)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "ocid must be a string");
+		return;
+	}
+	int rc = chain_proof_json(a->d.chain, json_string_value(ocid), &res);
+	if (rc != 0) {
+		if (!store_error(req, rc))
+			rpc_error(req, TD_RPC_NOT_FOUND, "no tender %s on the ledger", json_string_value(ocid));
+		return;
+	}
+	rpc_reply(req, res);
+}
+
 static void m_watch(struct api *a, struct rpc_req *req, json_t *params)
 {
 	const struct api_deps *n = &a->d;
@@ -816,6 +834,7 @@ static const struct method {
 	{ "status", m_status },        { "tender.publish", m_publish }, { "tender.get", m_get },
 	{ "tender.list", m_list },     { "block.get", m_block },        { "tender.watch", m_watch },
 	{ "ledger.export", m_export }, { "record.status", m_record },   { "evidence.list", m_evidence },
+	{ "proof.get", m_proof },
 };
 
 uint32_t api_method_names(const char **out, uint32_t max)

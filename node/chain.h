@@ -49,6 +49,11 @@ bool chain_genesis_adopted(const struct chain *c);
  * TD_ENOTFOUND (no such tender), TD_EIO or TD_ECORRUPT.
  */
 int chain_tender_last(const struct chain *c, const char *ocid, uint8_t out[static TD_HASH_LEN]);
+/*
+ * The proof of tender ocid's committed history (tenderd/proof.h) into *out
+ * (a new reference). 0, TD_ENOTFOUND, TD_EIO or TD_ECORRUPT.
+ */
+int chain_proof_json(const struct chain *c, const char *ocid, json_t **out);
 /* Hash of the last block; all zeros at height 0. */
 const uint8_t *chain_last_hash(const struct chain *c);
 /* Time of the last block (genesis time at height 0). */

@@ -36,6 +36,7 @@
 #include "tenderd/isotime.h"
 #include "tenderd/json.h"
 #include "tenderd/merge.h"
+#include "tenderd/proof.h"
 #include "tenderd/release.h"
 #include "tenderd/types.h"
 
@@ -70,6 +71,7 @@ enum opt {
 	O_OUT,
 	O_VERSIONED,
 	O_DRY_RUN,
+	O_GENESIS,
 	O_COUNT
 };
 
@@ -95,6 +97,7 @@ static const struct {
 	[O_OUT] = { "--out", "FILE" },
 	[O_VERSIONED] = { "--versioned", NULL },
 	[O_DRY_RUN] = { "--dry-run", NULL },
+	[O_GENESIS] = { "--genesis", "FILE" },
 };
 
 /* One option of one command, with what it means for that command. */
@@ -287,6 +290,25 @@ static const struct command commands[] = {
 	  "(null for nil) and its Ed25519 signature. Anyone with the genesis can check both\n"
 	  "signatures (see the README, \"Evidence\").",
 	  { { O_COUNT, NULL } } },
+	{ "proof",
+	  "OCID",
+	  "write the proof of a tender's history, for anyone to check offline",
+	  "Asks the node for the proof of tender OCID (RPC proof.get) and prints it, or\n"
+	  "writes it to --out: one JSON document with every release of the tender as signed,\n"
+	  "each with its Merkle path to its block's records root, and the header and commit\n"
+	  "(the validators' signatures) of each block that holds one. `tenderctl verify`\n"
+	  "checks it with the genesis alone (see the README, \"Proofs\").",
+	  { { O_OUT, "write the proof to FILE instead of stdout" }, { O_COUNT, NULL } } },
+	{ "verify",
+	  "FILE --genesis GENESIS",
+	  "check a tender's proof offline, with the chain's genesis alone (no node needed)",
+	  "Checks the proof in FILE (- is stdin) against GENESIS (a genesis.json): every\n"
+	  "block's commit carries the signatures of more than two thirds of its validators,\n"
+	  "every release is signed by its agency and is in its block (Merkle path), and the\n"
+	  "releases form the tender's unbroken history (each names the one before it). It\n"
+	  "prints what was proven and exits 0, or says which check failed and exits 1.\n"
+	  "A proof cannot show that no release came after its last one. Talks to no node.",
+	  { { O_GENESIS, "the genesis of the chain the proof is for (required)" }, { O_COUNT, NULL } } },
 	{ "call",
 	  "METHOD [PARAMS_JSON] | BATCH_JSON",
 	  "send a raw JSON-RPC request, or a batch of them",
@@ -1255,6 +1277,65 @@ static json_t *record_package(const json_t *pkg, json_t *records, const json_t *
 	return out;
 }
 
+/* tenderctl verify FILE --genesis GENESIS: offline, no connection. */
+static int verify_cmd(const struct args *a)
+{
+	char err[TD_ERRMSG_MAX], ts[32], hex[2 * TD_PUBKEY_LEN + 1];
+	struct td_genesis g;
+	struct td_proof_result r;
+	json_t *proof;
+	int rc;
+
+	if (a->npos != 1 || !a->set[O_GENESIS] || !*a->val[O_GENESIS])
+		return usage("usage: verify FILE --genesis GENESIS");
+	FILE *gf = fopen(a->val[O_GENESIS], "r");
+	char *gtext = NULL;
+	size_t gcap = 0, glen = 0;
+	if (!gf) {
+		fprintf(stderr, "tenderctl: %s: %s\n", a->val[O_GENESIS], strerror(errno));
+		return TD_EXIT_REFUSED;
+	}
+	glen = (size_t)getdelim(&gtext, &gcap, '\0', gf);
+	fclose(gf);
+	rc = gtext && glen != (size_t)-1 ? td_genesis_parse(&g, gtext, glen, err, sizeof(err)) : TD_EINVAL;
+	if (rc != 0 && (!gtext || glen == (size_t)-1))
+		snprintf(err, sizeof(err), "cannot read it");
+	free(gtext);
+	if (rc != 0) {
+		fprintf(stderr, "tenderctl: %s: %s\n", a->val[O_GENESIS], err);
+		return TD_EXIT_REFUSED;
+	}
+	proof = load_file(a->pos[0]);
+	if (!proof) {
+		td_genesis_free(&g);
+		return TD_EXIT_REFUSED;
+	}
+	rc = td_proof_verify(proof, &g, &r, err, sizeof(err));
+	json_decref(proof);
+	if (rc != 0) {
+		printf("REFUSED: %s\n", err);
+		td_genesis_free(&g);
+		return TD_EXIT_REFUSED;
+	}
+	int v = td_genesis_find(&g, r.agency);
+	td_hex(hex, r.agency, TD_PUBKEY_LEN);
+	td_time_iso(ts, r.time_ms);
+	printf("valid: release %s of %s (%s), published by %s (key %s),\n", r.release_id, r.ocid, td_kind_name(r.kind),
+	       v >= 0 ? g.v[v].name : "an agency outside the validators", hex);
+	printf("committed at height %llu at %s, signed by %u of %u validators:", (unsigned long long)r.height, ts,
+	       r.signers, g.n);
+	for (uint32_t i = 0; i < r.signers; i++)
+		printf("%s %s", i ? "," : "", r.signer_index[i] < g.n ? g.v[r.signer_index[i]].name : "?");
+	printf(";\nthe latest of the %u releases in this proof, each naming the one before it from the tender\n"
+	       "that opened %s. (A proof cannot show that no later release exists.)\n",
+	       r.releases, r.ocid);
+	printf("chain %s, genesis ", g.chain_id);
+	td_hex(hex, g.hash, TD_HASH_LEN);
+	printf("%s\n", hex);
+	td_genesis_free(&g);
+	return TD_EXIT_OK;
+}
+
 /* tenderctl compile [--versioned] FILE|-: offline, no connection. */
 static int compile(const struct args *a)
 {
@@ -2159,6 +2240,8 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 
 	if (strcmp(name, "compile") == 0)
 		return compile(a);
+	if (strcmp(name, "verify") == 0)
+		return verify_cmd(a);
 	if (strcmp(name, "import") == 0)
 		return import_cmd(c, a, timeout_set);
 	if (strcmp(name, "status") == 0) {
@@ -2293,6 +2376,13 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 		method = "record.status";
 		params = json_object();
 		json_object_set_new(params, "id", json_string(a->pos[0]));
+	} else if (strcmp(name, "proof") == 0) {
+		if (a->npos != 1)
+			return usage("usage: proof OCID [--out FILE]");
+		if (a->set[O_OUT] && !*a->val[O_OUT])
+			return usage("proof: --out needs a file name");
+		method = "proof.get";
+		params = json_pack("{s:s}", "ocid", a->pos[0]);
 	} else if (strcmp(name, "evidence") == 0) {
 		if (a->npos != 0)
 			return usage("usage: evidence");
@@ -2345,7 +2435,7 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 		return rc;
 	if (strcmp(method, "tender.list") == 0 && json_is_object(result))
 		rc = print_list(result, out);
-	else if (strcmp(name, "export") == 0)
+	else if (strcmp(name, "export") == 0 || strcmp(name, "proof") == 0)
 		rc = write_json(a->val[O_OUT], result);
 	else
 		rc = print_json(stdout, result);
