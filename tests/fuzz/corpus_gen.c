@@ -90,7 +90,8 @@ static void gen_chain(struct fz_world *w)
 			put("fuzz_record", name, cm_bytes, clen);
 
 		struct td_block *blk;
-		fz_check(td_block_decode(&blk, blk_bytes, blen, FZ_CHAIN, false, err, sizeof(err)) == 0, "block decode");
+		fz_check(td_block_decode(&blk, blk_bytes, blen, FZ_CHAIN, false, err, sizeof(err)) == 0,
+			 "block decode");
 		td_header_encode(&b, &blk->hdr);
 		snprintf(name, sizeof(name), "header-%llu", (unsigned long long)h);
 		put_buf("fuzz_block", name, &b);
@@ -136,8 +137,9 @@ static void gen_chain(struct fz_world *w)
 			td_enc_bin(&b, cm_bytes, clen);
 			put_buf("fuzz_msg", "sync-blocks", &b);
 			/* Evidence: the world's validator voted for the block and for nil in one round. */
-			struct td_evidence ev = { .kind = TD_EVIDENCE_VOTES, .height = h, .round = 0,
-						  .vote_type = TD_VOTE_PREVOTE };
+			struct td_evidence ev = {
+				.kind = TD_EVIDENCE_VOTES, .height = h, .round = 0, .vote_type = TD_VOTE_PREVOTE
+			};
 			memcpy(ev.pk, w->g.v[0].pk, TD_PUBKEY_LEN);
 			ev.a.valid_round = ev.b.valid_round = -1;
 			memcpy(ev.a.value, blk->hash, TD_HASH_LEN);
@@ -172,8 +174,8 @@ static void gen_release(void)
 		const char *file;
 		uint8_t opt;
 	} seeds[] = {
-		{ "tender-jeju.json", 0 },  { "tender-kisa.json", 0 },      { "tender-gangwon.json", 0 },
-		{ "tender-sejong.json", 0 }, { "tender-private.json", 0 },   { "amend-jeju.json", 1 | 4 | 8 },
+		{ "tender-jeju.json", 0 },        { "tender-kisa.json", 0 },         { "tender-gangwon.json", 0 },
+		{ "tender-sejong.json", 0 },      { "tender-private.json", 0 },      { "amend-jeju.json", 1 | 4 | 8 },
 		{ "award-jeju.json", 3 | 4 | 8 }, { "tender-jeju.json", 2 | 4 | 8 },
 	};
 	char name[64];
@@ -623,6 +625,20 @@ static void gen_p2p(void)
 #undef PP_MSG
 }
 
+/* The proofs of the world's tenders (chain_proof_json), as tenderctl proof writes them. */
+static void gen_proof(struct fz_world *w)
+{
+	static const char *const ocids[] = { "ocds-kr2020-jeju-0001", "ocds-kr2020-kisa-0001" };
+	for (size_t i = 0; i < sizeof(ocids) / sizeof(ocids[0]); i++) {
+		json_t *proof = NULL;
+		fz_check(chain_proof_json(w->c, ocids[i], &proof) == 0, "chain_proof_json");
+		char *text = td_json_dump(proof, JSON_INDENT(1));
+		put("fuzz_proof", ocids[i], text, strlen(text));
+		free(text);
+		json_decref(proof);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -638,5 +654,6 @@ int main(int argc, char **argv)
 	gen_list(w);
 	gen_files(w);
 	gen_p2p();
+	gen_proof(w);
 	return 0;
 }
