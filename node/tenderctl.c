@@ -72,6 +72,7 @@ enum opt {
 	O_VERSIONED,
 	O_DRY_RUN,
 	O_GENESIS,
+	O_PROOFS,
 	O_COUNT
 };
 
@@ -98,6 +99,7 @@ static const struct {
 	[O_VERSIONED] = { "--versioned", NULL },
 	[O_DRY_RUN] = { "--dry-run", NULL },
 	[O_GENESIS] = { "--genesis", "FILE" },
+	[O_PROOFS] = { "--proofs", "DIR" },
 };
 
 /* One option of one command, with what it means for that command. */
@@ -205,7 +207,7 @@ static const struct command commands[] = {
 		      "(default: only blocks committed from now on)" },
 	    { O_COUNT, NULL } } },
 	{ "export",
-	  "[--from H] [--to H] [--records] [--format json|csv] [--out FILE]",
+	  "[--from H] [--to H] [--records] [--format json|csv] [--out FILE] [--proofs DIR]",
 	  "write an OCDS 1.1 release or record package, or a CSV of the tenders",
 	  "Exports the releases committed in blocks --from..--to as an OCDS 1.1 release\n"
 	  "package, or with --records as a record package (one record per ocid with all its\n"
@@ -222,6 +224,8 @@ static const struct command commands[] = {
 	    { O_FORMAT, "json (the OCDS package, default) or csv (one row per tender)\n"
 			"csv takes no --from, --to or --records: it lists every tender" },
 	    { O_OUT, "write the package (or the CSV) to FILE instead of stdout" },
+	    { O_PROOFS, "also write the proof of each ocid in the package to DIR/OCID.proof.json\n"
+			"(DIR must exist; see tenderctl proof and verify)" },
 	    { O_COUNT, NULL } } },
 	{ "import",
 	  "PACKAGE.json [--dry-run]",
@@ -1275,6 +1279,46 @@ static json_t *record_package(const json_t *pkg, json_t *records, const json_t *
 		json_object_set_new(out, "packages", json_pack("[O]", uri));
 	json_object_set_new(out, "records", records);
 	return out;
+}
+
+/*
+ * export --proofs DIR: the proof of each ocid of pkg (a release or record
+ * package) into DIR/OCID.proof.json, so a publication can be checked record
+ * by record.
+ */
+static int export_proofs(struct conn *c, const json_t *pkg, const char *dir)
+{
+	const json_t *list = json_object_get(pkg, "releases"), *item;
+	json_t *seen = json_object();
+	size_t i;
+	int rc = TD_EXIT_OK;
+
+	if (!list)
+		list = json_object_get(pkg, "records");
+	json_array_foreach(list, i, item) {
+		const char *ocid = json_string_value(json_object_get(item, "ocid"));
+		char path[4096];
+		json_t *proof = NULL;
+		if (!ocid || json_object_get(seen, ocid))
+			continue;
+		json_object_set_new(seen, ocid, json_true());
+		if (strchr(ocid, '/') || ocid[0] == '.') {
+			fprintf(stderr, "tenderctl: ocid %s cannot name a file; its proof is not written\n", ocid);
+			rc = TD_EXIT_REFUSED;
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s.proof.json", dir, ocid);
+		if ((rc = request(c, "proof.get", json_pack("{s:s}", "ocid", ocid), &proof)) != TD_EXIT_OK)
+			break;
+		rc = write_json(path, proof);
+		json_decref(proof);
+		if (rc != TD_EXIT_OK)
+			break;
+	}
+	if (rc == TD_EXIT_OK)
+		fprintf(stderr, "tenderctl: %zu proofs written to %s\n", json_object_size(seen), dir);
+	json_decref(seen);
+	return rc;
 }
 
 /* tenderctl verify FILE --genesis GENESIS: offline, no connection. */
@@ -2337,19 +2381,22 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 		return watch(c, params);
 	} else if (strcmp(name, "export") == 0) {
 		if (a->npos != 0)
-			return usage("usage: export [--from H] [--to H] [--records] [--out FILE]");
+			return usage("usage: export [--from H] [--to H] [--records] [--out FILE] [--proofs DIR]");
 		if (a->set[O_OUT] && !a->val[O_OUT][0])
 			return usage("export: --out needs a file name");
 		if (a->set[O_FORMAT] && strcmp(a->val[O_FORMAT], "csv") == 0) {
-			if (a->set[O_FROM] || a->set[O_TO] || a->set[O_RECORDS])
+			if (a->set[O_FROM] || a->set[O_TO] || a->set[O_RECORDS] || a->set[O_PROOFS])
 				return usage(
-					"export --format csv lists every tender: it takes no --from, --to or --records");
+					"export --format csv lists every tender: it takes no --from, --to, --records "
+					"or --proofs");
 			if (!timeout_set)
 				c->timeout_s = CTL_TIMEOUT_DEFAULT;
 			return export_csv(c, a->val[O_OUT]);
 		}
 		if (a->set[O_FORMAT] && strcmp(a->val[O_FORMAT], "json") != 0)
 			return usage("export: --format is json or csv, not '%s'", a->val[O_FORMAT]);
+		if (a->set[O_PROOFS] && !a->val[O_PROOFS][0])
+			return usage("export: --proofs needs a directory");
 		params = json_object();
 		if (!set_height_opt(params, "from", a, O_FROM, &rc) || !set_height_opt(params, "to", a, O_TO, &rc)) {
 			json_decref(params);
@@ -2439,6 +2486,8 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 		rc = write_json(a->val[O_OUT], result);
 	else
 		rc = print_json(stdout, result);
+	if (rc == TD_EXIT_OK && strcmp(name, "export") == 0 && a->set[O_PROOFS])
+		rc = export_proofs(c, result, a->val[O_PROOFS]);
 	json_decref(result);
 	return rc;
 }

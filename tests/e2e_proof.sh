@@ -37,6 +37,15 @@ OUT="$TMP/out"
 refused 1 proof ocds-kr2020-nobody-1
 grep -q "no tender" "$ERR" || fail "an unknown ocid is not refused with a clear message"
 refused 3 proof
+
+step "export --proofs writes one proof per ocid next to the package"
+mkdir "$TMP/proofs"
+ok export --out "$TMP/pkg.json" --proofs "$TMP/proofs"
+grep -q "3 proofs written" "$ERR" || fail "export --proofs does not say how many proofs it wrote"
+for o in ocds-kr2020-jeju-0001 ocds-kr2020-kisa-0001 ocds-kr2020-gw-0001; do
+	[[ -s "$TMP/proofs/$o.proof.json" ]] || fail "export --proofs wrote no proof of $o"
+done
+refused 3 export --format csv --proofs "$TMP/proofs"
 stop_term
 
 step "tenderctl verify checks it offline, with the genesis alone"
@@ -85,6 +94,12 @@ single_init "$TMP/other"
 verify "$TMP/proof.json" --genesis "$TMP/other/genesis.json"
 ((RC == 1)) || fail "verify against another genesis exited $RC, expected 1"
 grep -q "another genesis" "$OUT" || fail "verify against another genesis does not say so"
+
+step "every proof export wrote checks out offline"
+for f in "$TMP"/proofs/*.proof.json; do
+	verify "$f" --genesis "$H/genesis.json"
+	((RC == 0)) || fail "verify of $f exited $RC"
+done
 
 step "usage errors exit 3"
 verify "$TMP/proof.json"
