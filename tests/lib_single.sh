@@ -1,6 +1,7 @@
 # Shared by end-to-end tests of one real tenderd node: source it after setting NAME_OF_TEST;
 # it takes BIN_DIR DATA_DIR from "$@". Gives a temporary home $H (socket $SOCK, log $LOG),
-# step/fail/ctl/ok/refused/check/val, single_init (tenderd init), daemon_start, stop_term and
+# step/fail/ctl/ok/refused/check/val, single_init (tenderd init), daemon_start, stop_term,
+# wait_records and variant (a copy of the Jeju tender under another ocid), and
 # a cleanup that kills the daemon and removes everything. Fails fast: prints the step, the
 # last command's output and the daemon log tail. Needs bash, coreutils and python3.
 set -uo pipefail
@@ -100,6 +101,7 @@ with open(sys.argv[1]) as f:
     d = json.load(f, parse_float=Decimal)
 HEX64 = re.compile(r'^[0-9a-f]{64}\$')
 def hex64(s): return isinstance(s, str) and HEX64.match(s) is not None
+def items(d): return d['tenders'] if isinstance(d, dict) else d
 $CHECK
 PYCHECK
 	local rc=$?
@@ -149,4 +151,32 @@ stop_term() {
 	RC=$?
 	((RC == 0)) || fail "tenderd exited $RC after SIGTERM, expected 0"
 	PID=""
+}
+
+# wait_records N: polls status until records == N.
+wait_records() {
+	local i n=""
+	for ((i = 0; i < WAIT_S * 10; i++)); do
+		ok status
+		n=$(val 'd["records"]')
+		[[ "$n" == "$1" ]] && return 0
+		sleep 0.1
+	done
+	fail "status.records is $n after $WAIT_S s, expected $1"
+}
+
+# tender FILE OCID: writes to FILE a copy of the Jeju tender under OCID, edited by python code in $EDIT (on t).
+variant() {
+	"$PY" - "$SAMPLES/tender-jeju.json" "$1" "$2" <<PYVARIANT || fail "could not write $1"
+import json, sys
+from decimal import Decimal
+t = json.load(open(sys.argv[1]), parse_float=Decimal)
+t["ocid"] = sys.argv[3]
+t["tender"]["id"] = sys.argv[3] + "-t"
+$EDIT
+class E(json.JSONEncoder):
+    def default(self, o):
+        return float(o)
+open(sys.argv[2], "w").write(json.dumps(t, cls=E))
+PYVARIANT
 }
