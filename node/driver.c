@@ -1143,7 +1143,12 @@ void driver_on_timer(struct driver *d, enum node_timer kind)
 		}
 		break;
 	case NODE_TIMER_START:
-		if (!cons_started(&d->cons) || cons_height(&d->cons) != cur_height(d))
+		/*
+		 * Records may have committed since the timer was set (they were in the
+		 * block of the height just decided): with nothing pending, no height
+		 * starts, so an idle chain makes no empty block.
+		 */
+		if (mempool_count(d->mp) > 0 && (!cons_started(&d->cons) || cons_height(&d->cons) != cur_height(d)))
 			cons_start(&d->cons, cur_height(d));
 		break;
 	case NODE_TIMER_TICK:
