@@ -277,6 +277,34 @@ void api_on_commit(struct api *a)
 
 /* ---- methods ---- */
 
+/* "validator", "member" or "observer": this node's role in the genesis. */
+static const char *my_role(const struct api_deps *n)
+{
+	int i = td_genesis_find_party(n->genesis, n->pk);
+	return i < 0 ? "none" : td_role_name(td_genesis_role(n->genesis, (uint32_t)i));
+}
+
+/* chain.members: {"validators", "members", "observers"}, each [{"name", "pub_key", "connected"}]. */
+static void m_members(struct api *a, struct rpc_req *req, json_t *params)
+{
+	const struct api_deps *n = &a->d;
+	const struct td_genesis *g = n->genesis;
+	json_t *lists[3] = { json_array(), json_array(), json_array() };
+	char pk[2 * TD_PUBKEY_LEN + 1];
+
+	(void)params;
+	for (uint32_t i = 0; i < td_genesis_parties(g); i++) {
+		const struct td_validator *p = td_genesis_party(g, i);
+		bool self = memcmp(p->pk, n->pk, TD_PUBKEY_LEN) == 0;
+		td_hex(pk, p->pk, TD_PUBKEY_LEN);
+		json_array_append_new(lists[td_genesis_role(g, i)],
+				      json_pack("{s:s, s:s, s:b, s:b}", "name", p->name, "pub_key", pk, "self", self,
+						"connected", !self && n->io->connected(n->io->ctx, i)));
+	}
+	rpc_reply(req,
+		  json_pack("{s:o, s:o, s:o}", "validators", lists[0], "members", lists[1], "observers", lists[2]));
+}
+
 static void m_status(struct api *a, struct rpc_req *req, json_t *params)
 {
 	char hash[2 * TD_HASH_LEN + 1], pk[2 * TD_PUBKEY_LEN + 1], ts[32];
@@ -313,11 +341,11 @@ static void m_status(struct api *a, struct rpc_req *req, json_t *params)
 	td_hex(pk, n->pk, TD_PUBKEY_LEN);
 	td_time_iso(ts, chain_last_time(n->chain));
 	json_t *res = json_pack(
-		"{s:s, s:s, s:{s:s, s:s, s:b}, s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:{s:o, s:o, s:s}, "
+		"{s:s, s:s, s:{s:s, s:s, s:b, s:s}, s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:{s:o, s:o, s:s}, "
 		"s:{s:o, s:o, s:o, s:o}}",
 		"version", TENDERD_VERSION, "chain_id", n->genesis->chain_id, "node", "name", n->cfg->name, "pub_key",
-		pk, "validator", n->my_index >= 0, "height", td_json_uint(h), "last_block_hash", hash,
-		"last_block_time", ts, "records", td_json_uint(chain_record_count(n->chain)), "mempool",
+		pk, "validator", n->my_index >= 0, "role", my_role(n), "height", td_json_uint(h), "last_block_hash",
+		hash, "last_block_time", ts, "records", td_json_uint(chain_record_count(n->chain)), "mempool",
 		td_json_uint(mempool_count(n->mp)), "mempool_bytes", td_json_uint(mempool_bytes(n->mp)), "peers",
 		n->io->peers_json(n->io->ctx), "validators", vals, "catching_up", sync_busy(n->sync) || top > h + 1,
 		"sync_target", td_json_uint(top > h ? top : h), "consensus", "height",
@@ -402,8 +430,11 @@ static void m_publish(struct api *a, struct rpc_req *req, json_t *params)
 			  "date must be an ISO 8601 date-time with seconds and a zone (2020-03-09T09:00:00+09:00)");
 		return;
 	}
-	if (n->my_index < 0) {
-		rpc_error(req, TD_RPC_RULE, "this node's key is not a validator of chain %s", n->genesis->chain_id);
+	if (!td_genesis_may_publish(n->genesis, n->pk)) {
+		rpc_error(req, TD_RPC_RULE,
+			  "this node is an observer of chain %s: it follows the chain read-only; publish on a "
+			  "validator's or member's node",
+			  n->genesis->chain_id);
 		return;
 	}
 	full = td_release_build_dated(release, kind, jocid ? json_string_value(jocid) : NULL, now,
@@ -537,16 +568,17 @@ static void m_list(struct api *a, struct rpc_req *req, json_t *params)
 	if (agency) {
 		int v = -1;
 		if (td_unhex(pk, TD_PUBKEY_LEN, agency, strlen(agency)))
-			v = td_genesis_find(n->genesis, pk);
-		for (uint32_t i = 0; v < 0 && i < n->genesis->n; i++)
-			if (strcmp(n->genesis->v[i].name, agency) == 0)
+			v = td_genesis_find_party(n->genesis, pk);
+		for (uint32_t i = 0; v < 0 && i < td_genesis_parties(n->genesis); i++)
+			if (strcmp(td_genesis_party(n->genesis, i)->name, agency) == 0)
 				v = (int)i;
 		if (v < 0) {
 			rpc_error(req, TD_RPC_INVALID_PARAMS,
-				  "agency \"%s\" is not a validator name or key of this chain", agency);
+				  "agency \"%s\" is not the name or key of a validator or member of this chain",
+				  agency);
 			return;
 		}
-		memcpy(pk, n->genesis->v[v].pk, TD_PUBKEY_LEN);
+		memcpy(pk, td_genesis_party(n->genesis, (uint32_t)v)->pk, TD_PUBKEY_LEN);
 		f.agency = pk;
 	}
 	if ((since && !date_param(since, since_buf)) || (until && !date_param(until, until_buf))) {
@@ -834,7 +866,7 @@ static const struct method {
 	{ "status", m_status },        { "tender.publish", m_publish }, { "tender.get", m_get },
 	{ "tender.list", m_list },     { "block.get", m_block },        { "tender.watch", m_watch },
 	{ "ledger.export", m_export }, { "record.status", m_record },   { "evidence.list", m_evidence },
-	{ "proof.get", m_proof },
+	{ "proof.get", m_proof },      { "chain.members", m_members },
 };
 
 uint32_t api_method_names(const char **out, uint32_t max)

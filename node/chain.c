@@ -532,6 +532,20 @@ static int check_record(const struct chain *c, struct chain_overlay *ov, const s
 		seterr(err, errlen, "ocid \"%s\" does not start with the chain's prefix \"%s\"", rec->ocid, prefix);
 		return TD_ERULE;
 	}
+	if (!td_genesis_may_publish(c->g, rec->agency)) {
+		char hex[2 * TD_PUBKEY_LEN + 1];
+		int i = td_genesis_find_party(c->g, rec->agency);
+		td_hex(hex, rec->agency, TD_PUBKEY_LEN);
+		if (i >= 0)
+			seterr(err, errlen,
+			       "agency %s (\"%s\") is an observer of the chain: only validators and members "
+			       "publish records",
+			       hex, td_genesis_party(c->g, (uint32_t)i)->name);
+		else
+			seterr(err, errlen,
+			       "agency %s is not a validator or member of the chain: only they publish records", hex);
+		return TD_EPERM;
+	}
 	ckey_record_loc(&k, rec->id);
 	if (chain_overlay_has_id(ov, rec->id) || store_has(c->st, k.b, k.n)) {
 		char hex[2 * TD_HASH_LEN + 1];

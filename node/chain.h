@@ -75,8 +75,8 @@ int chain_check_evidence(const struct chain *c, const struct td_evidence *ev, ui
 			 size_t errlen);
 
 /*
- * Checks one record against the committed ledger: ocid prefix from genesis,
- * no committed record with the same id, ocid or (ocid, release id) pair for a
+ * Checks one record against the committed ledger: its agency is a validator
+ * or a member of the chain (TD_EPERM), ocid prefix from genesis, no committed record with the same id, ocid or (ocid, release id) pair for a
  * new tender, and for amendments, cancellations and awards the lifecycle
  * rules (tender exists, same agency, not cancelled). Returns 0, TD_EEXIST,
  * TD_ERULE or TD_EPERM, with a message naming the rule in err; TD_EIO or

@@ -41,14 +41,14 @@ static json_t *time_json(uint64_t ms)
 	return json_string(buf);
 }
 
-/* The genesis validator name whose key is pk, else pk in hex. */
+/* The genesis name of the party (validator, member or observer) whose key is pk, else pk in hex. */
 static void agency_name(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN],
 			char out[static 2 * TD_PUBKEY_LEN + 1])
 {
-	int i = td_genesis_find(g, pk);
+	int i = td_genesis_find_party(g, pk);
 
 	if (i >= 0)
-		snprintf(out, 2 * TD_PUBKEY_LEN + 1, "%s", g->v[i].name);
+		snprintf(out, 2 * TD_PUBKEY_LEN + 1, "%s", td_genesis_party(g, (uint32_t)i)->name);
 	else
 		td_hex(out, pk, TD_PUBKEY_LEN);
 }

@@ -896,10 +896,11 @@ static int cmp_validator_pk(const void *a, const void *b)
 }
 
 int config_genesis_create(struct td_genesis *g, const struct config_identity *ids, const char *const *labels,
-			  uint32_t n, const char *chain_id, const char *ocid_prefix, uint64_t time_ms, char *err,
-			  size_t errlen)
+			  const enum td_role *roles, uint32_t n, const char *chain_id, const char *ocid_prefix,
+			  uint64_t time_ms, char *err, size_t errlen)
 {
 	char hex[2 * TD_PUBKEY_LEN + 1];
+	uint32_t count[3] = { 0 };
 
 	memset(g, 0, sizeof(*g));
 	if (strlen(chain_id) == 0 || strlen(chain_id) > TD_CHAIN_ID_MAX) {
@@ -910,8 +911,17 @@ int config_genesis_create(struct td_genesis *g, const struct config_identity *id
 		snprintf(err, errlen, "--ocid-prefix must start with \"ocds-\" (for example ocds-kr2020)");
 		return TD_EINVAL;
 	}
-	if (n == 0 || n > TD_VALIDATORS_MAX) {
-		snprintf(err, errlen, "a genesis needs 1..%d identity files, not %u", TD_VALIDATORS_MAX, n);
+	for (uint32_t i = 0; i < n; i++)
+		count[roles ? roles[i] : TD_ROLE_VALIDATOR]++;
+	if (count[TD_ROLE_VALIDATOR] == 0 || count[TD_ROLE_VALIDATOR] > TD_VALIDATORS_MAX) {
+		snprintf(err, errlen, "a genesis needs 1..%d validators' identity files, not %u", TD_VALIDATORS_MAX,
+			 count[TD_ROLE_VALIDATOR]);
+		return TD_EINVAL;
+	}
+	if (n > TD_PARTIES_MAX) {
+		snprintf(err, errlen,
+			 "a genesis holds at most %d identities (validators, members and observers), not %u",
+			 TD_PARTIES_MAX, n);
 		return TD_EINVAL;
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -946,13 +956,24 @@ int config_genesis_create(struct td_genesis *g, const struct config_identity *id
 	snprintf(g->chain_id, sizeof(g->chain_id), "%s", chain_id);
 	snprintf(g->ocid_prefix, sizeof(g->ocid_prefix), "%s", ocid_prefix);
 	g->time_ms = time_ms;
-	g->n = n;
-	g->v = td_xcalloc(n, sizeof(*g->v));
+	g->n = count[TD_ROLE_VALIDATOR];
+	g->n_members = count[TD_ROLE_MEMBER];
+	g->n_observers = count[TD_ROLE_OBSERVER];
+	g->v = td_xcalloc(g->n, sizeof(*g->v));
+	if (g->n_members + g->n_observers)
+		g->others = td_xcalloc(g->n_members + g->n_observers, sizeof(*g->others));
+	/* Each role's entries are ordered by key, so any order of the files gives the same genesis. */
+	uint32_t at[3] = { 0, 0, 0 };
+	struct td_validator *dst[3] = { g->v, g->others, g->others ? g->others + g->n_members : NULL };
 	for (uint32_t i = 0; i < n; i++) {
-		snprintf(g->v[i].name, sizeof(g->v[i].name), "%s", ids[i].name);
-		memcpy(g->v[i].pk, ids[i].pk, TD_PUBKEY_LEN);
+		enum td_role r = roles ? roles[i] : TD_ROLE_VALIDATOR;
+		struct td_validator *d = &dst[r][at[r]++];
+		snprintf(d->name, sizeof(d->name), "%s", ids[i].name);
+		memcpy(d->pk, ids[i].pk, TD_PUBKEY_LEN);
 	}
-	qsort(g->v, n, sizeof(*g->v), cmp_validator_pk);
+	for (int r = 0; r < 3; r++)
+		if (count[r] > 1)
+			qsort(dst[r], count[r], sizeof(*dst[r]), cmp_validator_pk);
 	td_genesis_seal(g);
 	return 0;
 }

@@ -131,16 +131,18 @@ bool config_hostport_valid(const char *s);
 bool config_http_listen_valid(const char *s);
 
 /*
- * `tenderd genesis create`: a genesis in g of the n identities, ordered by
+ * `tenderd genesis create`: a genesis in g of the n identities, identity i
+ * in the role roles[i] (NULL: all validators), each role's list ordered by
  * public key (so the same identities in any order give the same genesis),
  * with the chain id, ocid prefix and time given. Refuses two identities with
  * one key or one name (TD_EEXIST, naming them by labels[i] if labels is not
- * NULL), an empty list or one over TD_VALIDATORS_MAX, and a bad chain id or
- * prefix (TD_EINVAL). On success the caller frees g with td_genesis_free.
+ * NULL), no validator or more than TD_VALIDATORS_MAX, more than
+ * TD_PARTIES_MAX in all, and a bad chain id or prefix (TD_EINVAL). On
+ * success the caller frees g with td_genesis_free.
  */
 int config_genesis_create(struct td_genesis *g, const struct config_identity *ids, const char *const *labels,
-			  uint32_t n, const char *chain_id, const char *ocid_prefix, uint64_t time_ms, char *err,
-			  size_t errlen);
+			  const enum td_role *roles, uint32_t n, const char *chain_id, const char *ocid_prefix,
+			  uint64_t time_ms, char *err, size_t errlen);
 
 /*
  * `tenderd testnet`: creates out/node0 .. out/node<n-1>, each a home with its

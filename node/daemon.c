@@ -215,19 +215,29 @@ int daemon_start(struct daemon **out, uv_loop_t *loop, const struct config *cfg,
 	snprintf(path, sizeof(path), "%s/%s", cfg->home, GENESIS_FILE);
 	if ((rc = config_genesis_load(&d->genesis, path, err, errlen)))
 		goto fail;
-	me = td_genesis_find(&d->genesis, mypk);
+	me = td_genesis_find_party(&d->genesis, mypk);
 	td_hex(pk, mypk, TD_PUBKEY_LEN);
 	if (me < 0) {
-		snprintf(err, errlen, "this node's key %s is not a validator in %s", pk, GENESIS_FILE);
+		snprintf(err, errlen, "this node's key %s is not a validator, member or observer in %s", pk,
+			 GENESIS_FILE);
 		rc = TD_EINVAL;
 		goto fail;
 	}
-	if (strcmp(d->genesis.v[me].name, cfg->name) != 0)
-		log_warn("config name \"%s\" differs from this validator's genesis name \"%s\"", cfg->name,
-			 d->genesis.v[me].name);
-	log_info("tenderd %s: chain %s, ocid prefix %s, %u validator%s", TENDERD_VERSION, d->genesis.chain_id,
-		 d->genesis.ocid_prefix, d->genesis.n, d->genesis.n == 1 ? "" : "s");
-	log_info("validator %d: %s (%s)", me, cfg->name, pk);
+	const char *role = td_role_name(td_genesis_role(&d->genesis, (uint32_t)me));
+	if (strcmp(td_genesis_party(&d->genesis, (uint32_t)me)->name, cfg->name) != 0)
+		log_warn("config name \"%s\" differs from this %s's genesis name \"%s\"", cfg->name, role,
+			 td_genesis_party(&d->genesis, (uint32_t)me)->name);
+	log_info("tenderd %s: chain %s, ocid prefix %s, %u validator%s, %u member%s, %u observer%s", TENDERD_VERSION,
+		 d->genesis.chain_id, d->genesis.ocid_prefix, d->genesis.n, d->genesis.n == 1 ? "" : "s",
+		 d->genesis.n_members, d->genesis.n_members == 1 ? "" : "s", d->genesis.n_observers,
+		 d->genesis.n_observers == 1 ? "" : "s");
+	if (me < (int)d->genesis.n)
+		log_info("validator %d: %s (%s)", me, cfg->name, pk);
+	else
+		log_info("%s: %s (%s): %s", role, cfg->name, pk,
+			 td_genesis_role(&d->genesis, (uint32_t)me) == TD_ROLE_MEMBER ?
+				 "publishes records, does not vote" :
+				 "follows the chain read-only");
 	for (int k = 0; k < NODE_TIMERS; k++) {
 		uv_timer_init(loop, &d->timers[k].t);
 		d->timers[k].t.data = &d->timers[k];
@@ -248,7 +258,7 @@ int daemon_start(struct daemon **out, uv_loop_t *loop, const struct config *cfg,
 		const char *names[RPC_METHODS_MAX];
 		rpc_time_methods(d->rpc, names, api_method_names(names, RPC_METHODS_MAX));
 	}
-	if (d->genesis.n > 1) {
+	if (td_genesis_parties(&d->genesis) > 1) {
 		struct p2p_config pc = {
 			.listen = cfg->p2p_listen, .peers = cfg->p2p_peers, .genesis = &d->genesis, .sk = d->sk
 		};

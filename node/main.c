@@ -3,7 +3,8 @@
  *
  *   tenderd init --home DIR --name AGENCY [--chain-id ID] [--ocid-prefix P | --genesis FILE]
  *   tenderd id --home DIR [--address HOST:PORT]
- *   tenderd genesis create --chain-id ID --ocid-prefix P [--genesis-time T] ID_FILE...
+ *   tenderd genesis create --chain-id ID --ocid-prefix P [--genesis-time T] [--member F]... [--observer F]...
+ *                          ID_FILE...
  *   tenderd genesis hash FILE
  *   tenderd run --home DIR [--log-level L] [--log-format F] [--socket PATH] [--set SECTION.KEY=VALUE]...
  *   tenderd check --home DIR
@@ -54,8 +55,10 @@ static const char usage_text[] =
 	"  prints {\"name\", \"pub_key\", \"address\"}: what an agency sends the others (never\n"
 	"  the key); --address is where the others reach this node (default: [p2p] listen)\n"
 	"\n"
-	"tenderd genesis create --chain-id ID --ocid-prefix PREFIX [--genesis-time T] ID_FILE...\n"
-	"  prints a genesis of the identity files' agencies, ordered by public key, on\n"
+	"tenderd genesis create --chain-id ID --ocid-prefix PREFIX [--genesis-time T]\n"
+	"                       [--member ID_FILE]... [--observer ID_FILE]... ID_FILE...\n"
+	"  prints a genesis of the identity files' agencies (ID_FILE: validators; members\n"
+	"  publish but do not vote, observers follow read-only), ordered by public key, on\n"
 	"  stdout and its hash on stderr; --genesis-time (UTC, like 2020-03-01T00:00:00Z;\n"
 	"  default now) makes the output the same bytes wherever it is run\n"
 	"tenderd genesis hash FILE\n"
@@ -137,9 +140,9 @@ static int init_join(const char *home, const char *name, const char *genesis)
 		printf("start it with: tenderd run --home %s\n", home);
 	} else {
 		fprintf(stderr,
-			"tenderd init: note: this node's key %s is not a validator of chain %s, so the node cannot "
-			"run on that chain yet (only validators take part; members and observers come later). Send "
-			"the output of `tenderd id --home %s` to the chain's agencies.\n",
+			"tenderd init: note: this node's key %s is not a validator, member or observer of chain %s, "
+			"so the node cannot run on that chain yet. Send the output of `tenderd id --home %s` to the "
+			"chain's agencies.\n",
 			pk, g.chain_id, home);
 	}
 	td_genesis_free(&g);
@@ -200,13 +203,18 @@ static int genesis_create(int argc, char **argv)
 	static const struct option opts[] = { { "chain-id", required_argument, NULL, 'c' },
 					      { "ocid-prefix", required_argument, NULL, 'o' },
 					      { "genesis-time", required_argument, NULL, 't' },
+					      { "member", required_argument, NULL, 'm' },
+					      { "observer", required_argument, NULL, 'b' },
 					      { "help", no_argument, NULL, 'H' },
 					      { NULL, 0, NULL, 0 } };
 	const char *chain_id = NULL, *prefix = NULL, *gtime = NULL;
+	const char **files = td_xcalloc((size_t)argc, sizeof(*files));
+	enum td_role *roles = td_xcalloc((size_t)argc, sizeof(*roles));
 	struct config_identity *ids = NULL;
 	struct td_genesis g = { 0 };
 	char err[1024], hex[2 * TD_HASH_LEN + 1];
 	uint64_t time_ms = (uint64_t)time(NULL) * 1000;
+	uint32_t n = 0, nv = 0;
 	int c, rc = 1;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -214,48 +222,63 @@ static int genesis_create(int argc, char **argv)
 		case 'c': chain_id = optarg; break;
 		case 'o': prefix = optarg; break;
 		case 't': gtime = optarg; break;
-		case 'H': return usage(stdout, 0);
-		default: return usage(stderr, EXIT_USAGE);
+		case 'm':
+			roles[n] = TD_ROLE_MEMBER;
+			files[n++] = optarg;
+			break;
+		case 'b':
+			roles[n] = TD_ROLE_OBSERVER;
+			files[n++] = optarg;
+			break;
+		case 'H': rc = usage(stdout, 0); goto out;
+		default: rc = usage(stderr, EXIT_USAGE); goto out;
 		}
 	}
-	if (!chain_id || !prefix || optind >= argc) {
-		fprintf(stderr, "tenderd genesis create: --chain-id, --ocid-prefix and at least one ID_FILE are "
-				"required\n");
-		return usage(stderr, EXIT_USAGE);
+	for (int i = optind; i < argc; i++, nv++) {
+		roles[n] = TD_ROLE_VALIDATOR;
+		files[n++] = argv[i];
+	}
+	if (!chain_id || !prefix || nv == 0) {
+		fprintf(stderr,
+			"tenderd genesis create: --chain-id, --ocid-prefix and at least one validator's ID_FILE "
+			"are required\n");
+		rc = usage(stderr, EXIT_USAGE);
+		goto out;
 	}
 	if (gtime) {
 		int64_t ms;
-		size_t n = strlen(gtime);
-		if (!td_iso_parse(gtime, n, &ms) || gtime[n - 1] != 'Z' || ms < 0) {
+		size_t len = strlen(gtime);
+		if (!td_iso_parse(gtime, len, &ms) || gtime[len - 1] != 'Z' || ms < 0) {
 			fprintf(stderr, "tenderd genesis create: --genesis-time must be a UTC time like "
 					"2020-03-01T00:00:00Z\n");
-			return EXIT_USAGE;
+			rc = EXIT_USAGE;
+			goto out;
 		}
 		time_ms = (uint64_t)ms;
 	}
-	uint32_t n = (uint32_t)(argc - optind);
-	if (n > TD_VALIDATORS_MAX) {
-		fprintf(stderr, "tenderd genesis create: at most %d identity files\n", TD_VALIDATORS_MAX);
-		return EXIT_USAGE;
+	if (nv > TD_VALIDATORS_MAX || n > TD_PARTIES_MAX) {
+		fprintf(stderr,
+			"tenderd genesis create: at most %d validators' identity files and %d identity files in all\n",
+			TD_VALIDATORS_MAX, TD_PARTIES_MAX);
+		rc = EXIT_USAGE;
+		goto out;
 	}
 	ids = td_xcalloc(n, sizeof(*ids));
 	for (uint32_t i = 0; i < n; i++) {
-		const char *file = argv[optind + (int)i];
 		char *text, msg[512];
 		size_t len;
-		if (config_read_file(file, 64 * 1024, &text, &len, err, sizeof(err)) != 0) {
+		if (config_read_file(files[i], 64 * 1024, &text, &len, err, sizeof(err)) != 0) {
 			fprintf(stderr, "tenderd genesis create: %s\n", err);
 			goto out;
 		}
 		int prc = config_identity_parse(&ids[i], text, len, msg, sizeof(msg));
 		free(text);
 		if (prc != 0) {
-			fprintf(stderr, "tenderd genesis create: %s: %s\n", file, msg);
+			fprintf(stderr, "tenderd genesis create: %s: %s\n", files[i], msg);
 			goto out;
 		}
 	}
-	int grc = config_genesis_create(&g, ids, (const char *const *)argv + optind, n, chain_id, prefix, time_ms, err,
-					sizeof(err));
+	int grc = config_genesis_create(&g, ids, files, roles, n, chain_id, prefix, time_ms, err, sizeof(err));
 	if (grc != 0) {
 		fprintf(stderr, "tenderd genesis create: %s\n", err);
 		rc = grc == TD_EINVAL ? EXIT_USAGE : 1; /* a bad --chain-id or --ocid-prefix; else duplicates */
@@ -275,6 +298,8 @@ static int genesis_create(int argc, char **argv)
 out:
 	td_genesis_free(&g);
 	free(ids);
+	free(files);
+	free(roles);
 	return rc;
 }
 

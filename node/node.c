@@ -39,7 +39,8 @@ struct node {
 	const struct td_genesis *g;
 	const struct node_io *io;
 	uint8_t sk[TD_SECKEY_LEN];
-	int my_index;
+	int my_index;      /* validator index, or -1 for a member or an observer */
+	uint32_t my_party; /* party index (td_genesis_party) */
 	bool stopping;
 	struct chain *chain;
 	struct mempool *mp;
@@ -118,7 +119,8 @@ static void send_status(struct node *n, uint32_t to)
 /* Starts the next height after delay_ms when records are pending and no sync is under way. */
 static void maybe_start(struct node *n, uint32_t delay_ms)
 {
-	if (!n->stopping && !sync_busy(n->sync))
+	/* Members and observers take no part in consensus: they follow by block sync. */
+	if (!n->stopping && n->my_index >= 0 && !sync_busy(n->sync))
 		driver_maybe_start(n->driver, delay_ms);
 }
 
@@ -253,21 +255,25 @@ void node_on_timer(struct node *n, enum node_timer kind)
 
 void node_on_connect(struct node *n, uint32_t v)
 {
-	log_info("peer %s (validator %u) connected", n->g->v[v].name, v);
+	log_info("peer %s (%s %u) connected", td_genesis_party(n->g, v)->name, td_role_name(td_genesis_role(n->g, v)),
+		 v);
 	if (n->stopping)
 		return;
 	sync_peer_connected(n->sync, v);
 	send_status(n, v);
 	/* What we signed at this height may have gone out on a connection this one replaces. */
-	driver_resend(n->driver, v);
-	prop_resend(n->prop, v);
+	if (v < n->g->n) {
+		driver_resend(n->driver, v);
+		prop_resend(n->prop, v);
+	}
 	/* Tell the newcomer what we hold so it can fetch what it lacks. */
 	gossip_offer_pool(n->gossip, v, n->cfg.block_max_records);
 }
 
 void node_on_disconnect(struct node *n, uint32_t v)
 {
-	log_info("peer %s (validator %u) disconnected", n->g->v[v].name, v);
+	log_info("peer %s (%s %u) disconnected", td_genesis_party(n->g, v)->name,
+		 td_role_name(td_genesis_role(n->g, v)), v);
 	if (!n->stopping)
 		driver_peer_lost(n->driver, v);
 }
@@ -348,11 +354,14 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	n->io = io;
 	memcpy(n->sk, sk, TD_SECKEY_LEN);
 	n->my_index = td_genesis_find(g, sk + crypto_sign_SEEDBYTES);
-	if (n->my_index < 0) {
-		snprintf(err, errlen, "this node's key is not a validator of chain %s", g->chain_id);
+	int party = td_genesis_find_party(g, sk + crypto_sign_SEEDBYTES);
+	if (party < 0) {
+		snprintf(err, errlen, "this node's key is not a validator, member or observer of chain %s",
+			 g->chain_id);
 		rc = TD_EINVAL;
 		goto fail;
 	}
+	n->my_party = (uint32_t)party;
 	struct store *st;
 	if ((rc = io->open_store(io->ctx, &st, cfg->store_path, err, errlen)) ||
 	    (rc = chain_open_store(&n->chain, st, cfg->store_path, g, err, errlen)))
@@ -415,7 +424,7 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	n->api = api_new(&ad);
 	log_info("store %s at height %llu with %llu records", cfg->store_path,
 		 (unsigned long long)chain_height(n->chain), (unsigned long long)chain_record_count(n->chain));
-	if (g->n > 1) {
+	if (td_genesis_parties(g) > 1) {
 		io->timer(io->ctx, NODE_TIMER_TICK, NODE_TICK_MS);
 		/* A round must outlast fetching one block's records over the slowest link planned for. */
 		uint64_t need = (uint64_t)cfg->block_max_bytes * 8 * 1000 / NODE_SLOW_LINK_BPS + 1000;

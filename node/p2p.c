@@ -212,7 +212,7 @@ struct p2p {
 	struct p2p_callbacks cb;
 	void *ctx;
 	struct p2p_peer *conns;         /* every connection not yet through its close callback */
-	struct p2p_peer **by_validator; /* g->n entries: the ready, non-closing connection */
+	struct p2p_peer **by_validator; /* one per party (td_genesis_parties): the ready, non-closing connection */
 	size_t npeers;                  /* non-NULL entries of by_validator */
 	size_t nhandshaking;            /* inbound connections counted against P2P_HANDSHAKING_MAX */
 	bool hs_full_logged;
@@ -294,6 +294,12 @@ static void p2p_unref(struct p2p *p)
 	free(p->replay);
 	sodium_memzero(p->sk, sizeof(p->sk));
 	free(p);
+}
+
+/* Party v of the genesis: a validator, member or observer. */
+static const struct td_validator *party(const struct p2p *p, uint32_t v)
+{
+	return td_genesis_party(p->g, v);
 }
 
 static const uint8_t *self_pk(const struct p2p *p)
@@ -492,7 +498,7 @@ static void conn_push_control(struct p2p_peer *c, enum frame_type type)
 
 static const char *conn_who(const struct p2p_peer *c)
 {
-	return c->validator >= 0 ? c->p->g->v[c->validator].name : "unknown peer";
+	return c->validator >= 0 ? party(c->p, (uint32_t)c->validator)->name : "unknown peer";
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -699,10 +705,10 @@ static void transcript(uint8_t t[static TRANSCRIPT_LEN], const struct p2p *p,
 /* Index of the key among the peers allowed in, or -1. */
 static int lookup_key(const struct p2p *p, const uint8_t pk[static TD_PUBKEY_LEN])
 {
-	int v = p->key_lookup ? p->key_lookup(p->key_lookup_ctx, pk) : td_genesis_find(p->g, pk);
-	if (v >= (int)p->g->n) {
-		log_error("p2p: internal error: key lookup answered %d for a genesis of %" PRIu32 " validators", v,
-			  p->g->n);
+	int v = p->key_lookup ? p->key_lookup(p->key_lookup_ctx, pk) : td_genesis_find_party(p->g, pk);
+	if (v >= (int)td_genesis_parties(p->g)) {
+		log_error("p2p: internal error: key lookup answered %d for a genesis of %" PRIu32 " parties", v,
+			  td_genesis_parties(p->g));
 		abort();
 	}
 	return v < 0 ? -1 : v;
@@ -843,12 +849,12 @@ static void conn_hello(struct p2p_peer *c)
 	if (v < 0)
 		return;
 	if (replay_seen(p, eph)) {
-		conn_drop(c, LOG_WARN, "replayed hello of %s (ephemeral key seen before)", p->g->v[v].name);
+		conn_drop(c, LOG_WARN, "replayed hello of %s (ephemeral key seen before)", party(p, (uint32_t)v)->name);
 		return;
 	}
 	mlen = signed_bytes(m, LABEL_HELLO, chain, TD_HASH_LEN + TD_PUBKEY_LEN + EPH_LEN);
 	if (crypto_sign_verify_detached(sig, m, mlen, id) != 0) {
-		conn_drop(c, LOG_WARN, "bad hello signature from %s", p->g->v[v].name);
+		conn_drop(c, LOG_WARN, "bad hello signature from %s", party(p, (uint32_t)v)->name);
 		return;
 	}
 	replay_add(p, eph);
@@ -865,7 +871,7 @@ static void conn_hello(struct p2p_peer *c)
 	int rc = crypto_kx_server_session_keys(c->rx_key, tx, c->eph_pk, c->eph_sk, eph);
 	sodium_memzero(c->eph_sk, sizeof(c->eph_sk));
 	if (rc != 0) {
-		conn_drop(c, LOG_WARN, "unusable ephemeral key from %s", p->g->v[v].name);
+		conn_drop(c, LOG_WARN, "unusable ephemeral key from %s", party(p, (uint32_t)v)->name);
 		goto out;
 	}
 	transcript(t, p, id, eph, self_pk(p), c->eph_pk);
@@ -914,8 +920,8 @@ static void conn_reply(struct p2p_peer *c)
 		td_hex(got, id, TD_PUBKEY_LEN);
 		conn_drop(c, LOG_WARN,
 			  "wrong key: the peer entry names %s (%s) but the node there answered as %s (%s); dropped",
-			  want, p->g->v[c->d->validator].name, got,
-			  other >= 0 ? p->g->v[other].name : "not a validator of this chain");
+			  want, party(p, c->d->validator)->name, got,
+			  other >= 0 ? party(p, other)->name : "no party of this chain");
 		return;
 	}
 	int v = check_identity(c, id);
@@ -924,17 +930,17 @@ static void conn_reply(struct p2p_peer *c)
 	transcript(t, p, self_pk(p), c->eph_pk, id, eph);
 	mlen = signed_bytes(m, LABEL_LISTENER, t, sizeof(t));
 	if (crypto_sign_verify_detached(sig, m, mlen, id) != 0) {
-		conn_drop(c, LOG_WARN, "bad reply signature from %s", p->g->v[v].name);
+		conn_drop(c, LOG_WARN, "bad reply signature from %s", party(p, (uint32_t)v)->name);
 		return;
 	}
 	int rc = crypto_kx_client_session_keys(rx, tx, c->eph_pk, c->eph_sk, eph);
 	sodium_memzero(c->eph_sk, sizeof(c->eph_sk));
 	if (rc != 0) {
-		conn_drop(c, LOG_WARN, "unusable ephemeral key from %s", p->g->v[v].name);
+		conn_drop(c, LOG_WARN, "unusable ephemeral key from %s", party(p, (uint32_t)v)->name);
 		goto out;
 	}
 	if (crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, header, rx) != 0) {
-		conn_drop(c, LOG_WARN, "bad stream header from %s", p->g->v[v].name);
+		conn_drop(c, LOG_WARN, "bad stream header from %s", party(p, (uint32_t)v)->name);
 		goto out;
 	}
 	mlen = signed_bytes(m, LABEL_DIALER, t, sizeof(t));
@@ -964,13 +970,13 @@ static void conn_finish(struct p2p_peer *c)
 	size_t mlen = signed_bytes(m, LABEL_DIALER, t, sizeof(t));
 	if (crypto_sign_verify_detached(c->buf, m, mlen, c->peer_id) != 0) {
 		conn_drop(c, LOG_WARN, "bad finish signature (a replayed hello?) claiming to be %s",
-			  p->g->v[c->validator].name);
+			  party(p, (uint32_t)c->validator)->name);
 		return;
 	}
 	int rc = crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, c->buf + TD_SIG_LEN, c->rx_key);
 	sodium_memzero(c->rx_key, sizeof(c->rx_key));
 	if (rc != 0) {
-		conn_drop(c, LOG_WARN, "bad stream header from %s", p->g->v[c->validator].name);
+		conn_drop(c, LOG_WARN, "bad stream header from %s", party(p, (uint32_t)c->validator)->name);
 		return;
 	}
 	conn_ready(c);
@@ -984,7 +990,7 @@ static bool keep_new(const struct p2p *p, const struct p2p_peer *old, const stru
 {
 	if (old->outbound == nw->outbound)
 		return memcmp(nw->dialer_eph, old->dialer_eph, EPH_LEN) < 0;
-	bool self_smaller = memcmp(self_pk(p), p->g->v[nw->validator].pk, TD_PUBKEY_LEN) < 0;
+	bool self_smaller = memcmp(self_pk(p), party(p, (uint32_t)nw->validator)->pk, TD_PUBKEY_LEN) < 0;
 	return nw->outbound == self_smaller;
 }
 
@@ -1034,7 +1040,7 @@ static void conn_ready(struct p2p_peer *c)
 		d->fails = 0;
 		d->last_error[0] = '\0';
 	}
-	log_info("p2p: connected to %s (%s, %s)", p->g->v[v].name, c->addr, c->outbound ? "out" : "in");
+	log_info("p2p: connected to %s (%s, %s)", party(p, (uint32_t)v)->name, c->addr, c->outbound ? "out" : "in");
 	c->announced = true;
 	if (p->cb.on_connect)
 		p->cb.on_connect(p->ctx, c);
@@ -1396,7 +1402,8 @@ static int parse_peers(struct p2p *p, const char *peers, char *err, size_t errle
 			if (sodium_memcmp(d->expect_pk, self_pk(p), TD_PUBKEY_LEN) == 0) {
 				d->state = DS_SELF;
 			} else if ((v = lookup_key(p, d->expect_pk)) < 0) {
-				snprintf(err, errlen, "peer \"%.*s\": that key is not a validator of chain %s",
+				snprintf(err, errlen,
+					 "peer \"%.*s\": that key is not a validator, member or observer of chain %s",
 					 (int)(len > 160 ? 160 : len), a, p->g->chain_id);
 				return TD_EINVAL;
 			} else {
@@ -1489,9 +1496,9 @@ int p2p_start(struct p2p **out, uv_loop_t *loop, const struct p2p_config *cfg, c
 		snprintf(err, errlen, "p2p: libsodium cannot start");
 		return TD_EIO;
 	}
-	int self = td_genesis_find(cfg->genesis, cfg->sk + TD_SECKEY_LEN - TD_PUBKEY_LEN);
+	int self = td_genesis_find_party(cfg->genesis, cfg->sk + TD_SECKEY_LEN - TD_PUBKEY_LEN);
 	if (self < 0) {
-		snprintf(err, errlen, "p2p: this node's key is not a genesis validator");
+		snprintf(err, errlen, "p2p: this node's key is not a validator, member or observer in genesis");
 		return TD_EINVAL;
 	}
 
@@ -1518,7 +1525,7 @@ int p2p_start(struct p2p **out, uv_loop_t *loop, const struct p2p_config *cfg, c
 	if (cb)
 		p->cb = *cb;
 	p->ctx = ctx;
-	p->by_validator = td_xcalloc(cfg->genesis->n, sizeof(*p->by_validator));
+	p->by_validator = td_xcalloc(td_genesis_parties(cfg->genesis), sizeof(*p->by_validator));
 	rc = parse_peers(p, cfg->peers, err, errlen);
 	if (rc < 0) {
 		free_unstarted(p);
@@ -1649,7 +1656,7 @@ uint32_t p2p_peer_validator(const struct p2p_peer *peer)
 
 struct p2p_peer *p2p_peer_find(struct p2p *p, uint32_t validator)
 {
-	if (p->stopping || validator >= p->g->n)
+	if (p->stopping || validator >= td_genesis_parties(p->g))
 		return NULL;
 	return p->by_validator[validator];
 }
@@ -1677,9 +1684,10 @@ uint64_t p2p_bytes_received(const struct p2p *p)
 static void json_set_identity(json_t *o, const struct p2p *p, int v)
 {
 	char hex[2 * TD_PUBKEY_LEN + 1];
-	td_hex(hex, p->g->v[v].pk, TD_PUBKEY_LEN);
-	json_object_set_new(o, "name", json_string(p->g->v[v].name));
+	td_hex(hex, party(p, (uint32_t)v)->pk, TD_PUBKEY_LEN);
+	json_object_set_new(o, "name", json_string(party(p, (uint32_t)v)->name));
 	json_object_set_new(o, "pub_key", json_string(hex));
+	json_object_set_new(o, "role", json_string(td_role_name(td_genesis_role(p->g, (uint32_t)v))));
 }
 
 json_t *p2p_peers_json(const struct p2p *p)
@@ -1689,7 +1697,7 @@ json_t *p2p_peers_json(const struct p2p *p)
 
 	if (p->stopping)
 		return arr;
-	for (uint32_t v = 0; v < p->g->n; v++) {
+	for (uint32_t v = 0; v < td_genesis_parties(p->g); v++) {
 		const struct p2p_peer *c = p->by_validator[v];
 		if (!c)
 			continue;

@@ -1,6 +1,7 @@
 /*
- * Peer-to-peer transport between validator nodes: TCP (libuv), mutually
- * authenticated with the validators' Ed25519 keys from genesis (a handshake
+ * Peer-to-peer transport between the nodes of a chain's parties (validators,
+ * members and observers): TCP (libuv), mutually authenticated with the
+ * parties' Ed25519 keys from genesis (a handshake
  * in which each side signs both ephemeral keys and both identities; the
  * dialer signs first), every frame encrypted and authenticated (libsodium
  * secretstream). It moves opaque
@@ -12,8 +13,9 @@
  * - A struct p2p_peer is a connection that completed the handshake: both
  *   sides proved their identity keys. Its
  *   pointer is valid from on_connect until on_disconnect returns; there is at
- *   most one connected peer per genesis validator at a time, and for a given
- *   validator on_connect and on_disconnect strictly alternate. No callback
+ *   most one connected peer per party at a time (peers are named by party
+ *   index, td_genesis_party), and for a given party on_connect and
+ *   on_disconnect strictly alternate. No callback
  *   fires for a peer after its on_disconnect.
  * - on_disconnect is called from the loop, never from inside p2p_send,
  *   p2p_broadcast or p2p_disconnect; p2p_stop calls it, before returning, for
@@ -52,18 +54,19 @@ struct p2p_config {
 	 * pub_key in hex; only that identity may answer there, see p2p.c); NULL or "" dials nothing.
 	 */
 	const char *peers;
-	const struct td_genesis *genesis; /* borrowed until p2p_stop: chain id and the validator keys allowed in */
-	const uint8_t *sk;     /* this node's Ed25519 secret key (TD_SECKEY_LEN); copied, must be a validator's */
-	size_t send_queue_max; /* bytes queued per peer before it is dropped; 0: default 32 MiB */
+	const struct td_genesis *genesis; /* borrowed until p2p_stop: chain id and the party keys allowed in */
+	const uint8_t *sk;            /* this node's Ed25519 secret key (TD_SECKEY_LEN); copied, must be a party's */
+	size_t send_queue_max;        /* bytes queued per peer before it is dropped; 0: default 32 MiB */
 	uint32_t ping_ms, timeout_ms; /* keepalive, and dead-peer and TCP connect timeout; 0: 2000 and 10000 */
 	uint32_t frame_max;           /* largest message accepted or sent; 0: TD_BLOCK_MAX + 1 MiB */
 	uint32_t handshake_ms;        /* handshake deadline from the TCP connection; 0: 3000 */
 	uint32_t handshake_per_addr;  /* inbound connections in their handshake per source address; 0: 4 */
 	/*
-	 * Who may connect: the index in genesis of the peer with identity pk, or
-	 * -1 to refuse it (any value >= genesis->n is an internal error). Called
-	 * before any signature is checked. NULL: the genesis validators
-	 * (td_genesis_find). This node's own key is never looked up.
+	 * Who may connect: the party index in genesis of the peer with identity
+	 * pk, or -1 to refuse it (any value >= td_genesis_parties is an internal
+	 * error). Called before any signature is checked. NULL: every party of
+	 * the genesis (td_genesis_find_party). This node's own key is never
+	 * looked up.
 	 */
 	int (*key_lookup)(void *ctx, const uint8_t pk[static TD_PUBKEY_LEN]);
 	void *key_lookup_ctx;
@@ -119,9 +122,9 @@ void p2p_broadcast(struct p2p *p, const uint8_t *msg, size_t len, const struct p
  */
 void p2p_disconnect(struct p2p_peer *peer, const char *reason);
 
-/* The peer's index in the genesis validators. */
+/* The peer's party index in genesis (td_genesis_party: validators first). */
 uint32_t p2p_peer_validator(const struct p2p_peer *peer);
-/* The connected peer for a validator index, or NULL. */
+/* The connected peer for a party index, or NULL. */
 struct p2p_peer *p2p_peer_find(struct p2p *p, uint32_t validator);
 /* Connected peers (handshake done, not being dropped). */
 size_t p2p_peer_count(const struct p2p *p);

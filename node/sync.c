@@ -15,8 +15,8 @@ struct sync {
 	struct mempool *mp;
 	const struct proposals *prop;
 	struct sync_callbacks cb;
-	uint64_t peer_height[TD_VALIDATORS_MAX];
-	bool peer_fresh[TD_VALIDATORS_MAX]; /* connected, its first STATUS not yet seen */
+	uint64_t peer_height[TD_PARTIES_MAX];
+	bool peer_fresh[TD_PARTIES_MAX]; /* connected, its first STATUS not yet seen */
 	bool busy;
 	uint32_t asked;    /* the peer of the outstanding request */
 	uint64_t deadline; /* io mono_ms */
@@ -50,7 +50,7 @@ bool sync_busy(const struct sync *s)
 uint64_t sync_top(const struct sync *s)
 {
 	uint64_t top = 0;
-	for (uint32_t i = 0; i < s->g->n; i++)
+	for (uint32_t i = 0; i < td_genesis_parties(s->g); i++)
 		if (s->peer_height[i] > top)
 			top = s->peer_height[i];
 	return top;
@@ -152,7 +152,7 @@ void sync_on_blocks(struct sync *s, uint32_t peer, const struct td_msg *m)
 	}
 	if (nb == 0 && s->peer_height[peer] > chain_height(s->chain)) {
 		/* It claimed blocks it does not send: its claim is dropped until its next STATUS. */
-		log_debug("validator %u claimed height %llu but sent no block", peer,
+		log_debug("peer %u claimed height %llu but sent no block", peer,
 			  (unsigned long long)s->peer_height[peer]);
 		s->peer_height[peer] = chain_height(s->chain);
 	}
@@ -206,11 +206,11 @@ void sync_tick(struct sync *s)
 	}
 	/* A peer ahead of us while we made no progress for a tick: catch up by sync, asking peers in turn. */
 	if (!s->busy && h == s->height_at_last_tick) {
-		for (uint32_t k = 0; k < s->g->n; k++) {
-			uint32_t v = (s->next + k) % s->g->n;
+		for (uint32_t k = 0; k < td_genesis_parties(s->g); k++) {
+			uint32_t v = (s->next + k) % td_genesis_parties(s->g);
 			if (s->io->connected(s->io->ctx, v) && s->peer_height[v] > h) {
 				request(s, v);
-				s->next = (v + 1) % s->g->n;
+				s->next = (v + 1) % td_genesis_parties(s->g);
 				break;
 			}
 		}

@@ -294,6 +294,14 @@ static const struct command commands[] = {
 	  "(null for nil) and its Ed25519 signature. Anyone with the genesis can check both\n"
 	  "signatures (see the README, \"Evidence\").",
 	  { { O_COUNT, NULL } } },
+	{ "members",
+	  "",
+	  "show the chain's validators, members and observers",
+	  "Prints the chain's parties by role (RPC chain.members): validators vote and\n"
+	  "propose, members publish records but do not vote, observers follow the chain\n"
+	  "read-only. Each entry has the agency's name and public key, whether it is this\n"
+	  "node, and whether this node is connected to it now.",
+	  { { O_COUNT, NULL } } },
 	{ "proof",
 	  "OCID",
 	  "write the proof of a tender's history, for anyone to check offline",
@@ -2430,6 +2438,11 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 			return usage("proof: --out needs a file name");
 		method = "proof.get";
 		params = json_pack("{s:s}", "ocid", a->pos[0]);
+	} else if (strcmp(name, "members") == 0) {
+		if (a->npos != 0)
+			return usage("usage: members");
+		method = "chain.members";
+		params = json_object();
 	} else if (strcmp(name, "evidence") == 0) {
 		if (a->npos != 0)
 			return usage("usage: evidence");

@@ -42,9 +42,45 @@ static bool parse_utc(const char *s, uint64_t *out)
 	return true;
 }
 
+/* Reads the parties of one role (key: "validators", "members" or "observers") into out[0..*n). */
+static bool parse_parties(const json_t *doc, const char *key, bool required, size_t max, struct td_validator **out,
+			  uint32_t *n, char *err, size_t errlen)
+{
+	const json_t *arr = json_object_get(doc, key);
+
+	*n = 0;
+	*out = NULL;
+	if (!arr && !required)
+		return true;
+	if (!json_is_array(arr) || (required && json_array_size(arr) == 0) || json_array_size(arr) > max) {
+		snprintf(err, errlen, "genesis: %s must be an array of %d..%zu entries", key, required ? 1 : 0, max);
+		return false;
+	}
+	if (json_array_size(arr) == 0)
+		return true;
+	*n = (uint32_t)json_array_size(arr);
+	*out = td_xcalloc(*n, sizeof(**out));
+	for (uint32_t i = 0; i < *n; i++) {
+		const json_t *v = json_array_get(arr, i), *pk = json_object_get(v, "pub_key");
+		if (!copy_str(v, "name", (*out)[i].name, sizeof((*out)[i].name))) {
+			snprintf(err, errlen, "genesis: %s[%u].name must be a string of 1..%d bytes", key, i,
+				 TD_NAME_MAX);
+			return false;
+		}
+		if (!td_json_is_string(pk) ||
+		    !td_unhex((*out)[i].pk, TD_PUBKEY_LEN, json_string_value(pk), json_string_length(pk))) {
+			snprintf(err, errlen, "genesis: %s[%u].pub_key must be %d hex digits", key, i,
+				 2 * TD_PUBKEY_LEN);
+			return false;
+		}
+	}
+	return true;
+}
+
 int td_genesis_parse(struct td_genesis *g, const char *text, size_t len, char *err, size_t errlen)
 {
-	json_t *doc = td_json_load(text, len, err, errlen), *vals;
+	json_t *doc = td_json_load(text, len, err, errlen);
+	struct td_validator *mem = NULL, *obs = NULL;
 	char ts[40];
 	int rc = TD_EINVAL;
 
@@ -64,30 +100,30 @@ int td_genesis_parse(struct td_genesis *g, const char *text, size_t len, char *e
 		snprintf(err, errlen, "genesis: genesis_time must be a UTC time like 2020-03-01T00:00:00Z");
 		goto out;
 	}
-	vals = json_object_get(doc, "validators");
-	if (!json_is_array(vals) || json_array_size(vals) == 0 || json_array_size(vals) > TD_VALIDATORS_MAX) {
-		snprintf(err, errlen, "genesis: validators must be an array of 1..%d validators", TD_VALIDATORS_MAX);
+	if (!parse_parties(doc, "validators", true, TD_VALIDATORS_MAX, &g->v, &g->n, err, errlen) ||
+	    !parse_parties(doc, "members", false, TD_PARTIES_MAX, &mem, &g->n_members, err, errlen) ||
+	    !parse_parties(doc, "observers", false, TD_PARTIES_MAX, &obs, &g->n_observers, err, errlen))
+		goto out;
+	if (td_genesis_parties(g) > TD_PARTIES_MAX) {
+		snprintf(err, errlen, "genesis: %u validators, members and observers in all; at most %d",
+			 td_genesis_parties(g), TD_PARTIES_MAX);
 		goto out;
 	}
-	g->n = (uint32_t)json_array_size(vals);
-	g->v = td_xcalloc(g->n, sizeof(*g->v));
-	for (uint32_t i = 0; i < g->n; i++) {
-		const json_t *v = json_array_get(vals, i), *pk = json_object_get(v, "pub_key");
-		if (!copy_str(v, "name", g->v[i].name, sizeof(g->v[i].name))) {
-			snprintf(err, errlen, "genesis: validators[%u].name must be a string of 1..%d bytes", i,
-				 TD_NAME_MAX);
-			goto out;
-		}
-		if (!td_json_is_string(pk) ||
-		    !td_unhex(g->v[i].pk, TD_PUBKEY_LEN, json_string_value(pk), json_string_length(pk))) {
-			snprintf(err, errlen, "genesis: validators[%u].pub_key must be %d hex digits", i,
-				 2 * TD_PUBKEY_LEN);
-			goto out;
-		}
+	if (g->n_members + g->n_observers > 0) {
+		g->others = td_xcalloc(g->n_members + g->n_observers, sizeof(*g->others));
+		if (g->n_members)
+			memcpy(g->others, mem, g->n_members * sizeof(*mem));
+		if (g->n_observers)
+			memcpy(g->others + g->n_members, obs, g->n_observers * sizeof(*obs));
+	}
+	for (uint32_t i = 1; i < td_genesis_parties(g); i++) {
+		const struct td_validator *pi = td_genesis_party(g, i);
 		for (uint32_t j = 0; j < i; j++) {
-			if (memcmp(g->v[j].pk, g->v[i].pk, TD_PUBKEY_LEN) == 0) {
-				snprintf(err, errlen, "genesis: validators[%u] repeats the key of validators[%u]", i,
-					 j);
+			const struct td_validator *pj = td_genesis_party(g, j);
+			if (memcmp(pj->pk, pi->pk, TD_PUBKEY_LEN) == 0) {
+				snprintf(err, errlen, "genesis: %s \"%s\" repeats the key of %s \"%s\"",
+					 td_role_name(td_genesis_role(g, i)), pi->name,
+					 td_role_name(td_genesis_role(g, j)), pj->name);
 				goto out;
 			}
 		}
@@ -95,26 +131,40 @@ int td_genesis_parse(struct td_genesis *g, const char *text, size_t len, char *e
 	td_genesis_seal(g);
 	rc = 0;
 out:
+	free(mem);
+	free(obs);
 	json_decref(doc);
 	if (rc)
 		td_genesis_free(g);
 	return rc;
 }
 
+static json_t *parties_json(const struct td_validator *v, uint32_t n)
+{
+	json_t *arr = json_array();
+	char hex[2 * TD_PUBKEY_LEN + 1];
+
+	for (uint32_t i = 0; i < n; i++) {
+		td_hex(hex, v[i].pk, TD_PUBKEY_LEN);
+		json_array_append_new(arr, json_pack("{s:s, s:s}", "name", v[i].name, "pub_key", hex));
+	}
+	return arr;
+}
+
 json_t *td_genesis_json(const struct td_genesis *g)
 {
-	json_t *doc = json_object(), *vals = json_array();
-	char ts[32], hex[2 * TD_PUBKEY_LEN + 1];
+	json_t *doc = json_object();
+	char ts[32];
 
 	td_time_iso(ts, g->time_ms);
 	json_object_set_new(doc, "chain_id", json_string(g->chain_id));
 	json_object_set_new(doc, "ocid_prefix", json_string(g->ocid_prefix));
 	json_object_set_new(doc, "genesis_time", json_string(ts));
-	for (uint32_t i = 0; i < g->n; i++) {
-		td_hex(hex, g->v[i].pk, TD_PUBKEY_LEN);
-		json_array_append_new(vals, json_pack("{s:s, s:s}", "name", g->v[i].name, "pub_key", hex));
-	}
-	json_object_set_new(doc, "validators", vals);
+	json_object_set_new(doc, "validators", parties_json(g->v, g->n));
+	if (g->n_members)
+		json_object_set_new(doc, "members", parties_json(g->others, g->n_members));
+	if (g->n_observers)
+		json_object_set_new(doc, "observers", parties_json(g->others + g->n_members, g->n_observers));
 	return doc;
 }
 
@@ -123,8 +173,9 @@ void td_genesis_free(struct td_genesis *g)
 	if (!g)
 		return;
 	free(g->v);
-	g->v = NULL;
-	g->n = 0;
+	free(g->others);
+	g->v = g->others = NULL;
+	g->n = g->n_members = g->n_observers = 0;
 }
 
 int td_genesis_find(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN])
@@ -135,18 +186,66 @@ int td_genesis_find(const struct td_genesis *g, const uint8_t pk[static TD_PUBKE
 	return -1;
 }
 
+int td_genesis_find_party(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN])
+{
+	int i = td_genesis_find(g, pk);
+	if (i >= 0)
+		return i;
+	for (uint32_t k = 0; k < g->n_members + g->n_observers; k++)
+		if (memcmp(g->others[k].pk, pk, TD_PUBKEY_LEN) == 0)
+			return (int)(g->n + k);
+	return -1;
+}
+
+const struct td_validator *td_genesis_party(const struct td_genesis *g, uint32_t i)
+{
+	return i < g->n ? &g->v[i] : &g->others[i - g->n];
+}
+
+enum td_role td_genesis_role(const struct td_genesis *g, uint32_t i)
+{
+	return i < g->n ? TD_ROLE_VALIDATOR : i < g->n + g->n_members ? TD_ROLE_MEMBER : TD_ROLE_OBSERVER;
+}
+
+const char *td_role_name(enum td_role role)
+{
+	switch (role) {
+	case TD_ROLE_VALIDATOR: return "validator";
+	case TD_ROLE_MEMBER: return "member";
+	case TD_ROLE_OBSERVER: return "observer";
+	}
+	return "unknown";
+}
+
+bool td_genesis_may_publish(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN])
+{
+	int i = td_genesis_find_party(g, pk);
+	return i >= 0 && td_genesis_role(g, (uint32_t)i) != TD_ROLE_OBSERVER;
+}
+
+static void encode_parties(struct td_buf *b, const struct td_validator *v, uint32_t n)
+{
+	td_enc_array(b, n);
+	for (uint32_t i = 0; i < n; i++) {
+		td_enc_array(b, 2);
+		td_enc_cstr(b, v[i].name);
+		td_enc_bin(b, v[i].pk, TD_PUBKEY_LEN);
+	}
+}
+
 void td_genesis_encode(struct td_buf *b, const struct td_genesis *g)
 {
-	td_enc_array(b, 5);
+	const bool roles = g->n_members + g->n_observers > 0;
+
+	td_enc_array(b, roles ? 7 : 5);
 	td_enc_uint(b, 1);
 	td_enc_cstr(b, g->chain_id);
 	td_enc_cstr(b, g->ocid_prefix);
 	td_enc_uint(b, g->time_ms);
-	td_enc_array(b, g->n);
-	for (uint32_t i = 0; i < g->n; i++) {
-		td_enc_array(b, 2);
-		td_enc_cstr(b, g->v[i].name);
-		td_enc_bin(b, g->v[i].pk, TD_PUBKEY_LEN);
+	encode_parties(b, g->v, g->n);
+	if (roles) {
+		encode_parties(b, g->others, g->n_members);
+		encode_parties(b, g->others + g->n_members, g->n_observers);
 	}
 }
 

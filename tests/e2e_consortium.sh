@@ -206,7 +206,8 @@ J="$TN_DIR/late/srv/tenderd"
 run_cmd "$TN_DIR/join.out" "$TENDERD" init --home "$J" --name "Busan Metropolitan City" --genesis "$GEN"
 ((RC == 0)) || fail "tenderd init --genesis exited $RC"
 grep -q "genesis hash $HASH" "$TN_DIR/join.out" || fail "init --genesis does not show the genesis hash"
-grep -q "is not a validator of chain kr-procurement-2026" "$ERR" || fail "init --genesis does not say the key is no validator"
+grep -q "is not a validator, member or observer of chain kr-procurement-2026" "$ERR" ||
+	fail "init --genesis does not say the key is no party of the chain"
 [[ $("$TENDERD" genesis hash "$J/genesis.json") == "$HASH" ]] || fail "the joined home has another genesis"
 run_cmd "$TN_DIR/join2.out" "$TENDERD" init --home "$J" --name X --genesis "$GEN" --chain-id y
 ((RC == 3)) || fail "init --genesis with --chain-id exited $RC, expected 3"

@@ -1250,6 +1250,109 @@ static void test_genesis_json_keeps_ms(void **state)
 	assert_true(got == want);
 }
 
+/*
+ * Members and observers: parsed by role, numbered after the validators,
+ * written back by td_genesis_json, appended to the genesis encoding (a
+ * genesis without them encodes as before), and no key in two places.
+ */
+static void test_genesis_roles(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t mpk[32], msk[64], opk[32], osk[64];
+	char hv[65], hm[65], ho[65], ha[65], err[TD_ERRMSG_MAX] = "";
+	char text[1024];
+	struct td_genesis g, h;
+
+	fixed_keypair(mpk, msk, 201);
+	fixed_keypair(opk, osk, 202);
+	td_hex(hv, f->vpk[0], 32);
+	td_hex(hm, mpk, 32);
+	td_hex(ho, opk, 32);
+	td_hex(ha, f->agency_pk, 32);
+	const char *fmt = "{\"chain_id\": \"" CHAIN_ID "\", \"ocid_prefix\": \"ocds-kr2020\", "
+			  "\"genesis_time\": \"2020-03-01T00:00:00Z\", \"validators\": [{\"name\": \"Jeju\", "
+			  "\"pub_key\": \"%s\"}], \"members\": [{\"name\": \"Seoul\", \"pub_key\": \"%s\"}], "
+			  "\"observers\": [{\"name\": \"Audit\", \"pub_key\": \"%s\"}]}";
+	snprintf(text, sizeof(text), fmt, hv, hm, ho);
+	assert_int_equal(td_genesis_parse(&g, text, strlen(text), err, sizeof(err)), 0);
+	assert_int_equal(g.n, 1);
+	assert_int_equal(g.n_members, 1);
+	assert_int_equal(g.n_observers, 1);
+	assert_int_equal(td_genesis_parties(&g), 3);
+	assert_int_equal(td_genesis_find(&g, mpk), -1); /* not a validator */
+	assert_int_equal(td_genesis_find_party(&g, f->vpk[0]), 0);
+	assert_int_equal(td_genesis_find_party(&g, mpk), 1);
+	assert_int_equal(td_genesis_find_party(&g, opk), 2);
+	assert_int_equal(td_genesis_find_party(&g, f->agency_pk), -1);
+	assert_int_equal(td_genesis_role(&g, 0), TD_ROLE_VALIDATOR);
+	assert_int_equal(td_genesis_role(&g, 1), TD_ROLE_MEMBER);
+	assert_int_equal(td_genesis_role(&g, 2), TD_ROLE_OBSERVER);
+	assert_string_equal(td_genesis_party(&g, 1)->name, "Seoul");
+	assert_string_equal(td_genesis_party(&g, 2)->name, "Audit");
+	assert_true(td_genesis_may_publish(&g, f->vpk[0]));
+	assert_true(td_genesis_may_publish(&g, mpk));
+	assert_false(td_genesis_may_publish(&g, opk));
+	assert_false(td_genesis_may_publish(&g, f->agency_pk));
+
+	/* The encoding appends the two lists; the validators hash covers validators only. */
+	struct td_buf b;
+	td_buf_init(&b);
+	td_genesis_encode(&b, &g);
+	assert_int_equal((uint8_t)b.sb.data[0], 0x97);
+	static const uint8_t tail[] = { 0x91, 0x92, 0xa5, 'S', 'e', 'o', 'u', 'l', 0xc4, 0x20 };
+	assert_memory_equal(b.sb.data + b.sb.size - 32 - 2 - 5 - 2 - 1 - 32 - sizeof(tail), tail, sizeof(tail));
+	td_buf_free(&b);
+	uint8_t vh[TD_HASH_LEN];
+	td_validators_hash(vh, g.v, 1);
+	assert_memory_equal(g.validators_hash, vh, TD_HASH_LEN);
+
+	/* Round trip through JSON. */
+	json_t *doc = td_genesis_json(&g);
+	char *s = td_json_dump(doc, JSON_COMPACT);
+	json_decref(doc);
+	assert_int_equal(td_genesis_parse(&h, s, strlen(s), err, sizeof(err)), 0);
+	free(s);
+	assert_memory_equal(h.hash, g.hash, TD_HASH_LEN);
+	assert_int_equal(td_genesis_find_party(&h, opk), 2);
+	td_genesis_free(&h);
+
+	/* Empty lists are no lists: the genesis hashes as one without them. */
+	char v1[512];
+	snprintf(v1, sizeof(v1),
+		 "{\"chain_id\": \"" CHAIN_ID "\", \"ocid_prefix\": \"ocds-kr2020\", \"genesis_time\": "
+		 "\"2020-03-01T00:00:00Z\", \"validators\": [{\"name\": \"Jeju\", \"pub_key\": \"%s\"}]%s}",
+		 hv, "");
+	struct td_genesis plain;
+	assert_int_equal(td_genesis_parse(&plain, v1, strlen(v1), err, sizeof(err)), 0);
+	snprintf(v1, sizeof(v1),
+		 "{\"chain_id\": \"" CHAIN_ID "\", \"ocid_prefix\": \"ocds-kr2020\", \"genesis_time\": "
+		 "\"2020-03-01T00:00:00Z\", \"validators\": [{\"name\": \"Jeju\", \"pub_key\": \"%s\"}]%s}",
+		 hv, ", \"members\": [], \"observers\": []");
+	assert_int_equal(td_genesis_parse(&h, v1, strlen(v1), err, sizeof(err)), 0);
+	assert_memory_equal(h.hash, plain.hash, TD_HASH_LEN);
+	assert_memory_not_equal(g.hash, plain.hash, TD_HASH_LEN);
+	assert_int_equal(td_genesis_parties(&h), 1);
+	td_genesis_free(&h);
+	td_genesis_free(&plain);
+
+	/* One key in two roles, a member list that is no list, a member without a key. */
+	snprintf(text, sizeof(text), fmt, hv, hv, ho);
+	assert_int_equal(td_genesis_parse(&h, text, strlen(text), err, sizeof(err)), TD_EINVAL);
+	assert_non_null(strstr(err, "repeats the key"));
+	assert_null(h.v);
+	assert_null(h.others);
+	snprintf(text, sizeof(text), fmt, hv, hm, hm);
+	assert_int_equal(td_genesis_parse(&h, text, strlen(text), err, sizeof(err)), TD_EINVAL);
+	snprintf(text, sizeof(text), fmt, hv, hm, ha);
+	char *at = strstr(text, "\"members\": [");
+	memcpy(at, "\"members\": {", 12);
+	assert_int_equal(td_genesis_parse(&h, text, strlen(text), err, sizeof(err)), TD_EINVAL);
+	snprintf(text, sizeof(text), fmt, hv, "zz", ha);
+	assert_int_equal(td_genesis_parse(&h, text, strlen(text), err, sizeof(err)), TD_EINVAL);
+	assert_non_null(strstr(err, "members[0].pub_key"));
+	td_genesis_free(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1270,6 +1373,7 @@ int main(void)
 		cmocka_unit_test(test_genesis_too_many_validators),
 		cmocka_unit_test_setup_teardown(test_genesis_json_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_genesis_json_keeps_ms, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_genesis_roles, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

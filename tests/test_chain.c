@@ -47,8 +47,10 @@ static uint8_t CHAIN[TD_HASH_LEN]; /* the genesis hash of the newest fixture: wh
 struct net {
 	struct td_genesis g;
 	uint8_t sk[MAX_VALS][TD_SECKEY_LEN];
-	uint8_t out_pk[TD_PUBKEY_LEN]; /* an agency that is not a validator */
+	uint8_t out_pk[TD_PUBKEY_LEN]; /* an agency that is a member, not a validator: "member-out" */
 	uint8_t out_sk[TD_SECKEY_LEN];
+	uint8_t obs_pk[TD_PUBKEY_LEN]; /* an observer: "observer-1" */
+	uint8_t obs_sk[TD_SECKEY_LEN];
 	char dir[64];
 	char path[96];
 	struct chain *c;
@@ -86,9 +88,17 @@ static struct net *net_new(uint32_t n)
 		snprintf(t->g.v[i].name, sizeof(t->g.v[i].name), "agency-%u", i);
 		crypto_sign_keypair(t->g.v[i].pk, t->sk[i]);
 	}
+	crypto_sign_keypair(t->out_pk, t->out_sk);
+	crypto_sign_keypair(t->obs_pk, t->obs_sk);
+	t->g.n_members = 1;
+	t->g.n_observers = 1;
+	t->g.others = calloc(2, sizeof(*t->g.others));
+	snprintf(t->g.others[0].name, sizeof(t->g.others[0].name), "member-out");
+	memcpy(t->g.others[0].pk, t->out_pk, TD_PUBKEY_LEN);
+	snprintf(t->g.others[1].name, sizeof(t->g.others[1].name), "observer-1");
+	memcpy(t->g.others[1].pk, t->obs_pk, TD_PUBKEY_LEN);
 	td_genesis_seal(&t->g);
 	memcpy(CHAIN, t->g.hash, TD_HASH_LEN);
-	crypto_sign_keypair(t->out_pk, t->out_sk);
 	t->clock_ms = GENESIS_MS + 1000;
 	snprintf(t->dir, sizeof(t->dir), "/tmp/td-chain-XXXXXX");
 	assert_non_null(mkdtemp(t->dir));
@@ -102,6 +112,7 @@ static void net_free(struct net *t)
 	chain_close(t->c);
 	nftw(t->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(t->g.v);
+	free(t->g.others);
 	free(t);
 }
 
@@ -593,7 +604,7 @@ static void test_apply_and_query(void **state)
 	const json_t *sg = json_array_get(ts, 0);
 	char outhex[2 * TD_PUBKEY_LEN + 1];
 	td_hex(outhex, t->out_pk, TD_PUBKEY_LEN);
-	assert_string_equal(jstr(sg, "agency_name"), outhex); /* not a validator: hex */
+	assert_string_equal(jstr(sg, "agency_name"), "member-out"); /* a member: its genesis name */
 	assert_string_equal(jstr(sg, "agency"), outhex);
 	assert_int_equal(juint(sg, "releases"), 1);
 	json_decref(l);
@@ -868,6 +879,39 @@ static void test_block_refusals(void **state)
 	assert_true(chain_has_record(t->c, id, NULL));
 #undef NEXT_REC
 #undef TRY
+}
+
+/*
+ * Only validators and members author records: a record signed by an
+ * observer or by a key the chain does not know is refused when checked and
+ * in a block, and the block leaves the ledger as it was.
+ */
+static void test_record_authors(void **state)
+{
+	struct net *t = *state;
+	struct td_record *r[1];
+	struct tip tp;
+	uint8_t spk[TD_PUBKEY_LEN], ssk[TD_SECKEY_LEN];
+	char err[256];
+
+	crypto_sign_keypair(spk, ssk);
+	tip_get(t, &tp);
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, ssk);
+	assert_int_equal(chain_check_record(t->c, r[0], err, sizeof(err)), TD_EPERM);
+	assert_non_null(strstr(err, "is not a validator or member of the chain"));
+	refuse(t, r, 1, TD_EPERM, err, sizeof(err));
+	tip_same(t, &tp);
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->obs_sk);
+	assert_int_equal(chain_check_record(t->c, r[0], err, sizeof(err)), TD_EPERM);
+	assert_non_null(strstr(err, "(\"observer-1\") is an observer"));
+	refuse(t, r, 1, TD_EPERM, err, sizeof(err));
+	tip_same(t, &tp);
+	/* The member publishes; a validator, too. */
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->out_sk);
+	apply_ok(t, r, 1);
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-kisa.json"), NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	assert_int_equal(chain_height(t->c), tp.height + 2);
 }
 
 /* Lifecycle refusals, from chain_check_record and from chain_apply. */
@@ -1720,7 +1764,7 @@ static void test_block_releases(void **state)
 	}
 	td_hex(pk, t->out_pk, TD_PUBKEY_LEN);
 	assert_string_equal(jstr(json_array_get(b, 2), "agency"), pk);
-	assert_string_equal(jstr(json_array_get(b, 2), "agency_name"), pk);
+	assert_string_equal(jstr(json_array_get(b, 2), "agency_name"), "member-out");
 	assert_string_equal(jstr(json_array_get(b, 0), "agency_name"), "agency-0");
 	char *text = td_json_dump(b, JSON_COMPACT);
 	assert_non_null(strstr(text, "\"amount\":712500000.50"));
@@ -2591,6 +2635,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_four_validators, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_block_refusals, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_record_refusals, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_record_authors, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_store, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_list_filters, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_list_scan_bound, setup1, teardown),

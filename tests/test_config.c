@@ -295,9 +295,11 @@ static void genesis_create_ordered(void **state)
 		rev[2 - i] = ids[i];
 	}
 	assert_int_equal(
-		config_genesis_create(&g1, ids, labels, 3, "cons", "ocds-x", 1600000000000ull, err, sizeof(err)), 0);
-	assert_int_equal(config_genesis_create(&g2, rev, NULL, 3, "cons", "ocds-x", 1600000000000ull, err, sizeof(err)),
-			 0);
+		config_genesis_create(&g1, ids, labels, NULL, 3, "cons", "ocds-x", 1600000000000ull, err, sizeof(err)),
+		0);
+	assert_int_equal(
+		config_genesis_create(&g2, rev, NULL, NULL, 3, "cons", "ocds-x", 1600000000000ull, err, sizeof(err)),
+		0);
 	for (uint32_t i = 0; i < 3; i++) {
 		assert_string_equal(g1.v[i].name, ids[2 - i].name);
 		if (i > 0)
@@ -323,21 +325,41 @@ static void genesis_create_ordered(void **state)
 	/* One key twice; one name twice; bad chain id, prefix, no identities. */
 	ids[2].pk[0] = ids[0].pk[0];
 	memcpy(ids[2].pk, ids[0].pk, TD_PUBKEY_LEN);
-	assert_int_equal(config_genesis_create(&g1, ids, labels, 3, "cons", "ocds-x", 0, err, sizeof(err)), TD_EEXIST);
+	assert_int_equal(config_genesis_create(&g1, ids, labels, NULL, 3, "cons", "ocds-x", 0, err, sizeof(err)),
+			 TD_EEXIST);
 	assert_non_null(strstr(err, "duplicate key"));
 	assert_non_null(strstr(err, "a.json"));
 	assert_non_null(strstr(err, "c.json"));
 	memset(ids[2].pk, 0x77, TD_PUBKEY_LEN);
 	snprintf(ids[2].name, sizeof(ids[2].name), "agency-1");
-	assert_int_equal(config_genesis_create(&g1, ids, labels, 3, "cons", "ocds-x", 0, err, sizeof(err)), TD_EEXIST);
+	assert_int_equal(config_genesis_create(&g1, ids, labels, NULL, 3, "cons", "ocds-x", 0, err, sizeof(err)),
+			 TD_EEXIST);
 	assert_non_null(strstr(err, "duplicate name"));
 	assert_non_null(strstr(err, "b.json and c.json"));
 	snprintf(ids[2].name, sizeof(ids[2].name), "agency-2");
-	assert_int_equal(config_genesis_create(&g1, ids, NULL, 3, "", "ocds-x", 0, err, sizeof(err)), TD_EINVAL);
-	assert_int_equal(config_genesis_create(&g1, ids, NULL, 3, "cons", "kr", 0, err, sizeof(err)), TD_EINVAL);
-	assert_int_equal(config_genesis_create(&g1, ids, NULL, 0, "cons", "ocds-x", 0, err, sizeof(err)), TD_EINVAL);
-	assert_int_equal(config_genesis_create(&g1, ids, NULL, 3, "cons", "ocds-x", 0, err, sizeof(err)), 0);
+	assert_int_equal(config_genesis_create(&g1, ids, NULL, NULL, 3, "", "ocds-x", 0, err, sizeof(err)), TD_EINVAL);
+	assert_int_equal(config_genesis_create(&g1, ids, NULL, NULL, 3, "cons", "kr", 0, err, sizeof(err)), TD_EINVAL);
+	assert_int_equal(config_genesis_create(&g1, ids, NULL, NULL, 0, "cons", "ocds-x", 0, err, sizeof(err)),
+			 TD_EINVAL);
+	assert_int_equal(config_genesis_create(&g1, ids, NULL, NULL, 3, "cons", "ocds-x", 0, err, sizeof(err)), 0);
 	td_genesis_free(&g1);
+
+	/* Roles: each role's list on its own, ordered by key; at least one validator. */
+	enum td_role roles[3] = { TD_ROLE_OBSERVER, TD_ROLE_VALIDATOR, TD_ROLE_MEMBER };
+	assert_int_equal(config_genesis_create(&g1, ids, NULL, roles, 3, "cons", "ocds-x", 0, err, sizeof(err)), 0);
+	assert_int_equal(g1.n, 1);
+	assert_int_equal(g1.n_members, 1);
+	assert_int_equal(g1.n_observers, 1);
+	assert_memory_equal(g1.v[0].pk, ids[1].pk, TD_PUBKEY_LEN);
+	assert_int_equal(td_genesis_find_party(&g1, ids[2].pk), 1);
+	assert_int_equal(td_genesis_role(&g1, 1), TD_ROLE_MEMBER);
+	assert_int_equal(td_genesis_find_party(&g1, ids[0].pk), 2);
+	assert_int_equal(td_genesis_role(&g1, 2), TD_ROLE_OBSERVER);
+	td_genesis_free(&g1);
+	roles[1] = TD_ROLE_MEMBER;
+	assert_int_equal(config_genesis_create(&g1, ids, NULL, roles, 3, "cons", "ocds-x", 0, err, sizeof(err)),
+			 TD_EINVAL);
+	assert_non_null(strstr(err, "validators"));
 }
 
 /* `tenderd init --genesis FILE`: a new home on that genesis (same hash); its new key is no validator. */

@@ -363,9 +363,14 @@ static struct env *env_new(uint32_t n, int me, uint32_t block_max_records)
 		snprintf(e->g.v[i].name, sizeof(e->g.v[i].name), "agency-%u", i);
 		seed_keypair(e->g.v[i].pk, e->sk[i], (uint8_t)(0x21 + i));
 	}
+	seed_keypair(pk, e->agency_sk, 0x5a);
+	/* The agency that signs the test records is a member: only validators and members publish. */
+	e->g.n_members = 1;
+	e->g.others = calloc(1, sizeof(*e->g.others));
+	snprintf(e->g.others[0].name, sizeof(e->g.others[0].name), "Test agency");
+	memcpy(e->g.others[0].pk, pk, TD_PUBKEY_LEN);
 	td_genesis_seal(&e->g);
 	memcpy(CHAIN, e->g.hash, TD_HASH_LEN);
-	seed_keypair(pk, e->agency_sk, 0x5a);
 	e->me = me;
 	for (uint32_t i = 0; i < NVAL_MAX; i++)
 		e->connected[i] = i < n && (int)i != me;
@@ -483,6 +488,7 @@ static int teardown(void **state)
 	for (uint32_t i = 0; i < e->nsent; i++)
 		free(e->sent[i].bytes);
 	free(e->g.v);
+	free(e->g.others);
 	free(e);
 	return 0;
 }

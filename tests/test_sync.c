@@ -257,9 +257,14 @@ static int setup(void **state)
 		snprintf(e->g.v[i].name, sizeof(e->g.v[i].name), "agency-%u", i);
 		seed_keypair(e->g.v[i].pk, e->sk[i], (uint8_t)(0x31 + i));
 	}
+	seed_keypair(pk, e->agency_sk, 0x6b);
+	/* The agency that signs the test records is a member: only validators and members publish. */
+	e->g.n_members = 1;
+	e->g.others = calloc(1, sizeof(*e->g.others));
+	snprintf(e->g.others[0].name, sizeof(e->g.others[0].name), "Test agency");
+	memcpy(e->g.others[0].pk, pk, TD_PUBKEY_LEN);
 	td_genesis_seal(&e->g);
 	memcpy(CHAIN, e->g.hash, TD_HASH_LEN);
-	seed_keypair(pk, e->agency_sk, 0x6b);
 	snprintf(e->dir, sizeof(e->dir), "/tmp/td-sync-XXXXXX");
 	assert_non_null(mkdtemp(e->dir));
 
@@ -304,6 +309,7 @@ static int teardown(void **state)
 	if (system(cmd) != 0)
 		return -1;
 	free(e->g.v);
+	free(e->g.others);
 	free(e);
 	return 0;
 }

@@ -51,13 +51,30 @@ struct td_validator {
 	uint8_t pk[TD_PUBKEY_LEN];
 };
 
-/* The genesis: the chain's identity and its validators, in proposer order. */
+/*
+ * The roles of a chain's parties. Validators vote and propose; members
+ * publish records but do not vote; observers follow the chain read-only.
+ * Every party is a key the chain knows: only parties may connect.
+ */
+enum td_role {
+	TD_ROLE_VALIDATOR = 0,
+	TD_ROLE_MEMBER = 1,
+	TD_ROLE_OBSERVER = 2,
+};
+
+/*
+ * The genesis: the chain's identity, its validators in proposer order, and
+ * its members and observers. Parties are numbered validators first (0..n-1,
+ * the validator index), then members, then observers: the party index.
+ */
 struct td_genesis {
 	char chain_id[TD_CHAIN_ID_MAX + 1];
 	char ocid_prefix[TD_OCID_MAX + 1]; /* every tender's ocid starts with it */
 	uint64_t time_ms;
 	uint32_t n;
-	struct td_validator *v;               /* n entries, owned */
+	struct td_validator *v; /* n entries, owned */
+	uint32_t n_members, n_observers;
+	struct td_validator *others;          /* n_members members, then n_observers observers; owned; NULL if none */
 	uint8_t hash[TD_HASH_LEN];            /* td_genesis_hash, set by td_genesis_seal */
 	uint8_t validators_hash[TD_HASH_LEN]; /* td_validators_hash of v, set by td_genesis_seal */
 };
@@ -65,20 +82,41 @@ struct td_genesis {
 /*
  * Parses a genesis JSON document (and seals it: td_genesis_seal):
  *   {"chain_id": "...", "ocid_prefix": "ocds-xxxxxx", "genesis_time": "ISO",
- *    "validators": [{"name": "...", "pub_key": "hex"}, ...]}
+ *    "validators": [{"name": "...", "pub_key": "hex"}, ...],
+ *    "members": [...], "observers": [...]}
+ * members and observers (same form as validators) may be absent. No key may
+ * appear twice, in one role or across roles.
  * Returns 0 or TD_EINVAL with a message.
  */
 int td_genesis_parse(struct td_genesis *g, const char *text, size_t len, char *err, size_t errlen);
-/* The genesis as a JSON document (new reference). */
+/* The genesis as a JSON document (new reference); members and observers only when there are some. */
 json_t *td_genesis_json(const struct td_genesis *g);
 void td_genesis_free(struct td_genesis *g);
 /* Index of the validator with public key pk, or -1. */
 int td_genesis_find(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN]);
+/* Validators, members and observers. */
+static inline uint32_t td_genesis_parties(const struct td_genesis *g)
+{
+	return g->n + g->n_members + g->n_observers;
+}
+/* Party index of the key pk in any role, or -1. */
+int td_genesis_find_party(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN]);
+/* Party i (i < td_genesis_parties(g)). */
+const struct td_validator *td_genesis_party(const struct td_genesis *g, uint32_t i);
+/* The role of party i (i < td_genesis_parties(g)). */
+enum td_role td_genesis_role(const struct td_genesis *g, uint32_t i);
+/* "validator", "member" or "observer". */
+const char *td_role_name(enum td_role role);
+/* True if a record signed by pk may reach a block: pk is a validator or a member. */
+bool td_genesis_may_publish(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN]);
 /*
  * The canonical bytes of a genesis (msgpack):
  *   [1, chain id, ocid prefix, genesis time ms, [[name, pub_key (bin 32)] ...]]
- * with the validators in their genesis order. Two genesis files describe the
- * same chain exactly when these bytes are equal, however the JSON is laid out.
+ * with the validators in their genesis order; a genesis with members or
+ * observers appends their lists in the same form:
+ *   [1, chain id, ocid prefix, genesis time ms, validators, members, observers]
+ * Two genesis files describe the same chain exactly when these bytes are
+ * equal, however the JSON is laid out.
  */
 void td_genesis_encode(struct td_buf *b, const struct td_genesis *g);
 /* The genesis hash: BLAKE2b-256 of td_genesis_encode's bytes. */

@@ -32,6 +32,7 @@
 #define TD_CHAIN_ID_MAX 64                /* chain id length in bytes */
 #define TD_NAME_MAX 64                    /* agency (validator) name length */
 #define TD_VALIDATORS_MAX 128             /* validators in a genesis */
+#define TD_PARTIES_MAX 256                /* validators, members and observers in a genesis */
 #define TD_ERRMSG_MAX 256                 /* room for a refusal message */
 
 enum td_err {

@@ -319,6 +319,21 @@ static void gen_files(struct fz_world *w)
 	put_str("fuzz_genesis", "four", s);
 	free(s);
 	json_decref(j);
+	/* Two validators of the four, a member and an observer. */
+	struct td_validator others[2];
+	memset(others, 0, sizeof(others));
+	snprintf(others[0].name, sizeof(others[0].name), "member-0");
+	memset(others[0].pk, 0x30, TD_PUBKEY_LEN);
+	snprintf(others[1].name, sizeof(others[1].name), "observer-0");
+	memset(others[1].pk, 0x31, TD_PUBKEY_LEN);
+	g4.n = 2;
+	g4.n_members = g4.n_observers = 1;
+	g4.others = others;
+	j = td_genesis_json(&g4);
+	s = td_json_dump(j, JSON_COMPACT);
+	put_str("fuzz_genesis", "roles", s);
+	free(s);
+	json_decref(j);
 
 	/* sign_state.json as signstate_save writes it. */
 	struct cons_sign_state ss;

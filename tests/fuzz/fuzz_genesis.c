@@ -2,9 +2,10 @@
  * libFuzzer target for genesis.json (td_genesis_parse, proto/block.c), read at start-up from
  * a node's home and shared between agencies.
  *
- * Checks: a genesis that parses has 1..TD_VALIDATORS_MAX validators with distinct keys and
- * names within their caps; written back as JSON (td_genesis_json) it parses again to the same
- * chain id, prefix, time and validators.
+ * Checks: a genesis that parses has 1..TD_VALIDATORS_MAX validators and at most
+ * TD_PARTIES_MAX parties (validators, members, observers) with distinct keys and names within
+ * their caps; written back as JSON (td_genesis_json) it parses again to the same chain id,
+ * prefix, time, parties and genesis hash.
  *
  * Seeds: tests/fuzz/corpus/fuzz_genesis (fuzz-corpus-gen: written by td_genesis_json).
  */
@@ -37,11 +38,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_check(strcmp(g.chain_id, h.chain_id) == 0 && strcmp(g.ocid_prefix, h.ocid_prefix) == 0 &&
 			 g.time_ms == h.time_ms && g.n == h.n,
 		 "a genesis written back differs");
-	for (uint32_t i = 0; i < g.n; i++) {
-		fz_check(strcmp(g.v[i].name, h.v[i].name) == 0 && memcmp(g.v[i].pk, h.v[i].pk, TD_PUBKEY_LEN) == 0,
-			 "a validator written back differs");
-		fz_check(td_genesis_find(&g, g.v[i].pk) == (int)i, "validator keys are not distinct");
+	fz_check(g.n <= TD_VALIDATORS_MAX && td_genesis_parties(&g) <= TD_PARTIES_MAX, "too many parties");
+	fz_check(td_genesis_parties(&g) == td_genesis_parties(&h) && g.n_members == h.n_members,
+		 "the parties written back differ in number");
+	for (uint32_t i = 0; i < td_genesis_parties(&g); i++) {
+		const struct td_validator *a = td_genesis_party(&g, i), *b = td_genesis_party(&h, i);
+		fz_check(strcmp(a->name, b->name) == 0 && memcmp(a->pk, b->pk, TD_PUBKEY_LEN) == 0,
+			 "a party written back differs");
+		fz_check(td_genesis_find_party(&g, a->pk) == (int)i, "party keys are not distinct");
+		fz_check(td_genesis_may_publish(&g, a->pk) == (td_genesis_role(&g, i) != TD_ROLE_OBSERVER),
+			 "publishing rights do not follow the role");
 	}
+	fz_check(memcmp(g.hash, h.hash, TD_HASH_LEN) == 0, "a genesis written back hashes otherwise");
 	td_genesis_free(&h);
 	free(s);
 	json_decref(j);
