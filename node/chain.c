@@ -72,6 +72,7 @@
 #include "tenderd/block.h"
 #include "tenderd/codec.h"
 #include "tenderd/evidence.h"
+#include "tenderd/governance.h"
 #include "tenderd/json.h"
 #include "tenderd/merkle.h"
 #include "tenderd/record.h"
@@ -323,6 +324,83 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 	return check_genesis(c, path, err, errlen);
 }
 
+/* The registry's view of a governance record whose body td_record_decode checked. */
+static int gov_record(const struct td_record *rec, struct registry_record *out, char *err, size_t errlen)
+{
+	struct td_gov g;
+	int rc = td_gov_parse(rec->release, rec->kind, &g, err, errlen);
+
+	if (rc != 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	out->approval = rec->kind == TD_KIND_GOV_APPROVAL;
+	memcpy(out->id, rec->id, TD_HASH_LEN);
+	memcpy(out->author, rec->agency, TD_PUBKEY_LEN);
+	memcpy(out->proposal, g.proposal, TD_HASH_LEN);
+	out->change.action = (enum registry_action)g.action;
+	out->change.role = g.role;
+	memcpy(out->change.name, g.name, sizeof(out->change.name));
+	memcpy(out->change.key, g.pub_key, TD_PUBKEY_LEN);
+	memcpy(out->change.new_key, g.new_pub_key, TD_PUBKEY_LEN);
+	return 0;
+}
+
+/*
+ * Builds the registry at the tip: genesis, then the governance records of
+ * every block that holds some ("V" keys), in height order.
+ */
+static int load_registry(struct chain *c, const char *path, char *err, size_t errlen)
+{
+	struct store_iter *it;
+	const uint8_t *key, *val;
+	size_t kn, vn;
+	struct ckey k;
+	int rc = 0;
+
+	c->reg = registry_new(c->g);
+	ckey_gov(&k, 0);
+	it = store_iter_new(c->st, k.b, 1, false);
+	while (rc == 0 && store_iter_next(it, &key, &kn, &val, &vn)) {
+		uint64_t h = kn == 9 ? ckey_get_u64(key + 1) : 0;
+		uint32_t n = (uint32_t)(vn / 4);
+		struct registry_record *g = td_xcalloc(n ? n : 1, sizeof(*g));
+		char e[TD_ERRMSG_MAX] = "";
+		if (h == 0 || h > c->height || vn % 4 != 0 || n == 0 || h <= registry_height(c->reg)) {
+			seterr(err, errlen, "%s: malformed governance index at height %llu", path, (unsigned long long)h);
+			rc = TD_ECORRUPT;
+		}
+		for (uint32_t i = 0; rc == 0 && i < n; i++) {
+			struct td_record *rec = NULL;
+			uint8_t *bytes = NULL;
+			size_t blen = 0;
+			ckey_record(&k, h, ckey_get_u32(val + 4 * i));
+			rc = store_get(c->st, k.b, k.n, &bytes, &blen);
+			if (rc == 0 && (td_record_decode_trusted(&rec, bytes, blen, c->g->hash, e, sizeof(e)) != 0 ||
+					!td_kind_is_gov(rec->kind) || gov_record(rec, &g[i], e, sizeof(e)) != 0))
+				rc = TD_ECORRUPT;
+			if (rc != 0)
+				seterr(err, errlen, "%s: governance record %u of block %llu: %s", path,
+				       ckey_get_u32(val + 4 * i), (unsigned long long)h, e[0] ? e : td_strerror(rc));
+			td_record_free(rec);
+			free(bytes);
+		}
+		if (rc == 0) {
+			registry_advance(c->reg, h - 1);
+			if (registry_apply(c->reg, h, g, n, e, sizeof(e)) != 0) {
+				seterr(err, errlen, "%s: block %llu: %s", path, (unsigned long long)h, e);
+				rc = TD_ECORRUPT;
+			}
+		}
+		free(g);
+	}
+	if (rc == 0 && (rc = store_iter_error(it)) != 0)
+		seterr(err, errlen, "%s: cannot read the governance index", path);
+	store_iter_free(it);
+	if (rc == 0)
+		registry_advance(c->reg, c->height);
+	return rc;
+}
+
 int chain_open_store(struct chain **out, struct store *st, const char *path, const struct td_genesis *g, char *err,
 		     size_t errlen)
 {
@@ -361,10 +439,13 @@ int chain_open_store(struct chain **out, struct store *st, const char *path, con
 		if (rc != 0)
 			goto fail;
 	}
+	if ((rc = load_registry(c, path, err, errlen)) != 0)
+		goto fail;
 	*out = c;
 	return 0;
 
 fail:
+	registry_free(c->reg);
 	store_close(c->st);
 	store_batch_free(c->batch);
 	free(c);
@@ -385,6 +466,7 @@ void chain_close(struct chain *c)
 {
 	if (!c)
 		return;
+	registry_free(c->reg);
 	store_close(c->st);
 	store_batch_free(c->batch);
 	free(c);
@@ -433,6 +515,8 @@ static const char *kind_verb(enum td_kind kind)
 	case TD_KIND_AMENDMENT: return "amend";
 	case TD_KIND_CANCELLATION: return "cancel";
 	case TD_KIND_AWARD: return "award";
+	case TD_KIND_GOV_PROPOSAL:
+	case TD_KIND_GOV_APPROVAL: break;
 	}
 	return "change";
 }
@@ -517,6 +601,57 @@ static int pend_lookup(const struct chain *c, struct chain_overlay *ov, const ch
  * records through ov (NULL: the committed ledger only). With ov, the
  * tender's overlay entry (NULL for a new tender) goes into *found.
  */
+/* TD_EEXIST if a record with rec's id is committed or earlier in the block. */
+static int check_new_id(const struct chain *c, const struct chain_overlay *ov, const struct td_record *rec, char *err,
+			size_t errlen)
+{
+	struct ckey k;
+
+	ckey_record_loc(&k, rec->id);
+	if (chain_overlay_has_id(ov, rec->id) || store_has(c->st, k.b, k.n)) {
+		char hex[2 * TD_HASH_LEN + 1];
+		td_hex(hex, rec->id, TD_HASH_LEN);
+		seterr(err, errlen, "record %s is already on the ledger", hex);
+		return TD_EEXIST;
+	}
+	return 0;
+}
+
+/* True if ocid is the chain's governance ocid: its prefix and TD_GOV_OCID_SUFFIX. */
+static bool is_gov_ocid(const struct chain *c, const char *ocid)
+{
+	size_t pn = strlen(c->g->ocid_prefix);
+	return strncmp(ocid, c->g->ocid_prefix, pn) == 0 && strcmp(ocid + pn, TD_GOV_OCID_SUFFIX) == 0;
+}
+
+/*
+ * A governance record: the chain's governance ocid, a new id and, offered
+ * alone (ov NULL, the mempool), what the registry would say at the next
+ * height. In a block the registry judges them all at once (apply).
+ */
+static int check_gov(const struct chain *c, const struct chain_overlay *ov, const struct td_record *rec, char *err,
+		     size_t errlen)
+{
+	struct registry_record g;
+	char e[TD_ERRMSG_MAX];
+	int rc;
+
+	if (!is_gov_ocid(c, rec->ocid)) {
+		seterr(err, errlen, "a governance record's ocid must be \"%s%s\"", c->g->ocid_prefix,
+		       TD_GOV_OCID_SUFFIX);
+		return TD_ERULE;
+	}
+	if ((rc = check_new_id(c, ov, rec, err, errlen)) != 0)
+		return rc;
+	if ((rc = gov_record(rec, &g, e, sizeof(e))) != 0) {
+		seterr(err, errlen, "%s", e);
+		return rc;
+	}
+	if (!ov && (rc = registry_check(c->reg, c->height + 1, &g, e, sizeof(e))) != 0)
+		seterr(err, errlen, "%s", e);
+	return rc;
+}
+
 static int check_record(const struct chain *c, struct chain_overlay *ov, const struct td_record *rec,
 			struct chain_pend **found, char *err, size_t errlen)
 {
@@ -532,27 +667,30 @@ static int check_record(const struct chain *c, struct chain_overlay *ov, const s
 		seterr(err, errlen, "ocid \"%s\" does not start with the chain's prefix \"%s\"", rec->ocid, prefix);
 		return TD_ERULE;
 	}
-	if (!td_genesis_may_publish(c->g, rec->agency)) {
+	if (td_kind_is_gov(rec->kind))
+		return check_gov(c, ov, rec, err, errlen);
+	if (is_gov_ocid(c, rec->ocid)) {
+		seterr(err, errlen, "ocid \"%s\" is the chain's governance ocid: no tender may take it", rec->ocid);
+		return TD_ERULE;
+	}
+	enum td_role role;
+	int slot = registry_find(c->reg, rec->agency);
+	if (slot < 0 || registry_role(c->reg, (uint32_t)slot, c->height + 1, &role) != 0 ||
+	    role == TD_ROLE_OBSERVER) {
 		char hex[2 * TD_PUBKEY_LEN + 1];
-		int i = td_genesis_find_party(c->g, rec->agency);
 		td_hex(hex, rec->agency, TD_PUBKEY_LEN);
-		if (i >= 0)
+		if (slot >= 0 && registry_role(c->reg, (uint32_t)slot, c->height + 1, &role) == 0)
 			seterr(err, errlen,
 			       "agency %s (\"%s\") is an observer of the chain: only validators and members "
 			       "publish records",
-			       hex, td_genesis_party(c->g, (uint32_t)i)->name);
+			       hex, registry_party(c->reg, (uint32_t)slot)->name);
 		else
 			seterr(err, errlen,
 			       "agency %s is not a validator or member of the chain: only they publish records", hex);
 		return TD_EPERM;
 	}
-	ckey_record_loc(&k, rec->id);
-	if (chain_overlay_has_id(ov, rec->id) || store_has(c->st, k.b, k.n)) {
-		char hex[2 * TD_HASH_LEN + 1];
-		td_hex(hex, rec->id, TD_HASH_LEN);
-		seterr(err, errlen, "record %s is already on the ledger", hex);
-		return TD_EEXIST;
-	}
+	if ((rc = check_new_id(c, ov, rec, err, errlen)) != 0)
+		return rc;
 
 	if (ov) {
 		rc = pend_lookup(c, ov, rec->ocid, &p, err, errlen);
@@ -863,7 +1001,22 @@ fail:
 
 const uint8_t *chain_next_validators(const struct chain *c)
 {
-	return c->g->validators_hash;
+	/* Block height+1's header names the set that signs height+2. */
+	return registry_set(c->reg, c->height + 2)->hash;
+}
+
+const struct registry *chain_registry(const struct chain *c)
+{
+	return c->reg;
+}
+
+/* Index of pk in set s, or -1. */
+static int set_index(const struct registry_set *s, const uint8_t pk[static TD_PUBKEY_LEN])
+{
+	for (uint32_t i = 0; i < s->n; i++)
+		if (memcmp(s->v[i].pk, pk, TD_PUBKEY_LEN) == 0)
+			return (int)i;
+	return -1;
 }
 
 int chain_check_evidence(const struct chain *c, const struct td_evidence *ev, uint64_t height, char *err, size_t errlen)
@@ -873,8 +1026,10 @@ int chain_check_evidence(const struct chain *c, const struct td_evidence *ev, ui
 	struct ckey k;
 	int rc;
 
-	if (td_genesis_find(c->g, ev->pk) < 0) {
-		seterr(err, errlen, "evidence against a key that is not a validator");
+	const struct registry_set *es = ev->height ? registry_set(c->reg, ev->height) : NULL;
+	if (!es || set_index(es, ev->pk) < 0) {
+		seterr(err, errlen, "evidence against a key that is not a validator at height %llu",
+		       (unsigned long long)ev->height);
 		return TD_EINVAL;
 	}
 	if (ev->height == 0 || ev->height >= height || height - ev->height > TD_EVIDENCE_MAX_AGE) {
@@ -928,7 +1083,8 @@ static int check_block(const struct chain *c, const struct td_block *blk, const 
 		       (unsigned long long)h->height, (unsigned long long)c->height);
 		return TD_EINVAL;
 	}
-	if (td_genesis_find(c->g, h->proposer) < 0) {
+	const struct registry_set *vs = registry_set(c->reg, h->height);
+	if (set_index(vs, h->proposer) < 0) {
 		seterr(err, errlen, "block %llu: proposer is not a validator", (unsigned long long)h->height);
 		return TD_EINVAL;
 	}
@@ -962,7 +1118,7 @@ static int check_block(const struct chain *c, const struct td_block *blk, const 
 		       (unsigned long long)h->height);
 		return TD_EINVAL;
 	}
-	if (memcmp(h->next_validators, chain_next_validators(c), TD_HASH_LEN) != 0) {
+	if (memcmp(h->next_validators, registry_set(c->reg, h->height + 1)->hash, TD_HASH_LEN) != 0) {
 		seterr(err, errlen, "block %llu: next validators hash is not the hash of the validator set",
 		       (unsigned long long)h->height);
 		return TD_EINVAL;
@@ -1017,7 +1173,7 @@ static int check_block(const struct chain *c, const struct td_block *blk, const 
 		seterr(err, errlen, "block %llu: commit is not for this block", (unsigned long long)h->height);
 		return TD_ESIG;
 	}
-	rc = td_commit_verify(commit, c->g, h->height, hash, e, sizeof(e));
+	rc = td_commit_verify_set(commit, c->g->hash, vs->v, vs->n, h->height, hash, e, sizeof(e));
 	if (rc != 0) {
 		seterr(err, errlen, "block %llu: %s", (unsigned long long)h->height, e);
 		return rc;
@@ -1069,6 +1225,9 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 	char e[TD_ERRMSG_MAX];
 	struct ckey k;
 	bool checked, *last = NULL;
+	struct registry_record *gov = NULL;
+	struct registry *reg = NULL;
+	uint32_t ngov = 0, *gov_at = NULL;
 	int rc;
 
 	if (c->failed)
@@ -1090,6 +1249,28 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 	for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
 		const struct td_record *rec = blk->records[i];
 		struct chain_pend *p = NULL;
+		if (td_kind_is_gov(rec->kind)) {
+			if (!gov) {
+				gov = td_xcalloc(blk->hdr.n_records, sizeof(*gov));
+				gov_at = td_xcalloc(blk->hdr.n_records, sizeof(*gov_at));
+			}
+			rc = checked ? 0 : check_record(c, &ov, rec, &p, e, sizeof(e));
+			if (rc == 0)
+				rc = gov_record(rec, &gov[ngov], e, sizeof(e));
+			if (rc != 0) {
+				seterr(err, errlen, "block %llu: record %u: %s", (unsigned long long)height, i, e);
+				goto out;
+			}
+			gov_at[ngov++] = i;
+			chain_overlay_accept(&ov, rec);
+			if (stage) {
+				uint8_t loc[CKEY_LOC_LEN];
+				ckey_record_loc(&k, rec->id);
+				ckey_loc_encode(loc, height, i);
+				store_batch_put(b, k.b, k.n, loc, sizeof(loc));
+			}
+			continue;
+		}
 		if (checked)
 			rc = pend_lookup(c, &ov, rec->ocid, &p, e, sizeof(e));
 		else
@@ -1119,6 +1300,14 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 		rc = TD_EINVAL;
 		goto out;
 	}
+	/* The registry judges the block's governance records together, in order, on a copy. */
+	if (ngov > 0) {
+		reg = registry_clone(c->reg);
+		if ((rc = registry_apply(reg, height, gov, ngov, e, sizeof(e))) != 0) {
+			seterr(err, errlen, "block %llu: %s", (unsigned long long)height, e);
+			goto out;
+		}
+	}
 	if (!stage) {
 		memo_add(c, blk->hash);
 		goto out;
@@ -1126,6 +1315,14 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 	rc = stage_counts(c, &ov, b, err, errlen);
 	if (rc != 0)
 		goto out;
+	if (ngov > 0) {
+		uint8_t *idx = td_xcalloc(ngov, 4);
+		for (uint32_t i = 0; i < ngov; i++)
+			ckey_put_u32(idx + 4 * i, gov_at[i]);
+		ckey_gov(&k, height);
+		store_batch_put(b, k.b, k.n, idx, 4 * (size_t)ngov);
+		free(idx);
+	}
 
 	stage_block(b, blk);
 	td_commit_encode(commit, &bytes, &len);
@@ -1155,8 +1352,17 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 			  "until it is restarted with the store fixed (free disk space, check the disk)",
 			  (unsigned long long)height, e);
 		seterr(err, errlen, "block %llu: the store failed: %s", (unsigned long long)height, e);
+	} else if (reg) {
+		registry_free(c->reg);
+		c->reg = reg;
+		reg = NULL;
+	} else {
+		registry_advance(c->reg, height);
 	}
 out:
+	registry_free(reg);
+	free(gov);
+	free(gov_at);
 	free(bytes);
 	free(last);
 	if (b)

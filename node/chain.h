@@ -60,8 +60,14 @@ const uint8_t *chain_last_hash(const struct chain *c);
 uint64_t chain_last_time(const struct chain *c);
 /* Records committed so far. */
 uint64_t chain_record_count(const struct chain *c);
-/* td_validators_hash of the set that signs the next block: what its header's next validators hash is. */
+/*
+ * td_validators_hash of the set that signs the height after the next
+ * block's: what the next block's header names as its next validators.
+ */
 const uint8_t *chain_next_validators(const struct chain *c);
+struct registry;
+/* The chain's parties and validator sets (registry.h), at the tip; valid until the next chain_apply. */
+const struct registry *chain_registry(const struct chain *c);
 
 struct td_evidence;
 /*

@@ -21,6 +21,7 @@
 #include "chain.h"
 #include "chainkeys.h"
 #include "htab.h"
+#include "registry.h"
 #include "store.h"
 
 #define CHAIN_MEMO_N 4 /* blocks remembered as checked (chain_validate) at a tip */
@@ -54,6 +55,7 @@ struct chain {
 					on the chain writes nothing and refuses every record */
 	char failure[TD_ERRMSG_MAX]; /* when failed: the store's message */
 	bool adopted;                /* the store held no block and took the genesis it was opened with */
+	struct registry *reg;        /* owned: parties and validator sets, at the tip */
 };
 
 /* ---- chainoverlay.c ---- */

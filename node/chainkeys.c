@@ -133,6 +133,11 @@ void ckey_evidence(struct ckey *k, const uint8_t *evkey)
 	ckey_bytes(k, evkey, TD_EVIDENCE_KEY_LEN);
 }
 
+void ckey_gov(struct ckey *k, uint64_t height)
+{
+	key_height(k, 'V', height);
+}
+
 void ckey_commit(struct ckey *k, uint64_t height)
 {
 	key_height(k, 'C', height);

@@ -26,6 +26,9 @@
  *   "R" record id[32]            -> height u64 | index in block u32
  *   "X" evidence key             -> height u64 of the block that committed the
  *                                   offence (td_evidence_key: one per offence)
+ *   "V" height                   -> the indexes (u32 each) in block height of its
+ *                                   governance records, in block order: what the
+ *                                   registry (registry.h) replays at open
  *   "T" ocid                     -> tender state: owner agency[32] | flags u8
  *                                   (1: cancelled) | first height u64 | first
  *                                   index u32 | releases u32 | last height u64 |
@@ -129,6 +132,8 @@ void ckey_record(struct ckey *k, uint64_t height, uint32_t index);
 void ckey_commit(struct ckey *k, uint64_t height);
 /* "X" key (TD_EVIDENCE_KEY_LEN bytes): the height that committed an offence. */
 void ckey_evidence(struct ckey *k, const uint8_t *evkey);
+/* "V" height: a block's governance records. */
+void ckey_gov(struct ckey *k, uint64_t height);
 /* "R" id: where a record is. */
 void ckey_record_loc(struct ckey *k, const uint8_t id[static TD_HASH_LEN]);
 /* "T" ocid: a tender's state. */

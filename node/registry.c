@@ -410,6 +410,65 @@ static int apply_approval(struct registry *r, uint64_t h, const struct registry_
 	return 0;
 }
 
+static void expire(struct registry *r, uint64_t h)
+{
+	for (uint32_t i = 0; i < r->nprops; i++)
+		if (r->props[i].status == REGISTRY_PENDING && h > r->props[i].height + REGISTRY_PROPOSAL_TTL)
+			r->props[i].status = REGISTRY_EXPIRED;
+}
+
+void registry_advance(struct registry *r, uint64_t h)
+{
+	if (h <= r->height)
+		return;
+	expire(r, h);
+	r->height = h;
+}
+
+int registry_check(const struct registry *r, uint64_t h, const struct registry_record *g, char *err, size_t errlen)
+{
+	const struct registry_set *s = registry_set(r, h);
+	const struct registry_proposal *p;
+	char why[160];
+
+	if (!s || h != r->height + 1) {
+		seterr(err, errlen, "registry: height %llu checked after %llu", (unsigned long long)h,
+		       (unsigned long long)r->height);
+		return TD_EINVAL;
+	}
+	if (set_find(s, g->author) < 0) {
+		seterr(err, errlen, "only a validator of height %llu's set may sign a governance record",
+		       (unsigned long long)h);
+		return TD_EPERM;
+	}
+	if (!g->approval) {
+		if (find_proposal(r, g->id)) {
+			seterr(err, errlen, "the proposal is already on the ledger");
+			return TD_EEXIST;
+		}
+		int rc = change_possible(r, &g->change, why, sizeof(why));
+		if (rc != 0)
+			seterr(err, errlen, "a proposal to %s: %s", registry_action_name(g->change.action), why);
+		return rc;
+	}
+	if (!(p = find_proposal(r, g->proposal))) {
+		seterr(err, errlen, "no proposal with that id is on the ledger");
+		return TD_ERULE;
+	}
+	if (p->status != REGISTRY_PENDING || h > p->height + REGISTRY_PROPOSAL_TTL) {
+		seterr(err, errlen, "the proposal is %s",
+		       registry_status_name(p->status == REGISTRY_PENDING ? REGISTRY_EXPIRED : p->status));
+		return TD_ERULE;
+	}
+	for (uint32_t i = 0; i < p->n_approvals; i++) {
+		if (memcmp(p->approvers[i], g->author, TD_PUBKEY_LEN) == 0) {
+			seterr(err, errlen, "this validator already approved the proposal");
+			return TD_EEXIST;
+		}
+	}
+	return 0;
+}
+
 int registry_apply(struct registry *r, uint64_t h, const struct registry_record *recs, uint32_t n, char *err,
 		   size_t errlen)
 {
@@ -421,9 +480,7 @@ int registry_apply(struct registry *r, uint64_t h, const struct registry_record 
 		       (unsigned long long)r->height);
 		return TD_EINVAL;
 	}
-	for (uint32_t i = 0; i < r->nprops; i++)
-		if (r->props[i].status == REGISTRY_PENDING && h > r->props[i].height + REGISTRY_PROPOSAL_TTL)
-			r->props[i].status = REGISTRY_EXPIRED;
+	expire(r, h);
 	const struct registry_set *s = registry_set(r, h);
 	for (uint32_t i = 0; i < n; i++) {
 		if (set_find(s, recs[i].author) < 0) {

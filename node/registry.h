@@ -41,7 +41,7 @@
 
 #define REGISTRY_EFFECT_DELAY 2     /* a change decided in block H takes effect at H + 2 */
 #define REGISTRY_PROPOSAL_TTL 1000u /* heights a proposal waits for its approvals */
-#define REGISTRY_PROPOSALS_MAX 1024 /* proposals kept, pending or not; the oldest finished go first */
+#define REGISTRY_PROPOSALS_MAX 256  /* proposals kept, pending or not; the oldest finished go first */
 
 enum registry_action {
 	REGISTRY_ADD = 1,         /* a new party: role, name, key */
@@ -134,6 +134,19 @@ int registry_role(const struct registry *r, uint32_t slot, uint64_t h, enum td_r
  */
 int registry_apply(struct registry *r, uint64_t h, const struct registry_record *recs, uint32_t n, char *err,
 		   size_t errlen);
+
+/*
+ * Moves to height h (>= registry_height) as if blocks without governance
+ * records were applied up to it: proposals past their time expire.
+ */
+void registry_advance(struct registry *r, uint64_t h);
+
+/*
+ * Checks one governance record as registry_apply would at height h
+ * (registry_height(r) + 1) on its own, without changing r: for a record
+ * offered to the mempool. Returns as registry_apply.
+ */
+int registry_check(const struct registry *r, uint64_t h, const struct registry_record *g, char *err, size_t errlen);
 
 /* The proposals kept, oldest first: *n of them. */
 const struct registry_proposal *registry_proposals(const struct registry *r, uint32_t *n);

@@ -694,26 +694,31 @@ out:
 int td_commit_verify(const struct td_commit *c, const struct td_genesis *g, uint64_t height,
 		     const uint8_t hash[static TD_HASH_LEN], char *err, size_t errlen)
 {
+	return td_commit_verify_set(c, g->hash, g->v, g->n, height, hash, err, errlen);
+}
+
+int td_commit_verify_set(const struct td_commit *c, const uint8_t chain[static TD_HASH_LEN],
+			 const struct td_validator *v, uint32_t n, uint64_t height, const uint8_t hash[static TD_HASH_LEN],
+			 char *err, size_t errlen)
+{
 	if (c->height != height || memcmp(c->block_hash, hash, TD_HASH_LEN) != 0) {
 		snprintf(err, errlen, "commit: for another block (height %llu)", (unsigned long long)c->height);
 		return TD_EINVAL;
 	}
 	for (uint32_t i = 0; i < c->n_sigs; i++) {
-		uint32_t v = c->sigs[i].validator;
-		if (v >= g->n || (i > 0 && v <= c->sigs[i - 1].validator)) {
-			snprintf(err, errlen, "commit: validator index %u unknown or out of order", v);
+		uint32_t k = c->sigs[i].validator;
+		if (k >= n || (i > 0 && k <= c->sigs[i - 1].validator)) {
+			snprintf(err, errlen, "commit: validator index %u unknown or out of order", k);
 			return TD_EINVAL;
 		}
-		if (!td_vote_verify(c->sigs[i].sig, g->hash, TD_VOTE_PRECOMMIT, c->height, c->round, c->block_hash,
-				    g->v[v].pk)) {
-			snprintf(err, errlen, "commit: signature of validator %u (%s) does not verify", v,
-				 g->v[v].name);
+		if (!td_vote_verify(c->sigs[i].sig, chain, TD_VOTE_PRECOMMIT, c->height, c->round, c->block_hash,
+				    v[k].pk)) {
+			snprintf(err, errlen, "commit: signature of validator %u (%s) does not verify", k, v[k].name);
 			return TD_ESIG;
 		}
 	}
-	if ((uint64_t)c->n_sigs * 3 <= (uint64_t)g->n * 2) {
-		snprintf(err, errlen, "commit: %u of %u validators signed, more than two thirds needed", c->n_sigs,
-			 g->n);
+	if ((uint64_t)c->n_sigs * 3 <= (uint64_t)n * 2) {
+		snprintf(err, errlen, "commit: %u of %u validators signed, more than two thirds needed", c->n_sigs, n);
 		return TD_ESIG;
 	}
 	return 0;

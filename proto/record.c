@@ -109,13 +109,13 @@ int td_record_sign(struct td_record **out, enum td_kind kind, const json_t *rele
 	int rc;
 
 	*out = NULL;
-	rc = td_release_validate(release, kind, err, errlen);
+	rc = td_record_body_validate(release, kind, err, errlen);
 	if (rc)
 		goto fail;
 	rc = TD_EINVAL;
-	if ((prev != NULL) != (kind != TD_KIND_TENDER)) {
+	if ((prev != NULL) != td_kind_has_prev(kind)) {
 		snprintf(err, errlen, "record: a %s %s the id of the ocid's previous record", td_kind_name(kind),
-			 kind == TD_KIND_TENDER ? "opens its ocid and names no" : "must name");
+			 td_kind_has_prev(kind) ? "must name" : "names no");
 		goto fail;
 	}
 	rec->kind = kind;
@@ -199,12 +199,12 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 		snprintf(err, errlen, "record: envelope field of the wrong type, unknown kind, or non-canonical body");
 		goto fail;
 	}
-	if (rec->has_prev != (rec->kind != TD_KIND_TENDER)) {
+	if (rec->has_prev != td_kind_has_prev(rec->kind)) {
 		snprintf(err, errlen, "record: a %s %s the id of the ocid's previous record", td_kind_name(rec->kind),
-			 rec->kind == TD_KIND_TENDER ? "opens its ocid and names no" : "must name");
+			 td_kind_has_prev(rec->kind) ? "must name" : "names no");
 		goto fail;
 	}
-	if (td_release_validate(rec->release, rec->kind, err, errlen))
+	if (td_record_body_validate(rec->release, rec->kind, err, errlen))
 		goto fail;
 	{
 		char ocid[TD_OCID_MAX + 1], id[TD_ID_MAX + 1];

@@ -22,6 +22,7 @@
 #include "tenderd/json.h"
 #include "tenderd/merge.h"
 #include "tenderd/release.h"
+#include "tenderd/governance.h"
 
 /* ---- code lists ---------------------------------------------------------- */
 
@@ -130,6 +131,8 @@ const char *td_kind_name(enum td_kind kind)
 	case TD_KIND_AMENDMENT: return "tenderAmendment";
 	case TD_KIND_CANCELLATION: return "tenderCancellation";
 	case TD_KIND_AWARD: return "award";
+	case TD_KIND_GOV_PROPOSAL: return "governanceProposal";
+	case TD_KIND_GOV_APPROVAL: return "governanceApproval";
 	}
 	return NULL;
 }
@@ -138,7 +141,7 @@ enum td_kind td_kind_parse(const char *s, size_t len)
 {
 	if (s == NULL)
 		return 0;
-	for (int k = TD_KIND_MIN; k <= TD_KIND_MAX; k++) {
+	for (int k = TD_KIND_MIN; k <= TD_KIND_ALL_MAX; k++) {
 		const char *name = td_kind_name((enum td_kind)k);
 		if (strlen(name) == len && memcmp(name, s, len) == 0)
 			return (enum td_kind)k;
@@ -621,6 +624,15 @@ static int check_tag(struct vctx *c, const json_t *r)
 	return rc;
 }
 
+int td_record_body_validate(const json_t *body, enum td_kind kind, char *err, size_t errlen)
+{
+	struct td_gov g;
+
+	if (td_kind_is_gov(kind))
+		return td_gov_parse(body, kind, &g, err, errlen);
+	return td_release_validate(body, kind, err, errlen);
+}
+
 int td_release_validate(const json_t *release, enum td_kind kind, char *err, size_t errlen)
 {
 	struct vctx c = { .err = err, .errlen = errlen, .kind = kind };
@@ -630,7 +642,7 @@ int td_release_validate(const json_t *release, enum td_kind kind, char *err, siz
 
 	if (err && errlen)
 		err[0] = '\0';
-	if (td_kind_name(kind) == NULL) {
+	if (td_kind_name(kind) == NULL || td_kind_is_gov(kind)) {
 		mark = path_push(&c, "tag");
 		rc = fail(&c, "unknown release kind %d", (int)kind);
 		path_pop(&c, mark);

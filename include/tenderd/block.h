@@ -233,6 +233,16 @@ int td_commit_decode(struct td_commit *c, const uint8_t *buf, size_t len, char *
 __attribute__((warn_unused_result)) int td_commit_verify(const struct td_commit *c, const struct td_genesis *g,
 							 uint64_t height, const uint8_t hash[static TD_HASH_LEN],
 							 char *err, size_t errlen);
+/*
+ * td_commit_verify against a validator set v[0..n) (validator indexes are
+ * indexes into v), signatures bound to the genesis hash chain: for a height
+ * whose signing set differs from the genesis validators.
+ */
+__attribute__((warn_unused_result)) int td_commit_verify_set(const struct td_commit *c,
+							     const uint8_t chain[static TD_HASH_LEN],
+							     const struct td_validator *v, uint32_t n, uint64_t height,
+							     const uint8_t hash[static TD_HASH_LEN], char *err,
+							     size_t errlen);
 /* Frees the signatures (not c itself). */
 void td_commit_clear(struct td_commit *c);
 

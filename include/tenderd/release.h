@@ -18,11 +18,26 @@ enum td_kind {
 	TD_KIND_AMENDMENT = 2,    /* tag "tenderAmendment" */
 	TD_KIND_CANCELLATION = 3, /* tag "tenderCancellation" */
 	TD_KIND_AWARD = 4,        /* tag "award" */
+	/* Not OCDS releases: governance records (tenderd/governance.h) */
+	TD_KIND_GOV_PROPOSAL = 5, /* "governanceProposal": a change to the chain's parties */
+	TD_KIND_GOV_APPROVAL = 6, /* "governanceApproval": a validator's yes to a proposal */
 };
 #define TD_KIND_MIN TD_KIND_TENDER
-#define TD_KIND_MAX TD_KIND_AWARD
+#define TD_KIND_MAX TD_KIND_AWARD        /* the OCDS release kinds: MIN..MAX */
+#define TD_KIND_ALL_MAX TD_KIND_GOV_APPROVAL /* every record kind: MIN..ALL_MAX */
 
-/* The release tag of a kind ("tender", "tenderAmendment", ...). */
+/* True for the governance kinds. */
+static inline bool td_kind_is_gov(enum td_kind kind)
+{
+	return kind == TD_KIND_GOV_PROPOSAL || kind == TD_KIND_GOV_APPROVAL;
+}
+/* True if a record of this kind names the previous record of its ocid (amendments, cancellations, awards). */
+static inline bool td_kind_has_prev(enum td_kind kind)
+{
+	return kind == TD_KIND_AMENDMENT || kind == TD_KIND_CANCELLATION || kind == TD_KIND_AWARD;
+}
+
+/* The release tag of a kind ("tender", "tenderAmendment", ..., "governanceProposal"). */
 const char *td_kind_name(enum td_kind kind);
 /* Parses a tag; returns 0 if s names no kind. */
 enum td_kind td_kind_parse(const char *s, size_t len);
@@ -36,6 +51,8 @@ enum td_kind td_kind_parse(const char *s, size_t len);
  * exact amounts. Returns 0 or TD_EINVAL with a message in err.
  */
 int td_release_validate(const json_t *release, enum td_kind kind, char *err, size_t errlen);
+/* td_release_validate, or for a governance kind td_gov_parse (tenderd/governance.h): what a record's body must be. */
+int td_record_body_validate(const json_t *body, enum td_kind kind, char *err, size_t errlen);
 
 /*
  * Builds the full release an agency publishes from its fragment (not
