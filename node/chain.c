@@ -1262,7 +1262,8 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 				goto out;
 			}
 			gov_at[ngov++] = i;
-			chain_overlay_accept(&ov, rec);
+			if (ov.recs)
+				chain_overlay_accept(&ov, rec);
 			if (stage) {
 				uint8_t loc[CKEY_LOC_LEN];
 				ckey_record_loc(&k, rec->id);
