@@ -366,7 +366,8 @@ static int load_registry(struct chain *c, const char *path, char *err, size_t er
 		struct registry_record *g = td_xcalloc(n ? n : 1, sizeof(*g));
 		char e[TD_ERRMSG_MAX] = "";
 		if (h == 0 || h > c->height || vn % 4 != 0 || n == 0 || h <= registry_height(c->reg)) {
-			seterr(err, errlen, "%s: malformed governance index at height %llu", path, (unsigned long long)h);
+			seterr(err, errlen, "%s: malformed governance index at height %llu", path,
+			       (unsigned long long)h);
 			rc = TD_ECORRUPT;
 		}
 		for (uint32_t i = 0; rc == 0 && i < n; i++) {
@@ -675,8 +676,7 @@ static int check_record(const struct chain *c, struct chain_overlay *ov, const s
 	}
 	enum td_role role;
 	int slot = registry_find(c->reg, rec->agency);
-	if (slot < 0 || registry_role(c->reg, (uint32_t)slot, c->height + 1, &role) != 0 ||
-	    role == TD_ROLE_OBSERVER) {
+	if (slot < 0 || registry_role(c->reg, (uint32_t)slot, c->height + 1, &role) != 0 || role == TD_ROLE_OBSERVER) {
 		char hex[2 * TD_PUBKEY_LEN + 1];
 		td_hex(hex, rec->agency, TD_PUBKEY_LEN);
 		if (slot >= 0 && registry_role(c->reg, (uint32_t)slot, c->height + 1, &role) == 0)
@@ -1027,15 +1027,15 @@ int chain_check_evidence(const struct chain *c, const struct td_evidence *ev, ui
 	int rc;
 
 	const struct registry_set *es = ev->height ? registry_set(c->reg, ev->height) : NULL;
-	if (!es || set_index(es, ev->pk) < 0) {
-		seterr(err, errlen, "evidence against a key that is not a validator at height %llu",
-		       (unsigned long long)ev->height);
-		return TD_EINVAL;
-	}
-	if (ev->height == 0 || ev->height >= height || height - ev->height > TD_EVIDENCE_MAX_AGE) {
+	if (ev->height == 0 || ev->height >= height || height - ev->height > TD_EVIDENCE_MAX_AGE || !es) {
 		seterr(err, errlen, "evidence of height %llu cannot go into block %llu (at most %d heights older)",
 		       (unsigned long long)ev->height, (unsigned long long)height, TD_EVIDENCE_MAX_AGE);
 		return TD_ERULE;
+	}
+	if (set_index(es, ev->pk) < 0) {
+		seterr(err, errlen, "evidence against a key that is not a validator at height %llu",
+		       (unsigned long long)ev->height);
+		return TD_EINVAL;
 	}
 	td_evidence_key(key, ev);
 	ckey_evidence(&k, key);

@@ -59,6 +59,9 @@ struct driver {
 	char ss_path[PATH_MAX + 32];
 	struct cons cons;
 	bool cons_ok;
+	struct cons_config cc;           /* the core's timeouts, for each new validator set */
+	struct registry_set set;         /* the validators of the core's height (a copy: the registry changes) */
+	int32_t me;                      /* this node's index in set, or -1 */
 	struct cons_sign_state saved_ss; /* what is on disk */
 	bool stopping;
 	uint32_t holds;
@@ -84,6 +87,74 @@ struct driver {
 static uint64_t cur_height(const struct driver *d)
 {
 	return chain_height(d->chain) + 1;
+}
+
+/* The validator set that signs height h, or NULL if not known yet (past the chain's tip + 2). */
+static const struct registry_set *vset(const struct driver *d, uint64_t h)
+{
+	return registry_set(chain_registry(d->chain), h);
+}
+
+static const uint8_t *my_pk(const struct driver *d)
+{
+	return d->cfg.sk + TD_SECKEY_LEN - TD_PUBKEY_LEN;
+}
+
+/* True if s is the core's validator set. */
+static bool same_set(const struct driver *d, const struct registry_set *s)
+{
+	return s && memcmp(s->hash, d->set.hash, TD_HASH_LEN) == 0;
+}
+
+/* Passes a vote of validator v at height h (in b) on to that height's validators but skip_peer and the voter. */
+static void relay_vote(struct driver *d, uint64_t h, uint32_t v, uint32_t skip_peer, const struct td_buf *b)
+{
+	const struct registry_set *s = vset(d, h);
+	if (s && v < s->n)
+		nio_relay_slots(d->io, s->slot, s->n, skip_peer, s->slot[v], (const uint8_t *)b->sb.data, b->sb.size);
+}
+
+/*
+ * Makes the core decide with the validator set of the current height: a
+ * new core when the set changed (this node's index with it), fed the votes
+ * of the height kept so far. Returns 0 or TD_EINVAL.
+ */
+static int adopt_set(struct driver *d, const struct cons_sign_state *ss)
+{
+	const struct registry_set *s = vset(d, cur_height(d));
+	uint64_t h = cur_height(d);
+
+	if (d->cons_ok && same_set(d, s))
+		return 0;
+	if (d->cons_ok) {
+		cons_free(&d->cons);
+		d->cons_ok = false;
+		log_info("height %llu: the validator set changes to %u validators (hash %02x%02x%02x%02x...)",
+			 (unsigned long long)h, s->n, s->hash[0], s->hash[1], s->hash[2], s->hash[3]);
+	}
+	d->set = *s;
+	d->me = registry_set_find(s, my_pk(d));
+	memset(d->heard, 0, sizeof(d->heard));
+	if (cons_init(&d->cons, s->n, d->me, h, &d->cc, ss) != 0)
+		return TD_EINVAL;
+	d->cons_ok = true;
+	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++) {
+		const struct svote *q = &d->votes[i];
+		if (q->height == h && i / DRIVER_VOTES_PER_VALIDATOR < s->n)
+			cons_on_vote(&d->cons, (uint32_t)(i / DRIVER_VOTES_PER_VALIDATOR), (enum td_vote_type)q->type,
+				     h, q->round, q->nil ? NULL : q->hash);
+	}
+	return 0;
+}
+
+int driver_my_index(const struct driver *d)
+{
+	return d->me;
+}
+
+const struct registry_set *driver_set(const struct driver *d)
+{
+	return &d->set;
 }
 
 uint64_t driver_ledger_now(const struct driver *d)
@@ -137,7 +208,7 @@ int driver_new(struct driver **out, const struct node_io *io, const struct td_ge
 	if ((rc = signstate_load(d->ss_path, &ss, err, errlen)))
 		goto fail;
 	d->saved_ss = ss;
-	struct cons_config cc = {
+	d->cc = (struct cons_config){
 		.propose_base = cfg->timeout_propose_ms,
 		.propose_delta = cfg->timeout_propose_ms / 2,
 		.propose_max = cfg->timeout_max_ms,
@@ -148,17 +219,15 @@ int driver_new(struct driver **out, const struct node_io *io, const struct td_ge
 		.precommit_delta = cfg->timeout_vote_ms / 2,
 		.precommit_max = cfg->timeout_max_ms,
 	};
-	if ((rc = cons_init(&d->cons, g->n, cfg->my_index, cur_height(d), &cc,
-			    ss.any && ss.height >= cur_height(d) ? &ss : NULL))) {
+	d->votes = td_xcalloc(DRIVER_VOTES_MAX, sizeof(*d->votes));
+	if ((rc = adopt_set(d, ss.any && ss.height >= cur_height(d) ? &ss : NULL))) {
 		snprintf(err, errlen, "consensus: bad validator set or sign state");
 		goto fail;
 	}
-	d->cons_ok = true;
 	if (cfg->wal_path && (rc = wal_open(&d->wal, cfg->wal_path, err, errlen)))
 		goto fail;
 	if ((rc = evidence_open(&d->evidence, cfg->evidence_path, g, err, errlen)))
 		goto fail;
-	d->votes = td_xcalloc(DRIVER_VOTES_MAX, sizeof(*d->votes));
 	d->scratch = td_xcalloc(cfg->block_max_records ? cfg->block_max_records : 1, sizeof(*d->scratch));
 	*out = d;
 	return 0;
@@ -208,23 +277,24 @@ static void evidence_send(struct driver *d, uint32_t skip, const struct td_evide
 		td_enc_bin(&b, (const uint8_t *)eb.sb.data, eb.sb.size);
 		td_buf_free(&eb);
 	}
-	nio_relay(d->io, d->g->n, skip, NODE_ALL, (const uint8_t *)b.sb.data, b.sb.size);
+	nio_relay_slots(d->io, d->set.slot, d->set.n, skip, NODE_ALL, (const uint8_t *)b.sb.data, b.sb.size);
 	td_buf_free(&b);
 }
 
 /* Keeps new evidence (verified), logs it and passes it on to every peer but from. */
 static void evidence_found(struct driver *d, const struct td_evidence *ev, uint32_t from)
 {
-	int v = td_genesis_find(d->g, ev->pk);
+	const struct registry_set *es = vset(d, ev->height);
+	int v = es ? registry_set_find(es, ev->pk) : -1;
 	if (v < 0 || evidence_add(d->evidence, ev, d->io->wall_ms(d->io->ctx)) != 0)
 		return;
 	if (ev->kind == TD_EVIDENCE_VOTES)
 		log_warn("evidence: validator %d (%s) signed two %s votes at height %llu round %u; both kept in %s", v,
-			 d->g->v[v].name, ev->vote_type == TD_VOTE_PREVOTE ? "prevote" : "precommit",
+			 es->v[v].name, ev->vote_type == TD_VOTE_PREVOTE ? "prevote" : "precommit",
 			 (unsigned long long)ev->height, ev->round, EVIDENCE_FILE);
 	else
 		log_warn("evidence: validator %d (%s) signed two proposals at height %llu round %u; both kept in %s", v,
-			 d->g->v[v].name, (unsigned long long)ev->height, ev->round, EVIDENCE_FILE);
+			 es->v[v].name, (unsigned long long)ev->height, ev->round, EVIDENCE_FILE);
 	evidence_send(d, from, ev, 1);
 }
 
@@ -251,7 +321,10 @@ static void record_equivocation(struct driver *d, uint32_t v, enum td_vote_type 
 			.a = { .nil = q->nil, .valid_round = -1 },
 			.b = { .nil = value == NULL, .valid_round = -1 },
 		};
-		memcpy(ev.pk, d->g->v[v].pk, TD_PUBKEY_LEN);
+		const struct registry_set *vs = vset(d, h);
+		if (!vs || v >= vs->n)
+			return;
+		memcpy(ev.pk, vs->v[v].pk, TD_PUBKEY_LEN);
 		memcpy(ev.a.value, q->hash, TD_HASH_LEN);
 		memcpy(ev.a.sig, q->sig, TD_SIG_LEN);
 		if (value)
@@ -536,7 +609,7 @@ static void votes_send(struct driver *d, uint32_t to, uint32_t v, uint64_t h)
 		if (to != NODE_ALL)
 			nio_send(d->io, to, &b);
 		else
-			nio_relay(d->io, d->g->n, v, NODE_ALL, (const uint8_t *)b.sb.data, b.sb.size);
+			relay_vote(d, q->height, v, NODE_ALL, &b);
 		td_buf_free(&b);
 	}
 }
@@ -553,7 +626,7 @@ static void sign_send(struct driver *d, uint32_t to, const struct td_block *blk,
 		      uint32_t r, int32_t valid_round, const uint8_t *value, bool fresh)
 {
 	uint8_t sig[TD_SIG_LEN];
-	uint32_t me = (uint32_t)d->cfg.my_index;
+	uint32_t me = (uint32_t)d->me;
 	struct td_buf b;
 	td_buf_init(&b);
 	if (blk) {
@@ -581,7 +654,7 @@ void driver_resend(struct driver *d, uint32_t to)
 {
 	const struct cons_sign_state *ss = cons_sign_state(&d->cons);
 	uint64_t h = cur_height(d);
-	if (d->cfg.my_index >= 0 && ss->any && ss->height == h) {
+	if (d->me >= 0 && ss->any && ss->height == h) {
 		if (ss->proposal.set) {
 			const struct td_block *blk = prop_block_find(d->prop, ss->proposal.value);
 			if (blk)
@@ -598,8 +671,8 @@ void driver_resend(struct driver *d, uint32_t to)
 		}
 	}
 	/* Everyone else's votes of this height, for a peer that lost them on the way. */
-	for (uint32_t v = 0; v < d->g->n; v++)
-		if (v != (uint32_t)d->cfg.my_index && v != to)
+	for (uint32_t v = 0; v < d->set.n; v++)
+		if ((int32_t)v != d->me && d->set.slot[v] != to)
 			votes_send(d, to, v, h);
 }
 
@@ -655,8 +728,7 @@ static struct td_block *build_block(struct driver *d, uint64_t h, bool allow_emp
 			if (!allow_empty)
 				return NULL;
 			return with_evidence(td_block_new(h, chain_last_hash(d->chain), block_time(d),
-							  d->g->v[d->cfg.my_index].pk, chain_next_validators(d->chain),
-							  NULL, 0),
+							  d->set.v[d->me].pk, chain_next_validators(d->chain), NULL, 0),
 					     ev, nev);
 		}
 		for (uint32_t attempt = 0; attempt < 2; attempt++) {
@@ -665,7 +737,7 @@ static struct td_block *build_block(struct driver *d, uint64_t h, bool allow_emp
 			for (uint32_t i = 0; i < take; i++)
 				recs[i] = td_record_ref(d->scratch[i]);
 			struct td_block *blk = with_evidence(td_block_new(h, chain_last_hash(d->chain), block_time(d),
-									  d->g->v[d->cfg.my_index].pk,
+									  d->set.v[d->me].pk,
 									  chain_next_validators(d->chain), recs, take),
 							     ev, nev);
 			if (chain_validate(d->chain, blk, err, sizeof(err)) == 0)
@@ -713,7 +785,7 @@ static bool proposer_unreachable(struct driver *d, uint64_t h, uint32_t r)
 {
 	uint32_t p = cons_proposer(&d->cons, h, r);
 	uint64_t now = d->io->mono_ms(d->io->ctx);
-	return d->g->n > 1 && p != (uint32_t)d->cfg.my_index && !d->io->connected(d->io->ctx, p) &&
+	return d->set.n > 1 && (int32_t)p != d->me && p < d->set.n && !d->io->connected(d->io->ctx, d->set.slot[p]) &&
 	       (d->heard[p] == 0 || now - d->heard[p] > DRIVER_HEARD_MS);
 }
 
@@ -944,13 +1016,14 @@ static int replay_entry(void *ctx, const uint8_t *p, size_t len)
 		struct td_msg m;
 		if (td_msg_decode(&m, (const uint8_t *)it[1].via.bin.ptr, it[1].via.bin.size) != 0)
 			goto bad;
-		if (m.type != TD_MSG_VOTE || m.validator >= d->g->n || m.round > CONS_ROUND_MAX) {
+		const struct registry_set *vs = vset(d, m.height);
+		if (m.type != TD_MSG_VOTE || !vs || m.validator >= vs->n || m.round > CONS_ROUND_MAX) {
 			td_msg_free(&m);
 			goto bad;
 		}
-		bool mine = (int)m.validator == d->cfg.my_index;
+		bool mine = memcmp(vs->v[m.validator].pk, my_pk(d), TD_PUBKEY_LEN) == 0;
 		enum cons_step step = m.vote_type == TD_VOTE_PREVOTE ? CONS_STEP_PREVOTE : CONS_STEP_PRECOMMIT;
-		if ((m.height == h || m.height == h + 1) &&
+		if ((m.height == h || (m.height == h + 1 && same_set(d, vs))) &&
 		    (!mine || own_sent(d, m.height, m.round, step, m.nil ? NULL : m.hash))) {
 			if (vote_keep(d, m.height, m.round, m.vote_type, m.validator, m.nil ? NULL : m.hash, m.sig) !=
 			    VOTE_FULL) {
@@ -966,9 +1039,9 @@ static int replay_entry(void *ctx, const uint8_t *p, size_t len)
 			 from = td_get_uint(&rd, &it[4]);
 		uint8_t hash[TD_HASH_LEN];
 		td_get_bin_fixed(&rd, &it[5], hash, TD_HASH_LEN);
-		if (!rd.ok || r > CONS_ROUND_MAX || vr1 > r || from >= d->g->n)
+		if (!rd.ok || r > CONS_ROUND_MAX || vr1 > r || from >= TD_VALIDATORS_MAX)
 			goto bad;
-		if (eh != h)
+		if (eh != h || from >= d->set.n)
 			goto out;
 		if (it[6].type == MSGPACK_OBJECT_BIN && !prop_block_find(d->prop, hash)) {
 			struct td_block *blk;
@@ -996,7 +1069,7 @@ static int replay_entry(void *ctx, const uint8_t *p, size_t len)
 			goto out; /* the block was not logged (too many at this height) */
 		if (d->n_wal_blocks < DRIVER_WAL_BLOCKS)
 			memcpy(d->wal_blocks[d->n_wal_blocks++], hash, TD_HASH_LEN);
-		if ((int)from == d->cfg.my_index && !own_sent(d, h, (uint32_t)r, CONS_STEP_PROPOSE, hash))
+		if ((int32_t)from == d->me && !own_sent(d, h, (uint32_t)r, CONS_STEP_PROPOSE, hash))
 			goto out; /* never sent: its block and records stay, the proposal does not count */
 		driver_start_current(d);
 		cons_on_proposal(&d->cons, (uint32_t)from, h, (uint32_t)r, hash, (int32_t)vr1 - 1);
@@ -1052,7 +1125,7 @@ void driver_maybe_start(struct driver *d, uint32_t delay_ms)
 void driver_on_proposal(struct driver *d, uint32_t from, uint64_t h, uint32_t r, const uint8_t hash[static TD_HASH_LEN],
 			int32_t valid_round)
 {
-	if (h != cur_height(d))
+	if (h != cur_height(d) || from >= d->set.n)
 		return;
 	d->heard[from] = d->io->mono_ms(d->io->ctx);
 	const struct td_block *blk = prop_block_find(d->prop, hash);
@@ -1060,7 +1133,7 @@ void driver_on_proposal(struct driver *d, uint32_t from, uint64_t h, uint32_t r,
 	if (blk && valid_round < 0 && !timely(d, blk, &off)) {
 		log_warn("ignoring the proposal of %s for height %llu round %u: its time is %+.1f s from this "
 			 "node's clock (more than %u s); check both clocks (NTP)",
-			 d->g->v[from].name, (unsigned long long)h, r, (double)off / 1000.0,
+			 d->set.v[from].name, (unsigned long long)h, r, (double)off / 1000.0,
 			 DRIVER_CLOCK_PRECISION_MS / 1000);
 		return;
 	}
@@ -1077,18 +1150,22 @@ void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m)
 	uint64_t h = cur_height(d);
 	if ((m->height != h && m->height != h + 1) || m->round > CONS_ROUND_MAX)
 		return;
-	if (m->validator >= d->g->n) {
+	const struct registry_set *vs = vset(d, m->height);
+	if (!vs)
+		return;
+	if (m->validator >= vs->n) {
 		d->io->disconnect(d->io->ctx, peer, "sent a vote from an unknown validator");
 		return;
 	}
 	if (!td_vote_verify(m->sig, d->g->hash, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash,
-			    d->g->v[m->validator].pk)) {
+			    vs->v[m->validator].pk)) {
 		d->io->disconnect(d->io->ctx, peer, "sent a vote with a bad signature");
 		return;
 	}
 	log_debug("vote type %d from %u at height %llu round %u%s", (int)m->vote_type, m->validator,
 		  (unsigned long long)m->height, m->round, m->nil ? " nil" : "");
-	d->heard[m->validator] = d->io->mono_ms(d->io->ctx);
+	if (m->height == h || same_set(d, vs))
+		d->heard[m->validator] = d->io->mono_ms(d->io->ctx);
 	/*
 	 * A vote seen before was relayed and logged then; it still goes to the
 	 * core, which may have forgotten its round (CONS_ROUND_SLOTS) and needs
@@ -1103,10 +1180,13 @@ void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m)
 		struct td_buf b;
 		td_buf_init(&b);
 		td_msg_vote(&b, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash, m->validator, m->sig);
-		nio_relay(d->io, d->g->n, peer, m->validator, (const uint8_t *)b.sb.data, b.sb.size);
+		relay_vote(d, m->height, m->validator, peer, &b);
 		td_buf_free(&b);
 		wal_vote(d, m->vote_type, m->height, m->round, m->nil ? NULL : m->hash, m->validator, m->sig);
 	}
+	/* A vote of the next height goes to the core only if that height keeps the core's validator set. */
+	if (m->height != h && !same_set(d, vs))
+		return;
 	driver_hold(d);
 	if (m->height == h)
 		driver_start_current(d);
@@ -1173,13 +1253,16 @@ void driver_new_height(struct driver *d)
 	wal_new_height(d);
 	d->awaiting_value = false;
 	d->io->timer(d->io->ctx, NODE_TIMER_VALUE, NODE_TIMER_OFF);
+	if (adopt_set(d, NULL) != 0)
+		log_error("consensus: cannot start the validator set of height %llu", (unsigned long long)h);
 }
 
 void driver_peer_lost(struct driver *d, uint32_t v)
 {
 	struct tslot *t = &d->tmo[CONS_TIMEOUT_PROPOSE];
 	uint64_t now = d->io->mono_ms(d->io->ctx), cap = d->cfg.timeout_propose_unreachable_ms;
-	if (t->armed && cons_proposer(&d->cons, t->h, t->r) == v && t->due > now + cap &&
+	uint32_t p = cons_proposer(&d->cons, t->h, t->r);
+	if (t->armed && p < d->set.n && d->set.slot[p] == v && t->due > now + cap &&
 	    proposer_unreachable(d, t->h, t->r)) {
 		t->due = now + cap;
 		d->io->timer(d->io->ctx, NODE_TIMER_PROPOSE, cap);

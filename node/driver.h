@@ -31,6 +31,7 @@
 #include "mempool.h"
 #include "nodeio.h"
 #include "proposals.h"
+#include "registry.h"
 
 #define DRIVER_CLOCK_PRECISION_MS 30000 /* how far validators' clocks may differ (timely proposals) */
 #define DRIVER_VOTES_PER_VALIDATOR 32   /* signed votes kept per validator, nearest the core's round first */
@@ -44,8 +45,7 @@ struct driver_config {
 	const char *sign_state_path;
 	const char *wal_path;      /* the consensus write-ahead log (wal.h) */
 	const char *evidence_path; /* equivocations, both signed messages (evidence.h); NULL: kept in memory only */
-	const uint8_t *sk;         /* TD_SECKEY_LEN, borrowed */
-	int my_index;              /* in genesis validators */
+	const uint8_t *sk;         /* TD_SECKEY_LEN, borrowed: the key says which validator this node is at each height */
 	uint32_t block_max_records, block_max_bytes;
 	uint32_t timeout_propose_ms, timeout_vote_ms, timeout_max_ms;
 	uint32_t timeout_propose_unreachable_ms;
@@ -68,6 +68,11 @@ int driver_new(struct driver **out, const struct node_io *io, const struct td_ge
 	       const struct driver_callbacks *cb, char *err, size_t errlen);
 /* NULL does nothing. */
 void driver_free(struct driver *d);
+
+/* This node's index in the validator set of the height being decided, or -1 (a member or an observer now). */
+int driver_my_index(const struct driver *d);
+/* The validator set of the height being decided (a copy the driver keeps). */
+const struct registry_set *driver_set(const struct driver *d);
 
 /* Defers the drain of actions until the matching driver_release(); holds nest. */
 void driver_hold(struct driver *d);

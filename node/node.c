@@ -120,7 +120,7 @@ static void send_status(struct node *n, uint32_t to)
 static void maybe_start(struct node *n, uint32_t delay_ms)
 {
 	/* Members and observers take no part in consensus: they follow by block sync. */
-	if (!n->stopping && n->my_index >= 0 && !sync_busy(n->sync))
+	if (!n->stopping && driver_my_index(n->driver) >= 0 && !sync_busy(n->sync))
 		driver_maybe_start(n->driver, delay_ms);
 }
 
@@ -205,6 +205,12 @@ int node_submit(struct node *n, struct td_record *rec, char *err, size_t errlen)
 	return 0;
 }
 
+static const struct registry_set *valset(void *ctx, uint64_t h)
+{
+	struct node *n = ctx;
+	return registry_set(chain_registry(n->chain), h);
+}
+
 static int submit(void *ctx, struct td_record *rec, char *err, size_t errlen)
 {
 	return node_submit(ctx, rec, err, errlen);
@@ -253,18 +259,29 @@ void node_on_timer(struct node *n, enum node_timer kind)
 	driver_release(n->driver);
 }
 
+/* The role of party slot v at the next height, or "removed". */
+static const char *peer_role(const struct node *n, uint32_t v)
+{
+	enum td_role role;
+	if (registry_role(chain_registry(n->chain), v, chain_height(n->chain) + 1, &role) != 0)
+		return "removed";
+	return td_role_name(role);
+}
+
 void node_on_connect(struct node *n, uint32_t v)
 {
-	log_info("peer %s (%s %u) connected", td_genesis_party(n->g, v)->name, td_role_name(td_genesis_role(n->g, v)),
-		 v);
+	log_info("peer %s (%s %u) connected", registry_party(chain_registry(n->chain), v)->name, peer_role(n, v), v);
 	if (n->stopping)
 		return;
 	sync_peer_connected(n->sync, v);
 	send_status(n, v);
 	/* What we signed at this height may have gone out on a connection this one replaces. */
-	if (v < n->g->n) {
-		driver_resend(n->driver, v);
-		prop_resend(n->prop, v);
+	const struct registry_set *vs = driver_set(n->driver);
+	for (uint32_t i = 0; i < vs->n; i++) {
+		if (vs->slot[i] == v) {
+			driver_resend(n->driver, v);
+			prop_resend(n->prop, v);
+		}
 	}
 	/* Tell the newcomer what we hold so it can fetch what it lacks. */
 	gossip_offer_pool(n->gossip, v, n->cfg.block_max_records);
@@ -272,8 +289,7 @@ void node_on_connect(struct node *n, uint32_t v)
 
 void node_on_disconnect(struct node *n, uint32_t v)
 {
-	log_info("peer %s (%s %u) disconnected", td_genesis_party(n->g, v)->name,
-		 td_role_name(td_genesis_role(n->g, v)), v);
+	log_info("peer %s (%s %u) disconnected", registry_party(chain_registry(n->chain), v)->name, peer_role(n, v), v);
 	if (!n->stopping)
 		driver_peer_lost(n->driver, v);
 }
@@ -383,7 +399,7 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	if ((rc = sign_state_present(ss_path, chain_height(n->chain), cfg->accept_missing_sign_state, err, errlen)))
 		goto fail;
 	n->mp = mempool_new(cfg->mempool_max_records, cfg->mempool_max_bytes);
-	struct prop_callbacks pcb = { n, on_proposal_complete, fetch_for_proposal, on_proposal_conflict };
+	struct prop_callbacks pcb = { n, on_proposal_complete, fetch_for_proposal, on_proposal_conflict, valset };
 	n->prop = prop_new(io, g, n->mp, chain_height(n->chain) + 1, &pcb);
 	snprintf(ev_path, sizeof(ev_path), "%s/%s", cfg->home, EVIDENCE_FILE);
 	struct driver_config dc = {
@@ -391,7 +407,6 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 		.wal_path = wal_path,
 		.evidence_path = ev_path,
 		.sk = n->sk,
-		.my_index = n->my_index,
 		.block_max_records = cfg->block_max_records,
 		.block_max_bytes = cfg->block_max_bytes,
 		.timeout_propose_ms = cfg->timeout_propose_ms,

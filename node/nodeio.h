@@ -74,7 +74,19 @@ static inline void nio_relay(const struct node_io *io, uint32_t n, uint32_t skip
 			io->send(io->ctx, v, msg, len);
 }
 
-/* Sends the bytes of b through io (to: a validator or NODE_ALL). */
+/*
+ * Passes msg on to every connected peer of the n party slots (a validator
+ * set's slot list) but skip_a and skip_b (slots; NODE_ALL skips none).
+ */
+static inline void nio_relay_slots(const struct node_io *io, const uint32_t *slots, uint32_t n, uint32_t skip_a,
+				   uint32_t skip_b, const uint8_t *msg, size_t len)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (slots[i] != skip_a && slots[i] != skip_b && io->connected(io->ctx, slots[i]))
+			io->send(io->ctx, slots[i], msg, len);
+}
+
+/* Sends the bytes of b through io (to: a peer or NODE_ALL). */
 static inline void nio_send(const struct node_io *io, uint32_t to, const struct td_buf *b)
 {
 	io->send(io->ctx, to, (const uint8_t *)b->sb.data, b->sb.size);

@@ -14,7 +14,8 @@
 
 /* A proposal whose block is being rebuilt from records we still lack. */
 struct pprop {
-	uint32_t from; /* the proposer, also the peer asked for records */
+	uint32_t from;      /* the proposer: its index in the height's validator set */
+	uint32_t from_slot; /* the proposer's party slot: the peer asked again for records */
 	uint32_t round;
 	int32_t valid_round;
 	uint8_t hash[TD_HASH_LEN];
@@ -68,6 +69,7 @@ struct proposals {
 	uint32_t nfuture;
 	struct signed_prop seen[PROP_SEEN_MAX]; /* oldest replaced first */
 	uint32_t nseen, seen_next;
+	struct registry_set gset; /* the genesis validators, when cb.valset is NULL */
 };
 
 struct proposals *prop_new(const struct node_io *io, const struct td_genesis *g, struct mempool *mp, uint64_t height,
@@ -79,7 +81,14 @@ struct proposals *prop_new(const struct node_io *io, const struct td_genesis *g,
 	p->mp = mp;
 	p->cb = *cb;
 	p->height = height;
+	registry_genesis_set(&p->gset, g);
 	return p;
+}
+
+/* The validator set signing height h, or NULL if not known yet. */
+static const struct registry_set *pset(const struct proposals *p, uint64_t h)
+{
+	return p->cb.valset ? p->cb.valset(p->cb.ctx, h) : &p->gset;
 }
 
 static void pprop_clear(struct pprop *pp)
@@ -182,7 +191,9 @@ static void relay(struct proposals *p, uint32_t from_peer, uint32_t round, const
 	r->msg = td_xmalloc(len);
 	memcpy(r->msg, msg, len);
 	r->len = len;
-	nio_relay(p->io, p->g->n, from_peer, NODE_ALL, msg, len);
+	const struct registry_set *s = pset(p, p->height);
+	if (s)
+		nio_relay_slots(p->io, s->slot, s->n, from_peer, NODE_ALL, msg, len);
 }
 
 void prop_resend(struct proposals *p, uint32_t to)
@@ -246,7 +257,8 @@ void prop_offer(struct proposals *p, struct td_record *rec)
  * Keeps the first verified proposal of each (height, round) by its proposer;
  * a different one for the same (height, round) goes out as evidence.
  */
-static void note_signed(struct proposals *p, uint32_t from, const struct td_msg *m)
+static void note_signed(struct proposals *p, uint32_t from, const uint8_t pk[static TD_PUBKEY_LEN],
+			const struct td_msg *m)
 {
 	for (uint32_t i = 0; i < p->nseen; i++) {
 		const struct signed_prop *s = &p->seen[i];
@@ -255,7 +267,7 @@ static void note_signed(struct proposals *p, uint32_t from, const struct td_msg 
 		if (s->valid_round == m->valid_round && memcmp(s->hash, m->hash, TD_HASH_LEN) == 0)
 			return;
 		struct td_evidence ev = { .kind = TD_EVIDENCE_PROPOSALS, .height = m->height, .round = m->round };
-		memcpy(ev.pk, p->g->v[from].pk, TD_PUBKEY_LEN);
+		memcpy(ev.pk, pk, TD_PUBKEY_LEN);
 		ev.a.valid_round = s->valid_round;
 		memcpy(ev.a.value, s->hash, TD_HASH_LEN);
 		memcpy(ev.a.sig, s->sig, TD_SIG_LEN);
@@ -298,13 +310,16 @@ void prop_on_proposal(struct proposals *p, uint32_t peer, const struct td_msg *m
 			return;
 		}
 	}
-	uint32_t from = (uint32_t)((m->height + m->round) % p->g->n);
+	const struct registry_set *s = pset(p, m->height);
+	if (!s)
+		return;
+	uint32_t from = (uint32_t)((m->height + m->round) % s->n);
 	memcpy(hash, m->hash, TD_HASH_LEN); /* the decoder hashed the header */
-	if (!td_proposal_verify(m->sig, p->g->hash, m->height, m->round, m->valid_round, hash, p->g->v[from].pk)) {
+	if (!td_proposal_verify(m->sig, p->g->hash, m->height, m->round, m->valid_round, hash, s->v[from].pk)) {
 		p->io->disconnect(p->io->ctx, peer, "sent a proposal with a bad signature");
 		return;
 	}
-	note_signed(p, from, m);
+	note_signed(p, from, s->v[from].pk, m);
 	if (m->height == p->height + 1) {
 		/* The next height's proposer may be ahead of us by one commit: keep it for then. */
 		if (p->nfuture == PROP_FUTURE_MAX)
@@ -352,6 +367,7 @@ void prop_on_proposal(struct proposals *p, uint32_t peer, const struct td_msg *m
 	pp->msg = td_buf_take(&b, &pp->len);
 	td_buf_free(&b);
 	pp->from = from;
+	pp->from_slot = s->slot[from];
 	pp->round = m->round;
 	pp->valid_round = m->valid_round;
 	memcpy(pp->hash, hash, TD_HASH_LEN);
@@ -391,7 +407,7 @@ void prop_refetch(struct proposals *p)
 		for (uint32_t j = 0; j < pp->hdr.n_records; j++)
 			if (!pp->recs[j])
 				memcpy(want[k++], pp->ids[j], TD_HASH_LEN);
-		p->cb.fetch(p->cb.ctx, pp->from, (const uint8_t(*)[TD_HASH_LEN])want, k);
+		p->cb.fetch(p->cb.ctx, pp->from_slot, (const uint8_t(*)[TD_HASH_LEN])want, k);
 		pp->asked_ms = now;
 		free(want);
 	}

@@ -17,6 +17,7 @@
 #define TENDERD_PROPOSALS_H
 
 #include "mempool.h"
+#include "registry.h"
 #include "nodeio.h"
 #include "tenderd/msg.h"
 
@@ -39,6 +40,12 @@ struct prop_callbacks {
 	void (*fetch)(void *ctx, uint32_t peer, const uint8_t (*ids)[TD_HASH_LEN], uint32_t k);
 	/* A proposer signed two different proposals for one height and round: ev holds both (NULL: ignored). */
 	void (*on_conflict)(void *ctx, const struct td_evidence *ev);
+	/*
+	 * The validator set that signs height h, or NULL if not known yet
+	 * (registry_set of the chain's registry). NULL callback: the genesis
+	 * validators at every height.
+	 */
+	const struct registry_set *(*valset)(void *ctx, uint64_t h);
 };
 
 /* Proposals at height for genesis g (borrowed), records from mp (borrowed). */

@@ -42,6 +42,26 @@ static void set_seal(struct registry_set *s)
 	td_validators_hash(s->hash, s->v, s->n);
 }
 
+void registry_genesis_set(struct registry_set *s, const struct td_genesis *g)
+{
+	memset(s, 0, sizeof(*s));
+	s->from = 1;
+	s->n = g->n;
+	for (uint32_t i = 0; i < g->n; i++) {
+		s->slot[i] = i;
+		s->v[i] = g->v[i];
+	}
+	set_seal(s);
+}
+
+int registry_set_find(const struct registry_set *s, const uint8_t pk[static TD_PUBKEY_LEN])
+{
+	for (uint32_t i = 0; i < s->n; i++)
+		if (memcmp(s->v[i].pk, pk, TD_PUBKEY_LEN) == 0)
+			return (int)i;
+	return -1;
+}
+
 struct registry *registry_new(const struct td_genesis *g)
 {
 	struct registry *r = td_xcalloc(1, sizeof(*r));
@@ -57,13 +77,7 @@ struct registry *registry_new(const struct td_genesis *g)
 	r->sets = td_xcalloc(1, sizeof(*r->sets));
 	r->nsets = 1;
 	s = &r->sets[0];
-	s->from = 1;
-	s->n = g->n;
-	for (uint32_t i = 0; i < g->n; i++) {
-		s->slot[i] = i;
-		s->v[i] = g->v[i];
-	}
-	set_seal(s);
+	registry_genesis_set(s, g);
 	r->props = td_xcalloc(REGISTRY_PROPOSALS_MAX, sizeof(*r->props));
 	return r;
 }

@@ -97,6 +97,11 @@ struct registry_proposal {
 
 struct registry;
 
+/* The genesis validators of g as a set signing from height 1 (slots: their genesis indexes). */
+void registry_genesis_set(struct registry_set *s, const struct td_genesis *g);
+/* Index of pk in set s, or -1. */
+int registry_set_find(const struct registry_set *s, const uint8_t pk[static TD_PUBKEY_LEN]);
+
 /* A registry of genesis g's parties, its validators signing from height 1. */
 struct registry *registry_new(const struct td_genesis *g);
 struct registry *registry_clone(const struct registry *r);

@@ -179,13 +179,12 @@ static void modules_open(struct env *e)
 	char err[256];
 	assert_int_equal(chain_open(&e->chain, e->store, &e->g, err, sizeof(err)), 0);
 	e->mp = mempool_new(10000, 64u << 20);
-	struct prop_callbacks pcb = { e, cb_complete, cb_fetch, NULL };
+	struct prop_callbacks pcb = { e, cb_complete, cb_fetch, NULL, NULL };
 	e->prop = prop_new(&e->io, &e->g, e->mp, chain_height(e->chain) + 1, &pcb);
 	struct driver_config dc = {
 		.sign_state_path = e->ss_path,
 		.wal_path = e->wal_path,
 		.sk = e->sk,
-		.my_index = 0,
 		.block_max_records = 1000,
 		.block_max_bytes = 4u << 20,
 		.timeout_propose_ms = 3000,
@@ -204,7 +203,6 @@ static void modules_open(struct env *e)
 		.cfg = &e->cfg,
 		.sk = e->sk,
 		.pk = e->g.v[0].pk,
-		.my_index = 0,
 		.chain = e->chain,
 		.mp = e->mp,
 		.driver = e->d,

@@ -408,14 +408,13 @@ static void env_driver(struct env *e)
 {
 	char err[256];
 	e->mp = mempool_new(10000, 64u << 20);
-	struct prop_callbacks pcb = { e, cb_complete, cb_fetch, NULL };
+	struct prop_callbacks pcb = { e, cb_complete, cb_fetch, NULL, NULL };
 	e->prop = prop_new(&e->io, &e->g, e->mp, chain_height(e->chain) + 1, &pcb);
 	struct driver_config dc = {
 		.sign_state_path = e->ss_path,
 		.wal_path = e->wal_path,
 		.evidence_path = e->ev_path,
 		.sk = e->sk[e->me],
-		.my_index = e->me,
 		.block_max_records = e->block_max_records,
 		.block_max_bytes = 4u << 20,
 		.timeout_propose_ms = T_PROPOSE,

@@ -272,7 +272,7 @@ static int setup(void **state)
 	assert_int_equal(chain_open(&e->chain, path, &e->g, err, sizeof(err)), 0);
 	fio_init(&e->io, e->chain);
 	e->mp = mempool_new(1000, 16u << 20);
-	struct prop_callbacks pcb = { e, cb_complete, cb_fetch, NULL };
+	struct prop_callbacks pcb = { e, cb_complete, cb_fetch, NULL, NULL };
 	e->prop = prop_new(&e->io.io, &e->g, e->mp, 1, &pcb);
 	struct sync_callbacks scb = { e, cb_applied };
 	e->s = sync_new(&e->io.io, &e->g, e->chain, e->mp, e->prop, &scb);
