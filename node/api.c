@@ -17,6 +17,8 @@
 #include "api.h"
 #include "evidence.h"
 #include "log.h"
+#include "registry.h"
+#include "tenderd/governance.h"
 #include "tenderd/json.h"
 
 struct waiter {
@@ -280,29 +282,194 @@ void api_on_commit(struct api *a)
 /* "validator", "member" or "observer": this node's role in the genesis. */
 static const char *my_role(const struct api_deps *n)
 {
-	int i = td_genesis_find_party(n->genesis, n->pk);
-	return i < 0 ? "none" : td_role_name(td_genesis_role(n->genesis, (uint32_t)i));
+	const struct registry *r = chain_registry(n->chain);
+	int i = registry_find(r, n->pk);
+	enum td_role role;
+	if (i < 0 || registry_role(r, (uint32_t)i, chain_height(n->chain) + 1, &role) != 0)
+		return "none";
+	return td_role_name(role);
 }
 
-/* chain.members: {"validators", "members", "observers"}, each [{"name", "pub_key", "connected"}]. */
+/*
+ * chain.members: {"height", "validators", "members", "observers"}, each
+ * [{"name", "pub_key", "self", "connected"}], the parties with a role at the
+ * next height; validators in proposer order.
+ */
 static void m_members(struct api *a, struct rpc_req *req, json_t *params)
 {
 	const struct api_deps *n = &a->d;
-	const struct td_genesis *g = n->genesis;
+	const struct registry *r = chain_registry(n->chain);
+	uint64_t h = chain_height(n->chain) + 1;
+	const struct registry_set *s = registry_set(r, h);
 	json_t *lists[3] = { json_array(), json_array(), json_array() };
 	char pk[2 * TD_PUBKEY_LEN + 1];
 
 	(void)params;
-	for (uint32_t i = 0; i < td_genesis_parties(g); i++) {
-		const struct td_validator *p = td_genesis_party(g, i);
+	for (uint32_t k = 0; k < s->n + registry_slots(r); k++) {
+		uint32_t i = k < s->n ? s->slot[k] : k - s->n;
+		enum td_role role;
+		if (registry_role(r, i, h, &role) != 0 || (k >= s->n && role == TD_ROLE_VALIDATOR))
+			continue;
+		const struct td_validator *p = registry_party(r, i);
 		bool self = memcmp(p->pk, n->pk, TD_PUBKEY_LEN) == 0;
 		td_hex(pk, p->pk, TD_PUBKEY_LEN);
-		json_array_append_new(lists[td_genesis_role(g, i)],
+		json_array_append_new(lists[role],
 				      json_pack("{s:s, s:s, s:b, s:b}", "name", p->name, "pub_key", pk, "self", self,
 						"connected", !self && n->io->connected(n->io->ctx, i)));
 	}
-	rpc_reply(req,
-		  json_pack("{s:o, s:o, s:o}", "validators", lists[0], "members", lists[1], "observers", lists[2]));
+	rpc_reply(req, json_pack("{s:o, s:o, s:o, s:o}", "height", td_json_uint(h), "validators", lists[0], "members",
+				 lists[1], "observers", lists[2]));
+}
+
+/* chain.validators {height}: the set that signs height (default the next), with its hash. */
+static void m_validators(struct api *a, struct rpc_req *req, json_t *params)
+{
+	const struct api_deps *n = &a->d;
+	const struct registry *r = chain_registry(n->chain);
+	uint64_t h = chain_height(n->chain) + 1;
+	const json_t *jh = json_object_get(params, "height");
+	char pk[2 * TD_PUBKEY_LEN + 1], hash[2 * TD_HASH_LEN + 1];
+
+	if (jh && (!td_json_number_u64(jh, &h) || h == 0)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "height must be a positive integer");
+		return;
+	}
+	const struct registry_set *s = registry_set(r, h);
+	if (!s) {
+		rpc_error(req, TD_RPC_NOT_FOUND, "the set of height %llu is not known yet (the chain is at %llu)",
+			  (unsigned long long)h, (unsigned long long)chain_height(n->chain));
+		return;
+	}
+	json_t *vals = json_array();
+	for (uint32_t i = 0; i < s->n; i++) {
+		td_hex(pk, s->v[i].pk, TD_PUBKEY_LEN);
+		json_array_append_new(vals, json_pack("{s:o, s:s, s:s}", "index", td_json_uint(i), "name", s->v[i].name,
+						      "pub_key", pk));
+	}
+	td_hex(hash, s->hash, TD_HASH_LEN);
+	rpc_reply(req, json_pack("{s:o, s:o, s:s, s:o}", "height", td_json_uint(h), "since", td_json_uint(s->from),
+				 "hash", hash, "validators", vals));
+}
+
+static json_t *proposal_json(const struct registry_proposal *p)
+{
+	char hex[2 * TD_HASH_LEN + 1];
+	json_t *o = json_object(), *ap = json_array();
+
+	td_hex(hex, p->id, TD_HASH_LEN);
+	json_object_set_new(o, "id", json_string(hex));
+	json_object_set_new(o, "action", json_string(registry_action_name(p->change.action)));
+	if (p->change.action == REGISTRY_ADD) {
+		json_object_set_new(o, "role", json_string(td_role_name(p->change.role)));
+		json_object_set_new(o, "name", json_string(p->change.name));
+	}
+	td_hex(hex, p->change.key, TD_PUBKEY_LEN);
+	json_object_set_new(o, "pub_key", json_string(hex));
+	if (p->change.action == REGISTRY_REPLACE_KEY) {
+		td_hex(hex, p->change.new_key, TD_PUBKEY_LEN);
+		json_object_set_new(o, "new_pub_key", json_string(hex));
+	}
+	td_hex(hex, p->author, TD_PUBKEY_LEN);
+	json_object_set_new(o, "proposed_by", json_string(hex));
+	json_object_set_new(o, "height", td_json_uint(p->height));
+	json_object_set_new(o, "expires_after", td_json_uint(p->height + REGISTRY_PROPOSAL_TTL));
+	json_object_set_new(o, "status", json_string(registry_status_name(p->status)));
+	for (uint32_t i = 0; i < p->n_approvals; i++) {
+		td_hex(hex, p->approvers[i], TD_PUBKEY_LEN);
+		json_array_append_new(ap, json_string(hex));
+	}
+	json_object_set_new(o, "approvals", ap);
+	if (p->status == REGISTRY_DECIDED || p->status == REGISTRY_REJECTED)
+		json_object_set_new(o, "decided_height", td_json_uint(p->decided_height));
+	if (p->status == REGISTRY_DECIDED)
+		json_object_set_new(o, "effect_height", td_json_uint(p->effect_height));
+	if (p->status == REGISTRY_REJECTED)
+		json_object_set_new(o, "reason", json_string(p->reason));
+	return o;
+}
+
+/* gov.proposals: every proposal kept, newest first. */
+static void m_proposals(struct api *a, struct rpc_req *req, json_t *params)
+{
+	uint32_t np;
+	const struct registry_proposal *p = registry_proposals(chain_registry(a->d.chain), &np);
+	json_t *arr = json_array();
+
+	(void)params;
+	for (uint32_t i = np; i-- > 0;)
+		json_array_append_new(arr, proposal_json(&p[i]));
+	rpc_reply(req, json_pack("{s:o}", "proposals", arr));
+}
+
+/* Reads a 32-byte hex parameter into out; false (and an error sent) otherwise. */
+static bool param_hex32(struct rpc_req *req, const json_t *params, const char *key, uint8_t out[static 32])
+{
+	const json_t *v = json_object_get(params, key);
+	if (!td_json_is_string(v) || !td_unhex(out, 32, json_string_value(v), json_string_length(v))) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "%s must be 64 hex digits", key);
+		return false;
+	}
+	return true;
+}
+
+static void submit_gov(struct api *a, struct rpc_req *req, const struct td_gov *g, const char *rationale, bool wait);
+
+/*
+ * gov.propose {action: add|remove|replace-key, role, name (add), pub_key,
+ * new_pub_key (replace-key), rationale, wait}: a governance proposal signed
+ * by this node, a validator.
+ */
+static void m_propose(struct api *a, struct rpc_req *req, json_t *params)
+{
+	struct td_gov g = { .kind = TD_KIND_GOV_PROPOSAL };
+	const json_t *jaction = json_object_get(params, "action"), *jrole = json_object_get(params, "role");
+	const json_t *jname = json_object_get(params, "name"), *jrat = json_object_get(params, "rationale");
+	const json_t *jwait = json_object_get(params, "wait");
+	static const char *roles[] = { "validator", "member", "observer" };
+
+	for (int k = TD_GOV_ADD; td_json_is_string(jaction) && k <= TD_GOV_REPLACE_KEY; k++)
+		if (strcmp(json_string_value(jaction), td_gov_action_name((enum td_gov_action)k)) == 0)
+			g.action = (enum td_gov_action)k;
+	if (g.action == 0) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "action must be add, remove or replace-key");
+		return;
+	}
+	if (!param_hex32(req, params, "pub_key", g.pub_key))
+		return;
+	if (g.action == TD_GOV_ADD) {
+		int role = -1;
+		for (int k = 0; td_json_is_string(jrole) && k < 3; k++)
+			if (strcmp(json_string_value(jrole), roles[k]) == 0)
+				role = k;
+		if (role < 0) {
+			rpc_error(req, TD_RPC_INVALID_PARAMS, "role must be validator, member or observer");
+			return;
+		}
+		if (!td_json_is_string(jname) || json_string_length(jname) == 0 ||
+		    json_string_length(jname) > TD_NAME_MAX) {
+			rpc_error(req, TD_RPC_INVALID_PARAMS, "name must be a string of 1..%d bytes", TD_NAME_MAX);
+			return;
+		}
+		g.role = (enum td_role)role;
+		memcpy(g.name, json_string_value(jname), json_string_length(jname));
+	}
+	if (g.action == TD_GOV_REPLACE_KEY && !param_hex32(req, params, "new_pub_key", g.new_pub_key))
+		return;
+	if (jrat && (!td_json_is_string(jrat) || json_string_length(jrat) > TD_GOV_RATIONALE_MAX)) {
+		rpc_error(req, TD_RPC_INVALID_PARAMS, "rationale must be a string of at most %d bytes",
+			  TD_GOV_RATIONALE_MAX);
+		return;
+	}
+	submit_gov(a, req, &g, jrat ? json_string_value(jrat) : NULL, json_is_true(jwait));
+}
+
+/* gov.approve {proposal: record id, wait}: this validator's approval. */
+static void m_approve(struct api *a, struct rpc_req *req, json_t *params)
+{
+	struct td_gov g = { .kind = TD_KIND_GOV_APPROVAL };
+	if (!param_hex32(req, params, "proposal", g.proposal))
+		return;
+	submit_gov(a, req, &g, NULL, json_is_true(json_object_get(params, "wait")));
 }
 
 static void m_status(struct api *a, struct rpc_req *req, json_t *params)
@@ -344,12 +511,12 @@ static void m_status(struct api *a, struct rpc_req *req, json_t *params)
 		"{s:s, s:s, s:{s:s, s:s, s:b, s:s}, s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:{s:o, s:o, s:s}, "
 		"s:{s:o, s:o, s:o, s:o}}",
 		"version", TENDERD_VERSION, "chain_id", n->genesis->chain_id, "node", "name", n->cfg->name, "pub_key",
-		pk, "validator", n->my_index >= 0, "role", my_role(n), "height", td_json_uint(h), "last_block_hash",
-		hash, "last_block_time", ts, "records", td_json_uint(chain_record_count(n->chain)), "mempool",
-		td_json_uint(mempool_count(n->mp)), "mempool_bytes", td_json_uint(mempool_bytes(n->mp)), "peers",
-		n->io->peers_json(n->io->ctx), "validators", vals, "catching_up", sync_busy(n->sync) || top > h + 1,
-		"sync_target", td_json_uint(top > h ? top : h), "consensus", "height",
-		td_json_uint(cons_started(cons) ? cons_height(cons) : h + 1), "round",
+		pk, "validator", driver_my_index(n->driver) >= 0, "role", my_role(n), "height", td_json_uint(h),
+		"last_block_hash", hash, "last_block_time", ts, "records", td_json_uint(chain_record_count(n->chain)),
+		"mempool", td_json_uint(mempool_count(n->mp)), "mempool_bytes", td_json_uint(mempool_bytes(n->mp)),
+		"peers", n->io->peers_json(n->io->ctx), "validators", vals, "catching_up",
+		sync_busy(n->sync) || top > h + 1, "sync_target", td_json_uint(top > h ? top : h), "consensus",
+		"height", td_json_uint(cons_started(cons) ? cons_height(cons) : h + 1), "round",
 		td_json_uint(cons_started(cons) ? cons_round(cons) : 0), "step",
 		!cons_started(cons)                  ? "idle" :
 		cons_step(cons) == CONS_STEP_PROPOSE ? "propose" :
@@ -430,11 +597,17 @@ static void m_publish(struct api *a, struct rpc_req *req, json_t *params)
 			  "date must be an ISO 8601 date-time with seconds and a zone (2020-03-09T09:00:00+09:00)");
 		return;
 	}
-	if (!td_genesis_may_publish(n->genesis, n->pk)) {
-		rpc_error(req, TD_RPC_RULE,
-			  "this node is an observer of chain %s: it follows the chain read-only; publish on a "
-			  "validator's or member's node",
-			  n->genesis->chain_id);
+	const char *role = my_role(n);
+	if (strcmp(role, "validator") != 0 && strcmp(role, "member") != 0) {
+		if (strcmp(role, "observer") == 0)
+			rpc_error(req, TD_RPC_RULE,
+				  "this node is an observer of chain %s: it follows the chain read-only; publish on a "
+				  "validator's or member's node",
+				  n->genesis->chain_id);
+		else
+			rpc_error(req, TD_RPC_RULE,
+				  "this node's key is no validator or member of chain %s now: only they publish",
+				  n->genesis->chain_id);
 		return;
 	}
 	full = td_release_build_dated(release, kind, jocid ? json_string_value(jocid) : NULL, now,
@@ -480,6 +653,51 @@ static void m_publish(struct api *a, struct rpc_req *req, json_t *params)
 		log_info("published %s %s for %s (record %s) from an unknown client", td_kind_name(kind),
 			 rec->release_id, rec->ocid, hex);
 	if (jwait && json_is_true(jwait)) {
+		struct waiter *w = td_xcalloc(1, sizeof(*w));
+		w->req = req;
+		memcpy(w->id, rec->id, TD_HASH_LEN);
+		memcpy(w->ocid, rec->ocid, sizeof(w->ocid));
+		memcpy(w->release_id, rec->release_id, sizeof(w->release_id));
+		w->next = a->waiters;
+		a->waiters = w;
+	} else {
+		rpc_reply(req, publish_result(rec->id, rec->ocid, rec->release_id));
+	}
+}
+
+static void submit_gov(struct api *a, struct rpc_req *req, const struct td_gov *g, const char *rationale, bool wait)
+{
+	const struct api_deps *n = &a->d;
+	uint64_t now = driver_ledger_now(n->driver);
+	char ocid[TD_OCID_MAX + sizeof(TD_GOV_OCID_SUFFIX)], id[TD_ID_MAX + 1], date[40], err[TD_ERRMSG_MAX];
+	struct td_record *rec = NULL;
+	int rc;
+
+	if (driver_my_index(n->driver) < 0) {
+		rpc_error(req, TD_RPC_RULE, "only a validator proposes or approves changes to the chain's parties");
+		return;
+	}
+	snprintf(ocid, sizeof(ocid), "%s%s", n->genesis->ocid_prefix, TD_GOV_OCID_SUFFIX);
+	snprintf(id, sizeof(id), "%s-%llu", g->kind == TD_KIND_GOV_PROPOSAL ? "proposal" : "approval",
+		 (unsigned long long)now);
+	td_time_iso(date, now);
+	json_t *body = td_gov_body(g, ocid, id, date, rationale);
+	rc = td_record_sign(&rec, g->kind, body, now, NULL, n->genesis->hash, n->sk, err, sizeof(err));
+	json_decref(body);
+	if (rc) {
+		rpc_error(req, TD_RPC_INVALID_RECORD, "%s", err);
+		return;
+	}
+	if ((rc = n->submit(n->ctx, rec, err, sizeof(err))) != 0) {
+		td_record_free(rec);
+		rpc_error(req, rpc_code(rc), "%s", err);
+		return;
+	}
+	char hex[2 * TD_HASH_LEN + 1];
+	td_hex(hex, rec->id, TD_HASH_LEN);
+	log_info("governance: %s %s (record %s)", td_kind_name(g->kind),
+		 g->kind == TD_KIND_GOV_PROPOSAL ? td_gov_action_name(g->action) : "", hex);
+	if (wait) {
 		struct waiter *w = td_xcalloc(1, sizeof(*w));
 		w->req = req;
 		memcpy(w->id, rec->id, TD_HASH_LEN);
@@ -863,10 +1081,11 @@ static const struct method {
 	const char *name;
 	method_fn fn;
 } methods[] = {
-	{ "status", m_status },        { "tender.publish", m_publish }, { "tender.get", m_get },
-	{ "tender.list", m_list },     { "block.get", m_block },        { "tender.watch", m_watch },
-	{ "ledger.export", m_export }, { "record.status", m_record },   { "evidence.list", m_evidence },
-	{ "proof.get", m_proof },      { "chain.members", m_members },
+	{ "status", m_status },           { "tender.publish", m_publish }, { "tender.get", m_get },
+	{ "tender.list", m_list },        { "block.get", m_block },        { "tender.watch", m_watch },
+	{ "ledger.export", m_export },    { "record.status", m_record },   { "evidence.list", m_evidence },
+	{ "proof.get", m_proof },         { "chain.members", m_members },  { "chain.validators", m_validators },
+	{ "gov.proposals", m_proposals }, { "gov.propose", m_propose },    { "gov.approve", m_approve },
 };
 
 uint32_t api_method_names(const char **out, uint32_t max)

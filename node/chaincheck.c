@@ -38,7 +38,7 @@
 
 struct check {
 	const struct chain *c;
-	uint64_t bad;  /* height of the damage found, 0 if none or of no block */
+	uint64_t bad; /* height of the damage found, 0 if none or of no block */
 	char *err;
 	size_t errlen;
 	void (*progress)(void *ctx, uint64_t height);
@@ -46,7 +46,8 @@ struct check {
 };
 
 /* Notes damage at height (0: of no one block) with a message; returns rc. */
-static int damaged(struct check *k, int rc, uint64_t height, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int damaged(struct check *k, int rc, uint64_t height, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 static int damaged(struct check *k, int rc, uint64_t height, const char *fmt, ...)
 {
 	char what[TD_ERRMSG_MAX];
@@ -129,7 +130,8 @@ static int check_records(struct check *k, uint64_t height, const struct ckey_blo
 			rc = damaged(k, TD_ECORRUPT, height, "record %u: its place (\"R\") is missing or wrong", n);
 		ckey_release_id(&q, rec->ocid, rec->release_id);
 		if (rc == 0 && !holds(c, &q, id, TD_HASH_LEN))
-			rc = damaged(k, TD_ECORRUPT, height, "record %u: its release id (\"U\") is missing or wrong", n);
+			rc = damaged(k, TD_ECORRUPT, height, "record %u: its release id (\"U\") is missing or wrong",
+				     n);
 		td_record_free(rec);
 		if (rc != 0)
 			goto out;
@@ -184,8 +186,9 @@ static int check_blocks(struct check *k)
 			rc = damaged(k, TD_ECORRUPT, h, "its previous hash is not the hash of block %llu",
 				     (unsigned long long)h - 1);
 		else if (rc == 0 && m.h.time_ms < prev_time)
-			rc = damaged(k, TD_ECORRUPT, h, "its time goes back before block %llu", (unsigned long long)h - 1);
-		else if (rc == 0 && td_genesis_find(c->g, m.h.proposer) < 0)
+			rc = damaged(k, TD_ECORRUPT, h, "its time goes back before block %llu",
+				     (unsigned long long)h - 1);
+		else if (rc == 0 && registry_set_find(registry_set(c->reg, h), m.h.proposer) < 0)
 			rc = damaged(k, TD_ECORRUPT, h, "its proposer is not a validator");
 		else if (rc != 0)
 			damaged(k, rc, h, "%s", e);
@@ -351,8 +354,8 @@ static int check_tender(struct check *k, const char *ocid, const struct ckey_tst
 	if (rc != 0)
 		return rc;
 	if (n != t->n_releases)
-		return damaged(k, TD_ECORRUPT, t->last_height, "tender %s: %u releases (\"E\"), its state says %u", ocid,
-			       n, t->n_releases);
+		return damaged(k, TD_ECORRUPT, t->last_height, "tender %s: %u releases (\"E\"), its state says %u",
+			       ocid, n, t->n_releases);
 	if (t->n_releases > 1) {
 		ckey_compiled(&q, ocid);
 		if ((rc = json_at(c, &q)) != 0)
@@ -368,8 +371,8 @@ static int check_tender(struct check *k, const char *ocid, const struct ckey_tst
 			continue;
 		ckey_lix_key(&q, x, t);
 		if (!holds(c, &q, ocid, strlen(ocid)))
-			return damaged(k, TD_ECORRUPT, t->last_height, "tender %s: a list index entry (\"L\") is missing",
-				       ocid);
+			return damaged(k, TD_ECORRUPT, t->last_height,
+				       "tender %s: a list index entry (\"L\") is missing", ocid);
 		(*n_lists)++;
 		if (ckey_lix_counted(x))
 			(*n_counted)++;
@@ -422,7 +425,8 @@ static int check_tenders(struct check *k)
 			break;
 	}
 	if (rc == 0 && store_iter_error(it) != 0)
-		rc = damaged(k, store_iter_error(it), 0, "reading tenders (\"T\"): %s", td_strerror(store_iter_error(it)));
+		rc = damaged(k, store_iter_error(it), 0, "reading tenders (\"T\"): %s",
+			     td_strerror(store_iter_error(it)));
 	store_iter_free(it);
 	if (rc != 0)
 		return rc;

@@ -41,14 +41,14 @@ static json_t *time_json(uint64_t ms)
 	return json_string(buf);
 }
 
-/* The genesis name of the party (validator, member or observer) whose key is pk, else pk in hex. */
-static void agency_name(const struct td_genesis *g, const uint8_t pk[static TD_PUBKEY_LEN],
+/* The name the chain gives the party (any role, now or once) whose key is pk, else pk in hex. */
+static void agency_name(const struct chain *c, const uint8_t pk[static TD_PUBKEY_LEN],
 			char out[static 2 * TD_PUBKEY_LEN + 1])
 {
-	int i = td_genesis_find_party(g, pk);
+	int i = registry_find(c->reg, pk);
 
 	if (i >= 0)
-		snprintf(out, 2 * TD_PUBKEY_LEN + 1, "%s", td_genesis_party(g, (uint32_t)i)->name);
+		snprintf(out, 2 * TD_PUBKEY_LEN + 1, "%s", registry_party(c->reg, (uint32_t)i)->name);
 	else
 		td_hex(out, pk, TD_PUBKEY_LEN);
 }
@@ -58,7 +58,7 @@ json_t *chain_entry_json(const struct chain *c, const struct td_record *rec, uin
 	char name[2 * TD_PUBKEY_LEN + 1];
 	json_t *out = json_object();
 
-	agency_name(c->g, rec->agency, name);
+	agency_name(c, rec->agency, name);
 	json_object_set_new(out, "record_id", hex_json(rec->id, TD_HASH_LEN));
 	json_object_set_new(out, "height", td_json_uint(height));
 	json_object_set_new(out, "time", time_json(rec->time_ms));
@@ -74,7 +74,7 @@ json_t *chain_summary_json(const struct chain *c, const struct ckey_tstate *st, 
 	char name[2 * TD_PUBKEY_LEN + 1];
 	json_t *sum = td_release_summary(compiled);
 
-	agency_name(c->g, st->owner, name);
+	agency_name(c, st->owner, name);
 	json_object_set_new(sum, "agency", hex_json(st->owner, TD_PUBKEY_LEN));
 	json_object_set_new(sum, "agency_name", json_string(name));
 	json_object_set_new(sum, "height", td_json_uint(st->first_height));
@@ -96,6 +96,8 @@ int chain_block_releases_json(const struct chain *c, uint64_t height, json_t **o
 	*out = json_array();
 	for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
 		const struct td_record *rec = blk->records[i];
+		if (td_kind_is_gov(rec->kind))
+			continue; /* not an OCDS release */
 		json_t *e = chain_entry_json(c, rec, height);
 		json_object_set_new(e, "index", td_json_uint(i));
 		json_object_set_new(e, "block_records", td_json_uint(blk->hdr.n_records));
@@ -137,7 +139,7 @@ int chain_block_json(const struct chain *c, uint64_t height, json_t **out)
 	json_object_set_new(res, "prev_hash", hex_json(m.h.prev_hash, TD_HASH_LEN));
 	json_object_set_new(res, "time", time_json(m.h.time_ms));
 	json_object_set_new(res, "proposer", hex_json(m.h.proposer, TD_PUBKEY_LEN));
-	agency_name(c->g, m.h.proposer, name);
+	agency_name(c, m.h.proposer, name);
 	json_object_set_new(res, "proposer_name", json_string(name));
 	ids = json_array();
 	for (uint32_t i = 0; i < m.h.n_records; i++)
@@ -167,9 +169,10 @@ int chain_block_json(const struct chain *c, uint64_t height, json_t **out)
 		const struct td_commit_sig *s = &cm.sigs[i];
 		json_t *sj = json_object();
 		json_object_set_new(sj, "validator", td_json_uint(s->validator));
-		if (s->validator < c->g->n) {
-			json_object_set_new(sj, "name", json_string(c->g->v[s->validator].name));
-			json_object_set_new(sj, "pub_key", hex_json(c->g->v[s->validator].pk, TD_PUBKEY_LEN));
+		const struct registry_set *vs = registry_set(c->reg, cm.height);
+		if (vs && s->validator < vs->n) {
+			json_object_set_new(sj, "name", json_string(vs->v[s->validator].name));
+			json_object_set_new(sj, "pub_key", hex_json(vs->v[s->validator].pk, TD_PUBKEY_LEN));
 		}
 		json_object_set_new(sj, "signature", hex_json(s->sig, TD_SIG_LEN));
 		json_array_append_new(sigs, sj);
@@ -306,6 +309,8 @@ int chain_release_package_json(const struct chain *c, uint64_t from, uint64_t to
 		for (uint32_t i = 0; rc == 0 && i < blk->hdr.n_records; i++) {
 			const struct td_record *rec = blk->records[i];
 			const json_t *id;
+			if (td_kind_is_gov(rec->kind))
+				continue;
 			rc = tender_id_of(c, ids, rec->ocid, &id);
 			if (rc == 0)
 				json_array_append_new(rels, export_release(rec->release, id));
@@ -341,6 +346,8 @@ int chain_record_package_json(const struct chain *c, uint64_t from, uint64_t to,
 			goto fail;
 		for (uint32_t j = 0; j < blk->hdr.n_records; j++) {
 			const char *ocid = blk->records[j]->ocid;
+			if (td_kind_is_gov(blk->records[j]->kind))
+				continue;
 			if (!json_object_get(seen, ocid)) {
 				json_object_set_new(seen, ocid, json_true());
 				json_array_append_new(ocids, json_string(ocid));
@@ -814,6 +821,10 @@ static int export_next_release(struct chain_export *x, struct chain_text *out)
 		x->step = EXPORT_DONE;
 		return 0;
 	}
+	if (td_kind_is_gov(rec->kind)) {
+		td_record_free(rec); /* not an OCDS release */
+		return 1;
+	}
 	rc = snap_tender_id(x, rec->ocid, &id);
 	if (rc == 0) {
 		json_t *rel = export_release(rec->release, id);
@@ -885,6 +896,10 @@ static int export_next_record(struct chain_export *x, struct chain_text *out)
 		text_str(out, "]}");
 		x->step = EXPORT_DONE;
 		return 0;
+	}
+	if (td_kind_is_gov(rec->kind)) {
+		td_record_free(rec);
+		return 1;
 	}
 	rc = export_first(x, rec, h, idx, &first, &x->st);
 	if (rc == 0 && first)

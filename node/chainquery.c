@@ -629,7 +629,8 @@ int chain_block_head_check(const struct chain *c, uint64_t height, const struct 
 		snprintf(err, errlen, "its commit (\"C\") is not for the hash of its header (\"B\")");
 		return TD_ECORRUPT;
 	}
-	if (td_commit_verify(cm, c->g, height, m->hash, e, sizeof(e)) != 0) {
+	const struct registry_set *vs = registry_set(c->reg, height);
+	if (!vs || td_commit_verify_set(cm, c->g->hash, vs->v, vs->n, height, m->hash, e, sizeof(e)) != 0) {
 		snprintf(err, errlen, "its commit (\"C\") does not verify against the validators: %s", e);
 		return TD_ECORRUPT;
 	}

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "log.h"
 #include "node.h"
+#include "registry.h"
 #include "p2p.h"
 #include "rpc.h"
 #include "store.h"
@@ -192,12 +193,63 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- life cycle ---- */
 
+/*
+ * Who may connect: a party the chain names with a role at the next height
+ * or the one after (a party voted in may dial a little early); its slot.
+ */
+static int key_lookup(void *ctx, const uint8_t pk[static TD_PUBKEY_LEN])
+{
+	struct daemon *d = ctx;
+	const struct registry *r = node_registry(d->node);
+	uint64_t h = node_height(d->node) + 1;
+	enum td_role role;
+	int slot = registry_find(r, pk);
+	if (slot < 0 ||
+	    (registry_role(r, (uint32_t)slot, h, &role) != 0 && registry_role(r, (uint32_t)slot, h + 1, &role) != 0))
+		return -1;
+	return slot;
+}
+
+static const struct td_validator *party_of(void *ctx, uint32_t slot, const char **role)
+{
+	struct daemon *d = ctx;
+	const struct registry *r = node_registry(d->node);
+	enum td_role ro;
+	if (role)
+		*role = registry_role(r, slot, node_height(d->node) + 1, &ro) == 0 ? td_role_name(ro) : NULL;
+	return registry_party(r, slot);
+}
+
+/* Logs who this node is on the chain now, as the registry says. */
+static void log_identity(struct daemon *d, const char *pk)
+{
+	const struct registry *r = node_registry(d->node);
+	uint64_t h = node_height(d->node) + 1;
+	int slot = registry_find(r, d->sk + crypto_sign_SEEDBYTES);
+	enum td_role role;
+
+	if (slot < 0 || registry_role(r, (uint32_t)slot, h, &role) != 0) {
+		log_warn("this node's key %s is no validator, member or observer of chain %s at height %llu: the "
+			 "others refuse its connections until the chain names it (by their vote: tenderctl propose "
+			 "on a validator); send them the output of tenderd id",
+			 pk, d->genesis.chain_id, (unsigned long long)h);
+		return;
+	}
+	if (strcmp(registry_party(r, (uint32_t)slot)->name, d->cfg.name) != 0)
+		log_warn("config name \"%s\" differs from this %s's name on the chain \"%s\"", d->cfg.name,
+			 td_role_name(role), registry_party(r, (uint32_t)slot)->name);
+	log_info("%s: %s (%s): %s", td_role_name(role), d->cfg.name, pk,
+		 role == TD_ROLE_VALIDATOR ? "votes and proposes" :
+		 role == TD_ROLE_MEMBER    ? "publishes records, does not vote" :
+					     "follows the chain read-only");
+}
+
 int daemon_start(struct daemon **out, uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen)
 {
 	struct daemon *d = td_xcalloc(1, sizeof(*d));
 	char path[PATH_MAX + 16], pk[2 * TD_PUBKEY_LEN + 1];
 	const uint8_t *mypk = d->sk + crypto_sign_SEEDBYTES;
-	int rc, me;
+	int rc;
 
 	*out = NULL;
 	d->loop = loop;
@@ -215,29 +267,11 @@ int daemon_start(struct daemon **out, uv_loop_t *loop, const struct config *cfg,
 	snprintf(path, sizeof(path), "%s/%s", cfg->home, GENESIS_FILE);
 	if ((rc = config_genesis_load(&d->genesis, path, err, errlen)))
 		goto fail;
-	me = td_genesis_find_party(&d->genesis, mypk);
 	td_hex(pk, mypk, TD_PUBKEY_LEN);
-	if (me < 0) {
-		snprintf(err, errlen, "this node's key %s is not a validator, member or observer in %s", pk,
-			 GENESIS_FILE);
-		rc = TD_EINVAL;
-		goto fail;
-	}
-	const char *role = td_role_name(td_genesis_role(&d->genesis, (uint32_t)me));
-	if (strcmp(td_genesis_party(&d->genesis, (uint32_t)me)->name, cfg->name) != 0)
-		log_warn("config name \"%s\" differs from this %s's genesis name \"%s\"", cfg->name, role,
-			 td_genesis_party(&d->genesis, (uint32_t)me)->name);
-	log_info("tenderd %s: chain %s, ocid prefix %s, %u validator%s, %u member%s, %u observer%s", TENDERD_VERSION,
-		 d->genesis.chain_id, d->genesis.ocid_prefix, d->genesis.n, d->genesis.n == 1 ? "" : "s",
-		 d->genesis.n_members, d->genesis.n_members == 1 ? "" : "s", d->genesis.n_observers,
-		 d->genesis.n_observers == 1 ? "" : "s");
-	if (me < (int)d->genesis.n)
-		log_info("validator %d: %s (%s)", me, cfg->name, pk);
-	else
-		log_info("%s: %s (%s): %s", role, cfg->name, pk,
-			 td_genesis_role(&d->genesis, (uint32_t)me) == TD_ROLE_MEMBER ?
-				 "publishes records, does not vote" :
-				 "follows the chain read-only");
+	log_info("tenderd %s: chain %s, ocid prefix %s; genesis: %u validator%s, %u member%s, %u observer%s",
+		 TENDERD_VERSION, d->genesis.chain_id, d->genesis.ocid_prefix, d->genesis.n,
+		 d->genesis.n == 1 ? "" : "s", d->genesis.n_members, d->genesis.n_members == 1 ? "" : "s",
+		 d->genesis.n_observers, d->genesis.n_observers == 1 ? "" : "s");
 	for (int k = 0; k < NODE_TIMERS; k++) {
 		uv_timer_init(loop, &d->timers[k].t);
 		d->timers[k].t.data = &d->timers[k];
@@ -252,16 +286,21 @@ int daemon_start(struct daemon **out, uv_loop_t *loop, const struct config *cfg,
 	d->handles_open = true;
 	if ((rc = node_new(&d->node, cfg, &d->genesis, d->sk, &d->io, err, errlen)))
 		goto fail;
+	log_identity(d, pk);
 	if ((rc = rpc_start(&d->rpc, loop, cfg->socket_path, on_request, d, err, errlen)))
 		goto fail;
 	{
 		const char *names[RPC_METHODS_MAX];
 		rpc_time_methods(d->rpc, names, api_method_names(names, RPC_METHODS_MAX));
 	}
-	if (td_genesis_parties(&d->genesis) > 1) {
-		struct p2p_config pc = {
-			.listen = cfg->p2p_listen, .peers = cfg->p2p_peers, .genesis = &d->genesis, .sk = d->sk
-		};
+	if (td_genesis_parties(&d->genesis) > 1 || registry_slots(node_registry(d->node)) > 1) {
+		struct p2p_config pc = { .listen = cfg->p2p_listen,
+					 .peers = cfg->p2p_peers,
+					 .genesis = &d->genesis,
+					 .sk = d->sk,
+					 .key_lookup = key_lookup,
+					 .key_lookup_ctx = d,
+					 .party = party_of };
 		struct p2p_callbacks cb = { on_peer_connect, on_peer_message, on_peer_disconnect };
 		if ((rc = p2p_start(&d->p2p, loop, &pc, &cb, d, err, errlen)))
 			goto fail;

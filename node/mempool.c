@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mempool.h"
+#include "tenderd/governance.h"
 #include "tenderd/block.h"
 
 struct entry {
@@ -124,12 +125,24 @@ int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t err
 	 * it (keyed by the ocid), or the record after a given one (keyed by its
 	 * prev, which no ocid's hash can equal).
 	 */
-	if (rec->kind == TD_KIND_TENDER)
+	struct td_gov g;
+	if (rec->kind == TD_KIND_TENDER) {
 		td_hash(okey, (const uint8_t *)rec->ocid, strlen(rec->ocid));
-	else
+	} else if (rec->kind == TD_KIND_GOV_APPROVAL && td_gov_parse(rec->release, rec->kind, &g, NULL, 0) == 0) {
+		/* One pending approval per (proposal, validator). */
+		uint8_t both[TD_HASH_LEN + TD_PUBKEY_LEN];
+		memcpy(both, g.proposal, TD_HASH_LEN);
+		memcpy(both + TD_HASH_LEN, rec->agency, TD_PUBKEY_LEN);
+		td_hash(okey, both, sizeof(both));
+	} else if (td_kind_is_gov(rec->kind)) {
+		memcpy(okey, rec->id, TD_HASH_LEN);
+	} else {
 		memcpy(okey, rec->prev, TD_HASH_LEN);
+	}
 	if (*find_ocid(mp, okey)) {
-		if (rec->kind == TD_KIND_TENDER)
+		if (rec->kind == TD_KIND_GOV_APPROVAL)
+			snprintf(err, errlen, "this validator's approval of that proposal is already pending");
+		else if (rec->kind == TD_KIND_TENDER)
 			snprintf(err, errlen, "a tender with ocid %s is already pending", rec->ocid);
 		else
 			snprintf(err, errlen,

@@ -39,8 +39,7 @@ struct node {
 	const struct td_genesis *g;
 	const struct node_io *io;
 	uint8_t sk[TD_SECKEY_LEN];
-	int my_index;      /* validator index, or -1 for a member or an observer */
-	uint32_t my_party; /* party index (td_genesis_party) */
+	int my_index; /* validator index, or -1 for a member or an observer */
 	bool stopping;
 	struct chain *chain;
 	struct mempool *mp;
@@ -61,6 +60,11 @@ struct chain *node_chain(const struct node *n)
 const struct wal *node_wal(const struct node *n)
 {
 	return driver_wal(n->driver);
+}
+
+const struct registry *node_registry(const struct node *n)
+{
+	return chain_registry(n->chain);
 }
 
 uint64_t node_height(const struct node *n)
@@ -370,14 +374,6 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	n->io = io;
 	memcpy(n->sk, sk, TD_SECKEY_LEN);
 	n->my_index = td_genesis_find(g, sk + crypto_sign_SEEDBYTES);
-	int party = td_genesis_find_party(g, sk + crypto_sign_SEEDBYTES);
-	if (party < 0) {
-		snprintf(err, errlen, "this node's key is not a validator, member or observer of chain %s",
-			 g->chain_id);
-		rc = TD_EINVAL;
-		goto fail;
-	}
-	n->my_party = (uint32_t)party;
 	struct store *st;
 	if ((rc = io->open_store(io->ctx, &st, cfg->store_path, err, errlen)) ||
 	    (rc = chain_open_store(&n->chain, st, cfg->store_path, g, err, errlen)))

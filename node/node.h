@@ -18,9 +18,9 @@
 #include "nodeio.h"
 #include "rpc.h"
 
-#define NODE_TICK_MS 1000  /* STATUS broadcast and sync checks */
+#define NODE_TICK_MS 1000           /* STATUS broadcast and sync checks */
 #define NODE_SLOW_LINK_BPS 10000000 /* the slowest link between agencies the default timeouts plan for */
-#define NODE_STALL_TICKS 2 /* ticks without a new block before signed messages are sent again */
+#define NODE_STALL_TICKS 2          /* ticks without a new block before signed messages are sent again */
 
 struct node;
 struct wal;
@@ -68,6 +68,9 @@ struct chain *node_chain(const struct node *n);
 const struct wal *node_wal(const struct node *n);
 /* The chain's height and the records waiting in the mempool (for logs and tests). */
 uint64_t node_height(const struct node *n);
+struct registry;
+/* The chain's parties and validator sets (registry.h); valid until the next block is applied. */
+const struct registry *node_registry(const struct node *n);
 uint32_t node_pending(const struct node *n);
 /*
  * What a reader outside the node (the HTTP endpoint, http.h) may look at,

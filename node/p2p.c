@@ -209,6 +209,7 @@ struct p2p {
 	uint32_t ping_ms, timeout_ms, frame_max, handshake_ms, per_addr;
 	int (*key_lookup)(void *ctx, const uint8_t pk[static TD_PUBKEY_LEN]);
 	void *key_lookup_ctx;
+	const struct td_validator *(*party_fn)(void *ctx, uint32_t slot, const char **role);
 	struct p2p_callbacks cb;
 	void *ctx;
 	struct p2p_peer *conns;         /* every connection not yet through its close callback */
@@ -299,7 +300,13 @@ static void p2p_unref(struct p2p *p)
 /* Party v of the genesis: a validator, member or observer. */
 static const struct td_validator *party(const struct p2p *p, uint32_t v)
 {
-	return td_genesis_party(p->g, v);
+	return p->party_fn ? p->party_fn(p->key_lookup_ctx, v, NULL) : td_genesis_party(p->g, v);
+}
+
+/* The name of party slot v; v < 0: a key the chain does not name (yet), such as this node's own while it waits. */
+static const char *pname(const struct p2p *p, int v)
+{
+	return v < 0 ? "a key the chain does not name" : party(p, (uint32_t)v)->name;
 }
 
 static const uint8_t *self_pk(const struct p2p *p)
@@ -498,7 +505,7 @@ static void conn_push_control(struct p2p_peer *c, enum frame_type type)
 
 static const char *conn_who(const struct p2p_peer *c)
 {
-	return c->validator >= 0 ? party(c->p, (uint32_t)c->validator)->name : "unknown peer";
+	return c->validator >= 0 ? pname(c->p, c->validator) : "unknown peer";
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -706,9 +713,8 @@ static void transcript(uint8_t t[static TRANSCRIPT_LEN], const struct p2p *p,
 static int lookup_key(const struct p2p *p, const uint8_t pk[static TD_PUBKEY_LEN])
 {
 	int v = p->key_lookup ? p->key_lookup(p->key_lookup_ctx, pk) : td_genesis_find_party(p->g, pk);
-	if (v >= (int)td_genesis_parties(p->g)) {
-		log_error("p2p: internal error: key lookup answered %d for a genesis of %" PRIu32 " parties", v,
-			  td_genesis_parties(p->g));
+	if (v >= TD_PARTIES_MAX) {
+		log_error("p2p: internal error: key lookup answered %d, over %d parties", v, TD_PARTIES_MAX);
 		abort();
 	}
 	return v < 0 ? -1 : v;
@@ -849,12 +855,12 @@ static void conn_hello(struct p2p_peer *c)
 	if (v < 0)
 		return;
 	if (replay_seen(p, eph)) {
-		conn_drop(c, LOG_WARN, "replayed hello of %s (ephemeral key seen before)", party(p, (uint32_t)v)->name);
+		conn_drop(c, LOG_WARN, "replayed hello of %s (ephemeral key seen before)", pname(p, v));
 		return;
 	}
 	mlen = signed_bytes(m, LABEL_HELLO, chain, TD_HASH_LEN + TD_PUBKEY_LEN + EPH_LEN);
 	if (crypto_sign_verify_detached(sig, m, mlen, id) != 0) {
-		conn_drop(c, LOG_WARN, "bad hello signature from %s", party(p, (uint32_t)v)->name);
+		conn_drop(c, LOG_WARN, "bad hello signature from %s", pname(p, v));
 		return;
 	}
 	replay_add(p, eph);
@@ -871,7 +877,7 @@ static void conn_hello(struct p2p_peer *c)
 	int rc = crypto_kx_server_session_keys(c->rx_key, tx, c->eph_pk, c->eph_sk, eph);
 	sodium_memzero(c->eph_sk, sizeof(c->eph_sk));
 	if (rc != 0) {
-		conn_drop(c, LOG_WARN, "unusable ephemeral key from %s", party(p, (uint32_t)v)->name);
+		conn_drop(c, LOG_WARN, "unusable ephemeral key from %s", pname(p, v));
 		goto out;
 	}
 	transcript(t, p, id, eph, self_pk(p), c->eph_pk);
@@ -920,8 +926,8 @@ static void conn_reply(struct p2p_peer *c)
 		td_hex(got, id, TD_PUBKEY_LEN);
 		conn_drop(c, LOG_WARN,
 			  "wrong key: the peer entry names %s (%s) but the node there answered as %s (%s); dropped",
-			  want, party(p, c->d->validator)->name, got,
-			  other >= 0 ? party(p, other)->name : "no party of this chain");
+			  want, pname(p, c->d->validator), got,
+			  other >= 0 ? pname(p, other) : "no party of this chain");
 		return;
 	}
 	int v = check_identity(c, id);
@@ -930,17 +936,17 @@ static void conn_reply(struct p2p_peer *c)
 	transcript(t, p, self_pk(p), c->eph_pk, id, eph);
 	mlen = signed_bytes(m, LABEL_LISTENER, t, sizeof(t));
 	if (crypto_sign_verify_detached(sig, m, mlen, id) != 0) {
-		conn_drop(c, LOG_WARN, "bad reply signature from %s", party(p, (uint32_t)v)->name);
+		conn_drop(c, LOG_WARN, "bad reply signature from %s", pname(p, v));
 		return;
 	}
 	int rc = crypto_kx_client_session_keys(rx, tx, c->eph_pk, c->eph_sk, eph);
 	sodium_memzero(c->eph_sk, sizeof(c->eph_sk));
 	if (rc != 0) {
-		conn_drop(c, LOG_WARN, "unusable ephemeral key from %s", party(p, (uint32_t)v)->name);
+		conn_drop(c, LOG_WARN, "unusable ephemeral key from %s", pname(p, v));
 		goto out;
 	}
 	if (crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, header, rx) != 0) {
-		conn_drop(c, LOG_WARN, "bad stream header from %s", party(p, (uint32_t)v)->name);
+		conn_drop(c, LOG_WARN, "bad stream header from %s", pname(p, v));
 		goto out;
 	}
 	mlen = signed_bytes(m, LABEL_DIALER, t, sizeof(t));
@@ -970,13 +976,13 @@ static void conn_finish(struct p2p_peer *c)
 	size_t mlen = signed_bytes(m, LABEL_DIALER, t, sizeof(t));
 	if (crypto_sign_verify_detached(c->buf, m, mlen, c->peer_id) != 0) {
 		conn_drop(c, LOG_WARN, "bad finish signature (a replayed hello?) claiming to be %s",
-			  party(p, (uint32_t)c->validator)->name);
+			  pname(p, c->validator));
 		return;
 	}
 	int rc = crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, c->buf + TD_SIG_LEN, c->rx_key);
 	sodium_memzero(c->rx_key, sizeof(c->rx_key));
 	if (rc != 0) {
-		conn_drop(c, LOG_WARN, "bad stream header from %s", party(p, (uint32_t)c->validator)->name);
+		conn_drop(c, LOG_WARN, "bad stream header from %s", pname(p, c->validator));
 		return;
 	}
 	conn_ready(c);
@@ -1040,7 +1046,7 @@ static void conn_ready(struct p2p_peer *c)
 		d->fails = 0;
 		d->last_error[0] = '\0';
 	}
-	log_info("p2p: connected to %s (%s, %s)", party(p, (uint32_t)v)->name, c->addr, c->outbound ? "out" : "in");
+	log_info("p2p: connected to %s (%s, %s)", pname(p, v), c->addr, c->outbound ? "out" : "in");
 	c->announced = true;
 	if (p->cb.on_connect)
 		p->cb.on_connect(p->ctx, c);
@@ -1401,11 +1407,16 @@ static int parse_peers(struct p2p *p, const char *peers, char *err, size_t errle
 			}
 			if (sodium_memcmp(d->expect_pk, self_pk(p), TD_PUBKEY_LEN) == 0) {
 				d->state = DS_SELF;
-			} else if ((v = lookup_key(p, d->expect_pk)) < 0) {
+			} else if ((v = lookup_key(p, d->expect_pk)) < 0 && !p->party_fn) {
 				snprintf(err, errlen,
 					 "peer \"%.*s\": that key is not a validator, member or observer of chain %s",
 					 (int)(len > 160 ? 160 : len), a, p->g->chain_id);
 				return TD_EINVAL;
+			} else if (v < 0) {
+				/* The chain may name it later (a party voted in): dialed, and let in once it does. */
+				log_warn("p2p: peer \"%.*s\": that key is no party of chain %s (yet); it is refused "
+					 "until the chain names it",
+					 (int)(len > 160 ? 160 : len), a, p->g->chain_id);
 			} else {
 				d->validator = v;
 			}
@@ -1496,8 +1507,10 @@ int p2p_start(struct p2p **out, uv_loop_t *loop, const struct p2p_config *cfg, c
 		snprintf(err, errlen, "p2p: libsodium cannot start");
 		return TD_EIO;
 	}
-	int self = td_genesis_find_party(cfg->genesis, cfg->sk + TD_SECKEY_LEN - TD_PUBKEY_LEN);
-	if (self < 0) {
+	const uint8_t *own = cfg->sk + TD_SECKEY_LEN - TD_PUBKEY_LEN;
+	int self =
+		cfg->key_lookup ? cfg->key_lookup(cfg->key_lookup_ctx, own) : td_genesis_find_party(cfg->genesis, own);
+	if (self < 0 && !cfg->key_lookup) {
 		snprintf(err, errlen, "p2p: this node's key is not a validator, member or observer in genesis");
 		return TD_EINVAL;
 	}
@@ -1516,6 +1529,7 @@ int p2p_start(struct p2p **out, uv_loop_t *loop, const struct p2p_config *cfg, c
 	p->per_addr = cfg->handshake_per_addr ? cfg->handshake_per_addr : P2P_HANDSHAKING_PER_ADDR_DEFAULT;
 	p->key_lookup = cfg->key_lookup;
 	p->key_lookup_ctx = cfg->key_lookup_ctx;
+	p->party_fn = cfg->party;
 	p->replay = td_xcalloc(REPLAY_CACHE, EPH_LEN);
 	if (p->frame_max > UINT32_MAX - 1 - ABYTES) {
 		snprintf(err, errlen, "p2p: frame_max too large");
@@ -1525,7 +1539,7 @@ int p2p_start(struct p2p **out, uv_loop_t *loop, const struct p2p_config *cfg, c
 	if (cb)
 		p->cb = *cb;
 	p->ctx = ctx;
-	p->by_validator = td_xcalloc(td_genesis_parties(cfg->genesis), sizeof(*p->by_validator));
+	p->by_validator = td_xcalloc(TD_PARTIES_MAX, sizeof(*p->by_validator));
 	rc = parse_peers(p, cfg->peers, err, errlen);
 	if (rc < 0) {
 		free_unstarted(p);
@@ -1656,7 +1670,7 @@ uint32_t p2p_peer_validator(const struct p2p_peer *peer)
 
 struct p2p_peer *p2p_peer_find(struct p2p *p, uint32_t validator)
 {
-	if (p->stopping || validator >= td_genesis_parties(p->g))
+	if (p->stopping || validator >= TD_PARTIES_MAX)
 		return NULL;
 	return p->by_validator[validator];
 }
@@ -1685,9 +1699,14 @@ static void json_set_identity(json_t *o, const struct p2p *p, int v)
 {
 	char hex[2 * TD_PUBKEY_LEN + 1];
 	td_hex(hex, party(p, (uint32_t)v)->pk, TD_PUBKEY_LEN);
-	json_object_set_new(o, "name", json_string(party(p, (uint32_t)v)->name));
+	json_object_set_new(o, "name", json_string(pname(p, v)));
 	json_object_set_new(o, "pub_key", json_string(hex));
-	json_object_set_new(o, "role", json_string(td_role_name(td_genesis_role(p->g, (uint32_t)v))));
+	const char *role = NULL;
+	if (p->party_fn)
+		p->party_fn(p->key_lookup_ctx, (uint32_t)v, &role);
+	else
+		role = td_role_name(td_genesis_role(p->g, (uint32_t)v));
+	json_object_set_new(o, "role", json_string(role ? role : "removed"));
 }
 
 json_t *p2p_peers_json(const struct p2p *p)
@@ -1697,7 +1716,7 @@ json_t *p2p_peers_json(const struct p2p *p)
 
 	if (p->stopping)
 		return arr;
-	for (uint32_t v = 0; v < td_genesis_parties(p->g); v++) {
+	for (uint32_t v = 0; v < TD_PARTIES_MAX; v++) {
 		const struct p2p_peer *c = p->by_validator[v];
 		if (!c)
 			continue;

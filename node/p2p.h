@@ -70,6 +70,14 @@ struct p2p_config {
 	 */
 	int (*key_lookup)(void *ctx, const uint8_t pk[static TD_PUBKEY_LEN]);
 	void *key_lookup_ctx;
+	/*
+	 * With key_lookup: the name and key of party slot (a value key_lookup
+	 * answered) and, if role is not NULL, its role now ("validator", ...,
+	 * NULL once removed); called with key_lookup_ctx. NULL: the genesis
+	 * parties. With a key_lookup, this node's own key may be unknown (a
+	 * node waiting for the chain to name it).
+	 */
+	const struct td_validator *(*party)(void *ctx, uint32_t slot, const char **role);
 };
 
 struct p2p_callbacks {

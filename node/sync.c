@@ -50,7 +50,7 @@ bool sync_busy(const struct sync *s)
 uint64_t sync_top(const struct sync *s)
 {
 	uint64_t top = 0;
-	for (uint32_t i = 0; i < td_genesis_parties(s->g); i++)
+	for (uint32_t i = 0; i < TD_PARTIES_MAX; i++)
 		if (s->peer_height[i] > top)
 			top = s->peer_height[i];
 	return top;
@@ -206,11 +206,11 @@ void sync_tick(struct sync *s)
 	}
 	/* A peer ahead of us while we made no progress for a tick: catch up by sync, asking peers in turn. */
 	if (!s->busy && h == s->height_at_last_tick) {
-		for (uint32_t k = 0; k < td_genesis_parties(s->g); k++) {
-			uint32_t v = (s->next + k) % td_genesis_parties(s->g);
+		for (uint32_t k = 0; k < TD_PARTIES_MAX; k++) {
+			uint32_t v = (s->next + k) % TD_PARTIES_MAX;
 			if (s->io->connected(s->io->ctx, v) && s->peer_height[v] > h) {
 				request(s, v);
-				s->next = (v + 1) % td_genesis_parties(s->g);
+				s->next = (v + 1) % TD_PARTIES_MAX;
 				break;
 			}
 		}

@@ -73,6 +73,8 @@ enum opt {
 	O_DRY_RUN,
 	O_GENESIS,
 	O_PROOFS,
+	O_AT,
+	O_RATIONALE,
 	O_COUNT
 };
 
@@ -100,6 +102,8 @@ static const struct {
 	[O_DRY_RUN] = { "--dry-run", NULL },
 	[O_GENESIS] = { "--genesis", "FILE" },
 	[O_PROOFS] = { "--proofs", "DIR" },
+	[O_AT] = { "--at", "HEIGHT" },
+	[O_RATIONALE] = { "--rationale", "TEXT" },
 };
 
 /* One option of one command, with what it means for that command. */
@@ -293,6 +297,37 @@ static const struct command commands[] = {
 	  "public key, the height, round and vote type, and both votes, each with its value\n"
 	  "(null for nil) and its Ed25519 signature. Anyone with the genesis can check both\n"
 	  "signatures (see the README, \"Evidence\").",
+	  { { O_COUNT, NULL } } },
+	{ "validators",
+	  "",
+	  "show the validator set that signs a height",
+	  "Prints the validators that sign the next height (RPC chain.validators), or with\n"
+	  "--at the height given: in proposer order, with the set's hash (what block headers\n"
+	  "name as next validators) and the height it signs from.",
+	  { { O_AT, "the height whose signers to show (known up to two past the tip)" }, { O_COUNT, NULL } } },
+	{ "propose",
+	  "add-validator|add-member|add-observer ID_FILE | remove PUBKEY | replace-key PUBKEY ID_FILE",
+	  "propose a change to the chain's parties (validators only)",
+	  "Signs a governance proposal with this node's key and publishes it (RPC\n"
+	  "gov.propose): add the agency of identity file ID_FILE (what `tenderd id` prints)\n"
+	  "as a validator, member or observer; remove the party holding PUBKEY; or give the\n"
+	  "party holding PUBKEY the key of ID_FILE. The proposal counts as this validator's\n"
+	  "approval; once more than two thirds of the validators approved it (tenderctl\n"
+	  "approve), it takes effect two blocks after the block that decided it, on every\n"
+	  "node at once. It expires after 1000 blocks. Prints the proposal's record id.",
+	  { { O_WAIT, WAIT_HELP }, { O_RATIONALE, "why, kept with the proposal" }, { O_COUNT, NULL } } },
+	{ "approve",
+	  "PROPOSAL_ID",
+	  "approve a pending proposal (validators only)",
+	  "Signs this validator's approval of the proposal with record id PROPOSAL_ID (RPC\n"
+	  "gov.approve).",
+	  { { O_WAIT, WAIT_HELP }, { O_COUNT, NULL } } },
+	{ "proposals",
+	  "",
+	  "list the governance proposals",
+	  "Prints every proposal the chain keeps, newest first (RPC gov.proposals): the\n"
+	  "change, who proposed it, the approvals so far, and its status (pending, decided\n"
+	  "with the height it takes effect, rejected with the reason, expired).",
 	  { { O_COUNT, NULL } } },
 	{ "members",
 	  "",
@@ -1202,6 +1237,82 @@ static bool set_height_opt(json_t *params, const char *key, const struct args *a
 	}
 	json_object_set_new(params, key, td_json_uint(h));
 	return true;
+}
+
+/* Reads an identity file (tenderd id's output): its name and pub_key into params. */
+static int identity_params(const char *file, json_t *params, const char *key_member, bool with_name)
+{
+	json_t *id = load_file(file);
+	const json_t *name, *pk;
+	uint8_t raw[TD_PUBKEY_LEN];
+
+	if (!id)
+		return TD_EXIT_REFUSED;
+	name = json_object_get(id, "name");
+	pk = json_object_get(id, "pub_key");
+	if (!td_json_is_string(pk) || !td_unhex(raw, TD_PUBKEY_LEN, json_string_value(pk), json_string_length(pk)) ||
+	    (with_name && (!td_json_is_string(name) || json_string_length(name) == 0))) {
+		fprintf(stderr, "tenderctl: %s is not an identity file (tenderd id: name and pub_key)\n", file);
+		json_decref(id);
+		return TD_EXIT_REFUSED;
+	}
+	json_object_set_new(params, key_member, json_string(json_string_value(pk)));
+	if (with_name)
+		json_object_set_new(params, "name", json_string(json_string_value(name)));
+	json_decref(id);
+	return TD_EXIT_OK;
+}
+
+/* gov.propose's params from `propose WHAT ARGS...`. */
+static int propose_params(const struct args *a, json_t **out)
+{
+	static const char *adds[][2] = { { "add-validator", "validator" },
+					 { "add-member", "member" },
+					 { "add-observer", "observer" } };
+	json_t *params = json_object();
+	uint8_t raw[TD_PUBKEY_LEN];
+	int rc = TD_EXIT_OK;
+
+	*out = NULL;
+	if (a->npos == 2 && strcmp(a->pos[0], "remove") == 0) {
+		if (!td_unhex(raw, TD_PUBKEY_LEN, a->pos[1], strlen(a->pos[1]))) {
+			json_decref(params);
+			return usage("propose remove: PUBKEY must be %d hex digits", 2 * TD_PUBKEY_LEN);
+		}
+		json_object_set_new(params, "action", json_string("remove"));
+		json_object_set_new(params, "pub_key", json_string(a->pos[1]));
+	} else if (a->npos == 3 && strcmp(a->pos[0], "replace-key") == 0) {
+		if (!td_unhex(raw, TD_PUBKEY_LEN, a->pos[1], strlen(a->pos[1]))) {
+			json_decref(params);
+			return usage("propose replace-key: PUBKEY must be %d hex digits", 2 * TD_PUBKEY_LEN);
+		}
+		json_object_set_new(params, "action", json_string("replace-key"));
+		json_object_set_new(params, "pub_key", json_string(a->pos[1]));
+		rc = identity_params(a->pos[2], params, "new_pub_key", false);
+	} else {
+		int k = -1;
+		for (int i = 0; a->npos == 2 && i < 3; i++)
+			if (strcmp(a->pos[0], adds[i][0]) == 0)
+				k = i;
+		if (k < 0) {
+			json_decref(params);
+			return usage("usage: propose add-validator|add-member|add-observer ID_FILE | remove PUBKEY | "
+				     "replace-key PUBKEY ID_FILE");
+		}
+		json_object_set_new(params, "action", json_string("add"));
+		json_object_set_new(params, "role", json_string(adds[k][1]));
+		rc = identity_params(a->pos[1], params, "pub_key", true);
+	}
+	if (rc == TD_EXIT_OK && a->set[O_RATIONALE])
+		json_object_set_new(params, "rationale", json_string(a->val[O_RATIONALE]));
+	if (rc == TD_EXIT_OK && a->set[O_WAIT])
+		json_object_set_new(params, "wait", json_true());
+	if (rc != TD_EXIT_OK) {
+		json_decref(params);
+		return rc;
+	}
+	*out = params;
+	return TD_EXIT_OK;
 }
 
 /* Writes v as indented JSON to the file name (or stdout when name is NULL). */
@@ -2438,6 +2549,33 @@ static int run(struct conn *c, const struct command *cmd, const struct args *a, 
 			return usage("proof: --out needs a file name");
 		method = "proof.get";
 		params = json_pack("{s:s}", "ocid", a->pos[0]);
+	} else if (strcmp(name, "validators") == 0) {
+		if (a->npos != 0)
+			return usage("usage: validators [--at HEIGHT]");
+		method = "chain.validators";
+		params = json_object();
+		if (!set_height_opt(params, "height", a, O_AT, &rc)) {
+			json_decref(params);
+			return rc;
+		}
+	} else if (strcmp(name, "proposals") == 0) {
+		if (a->npos != 0)
+			return usage("usage: proposals");
+		method = "gov.proposals";
+		params = json_object();
+	} else if (strcmp(name, "approve") == 0) {
+		uint8_t id[TD_HASH_LEN];
+		if (a->npos != 1 || !td_unhex(id, TD_HASH_LEN, a->pos[0], strlen(a->pos[0])))
+			return usage("usage: approve PROPOSAL_ID (the proposal's record id, %d hex digits)",
+				     2 * TD_HASH_LEN);
+		method = "gov.approve";
+		params = json_pack("{s:s}", "proposal", a->pos[0]);
+		if (a->set[O_WAIT])
+			json_object_set_new(params, "wait", json_true());
+	} else if (strcmp(name, "propose") == 0) {
+		if ((rc = propose_params(a, &params)) != TD_EXIT_OK)
+			return rc;
+		method = "gov.propose";
 	} else if (strcmp(name, "members") == 0) {
 		if (a->npos != 0)
 			return usage("usage: members");

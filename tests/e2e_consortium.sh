@@ -14,7 +14,7 @@
 #      again with the agreed one;
 #   5. a peer entry naming the wrong key is dropped with a log line naming both keys;
 #   6. `tenderd init --genesis` makes a home on the chain whose new key is no validator:
-#      init says so, and run refuses.
+#      init says so, and run says so too (the chain may name it later by a vote).
 # Fails fast with the step, the last command's output and every node's log tail.
 set -uo pipefail
 
@@ -212,10 +212,10 @@ grep -q "is not a validator, member or observer of chain kr-procurement-2026" "$
 run_cmd "$TN_DIR/join2.out" "$TENDERD" init --home "$J" --name X --genesis "$GEN" --chain-id y
 ((RC == 3)) || fail "init --genesis with --chain-id exited $RC, expected 3"
 sed -i "/^\[p2p\]/,/^\[/ s|^listen = .*|listen = 127.0.0.1:0|" "$J/config.ini"
-timeout 30 "$TENDERD" run --home "$J" >"$TN_DIR/late.log" 2>&1
-RC=$?
-cp "$TN_DIR/late.log" "$ERR"
-((RC == 1)) && grep -q "is not a validator" "$TN_DIR/late.log" || fail "a non-validator home was not refused clearly ($RC)"
+tn_start "$J"
+grep -q "is no validator, member or observer of chain kr-procurement-2026" "$J/tenderd.log" ||
+	fail "a home whose key the chain does not name does not say so"
+tn_stop "$J"
 
 tn_stop_all
 note "passed in $((SECONDS - T0)) s"
