@@ -24,8 +24,8 @@ struct registry {
 	struct slot slots[TD_PARTIES_MAX];
 	uint32_t nsets;
 	struct registry_set *sets; /* by increasing from */
-	uint32_t nprops;
-	struct registry_proposal *props; /* oldest first, REGISTRY_PROPOSALS_MAX */
+	uint32_t nprops, cap;
+	struct registry_proposal *props; /* oldest first, cap entries (at most REGISTRY_PROPOSALS_MAX) */
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -78,7 +78,7 @@ struct registry *registry_new(const struct td_genesis *g)
 	r->nsets = 1;
 	s = &r->sets[0];
 	registry_genesis_set(s, g);
-	r->props = td_xcalloc(REGISTRY_PROPOSALS_MAX, sizeof(*r->props));
+	r->props = NULL;
 	return r;
 }
 
@@ -89,8 +89,10 @@ struct registry *registry_clone(const struct registry *r)
 	*c = *r;
 	c->sets = td_xcalloc(r->nsets, sizeof(*c->sets));
 	memcpy(c->sets, r->sets, r->nsets * sizeof(*c->sets));
-	c->props = td_xcalloc(REGISTRY_PROPOSALS_MAX, sizeof(*c->props));
-	memcpy(c->props, r->props, r->nprops * sizeof(*c->props));
+	c->cap = r->nprops;
+	c->props = r->nprops ? td_xcalloc(r->nprops, sizeof(*c->props)) : NULL;
+	if (r->nprops)
+		memcpy(c->props, r->props, r->nprops * sizeof(*c->props));
 	return c;
 }
 
@@ -361,7 +363,19 @@ static bool make_room(struct registry *r)
 	return false;
 }
 
-static int apply_proposal(struct registry *r, uint64_t h, const struct registry_record *g, char *err, size_t errlen)
+/* Whether a table of proposals has room for one more (a finished one can give way). */
+static bool has_room(const struct registry *r)
+{
+	if (r->nprops < REGISTRY_PROPOSALS_MAX)
+		return true;
+	for (uint32_t i = 0; i < r->nprops; i++)
+		if (r->props[i].status != REGISTRY_PENDING)
+			return true;
+	return false;
+}
+
+/* The checks of a new proposal that change nothing: 0 or a code with a message. */
+static int proposal_ok(const struct registry *r, const struct registry_record *g, char *err, size_t errlen)
 {
 	const struct registry_change *c = &g->change;
 	char why[160];
@@ -380,10 +394,25 @@ static int apply_proposal(struct registry *r, uint64_t h, const struct registry_
 		seterr(err, errlen, "a proposal to %s: %s", registry_action_name(c->action), why);
 		return rc;
 	}
-	if (!make_room(r)) {
+	if (!has_room(r)) {
 		seterr(err, errlen, "%d proposals are pending; one must be decided or expire first",
 		       REGISTRY_PROPOSALS_MAX);
 		return TD_ERULE;
+	}
+	return 0;
+}
+
+static int apply_proposal(struct registry *r, uint64_t h, const struct registry_record *g, char *err, size_t errlen)
+{
+	const struct registry_change *c = &g->change;
+	int rc;
+
+	if ((rc = proposal_ok(r, g, err, errlen)) != 0)
+		return rc;
+	make_room(r);
+	if (r->nprops == r->cap) {
+		r->cap = r->cap ? 2 * r->cap : 4;
+		r->props = td_xrealloc(r->props, r->cap * sizeof(*r->props));
 	}
 	struct registry_proposal *p = &r->props[r->nprops++];
 	memset(p, 0, sizeof(*p));
@@ -443,7 +472,6 @@ int registry_check(const struct registry *r, uint64_t h, const struct registry_r
 {
 	const struct registry_set *s = registry_set(r, h);
 	const struct registry_proposal *p;
-	char why[160];
 
 	if (!s || h != r->height + 1) {
 		seterr(err, errlen, "registry: height %llu checked after %llu", (unsigned long long)h,
@@ -455,16 +483,8 @@ int registry_check(const struct registry *r, uint64_t h, const struct registry_r
 		       (unsigned long long)h);
 		return TD_EPERM;
 	}
-	if (!g->approval) {
-		if (find_proposal(r, g->id)) {
-			seterr(err, errlen, "the proposal is already on the ledger");
-			return TD_EEXIST;
-		}
-		int rc = change_possible(r, &g->change, why, sizeof(why));
-		if (rc != 0)
-			seterr(err, errlen, "a proposal to %s: %s", registry_action_name(g->change.action), why);
-		return rc;
-	}
+	if (!g->approval)
+		return proposal_ok(r, g, err, errlen);
 	if (!(p = find_proposal(r, g->proposal))) {
 		seterr(err, errlen, "no proposal with that id is on the ledger");
 		return TD_ERULE;
@@ -495,8 +515,9 @@ int registry_apply(struct registry *r, uint64_t h, const struct registry_record 
 		return TD_EINVAL;
 	}
 	expire(r, h);
-	const struct registry_set *s = registry_set(r, h);
 	for (uint32_t i = 0; i < n; i++) {
+		/* Fetched again for each record: a decision may grow the list of sets (a realloc). */
+		const struct registry_set *s = registry_set(r, h);
 		if (set_find(s, recs[i].author) < 0) {
 			seterr(err, errlen, "governance record %u: only a validator of height %llu's set may sign it",
 			       i, (unsigned long long)h);

@@ -18,6 +18,7 @@
 
 #include "tenderd/block.h"
 #include "tenderd/evidence.h"
+#include "tenderd/governance.h"
 #include "tenderd/json.h"
 #include "tenderd/msg.h"
 #include "tenderd/record.h"
@@ -297,6 +298,42 @@ static void gen_files(struct fz_world *w)
 		"; comment\n[node]\nname = Jeju\n[log]\nlevel = info\nformat = json\nfile = tenderd.log\n"
 		"[mempool]\nmax_records = 100\n[consensus]\nblock_delay_ms = 0\ntimeout_max_ms = 60000\n"
 		"[p2p]\nlisten = 127.0.0.1:1\npeers =\n[store]\npath = data\n");
+
+	/* Governance records: a proposal of each kind of change and an approval, signed by the world's validator. */
+	{
+		struct td_gov gp[3] = { { .kind = TD_KIND_GOV_PROPOSAL, .action = TD_GOV_ADD, .role = TD_ROLE_MEMBER },
+					{ .kind = TD_KIND_GOV_PROPOSAL, .action = TD_GOV_REMOVE },
+					{ .kind = TD_KIND_GOV_PROPOSAL, .action = TD_GOV_REPLACE_KEY } };
+		static const char *names[3] = { "gov-add", "gov-remove", "gov-replace-key" };
+		char ocid[TD_OCID_MAX + 1];
+		snprintf(ocid, sizeof(ocid), "%s%s", w->g.ocid_prefix, TD_GOV_OCID_SUFFIX);
+		snprintf(gp[0].name, sizeof(gp[0].name), "Busan Metropolitan City");
+		for (int i = 0; i < 3; i++) {
+			struct td_record *rec = NULL;
+			memset(gp[i].pub_key, 0x40 + i, TD_PUBKEY_LEN);
+			memset(gp[i].new_pub_key, 0x50 + i, TD_PUBKEY_LEN);
+			json_t *body =
+				td_gov_body(&gp[i], ocid, names[i], "2026-03-01T00:00:00Z", i == 0 ? "joins" : NULL);
+			fz_check(td_record_sign(&rec, TD_KIND_GOV_PROPOSAL, body, 1772323200000ull, NULL, FZ_CHAIN,
+						w->sk, err, sizeof(err)) == 0,
+				 "sign a governance proposal");
+			put("fuzz_record", names[i], rec->bytes, rec->len);
+			if (i == 0) {
+				struct td_gov ga = { .kind = TD_KIND_GOV_APPROVAL };
+				struct td_record *ar = NULL;
+				memcpy(ga.proposal, rec->id, TD_HASH_LEN);
+				json_t *ab = td_gov_body(&ga, ocid, "gov-approval", "2026-03-01T00:00:00Z", NULL);
+				fz_check(td_record_sign(&ar, TD_KIND_GOV_APPROVAL, ab, 1772323200000ull, NULL, FZ_CHAIN,
+							w->sk, err, sizeof(err)) == 0,
+					 "sign a governance approval");
+				put("fuzz_record", "gov-approval", ar->bytes, ar->len);
+				json_decref(ab);
+				td_record_free(ar);
+			}
+			json_decref(body);
+			td_record_free(rec);
+		}
+	}
 
 	/* genesis.json as td_genesis_json writes it: the world's and one of four validators. */
 	json_t *j = td_genesis_json(&w->g);
