@@ -286,7 +286,7 @@ static void evidence_found(struct driver *d, const struct td_evidence *ev, uint3
 {
 	const struct registry_set *es = vset(d, ev->height);
 	int v = es ? registry_set_find(es, ev->pk) : -1;
-	if (v < 0 || evidence_add(d->evidence, ev, d->io->wall_ms(d->io->ctx)) != 0)
+	if (v < 0 || evidence_add(d->evidence, ev, es->v[v].name, (uint32_t)v, d->io->wall_ms(d->io->ctx)) != 0)
 		return;
 	if (ev->kind == TD_EVIDENCE_VOTES)
 		log_warn("evidence: validator %d (%s) signed two %s votes at height %llu round %u; both kept in %s", v,

@@ -165,12 +165,12 @@ static json_t *side_json(const struct td_evidence *ev, const struct td_evidence_
 	return o;
 }
 
-/* The entry's line for ev of chain g. */
-static json_t *entry_json(const struct td_genesis *g, const struct td_evidence *ev, uint64_t seen_ms)
+/* The entry's line for ev of chain g, against validator `name`, index v of its height's set. */
+static json_t *entry_json(const struct td_genesis *g, const struct td_evidence *ev, const char *name, int v,
+			  uint64_t seen_ms)
 {
 	char pk[2 * TD_PUBKEY_LEN + 1], ts[32], hex[2 * TD_EVIDENCE_LEN_MAX + 1];
 	struct td_buf b;
-	int v = td_genesis_find(g, ev->pk);
 	json_t *o;
 
 	td_hex(pk, ev->pk, TD_PUBKEY_LEN);
@@ -181,10 +181,9 @@ static json_t *entry_json(const struct td_genesis *g, const struct td_evidence *
 	td_buf_free(&b);
 	o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "kind",
 		      ev->kind == TD_EVIDENCE_VOTES ? "duplicate-vote" : "duplicate-proposal", "chain_id", g->chain_id,
-		      "name", v >= 0 ? g->v[v].name : "(unknown)", "pub_key", pk, "height", td_json_uint(ev->height),
-		      "round", td_json_uint(ev->round));
-	if (v >= 0)
-		json_object_set_new(o, "validator", td_json_uint((uint64_t)v));
+		      "name", name, "pub_key", pk, "height", td_json_uint(ev->height), "round",
+		      td_json_uint(ev->round));
+	json_object_set_new(o, "validator", td_json_uint((uint64_t)v));
 	if (ev->kind == TD_EVIDENCE_VOTES)
 		json_object_set_new(o, "type", json_string(type_name(ev->vote_type)));
 	json_object_set_new(o, "a", side_json(ev, &ev->a));
@@ -194,7 +193,7 @@ static json_t *entry_json(const struct td_genesis *g, const struct td_evidence *
 	return o;
 }
 
-int evidence_add(struct evidence *e, const struct td_evidence *ev, uint64_t seen_ms)
+int evidence_add(struct evidence *e, const struct td_evidence *ev, const char *name, uint32_t index, uint64_t seen_ms)
 {
 	if (known(e, ev))
 		return TD_EEXIST;
@@ -211,7 +210,7 @@ int evidence_add(struct evidence *e, const struct td_evidence *ev, uint64_t seen
 	}
 	if (e->n == EVIDENCE_MAX)
 		return TD_EFULL;
-	json_t *o = entry_json(e->g, ev, seen_ms);
+	json_t *o = entry_json(e->g, ev, name, (int)index, seen_ms);
 	if (e->mem) {
 		json_array_append_new(e->mem, o);
 		keep(e, ev);
@@ -300,7 +299,8 @@ int evidence_check(const json_t *entry, const struct td_genesis *g, char *err, s
 	static const char *const said[] = {
 		"kind", "name", "pub_key", "validator", "height", "round", "type", "a", "b"
 	};
-	json_t *want = entry_json(g, &ev, 0);
+	int v = td_genesis_find(g, ev.pk);
+	json_t *want = entry_json(g, &ev, g->v[v].name, v, 0);
 	int rc = 0;
 	for (size_t i = 0; i < sizeof(said) / sizeof(said[0]) && rc == 0; i++) {
 		const json_t *x = json_object_get(entry, said[i]), *y = json_object_get(want, said[i]);

@@ -40,6 +40,7 @@
 #include "gossip.h"
 #include "hist.h"
 #include "http.h"
+#include "registry.h"
 #include "log.h"
 #include "mempool.h"
 #include "node.h"
@@ -694,18 +695,19 @@ static void h_tenders(struct http *h, const struct node_view *v, struct MHD_Conn
 		}
 	}
 	if (val[0]) {
+		const struct registry *r = chain_registry(v->chain);
 		int k = -1;
 		if (td_unhex(pk, TD_PUBKEY_LEN, val[0], strlen(val[0])))
-			k = td_genesis_find(v->g, pk);
-		for (uint32_t i = 0; k < 0 && i < v->g->n; i++)
-			if (strcmp(v->g->v[i].name, val[0]) == 0)
+			k = registry_find(r, pk);
+		for (uint32_t i = 0; k < 0 && i < registry_slots(r); i++)
+			if (strcmp(registry_party(r, i)->name, val[0]) == 0)
 				k = (int)i;
 		if (k < 0) {
-			error_answer(a, 400, NULL, "agency \"%s\" is not a validator name or key of this chain",
+			error_answer(a, 400, NULL, "agency \"%s\" is not the name or key of a party of this chain",
 				     val[0]);
 			return;
 		}
-		memcpy(pk, v->g->v[k].pk, TD_PUBKEY_LEN);
+		memcpy(pk, registry_party(r, (uint32_t)k)->pk, TD_PUBKEY_LEN);
 		f.agency = pk;
 	}
 	f.status = val[1];
@@ -792,12 +794,15 @@ static bool unhealthy(const struct http *h, const struct node_view *v, char *why
 			 (unsigned long long)top);
 		return true;
 	}
-	if (v->g->n > 1 && v->io->peer_count(v->io->ctx) == 0) {
-		snprintf(why, len, "no peers connected (0 of %u other validators)", v->g->n - 1);
+	const struct registry_set *vs = driver_set(v->driver);
+	bool alone = vs->n == 1 && driver_my_index(v->driver) == 0;
+	if (!alone && v->io->peer_count(v->io->ctx) == 0) {
+		snprintf(why, len, "no peers connected (0 of %u other validators)",
+			 vs->n - (driver_my_index(v->driver) >= 0));
 		return true;
 	}
 	/* a node that just started may be connected before any peer told it its height */
-	if (v->g->n > 1 && top == 0 && uv_now(h->loop) - h->started_mono < HTTP_HEALTH_SETTLE_MS) {
+	if (!alone && top == 0 && uv_now(h->loop) - h->started_mono < HTTP_HEALTH_SETTLE_MS) {
 		snprintf(why, len, "starting: the peers' heights are not known yet");
 		return true;
 	}
@@ -810,13 +815,14 @@ static json_t *validators_json(const struct node_view *v)
 	json_t *vals = json_array();
 	char pk[2 * TD_PUBKEY_LEN + 1];
 
-	for (uint32_t i = 0; i < v->g->n; i++) {
-		bool self = (int)i == v->my_index;
-		td_hex(pk, v->g->v[i].pk, TD_PUBKEY_LEN);
+	const struct registry_set *vs = driver_set(v->driver);
+	for (uint32_t i = 0; i < vs->n; i++) {
+		bool self = (int)i == driver_my_index(v->driver);
+		td_hex(pk, vs->v[i].pk, TD_PUBKEY_LEN);
 		json_array_append_new(vals, json_pack("{s:o, s:s, s:s, s:o, s:b, s:b}", "index", td_json_uint(i),
-						      "name", v->g->v[i].name, "pub_key", pk, "missed_proposals",
+						      "name", vs->v[i].name, "pub_key", pk, "missed_proposals",
 						      td_json_uint(cons_missed_proposals(cons, i)), "connected",
-						      self || v->io->connected(v->io->ctx, i), "self", self));
+						      self || v->io->connected(v->io->ctx, vs->slot[i]), "self", self));
 	}
 	return vals;
 }
@@ -836,9 +842,10 @@ static void h_status(struct http *h, const struct node_view *v, struct answer *a
 		td_json_uint(height), "last_block_hash", hash, "last_block_time", ts, "records",
 		td_json_uint(chain_record_count(v->chain)), "mempool", td_json_uint(mempool_count(v->mp)),
 		"mempool_bytes", td_json_uint(mempool_bytes(v->mp)), "peers_connected",
-		td_json_uint(v->io->peer_count(v->io->ctx)), "validators", td_json_uint(v->g->n), "catching_up",
-		sync_busy(v->sync) || top > height + 1, "sync_target", td_json_uint(top > height ? top : height),
-		"consensus", "height", td_json_uint(cons_started(cons) ? cons_height(cons) : height + 1), "round",
+		td_json_uint(v->io->peer_count(v->io->ctx)), "validators", td_json_uint(driver_set(v->driver)->n),
+		"catching_up", sync_busy(v->sync) || top > height + 1, "sync_target",
+		td_json_uint(top > height ? top : height), "consensus", "height",
+		td_json_uint(cons_started(cons) ? cons_height(cons) : height + 1), "round",
 		td_json_uint(cons_started(cons) ? cons_round(cons) : 0), "step", step_name(cons), "health",
 		bad ? "unavailable" : "ok", "health_reason", bad ? why : NULL);
 	json_answer(a, 200, res, CACHE_NONE);
@@ -982,14 +989,15 @@ static void h_metrics(struct http *h, const struct node_view *v, struct answer *
 	m_u64(&b, "tenderd_mempool_max_records", "gauge", "Records the mempool holds at most.",
 	      v->cfg->mempool_max_records);
 	m_u64(&b, "tenderd_mempool_max_bytes", "gauge", "Bytes the mempool holds at most.", v->cfg->mempool_max_bytes);
-	m_u64(&b, "tenderd_validators", "gauge", "Validators of the chain.", v->g->n);
+	const struct registry_set *vs = driver_set(v->driver);
+	m_u64(&b, "tenderd_validators", "gauge", "Validators of the chain.", vs->n);
 	m_u64(&b, "tenderd_peers_connected", "gauge", "Other validators connected to this node.",
 	      v->io->peer_count(v->io->ctx));
 	m_head(&b, "tenderd_peer_up", "gauge", "1 if the validator is connected to this node (or is this node).");
-	for (uint32_t i = 0; i < v->g->n; i++) {
-		if (!http_label_escape(name, sizeof(name), v->g->v[i].name))
+	for (uint32_t i = 0; i < vs->n; i++) {
+		if (!http_label_escape(name, sizeof(name), vs->v[i].name))
 			continue;
-		bool up = (int)i == v->my_index || v->io->connected(v->io->ctx, i);
+		bool up = (int)i == driver_my_index(v->driver) || v->io->connected(v->io->ctx, vs->slot[i]);
 		tb_printf(&b, "tenderd_peer_up{validator=\"%s\"} %d\n", name, up ? 1 : 0);
 	}
 	m_u64(&b, "tenderd_p2p_sent_bytes_total", "counter", "Bytes sent to peers.", sent);
@@ -1000,8 +1008,8 @@ static void h_metrics(struct http *h, const struct node_view *v, struct answer *
 	      gossip_records_refused(v->gossip));
 	m_head(&b, "tenderd_missed_proposals_total", "counter",
 	       "Rounds in which the validator was the proposer and no proposal arrived in time, seen by this node.");
-	for (uint32_t i = 0; i < v->g->n; i++) {
-		if (!http_label_escape(name, sizeof(name), v->g->v[i].name))
+	for (uint32_t i = 0; i < vs->n; i++) {
+		if (!http_label_escape(name, sizeof(name), vs->v[i].name))
 			continue;
 		tb_printf(&b, "tenderd_missed_proposals_total{validator=\"%s\"} %llu\n", name,
 			  (unsigned long long)cons_missed_proposals(cons, i));
