@@ -14,6 +14,9 @@
 #   5. an observer is voted in, follows from genesis and refuses publish;
 #   6. a validator wiped and synced from genesis crosses every change and ends on the
 #      same hash as the others; `tenderctl validators --at` shows each set.
+# With root and `ip netns` (as in CI), each agency's node runs in its own network namespace
+# at its own address (tests/lib_netns.sh), every node dialing every other address; else all
+# run on loopback ports (also with TD_E2E_LOOPBACK=1).
 # Fails fast with the step, the last command's output and every node's log tail.
 set -uo pipefail
 
@@ -23,7 +26,16 @@ if (($# != 2)); then
 fi
 # shellcheck source=tests/lib_testnet.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib_testnet.sh"
+# shellcheck source=tests/lib_netns.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib_netns.sh"
+NETNS=0
+if [[ -z "${TD_E2E_LOOPBACK:-}" ]] && ((EUID == 0)) && command -v ip >/dev/null &&
+	ip netns add "$NS_PREFIX-probe" 2>/dev/null; then
+	ip netns del "$NS_PREFIX-probe"
+	NETNS=1
+fi
 tn_init e2e_governance "$1" "$2"
+((NETNS)) && ns_traps
 T0=$SECONDS
 
 tn_create 4 kr-gov
@@ -32,20 +44,45 @@ for i in 0 1 2 3; do
 	PUB[i]=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pub_key"])' "$NET/node$i/node.key")
 done
 SEQ=0
+NODES=8 # 4 genesis validators and 4 newcomers: node4 .. node7 of the testnet
+if ((NETNS)); then
+	ns_create "$NODES"
+	note "each node in its own network namespace (10.77.0.1 .. 10.77.0.$NODES)"
+else
+	note "no root or ip netns: the nodes run on loopback ports"
+fi
 
-# newcomer NAME DIR: a home on the chain (init --genesis), listening on a free port, dialing
-# every genesis validator; writes DIR.id.json; sets NEW_PUB.
+# addr I: the p2p address of node I.
+addr() {
+	if ((NETNS)); then echo "$(ns_ip "$1"):$NS_PORT"; else echo "127.0.0.1:$((NET_PORT + $1))"; fi
+}
+
+# start I: starts node I (in its namespace, dialing every other node's address).
+start() {
+	if ((NETNS)); then
+		ns_start "$1"
+	else
+		tn_start "$1"
+	fi
+}
+
+# newcomer I NAME: node I's home on the chain (init --genesis), dialing the genesis validators
+# (on loopback) or every node (in namespaces); writes its identity to node<I>.id.json;
+# sets NEW_PUB and NEW_ID.
 newcomer() {
-	local name=$1 dir=$2 port peers="" j
-	for ((port = NET_PORT + 40; port < NET_PORT + 400; port++)); do port_free "$port" && break; done
+	local i=$1 name=$2 dir="$NET/node$1" peers="" j
 	timeout 30 "$TENDERD" init --home "$dir" --name "$name" --genesis "$NET/node0/genesis.json" >"$OUT" 2>"$ERR" ||
 		fail "tenderd init --genesis for $name failed"
-	sed -i "/^\[p2p\]/,/^\[/ s|^listen = .*|listen = 127.0.0.1:$port|" "$dir/config.ini"
-	for j in 0 1 2 3; do peers+="${peers:+\\n\\t}${PUB[$j]}@127.0.0.1:$((NET_PORT + j))"; done
-	sed -i "s|^peers =.*|peers = $peers|" "$dir/config.ini"
-	timeout 30 "$TENDERD" id --home "$dir" --address "127.0.0.1:$port" >"$dir.id.json" 2>"$ERR" ||
+	if ((!NETNS)); then
+		port_free $((NET_PORT + i)) || fail "port $((NET_PORT + i)) is taken"
+		sed -i "/^\[p2p\]/,/^\[/ s|^listen = .*|listen = $(addr "$i")|" "$dir/config.ini"
+		for j in 0 1 2 3; do peers+="${peers:+\\n\\t}${PUB[$j]}@$(addr "$j")"; done
+		sed -i "s|^peers =.*|peers = $peers|" "$dir/config.ini"
+	fi
+	NEW_ID="$NET/node$i.id.json"
+	timeout 30 "$TENDERD" id --home "$dir" --address "$(addr "$i")" >"$NEW_ID" 2>"$ERR" ||
 		fail "tenderd id for $name failed"
-	NEW_PUB=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pub_key"])' "$dir.id.json")
+	NEW_PUB=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pub_key"])' "$NEW_ID")
 }
 
 # vote NODE ARGS... -- APPROVERS...: NODE proposes ARGS (waiting for the commit), each approver
@@ -92,21 +129,28 @@ signers() {
 	val '"\n".join(s["pub_key"] for s in d["commit"]["signatures"])'
 }
 
+# connected_at_least K NODE: NODE shows K or more connected peers.
+connected_at_least() {
+	ctl "$2" status
+	((RC == 0)) && (($(val 'len([p for p in d["peers"] if p.get("state") == "connected"])') >= $1))
+}
+
 step "a four-validator testnet"
-tn_start_all
+for i in 0 1 2 3; do start "$i"; done
 wait_until 30 "the four nodes did not connect" connected_all 3 0 1 2 3
 ok 0 publish tender "$SAMPLES/tender-jeju.json" --wait
 
 # ---------------------------------------------------------------- 1. a member
 step "a member is voted in, syncs and publishes"
-M="$TN_DIR/member"
-newcomer "Busan Metropolitan City" "$M"
+M=4
+newcomer "$M" "Busan Metropolitan City"
 M_PUB=$NEW_PUB
-tn_start "$M"
-grep -q "is no validator, member or observer of chain kr-gov" "$M/tenderd.log" || fail "the member-to-be does not say it waits"
-vote 0 add-member "$M.id.json" -- 1 2
+start "$M"
+grep -q "is no validator, member or observer of chain kr-gov" "$NET/node$M/tenderd.log" ||
+	fail "the member-to-be does not say it waits"
+vote 0 add-member "$NEW_ID" -- 1 2
 advance 0 "$EFFECT"
-wait_until 30 "the member did not connect once voted in" connected_all 4 "$M"
+wait_until 60 "the member did not connect once voted in" connected_at_least 4 "$M"
 wait_agree 30 0 1 2 3 "$M"
 ok "$M" publish tender "$SAMPLES/tender-kisa.json" --wait
 wait_until 30 "the member's tender did not reach validator 3" has_all ocds-kr2020-kisa-0001 3
@@ -117,17 +161,17 @@ CHECK='assert [x["pub_key"] for x in d["members"]] == [sys.argv[2]], d' check "$
 
 # ---------------------------------------------------------------- 2. a validator voted in
 step "a validator is voted in (4 -> 5); blocks then need 4 of 5 signatures"
-V="$TN_DIR/validator5"
-newcomer "Daegu Metropolitan City" "$V"
+V=5
+newcomer "$V" "Daegu Metropolitan City"
 V_PUB=$NEW_PUB
-tn_start "$V"
-vote 1 add-validator "$V.id.json" -- 2 3
+start "$V"
+vote 1 add-validator "$NEW_ID" -- 2 3
 advance 0 "$EFFECT"
 ok 0 validators --at "$EFFECT"
 CHECK='
 assert len(d["validators"]) == 5 and d["validators"][4]["pub_key"] == sys.argv[2], d
 ' check "$V_PUB"
-wait_until 30 "the new validator did not connect" connected_all 4 "$V"
+wait_until 60 "the new validator did not connect" connected_at_least 4 "$V"
 wait_agree 60 0 1 2 3 "$V"
 seen_new=0
 for ((k = 0; k < 8 && seen_new == 0; k++)); do
@@ -159,13 +203,13 @@ tn_stop 3
 
 # ---------------------------------------------------------------- 4. a key replaced
 step "validator 1's key is replaced; a new home with the new key takes its place"
-K="$TN_DIR/validator1-newkey"
-newcomer "$(sval 1 'd["node"]["name"]')" "$K"
+K=6
+newcomer "$K" "$(sval 1 'd["node"]["name"]')"
 K_PUB=$NEW_PUB
-vote 0 replace-key "${PUB[1]}" "$K.id.json" -- 1 2 "$V"
+vote 0 replace-key "${PUB[1]}" "$NEW_ID" -- 1 2 "$V"
 advance 0 "$EFFECT"
 tn_stop 1
-tn_start "$K"
+start "$K"
 wait_agree 60 0 2 "$V" "$K"
 seen_k=0
 for ((k = 0; k < 8 && seen_k == 0; k++)); do
@@ -183,11 +227,11 @@ assert v[1]["pub_key"] == sys.argv[2], ("the new key is not in the old place", v
 
 # ---------------------------------------------------------------- 5. an observer
 step "an observer is voted in, follows from genesis and refuses publish"
-O="$TN_DIR/observer"
-newcomer "Board of Audit and Inspection" "$O"
-vote 2 add-observer "$O.id.json" -- 0 "$V" "$K"
+O=7
+newcomer "$O" "Board of Audit and Inspection"
+vote 2 add-observer "$NEW_ID" -- 0 "$V" "$K"
 advance 0 "$EFFECT"
-tn_start "$O"
+start "$O"
 wait_agree 60 0 2 "$V" "$K" "$O"
 ok "$O" get ocds-kr2020-kisa-0001
 ok "$O" list
@@ -199,7 +243,7 @@ step "validator 2 wiped and synced from genesis crosses every change to the same
 TOP=$(sval 0 'd["height"]')
 tn_stop 2
 rm -rf "$NET/node2/data" "$NET/node2/consensus.wal"
-tn_start 2
+start 2
 wait_agree 60 0 2 "$V" "$K" "$O" "$M"
 MIN_SIGS=3 all_blocks_identical "$AGREE_H" 0 2
 ok 2 validators --at 1
