@@ -65,6 +65,7 @@ struct driver {
 	bool draining;
 
 	struct svote *votes;               /* DRIVER_VOTES_PER_VALIDATOR slots per validator */
+	size_t nvotes;                     /* g->n * DRIVER_VOTES_PER_VALIDATOR */
 	uint64_t heard[TD_VALIDATORS_MAX]; /* io mono_ms of the last message signed by each, relayed or not */
 	struct tslot tmo[3];               /* by enum cons_timeout */
 	bool awaiting_value;               /* REQUEST_VALUE(av_h, av_r) unanswered: nothing pending here */
@@ -158,7 +159,8 @@ int driver_new(struct driver **out, const struct node_io *io, const struct td_ge
 		goto fail;
 	if ((rc = evidence_open(&d->evidence, cfg->evidence_path, g, err, errlen)))
 		goto fail;
-	d->votes = td_xcalloc(DRIVER_VOTES_MAX, sizeof(*d->votes));
+	d->nvotes = (size_t)g->n * DRIVER_VOTES_PER_VALIDATOR;
+	d->votes = td_xcalloc(d->nvotes, sizeof(*d->votes));
 	d->scratch = td_xcalloc(cfg->block_max_records ? cfg->block_max_records : 1, sizeof(*d->scratch));
 	*out = d;
 	return 0;
@@ -399,7 +401,7 @@ static void wal_new_height(struct driver *d)
 		d->wal_failed = true;
 		return;
 	}
-	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++) {
+	for (size_t i = 0; i < d->nvotes; i++) {
 		const struct svote *q = &d->votes[i];
 		if (q->height >= h)
 			wal_vote(d, (enum td_vote_type)q->type, q->height, q->round, q->nil ? NULL : q->hash,
@@ -458,7 +460,7 @@ static void pol_send(struct driver *d, uint32_t to, uint64_t h, int32_t vr, cons
 {
 	if (vr < 0)
 		return;
-	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++) {
+	for (size_t i = 0; i < d->nvotes; i++) {
 		const struct svote *q = &d->votes[i];
 		if (q->height != h || q->round != (uint32_t)vr || q->type != TD_VOTE_PREVOTE || q->nil ||
 		    memcmp(q->hash, value, TD_HASH_LEN) != 0)
@@ -1167,7 +1169,7 @@ void driver_on_pooled(struct driver *d)
 void driver_new_height(struct driver *d)
 {
 	uint64_t h = cur_height(d);
-	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++)
+	for (size_t i = 0; i < d->nvotes; i++)
 		if (d->votes[i].height < h)
 			memset(&d->votes[i], 0, sizeof(d->votes[i]));
 	wal_new_height(d);
