@@ -12,9 +12,18 @@
 #include "tenderd/codec.h"
 #include "tenderd/json.h"
 
+/*
+ * A buffer's first allocation. msgpack-c would start at 8 KiB, past what
+ * malloc keeps in its fast per-thread caches, for messages mostly far
+ * smaller (a vote is some 150 bytes); it doubles from here as it fills.
+ */
+#define BUF_FIRST 256
+
 void td_buf_init(struct td_buf *b)
 {
 	msgpack_sbuffer_init(&b->sb);
+	b->sb.data = td_xmalloc(BUF_FIRST);
+	b->sb.alloc = BUF_FIRST;
 	msgpack_packer_init(&b->pk, &b->sb, msgpack_sbuffer_write);
 }
 
