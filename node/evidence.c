@@ -68,8 +68,12 @@ static void keep(struct evidence *e, const struct td_evidence *ev)
 	e->npending++;
 }
 
-/* Calls fn on each line of the file parsed as JSON (the lines that parse). */
-static int each_line(const char *path, void (*fn)(void *ctx, json_t *o), void *ctx)
+/*
+ * Calls fn on each line of the file parsed as JSON (the lines that parse);
+ * a line that raw (if not NULL) takes, returning true, is not parsed.
+ */
+static int each_line(const char *path, bool (*raw)(void *ctx, const char *line, size_t len),
+		     void (*fn)(void *ctx, json_t *o), void *ctx)
 {
 	FILE *f = fopen(path, "r");
 	char *line = NULL;
@@ -79,6 +83,8 @@ static int each_line(const char *path, void (*fn)(void *ctx, json_t *o), void *c
 		return errno == ENOENT ? 0 : TD_EIO;
 	while ((len = getline(&line, &cap, f)) > 0) {
 		char err[TD_ERRMSG_MAX];
+		if (raw && raw(ctx, line, (size_t)len))
+			continue;
 		json_t *o = td_json_load(line, (size_t)len, err, sizeof(err));
 		if (o) {
 			fn(ctx, o);
@@ -98,6 +104,140 @@ static void load_one(void *ctx, json_t *o)
 		keep(e, &ev);
 }
 
+/* True if s holds only printable ASCII other than '"' and '\\': JSON writes it as it is, in quotes. */
+static bool plain(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
+			return false;
+	return true;
+}
+
+/* A cursor over a line that must read as expected; the first mismatch poisons it. */
+struct expect {
+	const char *p, *end;
+	bool ok;
+};
+
+static void expect(struct expect *x, const char *s, size_t n)
+{
+	if (x->ok && (size_t)(x->end - x->p) >= n && memcmp(x->p, s, n) == 0)
+		x->p += n;
+	else
+		x->ok = false;
+}
+
+static void expect_str(struct expect *x, const char *s)
+{
+	expect(x, s, strlen(s));
+}
+
+static void expect_hex(struct expect *x, const uint8_t *p, size_t n)
+{
+	char hex[2 * TD_SIG_LEN + 1];
+	td_hex(hex, p, n);
+	expect(x, hex, 2 * n);
+}
+
+/* Side x of ev as entry_json() and td_json_dump() write it. */
+static void expect_side(struct expect *x, const struct td_evidence *ev, const struct td_evidence_side *s)
+{
+	char t[48];
+	if (s->nil) {
+		expect_str(x, "{\"value\":null");
+	} else {
+		expect_str(x, "{\"value\":\"");
+		expect_hex(x, s->value, TD_HASH_LEN);
+		expect_str(x, "\"");
+	}
+	if (ev->kind == TD_EVIDENCE_PROPOSALS) {
+		if (s->valid_round < 0)
+			snprintf(t, sizeof(t), ",\"valid_round\":null");
+		else
+			snprintf(t, sizeof(t), ",\"valid_round\":%d", (int)s->valid_round);
+		expect_str(x, t);
+	}
+	expect_str(x, ",\"signature\":\"");
+	expect_hex(x, s->sig, TD_SIG_LEN);
+	expect_str(x, "\"}");
+}
+
+/*
+ * load_one() for a line as evidence_add() wrote it, without the JSON
+ * parser (a node that restarts reads every line again): true if
+ * line[0..len), but for its newline, is byte for byte what entry_json()
+ * and td_json_dump() write for the evidence its "evidence" member encodes,
+ * matched here piece by piece: quoted printable ASCII, numbers and nulls,
+ * no key twice. Such a line is JSON that td_json_load() takes, with that
+ * hex as its one "evidence" member, so load_one() would keep the same
+ * evidence. False for any other line (edited, torn, of another genesis, a
+ * name that JSON escapes), which goes through the parser.
+ */
+static bool load_own(void *ctx, const char *line, size_t len)
+{
+	static const char tail[] = "\",\"evidence\":\"";
+	const size_t ts_len = 24; /* "seen_at": YYYY-MM-DDTHH:MM:SS.mmmZ, as td_time_iso() writes */
+	struct evidence *e = ctx;
+	const struct td_genesis *g = e->g;
+	struct td_evidence ev;
+	uint8_t buf[TD_EVIDENCE_LEN_MAX];
+	const char *hex, *end, *ts, *name;
+	char t[64];
+	int v;
+
+	if (len > 0 && line[len - 1] == '\n')
+		len--;
+	if (len < 2 || line[len - 1] != '}' || line[len - 2] != '"')
+		return false;
+	/* From the end: "seen_at":"TS","evidence":"HEX"} */
+	end = line + len - 2;
+	for (hex = end; hex > line && hex[-1] != '"'; hex--)
+		;
+	size_t nhex = (size_t)(end - hex);
+	if ((size_t)(hex - line) < sizeof(tail) - 1 + ts_len || nhex % 2 != 0 || nhex / 2 > sizeof(buf) ||
+	    memcmp(hex - (sizeof(tail) - 1), tail, sizeof(tail) - 1) != 0 || !td_unhex(buf, nhex / 2, hex, nhex) ||
+	    td_evidence_decode(&ev, buf, nhex / 2) != 0)
+		return false;
+	ts = hex - (sizeof(tail) - 1) - ts_len;
+	v = td_genesis_find(g, ev.pk);
+	name = v >= 0 ? g->v[v].name : "(unknown)";
+	if (!plain(ts, ts_len) || !plain(g->chain_id, strlen(g->chain_id)) || !plain(name, strlen(name)))
+		return false;
+
+	/* From the start, what entry_json() puts before "seen_at"'s value. */
+	struct expect x = { line, ts, true };
+	expect_str(&x,
+		   ev.kind == TD_EVIDENCE_VOTES ? "{\"kind\":\"duplicate-vote\"" : "{\"kind\":\"duplicate-proposal\"");
+	expect_str(&x, ",\"chain_id\":\"");
+	expect_str(&x, g->chain_id);
+	expect_str(&x, "\",\"name\":\"");
+	expect_str(&x, name);
+	expect_str(&x, "\",\"pub_key\":\"");
+	expect_hex(&x, ev.pk, TD_PUBKEY_LEN);
+	snprintf(t, sizeof(t), "\",\"height\":%llu,\"round\":%llu", (unsigned long long)ev.height,
+		 (unsigned long long)ev.round);
+	expect_str(&x, t);
+	if (v >= 0) {
+		snprintf(t, sizeof(t), ",\"validator\":%d", v);
+		expect_str(&x, t);
+	}
+	if (ev.kind == TD_EVIDENCE_VOTES) {
+		expect_str(&x, ",\"type\":\"");
+		expect_str(&x, type_name(ev.vote_type));
+		expect_str(&x, "\"");
+	}
+	expect_str(&x, ",\"a\":");
+	expect_side(&x, &ev, &ev.a);
+	expect_str(&x, ",\"b\":");
+	expect_side(&x, &ev, &ev.b);
+	expect_str(&x, ",\"seen_at\":\"");
+	if (!x.ok || x.p != ts)
+		return false;
+	if (e->n < EVIDENCE_MAX && !known(e, &ev))
+		keep(e, &ev);
+	return true;
+}
+
 int evidence_open(struct evidence **out, const char *path, const struct td_genesis *g, char *err, size_t errlen)
 {
 	struct evidence *e = td_xcalloc(1, sizeof(*e));
@@ -110,7 +250,7 @@ int evidence_open(struct evidence **out, const char *path, const struct td_genes
 	}
 	snprintf(e->path, sizeof(e->path), "%s", path);
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd < 0 || each_line(path, load_one, e) != 0) {
+	if (fd < 0 || each_line(path, load_own, load_one, e) != 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -269,7 +409,7 @@ json_t *evidence_list(const struct evidence *e, uint32_t limit)
 	struct collect c = { json_array() };
 	if (e->mem) {
 		json_array_extend(c.all, e->mem);
-	} else if (each_line(e->path, collect_one, &c) != 0) {
+	} else if (each_line(e->path, NULL, collect_one, &c) != 0) {
 		json_decref(c.all);
 		return NULL;
 	}
