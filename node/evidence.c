@@ -15,6 +15,9 @@
 #include "tenderd/isotime.h"
 #include "tenderd/json.h"
 
+/* The longest line entry_text() writes: two sides, the encoding in hex, names of TD_NAME_MAX. */
+#define ENTRY_TEXT_MAX 4096
+
 struct evidence {
 	const struct td_genesis *g;
 	char path[PATH_MAX];     /* "" when kept in memory only */
@@ -113,77 +116,159 @@ static bool plain(const char *s, size_t n)
 	return true;
 }
 
-/* A cursor over a line that must read as expected; the first mismatch poisons it. */
-struct expect {
-	const char *p, *end;
+/* A line being written into a fixed buffer; the first overflow poisons it. */
+struct text {
+	char *p;
+	size_t n, cap;
 	bool ok;
 };
 
-static void expect(struct expect *x, const char *s, size_t n)
+static void put(struct text *t, const char *s, size_t n)
 {
-	if (x->ok && (size_t)(x->end - x->p) >= n && memcmp(x->p, s, n) == 0)
-		x->p += n;
-	else
-		x->ok = false;
-}
-
-static void expect_str(struct expect *x, const char *s)
-{
-	expect(x, s, strlen(s));
-}
-
-static void expect_hex(struct expect *x, const uint8_t *p, size_t n)
-{
-	char hex[2 * TD_SIG_LEN + 1];
-	td_hex(hex, p, n);
-	expect(x, hex, 2 * n);
-}
-
-/* Side x of ev as entry_json() and td_json_dump() write it. */
-static void expect_side(struct expect *x, const struct td_evidence *ev, const struct td_evidence_side *s)
-{
-	char t[48];
-	if (s->nil) {
-		expect_str(x, "{\"value\":null");
+	if (t->ok && t->cap - t->n > n) {
+		memcpy(t->p + t->n, s, n);
+		t->n += n;
 	} else {
-		expect_str(x, "{\"value\":\"");
-		expect_hex(x, s->value, TD_HASH_LEN);
-		expect_str(x, "\"");
+		t->ok = false;
+	}
+}
+
+static void put_str(struct text *t, const char *s)
+{
+	put(t, s, strlen(s));
+}
+
+static void put_hex(struct text *t, const uint8_t *p, size_t n)
+{
+	char hex[2 * TD_EVIDENCE_LEN_MAX + 1];
+	if (n > TD_EVIDENCE_LEN_MAX) {
+		t->ok = false;
+		return;
+	}
+	td_hex(hex, p, n);
+	put(t, hex, 2 * n);
+}
+
+static void put_uint(struct text *t, uint64_t v)
+{
+	char d[24];
+	int n = snprintf(d, sizeof(d), "%llu", (unsigned long long)v);
+	put(t, d, (size_t)n);
+}
+
+/* Side s of ev as side_json() and td_json_dump() write it. */
+static void put_side(struct text *t, const struct td_evidence *ev, const struct td_evidence_side *s)
+{
+	if (s->nil) {
+		put_str(t, "{\"value\":null");
+	} else {
+		put_str(t, "{\"value\":\"");
+		put_hex(t, s->value, TD_HASH_LEN);
+		put_str(t, "\"");
 	}
 	if (ev->kind == TD_EVIDENCE_PROPOSALS) {
+		put_str(t, ",\"valid_round\":");
 		if (s->valid_round < 0)
-			snprintf(t, sizeof(t), ",\"valid_round\":null");
+			put_str(t, "null");
 		else
-			snprintf(t, sizeof(t), ",\"valid_round\":%d", (int)s->valid_round);
-		expect_str(x, t);
+			put_uint(t, (uint64_t)s->valid_round);
 	}
-	expect_str(x, ",\"signature\":\"");
-	expect_hex(x, s->sig, TD_SIG_LEN);
-	expect_str(x, "\"}");
+	put_str(t, ",\"signature\":\"");
+	put_hex(t, s->sig, TD_SIG_LEN);
+	put_str(t, "\"}");
+}
+
+/*
+ * The entry's line for ev of chain g (no newline), into out, given its
+ * "seen_at" text ts and the hex of ev's encoding: byte for byte what
+ * td_json_dump(entry_json(), JSON_COMPACT) writes, without building the
+ * tree, when every string in it is plain (JSON writes it as it is). Returns
+ * its length, or 0 if a string is not plain (a name with quotes, say) or
+ * the line does not fit in cap: then only jansson writes it. What it writes
+ * is JSON that td_json_load() takes: quoted plain strings, numbers, nulls,
+ * no key twice.
+ */
+static size_t entry_text(const struct td_genesis *g, const struct td_evidence *ev, const char *ts, size_t ts_len,
+			 const char *hex, size_t hex_len, char *out, size_t cap)
+{
+	int v = td_genesis_find(g, ev->pk);
+	const char *name = v >= 0 ? g->v[v].name : "(unknown)";
+	struct text t = { out, 0, cap, true };
+
+	if (!plain(g->chain_id, strlen(g->chain_id)) || !plain(name, strlen(name)) || !plain(ts, ts_len) ||
+	    !plain(hex, hex_len))
+		return 0;
+	put_str(&t,
+		ev->kind == TD_EVIDENCE_VOTES ? "{\"kind\":\"duplicate-vote\"" : "{\"kind\":\"duplicate-proposal\"");
+	put_str(&t, ",\"chain_id\":\"");
+	put_str(&t, g->chain_id);
+	put_str(&t, "\",\"name\":\"");
+	put_str(&t, name);
+	put_str(&t, "\",\"pub_key\":\"");
+	put_hex(&t, ev->pk, TD_PUBKEY_LEN);
+	put_str(&t, "\",\"height\":");
+	put_uint(&t, ev->height);
+	put_str(&t, ",\"round\":");
+	put_uint(&t, ev->round);
+	if (v >= 0) {
+		put_str(&t, ",\"validator\":");
+		put_uint(&t, (uint64_t)v);
+	}
+	if (ev->kind == TD_EVIDENCE_VOTES) {
+		put_str(&t, ",\"type\":\"");
+		put_str(&t, type_name(ev->vote_type));
+		put_str(&t, "\"");
+	}
+	put_str(&t, ",\"a\":");
+	put_side(&t, ev, &ev->a);
+	put_str(&t, ",\"b\":");
+	put_side(&t, ev, &ev->b);
+	put_str(&t, ",\"seen_at\":\"");
+	put(&t, ts, ts_len);
+	put_str(&t, "\",\"evidence\":\"");
+	put(&t, hex, hex_len);
+	put_str(&t, "\"}");
+	return t.ok ? t.n : 0;
+}
+
+/* entry_text() of ev seen at seen_ms, as evidence_add() writes it. */
+static size_t entry_text_at(const struct td_genesis *g, const struct td_evidence *ev, uint64_t seen_ms, char *out,
+			    size_t cap)
+{
+	char ts[32], hex[2 * TD_EVIDENCE_LEN_MAX + 1];
+	struct td_buf b;
+	size_t n = 0;
+
+	td_time_iso(ts, seen_ms);
+	td_buf_init(&b);
+	td_evidence_encode(&b, ev);
+	if (b.sb.size <= TD_EVIDENCE_LEN_MAX) {
+		td_hex(hex, (const uint8_t *)b.sb.data, b.sb.size);
+		n = entry_text(g, ev, ts, strlen(ts), hex, 2 * b.sb.size, out, cap);
+	}
+	td_buf_free(&b);
+	return n;
 }
 
 /*
  * load_one() for a line as evidence_add() wrote it, without the JSON
  * parser (a node that restarts reads every line again): true if
- * line[0..len), but for its newline, is byte for byte what entry_json()
- * and td_json_dump() write for the evidence its "evidence" member encodes,
- * matched here piece by piece: quoted printable ASCII, numbers and nulls,
- * no key twice. Such a line is JSON that td_json_load() takes, with that
+ * line[0..len), but for its newline, is byte for byte the entry_text() of
+ * the evidence its "evidence" member encodes, with its own "seen_at" text
+ * and hex. Such a line is JSON that td_json_load() takes, with that same
  * hex as its one "evidence" member, so load_one() would keep the same
- * evidence. False for any other line (edited, torn, of another genesis, a
- * name that JSON escapes), which goes through the parser.
+ * evidence. False for any other line (edited, torn, of another genesis,
+ * written by jansson), which goes through the parser.
  */
 static bool load_own(void *ctx, const char *line, size_t len)
 {
 	static const char tail[] = "\",\"evidence\":\"";
 	const size_t ts_len = 24; /* "seen_at": YYYY-MM-DDTHH:MM:SS.mmmZ, as td_time_iso() writes */
 	struct evidence *e = ctx;
-	const struct td_genesis *g = e->g;
 	struct td_evidence ev;
 	uint8_t buf[TD_EVIDENCE_LEN_MAX];
-	const char *hex, *end, *ts, *name;
-	char t[64];
-	int v;
+	char text[ENTRY_TEXT_MAX];
+	const char *hex, *end;
 
 	if (len > 0 && line[len - 1] == '\n')
 		len--;
@@ -196,42 +281,9 @@ static bool load_own(void *ctx, const char *line, size_t len)
 	size_t nhex = (size_t)(end - hex);
 	if ((size_t)(hex - line) < sizeof(tail) - 1 + ts_len || nhex % 2 != 0 || nhex / 2 > sizeof(buf) ||
 	    memcmp(hex - (sizeof(tail) - 1), tail, sizeof(tail) - 1) != 0 || !td_unhex(buf, nhex / 2, hex, nhex) ||
-	    td_evidence_decode(&ev, buf, nhex / 2) != 0)
-		return false;
-	ts = hex - (sizeof(tail) - 1) - ts_len;
-	v = td_genesis_find(g, ev.pk);
-	name = v >= 0 ? g->v[v].name : "(unknown)";
-	if (!plain(ts, ts_len) || !plain(g->chain_id, strlen(g->chain_id)) || !plain(name, strlen(name)))
-		return false;
-
-	/* From the start, what entry_json() puts before "seen_at"'s value. */
-	struct expect x = { line, ts, true };
-	expect_str(&x,
-		   ev.kind == TD_EVIDENCE_VOTES ? "{\"kind\":\"duplicate-vote\"" : "{\"kind\":\"duplicate-proposal\"");
-	expect_str(&x, ",\"chain_id\":\"");
-	expect_str(&x, g->chain_id);
-	expect_str(&x, "\",\"name\":\"");
-	expect_str(&x, name);
-	expect_str(&x, "\",\"pub_key\":\"");
-	expect_hex(&x, ev.pk, TD_PUBKEY_LEN);
-	snprintf(t, sizeof(t), "\",\"height\":%llu,\"round\":%llu", (unsigned long long)ev.height,
-		 (unsigned long long)ev.round);
-	expect_str(&x, t);
-	if (v >= 0) {
-		snprintf(t, sizeof(t), ",\"validator\":%d", v);
-		expect_str(&x, t);
-	}
-	if (ev.kind == TD_EVIDENCE_VOTES) {
-		expect_str(&x, ",\"type\":\"");
-		expect_str(&x, type_name(ev.vote_type));
-		expect_str(&x, "\"");
-	}
-	expect_str(&x, ",\"a\":");
-	expect_side(&x, &ev, &ev.a);
-	expect_str(&x, ",\"b\":");
-	expect_side(&x, &ev, &ev.b);
-	expect_str(&x, ",\"seen_at\":\"");
-	if (!x.ok || x.p != ts)
+	    td_evidence_decode(&ev, buf, nhex / 2) != 0 ||
+	    entry_text(e->g, &ev, hex - (sizeof(tail) - 1) - ts_len, ts_len, hex, nhex, text, sizeof(text)) != len ||
+	    memcmp(text, line, len) != 0)
 		return false;
 	if (e->n < EVIDENCE_MAX && !known(e, &ev))
 		keep(e, &ev);
@@ -351,16 +403,22 @@ int evidence_add(struct evidence *e, const struct td_evidence *ev, uint64_t seen
 	}
 	if (e->n == EVIDENCE_MAX)
 		return TD_EFULL;
-	json_t *o = entry_json(e->g, ev, seen_ms);
 	if (e->mem) {
-		json_array_append_new(e->mem, o);
+		json_array_append_new(e->mem, entry_json(e->g, ev, seen_ms));
 		keep(e, ev);
 		return 0;
 	}
-	char *text = td_json_dump(o, JSON_COMPACT);
-	json_decref(o);
-	size_t len = strlen(text);
-	text[len] = '\n'; /* the NUL becomes the line's newline */
+	/* The line as jansson writes it; only a name it escapes needs jansson. */
+	char *text = td_xmalloc(ENTRY_TEXT_MAX);
+	size_t len = entry_text_at(e->g, ev, seen_ms, text, ENTRY_TEXT_MAX);
+	if (len == 0) {
+		json_t *o = entry_json(e->g, ev, seen_ms);
+		free(text);
+		text = td_json_dump(o, JSON_COMPACT);
+		json_decref(o);
+		len = strlen(text);
+	}
+	text[len] = '\n'; /* the NUL (or a free byte) becomes the line's newline */
 	int rc = TD_EIO, fd = open(e->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd >= 0 && write(fd, text, len + 1) == (ssize_t)(len + 1) && fdatasync(fd) == 0)
 		rc = 0;

@@ -1,8 +1,8 @@
 /*
- * The evidence file of node/evidence.c: what evidence_add() writes, a
- * restart reads back the same, and a line as it wrote it is read without
- * the JSON parser (load_own) with the parser's answer. Includes the .c file
- * to reach load_own() and load_one().
+ * The evidence file of node/evidence.c: what evidence_add() writes is what
+ * jansson writes for its tree (entry_text_at), a restart reads back the same,
+ * and a line as it wrote it is read without the JSON parser (load_own) with
+ * the parser's answer. Includes the .c file to reach its static functions.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -155,6 +155,35 @@ static void test_reload_fast_and_parsed(void **state)
 		free(lines[i]);
 }
 
+/* entry_text() writes what jansson writes for entry_json(), or nothing when a string needs escapes. */
+static void test_text_as_jansson(void **state)
+{
+	struct fx *f = *state;
+	char text[ENTRY_TEXT_MAX];
+
+	for (int k = 0; k < 200; k++) {
+		int v = (int)randombytes_uniform(4) - 1; /* -1: not a validator */
+		bool props = randombytes_uniform(2);
+		uint32_t r = randombytes_uniform(k < 100 ? 5 : INT32_MAX) + 1;
+		uint64_t h = k == 0 ? UINT64_MAX : (uint64_t)randombytes_random() << randombytes_uniform(33);
+		struct td_evidence ev = make(f, v, props ? TD_EVIDENCE_PROPOSALS : TD_EVIDENCE_VOTES, h, r,
+					     randombytes_uniform(2), (int32_t)randombytes_uniform(r + 1) - 1);
+		uint64_t ms = k == 1 ? 0 : (uint64_t)randombytes_random() * 1000 + randombytes_uniform(1000);
+		json_t *o = entry_json(&f->g, &ev, ms);
+		char *want = td_json_dump(o, JSON_COMPACT);
+		size_t len = entry_text_at(&f->g, &ev, ms, text, sizeof(text));
+		if (v == 1) {
+			assert_int_equal(len, 0); /* its name has quotes */
+		} else {
+			assert_int_equal(len, strlen(want));
+			assert_memory_equal(text, want, len);
+		}
+		assert_int_equal(entry_text_at(&f->g, &ev, ms, text, 100), 0); /* does not fit */
+		json_decref(o);
+		free(want);
+	}
+}
+
 static void test_other_lines_parsed(void **state)
 {
 	struct fx *f = *state;
@@ -208,6 +237,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_reload_fast_and_parsed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_as_jansson, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_lines_parsed, setup, teardown),
 	};
 	if (sodium_init() < 0)
