@@ -68,6 +68,7 @@ struct driver {
 	bool draining;
 
 	struct svote *votes;               /* DRIVER_VOTES_PER_VALIDATOR slots per validator */
+	size_t nvotes;                     /* DRIVER_VOTES_PER_VALIDATOR per validator of the largest set so far */
 	uint64_t heard[TD_VALIDATORS_MAX]; /* io mono_ms of the last message signed by each, relayed or not */
 	struct tslot tmo[3];               /* by enum cons_timeout */
 	bool awaiting_value;               /* REQUEST_VALUE(av_h, av_r) unanswered: nothing pending here */
@@ -114,6 +115,17 @@ static void relay_vote(struct driver *d, uint64_t h, uint32_t v, uint32_t skip_p
 		nio_relay_slots(d->io, s->slot, s->n, skip_peer, s->slot[v], (const uint8_t *)b->sb.data, b->sb.size);
 }
 
+/* Room in the vote table for the votes of n validators (a set that grew, or the next height's). */
+static void votes_grow(struct driver *d, uint32_t n)
+{
+	size_t want = (size_t)n * DRIVER_VOTES_PER_VALIDATOR;
+	if (want <= d->nvotes)
+		return;
+	d->votes = td_xrealloc(d->votes, want * sizeof(*d->votes));
+	memset(d->votes + d->nvotes, 0, (want - d->nvotes) * sizeof(*d->votes));
+	d->nvotes = want;
+}
+
 /*
  * Makes the core decide with the validator set of the current height: a
  * new core when the set changed (this node's index with it), fed the votes
@@ -134,11 +146,12 @@ static int adopt_set(struct driver *d, const struct cons_sign_state *ss)
 	}
 	d->set = *s;
 	d->me = registry_set_find(s, my_pk(d));
+	votes_grow(d, s->n);
 	memset(d->heard, 0, sizeof(d->heard));
 	if (cons_init(&d->cons, s->n, d->me, h, &d->cc, ss) != 0)
 		return TD_EINVAL;
 	d->cons_ok = true;
-	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++) {
+	for (size_t i = 0; i < d->nvotes; i++) {
 		const struct svote *q = &d->votes[i];
 		if (q->height == h && i / DRIVER_VOTES_PER_VALIDATOR < s->n)
 			cons_on_vote(&d->cons, (uint32_t)(i / DRIVER_VOTES_PER_VALIDATOR), (enum td_vote_type)q->type,
@@ -219,7 +232,6 @@ int driver_new(struct driver **out, const struct node_io *io, const struct td_ge
 		.precommit_delta = cfg->timeout_vote_ms / 2,
 		.precommit_max = cfg->timeout_max_ms,
 	};
-	d->votes = td_xcalloc(DRIVER_VOTES_MAX, sizeof(*d->votes));
 	if ((rc = adopt_set(d, ss.any && ss.height >= cur_height(d) ? &ss : NULL))) {
 		snprintf(err, errlen, "consensus: bad validator set or sign state");
 		goto fail;
@@ -286,7 +298,7 @@ static void evidence_found(struct driver *d, const struct td_evidence *ev, uint3
 {
 	const struct registry_set *es = vset(d, ev->height);
 	int v = es ? registry_set_find(es, ev->pk) : -1;
-	if (v < 0 || evidence_add(d->evidence, ev, es->v[v].name, (uint32_t)v, d->io->wall_ms(d->io->ctx)) != 0)
+	if (v < 0 || evidence_add(d->evidence, ev, d->io->wall_ms(d->io->ctx)) != 0)
 		return;
 	if (ev->kind == TD_EVIDENCE_VOTES)
 		log_warn("evidence: validator %d (%s) signed two %s votes at height %llu round %u; both kept in %s", v,
@@ -472,7 +484,7 @@ static void wal_new_height(struct driver *d)
 		d->wal_failed = true;
 		return;
 	}
-	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++) {
+	for (size_t i = 0; i < d->nvotes; i++) {
 		const struct svote *q = &d->votes[i];
 		if (q->height >= h)
 			wal_vote(d, (enum td_vote_type)q->type, q->height, q->round, q->nil ? NULL : q->hash,
@@ -531,7 +543,7 @@ static void pol_send(struct driver *d, uint32_t to, uint64_t h, int32_t vr, cons
 {
 	if (vr < 0)
 		return;
-	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++) {
+	for (size_t i = 0; i < d->nvotes; i++) {
 		const struct svote *q = &d->votes[i];
 		if (q->height != h || q->round != (uint32_t)vr || q->type != TD_VOTE_PREVOTE || q->nil ||
 		    memcmp(q->hash, value, TD_HASH_LEN) != 0)
@@ -1023,6 +1035,7 @@ static int replay_entry(void *ctx, const uint8_t *p, size_t len)
 		}
 		bool mine = memcmp(vs->v[m.validator].pk, my_pk(d), TD_PUBKEY_LEN) == 0;
 		enum cons_step step = m.vote_type == TD_VOTE_PREVOTE ? CONS_STEP_PREVOTE : CONS_STEP_PRECOMMIT;
+		votes_grow(d, vs->n);
 		if ((m.height == h || (m.height == h + 1 && same_set(d, vs))) &&
 		    (!mine || own_sent(d, m.height, m.round, step, m.nil ? NULL : m.hash))) {
 			if (vote_keep(d, m.height, m.round, m.vote_type, m.validator, m.nil ? NULL : m.hash, m.sig) !=
@@ -1171,6 +1184,7 @@ void driver_on_vote(struct driver *d, uint32_t peer, const struct td_msg *m)
 	 * core, which may have forgotten its round (CONS_ROUND_SLOTS) and needs
 	 * it again, say as the polka a proposal names.
 	 */
+	votes_grow(d, vs->n);
 	enum vote_kept kept =
 		vote_keep(d, m->height, m->round, m->vote_type, m->validator, m->nil ? NULL : m->hash, m->sig);
 	if (kept == VOTE_FULL)
@@ -1247,7 +1261,7 @@ void driver_on_pooled(struct driver *d)
 void driver_new_height(struct driver *d)
 {
 	uint64_t h = cur_height(d);
-	for (size_t i = 0; i < DRIVER_VOTES_MAX; i++)
+	for (size_t i = 0; i < d->nvotes; i++)
 		if (d->votes[i].height < h)
 			memset(&d->votes[i], 0, sizeof(d->votes[i]));
 	wal_new_height(d);

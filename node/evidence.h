@@ -37,12 +37,11 @@ int evidence_open(struct evidence **out, const char *path, const struct td_genes
 void evidence_close(struct evidence *e);
 
 /*
- * Records ev (verified by the caller) against the validator named name
- * (copied), index `index` in its height's set, seen at seen_ms, and makes it
+ * Records ev (verified by the caller), seen at seen_ms, and makes it
  * pending. Returns 0, TD_EEXIST (the offence is already recorded), TD_EFULL
  * (EVIDENCE_MAX reached) or TD_EIO.
  */
-int evidence_add(struct evidence *e, const struct td_evidence *ev, const char *name, uint32_t index, uint64_t seen_ms);
+int evidence_add(struct evidence *e, const struct td_evidence *ev, uint64_t seen_ms);
 /* True if the offence of ev is recorded (known before its signatures are checked again). */
 bool evidence_has(const struct evidence *e, const struct td_evidence *ev);
 /* Entries recorded (those in the file when opened included). */

@@ -9,6 +9,8 @@
 #include "log.h"
 
 #define RECORDS_FRAME_BYTES (TD_BLOCK_MAX / 2) /* records bytes in one RECORDS message */
+#define SEEN_PAGE 256                          /* slots of the seen set allocated at once */
+#define SEEN_PAGES (GOSSIP_SEEN_SLOTS / SEEN_PAGE)
 
 struct seen {
 	uint8_t id[TD_HASH_LEN];
@@ -22,7 +24,12 @@ struct gossip {
 	struct mempool *mp;
 	const uint8_t *ghash; /* genesis hash, which record signatures bind */
 	struct gossip_callbacks cb;
-	struct seen *seen;                /* GOSSIP_SEEN_SLOTS, indexed by the id's first bytes */
+	/*
+	 * GOSSIP_SEEN_SLOTS, indexed by the id's first bytes, in pages of
+	 * SEEN_PAGE allocated at their first mark (a node that restarts often
+	 * sees few records); a missing page reads as zeroed slots.
+	 */
+	struct seen *seen[SEEN_PAGES];
 	uint8_t (*announce)[TD_HASH_LEN]; /* GOSSIP_ANNOUNCE_BATCH ids waiting for gossip_flush */
 	uint32_t nannounce;
 	struct td_record **scratch; /* GOSSIP_ANNOUNCE_BATCH slots for mempool_peek */
@@ -38,7 +45,6 @@ struct gossip *gossip_new(const struct node_io *io, struct chain *chain, struct 
 	g->mp = mp;
 	g->ghash = ghash;
 	g->cb = *cb;
-	g->seen = td_xcalloc(GOSSIP_SEEN_SLOTS, sizeof(*g->seen));
 	g->announce = td_xcalloc(GOSSIP_ANNOUNCE_BATCH, TD_HASH_LEN);
 	g->scratch = td_xcalloc(GOSSIP_ANNOUNCE_BATCH, sizeof(*g->scratch));
 	return g;
@@ -48,23 +54,43 @@ void gossip_free(struct gossip *g)
 {
 	if (!g)
 		return;
-	free(g->seen);
+	for (uint32_t i = 0; i < SEEN_PAGES; i++)
+		free(g->seen[i]);
 	free(g->announce);
 	free(g->scratch);
 	free(g);
 }
 
-static struct seen *seen_slot(struct gossip *g, const uint8_t id[static TD_HASH_LEN])
+static uint32_t seen_index(const uint8_t id[static TD_HASH_LEN])
 {
 	uint32_t h;
 	memcpy(&h, id, sizeof(h));
-	return &g->seen[h & (GOSSIP_SEEN_SLOTS - 1)];
+	return h & (GOSSIP_SEEN_SLOTS - 1);
+}
+
+/* The slot of id as it reads: a zeroed one when its page was never written. */
+static const struct seen *seen_peek(const struct gossip *g, const uint8_t id[static TD_HASH_LEN])
+{
+	static const struct seen zero;
+	uint32_t i = seen_index(id);
+	const struct seen *page = g->seen[i / SEEN_PAGE];
+	return page ? &page[i % SEEN_PAGE] : &zero;
+}
+
+/* The slot of id, to write; allocates its page. */
+static struct seen *seen_slot(struct gossip *g, const uint8_t id[static TD_HASH_LEN])
+{
+	uint32_t i = seen_index(id);
+	struct seen **page = &g->seen[i / SEEN_PAGE];
+	if (!*page)
+		*page = td_xcalloc(SEEN_PAGE, sizeof(**page));
+	return &(*page)[i % SEEN_PAGE];
 }
 
 /* True if id was refused, or asked for less than GOSSIP_FETCH_RETRY_MS ago; *refused tells which. */
 static bool seen_recent(struct gossip *g, const uint8_t id[static TD_HASH_LEN], uint64_t now, bool *refused)
 {
-	struct seen *s = seen_slot(g, id);
+	const struct seen *s = seen_peek(g, id);
 	if (memcmp(s->id, id, TD_HASH_LEN) != 0)
 		return false;
 	*refused = s->refused;

@@ -31,7 +31,8 @@ struct mempool {
 	uint32_t count;
 	uint64_t bytes;
 	struct entry *head, *tail;
-	size_t nbuckets; /* power of two */
+	size_t nbuckets;    /* power of two; doubles as records come, up to max_buckets */
+	size_t max_buckets; /* for max_records: one bucket per record, within 1024..2^22 */
 	struct entry **by_id;
 	struct okey **by_ocid;
 };
@@ -49,8 +50,9 @@ struct mempool *mempool_new(uint32_t max_records, uint64_t max_bytes)
 	mp->max_records = max_records;
 	mp->max_bytes = max_bytes;
 	mp->nbuckets = 1024;
-	while (mp->nbuckets < (size_t)max_records && mp->nbuckets < (1u << 22))
-		mp->nbuckets <<= 1;
+	mp->max_buckets = 1024;
+	while (mp->max_buckets < (size_t)max_records && mp->max_buckets < (1u << 22))
+		mp->max_buckets <<= 1;
 	mp->by_id = td_xcalloc(mp->nbuckets, sizeof(*mp->by_id));
 	mp->by_ocid = td_xcalloc(mp->nbuckets, sizeof(*mp->by_ocid));
 	return mp;
@@ -73,6 +75,34 @@ void mempool_free(struct mempool *mp)
 	free(mp->by_id);
 	free(mp->by_ocid);
 	free(mp);
+}
+
+/* Doubles the buckets of both tables (a chain's order is of no consequence: keys are unique). */
+static void grow(struct mempool *mp)
+{
+	size_t nold = mp->nbuckets;
+	struct entry **old_id = mp->by_id;
+	struct okey **old_ocid = mp->by_ocid;
+
+	mp->nbuckets = 2 * nold;
+	mp->by_id = td_xcalloc(mp->nbuckets, sizeof(*mp->by_id));
+	mp->by_ocid = td_xcalloc(mp->nbuckets, sizeof(*mp->by_ocid));
+	for (size_t i = 0; i < nold; i++) {
+		for (struct entry *e = old_id[i], *n; e; e = n) {
+			size_t b = bucket(mp, e->rec->id);
+			n = e->hnext;
+			e->hnext = mp->by_id[b];
+			mp->by_id[b] = e;
+		}
+		for (struct okey *o = old_ocid[i], *n; o; o = n) {
+			size_t b = bucket(mp, o->key);
+			n = o->hnext;
+			o->hnext = mp->by_ocid[b];
+			mp->by_ocid[b] = o;
+		}
+	}
+	free(old_id);
+	free(old_ocid);
 }
 
 static struct entry *find(const struct mempool *mp, const uint8_t id[static TD_HASH_LEN])
@@ -177,6 +207,8 @@ int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t err
 	mp->tail = e;
 	mp->count++;
 	mp->bytes += rec->len;
+	if (mp->count > mp->nbuckets && mp->nbuckets < mp->max_buckets)
+		grow(mp);
 	return 0;
 }
 

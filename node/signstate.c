@@ -15,12 +15,54 @@
 #include "signstate.h"
 #include "tenderd/json.h"
 
-static json_t *signed_json(const struct cons_signed *s)
+/* The longest document: four kinds of ~150 bytes and numbers of 20 digits. */
+#define SIGN_STATE_TEXT_MAX 1024
+
+/* Appends s to out[*n..cap) as an object (set, round, nil, value, valid_round + 1); false if it does not fit. */
+static bool signed_text(char *out, size_t cap, size_t *n, const struct cons_signed *s)
 {
 	char hex[2 * TD_HASH_LEN + 1];
 	td_hex(hex, s->value, TD_HASH_LEN);
-	return json_pack("{s:b, s:o, s:b, s:s, s:o}", "set", s->set, "round", td_json_uint(s->round), "nil", s->nil,
-			 "value", hex, "valid_round", td_json_uint((uint64_t)((int64_t)s->valid_round + 1)));
+	int k = snprintf(out + *n, cap - *n,
+			 "{\"set\":%s,\"round\":%u,\"nil\":%s,\"value\":\"%s\",\"valid_round\":%llu}",
+			 s->set ? "true" : "false", s->round, s->nil ? "true" : "false", hex,
+			 (unsigned long long)(uint64_t)((int64_t)s->valid_round + 1));
+	if (k < 0 || (size_t)k >= cap - *n)
+		return false;
+	*n += (size_t)k;
+	return true;
+}
+
+/*
+ * The document signstate_save() writes, compact JSON: byte for byte what
+ * td_json_dump(JSON_COMPACT) wrote for the same tree built with json_pack()
+ * (tests/test_signstate.c checks), without building a tree: a validator
+ * saves it before every message it signs. Returns its length, or 0 if it
+ * does not fit in cap.
+ */
+static size_t sign_state_text(char *out, size_t cap, const struct cons_sign_state *ss)
+{
+	const struct cons_signed *kinds[] = { &ss->proposal, &ss->prevote, &ss->precommit, &ss->locked };
+	static const char *const names[] = { "proposal", "prevote", "precommit", "locked" };
+	int k = snprintf(out, cap, "{\"any\":%s,\"height\":%llu,\"round\":%u,\"step\":%llu", ss->any ? "true" : "false",
+			 (unsigned long long)ss->height, ss->round, (unsigned long long)(uint64_t)ss->step);
+	size_t n;
+	if (k < 0 || (size_t)k >= cap)
+		return 0;
+	n = (size_t)k;
+	for (size_t i = 0; i < 4; i++) {
+		k = snprintf(out + n, cap - n, ",\"%s\":", names[i]);
+		if (k < 0 || (size_t)k >= cap - n)
+			return 0;
+		n += (size_t)k;
+		if (!signed_text(out, cap, &n, kinds[i]))
+			return 0;
+	}
+	if (n + 2 > cap)
+		return 0;
+	out[n++] = '}';
+	out[n] = '\0';
+	return n;
 }
 
 static bool signed_parse(const json_t *o, struct cons_signed *s)
@@ -82,16 +124,12 @@ out:
 
 int signstate_save(const char *path, const struct cons_sign_state *ss, char *err, size_t errlen)
 {
-	char tmp[PATH_MAX + 8], dir[PATH_MAX];
-	json_t *doc = json_pack("{s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "any", ss->any, "height",
-				td_json_uint(ss->height), "round", td_json_uint(ss->round), "step",
-				td_json_uint((uint64_t)ss->step), "proposal", signed_json(&ss->proposal), "prevote",
-				signed_json(&ss->prevote), "precommit", signed_json(&ss->precommit), "locked",
-				signed_json(&ss->locked));
-	char *text = td_json_dump(doc, JSON_COMPACT);
-	json_decref(doc);
+	char tmp[PATH_MAX + 8], dir[PATH_MAX], text[SIGN_STATE_TEXT_MAX];
+	size_t len = sign_state_text(text, sizeof(text), ss);
 	int fd = -1, rc = TD_EIO;
-	size_t len = strlen(text);
+
+	if (len == 0)
+		abort(); /* SIGN_STATE_TEXT_MAX holds the longest */
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -115,6 +153,5 @@ int signstate_save(const char *path, const struct cons_sign_state *ss, char *err
 out:
 	if (fd >= 0)
 		close(fd);
-	free(text);
 	return rc;
 }

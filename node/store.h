@@ -146,5 +146,11 @@ int store_mem_crash(struct store_mem_world *w, const char *name);
  * open. Returns 0, or TD_ENOTFOUND if w has no store of that name.
  */
 int store_mem_sync(struct store_mem_world *w, const char *name);
+/*
+ * A count that changes whenever what reads of store name see may have
+ * changed (a write, a delete, a crash); equal counts mean equal contents.
+ * 0 if w has no store of that name. For callers that cache what they read.
+ */
+uint64_t store_mem_version(const struct store_mem_world *w, const char *name);
 
 #endif

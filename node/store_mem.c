@@ -51,7 +51,8 @@ struct store_mem_db {
 	struct mem_node *live;    /* what reads and new cursors see */
 	struct mem_node *durable; /* what a crash leaves */
 	bool open;
-	size_t cursors; /* live cursors over it; it cannot close while any */
+	size_t cursors;   /* live cursors over it; it cannot close while any */
+	uint64_t version; /* bumped by every change of live */
 };
 
 struct store_mem_world {
@@ -289,7 +290,15 @@ int store_mem_crash(struct store_mem_world *w, const char *name)
 	if (db->open)
 		abort(); /* the process owning it closes it as it dies */
 	set_root(&db->live, db->durable);
+	db->version++;
 	return 0;
+}
+
+uint64_t store_mem_version(const struct store_mem_world *w, const char *name)
+{
+	const struct store_mem_db *db = world_find(w, name);
+
+	return db ? db->version : 0;
 }
 
 int store_mem_sync(struct store_mem_world *w, const char *name)
@@ -352,6 +361,7 @@ void store_mem_put(struct store_mem_db *db, const void *key, size_t klen, const 
 
 	node_unref(db->live);
 	db->live = t;
+	db->version++;
 }
 
 void store_mem_delete(struct store_mem_db *db, const void *key, size_t klen)
@@ -363,6 +373,7 @@ void store_mem_delete(struct store_mem_db *db, const void *key, size_t klen)
 	t = tree_del(db->live, key, klen);
 	node_unref(db->live);
 	db->live = t;
+	db->version++;
 }
 
 void store_mem_written(struct store_mem_db *db, bool sync)

@@ -12,9 +12,18 @@
 #include "tenderd/codec.h"
 #include "tenderd/json.h"
 
+/*
+ * A buffer's first allocation. msgpack-c would start at 8 KiB, past what
+ * malloc keeps in its fast per-thread caches, for messages mostly far
+ * smaller (a vote is some 150 bytes); it doubles from here as it fills.
+ */
+#define BUF_FIRST 256
+
 void td_buf_init(struct td_buf *b)
 {
 	msgpack_sbuffer_init(&b->sb);
+	b->sb.data = td_xmalloc(BUF_FIRST);
+	b->sb.alloc = BUF_FIRST;
 	msgpack_packer_init(&b->pk, &b->sb, msgpack_sbuffer_write);
 }
 
@@ -175,6 +184,9 @@ static bool read_be(const uint8_t *p, size_t len, size_t *i, int w, uint64_t *ou
 	return true;
 }
 
+#define UNPACK_SMALL 1024     /* inputs shorter than this ... */
+#define UNPACK_ZONE_SMALL 512 /* ... start with a zone this large (it grows as needed) */
+
 /*
  * Checks that every array and map header in the value at p[*i] counts no
  * more items than bytes remain: msgpack-c allocates a container's whole
@@ -229,10 +241,23 @@ int td_unpack(msgpack_unpacked *u, const uint8_t *p, size_t len)
 	if (!counts_fit(p, len, &at, 0) || at != len)
 		return TD_EINVAL;
 
+	/*
+	 * What msgpack_unpack_next() does, with a zone sized for the input: it
+	 * would take 8 KiB (past malloc's per-thread caches) for every value, but
+	 * the zone holds only containers' item arrays (strings and bins point
+	 * into p), and most values are messages of a few hundred bytes.
+	 */
 	size_t off = 0;
-	msgpack_unpack_return rc = msgpack_unpack_next(u, (const char *)p, len, &off);
-	if (rc != MSGPACK_UNPACK_SUCCESS || off != len)
+	msgpack_unpacked_destroy(u);
+	msgpack_zone *z = msgpack_zone_new(len < UNPACK_SMALL ? UNPACK_ZONE_SMALL : MSGPACK_ZONE_CHUNK_SIZE);
+	if (!z)
+		abort();
+	msgpack_unpack_return rc = msgpack_unpack((const char *)p, len, &off, z, &u->data);
+	if (rc != MSGPACK_UNPACK_SUCCESS || off != len) {
+		msgpack_zone_free(z);
 		return TD_EINVAL;
+	}
+	u->zone = z;
 	return 0;
 }
 

@@ -32,8 +32,10 @@
  *
  * A failing seed prints the command that replays it with a trace.
  */
+#define _GNU_SOURCE /* nftw */
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -109,6 +111,7 @@ struct ev {
 struct simnode {
 	struct sim *s;
 	uint32_t idx;
+	char store[16];    /* its store's name in s->disks */
 	struct node *node; /* NULL while crashed */
 	struct node_io io;
 	struct config cfg;
@@ -117,6 +120,14 @@ struct simnode {
 	uint32_t timer_gen[NODE_TIMERS];
 	bool timer_on[NODE_TIMERS];
 	uint64_t checked; /* heights checked for agreement */
+	/*
+	 * The acknowledged records were last checked against this node's store at
+	 * version acks_ver, chain height acks_top and s->ack_gen acks_gen: while
+	 * all three stay, checking again finds the same.
+	 */
+	bool acks_valid;
+	uint64_t acks_ver, acks_top;
+	uint64_t acks_gen;
 };
 
 struct ack {
@@ -146,6 +157,7 @@ struct sim {
 	uint64_t nblock_hash;
 	struct ack *acks;
 	uint32_t nacks, capacks;
+	uint64_t ack_gen; /* bumped when an ack is added or gets its height */
 	uint32_t published;
 	json_t *fragment;
 	uint64_t heal_at, deadline;
@@ -535,9 +547,7 @@ static void io_traffic(void *ctx, uint64_t *sent, uint64_t *received)
 static int io_open_store(void *ctx, struct store **out, const char *path, char *err, size_t errlen)
 {
 	struct simnode *sn = ctx;
-	char name[16];
-	snprintf(name, sizeof(name), "node%u", sn->idx);
-	return store_open_mem(out, sn->s->disks, name, err, errlen);
+	return store_open_mem(out, sn->s->disks, sn->store, err, errlen);
 }
 
 /* ---- nodes: start, crash, links ---- */
@@ -571,6 +581,7 @@ static void node_boot(struct sim *s, uint32_t i)
 {
 	struct simnode *sn = &s->nodes[i];
 	char err[TD_ERRMSG_MAX];
+	sn->acks_valid = false;
 	for (int k = 0; k < NODE_TIMERS; k++) {
 		sn->timer_gen[k]++;
 		sn->timer_on[k] = false;
@@ -606,7 +617,7 @@ static void node_crash(struct sim *s, uint32_t i)
 	}
 	struct node *dead = sn->node;
 	const struct wal *w = node_wal(dead);
-	char name[16], wpath[PATH_MAX];
+	char wpath[PATH_MAX];
 	uint64_t synced = w ? wal_synced(w) : 0, size = w ? wal_size(w) : 0;
 	snprintf(wpath, sizeof(wpath), "%s", w ? wal_path(w) : "");
 	sn->node = NULL;
@@ -620,8 +631,7 @@ static void node_crash(struct sim *s, uint32_t i)
 		if (truncate(wpath, (off_t)keep) != 0)
 			fail(s, "node %u: cannot tear the consensus log: %s", i, strerror(errno));
 	}
-	snprintf(name, sizeof(name), "node%u", i);
-	if (store_mem_crash(s->disks, name) != 0)
+	if (store_mem_crash(s->disks, sn->store) != 0)
 		fail(s, "node %u: no store to crash", i);
 	for (int k = 0; k < NODE_TIMERS; k++) {
 		sn->timer_gen[k]++;
@@ -691,6 +701,7 @@ static void publish_one(struct sim *s, uint32_t i, const json_t *fragment)
 	memcpy(s->acks[s->nacks].id, id, TD_HASH_LEN);
 	s->acks[s->nacks].must = s->now >= s->heal_at;
 	s->acks[s->nacks++].height = 0;
+	s->ack_gen++;
 	trace(s, "published record %u on node %u", s->published - 1, i);
 }
 
@@ -741,16 +752,25 @@ static void check_node(struct sim *s, uint32_t i)
 		}
 	}
 	sn->checked = top;
+	uint64_t ver = store_mem_version(s->disks, sn->store);
+	if (sn->acks_valid && sn->acks_ver == ver && sn->acks_top == top && sn->acks_gen == s->ack_gen)
+		return;
 	for (uint32_t k = 0; k < s->nacks; k++) {
 		uint64_t h;
 		struct ack *a = &s->acks[k];
 		bool has = chain_has_record(c, a->id, &h);
-		if (has && a->height == 0)
+		if (has && a->height == 0) {
 			a->height = h;
-		else if (a->height && a->height <= top && (!has || h != a->height))
+			s->ack_gen++;
+		} else if (a->height && a->height <= top && (!has || h != a->height))
 			fail(s, "acknowledged record %u (height %llu) missing on node %u", k,
 			     (unsigned long long)a->height, i);
 	}
+	/* What set a height here finds it again: a second pass changes nothing. */
+	sn->acks_valid = true;
+	sn->acks_ver = ver;
+	sn->acks_top = top;
+	sn->acks_gen = s->ack_gen;
 }
 
 static bool all_committed(struct sim *s)
@@ -904,11 +924,15 @@ static void handle(struct sim *s, struct ev *e)
 
 /* ---- one seed ---- */
 
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* rm -rf path, without a process per call (it runs twice a seed); a missing path is fine. */
 static int rm_tree(const char *path)
 {
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
-	return system(cmd);
+	return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) == 0 || errno == ENOENT ? 0 : -1;
 }
 
 static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, const char *base, json_t *fragment,
@@ -950,6 +974,7 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 		mkdir(home, 0700);
 		sn->s = s;
 		sn->idx = i;
+		snprintf(sn->store, sizeof(sn->store), "node%u", i);
 		config_defaults(&sn->cfg, home);
 		snprintf(sn->cfg.name, sizeof(sn->cfg.name), "%s", s->g.v[i].name);
 		sn->cfg.block_delay_ms = 5;

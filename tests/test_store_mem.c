@@ -427,6 +427,37 @@ static void test_crash(void **state)
 	store_mem_world_free(w);
 }
 
+/* store_mem_version() moves with every change of what reads see, and only then. */
+static void test_version(void **state)
+{
+	struct store_mem_world *w = store_mem_world_new();
+	struct store *s = open_mem(w, "n");
+	uint64_t v0, v1, v2;
+
+	(void)state;
+	assert_int_equal(store_mem_version(w, "nope"), 0);
+	v0 = store_mem_version(w, "n");
+	write1(s, "a", "1", false);
+	v1 = store_mem_version(w, "n");
+	assert_true(v1 != v0);
+	assert_value(s, "a", "1");
+	sync_point(s);
+	assert_int_equal(store_mem_sync(w, "n"), 0);
+	assert_true(store_mem_version(w, "n") == v1); /* reads and syncs change nothing seen */
+	write1(s, "a", NULL, false);
+	v2 = store_mem_version(w, "n");
+	assert_true(v2 != v1);
+	write1(s, "zz", NULL, false); /* deleting what is not there changes nothing */
+	assert_true(store_mem_version(w, "n") == v2);
+	store_close(s);
+	assert_int_equal(store_mem_crash(w, "n"), 0);
+	assert_true(store_mem_version(w, "n") != v2); /* "a" is back */
+	s = open_mem(w, "n");
+	assert_value(s, "a", "1");
+	store_close(s);
+	store_mem_world_free(w);
+}
+
 static void test_reopen_by_name(void **state)
 {
 	struct store_mem_world *w = store_mem_world_new();
@@ -605,6 +636,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_same_as_leveldb),
 		cmocka_unit_test(test_crash),
+		cmocka_unit_test(test_version),
 		cmocka_unit_test(test_reopen_by_name),
 		cmocka_unit_test(test_independent),
 		cmocka_unit_test(test_snapshot),
