@@ -853,6 +853,13 @@ static void m_proof(struct api *a, struct rpc_req *req, json_t *params)
 		return;
 	}
 	int rc = chain_proof_json(a->d.chain, json_string_value(ocid), &res);
+	if (rc == TD_ERULE) {
+		rpc_error(req, TD_RPC_RULE,
+			  "tender %s has releases in blocks signed by a validator set other than the genesis one; "
+			  "proofs do not carry validator set changes yet",
+			  json_string_value(ocid));
+		return;
+	}
 	if (rc != 0) {
 		if (!store_error(req, rc))
 			rpc_error(req, TD_RPC_NOT_FOUND, "no tender %s on the ledger", json_string_value(ocid));

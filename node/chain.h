@@ -51,7 +51,9 @@ bool chain_genesis_adopted(const struct chain *c);
 int chain_tender_last(const struct chain *c, const char *ocid, uint8_t out[static TD_HASH_LEN]);
 /*
  * The proof of tender ocid's committed history (tenderd/proof.h) into *out
- * (a new reference). 0, TD_ENOTFOUND, TD_EIO or TD_ECORRUPT.
+ * (a new reference). 0, TD_ENOTFOUND, TD_EIO or TD_ECORRUPT; TD_ERULE if a
+ * block holding one of its releases is signed by a validator set other
+ * than the genesis one (a proof carries no set changes yet).
  */
 int chain_proof_json(const struct chain *c, const char *ocid, json_t **out);
 /* Hash of the last block; all zeros at height 0. */

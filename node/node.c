@@ -267,14 +267,23 @@ void node_on_timer(struct node *n, enum node_timer kind)
 static const char *peer_role(const struct node *n, uint32_t v)
 {
 	enum td_role role;
+	if (v >= registry_slots(chain_registry(n->chain)))
+		return "unknown";
 	if (registry_role(chain_registry(n->chain), v, chain_height(n->chain) + 1, &role) != 0)
 		return "removed";
 	return td_role_name(role);
 }
 
+/* The chain's name for party slot v (the transport only reports slots it looked up). */
+static const char *peer_name(const struct node *n, uint32_t v)
+{
+	const struct registry *r = chain_registry(n->chain);
+	return v < registry_slots(r) ? registry_party(r, v)->name : "an unknown party";
+}
+
 void node_on_connect(struct node *n, uint32_t v)
 {
-	log_info("peer %s (%s %u) connected", registry_party(chain_registry(n->chain), v)->name, peer_role(n, v), v);
+	log_info("peer %s (%s %u) connected", peer_name(n, v), peer_role(n, v), v);
 	if (n->stopping)
 		return;
 	sync_peer_connected(n->sync, v);
@@ -293,7 +302,7 @@ void node_on_connect(struct node *n, uint32_t v)
 
 void node_on_disconnect(struct node *n, uint32_t v)
 {
-	log_info("peer %s (%s %u) disconnected", registry_party(chain_registry(n->chain), v)->name, peer_role(n, v), v);
+	log_info("peer %s (%s %u) disconnected", peer_name(n, v), peer_role(n, v), v);
 	if (!n->stopping)
 		driver_peer_lost(n->driver, v);
 }

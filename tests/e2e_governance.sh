@@ -13,7 +13,8 @@
 #      syncs from genesis and signs in the same place;
 #   5. an observer is voted in, follows from genesis and refuses publish;
 #   6. a validator wiped and synced from genesis crosses every change and ends on the
-#      same hash as the others; `tenderctl validators --at` shows each set.
+#      same hash as the others; `tenderctl validators --at` shows each set; a tender proof
+#      from blocks of the genesis set verifies, one from a later set is refused clearly.
 # With root and `ip netns` (as in CI), each agency's node runs in its own network namespace
 # at its own address (tests/lib_netns.sh), every node dialing every other address; else all
 # run on loopback ports (also with TD_E2E_LOOPBACK=1).
@@ -253,6 +254,12 @@ CHECK='
 st = [x["status"] for x in d["proposals"]]
 assert st == ["decided"] * 5, st
 ' check
+step "proofs: one from blocks of the genesis set verifies offline; one from a later set is refused clearly"
+ok 0 proof ocds-kr2020-jeju-0001 --out "$TN_DIR/jeju.proof.json"
+ok 0 verify "$TN_DIR/jeju.proof.json" --genesis "$NET/node0/genesis.json"
+ctl 0 proof "ocds-kr2020-gov-$SEQ"
+((RC == 1)) && grep -q "proofs do not carry validator set changes" "$ERR" ||
+	fail "a proof across a set change was not refused clearly ($RC): $(cat "$ERR")"
 note "after $AGREE_H blocks: five changes decided, every node on one hash"
 
 no_sanitizer_reports
