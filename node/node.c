@@ -62,6 +62,11 @@ const struct wal *node_wal(const struct node *n)
 	return driver_wal(n->driver);
 }
 
+const struct driver *node_driver(const struct node *n)
+{
+	return n->driver;
+}
+
 const struct registry *node_registry(const struct node *n)
 {
 	return chain_registry(n->chain);

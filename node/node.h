@@ -64,6 +64,9 @@ void node_flush(struct node *n);
 
 /* The node's chain (borrowed), for tests and the simulator to read. */
 struct chain *node_chain(const struct node *n);
+struct driver;
+/* The node's consensus driver (driver.h). */
+const struct driver *node_driver(const struct node *n);
 /* The consensus log (wal.h), or NULL; for the simulator, which tears its unsynced tail on a crash. */
 const struct wal *node_wal(const struct node *n);
 /* The chain's height and the records waiting in the mempool (for logs and tests). */

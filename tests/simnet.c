@@ -22,6 +22,14 @@
  * records, proposes for its own far rounds, lies in STATUS, or proposes a
  * block that validates but is over the store's cap.
  *
+ * With governance (0x8000) the last node is in no genesis: an honest
+ * validator proposes it as a validator and every honest validator approves
+ * (records lost to crashes are offered again); once that is in force, a
+ * genesis validator is voted out the same way. The newcomer gets no
+ * connection until a peer's chain names it (as p2p refuses unknown keys),
+ * commits are checked against the set of their height, and both changes
+ * must take effect for the run to end.
+ *
  * Liveness: after the faults end and the network heals (every link up, or
  * with stars only the links of one hub: connected through it), every
  * honest node must
@@ -53,8 +61,10 @@
 #include "driver.h"
 #include "log.h"
 #include "node.h"
+#include "registry.h"
 #include "store.h"
 #include "tenderd/evidence.h"
+#include "tenderd/governance.h"
 #include "tenderd/json.h"
 #include "tenderd/merkle.h"
 #include "tenderd/msg.h"
@@ -85,6 +95,8 @@ enum sim_fault {
 	SIM_F_ASYM = 1u << 13,      /* one direction of a connection silently loses everything */
 	SIM_F_EDGECLOCK =
 		1u << 14, /* byzantine clocks at the edge of the timely window: some find its proposals timely */
+	SIM_F_GOVERN =
+		1u << 15, /* the last node starts unknown to the chain: voted in as a validator, then one voted out */
 };
 #define SIM_F_BYZANTINE \
 	(SIM_F_EQUIVOCATE | SIM_F_FLOOD | SIM_F_WITHHOLD | SIM_F_FARPROP | SIM_F_LIE | SIM_F_BIGBLOCK | SIM_F_EDGECLOCK)
@@ -96,7 +108,7 @@ enum sim_fault {
 /* The mix every CI seed runs: every fault but the oversized block, which makes a seed ~100 times slower. */
 #define SIM_MIX_DEFAULT (SIM_MIX_ALL & ~SIM_F_BIGBLOCK)
 
-enum ev_kind { EV_DELIVER, EV_TIMER, EV_PUBLISH, EV_CRASH, EV_RESTART, EV_LINKS, EV_REDIAL, EV_BIG };
+enum ev_kind { EV_DELIVER, EV_TIMER, EV_PUBLISH, EV_CRASH, EV_RESTART, EV_LINKS, EV_REDIAL, EV_BIG, EV_GOV };
 
 struct ev {
 	uint64_t t, seq;
@@ -164,6 +176,13 @@ struct sim {
 	char failure[512];
 	bool halted; /* the failure is a halt (liveness), not a broken rule */
 	uint64_t events;
+	/* SIM_F_GOVERN: node n-1 (the newcomer) is in no genesis; two changes are voted through. */
+	bool govern;
+	uint32_t nv;                              /* genesis validators: n, or n - 1 with govern */
+	uint32_t stage;                           /* 0: adding the newcomer, 1: removing validator nv - 1, 2: done */
+	struct td_record *prop[2];                /* the proposal of each stage, once made */
+	struct td_record *appr[2][SIM_NODES_MAX]; /* each node's approval of it */
+	bool gov_conn[SIM_NODES_MAX];             /* node i and the newcomer were announced connected */
 };
 
 /* ---- randomness (splitmix64) ---- */
@@ -258,7 +277,14 @@ static struct ev ev_pop(struct sim *s)
 
 static bool linked(const struct sim *s, uint32_t a, uint32_t b)
 {
-	return a != b && s->link[a][b] && s->nodes[a].node && s->nodes[b].node;
+	if (a == b || !s->link[a][b] || !s->nodes[a].node || !s->nodes[b].node)
+		return false;
+	/* A key the chain does not name gets no connection (p2p refuses it at the handshake). */
+	if (s->govern && (a == s->n - 1 || b == s->n - 1)) {
+		uint32_t other = a == s->n - 1 ? b : a;
+		return registry_slots(node_registry(s->nodes[other].node)) > s->n - 1;
+	}
+	return true;
 }
 
 static void net_send(struct sim *s, uint32_t from, uint32_t to, const uint8_t *msg, size_t len)
@@ -552,9 +578,32 @@ static int io_open_store(void *ctx, struct store **out, const char *path, char *
 
 /* ---- nodes: start, crash, links ---- */
 
+/* The node other than the newcomer of a pair that holds it, or NODE_ALL. */
+static uint32_t newcomer_pair(const struct sim *s, uint32_t a, uint32_t b)
+{
+	if (!s->govern)
+		return NODE_ALL;
+	return a == s->n - 1 ? b : b == s->n - 1 ? a : NODE_ALL;
+}
+
+/* True if both nodes were told of the connection between a and b (node_on_connect). */
+static bool announced(const struct sim *s, uint32_t a, uint32_t b)
+{
+	uint32_t o = newcomer_pair(s, a, b);
+	return o == NODE_ALL ? linked(s, a, b) : s->gov_conn[o];
+}
+
+/* Records that a and b were told of their connection (or its end). */
+static void set_announced(struct sim *s, uint32_t a, uint32_t b, bool on)
+{
+	uint32_t o = newcomer_pair(s, a, b);
+	if (o != NODE_ALL)
+		s->gov_conn[o] = on;
+}
+
 static void link_drop(struct sim *s, uint32_t a, uint32_t b)
 {
-	bool was = linked(s, a, b);
+	bool was = announced(s, a, b);
 	s->link[a][b] = s->link[b][a] = false;
 	s->epoch[a][b]++;
 	s->epoch[b][a]++;
@@ -562,6 +611,7 @@ static void link_drop(struct sim *s, uint32_t a, uint32_t b)
 		node_on_disconnect(s->nodes[a].node, b);
 		node_on_disconnect(s->nodes[b].node, a);
 	}
+	set_announced(s, a, b, false);
 }
 
 static void link_up(struct sim *s, uint32_t a, uint32_t b)
@@ -574,6 +624,7 @@ static void link_up(struct sim *s, uint32_t a, uint32_t b)
 	if (linked(s, a, b)) {
 		node_on_connect(s->nodes[a].node, b);
 		node_on_connect(s->nodes[b].node, a);
+		set_announced(s, a, b, true);
 	}
 }
 
@@ -597,6 +648,7 @@ static void node_boot(struct sim *s, uint32_t i)
 			s->epoch[v][i]++;
 			node_on_connect(sn->node, v);
 			node_on_connect(s->nodes[v].node, i);
+			set_announced(s, i, v, true);
 		}
 	}
 }
@@ -609,11 +661,12 @@ static void node_crash(struct sim *s, uint32_t i)
 		return;
 	trace(s, "node %u crashes at height %llu", i, (unsigned long long)node_height(sn->node));
 	for (uint32_t v = 0; v < s->n; v++) {
-		if (linked(s, i, v)) {
+		if (announced(s, i, v)) {
 			s->epoch[i][v]++;
 			s->epoch[v][i]++;
 			node_on_disconnect(s->nodes[v].node, i);
 		}
+		set_announced(s, i, v, false);
 	}
 	struct node *dead = sn->node;
 	const struct wal *w = node_wal(dead);
@@ -645,8 +698,13 @@ static void publish_one(struct sim *s, uint32_t i, const json_t *fragment);
 
 static void publish(struct sim *s, uint32_t i)
 {
-	while (s->now >= s->heal_at && s->nodes[i].byzantine)
-		i = (i + 1) % s->n; /* what must commit enters through an honest node */
+	/*
+	 * What must commit enters through an honest node, and with governance
+	 * not through the validator to be voted out: its pending records can
+	 * never commit once its removal takes effect.
+	 */
+	while (s->now >= s->heal_at && (s->nodes[i].byzantine || (s->govern && i == s->nv - 1)))
+		i = (i + 1) % s->n;
 	publish_one(s, i, s->fragment);
 }
 
@@ -676,8 +734,9 @@ static void publish_one(struct sim *s, uint32_t i, const json_t *fragment)
 		return;
 	uint64_t now = io_wall_ms(sn);
 	snprintf(ocid, sizeof(ocid), "%s-sim-%u", s->g.ocid_prefix, s->published);
-	json_t *full = td_release_build(fragment, TD_KIND_TENDER, ocid, now, s->g.v[i].name, err, sizeof(err));
-	if (!full || td_record_sign(&rec, TD_KIND_TENDER, full, now, NULL, s->g.hash, s->sk[i], err, sizeof(err)) != 0) {
+	json_t *full = td_release_build(fragment, TD_KIND_TENDER, ocid, now, sn->cfg.name, err, sizeof(err));
+	if (!full ||
+	    td_record_sign(&rec, TD_KIND_TENDER, full, now, NULL, s->g.hash, s->sk[i], err, sizeof(err)) != 0) {
 		fail(s, "cannot build a record: %s", err);
 		json_decref(full);
 		return;
@@ -705,6 +764,109 @@ static void publish_one(struct sim *s, uint32_t i, const json_t *fragment)
 	trace(s, "published record %u on node %u", s->published - 1, i);
 }
 
+/* ---- governance (SIM_F_GOVERN) ---- */
+
+/* A governance record of g signed by node i, or NULL. */
+static struct td_record *gov_record(struct sim *s, uint32_t i, const struct td_gov *g)
+{
+	char err[TD_ERRMSG_MAX], ocid[TD_OCID_MAX + sizeof(TD_GOV_OCID_SUFFIX)], id[32], date[40];
+	struct td_record *rec = NULL;
+	uint64_t now = io_wall_ms(&s->nodes[i]);
+	snprintf(ocid, sizeof(ocid), "%s%s", s->g.ocid_prefix, TD_GOV_OCID_SUFFIX);
+	snprintf(id, sizeof(id), "gov-%u-%u", s->stage, i);
+	td_time_iso(date, now);
+	json_t *body = td_gov_body(g, ocid, id, date, NULL);
+	if (td_record_sign(&rec, g->kind, body, now, NULL, s->g.hash, s->sk[i], err, sizeof(err)) != 0)
+		fail(s, "cannot sign a governance record: %s", err);
+	json_decref(body);
+	return rec;
+}
+
+/* Offers rec (a reference kept by the sim) to node i's mempool, as tenderctl propose/approve would. */
+static void gov_submit(struct sim *s, uint32_t i, struct td_record *rec)
+{
+	char err[TD_ERRMSG_MAX];
+	struct simnode *sn = &s->nodes[i];
+	if (!sn->node || !rec || chain_has_record(node_chain(sn->node), rec->id, NULL))
+		return;
+	if (node_submit(sn->node, td_record_ref(rec), err, sizeof(err)) != 0)
+		trace(s, "governance record refused by node %u: %s", i, err); /* node_submit freed our reference */
+	else
+		trace(s, "governance record (stage %u) submitted on node %u", s->stage, i);
+}
+
+/* The status of stage k's proposal on node i's chain, or -1 if the node is down or does not hold it. */
+static int gov_status(const struct sim *s, uint32_t i, uint32_t k)
+{
+	const struct simnode *sn = &s->nodes[i];
+	if (!sn->node || !s->prop[k])
+		return -1;
+	const struct registry_proposal *p = registry_proposal(node_registry(sn->node), s->prop[k]->id);
+	return p ? (int)p->status : -1;
+}
+
+/*
+ * One step of the two changes, every 300-800 ms until both took effect:
+ * stage 0 adds the newcomer as a validator, stage 1 removes genesis
+ * validator nv - 1. An honest validator proposes; every honest validator of
+ * the set approves once it holds the proposal; records lost to a crash are
+ * offered again.
+ */
+static void govern_step(struct sim *s)
+{
+	uint32_t k = s->stage, nc = s->n - 1, victim = s->nv - 1;
+	if (k >= 2)
+		return;
+	/* Whoever is up and honest and a validator now (of the current height's set) acts. */
+	for (uint32_t i = 0; i < s->n; i++) {
+		struct simnode *sn = &s->nodes[i];
+		if (!sn->node || sn->byzantine || driver_my_index(node_driver(sn->node)) < 0)
+			continue;
+		if (!s->prop[k]) {
+			struct td_gov g = { .kind = TD_KIND_GOV_PROPOSAL,
+					    .action = k == 0 ? TD_GOV_ADD : TD_GOV_REMOVE,
+					    .role = TD_ROLE_VALIDATOR };
+			snprintf(g.name, sizeof(g.name), "Agency %u", nc);
+			memcpy(g.pub_key, k == 0 ? s->sk[nc] + 32 : s->sk[victim] + 32, TD_PUBKEY_LEN);
+			s->prop[k] = gov_record(s, i, &g);
+			trace(s, "node %u proposes %s", i, k == 0 ? "adding the newcomer" : "removing a validator");
+		}
+		int st = gov_status(s, i, k);
+		if (st < 0) {
+			gov_submit(s, i, s->prop[k]);
+			continue;
+		}
+		if (st != REGISTRY_PENDING)
+			continue;
+		if (!s->appr[k][i]) {
+			struct td_gov a = { .kind = TD_KIND_GOV_APPROVAL };
+			memcpy(a.proposal, s->prop[k]->id, TD_HASH_LEN);
+			s->appr[k][i] = gov_record(s, i, &a);
+		}
+		gov_submit(s, i, s->appr[k][i]);
+	}
+	/* The stage is over once a node holds its change in force. */
+	for (uint32_t i = 0; i < s->n; i++) {
+		const struct simnode *sn = &s->nodes[i];
+		const struct registry_proposal *p =
+			sn->node && s->prop[k] ? registry_proposal(node_registry(sn->node), s->prop[k]->id) : NULL;
+		if (p && p->status == REGISTRY_DECIDED && node_height(sn->node) >= p->effect_height) {
+			trace(s, "governance stage %u in force from height %llu", k,
+			      (unsigned long long)p->effect_height);
+			s->stage++;
+			break;
+		}
+		if (p && p->status == REGISTRY_DECIDED && !sn->byzantine) {
+			/* A change takes effect two heights on: records keep coming, so an idle chain moves. */
+			publish(s, i);
+			break;
+		}
+		if (p && p->status != REGISTRY_PENDING && p->status != REGISTRY_DECIDED)
+			fail(s, "governance proposal of stage %u ended %s", k, registry_status_name(p->status));
+	}
+	ev_push(s, (struct ev){ .t = s->now + 300 + rnd_below(s, 500), .kind = EV_GOV });
+}
+
 /* ---- checks ---- */
 
 /* Evidence items in the blocks of every seed run (counted at the first node to hold each block). */
@@ -727,7 +889,8 @@ static void check_node(struct sim *s, uint32_t i)
 		td_hash(hash, blk, blen);
 		struct td_commit cm;
 		char err[TD_ERRMSG_MAX];
-		if (td_commit_decode(&cm, commit, clen, err, sizeof(err)) != 0 || cm.n_sigs < 2 * s->n / 3 + 1)
+		const struct registry_set *vs = registry_set(chain_registry(c), h);
+		if (td_commit_decode(&cm, commit, clen, err, sizeof(err)) != 0 || !vs || 3 * cm.n_sigs <= 2 * vs->n)
 			fail(s, "node %u: block %llu has a commit of too few signatures", i, (unsigned long long)h);
 		else
 			td_commit_clear(&cm);
@@ -775,6 +938,8 @@ static void check_node(struct sim *s, uint32_t i)
 
 static bool all_committed(struct sim *s)
 {
+	if (s->govern && s->stage < 2)
+		return false; /* both changes must take effect too */
 	for (uint32_t i = 0; i < s->n; i++) {
 		if (s->nodes[i].byzantine)
 			continue;
@@ -853,6 +1018,8 @@ static void schedule(struct sim *s)
 		for (uint32_t i = 0; i < s->n; i++)
 			if (s->nodes[i].byzantine)
 				ev_push(s, (struct ev){ .t = rnd_below(s, s->heal_at), .kind = EV_BIG, .node = i });
+	if (s->govern)
+		ev_push(s, (struct ev){ .t = rnd_below(s, s->heal_at), .kind = EV_GOV });
 	/* Heal: every link up, every node up, then a few more records. */
 	ev_push(s, (struct ev){ .t = s->heal_at, .kind = EV_LINKS, .gen = 1 });
 	for (uint32_t k = 0; k < 3; k++)
@@ -886,6 +1053,7 @@ static void handle(struct sim *s, struct ev *e)
 		if (sn->node)
 			publish_big(s, e->node);
 		break;
+	case EV_GOV: govern_step(s); break;
 	case EV_LINKS:
 		if (e->gen == 1) {
 			/*
@@ -896,7 +1064,9 @@ static void handle(struct sim *s, struct ev *e)
 			 */
 			uint32_t hub =
 				(s->faults & SIM_F_STAR) && chance(s, 50) ? (uint32_t)rnd_below(s, s->n) : NODE_ALL;
-			while (hub != NODE_ALL && s->nodes[hub].byzantine)
+			/* Nor the newcomer nor the validator voted out, whose links the chain may refuse. */
+			while (hub != NODE_ALL &&
+			       (s->nodes[hub].byzantine || (s->govern && (hub == s->n - 1 || hub == s->nv - 1))))
 				hub = (hub + 1) % s->n;
 			trace(s, hub == NODE_ALL ? "heal" : "heal to a star around node %u", hub);
 			memset(s->mute, 0, sizeof(s->mute));
@@ -915,6 +1085,17 @@ static void handle(struct sim *s, struct ev *e)
 			links_reshape(s);
 		}
 		break;
+	}
+	/* The newcomer's connections open once the other side's chain names it (p2p lets it in). */
+	for (uint32_t i = 0; s->govern && i + 1 < s->n; i++) {
+		uint32_t nc = s->n - 1;
+		if (!s->gov_conn[i] && linked(s, i, nc)) {
+			s->epoch[i][nc]++;
+			s->epoch[nc][i]++;
+			node_on_connect(s->nodes[i].node, nc);
+			node_on_connect(s->nodes[nc].node, i);
+			s->gov_conn[i] = true;
+		}
 	}
 	/* A node's send queue is flushed at the end of each loop turn. */
 	for (uint32_t i = 0; i < s->n; i++)
@@ -957,14 +1138,19 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 	snprintf(s->g.chain_id, sizeof(s->g.chain_id), "sim-%llu", (unsigned long long)seed);
 	snprintf(s->g.ocid_prefix, sizeof(s->g.ocid_prefix), "ocds-sim001");
 	s->g.time_ms = SIM_GENESIS_MS;
-	s->g.n = n;
+	s->govern = (faults & SIM_F_GOVERN) && n >= 4;
+	s->nv = s->govern ? n - 1 : n;
+	s->g.n = s->nv;
 	s->g.v = td_xcalloc(n, sizeof(*s->g.v));
 	for (uint32_t i = 0; i < n; i++) {
-		uint8_t keyseed[crypto_sign_SEEDBYTES] = { 0 };
+		uint8_t keyseed[crypto_sign_SEEDBYTES] = { 0 }, pk[TD_PUBKEY_LEN];
 		memcpy(keyseed, &seed, sizeof(seed));
 		keyseed[sizeof(seed)] = (uint8_t)i;
-		crypto_sign_seed_keypair(s->g.v[i].pk, s->sk[i], keyseed);
-		snprintf(s->g.v[i].name, sizeof(s->g.v[i].name), "Agency %u", i);
+		crypto_sign_seed_keypair(pk, s->sk[i], keyseed);
+		if (i < s->nv) {
+			memcpy(s->g.v[i].pk, pk, TD_PUBKEY_LEN);
+			snprintf(s->g.v[i].name, sizeof(s->g.v[i].name), "Agency %u", i);
+		}
 	}
 	td_genesis_seal(&s->g);
 	for (uint32_t i = 0; i < n; i++) {
@@ -976,7 +1162,7 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 		sn->idx = i;
 		snprintf(sn->store, sizeof(sn->store), "node%u", i);
 		config_defaults(&sn->cfg, home);
-		snprintf(sn->cfg.name, sizeof(sn->cfg.name), "%s", s->g.v[i].name);
+		snprintf(sn->cfg.name, sizeof(sn->cfg.name), "Agency %u", i);
 		sn->cfg.block_delay_ms = 5;
 		sn->cfg.mempool_max_bytes = 64u << 20;
 		if (faults & SIM_F_SKEW)
@@ -988,9 +1174,10 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 			s->link[i][v] = i != v;
 	}
 	if (faults & SIM_F_BYZANTINE) {
-		uint32_t f = (n - 1) / 3, start = (uint32_t)rnd_below(s, n);
+		/* f of the genesis validators: the newcomer joins as an honest one. */
+		uint32_t f = (s->nv - 1) / 3, start = (uint32_t)rnd_below(s, s->nv);
 		for (uint32_t k = 0; k < f; k++) {
-			struct simnode *b = &s->nodes[(start + k) % n];
+			struct simnode *b = &s->nodes[(start + k) % s->nv];
 			b->byzantine = true;
 			if (faults & SIM_F_BIGBLOCK) {
 				b->cfg.block_max_bytes = 16u << 20; /* its node proposes past the cap */
@@ -1048,6 +1235,11 @@ static int sim_run(uint64_t seed, uint32_t n, unsigned faults, bool trace_on, co
 	}
 	while (s->nheap)
 		free(ev_pop(s).msg);
+	for (uint32_t k = 0; k < 2; k++) {
+		td_record_free(s->prop[k]);
+		for (uint32_t i = 0; i < SIM_NODES_MAX; i++)
+			td_record_free(s->appr[k][i]);
+	}
 	free(s->heap);
 	free(s->acks);
 	free(s->block_hash);
@@ -1070,6 +1262,7 @@ static void usage(FILE *f)
 		"          0x200 withhold proposals and records 0x400 far-round proposals 0x800 lying STATUS\n"
 		"          0x1000 a block over the store's cap 0x4000 a clock at the edge of the timely window;\n"
 		"          network: 0x2000 one-way loss on a connection\n"
+		"          0x8000 governance: the last node is voted in as a validator, then one is voted out\n"
 		"          default 0x%x (all but the big block, which is slow); 0x%x all\n"
 		"  --expect-halt: succeed only if every seed halts (for faults the node is known not to\n"
 		"          survive); a broken rule (fork, lost record, honest peer dropped) fails either way\n",
