@@ -133,9 +133,37 @@ static void maybe_start(struct node *n, uint32_t delay_ms)
 		driver_maybe_start(n->driver, delay_ms);
 }
 
+static void on_dropped(void *ctx, const uint8_t id[static TD_HASH_LEN], const char *msg);
+
+/*
+ * From a height where a party's role changes: the pending records whose
+ * agency may no longer publish leave the mempool, reported dropped with the
+ * reason (their peers refuse them now, so they could never commit).
+ */
+static void drop_orphans(struct node *n)
+{
+	uint32_t k = mempool_count(n->mp);
+	if (k == 0 || !registry_changes_at(chain_registry(n->chain), chain_height(n->chain) + 1))
+		return;
+	struct td_record **recs = td_xcalloc(k, sizeof(*recs));
+	k = mempool_peek(n->mp, recs, k, UINT64_MAX);
+	for (uint32_t i = 0; i < k; i++) {
+		char err[TD_ERRMSG_MAX];
+		if (chain_check_record(n->chain, recs[i], err, sizeof(err)) != TD_EPERM)
+			continue;
+		uint8_t id[TD_HASH_LEN];
+		memcpy(id, recs[i]->id, TD_HASH_LEN);
+		log_warn("dropping pending record for %s: %s", recs[i]->ocid, err);
+		mempool_remove(n->mp, id);
+		on_dropped(n, id, err);
+	}
+	free(recs);
+}
+
 /* The chain grew by decision or sync: every module moves to the next height. */
 static void height_done(struct node *n)
 {
+	drop_orphans(n);
 	driver_new_height(n->driver);
 	n->stalled_ticks = 0;
 	prop_new_height(n->prop, chain_height(n->chain) + 1);

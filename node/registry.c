@@ -151,6 +151,14 @@ int registry_role(const struct registry *r, uint32_t slot, uint64_t h, enum td_r
 	return 0;
 }
 
+bool registry_changes_at(const struct registry *r, uint64_t h)
+{
+	for (uint32_t i = 0; i < r->nslots; i++)
+		if ((r->slots[i].from == h && h > 1) || r->slots[i].until == h)
+			return true;
+	return false;
+}
+
 const struct registry_proposal *registry_proposals(const struct registry *r, uint32_t *n)
 {
 	*n = r->nprops;

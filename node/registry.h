@@ -153,6 +153,9 @@ void registry_advance(struct registry *r, uint64_t h);
  */
 int registry_check(const struct registry *r, uint64_t h, const struct registry_record *g, char *err, size_t errlen);
 
+/* True if some party's role starts or ends at height h (a change takes effect there). */
+bool registry_changes_at(const struct registry *r, uint64_t h);
+
 /* The proposals kept, oldest first: *n of them. */
 const struct registry_proposal *registry_proposals(const struct registry *r, uint32_t *n);
 /* The proposal with record id id, or NULL. */

@@ -178,6 +178,9 @@ static void test_add_validator(void **state)
 	assert_int_equal(rp->status, REGISTRY_DECIDED);
 	assert_int_equal(rp->decided_height, 3);
 	assert_int_equal(rp->effect_height, 5);
+	assert_true(registry_changes_at(f->r, 5));
+	assert_false(registry_changes_at(f->r, 4));
+	assert_false(registry_changes_at(f->r, 1)); /* the genesis parties' start is no change */
 	assert_int_equal(registry_set(f->r, 4)->n, 4);
 	const struct registry_set *s5 = registry_set(f->r, 5);
 	assert_int_equal(s5->n, 5);
