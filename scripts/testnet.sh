@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs a local multi-node tenderd testnet:
-#   scripts/testnet.sh [start [N] [--netns] | stop | status]
+#   scripts/testnet.sh [start [N] [--netns] | add-member|add-validator|add-observer NAME |
+#                       stop | status]
 #
 #   start [N]  (default, N = 4) builds tenderd (scripts/build.sh, incremental),
 #              stops any running testnet, creates fresh homes in ./testnet/node0..N-1
@@ -14,6 +15,14 @@
 #              on port 26656 and HTTP on port 8080 of that address, so the testnet
 #              behaves like N machines whose links can be cut (ip route blackhole)
 #              or slowed (tc); start then prints how
+#   add-member NAME, add-validator NAME, add-observer NAME
+#              walks a new agency into the running testnet the way agencies on their own
+#              machines do it: a new home testnet/node<N> (tenderd init --genesis) and its
+#              identity (tenderd id), a proposal on the first validator and every other
+#              validator's approval (tenderctl propose / approve), then the node starts,
+#              syncs the chain and takes its role at the height the change takes effect
+#              (records are published to get the chain there); with --netns in its own
+#              namespace tdnet-<N>
 #   stop       SIGTERM to every node, SIGKILL to any still running after 15 s; for a
 #              --netns testnet it then removes its namespaces, veths and bridge
 #   status     height, records and connected peers of each node (and its address)
@@ -108,7 +117,7 @@ node_pid() {
 node_dirs() {
 	local d
 	for d in "$TN"/node*; do
-		[[ -d "$d" ]] && echo "$d"
+		if [[ -d "$d" ]]; then echo "$d"; fi
 	done | sort -V
 }
 
@@ -525,6 +534,114 @@ Stop removes the namespaces, veths and bridge: scripts/testnet.sh stop
 EOF
 }
 
+# node_launch DIR I NETNS: starts node I of DIR in the background (as cmd_start does).
+node_launch() {
+	local d=$1 i=$2 netns=$3
+	if ((netns)); then
+		# shellcheck disable=SC2016 # expanded by the inner shell
+		setsid nohup bash -c 'echo $$ >"$1/tenderd.pid"; exec ip netns exec "$4" "$2" run --home "$1" --set "http.listen=$3"' \
+			_ "$d" "$TENDERD" "$(ns_ip "$i"):$NS_HTTP_PORT" "$NS_PREFIX$i" >"$d/tenderd.log" 2>&1 </dev/null &
+	else
+		# shellcheck disable=SC2016 # expanded by the inner shell
+		setsid nohup bash -c 'echo $$ >"$1/tenderd.pid"; exec "$2" run --home "$1" --set "http.listen=127.0.0.1:$3"' \
+			_ "$d" "$TENDERD" "$((HTTP_BASE + i))" >"$d/tenderd.log" 2>&1 </dev/null &
+	fi
+}
+
+# ctl_on DIR ARGS...: tenderctl on DIR's socket (60 s at most).
+ctl_on() {
+	local d=$1
+	shift
+	timeout 60 "$TENDERCTL" --socket "$d/tenderd.sock" "$@"
+}
+
+# cmd_add ROLE NAME: a new agency's node joins the running testnet by the validators' vote.
+cmd_add() {
+	local role=$1 name=$2 netns=0 n n_ns k d addr peers="" j pj aj prop id st eff deadline proposer="" voters=()
+	[[ -n "$name" ]] || die "add-$role needs the new agency's NAME"
+	node_pid "$TN/node0" >/dev/null || die "no testnet is running in $(shown "$TN") (scripts/testnet.sh start)"
+	[[ -x "$TENDERD" && -x "$TENDERCTL" ]] || die "no tenderd and tenderctl in $BIN (scripts/build.sh)"
+	n=$(node_dirs | wc -l)
+	k=$n
+	d="$TN/node$k"
+	if n_ns=$(netns_count); then
+		netns=1
+		((EUID == 0)) || die "the testnet runs in namespaces: run add-$role as root"
+		# a failed step leaves the rest of the testnet running; stop removes what was made
+		ip netns add "$NS_PREFIX$k" || die "ip netns add $NS_PREFIX$k failed"
+		echo "$((n_ns + 1))" >"$TN/$NS_MARK"
+		{ ip link add "$NS_VETH$k" type veth peer name eth0 netns "$NS_PREFIX$k" &&
+			ip link set "$NS_VETH$k" master "$NS_BRIDGE" up &&
+			ip -n "$NS_PREFIX$k" addr add "$(ns_ip "$k")/24" dev eth0 &&
+			ip -n "$NS_PREFIX$k" link set eth0 up && ip -n "$NS_PREFIX$k" link set lo up; } ||
+			die "could not give $NS_PREFIX$k its address $(ns_ip "$k")"
+		addr="$(ns_ip "$k"):$NS_P2P_PORT"
+	else
+		addr="127.0.0.1:$((BASE + k))"
+	fi
+
+	echo "testnet.sh: 1. the new agency creates its home on the chain and prints its identity"
+	"$TENDERD" init --home "$d" --name "$name" --genesis "$TN/node0/genesis.json" >/dev/null 2>&1 ||
+		die "tenderd init --home $d --genesis failed"
+	for ((j = 0; j < n; j++)); do
+		node_pid "$TN/node$j" >/dev/null || continue
+		pj=$(field "$TN/node$j" 'd["node"]["pub_key"]') || continue
+		if ((netns)); then aj="$(ns_ip "$j"):$NS_P2P_PORT"; else aj="127.0.0.1:$((BASE + j))"; fi
+		peers+="${peers:+\\n\\t}$pj@$aj"
+		if [[ $(field "$TN/node$j" 'd["node"]["role"]') == validator ]]; then
+			if [[ -z "$proposer" ]]; then proposer="$TN/node$j"; else voters+=("$TN/node$j"); fi
+		fi
+	done
+	[[ -n "$proposer" ]] || die "no running validator to propose the change"
+	sed -i "/^\[p2p\]/,/^\[/ s|^listen = .*|listen = $addr|" "$d/config.ini"
+	sed -i "s|^peers =.*|peers = $peers|" "$d/config.ini"
+	"$TENDERD" id --home "$d" --address "$addr" >"$d/identity.json" || die "tenderd id --home $d failed"
+	cat "$d/identity.json"
+
+	echo "testnet.sh: 2. $(basename "$proposer") proposes it as a $role; every other validator approves"
+	prop=$(ctl_on "$proposer" propose "add-$role" "$d/identity.json" --wait --rationale "testnet.sh add-$role") ||
+		die "the proposal failed: $prop"
+	id=$(echo "$prop" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+	echo "  proposal $id"
+	for j in "${voters[@]}"; do
+		st=$(ctl_on "$proposer" proposals | "$PY" -c 'import json, sys
+print([p for p in json.load(sys.stdin)["proposals"] if p["id"] == sys.argv[1]][0]["status"])' "$id")
+		[[ "$st" == pending ]] || break
+		ctl_on "$j" approve "$id" --wait >/dev/null || die "$(basename "$j") could not approve $id"
+		echo "  approved by $(basename "$j")"
+	done
+	eff=$(ctl_on "$proposer" proposals | "$PY" -c 'import json, sys
+p = [p for p in json.load(sys.stdin)["proposals"] if p["id"] == sys.argv[1]][0]
+print(p.get("effect_height", "") if p["status"] == "decided" else "")' "$id")
+	[[ -n "$eff" ]] || die "proposal $id was not decided (tenderctl proposals on $(basename "$proposer"))"
+	echo "  decided: takes effect at height $eff"
+
+	echo "testnet.sh: 3. the new node starts, syncs the chain and takes its role at height $eff"
+	node_launch "$d" "$k" "$netns"
+	deadline=$((SECONDS + 60))
+	until [[ -S "$d/tenderd.sock" ]] && [[ $(field "$d" 'd["node"]["role"]' 2>/dev/null) == "$role" ]]; do
+		# records move the chain to the effect height
+		if (($(field "$proposer" 'd["height"]') < eff)); then
+			sed "s/ocds-kr2020-jeju-0001/ocds-kr2020-testnet-$k-$SECONDS/" "$SAMPLE" >"$d.filler.json"
+			ctl_on "$proposer" publish tender "$d.filler.json" --wait >/dev/null || true
+		fi
+		((SECONDS < deadline)) || { show_log "$d"; die "node$k did not take its role within 60 s (log above)"; }
+		sleep 0.3
+	done
+	rm -f "$d.filler.json"
+	echo
+	cmd_status
+	cat <<EOF
+
+node$k ("$name") is $([[ $role == observer ]] && echo an || echo a) $role from height $eff. Try:
+  $TENDERCTL --socket $d/tenderd.sock status
+  $TENDERCTL --socket $d/tenderd.sock members
+  $TENDERCTL --socket $TN/node0/tenderd.sock proposals
+EOF
+	[[ "$role" == observer ]] ||
+		echo "  $TENDERCTL --socket $d/tenderd.sock publish tender tests/data/samples/tender-kisa.json --wait"
+}
+
 # start [N] [--netns], in either order.
 start_args() {
 	local n="" netns=0 a
@@ -542,6 +659,10 @@ case "${1:-start}" in
 start)
 	(($# <= 3)) || usage
 	start_args "${@:2}"
+	;;
+add-member | add-validator | add-observer)
+	(($# == 2)) || usage
+	cmd_add "${1#add-}" "$2"
 	;;
 stop)
 	(($# == 1)) || usage

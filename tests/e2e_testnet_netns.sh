@@ -12,7 +12,9 @@
 #   4. the link node0-node1 blackholed (both ways, as start's closing note shows): once
 #      both have dropped it, a tender published on node0 still commits on all 4 (node1
 #      gets it through node2 and node3)
-#   5. stop: no node left, and no namespace, veth or bridge of the testnet
+#   5. add-member: a new agency's home in namespace tdnet-4, voted in by the validators,
+#      syncs and publishes a tender that reaches every node
+#   6. stop: no node left, and no namespace, veth or bridge of the testnet
 # Skips (exit 0) without root or ip netns, or while a --netns testnet runs on this host
 # (its names are fixed). The EXIT trap stops the testnet and removes whatever is left of
 # its namespaces, veths and bridge, also on failure.
@@ -195,7 +197,21 @@ wait_agree 20 "${ALL[@]}"
 dropped 0 1 || fail "node0 reconnected to node1 through the blackhole"
 note "committed at height $AGREE_H with node0-node1 cut"
 
-# ---------------------------------------------------------------- 5. stop
+# ---------------------------------------------------------------- 5. a member voted in
+step "add-member: a new agency's node in its own namespace, voted in, publishes"
+ip netns exec "${NS_PREFIX}0" ip route del blackhole "$(ns_ip 1)/32"
+ip netns exec "${NS_PREFIX}1" ip route del blackhole "$(ns_ip 0)/32"
+run timeout 120 "$SCRIPT" add-member "Busan Metropolitan City"
+((RC == 0)) || fail "scripts/testnet.sh add-member exited $RC"
+grep -q "node4 (\"Busan Metropolitan City\") is a member from height" "$OUT" || fail "add-member did not say node4 is a member"
+ip netns pids "${NS_PREFIX}4" | grep -qx "$(cat "$NET/node4/tenderd.pid")" || fail "node4 does not run in ${NS_PREFIX}4"
+variant ocds-kr2020-netns-0002 "$TN_DIR/member.json"
+ok 4 publish tender "$TN_DIR/member.json" --wait
+ALL+=(4)
+N=5
+wait_until 30 "the member's tender did not reach every node" has_all ocds-kr2020-netns-0002 "${ALL[@]}"
+
+# ---------------------------------------------------------------- 6. stop
 step "stop removes every node, namespace, veth and the bridge"
 PIDS=()
 for i in "${ALL[@]}"; do PIDS+=("$(cat "$NET/node$i/tenderd.pid")"); done
