@@ -151,6 +151,22 @@ static json_t *publish_result(const uint8_t id[static TD_HASH_LEN], const char *
 	return json_pack("{s:s, s:s, s:s}", "id", hex, "ocid", ocid, "release_id", release_id);
 }
 
+/* Answers a publish of rec now, or once rec is committed (or dropped) when wait is set. */
+static void answer_or_wait(struct api *a, struct rpc_req *req, const struct td_record *rec, bool wait)
+{
+	if (!wait) {
+		rpc_reply(req, publish_result(rec->id, rec->ocid, rec->release_id));
+		return;
+	}
+	struct waiter *w = td_xcalloc(1, sizeof(*w));
+	w->req = req;
+	memcpy(w->id, rec->id, TD_HASH_LEN);
+	memcpy(w->ocid, rec->ocid, sizeof(w->ocid));
+	memcpy(w->release_id, rec->release_id, sizeof(w->release_id));
+	w->next = a->waiters;
+	a->waiters = w;
+}
+
 /* Answers every waiter whose record is committed, or the one refused with msg (id given). */
 static void settle_waiters(struct api *a, const uint8_t *refused_id, int code, const char *msg)
 {
@@ -652,17 +668,7 @@ static void m_publish(struct api *a, struct rpc_req *req, json_t *params)
 	else
 		log_info("published %s %s for %s (record %s) from an unknown client", td_kind_name(kind),
 			 rec->release_id, rec->ocid, hex);
-	if (jwait && json_is_true(jwait)) {
-		struct waiter *w = td_xcalloc(1, sizeof(*w));
-		w->req = req;
-		memcpy(w->id, rec->id, TD_HASH_LEN);
-		memcpy(w->ocid, rec->ocid, sizeof(w->ocid));
-		memcpy(w->release_id, rec->release_id, sizeof(w->release_id));
-		w->next = a->waiters;
-		a->waiters = w;
-	} else {
-		rpc_reply(req, publish_result(rec->id, rec->ocid, rec->release_id));
-	}
+	answer_or_wait(a, req, rec, jwait && json_is_true(jwait));
 }
 
 static void submit_gov(struct api *a, struct rpc_req *req, const struct td_gov *g, const char *rationale, bool wait)
@@ -697,17 +703,7 @@ static void submit_gov(struct api *a, struct rpc_req *req, const struct td_gov *
 	td_hex(hex, rec->id, TD_HASH_LEN);
 	log_info("governance: %s %s (record %s)", td_kind_name(g->kind),
 		 g->kind == TD_KIND_GOV_PROPOSAL ? td_gov_action_name(g->action) : "", hex);
-	if (wait) {
-		struct waiter *w = td_xcalloc(1, sizeof(*w));
-		w->req = req;
-		memcpy(w->id, rec->id, TD_HASH_LEN);
-		memcpy(w->ocid, rec->ocid, sizeof(w->ocid));
-		memcpy(w->release_id, rec->release_id, sizeof(w->release_id));
-		w->next = a->waiters;
-		a->waiters = w;
-	} else {
-		rpc_reply(req, publish_result(rec->id, rec->ocid, rec->release_id));
-	}
+	answer_or_wait(a, req, rec, wait);
 }
 
 static bool param_u64(const json_t *params, const char *key, uint64_t *out)

@@ -393,21 +393,7 @@ EOF
 			die "tenderd testnet --nodes $n --out $TN --base-port $BASE failed"
 	fi
 
-	for ((i = 0; i < n; i++)); do
-		d="$TN/node$i"
-		# setsid: the node leaves this shell's session and survives the terminal;
-		# the inner shell writes its own pid and becomes tenderd (exec).
-		if ((netns)); then
-			# ip netns exec enters the namespace and execs tenderd: still the same pid
-			# shellcheck disable=SC2016 # expanded by the inner shell
-			setsid nohup bash -c 'echo $$ >"$1/tenderd.pid"; exec ip netns exec "$4" "$2" run --home "$1" --set "http.listen=$3"' \
-				_ "$d" "$TENDERD" "$(ns_ip "$i"):$NS_HTTP_PORT" "$NS_PREFIX$i" >"$d/tenderd.log" 2>&1 </dev/null &
-		else
-			# shellcheck disable=SC2016 # expanded by the inner shell
-			setsid nohup bash -c 'echo $$ >"$1/tenderd.pid"; exec "$2" run --home "$1" --set "http.listen=127.0.0.1:$3"' \
-				_ "$d" "$TENDERD" "$((HTTP_BASE + i))" >"$d/tenderd.log" 2>&1 </dev/null &
-		fi
-	done
+	for ((i = 0; i < n; i++)); do node_launch "$TN/node$i" "$i" "$netns"; done
 
 	# Every node answers on its socket.
 	for ((i = 0; i < n; i++)); do
@@ -534,7 +520,10 @@ Stop removes the namespaces, veths and bridge: scripts/testnet.sh stop
 EOF
 }
 
-# node_launch DIR I NETNS: starts node I of DIR in the background (as cmd_start does).
+# node_launch DIR I NETNS: starts node I (home DIR) in the background. setsid: the node
+# leaves this shell's session and survives the terminal; the inner shell writes its own
+# pid and becomes tenderd (exec; ip netns exec enters the namespace and execs tenderd:
+# still the same pid).
 node_launch() {
 	local d=$1 i=$2 netns=$3
 	if ((netns)); then
