@@ -789,10 +789,12 @@ static void gov_submit(struct sim *s, uint32_t i, struct td_record *rec)
 	struct simnode *sn = &s->nodes[i];
 	if (!sn->node || !rec || chain_has_record(node_chain(sn->node), rec->id, NULL))
 		return;
-	if (node_submit(sn->node, td_record_ref(rec), err, sizeof(err)) != 0)
-		trace(s, "governance record refused by node %u: %s", i, err); /* node_submit freed our reference */
-	else
+	if (node_submit(sn->node, td_record_ref(rec), err, sizeof(err)) != 0) {
+		td_record_free(rec); /* a refused record stays the caller's: the reference given back */
+		trace(s, "governance record refused by node %u: %s", i, err);
+	} else {
 		trace(s, "governance record (stage %u) submitted on node %u", s->stage, i);
+	}
 }
 
 /* The status of stage k's proposal on node i's chain, or -1 if the node is down or does not hold it. */
