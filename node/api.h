@@ -41,7 +41,6 @@ struct api_deps {
 	const struct td_genesis *genesis;
 	const struct config *cfg;
 	const uint8_t *sk, *pk; /* this node's key, TD_SECKEY_LEN and TD_PUBKEY_LEN */
-	int my_index;           /* in genesis validators, or -1 */
 	struct chain *chain;
 	struct mempool *mp;
 	struct driver *driver;

@@ -39,7 +39,6 @@ struct node {
 	const struct td_genesis *g;
 	const struct node_io *io;
 	uint8_t sk[TD_SECKEY_LEN];
-	int my_index; /* validator index, or -1 for a member or an observer */
 	bool stopping;
 	struct chain *chain;
 	struct mempool *mp;
@@ -91,8 +90,7 @@ void node_view(const struct node *n, struct node_view *out)
 				   .mp = n->mp,
 				   .driver = n->driver,
 				   .sync = n->sync,
-				   .gossip = n->gossip,
-				   .my_index = n->my_index };
+				   .gossip = n->gossip };
 }
 
 bool node_stopping(const struct node *n)
@@ -415,7 +413,6 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 	n->g = g;
 	n->io = io;
 	memcpy(n->sk, sk, TD_SECKEY_LEN);
-	n->my_index = td_genesis_find(g, sk + crypto_sign_SEEDBYTES);
 	struct store *st;
 	if ((rc = io->open_store(io->ctx, &st, cfg->store_path, err, errlen)) ||
 	    (rc = chain_open_store(&n->chain, st, cfg->store_path, g, err, errlen)))
@@ -465,7 +462,6 @@ int node_new(struct node **out, const struct config *cfg, const struct td_genesi
 		.cfg = &n->cfg,
 		.sk = n->sk,
 		.pk = n->sk + crypto_sign_SEEDBYTES,
-		.my_index = n->my_index,
 		.chain = n->chain,
 		.mp = n->mp,
 		.driver = n->driver,

@@ -88,7 +88,6 @@ struct node_view {
 	const struct driver *driver;
 	const struct sync *sync;
 	const struct gossip *gossip;
-	int my_index; /* this node's index in the genesis validators, or -1 (driver_my_index: in the current set) */
 };
 void node_view(const struct node *n, struct node_view *out);
 /* True once node_stop() was called. */
