@@ -140,7 +140,7 @@ static void tstate_fields(struct ckey_tstate *t, const json_t *compiled)
  */
 static void batch_identity(const struct chain *c, struct store_batch *b, bool tip)
 {
-	struct ckey_tipval t = { .height = 0, .time_ms = c->g->time_ms, .n_records = 0 };
+	struct ckey_tipval t = { .height = 0, .time_ms = c->g->time_ms, .n_records = 0, .file_end = 0 };
 	uint8_t hash[TD_HASH_LEN], tipv[CKEY_TIP_LEN];
 	struct ckey k;
 
@@ -286,13 +286,17 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 	bool ok;
 
 	if (vlen == 4 && ckey_get_u32(ver) < CKEY_SCHEMA_VERSION) {
+		const bool same_format = ckey_get_u32(ver) == 4; /* format 2, records kept under "D" */
 		seterr(err, errlen,
-		       "%s: the store holds blocks of an older ledger format (store schema %u); this tenderd "
-		       "writes and checks format %d (schema %u), whose records, blocks and signatures differ. "
-		       "Resync: stop the node, move the store (mv %s %s.old), consensus.wal and sign_state.json of "
-		       "its home away, and start again on the empty store; it syncs the chain from peers that run "
-		       "this version",
-		       path, ckey_get_u32(ver), TD_FORMAT_VERSION, CKEY_SCHEMA_VERSION, path, path);
+		       "%s: the store is of an older %s (store schema %u); this tenderd writes and checks format "
+		       "%d (schema %u)%s. Resync: stop the node, move the store (mv %s %s.old), consensus.wal "
+		       "and sign_state.json of its home away, and start again on the empty store; it syncs the "
+		       "chain from peers that run this version",
+		       path, same_format ? "layout" : "ledger format", ckey_get_u32(ver), TD_FORMAT_VERSION,
+		       CKEY_SCHEMA_VERSION,
+		       same_format ? ", which keeps records in a records file beside the keys" :
+				     ", whose records, blocks and signatures differ",
+		       path, path);
 		return TD_ECORRUPT;
 	}
 	if (vlen != 4 || ckey_get_u32(ver) != CKEY_SCHEMA_VERSION) {
@@ -313,6 +317,14 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 	memcpy(c->last_hash, t.hash, TD_HASH_LEN);
 	c->last_time = t.time_ms;
 	c->n_records = t.n_records;
+	if (store_file_end(c->st) < t.file_end) {
+		seterr(err, errlen, "%s: the records file (%s) holds %llu bytes, the blocks name %llu", path,
+		       STORE_RECORDS_FILE, (unsigned long long)store_file_end(c->st), (unsigned long long)t.file_end);
+		return TD_ECORRUPT;
+	}
+	/* bytes of a block a crash kept from the store: it comes again */
+	if (store_file_end(c->st) > t.file_end && (rc = store_file_truncate(c->st, t.file_end, err, errlen)) != 0)
+		return rc;
 	if (c->height > 0) {
 		ckey_block(&k, c->height);
 		if (!store_has(c->st, k.b, k.n)) {
@@ -374,8 +386,7 @@ static int load_registry(struct chain *c, const char *path, char *err, size_t er
 			struct td_record *rec = NULL;
 			uint8_t *bytes = NULL;
 			size_t blen = 0;
-			ckey_record(&k, h, ckey_get_u32(val + 4 * i));
-			rc = store_get(c->st, k.b, k.n, &bytes, &blen);
+			rc = chain_record_get(c, h, ckey_get_u32(val + 4 * i), &bytes, &blen);
 			if (rc == 0 && (td_record_decode_trusted(&rec, bytes, blen, c->g->hash, e, sizeof(e)) != 0 ||
 					!td_kind_is_gov(rec->kind) || gov_record(rec, &g[i], e, sizeof(e)) != 0))
 				rc = TD_ECORRUPT;
@@ -508,6 +519,40 @@ uint64_t chain_record_count(const struct chain *c)
 }
 
 /* ---- checking records ---------------------------------------------------- */
+
+int chain_record_bytes(const struct chain *c, const uint8_t *ref, size_t rlen, uint8_t **bytes, size_t *len)
+{
+	uint64_t off;
+	uint32_t n;
+	int rc;
+
+	*bytes = NULL;
+	*len = 0;
+	if (!ckey_ref_decode(ref, rlen, &off, &n) || n > TD_RECORD_MAX)
+		return TD_ECORRUPT;
+	rc = store_file_read(c->st, off, n, bytes);
+	if (rc == 0)
+		*len = n;
+	return rc;
+}
+
+int chain_record_get(const struct chain *c, uint64_t height, uint32_t index, uint8_t **bytes, size_t *len)
+{
+	uint8_t *ref;
+	size_t rn;
+	struct ckey k;
+	int rc;
+
+	*bytes = NULL;
+	*len = 0;
+	ckey_record(&k, height, index);
+	rc = store_get(c->st, k.b, k.n, &ref, &rn);
+	if (rc != 0)
+		return rc;
+	rc = chain_record_bytes(c, ref, rn, bytes, len);
+	free(ref);
+	return rc;
+}
 
 static const char *kind_verb(enum td_kind kind)
 {
@@ -863,8 +908,11 @@ static int stage_record(const struct chain *c, struct store_batch *b, struct cha
 	return 0;
 }
 
-/* Puts "B" (header, record ids, evidence), a "D" key per record and an "X" key per offence. */
-static void stage_block(struct store_batch *b, const struct td_block *blk)
+/*
+ * Puts "B" (header, record ids, evidence), a "D" key per record (its bytes
+ * go to st's records file) and an "X" key per offence.
+ */
+static void stage_block(struct store *st, struct store_batch *b, const struct td_block *blk)
 {
 	struct td_buf v;
 	struct ckey k;
@@ -878,8 +926,12 @@ static void stage_block(struct store_batch *b, const struct td_block *blk)
 		store_batch_put(b, k.b, k.n, hv, sizeof(hv));
 	}
 	for (uint32_t i = 0; i < blk->hdr.n_records; i++) {
+		uint8_t ref[CKEY_REF_LEN];
+		uint64_t off;
+		store_file_append(st, blk->records[i]->bytes, blk->records[i]->len, &off);
+		ckey_ref_encode(ref, off, (uint32_t)blk->records[i]->len);
 		ckey_record(&k, blk->hdr.height, i);
-		store_batch_put(b, k.b, k.n, blk->records[i]->bytes, blk->records[i]->len);
+		store_batch_put(b, k.b, k.n, ref, sizeof(ref));
 	}
 	td_buf_init(&v);
 	ckey_block_meta_encode(&v, blk);
@@ -1325,7 +1377,7 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 		free(idx);
 	}
 
-	stage_block(b, blk);
+	stage_block(c->st, b, blk);
 	td_commit_encode(commit, &bytes, &len);
 	ckey_commit(&k, height);
 	store_batch_put(b, k.b, k.n, bytes, len);
@@ -1334,6 +1386,7 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 	memcpy(t.hash, blk->hash, TD_HASH_LEN);
 	t.time_ms = blk->hdr.time_ms;
 	t.n_records = c->n_records + blk->hdr.n_records;
+	t.file_end = store_file_end(c->st);
 	ckey_tip_encode(&t, tip);
 	ckey_tip(&k);
 	store_batch_put(b, k.b, k.n, tip, sizeof(tip));

@@ -151,6 +151,14 @@ int chain_tstate_load(const struct chain *c, const char *ocid, struct ckey_tstat
  * committed ones).
  */
 int chain_record_load(const struct chain *c, uint64_t height, uint32_t index, struct td_record **out);
+/*
+ * The bytes of a record (a malloc'd copy in *bytes) from its "D" value ref,
+ * a place in the store's records file: 0, TD_ECORRUPT for a malformed place
+ * or one past the file's end, or TD_EIO.
+ */
+int chain_record_bytes(const struct chain *c, const uint8_t *ref, size_t rlen, uint8_t **bytes, size_t *len);
+/* The bytes of record index of block height ("D" and the records file): 0, TD_ENOTFOUND, TD_ECORRUPT or TD_EIO. */
+int chain_record_get(const struct chain *c, uint64_t height, uint32_t index, uint8_t **bytes, size_t *len);
 
 /*
  * The compiled release of a committed tender whose state is st into *out (a

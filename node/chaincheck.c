@@ -115,12 +115,22 @@ static int check_records(struct check *k, uint64_t height, const struct ckey_blo
 			rc = damaged(k, TD_ECORRUPT, height, "record %u (\"D\") is missing", n);
 			goto out;
 		}
-		td_hash(id, val, vlen);
+		uint8_t *rb;
+		size_t rbn;
+		if ((rc = chain_record_bytes(c, val, vlen, &rb, &rbn)) != 0) {
+			rc = damaged(k, rc, height, "record %u (\"D\"): its place in the records file: %s", n,
+				     rc == TD_ECORRUPT ? "malformed or past the file's end" : td_strerror(rc));
+			goto out;
+		}
+		td_hash(id, rb, rbn);
 		if (memcmp(id, m->ids + (size_t)n * TD_HASH_LEN, TD_HASH_LEN) != 0) {
+			free(rb);
 			rc = damaged(k, TD_ECORRUPT, height, "record %u (\"D\"): its bytes do not hash to its id", n);
 			goto out;
 		}
-		if (td_record_decode(&rec, val, vlen, c->g->hash, e, sizeof(e)) != 0) {
+		rc = td_record_decode(&rec, rb, rbn, c->g->hash, e, sizeof(e));
+		free(rb);
+		if (rc != 0) {
 			rc = damaged(k, TD_ECORRUPT, height, "record %u (\"D\"): %s", n, e);
 			goto out;
 		}
@@ -238,10 +248,9 @@ static int record_of(const struct chain *c, const uint8_t id[static TD_HASH_LEN]
 		*height = 0;
 		return TD_ECORRUPT;
 	}
-	ckey_record(&key, *height, index);
-	rc = get(c, &key, &v, &n);
+	rc = chain_record_get(c, *height, index, &v, &n);
 	if (rc != 0)
-		return rc;
+		return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
 	td_hash(got, v, n);
 	rc = memcmp(got, id, TD_HASH_LEN) == 0 ? 0 : TD_ECORRUPT;
 	if (rc == 0 && rec && td_record_decode_trusted(rec, v, n, c->g->hash, e, sizeof(e)) != 0) {

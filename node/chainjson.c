@@ -481,15 +481,19 @@ static int snap_record(struct chain_export *x, uint64_t height, uint32_t index, 
 {
 	char e[TD_ERRMSG_MAX];
 	struct ckey k;
-	uint8_t *p;
-	size_t n;
+	uint8_t *p, *ref;
+	size_t n, refn;
 	int rc;
 
 	*out = NULL;
 	ckey_record(&k, height, index);
-	rc = snap_get(x, &k, &p, &n);
+	rc = snap_get(x, &k, &ref, &refn);
 	if (rc == TD_ENOTFOUND)
 		rc = TD_ECORRUPT;
+	if (rc == 0) {
+		rc = chain_record_bytes(x->c, ref, refn, &p, &n);
+		free(ref);
+	}
 	if (rc == 0) {
 		if (td_record_decode_trusted(out, p, n, x->c->g->hash, e, sizeof(e)) != 0) {
 			td_record_free(*out);
@@ -615,8 +619,8 @@ static int export_walk(struct chain_export *x, struct td_record **rec, uint64_t 
 {
 	char e[TD_ERRMSG_MAX];
 	const uint8_t *key, *val;
-	size_t klen, vlen;
-	uint8_t id[TD_HASH_LEN];
+	size_t klen, vlen, rbn;
+	uint8_t id[TD_HASH_LEN], *rb;
 	int rc;
 
 	*rec = NULL;
@@ -634,14 +638,20 @@ static int export_walk(struct chain_export *x, struct td_record **rec, uint64_t 
 		return chain_read_error(rc, "block %llu: record %u of %u (\"D\")", (unsigned long long)x->h, x->i,
 					x->m.h.n_records);
 	}
-	td_hash(id, val, vlen);
-	if (memcmp(id, x->m.ids + (size_t)x->i * TD_HASH_LEN, TD_HASH_LEN) != 0 ||
-	    td_record_decode_trusted(rec, val, vlen, x->c->g->hash, e, sizeof(e)) != 0) {
-		td_record_free(*rec);
-		*rec = NULL;
-		return chain_read_error(TD_ECORRUPT, "block %llu: record %u of %u (\"D\")", (unsigned long long)x->h,
-					x->i, x->m.h.n_records);
+	rc = chain_record_bytes(x->c, val, vlen, &rb, &rbn);
+	if (rc == 0) {
+		td_hash(id, rb, rbn);
+		if (memcmp(id, x->m.ids + (size_t)x->i * TD_HASH_LEN, TD_HASH_LEN) != 0 ||
+		    td_record_decode_trusted(rec, rb, rbn, x->c->g->hash, e, sizeof(e)) != 0) {
+			td_record_free(*rec);
+			*rec = NULL;
+			rc = TD_ECORRUPT;
+		}
+		free(rb);
 	}
+	if (rc != 0)
+		return chain_read_error(rc, "block %llu: record %u of %u (\"D\")", (unsigned long long)x->h, x->i,
+					x->m.h.n_records);
 	*h = x->h;
 	*idx = x->i++;
 	return 0;

@@ -191,6 +191,7 @@ void ckey_tip_encode(const struct ckey_tipval *t, uint8_t out[static CKEY_TIP_LE
 	memcpy(out + 8, t->hash, TD_HASH_LEN);
 	ckey_put_u64(out + 8 + TD_HASH_LEN, t->time_ms);
 	ckey_put_u64(out + 16 + TD_HASH_LEN, t->n_records);
+	ckey_put_u64(out + 24 + TD_HASH_LEN, t->file_end);
 }
 
 bool ckey_tip_decode(struct ckey_tipval *t, const uint8_t *p, size_t n)
@@ -201,6 +202,22 @@ bool ckey_tip_decode(struct ckey_tipval *t, const uint8_t *p, size_t n)
 	memcpy(t->hash, p + 8, TD_HASH_LEN);
 	t->time_ms = ckey_get_u64(p + 8 + TD_HASH_LEN);
 	t->n_records = ckey_get_u64(p + 16 + TD_HASH_LEN);
+	t->file_end = ckey_get_u64(p + 24 + TD_HASH_LEN);
+	return true;
+}
+
+void ckey_ref_encode(uint8_t out[static CKEY_REF_LEN], uint64_t off, uint32_t len)
+{
+	ckey_put_u64(out, off);
+	ckey_put_u32(out + 8, len);
+}
+
+bool ckey_ref_decode(const uint8_t *p, size_t n, uint64_t *off, uint32_t *len)
+{
+	if (n != CKEY_REF_LEN)
+		return false;
+	*off = ckey_get_u64(p);
+	*len = ckey_get_u32(p + 8);
 	return true;
 }
 

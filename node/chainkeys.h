@@ -1,5 +1,5 @@
 /*
- * chainkeys: the chain's store schema (version 4), its keys and the
+ * chainkeys: the chain's store schema (version 5), its keys and the
  * encodings of its values. Every key the chain reads or writes is built
  * here; tests/test_chainkeys.c pins the bytes of each kind.
  *
@@ -13,15 +13,21 @@
  *                                   genesis the store was built on; a store from
  *                                   before it gets it at its first open
  *   "M"                          -> tip: height u64 | last hash[32] |
- *                                   last time ms u64 | record count u64
+ *                                   last time ms u64 | record count u64 |
+ *                                   records file length u64 (what the
+ *                                   blocks up to the tip fill of it)
  *   "B" height                   -> block header, record ids and evidence:
  *                                   header length u32 | td_header_encode bytes
  *                                   | the ids of its records in order, 32
  *                                   bytes each | for each evidence item, its
  *                                   length u16 and td_evidence_encode bytes
- *   "D" height index u32         -> record bytes, as signed (records are stored
- *                                   once, here; chain_block_raw puts a block's
- *                                   td_block_encode form back together)
+ *   "D" height index u32         -> offset u64 | length u32 of the record's
+ *                                   bytes, as signed, in the store's records
+ *                                   file (store.h): records are written once,
+ *                                   there, a block's in order, and never pass
+ *                                   through LevelDB's compactions;
+ *                                   chain_block_raw puts a block's
+ *                                   td_block_encode form back together
  *   "C" height                   -> commit, as td_commit_encode
  *   "R" record id[32]            -> height u64 | index in block u32
  *   "X" evidence key             -> height u64 of the block that committed the
@@ -81,9 +87,13 @@
 #include "tenderd/codec.h"
 #include "tenderd/types.h"
 
-/* Version 4 holds blocks of format 2 (TD_FORMAT_VERSION); a store of version 3 holds format 1. */
-#define CKEY_SCHEMA_VERSION 4u
-#define CKEY_TIP_LEN (8 + TD_HASH_LEN + 8 + 8)
+/*
+ * Version 5 keeps record bytes in the store's records file; version 4 held
+ * them under "D" (both format 2, TD_FORMAT_VERSION); version 3 held format 1.
+ */
+#define CKEY_SCHEMA_VERSION 5u
+#define CKEY_TIP_LEN (8 + TD_HASH_LEN + 8 + 8 + 8)
+#define CKEY_REF_LEN (8 + 4) /* a "D" value */
 #define CKEY_LOC_LEN (8 + 4) /* an "R" value */
 #define CKEY_FIELD_MAX 32    /* longest status, category or method kept in "T" (code list values are short) */
 #define CKEY_TSTATE_FIXED (TD_PUBKEY_LEN + 1 + 8 + 4 + 4 + 8 + 8 + 8 + TD_HASH_LEN)
@@ -157,11 +167,16 @@ struct ckey_tipval {
 	uint8_t hash[TD_HASH_LEN]; /* of the last block; zeros at height 0 */
 	uint64_t time_ms;          /* of the last block; the genesis time at height 0 */
 	uint64_t n_records;
+	uint64_t file_end; /* the records file's length after the last block */
 };
 
 void ckey_tip_encode(const struct ckey_tipval *t, uint8_t out[static CKEY_TIP_LEN]);
 /* False if p[0..n) is not a tip (wrong length). */
 bool ckey_tip_decode(struct ckey_tipval *t, const uint8_t *p, size_t n);
+
+/* What "D" holds: the place of a record's bytes in the records file; decode is false for a wrong length. */
+void ckey_ref_encode(uint8_t out[static CKEY_REF_LEN], uint64_t off, uint32_t len);
+bool ckey_ref_decode(const uint8_t *p, size_t n, uint64_t *off, uint32_t *len);
 
 /* An "R" value: the record's block height and index in the block. */
 void ckey_loc_encode(uint8_t out[static CKEY_LOC_LEN], uint64_t height, uint32_t index);

@@ -62,10 +62,8 @@ int chain_proof_json(const struct chain *c, const char *ocid, json_t **out)
 			rc = chain_block_meta_load(c, h, &m, &mval);
 		if (rc == 0 && (ix >= m.h.n_records || memcmp(m.ids + (size_t)ix * TD_HASH_LEN, id, TD_HASH_LEN) != 0))
 			rc = TD_ECORRUPT;
-		if (rc == 0) {
-			ckey_record(&k, h, ix);
-			rc = get(c, &k, &rb, &rbn);
-		}
+		if (rc == 0 && (rc = chain_record_get(c, h, ix, &rb, &rbn)) == TD_ENOTFOUND)
+			rc = TD_ECORRUPT;
 		if (rc == 0 && h != last_block &&
 		    memcmp(registry_set(c->reg, h)->hash, c->g->validators_hash, TD_HASH_LEN) != 0)
 			rc = TD_ERULE; /* a third party checks commits against the genesis validators only */

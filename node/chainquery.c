@@ -134,12 +134,10 @@ int chain_record_load(const struct chain *c, uint64_t height, uint32_t index, st
 	char e[TD_ERRMSG_MAX];
 	uint8_t *p;
 	size_t n;
-	struct ckey k;
 	int rc;
 
 	*out = NULL;
-	ckey_record(&k, height, index);
-	rc = store_get(c->st, k.b, k.n, &p, &n);
+	rc = chain_record_get(c, height, index, &p, &n);
 	if (rc == TD_ENOTFOUND)
 		rc = TD_ECORRUPT;
 	if (rc == 0) {
@@ -705,12 +703,18 @@ int chain_block_bytes(const struct chain *c, uint64_t height, uint8_t **out, siz
 			rc = TD_ECORRUPT;
 			break;
 		}
-		td_hash(id, val, vlen);
+		uint8_t *rb;
+		size_t rbn;
+		if ((rc = chain_record_bytes(c, val, vlen, &rb, &rbn)) != 0)
+			break;
+		td_hash(id, rb, rbn);
 		if (memcmp(id, m.ids + (size_t)n * TD_HASH_LEN, TD_HASH_LEN) != 0) {
+			free(rb);
 			rc = TD_ECORRUPT;
 			break;
 		}
-		td_enc_bin(&b, val, vlen);
+		td_enc_bin(&b, rb, rbn);
+		free(rb);
 		n++;
 	}
 	if (rc == 0 && store_iter_error(it) != 0)

@@ -34,9 +34,13 @@
  * back once; a prefix of all 0xff bytes has no successor and starts at the
  * last key of the database.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <leveldb/c.h>
 
@@ -77,6 +81,11 @@ struct store {
 	leveldb_readoptions_t *ropts;
 	leveldb_writeoptions_t *wopts;      /* sync off */
 	leveldb_writeoptions_t *wopts_sync; /* sync on */
+	int fd;                             /* the records file */
+	uint64_t fsize;                     /* its length on disk */
+	uint8_t *fbuf;                      /* appends not yet written */
+	size_t fbuf_len, fbuf_cap;
+	bool funsynced; /* written since the last fdatasync */
 };
 
 struct store_batch {
@@ -99,6 +108,25 @@ static void set_err(char *err, size_t errlen, const char *what, const char *msg)
 {
 	if (err && errlen)
 		snprintf(err, errlen, "%s: %s", what, msg ? msg : "unknown error");
+}
+
+/* Opens (creating) the records file in LevelDB's directory path; its length in fsize. */
+static int open_file(struct store *s, const char *path, char *err, size_t errlen)
+{
+	char fp[4096];
+	struct stat st;
+
+	if ((size_t)snprintf(fp, sizeof(fp), "%s/%s", path, STORE_RECORDS_FILE) >= sizeof(fp)) {
+		set_err(err, errlen, path, "path too long");
+		return TD_EIO;
+	}
+	s->fd = open(fp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->fd < 0 || fstat(s->fd, &st) != 0) {
+		set_err(err, errlen, fp, strerror(errno));
+		return TD_EIO;
+	}
+	s->fsize = (uint64_t)st.st_size;
+	return 0;
 }
 
 int store_open(struct store **out, const char *path, char *err, size_t errlen)
@@ -124,18 +152,24 @@ int store_open(struct store **out, const char *path, char *err, size_t errlen)
 	s->wopts_sync = leveldb_writeoptions_create();
 	leveldb_writeoptions_set_sync(s->wopts_sync, 1);
 
+	s->fd = -1;
 	s->db = leveldb_open(s->opts, path, &lerr);
 	if (lerr || !s->db) {
 		set_err(err, errlen, path, lerr);
 		leveldb_free(lerr);
 		goto fail;
 	}
+	if (open_file(s, path, err, errlen) != 0)
+		goto fail;
 	*out = s;
 	return 0;
 
 fail:
 	if (s->db)
 		leveldb_close(s->db);
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->fbuf);
 	leveldb_writeoptions_destroy(s->wopts_sync);
 	leveldb_writeoptions_destroy(s->wopts);
 	leveldb_readoptions_destroy(s->ropts);
@@ -174,6 +208,9 @@ void store_close(struct store *s)
 		return;
 	}
 	leveldb_close(s->db);
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->fbuf);
 	leveldb_writeoptions_destroy(s->wopts_sync);
 	leveldb_writeoptions_destroy(s->wopts);
 	leveldb_readoptions_destroy(s->ropts);
@@ -279,6 +316,126 @@ static void mem_delete(void *db, const char *key, size_t klen)
 	store_mem_delete(db, key, klen);
 }
 
+/* ---- the records file ---------------------------------------------------- */
+
+void store_file_append(struct store *s, const void *data, size_t len, uint64_t *off)
+{
+	switch (s->kind) {
+	case STORE_LEVELDB:
+		break;
+	case STORE_MEM:
+		store_mem_file_append(s->mem, data, len, off);
+		return;
+	}
+	if (s->fbuf_len + len > s->fbuf_cap) {
+		size_t cap = s->fbuf_cap ? s->fbuf_cap : 65536;
+		while (cap < s->fbuf_len + len)
+			cap *= 2;
+		s->fbuf = td_xrealloc(s->fbuf, cap);
+		s->fbuf_cap = cap;
+	}
+	memcpy(s->fbuf + s->fbuf_len, data, len);
+	*off = s->fsize + s->fbuf_len;
+	s->fbuf_len += len;
+}
+
+uint64_t store_file_end(const struct store *s)
+{
+	switch (s->kind) {
+	case STORE_LEVELDB:
+		break;
+	case STORE_MEM:
+		return store_mem_file_end(s->mem);
+	}
+	return s->fsize + s->fbuf_len;
+}
+
+int store_file_read(const struct store *s, uint64_t off, size_t len, uint8_t **out)
+{
+	uint8_t *p;
+	size_t got = 0;
+
+	switch (s->kind) {
+	case STORE_LEVELDB:
+		break;
+	case STORE_MEM:
+		return store_mem_file_read(s->mem, off, len, out);
+	}
+	*out = NULL;
+	if (off > s->fsize + s->fbuf_len || len > s->fsize + s->fbuf_len - off)
+		return TD_ECORRUPT;
+	p = td_xmalloc(len ? len : 1);
+	while (got < len && off + got < s->fsize) {
+		size_t want = len - got;
+		if (off + got + want > s->fsize)
+			want = (size_t)(s->fsize - off - got);
+		ssize_t n = pread(s->fd, p + got, want, (off_t)(off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(p);
+			return n == 0 ? TD_ECORRUPT : TD_EIO;
+		}
+		got += (size_t)n;
+	}
+	if (got < len) /* the rest is still in the buffer */
+		memcpy(p + got, s->fbuf + (off + got - s->fsize), len - got);
+	*out = p;
+	return 0;
+}
+
+int store_file_truncate(struct store *s, uint64_t end, char *err, size_t errlen)
+{
+	switch (s->kind) {
+	case STORE_LEVELDB:
+		break;
+	case STORE_MEM:
+		store_mem_file_truncate(s->mem, end);
+		return 0;
+	}
+	if (end >= s->fsize) {
+		if (end - s->fsize < s->fbuf_len)
+			s->fbuf_len = (size_t)(end - s->fsize);
+		return 0;
+	}
+	s->fbuf_len = 0;
+	if (ftruncate(s->fd, (off_t)end) != 0 || fdatasync(s->fd) != 0) {
+		set_err(err, errlen, "records file", strerror(errno));
+		return TD_EIO;
+	}
+	s->fsize = end;
+	return 0;
+}
+
+/* Writes the buffered appends at the file's end; with sync, fdatasync()s what was written. */
+static int flush_file(struct store *s, bool sync, char *err, size_t errlen)
+{
+	size_t done = 0;
+
+	while (done < s->fbuf_len) {
+		ssize_t n = pwrite(s->fd, s->fbuf + done, s->fbuf_len - done, (off_t)(s->fsize + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			set_err(err, errlen, "records file write", n < 0 ? strerror(errno) : "no progress");
+			return TD_EIO;
+		}
+		done += (size_t)n;
+	}
+	s->fsize += s->fbuf_len;
+	if (s->fbuf_len > 0)
+		s->funsynced = true;
+	s->fbuf_len = 0;
+	if (sync && s->funsynced) {
+		if (fdatasync(s->fd) != 0) {
+			set_err(err, errlen, "records file sync", strerror(errno));
+			return TD_EIO;
+		}
+		s->funsynced = false;
+	}
+	return 0;
+}
+
 int store_write(struct store *s, const struct store_batch *b, bool sync, char *err, size_t errlen)
 {
 	char *lerr = NULL;
@@ -291,6 +448,8 @@ int store_write(struct store *s, const struct store_batch *b, bool sync, char *e
 		store_mem_written(s->mem, sync);
 		return 0;
 	}
+	if (flush_file(s, sync, err, errlen) != 0)
+		return TD_EIO;
 	/* leveldb_write does not modify the batch; its prototype just lacks const. */
 	leveldb_write(s->db, sync ? s->wopts_sync : s->wopts, (leveldb_writebatch_t *)b->wb, &lerr);
 	if (lerr) {

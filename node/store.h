@@ -31,8 +31,9 @@ struct store_iter;
 struct store_mem_world;
 
 /*
- * Opens the LevelDB database at path, creating it if missing. Returns 0 and
- * the store in *out, or TD_EIO with LevelDB's message in err.
+ * Opens the LevelDB database at path, creating it if missing, and its records
+ * file (see below). Returns 0 and the store in *out, or TD_EIO with
+ * LevelDB's or the system's message in err.
  */
 int store_open(struct store **out, const char *path, char *err, size_t errlen);
 /*
@@ -79,6 +80,30 @@ size_t store_batch_count(const struct store_batch *b);
  * in memory).
  */
 int store_write(struct store *s, const struct store_batch *b, bool sync, char *err, size_t errlen);
+
+/*
+ * The records file: an append-only file beside the keys (RECORDS_FILE in
+ * LevelDB's directory; a byte array in a store in memory) for values written
+ * once and never rewritten, so they skip LevelDB's compactions. A value there
+ * is named by its offset and length, which callers keep under a key.
+ * store_file_append() only buffers; the next store_write() writes the buffer
+ * first and, with sync, makes the file durable before the batch, so a
+ * durable batch never names bytes a crash can take. A crash can leave bytes
+ * after the last ones a batch names: the owner of the store truncates them
+ * at open with store_file_truncate().
+ */
+#define STORE_RECORDS_FILE "records.dat"
+/* Appends len bytes; their offset in *off. Never fails: the write is store_write()'s. */
+void store_file_append(struct store *s, const void *data, size_t len, uint64_t *off);
+/* The file's length, buffered appends included. */
+uint64_t store_file_end(const struct store *s);
+/*
+ * Reads len bytes at off into a malloc'd *out (the caller frees it).
+ * Returns 0, TD_ECORRUPT if the range runs past the end, or TD_EIO.
+ */
+int store_file_read(const struct store *s, uint64_t off, size_t len, uint8_t **out);
+/* Drops every byte after end (buffered ones too); TD_EIO with a message. */
+int store_file_truncate(struct store *s, uint64_t end, char *err, size_t errlen);
 
 /*
  * An iterator over the keys starting with prefix[0..plen) (plen 0: every key),

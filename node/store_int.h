@@ -35,6 +35,12 @@ void store_mem_delete(struct store_mem_db *db, const void *key, size_t klen);
 /* Ends a write: with sync, everything written so far becomes durable. */
 void store_mem_written(struct store_mem_db *db, bool sync);
 
+/* The records file of db (see store.h): appends are visible at once, durable with the next synced write. */
+void store_mem_file_append(struct store_mem_db *db, const void *data, size_t len, uint64_t *off);
+uint64_t store_mem_file_end(const struct store_mem_db *db);
+int store_mem_file_read(const struct store_mem_db *db, uint64_t off, size_t len, uint8_t **out);
+void store_mem_file_truncate(struct store_mem_db *db, uint64_t end);
+
 /*
  * A cursor over a snapshot of db's live version, not yet positioned (not
  * valid). It counts against db until freed; NULL frees nothing.

@@ -53,6 +53,9 @@ struct store_mem_db {
 	bool open;
 	size_t cursors;   /* live cursors over it; it cannot close while any */
 	uint64_t version; /* bumped by every change of live */
+	uint8_t *file;    /* the records file */
+	size_t file_len, file_cap;
+	size_t file_durable; /* what a crash leaves of it */
 };
 
 struct store_mem_world {
@@ -265,6 +268,7 @@ void store_mem_world_free(struct store_mem_world *w)
 			abort(); /* the caller closes its stores first */
 		node_unref(db->live);
 		node_unref(db->durable);
+		free(db->file);
 		free(db->name);
 		free(db);
 	}
@@ -290,6 +294,7 @@ int store_mem_crash(struct store_mem_world *w, const char *name)
 	if (db->open)
 		abort(); /* the process owning it closes it as it dies */
 	set_root(&db->live, db->durable);
+	db->file_len = db->file_durable;
 	db->version++;
 	return 0;
 }
@@ -308,6 +313,7 @@ int store_mem_sync(struct store_mem_world *w, const char *name)
 	if (!db)
 		return TD_ENOTFOUND;
 	set_root(&db->durable, db->live);
+	db->file_durable = db->file_len;
 	return 0;
 }
 
@@ -378,8 +384,47 @@ void store_mem_delete(struct store_mem_db *db, const void *key, size_t klen)
 
 void store_mem_written(struct store_mem_db *db, bool sync)
 {
-	if (sync)
+	if (sync) {
 		set_root(&db->durable, db->live);
+		db->file_durable = db->file_len;
+	}
+}
+
+void store_mem_file_append(struct store_mem_db *db, const void *data, size_t len, uint64_t *off)
+{
+	if (db->file_len + len > db->file_cap) {
+		size_t cap = db->file_cap ? db->file_cap : 4096;
+		while (cap < db->file_len + len)
+			cap *= 2;
+		db->file = td_xrealloc(db->file, cap);
+		db->file_cap = cap;
+	}
+	memcpy(db->file + db->file_len, data, len);
+	*off = db->file_len;
+	db->file_len += len;
+}
+
+uint64_t store_mem_file_end(const struct store_mem_db *db)
+{
+	return db->file_len;
+}
+
+int store_mem_file_read(const struct store_mem_db *db, uint64_t off, size_t len, uint8_t **out)
+{
+	*out = NULL;
+	if (off > db->file_len || len > db->file_len - off)
+		return TD_ECORRUPT;
+	*out = td_xmalloc(len ? len : 1);
+	memcpy(*out, db->file + off, len);
+	return 0;
+}
+
+void store_mem_file_truncate(struct store_mem_db *db, uint64_t end)
+{
+	if (end < db->file_len)
+		db->file_len = end;
+	if (db->file_durable > db->file_len)
+		db->file_durable = db->file_len;
 }
 
 /* ---- cursors ------------------------------------------------------------- */

@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <time.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <cmocka.h>
 #include <sodium.h>
@@ -1124,11 +1125,24 @@ static void test_wrong_store(void **state)
 	assert_non_null(strstr(err, "older ledger format"));
 	assert_non_null(strstr(err, "Resync"));
 
-	/* the net's own store reopens once the schema is back */
+	/* a store of format 2 with records under "D" (schema 4) is refused too */
 	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
 	b = store_batch_new();
 	static const uint8_t v4[4] = { 0, 0, 0, 4 };
 	store_batch_put(b, "S", 1, v4, sizeof(v4));
+	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
+	store_batch_free(b);
+	store_close(st);
+	assert_true(chain_open(&c2, t->path, &t->g, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "older layout"));
+	assert_non_null(strstr(err, "records file"));
+	assert_non_null(strstr(err, "Resync"));
+
+	/* the net's own store reopens once the schema is back */
+	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
+	b = store_batch_new();
+	static const uint8_t v5[4] = { 0, 0, 0, 5 };
+	store_batch_put(b, "S", 1, v5, sizeof(v5));
 	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
 	store_batch_free(b);
 	store_close(st);
@@ -2567,6 +2581,85 @@ static void test_damage_detected(void **state)
 	assert_int_equal(check_all(t, &bad, err, sizeof(err)), 0);
 }
 
+/* The length of the store's records file, -1 if it cannot be read. */
+static long records_file_len(const struct net *t)
+{
+	char fp[512];
+	struct stat st;
+
+	snprintf(fp, sizeof(fp), "%s/%s", t->path, STORE_RECORDS_FILE);
+	return stat(fp, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/*
+ * The records file: bytes a crash left after the last block are cut at
+ * open, a file shorter than the blocks name is refused, and a damaged
+ * record in it is found by the checks and refused by block reads.
+ */
+static void test_records_file(void **state)
+{
+	struct net *t = *state;
+	struct td_record *r[3];
+	char err[512], name[16], fp[512];
+	uint64_t bad;
+	long len;
+	FILE *f;
+
+	for (unsigned i = 0; i < 3; i++) {
+		for (unsigned j = 0; j < 3; j++) {
+			snprintf(name, sizeof(name), "rf-%u-%u", i, j);
+			r[j] = mktender(t, name, "services", "open", NULL, t->sk[0]);
+		}
+		apply_ok(t, r, 3);
+	}
+	chain_close(t->c);
+	t->c = NULL;
+	len = records_file_len(t);
+	assert_true(len > 9 * 200);
+	snprintf(fp, sizeof(fp), "%s/%s", t->path, STORE_RECORDS_FILE);
+
+	/* a tail no block names (a crash between the file's write and the batch) */
+	f = fopen(fp, "ab");
+	assert_non_null(f);
+	assert_int_equal(fwrite("torn tail", 1, 9, f), 9);
+	fclose(f);
+	assert_int_equal(records_file_len(t), len + 9);
+	reopen(t);
+	assert_int_equal(records_file_len(t), len);
+	assert_int_equal(chain_record_count(t->c), 9);
+	assert_int_equal(check_all(t, &bad, err, sizeof(err)), 0);
+
+	/* a byte of block 2's first record flipped */
+	chain_close(t->c);
+	t->c = NULL;
+	{
+		int fd = open(fp, O_RDWR);
+		uint8_t c;
+		off_t at = len / 2;
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, &c, 1, at), 1);
+		c ^= 0x20;
+		assert_int_equal(pwrite(fd, &c, 1, at), 1);
+		reopen(t);
+		assert_int_equal(check_all(t, &bad, err, sizeof(err)), TD_ECORRUPT);
+		assert_int_equal(bad, 2);
+		assert_non_null(strstr(err, "block 2"));
+		c ^= 0x20;
+		assert_int_equal(pwrite(fd, &c, 1, at), 1);
+		close(fd);
+	}
+	assert_int_equal(check_all(t, &bad, err, sizeof(err)), 0);
+
+	/* a file shorter than the blocks name: refused, with the numbers */
+	chain_close(t->c);
+	t->c = NULL;
+	assert_int_equal(truncate(fp, len - 1), 0);
+	assert_true(chain_open(&t->c, t->path, &t->g, err, sizeof(err)) < 0);
+	assert_null(t->c);
+	assert_non_null(strstr(err, STORE_RECORDS_FILE));
+	assert_non_null(strstr(err, "blocks name"));
+}
+
 /*
  * A store write that fails (here a file size limit, as a full disk would)
  * refuses the block with TD_EIO, leaves the tip where it was, and from then
@@ -2650,6 +2743,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_store_errors, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_damage_detected, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_records_file, setup1, teardown),
 		/* again, with every block validated first (chain_apply takes the remembered checks) */
 		cmocka_unit_test_setup_teardown(test_apply_and_query, setup1v, teardown),
 		cmocka_unit_test_setup_teardown(test_record_refusals, setup1v, teardown),

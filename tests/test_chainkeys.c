@@ -173,7 +173,7 @@ static void test_tstate(void **state)
 
 static void test_tip_and_loc(void **state)
 {
-	struct ckey_tipval t = { .height = H, .time_ms = T0, .n_records = 4096 }, back = { 0 };
+	struct ckey_tipval t = { .height = H, .time_ms = T0, .n_records = 4096, .file_end = 0x123456789 }, back = { 0 };
 	uint8_t v[CKEY_TIP_LEN], loc[CKEY_LOC_LEN];
 	uint64_t h = 0;
 	uint32_t i = 0;
@@ -184,10 +184,21 @@ static void test_tip_and_loc(void **state)
 	assert_string_equal(hex(v, sizeof(v)), "0102030405060708"
 					       "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 					       "00000170bc975800"
-					       "0000000000001000");
+					       "0000000000001000"
+					       "0000000123456789");
 	assert_true(ckey_tip_decode(&back, v, sizeof(v)));
 	assert_memory_equal(&back, &t, sizeof(t));
 	assert_false(ckey_tip_decode(&back, v, sizeof(v) - 1));
+
+	uint8_t ref[CKEY_REF_LEN];
+	uint64_t off = 0;
+	uint32_t len = 0;
+	ckey_ref_encode(ref, 0x10203040506ull, 1036);
+	assert_string_equal(hex(ref, sizeof(ref)), "0000010203040506"
+						   "0000040c");
+	assert_true(ckey_ref_decode(ref, sizeof(ref), &off, &len));
+	assert_true(off == 0x10203040506ull && len == 1036);
+	assert_false(ckey_ref_decode(ref, sizeof(ref) + 1, &off, &len));
 
 	ckey_loc_encode(loc, H, IX);
 	assert_string_equal(hex(loc, sizeof(loc)), "01020304050607080a0b0c0d");

@@ -240,6 +240,49 @@ static void fill(struct store *s)
 	store_batch_free(b);
 }
 
+/* The records file on disk: appends are read from the buffer, then from the file, and kept across a reopen. */
+static void test_file(void **state)
+{
+	struct fixture *f = *state;
+	char big[100000], err[256];
+	uint64_t a, b;
+	uint8_t *v;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)(i * 31 + 7);
+	store_file_append(f->s, "head", 4, &a);
+	store_file_append(f->s, big, sizeof(big), &b);
+	assert_int_equal(a, 0);
+	assert_int_equal(b, 4);
+	assert_int_equal(store_file_end(f->s), 4 + sizeof(big));
+	assert_int_equal(store_file_read(f->s, 2, 10, &v), 0); /* across the two, from the buffer */
+	assert_memory_equal(v, "ad", 2);
+	assert_memory_equal(v + 2, big, 8);
+	free(v);
+	put1(f->s, "k", "v"); /* writes the buffer first */
+	assert_int_equal(store_file_read(f->s, b, sizeof(big), &v), 0);
+	assert_memory_equal(v, big, sizeof(big));
+	free(v);
+	assert_int_equal(store_file_read(f->s, b, sizeof(big) + 1, &v), TD_ECORRUPT);
+	assert_null(v);
+	reopen(f);
+	assert_int_equal(store_file_end(f->s), 4 + sizeof(big));
+	assert_int_equal(store_file_read(f->s, 0, 4, &v), 0);
+	assert_memory_equal(v, "head", 4);
+	free(v);
+	/* a tail cut at open, then appends follow it */
+	assert_int_equal(store_file_truncate(f->s, 104, err, sizeof(err)), 0);
+	reopen(f);
+	assert_int_equal(store_file_end(f->s), 104);
+	store_file_append(f->s, "tail", 4, &a);
+	assert_int_equal(a, 104);
+	put1(f->s, "k", "w");
+	assert_int_equal(store_file_read(f->s, 100, 8, &v), 0);
+	assert_memory_equal(v, big + 96, 4);
+	assert_memory_equal(v + 4, "tail", 4);
+	free(v);
+}
+
 static void test_iter_forward(void **state)
 {
 	struct fixture *f = *state;
@@ -459,6 +502,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_get, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iter_forward, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iter_reverse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iter_binary, setup, teardown),

@@ -427,6 +427,56 @@ static void test_crash(void **state)
 	store_mem_world_free(w);
 }
 
+/* The bytes at off in s's records file are want (NULL: the range is past the end). */
+static void assert_file(struct store *s, uint64_t off, const char *want, size_t n)
+{
+	uint8_t *v = NULL;
+
+	if (!want) {
+		assert_int_equal(store_file_read(s, off, n, &v), TD_ECORRUPT);
+		assert_null(v);
+		return;
+	}
+	assert_int_equal(store_file_read(s, off, n, &v), 0);
+	assert_memory_equal(v, want, n);
+	free(v);
+}
+
+/* The records file: appends are read at once, kept by a synced write, lost by a crash before one. */
+static void test_file_crash(void **state)
+{
+	struct store_mem_world *w = store_mem_world_new();
+	struct store *s = open_mem(w, "n");
+	char err[64];
+	uint64_t a, b;
+
+	(void)state;
+	store_file_append(s, "alpha", 5, &a);
+	assert_int_equal(a, 0);
+	assert_int_equal(store_file_end(s), 5);
+	assert_file(s, 0, "alpha", 5);
+	write1(s, "k", "1", true);
+	store_file_append(s, "beta", 4, &b);
+	assert_int_equal(b, 5);
+	assert_file(s, 5, "beta", 4);
+	write1(s, "l", "2", false);
+	s = crash(w, s, "n");
+	assert_int_equal(store_file_end(s), 5);
+	assert_file(s, 0, "alpha", 5);
+	assert_file(s, 5, NULL, 4);
+
+	/* truncation cuts appended bytes; the next append follows */
+	store_file_append(s, "gamma", 5, &b);
+	assert_int_equal(store_file_truncate(s, 7, err, sizeof(err)), 0);
+	assert_int_equal(store_file_end(s), 7);
+	assert_file(s, 5, "ga", 2);
+	assert_file(s, 5, NULL, 3);
+	store_file_append(s, "x", 1, &b);
+	assert_int_equal(b, 7);
+	store_close(s);
+	store_mem_world_free(w);
+}
+
 /* store_mem_version() moves with every change of what reads see, and only then. */
 static void test_version(void **state)
 {
@@ -634,13 +684,10 @@ static void test_many(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_same_as_leveldb),
-		cmocka_unit_test(test_crash),
-		cmocka_unit_test(test_version),
-		cmocka_unit_test(test_reopen_by_name),
-		cmocka_unit_test(test_independent),
-		cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_many),
+		cmocka_unit_test(test_same_as_leveldb), cmocka_unit_test(test_crash),
+		cmocka_unit_test(test_file_crash),      cmocka_unit_test(test_version),
+		cmocka_unit_test(test_reopen_by_name),  cmocka_unit_test(test_independent),
+		cmocka_unit_test(test_snapshot),        cmocka_unit_test(test_many),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
