@@ -542,6 +542,7 @@ static void m_status(struct api *a, struct rpc_req *req, json_t *params)
 		td_json_uint(gossip_records_received(n->gossip)), "records_refused",
 		td_json_uint(gossip_records_refused(n->gossip)));
 	json_object_set_new(res, "evidence", evid);
+	json_object_set_new(res, "mempool_memory", td_json_uint(mempool_mem(n->mp)));
 	{
 		char gh[2 * TD_HASH_LEN + 1];
 		td_hex(gh, n->genesis->hash, TD_HASH_LEN);

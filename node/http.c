@@ -986,9 +986,13 @@ static void h_metrics(struct http *h, const struct node_view *v, struct answer *
 	m_u64(&b, "tenderd_mempool_records", "gauge", "Records waiting in the mempool.", mempool_count(v->mp));
 	m_u64(&b, "tenderd_mempool_bytes", "gauge", "Bytes of the records waiting in the mempool.",
 	      mempool_bytes(v->mp));
+	m_u64(&b, "tenderd_mempool_memory_bytes", "gauge",
+	      "Memory the records waiting in the mempool hold, parsed JSON included (bounded by max_bytes).",
+	      mempool_mem(v->mp));
 	m_u64(&b, "tenderd_mempool_max_records", "gauge", "Records the mempool holds at most.",
 	      v->cfg->mempool_max_records);
-	m_u64(&b, "tenderd_mempool_max_bytes", "gauge", "Bytes the mempool holds at most.", v->cfg->mempool_max_bytes);
+	m_u64(&b, "tenderd_mempool_max_bytes", "gauge", "Memory the mempool's records hold at most.",
+	      v->cfg->mempool_max_bytes);
 	const struct registry_set *vs = driver_set(v->driver);
 	m_u64(&b, "tenderd_validators", "gauge", "Validators of the chain.", vs->n);
 	m_u64(&b, "tenderd_peers_connected", "gauge", "Other validators connected to this node.",

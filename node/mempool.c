@@ -10,11 +10,13 @@
 #include <string.h>
 
 #include "mempool.h"
+#include "tenderd/json.h"
 #include "tenderd/governance.h"
 #include "tenderd/block.h"
 
 struct entry {
 	struct td_record *rec;
+	uint64_t mem; /* what it holds in memory: its bytes, parsed release and bookkeeping */
 	uint8_t ocid_key[TD_HASH_LEN]; /* its place: hash of the ocid (tenders) or the previous record */
 	struct entry *prev, *next;     /* FIFO order */
 	struct entry *hnext;           /* id hash chain */
@@ -29,7 +31,8 @@ struct mempool {
 	uint32_t max_records;
 	uint64_t max_bytes;
 	uint32_t count;
-	uint64_t bytes;
+	uint64_t bytes; /* encoded */
+	uint64_t mem;   /* held in memory, parsed JSON included; bounded by max_bytes */
 	struct entry *head, *tail;
 	size_t nbuckets;    /* power of two; doubles as records come, up to max_buckets */
 	size_t max_buckets; /* for max_records: one bucket per record, within 1024..2^22 */
@@ -42,6 +45,13 @@ static size_t bucket(const struct mempool *mp, const uint8_t key[static TD_HASH_
 	uint64_t h;
 	memcpy(&h, key, sizeof(h));
 	return (size_t)h & (mp->nbuckets - 1);
+}
+
+/* What a pending record holds in memory: its encoding, its parsed release, the record and the pool's entries. */
+static uint64_t record_mem(const struct td_record *rec)
+{
+	return (uint64_t)rec->len + td_json_heap(rec->release) + sizeof(*rec) + sizeof(struct entry) +
+	       sizeof(struct okey) + 64;
 }
 
 struct mempool *mempool_new(uint32_t max_records, uint64_t max_bytes)
@@ -142,6 +152,11 @@ uint64_t mempool_bytes(const struct mempool *mp)
 	return mp->bytes;
 }
 
+uint64_t mempool_mem(const struct mempool *mp)
+{
+	return mp->mem;
+}
+
 int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t errlen)
 {
 	uint8_t okey[TD_HASH_LEN];
@@ -181,13 +196,16 @@ int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t err
 				 rec->ocid);
 		return TD_EEXIST;
 	}
-	if (mp->count + 1 > mp->max_records || mp->bytes + rec->len > mp->max_bytes) {
-		snprintf(err, errlen, "mempool full (%u records, %llu bytes pending); try again shortly", mp->count,
-			 (unsigned long long)mp->bytes);
+	const uint64_t mem = record_mem(rec);
+	if (mp->count + 1 > mp->max_records || mp->mem + mem > mp->max_bytes) {
+		snprintf(err, errlen,
+			 "mempool full (%u records, %llu bytes pending, %llu bytes in memory); try again shortly",
+			 mp->count, (unsigned long long)mp->bytes, (unsigned long long)mp->mem);
 		return TD_EFULL;
 	}
 	struct entry *e = td_xcalloc(1, sizeof(*e));
 	e->rec = rec;
+	e->mem = mem;
 	{
 		struct okey *o = td_xcalloc(1, sizeof(*o));
 		memcpy(o->key, okey, TD_HASH_LEN);
@@ -207,6 +225,7 @@ int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t err
 	mp->tail = e;
 	mp->count++;
 	mp->bytes += rec->len;
+	mp->mem += mem;
 	if (mp->count > mp->nbuckets && mp->nbuckets < mp->max_buckets)
 		grow(mp);
 	return 0;
@@ -253,6 +272,7 @@ void mempool_remove(struct mempool *mp, const uint8_t id[static TD_HASH_LEN])
 		mp->tail = e->prev;
 	mp->count--;
 	mp->bytes -= e->rec->len;
+	mp->mem -= e->mem;
 	td_record_free(e->rec);
 	free(e);
 }

@@ -2,8 +2,9 @@
  * The mempool: verified records waiting for a block, in arrival order.
  *
  * A record enters once (deduplicated by record id; a second tender for an
- * ocid already pending is refused), is bounded by count and bytes (full:
- * TD_EFULL, never a silent drop), and leaves only through mempool_remove:
+ * ocid already pending is refused), is bounded by count and by the memory
+ * its records hold, parsed JSON included (full: TD_EFULL, never a silent
+ * drop), and leaves only through mempool_remove:
  * when a block holding it commits (decided here or applied from sync), or
  * when the chain refuses it alone in a block, so it can never commit (the
  * node then tells the publisher's waiters why).
@@ -31,7 +32,13 @@ bool mempool_has(const struct mempool *mp, const uint8_t id[static TD_HASH_LEN])
 /* The pending record with this id, or NULL (borrowed). */
 struct td_record *mempool_get(const struct mempool *mp, const uint8_t id[static TD_HASH_LEN]);
 uint32_t mempool_count(const struct mempool *mp);
+/* Encoded bytes of the pending records. */
 uint64_t mempool_bytes(const struct mempool *mp);
+/*
+ * What the pending records hold in memory: encoding, parsed release
+ * (td_json_heap) and bookkeeping. max_bytes bounds this, not the encoding.
+ */
+uint64_t mempool_mem(const struct mempool *mp);
 
 /*
  * Copies into out (room for max) the oldest pending records that fit

@@ -524,7 +524,7 @@ wait "$PROM_PID" 2>/dev/null
 step "/health of a node that was down: 503 catching up while it syncs, then 200"
 tn_stop 3
 "$BIN/tenderd-loadgen" publish --sockets "$NET/node0/tenderd.sock,$NET/node1/tenderd.sock,$NET/node2/tenderd.sock" \
-	--count 2000 --rate 400 --run catchup --no-track --timeout 120 >"$OUT" 2>"$ERR" || fail "tenderd-loadgen publish failed: $(tail -n 3 "$ERR")"
+	--count 6000 --rate 1000 --run catchup --no-track --timeout 120 >"$OUT" 2>"$ERR" || fail "tenderd-loadgen publish failed: $(tail -n 3 "$ERR")"
 HP3=""
 for ((try = 0; try < 20; try++)); do
 	p=$((33000 + RANDOM % 20000))

@@ -176,12 +176,22 @@ static void test_mempool(void **state)
 	td_record_free(twin);
 	mempool_free(mp);
 
-	/* Full by bytes. */
-	mp = mempool_new(100, 1500);
+	/* Full by memory: a record's parsed release counts, not only its encoding. */
 	struct td_record *big1 = make_record(10, 900, sk), *big2 = make_record(11, 900, sk);
+	const uint64_t heap = td_json_heap(big1->release);
+	assert_true(heap > 900); /* its strings alone hold the 900 bytes */
+	mp = mempool_new(100, big1->len + 256);
+	assert_int_equal(mempool_add(mp, big1, err, sizeof(err)), TD_EFULL);
+	assert_non_null(strstr(err, "in memory"));
+	mempool_free(mp);
+	mp = mempool_new(100, 2 * (big1->len + heap));
 	assert_int_equal(mempool_add(mp, big1, err, sizeof(err)), 0);
+	assert_int_equal(mempool_bytes(mp), big1->len);
+	assert_true(mempool_mem(mp) >= big1->len + heap);
 	assert_int_equal(mempool_add(mp, big2, err, sizeof(err)), TD_EFULL);
-	td_record_free(big2);
+	mempool_remove(mp, big1->id);
+	assert_int_equal(mempool_mem(mp), 0);
+	assert_int_equal(mempool_add(mp, big2, err, sizeof(err)), 0);
 	mempool_free(mp);
 }
 

@@ -24,6 +24,14 @@
 json_t *td_json_load(const char *buf, size_t len, char *err, size_t errlen);
 
 /*
+ * About how many heap bytes the tree v holds (jansson's nodes, object
+ * tables, strings and allocator overhead): what a parsed record costs while
+ * it waits in the mempool. An estimate from the node layout, not a count of
+ * allocations; shared subtrees are counted each time they appear.
+ */
+size_t td_json_heap(const json_t *v);
+
+/*
  * Serializes v with jansson's flags (JSON_COMPACT, JSON_INDENT(n), ...);
  * numbers made by td_json_load/td_json_number come out as their text.
  * Returns a malloc'd NUL-terminated string the caller frees, or NULL if v
