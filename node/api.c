@@ -627,6 +627,11 @@ static void m_publish(struct api *a, struct rpc_req *req, json_t *params)
 				  n->genesis->chain_id);
 		return;
 	}
+	/* a full pool is said before the release is built and signed: publishers retry at once under load */
+	if (mempool_full(n->mp, err, sizeof(err))) {
+		rpc_error(req, rpc_code(TD_EFULL), "%s", err);
+		return;
+	}
 	full = td_release_build_dated(release, kind, jocid ? json_string_value(jocid) : NULL, now,
 				      jdate ? json_string_value(jdate) : NULL, jdate ? json_string_length(jdate) : 0,
 				      n->cfg->name, err, sizeof(err));

@@ -16,7 +16,7 @@
 
 struct entry {
 	struct td_record *rec;
-	uint64_t mem; /* what it holds in memory: its bytes, parsed release and bookkeeping */
+	uint64_t mem;                  /* what it holds in memory: its bytes, parsed release and bookkeeping */
 	uint8_t ocid_key[TD_HASH_LEN]; /* its place: hash of the ocid (tenders) or the previous record */
 	struct entry *prev, *next;     /* FIFO order */
 	struct entry *hnext;           /* id hash chain */
@@ -155,6 +155,17 @@ uint64_t mempool_bytes(const struct mempool *mp)
 uint64_t mempool_mem(const struct mempool *mp)
 {
 	return mp->mem;
+}
+
+bool mempool_full(const struct mempool *mp, char *err, size_t errlen)
+{
+	const uint64_t next = mp->count ? mp->mem / mp->count : 0;
+
+	if (mp->count < mp->max_records && mp->mem + next <= mp->max_bytes)
+		return false;
+	snprintf(err, errlen, "mempool full (%u records, %llu bytes pending, %llu bytes in memory); try again shortly",
+		 mp->count, (unsigned long long)mp->bytes, (unsigned long long)mp->mem);
+	return true;
 }
 
 int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t errlen)

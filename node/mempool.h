@@ -39,6 +39,12 @@ uint64_t mempool_bytes(const struct mempool *mp);
  * (td_json_heap) and bookkeeping. max_bytes bounds this, not the encoding.
  */
 uint64_t mempool_mem(const struct mempool *mp);
+/*
+ * True, with mempool_add's message in err, when a record of the pending
+ * records' average size would not fit: lets a publisher be turned away
+ * before its record is built and signed (mempool_add still decides).
+ */
+bool mempool_full(const struct mempool *mp, char *err, size_t errlen);
 
 /*
  * Copies into out (room for max) the oldest pending records that fit

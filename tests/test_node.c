@@ -141,7 +141,9 @@ static void test_mempool(void **state)
 		assert_int_equal(mempool_add(mp, recs[i], err, sizeof(err)), 0);
 	}
 	assert_int_equal(mempool_count(mp), 3);
-	/* Full by count: refused, caller keeps the record. */
+	/* Full by count: said before a record is built, and refused, caller keeps the record. */
+	assert_true(mempool_full(mp, err, sizeof(err)));
+	assert_non_null(strstr(err, "mempool full"));
 	struct td_record *extra = make_record(3, 10, sk);
 	assert_int_equal(mempool_add(mp, extra, err, sizeof(err)), TD_EFULL);
 	assert_non_null(strstr(err, "mempool full"));
@@ -164,6 +166,7 @@ static void test_mempool(void **state)
 	/* Removing the middle keeps order; then there is room again. */
 	mempool_remove(mp, recs[1]->id);
 	assert_int_equal(mempool_count(mp), 2);
+	assert_false(mempool_full(mp, err, sizeof(err)));
 	assert_int_equal(mempool_peek(mp, peek, 8, 1 << 20), 2);
 	assert_ptr_equal(peek[1], recs[2]);
 	assert_int_equal(mempool_add(mp, extra, err, sizeof(err)), 0);
@@ -189,7 +192,9 @@ static void test_mempool(void **state)
 	assert_int_equal(mempool_bytes(mp), big1->len);
 	assert_true(mempool_mem(mp) >= big1->len + heap);
 	assert_int_equal(mempool_add(mp, big2, err, sizeof(err)), TD_EFULL);
+	assert_true(mempool_full(mp, err, sizeof(err))); /* another of the same size would not fit */
 	mempool_remove(mp, big1->id);
+	assert_false(mempool_full(mp, err, sizeof(err)));
 	assert_int_equal(mempool_mem(mp), 0);
 	assert_int_equal(mempool_add(mp, big2, err, sizeof(err)), 0);
 	mempool_free(mp);
