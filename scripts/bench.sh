@@ -307,7 +307,7 @@ if ((SCALE)); then
 fi
 
 # ---- 4/4 up: sustained ----
-declare -a CPU0 CPU1 BS0 BS1 WB0 WB1 HWM
+declare -a CPU0 CPU1 BS0 BS1 WB0 WB1 HWM SPLIT1
 for ((i = 0; i < NODES; i++)); do
 	CPU0[i]=$(cpu_s "${PID[$i]}")
 	BS0[i]=$(bytes_sent "$i")
@@ -346,6 +346,7 @@ for ((i = 0; i < NODES; i++)); do
 	BS1[i]=$(bytes_sent "$i")
 	WB1[i]=$(write_bytes "${PID[$i]}")
 	HWM[i]=$(hwm_mb "${PID[$i]}")
+	SPLIT1[i]=$(rss_split "${PID[$i]}")
 done
 
 # ---- 4/4 up: burst, half, at the sustained rate ----
@@ -464,6 +465,9 @@ r() { row "$1" "$(kv committed "$2")" "$(kv committed_rps "$2")" "$(kv p50_ms "$
 		wamp=$(calc "(${WB1[$i]} - ${WB0[$i]}) / ($SUS_N * $REC_BYTES)" 2)
 		printf '%-8s %16s %14s %16s %16s %10s\n' "node$i" "$(calc "1000 * (${CPU1[$i]} - ${CPU0[$i]}) / $SUS_N" 3)" \
 			"${HWM[$i]} $(verdict "${HWM[$i]}" "<=" 250)" "$(calc "(${BS1[$i]} - ${BS0[$i]}) / $SUS_N" 0)" "$wmb" "$wamp"
+	done
+	for ((i = 0; i < NODES; i++)); do
+		echo "  node$i right after the phase: RSS ${SPLIT1[$i]} (file: LevelDB's mapped tables and the binary)"
 	done
 	echo "  targets: peak RSS <= 250 MB each (marked); write amp = write_bytes of /proc/PID/io during the phase"
 	echo "  / ($SUS_N records x $REC_BYTES B) (no target)"
