@@ -77,7 +77,10 @@
 #                (limit 100; target p50 <= 5 ms) on validator 0, one request in flight
 #   disk         after every node stopped: bytes of node 0's data directory (du -sb
 #                $NET/node0/data) per record on its ledger, and that / record_bytes.
-#                Target: <= 1.5
+#                Target: <= 1.5; split into the records file and LevelDB. From LevelDB's own
+#                log of node 0 (LOG.old and LOG): the bytes of tables its memtable
+#                flushes and its compactions wrote, and compaction bytes per byte of
+#                records (shown, no target)
 # record_bytes is the average encoded record size the loadgen saw (mempool_bytes /
 # mempool of status). Latency is measured from the write of the accepted
 # tender.publish request ("wait": false) to the first status poll (every 5 ms) in which
@@ -411,6 +414,13 @@ for ((i = 0; i < NODES; i++)); do [[ -n "${PID[$i]}" ]] && stop "$i"; done
 DISK0=$(du -sb "$NET/node0/data" | awk '{ print $1 }')
 DISK_PER_REC=$(calc "$DISK0 / $STORED" 0)
 DISK_X=$(calc "$DISK_PER_REC / $REC_BYTES" 2)
+RECF0=$(stat -c %s "$NET/node0/data/records.dat" 2>/dev/null || echo 0)
+# From LevelDB's own log of node 0 (LOG.old: its life before the restart; LOG: after):
+# bytes of the tables written by memtable flushes and by compactions.
+read -r FLUSH0 COMPACT0 < <(cat "$NET/node0/data/LOG.old" "$NET/node0/data/LOG" 2>/dev/null | awk '
+	/Level-0 table #[0-9]+: [0-9]+ bytes OK/ { for (i = 1; i <= NF; i++) if ($i == "bytes" && $(i + 1) == "OK") f += $(i - 1) }
+	/Generated table #[0-9]+@[0-9]+: [0-9]+ keys, [0-9]+ bytes/ { for (i = 1; i <= NF; i++) if ($i == "bytes") c += $(i - 1) }
+	END { printf "%.0f %.0f\n", f, c }')
 
 # ---- table ----
 ratio=$(calc "$SUS_RPS / $BOUND" 3)
@@ -479,6 +489,9 @@ r() { row "$1" "$(kv committed "$2")" "$(kv committed_rps "$2")" "$(kv p50_ms "$
 	echo "  tender.list 100  p50 $(kv list_p50_ms "$QUERY") ms  p99 $(kv list_p99_ms "$QUERY") ms   target p50 <= 5 ms: $(verdict "$(kv list_p50_ms "$QUERY")" "<=" 5)"
 	echo "  (queries one in flight); after them RSS $RSS_AFTER0 MB ($RSS_SPLIT0)"
 	echo "  disk: data directory $(calc "$DISK0 / 1048576" 1) MB = $DISK_PER_REC B per record = ${DISK_X} x record_bytes ($REC_BYTES B)   target <= 1.5: $(verdict "$DISK_X" "<=" 1.5)"
+	echo "    of which the records file $(calc "$RECF0 / 1048576" 1) MB ($(calc "$RECF0 / $STORED / $REC_BYTES" 2) x record_bytes) and LevelDB $(calc "($DISK0 - $RECF0) / 1048576" 1) MB"
+	echo "  LevelDB of node0 since its start: memtable flushes wrote $(calc "$FLUSH0 / 1048576" 1) MB, compactions $(calc "$COMPACT0 / 1048576" 1) MB"
+	echo "    = $(calc "$COMPACT0 / ($STORED * $REC_BYTES)" 2) bytes compacted per byte of records, $(calc "($FLUSH0 > 0 ? $COMPACT0 / $FLUSH0 : 0)" 2) per byte flushed (no target)"
 	((SCALE)) || echo "  (run with --scale for the 1,000,000-record figures)"
 	echo
 	echo "crypto (libsodium Ed25519, one core, ${SIZE}-byte messages): sign ${SIGN_US} us, verify ${VERIFY_US} us"
