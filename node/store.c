@@ -44,6 +44,7 @@
 
 #include <leveldb/c.h>
 
+#include "tenderd/codec.h"
 #include "tenderd/types.h"
 #include "store.h"
 #include "store_int.h"
@@ -83,8 +84,7 @@ struct store {
 	leveldb_writeoptions_t *wopts_sync; /* sync on */
 	int fd;                             /* the records file */
 	uint64_t fsize;                     /* its length on disk */
-	uint8_t *fbuf;                      /* appends not yet written */
-	size_t fbuf_len, fbuf_cap;
+	struct td_buf fbuf;                 /* appends not yet written */
 	bool funsynced; /* written since the last fdatasync */
 };
 
@@ -135,6 +135,8 @@ int store_open(struct store **out, const char *path, char *err, size_t errlen)
 	char *lerr = NULL;
 
 	s->kind = STORE_LEVELDB;
+	s->fd = -1;
+	td_buf_init(&s->fbuf);
 	s->opts = leveldb_options_create();
 	leveldb_options_set_create_if_missing(s->opts, 1);
 	leveldb_options_set_paranoid_checks(s->opts, 1);
@@ -152,7 +154,6 @@ int store_open(struct store **out, const char *path, char *err, size_t errlen)
 	s->wopts_sync = leveldb_writeoptions_create();
 	leveldb_writeoptions_set_sync(s->wopts_sync, 1);
 
-	s->fd = -1;
 	s->db = leveldb_open(s->opts, path, &lerr);
 	if (lerr || !s->db) {
 		set_err(err, errlen, path, lerr);
@@ -169,7 +170,7 @@ fail:
 		leveldb_close(s->db);
 	if (s->fd >= 0)
 		close(s->fd);
-	free(s->fbuf);
+	td_buf_free(&s->fbuf);
 	leveldb_writeoptions_destroy(s->wopts_sync);
 	leveldb_writeoptions_destroy(s->wopts);
 	leveldb_readoptions_destroy(s->ropts);
@@ -210,7 +211,7 @@ void store_close(struct store *s)
 	leveldb_close(s->db);
 	if (s->fd >= 0)
 		close(s->fd);
-	free(s->fbuf);
+	td_buf_free(&s->fbuf);
 	leveldb_writeoptions_destroy(s->wopts_sync);
 	leveldb_writeoptions_destroy(s->wopts);
 	leveldb_readoptions_destroy(s->ropts);
@@ -327,16 +328,8 @@ void store_file_append(struct store *s, const void *data, size_t len, uint64_t *
 		store_mem_file_append(s->mem, data, len, off);
 		return;
 	}
-	if (s->fbuf_len + len > s->fbuf_cap) {
-		size_t cap = s->fbuf_cap ? s->fbuf_cap : 65536;
-		while (cap < s->fbuf_len + len)
-			cap *= 2;
-		s->fbuf = td_xrealloc(s->fbuf, cap);
-		s->fbuf_cap = cap;
-	}
-	memcpy(s->fbuf + s->fbuf_len, data, len);
-	*off = s->fsize + s->fbuf_len;
-	s->fbuf_len += len;
+	*off = s->fsize + s->fbuf.sb.size;
+	td_enc_raw(&s->fbuf, data, len);
 }
 
 uint64_t store_file_end(const struct store *s)
@@ -347,7 +340,7 @@ uint64_t store_file_end(const struct store *s)
 	case STORE_MEM:
 		return store_mem_file_end(s->mem);
 	}
-	return s->fsize + s->fbuf_len;
+	return s->fsize + s->fbuf.sb.size;
 }
 
 int store_file_read(const struct store *s, uint64_t off, size_t len, uint8_t **out)
@@ -362,7 +355,7 @@ int store_file_read(const struct store *s, uint64_t off, size_t len, uint8_t **o
 		return store_mem_file_read(s->mem, off, len, out);
 	}
 	*out = NULL;
-	if (off > s->fsize + s->fbuf_len || len > s->fsize + s->fbuf_len - off)
+	if (off > s->fsize + s->fbuf.sb.size || len > s->fsize + s->fbuf.sb.size - off)
 		return TD_ECORRUPT;
 	p = td_xmalloc(len ? len : 1);
 	while (got < len && off + got < s->fsize) {
@@ -379,7 +372,7 @@ int store_file_read(const struct store *s, uint64_t off, size_t len, uint8_t **o
 		got += (size_t)n;
 	}
 	if (got < len) /* the rest is still in the buffer */
-		memcpy(p + got, s->fbuf + (off + got - s->fsize), len - got);
+		memcpy(p + got, s->fbuf.sb.data + (off + got - s->fsize), len - got);
 	*out = p;
 	return 0;
 }
@@ -394,11 +387,11 @@ int store_file_truncate(struct store *s, uint64_t end, char *err, size_t errlen)
 		return 0;
 	}
 	if (end >= s->fsize) {
-		if (end - s->fsize < s->fbuf_len)
-			s->fbuf_len = (size_t)(end - s->fsize);
+		if (end - s->fsize < s->fbuf.sb.size)
+			s->fbuf.sb.size = (size_t)(end - s->fsize);
 		return 0;
 	}
-	s->fbuf_len = 0;
+	s->fbuf.sb.size = 0;
 	if (ftruncate(s->fd, (off_t)end) != 0 || fdatasync(s->fd) != 0) {
 		set_err(err, errlen, "records file", strerror(errno));
 		return TD_EIO;
@@ -412,8 +405,8 @@ static int flush_file(struct store *s, bool sync, char *err, size_t errlen)
 {
 	size_t done = 0;
 
-	while (done < s->fbuf_len) {
-		ssize_t n = pwrite(s->fd, s->fbuf + done, s->fbuf_len - done, (off_t)(s->fsize + done));
+	while (done < s->fbuf.sb.size) {
+		ssize_t n = pwrite(s->fd, s->fbuf.sb.data + done, s->fbuf.sb.size - done, (off_t)(s->fsize + done));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -422,10 +415,10 @@ static int flush_file(struct store *s, bool sync, char *err, size_t errlen)
 		}
 		done += (size_t)n;
 	}
-	s->fsize += s->fbuf_len;
-	if (s->fbuf_len > 0)
+	s->fsize += done;
+	if (done > 0)
 		s->funsynced = true;
-	s->fbuf_len = 0;
+	s->fbuf.sb.size = 0;
 	if (sync && s->funsynced) {
 		if (fdatasync(s->fd) != 0) {
 			set_err(err, errlen, "records file sync", strerror(errno));

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tenderd/codec.h"
 #include "tenderd/types.h"
 #include "store_int.h"
 
@@ -51,10 +52,9 @@ struct store_mem_db {
 	struct mem_node *live;    /* what reads and new cursors see */
 	struct mem_node *durable; /* what a crash leaves */
 	bool open;
-	size_t cursors;   /* live cursors over it; it cannot close while any */
-	uint64_t version; /* bumped by every change of live */
-	uint8_t *file;    /* the records file */
-	size_t file_len, file_cap;
+	size_t cursors;      /* live cursors over it; it cannot close while any */
+	uint64_t version;    /* bumped by every change of live */
+	struct td_buf file;  /* the records file */
 	size_t file_durable; /* what a crash leaves of it */
 };
 
@@ -268,7 +268,7 @@ void store_mem_world_free(struct store_mem_world *w)
 			abort(); /* the caller closes its stores first */
 		node_unref(db->live);
 		node_unref(db->durable);
-		free(db->file);
+		td_buf_free(&db->file);
 		free(db->name);
 		free(db);
 	}
@@ -294,7 +294,7 @@ int store_mem_crash(struct store_mem_world *w, const char *name)
 	if (db->open)
 		abort(); /* the process owning it closes it as it dies */
 	set_root(&db->live, db->durable);
-	db->file_len = db->file_durable;
+	db->file.sb.size = db->file_durable;
 	db->version++;
 	return 0;
 }
@@ -313,7 +313,7 @@ int store_mem_sync(struct store_mem_world *w, const char *name)
 	if (!db)
 		return TD_ENOTFOUND;
 	set_root(&db->durable, db->live);
-	db->file_durable = db->file_len;
+	db->file_durable = db->file.sb.size;
 	return 0;
 }
 
@@ -329,6 +329,7 @@ int store_mem_attach(struct store_mem_db **out, struct store_mem_world *w, const
 	}
 	if (!db) {
 		db = td_xcalloc(1, sizeof(*db));
+		td_buf_init(&db->file);
 		db->name = td_xstrndup(name, strlen(name));
 		for (tail = &w->dbs; *tail; tail = &(*tail)->next)
 			;
@@ -386,45 +387,37 @@ void store_mem_written(struct store_mem_db *db, bool sync)
 {
 	if (sync) {
 		set_root(&db->durable, db->live);
-		db->file_durable = db->file_len;
+		db->file_durable = db->file.sb.size;
 	}
 }
 
 void store_mem_file_append(struct store_mem_db *db, const void *data, size_t len, uint64_t *off)
 {
-	if (db->file_len + len > db->file_cap) {
-		size_t cap = db->file_cap ? db->file_cap : 4096;
-		while (cap < db->file_len + len)
-			cap *= 2;
-		db->file = td_xrealloc(db->file, cap);
-		db->file_cap = cap;
-	}
-	memcpy(db->file + db->file_len, data, len);
-	*off = db->file_len;
-	db->file_len += len;
+	*off = db->file.sb.size;
+	td_enc_raw(&db->file, data, len);
 }
 
 uint64_t store_mem_file_end(const struct store_mem_db *db)
 {
-	return db->file_len;
+	return db->file.sb.size;
 }
 
 int store_mem_file_read(const struct store_mem_db *db, uint64_t off, size_t len, uint8_t **out)
 {
 	*out = NULL;
-	if (off > db->file_len || len > db->file_len - off)
+	if (off > db->file.sb.size || len > db->file.sb.size - off)
 		return TD_ECORRUPT;
 	*out = td_xmalloc(len ? len : 1);
-	memcpy(*out, db->file + off, len);
+	memcpy(*out, db->file.sb.data + off, len);
 	return 0;
 }
 
 void store_mem_file_truncate(struct store_mem_db *db, uint64_t end)
 {
-	if (end < db->file_len)
-		db->file_len = end;
-	if (db->file_durable > db->file_len)
-		db->file_durable = db->file_len;
+	if (end < db->file.sb.size)
+		db->file.sb.size = end;
+	if (db->file_durable > db->file.sb.size)
+		db->file_durable = db->file.sb.size;
 }
 
 /* ---- cursors ------------------------------------------------------------- */
