@@ -157,15 +157,19 @@ uint64_t mempool_mem(const struct mempool *mp)
 	return mp->mem;
 }
 
-bool mempool_full(const struct mempool *mp, char *err, size_t errlen)
+/* True, with the message in err, if one more record holding mem bytes would pass a bound. */
+static bool no_room(const struct mempool *mp, uint64_t mem, char *err, size_t errlen)
 {
-	const uint64_t next = mp->count ? mp->mem / mp->count : 0;
-
-	if (mp->count < mp->max_records && mp->mem + next <= mp->max_bytes)
+	if (mp->count < mp->max_records && mp->mem + mem <= mp->max_bytes)
 		return false;
 	snprintf(err, errlen, "mempool full (%u records, %llu bytes pending, %llu bytes in memory); try again shortly",
 		 mp->count, (unsigned long long)mp->bytes, (unsigned long long)mp->mem);
 	return true;
+}
+
+bool mempool_full(const struct mempool *mp, char *err, size_t errlen)
+{
+	return no_room(mp, mp->count ? mp->mem / mp->count : 0, err, errlen);
 }
 
 int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t errlen)
@@ -208,12 +212,8 @@ int mempool_add(struct mempool *mp, struct td_record *rec, char *err, size_t err
 		return TD_EEXIST;
 	}
 	const uint64_t mem = record_mem(rec);
-	if (mp->count + 1 > mp->max_records || mp->mem + mem > mp->max_bytes) {
-		snprintf(err, errlen,
-			 "mempool full (%u records, %llu bytes pending, %llu bytes in memory); try again shortly",
-			 mp->count, (unsigned long long)mp->bytes, (unsigned long long)mp->mem);
+	if (no_room(mp, mem, err, errlen))
 		return TD_EFULL;
-	}
 	struct entry *e = td_xcalloc(1, sizeof(*e));
 	e->rec = rec;
 	e->mem = mem;
