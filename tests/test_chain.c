@@ -1069,13 +1069,27 @@ static void test_record_refusals(void **state)
 	json_decref(l);
 }
 
+/* Writes key = val into the store at path (not open elsewhere), synced. */
+static void put_key(const char *path, const char *key, const void *val, size_t vlen)
+{
+	struct store *st;
+	struct store_batch *b;
+	char err[256];
+
+	assert_int_equal(store_open(&st, path, err, sizeof(err)), 0);
+	b = store_batch_new();
+	store_batch_put(b, key, strlen(key), val, vlen);
+	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
+	store_batch_free(b);
+	store_close(st);
+}
+
 /* A store of another chain or schema is refused. */
 static void test_wrong_store(void **state)
 {
 	struct net *t = *state;
 	struct td_genesis other = t->g;
 	struct chain *c2 = NULL;
-	struct store *st;
 	char err[256];
 
 	chain_close(t->c);
@@ -1092,60 +1106,35 @@ static void test_wrong_store(void **state)
 	chain_close(c2);
 	c2 = NULL;
 
-	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
-	struct store_batch *b = store_batch_new();
 	static const uint8_t v9[4] = { 0, 0, 0, 9 };
-	store_batch_put(b, "S", 1, v9, sizeof(v9));
-	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
-	store_batch_free(b);
-	store_close(st);
+	put_key(t->path, "S", v9, sizeof(v9));
 	assert_true(chain_open(&c2, t->path, &t->g, err, sizeof(err)) < 0);
 	assert_non_null(strstr(err, "schema"));
 
 	/* a LevelDB directory that is not a tenderd store */
 	char p2[128];
 	snprintf(p2, sizeof(p2), "%s/plain", t->dir);
-	assert_int_equal(store_open(&st, p2, err, sizeof(err)), 0);
-	b = store_batch_new();
-	store_batch_put(b, "x", 1, "y", 1);
-	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
-	store_batch_free(b);
-	store_close(st);
+	put_key(p2, "x", "y", 1);
 	assert_true(chain_open(&c2, p2, &t->g, err, sizeof(err)) < 0);
 
 	/* a store of ledger format 1 (schema 3) is refused with what to do */
-	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
-	b = store_batch_new();
 	static const uint8_t v3[4] = { 0, 0, 0, 3 };
-	store_batch_put(b, "S", 1, v3, sizeof(v3));
-	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
-	store_batch_free(b);
-	store_close(st);
+	put_key(t->path, "S", v3, sizeof(v3));
 	assert_true(chain_open(&c2, t->path, &t->g, err, sizeof(err)) < 0);
 	assert_non_null(strstr(err, "older ledger format"));
 	assert_non_null(strstr(err, "Resync"));
 
 	/* a store of format 2 with records under "D" (schema 4) is refused too */
-	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
-	b = store_batch_new();
 	static const uint8_t v4[4] = { 0, 0, 0, 4 };
-	store_batch_put(b, "S", 1, v4, sizeof(v4));
-	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
-	store_batch_free(b);
-	store_close(st);
+	put_key(t->path, "S", v4, sizeof(v4));
 	assert_true(chain_open(&c2, t->path, &t->g, err, sizeof(err)) < 0);
 	assert_non_null(strstr(err, "older layout"));
 	assert_non_null(strstr(err, "records file"));
 	assert_non_null(strstr(err, "Resync"));
 
 	/* the net's own store reopens once the schema is back */
-	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
-	b = store_batch_new();
 	static const uint8_t v5[4] = { 0, 0, 0, 5 };
-	store_batch_put(b, "S", 1, v5, sizeof(v5));
-	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
-	store_batch_free(b);
-	store_close(st);
+	put_key(t->path, "S", v5, sizeof(v5));
 	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
 }
 
