@@ -275,7 +275,57 @@ out:
 	return rc;
 }
 
-/* Checks schema, tip and genesis (check_genesis) of an existing store and reads its tip. */
+/*
+ * Makes a schema 5 store schema 6: deletes its stored summaries ("Y"), a
+ * batch at a time (a crash leaves schema 5 and the rest, done again at the
+ * next open), then writes the new version. Logs what it did.
+ */
+static int drop_summaries(struct chain *c, const char *path, char *err, size_t errlen)
+{
+	const uint8_t tag = CKEY_SUMMARY_TAG;
+	struct store_iter *it = store_iter_new(c->st, &tag, 1, false);
+	struct store_batch *b = store_batch_new();
+	const uint8_t *key;
+	size_t klen, pending = 0;
+	uint64_t dropped = 0;
+	uint8_t ver[4];
+	struct ckey k;
+	int rc = 0;
+
+	while (store_iter_next(it, &key, &klen, NULL, NULL)) {
+		store_batch_delete(b, key, klen);
+		dropped++;
+		if (++pending == CHAIN_UPGRADE_BATCH) {
+			if ((rc = store_write(c->st, b, false, err, errlen)) != 0)
+				goto out;
+			store_batch_free(b);
+			b = store_batch_new();
+			pending = 0;
+		}
+	}
+	if ((rc = store_iter_error(it)) != 0) {
+		seterr(err, errlen, "%s: cannot read the stored summaries to upgrade the store (%s)", path,
+		       td_strerror(rc));
+		goto out;
+	}
+	ckey_put_u32(ver, CKEY_SCHEMA_VERSION);
+	ckey_schema(&k);
+	store_batch_put(b, k.b, k.n, ver, sizeof(ver));
+	if ((rc = store_write(c->st, b, true, err, errlen)) != 0)
+		goto out;
+	log_info("%s: upgraded the store from schema %u to %u: deleted %llu stored tender summaries (lists build "
+		 "them when read)",
+		 path, CKEY_SCHEMA_SUMMARIES, CKEY_SCHEMA_VERSION, (unsigned long long)dropped);
+out:
+	store_iter_free(it);
+	store_batch_free(b);
+	return rc;
+}
+
+/*
+ * Checks schema, tip and genesis (check_genesis) of an existing store and
+ * reads its tip; upgrades a schema 5 store once it passed (drop_summaries).
+ */
 static int read_store(struct chain *c, const char *path, const uint8_t *ver, size_t vlen, char *err, size_t errlen)
 {
 	uint8_t *v = NULL;
@@ -284,8 +334,9 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 	struct ckey k;
 	struct ckey_tipval t;
 	bool ok;
+	const bool upgrade = vlen == 4 && ckey_get_u32(ver) == CKEY_SCHEMA_SUMMARIES;
 
-	if (vlen == 4 && ckey_get_u32(ver) < CKEY_SCHEMA_VERSION) {
+	if (vlen == 4 && ckey_get_u32(ver) < CKEY_SCHEMA_SUMMARIES) {
 		const bool same_format = ckey_get_u32(ver) == 4; /* format 2, records kept under "D" */
 		seterr(err, errlen,
 		       "%s: the store is of an older %s (store schema %u); this tenderd writes and checks format "
@@ -299,7 +350,7 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 		       path, path);
 		return TD_ECORRUPT;
 	}
-	if (vlen != 4 || ckey_get_u32(ver) != CKEY_SCHEMA_VERSION) {
+	if (!upgrade && (vlen != 4 || ckey_get_u32(ver) != CKEY_SCHEMA_VERSION)) {
 		seterr(err, errlen,
 		       "%s: store schema version %u, this tenderd reads version %u (a newer tenderd made it?)", path,
 		       vlen == 4 ? ckey_get_u32(ver) : 0, CKEY_SCHEMA_VERSION);
@@ -333,7 +384,10 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 			return TD_ECORRUPT;
 		}
 	}
-	return check_genesis(c, path, err, errlen);
+	rc = check_genesis(c, path, err, errlen);
+	if (rc == 0 && upgrade)
+		rc = drop_summaries(c, path, err, errlen);
+	return rc;
 }
 
 /* The registry's view of a governance record whose body td_record_decode checked. */
@@ -1016,14 +1070,13 @@ static int stage_counts(const struct chain *c, const struct chain_overlay *ov, s
 	return 0;
 }
 
-/* Adds the state, compiled release, summary and list keys of a touched tender. */
+/* Adds the state, compiled release and list keys of a touched tender. */
 static int stage_tender(const struct chain *c, struct chain_overlay *ov, struct store_batch *b,
 			const struct chain_pend *p, char *err, size_t errlen)
 {
 	uint8_t tv[CKEY_TSTATE_MAX];
 	size_t tl;
 	struct ckey k;
-	json_t *sum;
 	int rc;
 
 	ckey_tender(&k, p->ocid);
@@ -1033,22 +1086,13 @@ static int stage_tender(const struct chain *c, struct chain_overlay *ov, struct 
 	if (p->st.n_releases > 1) {
 		ckey_compiled(&k, p->ocid);
 		rc = put_json(b, &k, p->compiled);
-		if (rc != 0)
-			goto fail;
+		if (rc != 0) {
+			seterr(err, errlen, "tender %s: cannot serialize its compiled release", p->ocid);
+			return rc;
+		}
 	}
-
-	sum = chain_summary_json(c, &p->st, p->compiled);
-	ckey_summary(&k, p->ocid);
-	rc = put_json(b, &k, sum);
-	json_decref(sum);
-	if (rc != 0)
-		goto fail;
-
 	stage_lists(ov, b, p);
 	return 0;
-fail:
-	seterr(err, errlen, "tender %s: cannot serialize its state", p->ocid);
-	return rc;
 }
 
 const uint8_t *chain_next_validators(const struct chain *c)

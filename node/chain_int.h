@@ -25,6 +25,7 @@
 #include "store.h"
 
 #define CHAIN_MEMO_N 4 /* blocks remembered as checked (chain_validate) at a tip */
+#define CHAIN_UPGRADE_BATCH 4096 /* keys deleted per write when a store is upgraded */
 
 /* A block whose records passed the lifecycle checks at a tip. */
 struct chain_memo_entry {

@@ -15,8 +15,8 @@
  *      committed record with that id;
  *   3. tenders ("T"): each state decodes, its releases ("E") are n_releases
  *      committed records of that ocid, its compiled release ("K", two
- *      releases or more) and summary ("Y") parse, and it has exactly the
- *      list keys ("L") its state implies; the "L" entries are no more than
+ *      releases or more) parses, and it has exactly the list keys ("L")
+ *      its state implies; the "L" entries are no more than
  *      those, and each "N" count is the number of "L" keys it counts.
  * Blocks are read in height order, so damage in a block is reported at the
  * lowest damaged height. Index damage names the height of the record or
@@ -319,7 +319,7 @@ static int json_at(const struct chain *c, const struct ckey *key)
 	return 0;
 }
 
-/* Checks one tender's state t (of ocid): its releases, compiled release, summary and list keys. */
+/* Checks one tender's state t (of ocid): its releases, compiled release and list keys. */
 static int check_tender(struct check *k, const char *ocid, const struct ckey_tstate *t, uint64_t *n_lists,
 			uint64_t *n_counted)
 {
@@ -371,9 +371,6 @@ static int check_tender(struct check *k, const char *ocid, const struct ckey_tst
 			return damaged(k, rc, t->last_height, "tender %s: its compiled release (\"K\"): %s", ocid,
 				       td_strerror(rc));
 	}
-	ckey_summary(&q, ocid);
-	if ((rc = json_at(c, &q)) != 0)
-		return damaged(k, rc, t->last_height, "tender %s: its summary (\"Y\"): %s", ocid, td_strerror(rc));
 	for (int i = 0; i < CKEY_LIX_COUNT; i++) {
 		const enum ckey_lix x = (enum ckey_lix)i;
 		if (!ckey_lix_has(x, t))

@@ -178,11 +178,6 @@ void ckey_compiled(struct ckey *k, const char *ocid)
 	key_ocid(k, 'K', ocid);
 }
 
-void ckey_summary(struct ckey *k, const char *ocid)
-{
-	key_ocid(k, 'Y', ocid);
-}
-
 /* ---- values ----------------------------------------------------------------- */
 
 void ckey_tip_encode(const struct ckey_tipval *t, uint8_t out[static CKEY_TIP_LEN])

@@ -1,5 +1,5 @@
 /*
- * chainkeys: the chain's store schema (version 5), its keys and the
+ * chainkeys: the chain's store schema (version 6), its keys and the
  * encodings of its values. Every key the chain reads or writes is built
  * here; tests/test_chainkeys.c pins the bytes of each kind.
  *
@@ -50,9 +50,10 @@
  *   "K" ocid                     -> compiled release (JSON text, exact numbers)
  *                                   of a tender with two or more releases; with
  *                                   one release it is compiled when read
- *   "Y" ocid                     -> summary for listings (JSON text):
- *                                   td_release_summary + agency, agency_name,
- *                                   height (first release), releases (count)
+ *
+ * A tender's summary for listings (td_release_summary of its compiled
+ * release, its agency and counts) is built when a list reads it; schema 5
+ * stored it under "Y" ocid, which the upgrade to 6 deletes.
  *
  * List indexes; each maps to the ocid, and h i is the height u64 and index
  * u32 of the tender's first release:
@@ -88,10 +89,14 @@
 #include "tenderd/types.h"
 
 /*
- * Version 5 keeps record bytes in the store's records file; version 4 held
- * them under "D" (both format 2, TD_FORMAT_VERSION); version 3 held format 1.
+ * Version 6 builds summaries when read; version 5 stored them under "Y"
+ * (opening a version 5 store deletes them and makes it version 6). Version 5
+ * keeps record bytes in the store's records file; version 4 held them under
+ * "D" (both format 2, TD_FORMAT_VERSION); version 3 held format 1.
  */
-#define CKEY_SCHEMA_VERSION 5u
+#define CKEY_SCHEMA_VERSION 6u
+#define CKEY_SCHEMA_SUMMARIES 5u /* the last version with "Y" keys */
+#define CKEY_SUMMARY_TAG 'Y'     /* their prefix */
 #define CKEY_TIP_LEN (8 + TD_HASH_LEN + 8 + 8 + 8)
 #define CKEY_REF_LEN (8 + 4) /* a "D" value */
 #define CKEY_LOC_LEN (8 + 4) /* an "R" value */
@@ -156,8 +161,6 @@ void ckey_release(struct ckey *k, const char *ocid, uint32_t seq);
 void ckey_release_id(struct ckey *k, const char *ocid, const char *release_id);
 /* "K" ocid: a tender's compiled release. */
 void ckey_compiled(struct ckey *k, const char *ocid);
-/* "Y" ocid: a tender's summary. */
-void ckey_summary(struct ckey *k, const char *ocid);
 
 /* ---- values ---- */
 

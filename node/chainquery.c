@@ -480,7 +480,7 @@ int chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_
 	json_object_set_new(res, "tenders", list);
 	if (q.none)
 		goto done;
-	/* a candidate needs its "T" state unless the index alone answers the query */
+	/* a candidate is matched against its "T" state unless the index alone answers the query */
 	check = q.n_eq > 1 || (q.n_eq == 1 && (q.has_since || q.has_until));
 
 	it = store_iter_new(c->st, pre.b, pre.n, true);
@@ -508,8 +508,7 @@ int chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_
 	while (store_iter_next(it, &key, &klen, &val, &vlen)) {
 		char ocid[TD_OCID_MAX + 1];
 		struct ckey_tstate st;
-		struct ckey yk;
-		json_t *sum;
+		json_t *compiled;
 		if (got == limit || examined == LIST_SCAN_MAX) {
 			more = true;
 			break;
@@ -525,24 +524,18 @@ int chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_
 		lastlen = klen;
 		memcpy(ocid, val, vlen);
 		ocid[vlen] = '\0';
-		if (check) {
-			rc = chain_tstate_load(c, ocid, &st);
-			if (rc == TD_ENOTFOUND)
-				rc = chain_read_error(TD_ECORRUPT, "tender %s: listed by %s (\"L\") but has no state",
-						      ocid, key_hex(key, klen, hex));
-			if (rc != 0)
-				goto fail;
-			if (!lquery_match(&q, &st))
-				continue;
-		}
-		ckey_summary(&yk, ocid);
-		rc = get_json(c, &yk, &sum);
-		if (rc != 0) {
-			chain_read_error(rc == TD_ENOTFOUND ? TD_ECORRUPT : rc, "tender %s: its summary (\"Y\")", ocid);
-			rc = rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
+		rc = chain_tstate_load(c, ocid, &st);
+		if (rc == TD_ENOTFOUND)
+			rc = chain_read_error(TD_ECORRUPT, "tender %s: listed by %s (\"L\") but has no state", ocid,
+					      key_hex(key, klen, hex));
+		if (rc != 0)
 			goto fail;
-		}
-		json_array_append_new(list, sum);
+		if (check && !lquery_match(&q, &st))
+			continue;
+		if ((rc = chain_compiled_load(c, ocid, &st, &compiled)) != 0)
+			goto fail;
+		json_array_append_new(list, chain_summary_json(c, &st, compiled));
+		json_decref(compiled);
 		got++;
 	}
 	rc = store_iter_error(it);

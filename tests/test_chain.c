@@ -1133,8 +1133,83 @@ static void test_wrong_store(void **state)
 	assert_non_null(strstr(err, "Resync"));
 
 	/* the net's own store reopens once the schema is back */
+	static const uint8_t v6[4] = { 0, 0, 0, 6 };
+	put_key(t->path, "S", v6, sizeof(v6));
+	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
+}
+
+/* The keys of the store at path whose first byte is tag, counted. */
+static uint64_t count_tag(const char *path, uint8_t tag)
+{
+	struct store *st;
+	struct store_iter *it;
+	const uint8_t *key;
+	size_t klen;
+	uint64_t n = 0;
+	char err[256];
+
+	assert_int_equal(store_open(&st, path, err, sizeof(err)), 0);
+	it = store_iter_new(st, &tag, 1, false);
+	while (store_iter_next(it, &key, &klen, NULL, NULL))
+		n++;
+	assert_int_equal(store_iter_error(it), 0);
+	store_iter_free(it);
+	store_close(st);
+	return n;
+}
+
+/*
+ * A schema 5 store (summaries stored under "Y") opens as schema 6 with its
+ * summaries deleted, and lists build the same summaries; a schema 5 store of
+ * another chain is refused untouched.
+ */
+static void test_upgrade_summaries(void **state)
+{
+	struct net *t = *state;
+	struct td_genesis other = t->g;
+	struct td_record *r[1];
 	static const uint8_t v5[4] = { 0, 0, 0, 5 };
+	json_t *before, *after;
+	struct chain *c2 = NULL;
+	struct store *st;
+	char err[256];
+	uint8_t *v;
+	size_t vl;
+
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-kisa.json"), NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	before = Q_OK(chain_list_json, t->c, NULL, 10, NULL);
+	assert_int_equal(json_array_size(json_object_get(before, "tenders")), 2);
+	chain_close(t->c);
+	t->c = NULL;
+
+	/* what schema 5 held beside the rest: a summary per tender */
 	put_key(t->path, "S", v5, sizeof(v5));
+	put_key(t->path, "Y" PREFIX "-jeju-0001", "{\"title\":\"old\"}", 17);
+	put_key(t->path, "Y" PREFIX "-kisa-0001", "{\"title\":\"old\"}", 17);
+	assert_int_equal(count_tag(t->path, 'Y'), 2);
+
+	snprintf(other.chain_id, sizeof(other.chain_id), "another-chain");
+	td_genesis_seal(&other);
+	assert_true(chain_open(&c2, t->path, &other, err, sizeof(err)) < 0);
+	assert_int_equal(count_tag(t->path, 'Y'), 2);
+
+	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
+	after = Q_OK(chain_list_json, t->c, NULL, 10, NULL);
+	assert_true(json_equal(before, after));
+	json_decref(before);
+	json_decref(after);
+	chain_close(t->c);
+	t->c = NULL;
+	assert_int_equal(count_tag(t->path, 'Y'), 0);
+	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
+	assert_int_equal(store_get(st, "S", 1, &v, &vl), 0);
+	assert_int_equal(vl, 4);
+	assert_int_equal(ckey_get_u32(v), 6);
+	free(v);
+	store_close(st);
 	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
 }
 
@@ -2393,14 +2468,14 @@ static void test_store_errors(void **state)
 	assert_non_null(strstr(log, jeju));
 	assert_non_null(strstr(log, "corrupt data"));
 	assert_int_equal(chain_last_release_id(t->c, jeju, id), TD_ECORRUPT);
-	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, NULL), TD_ECORRUPT); /* needs each candidate's "T" */
+	assert_int_equal(Q_RC(chain_list_json, t->c, &f, 10, NULL), TD_ECORRUPT);   /* each candidate's "T" */
+	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 10, NULL), TD_ECORRUPT); /* its summary needs it */
 	assert_int_equal(Q_RC(chain_release_package_json, t->c, 1, 3, "p", NULL), TD_ECORRUPT);
 	assert_int_equal(Q_RC(chain_record_package_json, t->c, 1, 3, "p", NULL), TD_ECORRUPT);
 	r[1] = mkrec(t, TD_KIND_AMENDMENT, with_ref(load_sample("amend-jeju.json"), "x"), jeju, t->sk[0]);
 	assert_int_equal(chain_check_record(t->c, r[1], log, sizeof(log)), TD_ECORRUPT);
 	td_record_free(r[1]);
 	json_decref(Q_OK(chain_tender_json, t->c, kisa));
-	json_decref(Q_OK(chain_list_json, t->c, NULL, 10, NULL));
 	json_decref(Q_OK(chain_block_json, t->c, 1));
 	unpoke(t, &k, old, oldlen);
 	json_decref(Q_OK(chain_tender_json, t->c, jeju));
@@ -2412,12 +2487,7 @@ static void test_store_errors(void **state)
 	poke(t, &k, NULL, 0, NULL, NULL);
 	assert_int_equal(Q_RC(chain_tender_json, t->c, jeju), TD_ECORRUPT);
 	assert_int_equal(Q_RC(chain_record_package_json, t->c, 2, 2, "p", NULL), TD_ECORRUPT);
-	unpoke(t, &k, old, oldlen);
-
-	/* a summary ("Y") */
-	ckey_summary(&k, kisa);
-	poke(t, &k, "[1", 2, &old, &oldlen);
-	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 10, NULL), TD_ECORRUPT);
+	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 10, NULL), TD_ECORRUPT); /* its summary needs it */
 	unpoke(t, &k, old, oldlen);
 	json_decref(Q_OK(chain_list_json, t->c, NULL, 10, NULL));
 
@@ -2719,6 +2789,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_record_refusals, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_record_authors, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_store, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_summaries, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_list_filters, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_list_scan_bound, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_prev_chain, setup1, teardown),
