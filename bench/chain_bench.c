@@ -12,7 +12,8 @@
  * times (default 2: building the block, validating the proposal) and
  * chain_apply once. Prints the time of each phase per block, records/s over
  * all blocks, and the resident memory (VmRSS, VmHWM) at the end, and again
- * after reopening the chain and reading 2,000 tenders. The
+ * after reopening the chain and reading 2,000 tenders, and the time of
+ * up to 200 list pages of 100 tenders (chain_list_json). The
  * store lives in a temporary directory (removed at the end) under --dir
  * (default /tmp). Keys and times are fixed, so every run makes the same
  * blocks: --dump writes every key and value of the store at the end as hex
@@ -316,6 +317,28 @@ int main(int argc, char **argv)
 		printf("2000 tender reads in %.1f ms: VmRSS %ld MB; malloc: %zu MB in use, %zu MB free, %zu MB mmapped\n",
 		       (now_s() - t0) * 1e3, proc_kb("VmRSS") / 1024, mi.uordblks >> 20, mi.fordblks >> 20,
 		       mi.hblkhd >> 20);
+	}
+	{
+		char cursor[1024] = "";
+		unsigned pages = 0;
+		size_t listed = 0;
+		t0 = now_s();
+		while (pages < 200) {
+			json_t *j, *next;
+			if (chain_list_json(c, NULL, 100, cursor[0] ? cursor : NULL, &j) != 0)
+				die("list", "a list page failed");
+			listed += json_array_size(json_object_get(j, "tenders"));
+			next = json_object_get(j, "next_cursor");
+			pages++;
+			if (!json_is_string(next)) {
+				json_decref(j);
+				break;
+			}
+			snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+			json_decref(j);
+		}
+		printf("%u list pages of up to 100 (%zu tenders, newest first) in %.1f ms: %.2f ms a page\n", pages,
+		       listed, (now_s() - t0) * 1e3, pages ? (now_s() - t0) * 1e3 / pages : 0.0);
 	}
 	chain_close(c);
 

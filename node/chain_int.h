@@ -147,9 +147,10 @@ int chain_tstate_load(const struct chain *c, const char *ocid, struct ckey_tstat
 
 /*
  * Decodes the committed record at index in block height ("D") into *out
- * (the caller frees it with td_record_free; NULL on failure). 0, TD_EIO or
- * TD_ECORRUPT (a missing record is corruption: callers ask only for
- * committed ones).
+ * (the caller frees it with td_record_free; NULL on failure), as
+ * td_record_decode_stored: its release is not validated again, and its id
+ * is the hash of the bytes found. 0, TD_EIO or TD_ECORRUPT (a missing record
+ * is corruption: callers ask only for committed ones).
  */
 int chain_record_load(const struct chain *c, uint64_t height, uint32_t index, struct td_record **out);
 /*

@@ -141,7 +141,7 @@ int chain_record_load(const struct chain *c, uint64_t height, uint32_t index, st
 	if (rc == TD_ENOTFOUND)
 		rc = TD_ECORRUPT;
 	if (rc == 0) {
-		if (td_record_decode_trusted(out, p, n, c->g->hash, e, sizeof(e)) != 0) {
+		if (td_record_decode_stored(out, p, n, c->g->hash, e, sizeof(e)) != 0) {
 			td_record_free(*out);
 			*out = NULL;
 			rc = TD_ECORRUPT;

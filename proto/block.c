@@ -530,8 +530,8 @@ int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len, const
 			goto fail;
 		}
 		const uint8_t *p = (const uint8_t *)recs[i].via.bin.ptr;
-		rc = trusted ? td_record_decode_trusted(&blk->records[i], p, recs[i].via.bin.size, chain, rerr,
-							sizeof(rerr)) :
+		rc = trusted ? td_record_decode_stored(&blk->records[i], p, recs[i].via.bin.size, chain, rerr,
+						       sizeof(rerr)) :
 			       td_record_decode(&blk->records[i], p, recs[i].via.bin.size, chain, rerr, sizeof(rerr));
 		if (rc) {
 			snprintf(err, errlen, "block: record %u: %s", i, rerr);

@@ -153,8 +153,15 @@ fail:
 	return rc;
 }
 
+/* What decode checks beyond the envelope's shape. */
+enum decode_mode {
+	DECODE_VERIFY,  /* everything: release, canonical encoding, signature */
+	DECODE_TRUSTED, /* all but the signature */
+	DECODE_STORED,  /* the shape only: bytes this node committed, read back */
+};
+
 static int decode(struct td_record **out, const uint8_t *buf, size_t len, const uint8_t chain[static TD_HASH_LEN],
-		  bool verify, char *err, size_t errlen)
+		  enum decode_mode mode, char *err, size_t errlen)
 {
 	struct td_record *rec = td_xcalloc(1, sizeof(*rec));
 	rec->refs = 1;
@@ -204,7 +211,7 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 			 td_kind_has_prev(rec->kind) ? "must name" : "names no");
 		goto fail;
 	}
-	if (td_record_body_validate(rec->release, rec->kind, err, errlen))
+	if (mode != DECODE_STORED && td_record_body_validate(rec->release, rec->kind, err, errlen))
 		goto fail;
 	{
 		char ocid[TD_OCID_MAX + 1], id[TD_ID_MAX + 1];
@@ -213,6 +220,12 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 			snprintf(err, errlen, "record: envelope ocid or release id differs from the release");
 			goto fail;
 		}
+	}
+	if (mode == DECODE_STORED) {
+		again = td_xmalloc(len);
+		memcpy(again, buf, len);
+		againlen = len;
+		goto keep;
 	}
 	if (fields_bytes(rec, &fields, &flen)) {
 		snprintf(err, errlen, "record: not in canonical encoding");
@@ -223,7 +236,7 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 		snprintf(err, errlen, "record: not in canonical encoding");
 		goto fail;
 	}
-	if (verify) {
+	if (mode == DECODE_VERIFY) {
 		signing_bytes(chain, fields, flen, &msg, &msglen);
 		if (!td_sig_verify(rec->sig, msg, msglen, rec->agency)) {
 			snprintf(err, errlen, "record: signature does not verify (for this chain's genesis)");
@@ -231,6 +244,7 @@ static int decode(struct td_record **out, const uint8_t *buf, size_t len, const 
 			goto fail;
 		}
 	}
+keep:
 	rec->bytes = again;
 	rec->len = againlen;
 	again = NULL;
@@ -251,13 +265,19 @@ done:
 int td_record_decode(struct td_record **out, const uint8_t *buf, size_t len, const uint8_t chain[static TD_HASH_LEN],
 		     char *err, size_t errlen)
 {
-	return decode(out, buf, len, chain, true, err, errlen);
+	return decode(out, buf, len, chain, DECODE_VERIFY, err, errlen);
 }
 
 int td_record_decode_trusted(struct td_record **out, const uint8_t *buf, size_t len,
 			     const uint8_t chain[static TD_HASH_LEN], char *err, size_t errlen)
 {
-	return decode(out, buf, len, chain, false, err, errlen);
+	return decode(out, buf, len, chain, DECODE_TRUSTED, err, errlen);
+}
+
+int td_record_decode_stored(struct td_record **out, const uint8_t *buf, size_t len,
+			    const uint8_t chain[static TD_HASH_LEN], char *err, size_t errlen)
+{
+	return decode(out, buf, len, chain, DECODE_STORED, err, errlen);
 }
 
 struct td_record *td_record_ref(struct td_record *rec)

@@ -737,6 +737,56 @@ static void test_trusted(void **state)
 	free(p);
 }
 
+/*
+ * td_record_decode_stored checks the envelope's shape and its agreement with
+ * the release, nothing more: it reads back what this node committed.
+ */
+static void test_stored(void **state)
+{
+	struct fixture *f = *state;
+	struct td_record *rec, *full;
+	char err[TD_ERRMSG_MAX] = "";
+	uint8_t id[TD_HASH_LEN];
+	size_t len;
+
+	/* the same record as the full decode */
+	assert_int_equal(td_record_decode(&full, f->rec->bytes, f->rec->len, CHAIN, err, sizeof(err)), 0);
+	assert_int_equal(td_record_decode_stored(&rec, f->rec->bytes, f->rec->len, CHAIN, err, sizeof(err)), 0);
+	assert_memory_equal(rec->id, full->id, TD_HASH_LEN);
+	assert_int_equal(rec->len, full->len);
+	assert_memory_equal(rec->bytes, full->bytes, full->len);
+	assert_int_equal(rec->kind, full->kind);
+	assert_string_equal(rec->ocid, full->ocid);
+	assert_string_equal(rec->release_id, full->release_id);
+	assert_memory_equal(rec->agency, full->agency, TD_PUBKEY_LEN);
+	assert_int_equal(rec->time_ms, full->time_ms);
+	assert_true(json_equal(rec->release, full->release));
+	td_record_free(rec);
+	td_record_free(full);
+
+	/* a non-canonical envelope is taken, with the id of the bytes given */
+	struct env e = base_env(f);
+	e.variant = V_ARRAY16;
+	uint8_t *p = build_env(&e, &len);
+	assert_int_not_equal(td_record_decode_trusted(&rec, p, len, CHAIN, err, sizeof(err)), 0);
+	assert_int_equal(td_record_decode_stored(&rec, p, len, CHAIN, err, sizeof(err)), 0);
+	td_hash(id, p, len);
+	assert_memory_equal(rec->id, id, TD_HASH_LEN);
+	assert_memory_not_equal(rec->id, f->rec->id, TD_HASH_LEN);
+	td_record_free(rec);
+	free(p);
+
+	/* the shape is still checked: truncation, an envelope that disagrees with its release */
+	assert_int_not_equal(td_record_decode_stored(&rec, f->rec->bytes, f->rec->len - 1, CHAIN, err, sizeof(err)), 0);
+	assert_null(rec);
+	e = base_env(f);
+	e.ocid = "ocds-kr2020-jeju-0002";
+	p = build_env(&e, &len);
+	assert_int_equal(td_record_decode_stored(&rec, p, len, CHAIN, err, sizeof(err)), TD_EINVAL);
+	assert_null(rec);
+	free(p);
+}
+
 static void test_sign_refusals(void **state)
 {
 	struct fixture *f = *state;
@@ -864,6 +914,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_prev_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_envelope_mismatch_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_noncanonical_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trusted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sign_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_string_roundtrip, setup, teardown),

@@ -199,9 +199,12 @@ void td_block_encode(const struct td_block *blk, uint8_t **out, size_t *len);
 size_t td_block_encoded_len(const struct td_block *blk);
 /*
  * Decodes a block of the chain whose genesis hash is chain, checking
- * canonical form, every record and evidence item (signatures verified unless
- * trusted), both roots and counts, and that no two evidence items share a
- * key. Returns 0 or an error with a message.
+ * canonical form, every record and evidence item, both roots and counts, and
+ * that no two evidence items share a key. Returns 0 or an error with a
+ * message. A trusted block is one a commit vouches for (a synced block, whose
+ * commit chain_apply checks, or one read back from this node's store): its
+ * records are decoded as td_record_decode_stored (the records root still
+ * binds their bytes) and evidence signatures are not verified.
  */
 __attribute__((warn_unused_result)) int td_block_decode(struct td_block **out, const uint8_t *buf, size_t len,
 							const uint8_t chain[static TD_HASH_LEN], bool trusted,

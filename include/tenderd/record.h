@@ -63,6 +63,16 @@ __attribute__((warn_unused_result)) int td_record_decode(struct td_record **out,
 int td_record_decode_trusted(struct td_record **out, const uint8_t *buf, size_t len,
 			     const uint8_t chain[static TD_HASH_LEN], char *err, size_t errlen);
 
+/*
+ * Decodes a record this node committed, read back from its own store to be
+ * shown: the envelope's shape and its agreement with the release only; no
+ * signature, no release validation, no canonical re-encoding. Its id is the
+ * hash of buf, so damaged bytes that still parse get another id than the
+ * committed record: callers that know the id compare.
+ */
+int td_record_decode_stored(struct td_record **out, const uint8_t *buf, size_t len,
+			    const uint8_t chain[static TD_HASH_LEN], char *err, size_t errlen);
+
 /* Adds a reference to rec (shared by the mempool and a proposed block); returns rec. */
 struct td_record *td_record_ref(struct td_record *rec);
 /* Drops a reference; the record is freed with the last one. NULL does nothing. */
