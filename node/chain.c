@@ -17,21 +17,21 @@
  * While checking a block, the records already accepted from the same block
  * live in an overlay (struct chain_overlay, chainoverlay.c): the tenders
  * touched so far (owner and cancelled state for the checks; when applying,
- * the "T" state and compiled release being staged) and the accepted records
+ * the "T" state being staged) and the accepted records
  * for id and (ocid, release id) uniqueness, each behind a hash index (htab.h:
  * SipHash under a random key per chain, so crafted ocids cannot make lookups
  * slow). Lookups go to the overlay first, then to the store. The overlay
  * lives for one call; the chain keeps nothing that grows with the ledger.
- * When applying, a tender's state, compiled release, summary and list keys
- * go into the batch right after its last record in the block (found by a
- * first pass over the block's ocids), and its compiled tree is freed then,
- * so a block of new tenders does not hold every compiled release until the
- * end.
+ * When applying, a tender's state and list keys go into the batch right
+ * after its last record in the block (found by a first pass over the
+ * block's ocids). The state's indexed fields follow each release as the
+ * OCDS merge would change them (chain_tstate_release): applying compiles
+ * no release; readers compile a tender's releases when asked.
  *
  * chain_validate() only checks: the block, then each record's lifecycle
  * rules with the overlay's owner and cancelled state (a record cancels its
  * tender if it is a cancellation or sets tender.status to "cancelled", which
- * is what tstate_fields makes of the compiled release), without compiling
+ * is what chain_tstate_compiled makes of the compiled release), without compiling
  * releases or staging a batch. It remembers the hashes of the last
  * CHAIN_MEMO_N blocks it accepted with the tip (height, hash) it checked
  * them against; chain_apply() of such a block at that same tip still checks
@@ -74,6 +74,7 @@
 #include "tenderd/evidence.h"
 #include "tenderd/governance.h"
 #include "tenderd/json.h"
+#include "tenderd/merge.h"
 #include "tenderd/merkle.h"
 #include "tenderd/record.h"
 #include "tenderd/release.h"
@@ -112,23 +113,105 @@ static void copy_field(char *out, const json_t *v)
 		snprintf(out, CKEY_FIELD_MAX + 1, "%s", json_string_value(v));
 }
 
-/*
- * Takes the indexed fields of the compiled release into t: status (and the
- * cancelled flag), category, method and the tender date (t->first_date if
- * the compiled release has no tenderPeriod.startDate).
- */
-static void tstate_fields(struct ckey_tstate *t, const json_t *compiled)
+/* The tender date of a compiled tenderPeriod (first_date without a usable startDate). */
+static uint64_t period_date(const struct ckey_tstate *t, const json_t *period)
 {
-	const json_t *tender = json_object_get(compiled, "tender");
-	const json_t *start = json_object_get(json_object_get(tender, "tenderPeriod"), "startDate");
+	const json_t *start = json_object_get(period, "startDate");
+	uint64_t d;
 
+	if (!td_json_is_string(start) || !ckey_date(json_string_value(start), json_string_length(start), &d))
+		return t->first_date;
+	return d;
+}
+
+/* Takes the indexed fields of a compiled tender (any value; not an object: none) into t. */
+static void tender_fields(struct ckey_tstate *t, const json_t *tender)
+{
 	copy_field(t->status, json_object_get(tender, "status"));
 	copy_field(t->category, json_object_get(tender, "mainProcurementCategory"));
 	copy_field(t->method, json_object_get(tender, "procurementMethod"));
 	if (strcmp(t->status, "cancelled") == 0)
 		t->flags |= CKEY_FLAG_CANCELLED;
-	if (!td_json_is_string(start) || !ckey_date(json_string_value(start), json_string_length(start), &t->date))
-		t->date = t->first_date;
+	t->date = period_date(t, json_object_get(tender, "tenderPeriod"));
+}
+
+void chain_tstate_compiled(struct ckey_tstate *t, const json_t *compiled)
+{
+	tender_fields(t, json_object_get(compiled, "tender"));
+}
+
+/* What merging a release's value v at path (NULL: absent) does to the compiled value there. */
+enum merge_fx {
+	FX_KEEP,  /* nothing: absent, omitted, or an empty object or array of objects */
+	FX_MERGE, /* an object merged member by member into what is there (a new object if none) */
+	FX_SET,   /* replaced by v as it is */
+	FX_OTHER, /* removed (null), or replaced by an array merged by id */
+};
+
+static enum merge_fx merge_fx(const json_t *v, const char *path)
+{
+	const unsigned fl = td_merge_path_flags(path);
+	size_t i;
+	const json_t *e;
+	bool ids = json_is_array(v);
+
+	if (!v || (fl & TD_MERGE_OMIT))
+		return FX_KEEP;
+	if (json_is_null(v))
+		return FX_OTHER;
+	if (fl & TD_MERGE_WHOLE)
+		return FX_SET;
+	json_array_foreach(v, i, e) {
+		if (!json_is_object(e))
+			ids = false;
+	}
+	if (json_is_object(v))
+		return json_object_size(v) == 0 ? FX_KEEP : FX_MERGE;
+	if (ids)
+		return json_array_size(v) == 0 ? FX_KEEP : FX_OTHER;
+	return FX_SET;
+}
+
+/* A code list field of t after merging v at path. */
+static void leaf_fx(char *field, const json_t *v, const char *path)
+{
+	switch (merge_fx(v, path)) {
+	case FX_KEEP: break;
+	case FX_SET: copy_field(field, v); break;
+	case FX_MERGE:
+	case FX_OTHER: field[0] = '\0'; break;
+	}
+}
+
+void chain_tstate_release(struct ckey_tstate *t, const json_t *release)
+{
+	const json_t *tender = json_object_get(release, "tender"), *period, *start;
+
+	switch (merge_fx(tender, "tender")) {
+	case FX_KEEP: return;
+	case FX_SET: /* a whole value: what it holds is all there is */
+	case FX_OTHER: tender_fields(t, json_is_object(tender) ? tender : NULL); return;
+	case FX_MERGE: break;
+	}
+	leaf_fx(t->status, json_object_get(tender, "status"), "tender/status");
+	leaf_fx(t->category, json_object_get(tender, "mainProcurementCategory"), "tender/mainProcurementCategory");
+	leaf_fx(t->method, json_object_get(tender, "procurementMethod"), "tender/procurementMethod");
+	if (strcmp(t->status, "cancelled") == 0)
+		t->flags |= CKEY_FLAG_CANCELLED;
+	period = json_object_get(tender, "tenderPeriod");
+	switch (merge_fx(period, "tender/tenderPeriod")) {
+	case FX_KEEP: return;
+	case FX_SET:
+	case FX_OTHER: t->date = period_date(t, json_is_object(period) ? period : NULL); return;
+	case FX_MERGE: break;
+	}
+	start = json_object_get(period, "startDate");
+	switch (merge_fx(start, "tender/tenderPeriod/startDate")) {
+	case FX_KEEP: return;
+	case FX_SET: t->date = period_date(t, period); return;
+	case FX_MERGE:
+	case FX_OTHER: t->date = t->first_date; return;
+	}
 }
 
 /* ---- open / close ---------------------------------------------------------- */
@@ -276,25 +359,21 @@ out:
 }
 
 /*
- * Makes a schema 5 store schema 6: deletes its stored summaries ("Y"), a
- * batch at a time (a crash leaves schema 5 and the rest, done again at the
- * next open), then writes the new version. Logs what it did.
+ * Deletes the keys starting with tag, CHAIN_UPGRADE_BATCH at a time, counting
+ * them into *n.
  */
-static int drop_summaries(struct chain *c, const char *path, char *err, size_t errlen)
+static int drop_tag(struct chain *c, uint8_t tag, uint64_t *n, const char *path, char *err, size_t errlen)
 {
-	const uint8_t tag = CKEY_SUMMARY_TAG;
 	struct store_iter *it = store_iter_new(c->st, &tag, 1, false);
 	struct store_batch *b = store_batch_new();
 	const uint8_t *key;
 	size_t klen, pending = 0;
-	uint64_t dropped = 0;
-	uint8_t ver[4];
-	struct ckey k;
 	int rc = 0;
 
+	*n = 0;
 	while (store_iter_next(it, &key, &klen, NULL, NULL)) {
 		store_batch_delete(b, key, klen);
-		dropped++;
+		(*n)++;
 		if (++pending == CHAIN_UPGRADE_BATCH) {
 			if ((rc = store_write(c->st, b, false, err, errlen)) != 0)
 				goto out;
@@ -304,18 +383,11 @@ static int drop_summaries(struct chain *c, const char *path, char *err, size_t e
 		}
 	}
 	if ((rc = store_iter_error(it)) != 0) {
-		seterr(err, errlen, "%s: cannot read the stored summaries to upgrade the store (%s)", path,
-		       td_strerror(rc));
+		seterr(err, errlen, "%s: cannot read the store to upgrade it (%s)", path, td_strerror(rc));
 		goto out;
 	}
-	ckey_put_u32(ver, CKEY_SCHEMA_VERSION);
-	ckey_schema(&k);
-	store_batch_put(b, k.b, k.n, ver, sizeof(ver));
-	if ((rc = store_write(c->st, b, true, err, errlen)) != 0)
-		goto out;
-	log_info("%s: upgraded the store from schema %u to %u: deleted %llu stored tender summaries (lists build "
-		 "them when read)",
-		 path, CKEY_SCHEMA_SUMMARIES, CKEY_SCHEMA_VERSION, (unsigned long long)dropped);
+	if (pending > 0)
+		rc = store_write(c->st, b, false, err, errlen);
 out:
 	store_iter_free(it);
 	store_batch_free(b);
@@ -323,8 +395,38 @@ out:
 }
 
 /*
+ * Makes a schema 5 or 6 store schema 7: deletes its stored summaries ("Y")
+ * and compiled releases ("K"), then writes the new version, synced (a crash
+ * before leaves the old version and the upgrade runs again at the next
+ * open). Logs what it did.
+ */
+static int upgrade_store(struct chain *c, uint32_t from, const char *path, char *err, size_t errlen)
+{
+	uint64_t ny, nk;
+	struct store_batch *b;
+	uint8_t ver[4];
+	struct ckey k;
+	int rc;
+
+	if ((rc = drop_tag(c, CKEY_OLD_SUMMARY, &ny, path, err, errlen)) != 0 ||
+	    (rc = drop_tag(c, CKEY_OLD_COMPILED, &nk, path, err, errlen)) != 0)
+		return rc;
+	b = store_batch_new();
+	ckey_put_u32(ver, CKEY_SCHEMA_VERSION);
+	ckey_schema(&k);
+	store_batch_put(b, k.b, k.n, ver, sizeof(ver));
+	rc = store_write(c->st, b, true, err, errlen);
+	store_batch_free(b);
+	if (rc == 0)
+		log_info("%s: upgraded the store from schema %u to %u: deleted %llu stored tender summaries and %llu "
+			 "compiled releases (both are built when read now)",
+			 path, from, CKEY_SCHEMA_VERSION, (unsigned long long)ny, (unsigned long long)nk);
+	return rc;
+}
+
+/*
  * Checks schema, tip and genesis (check_genesis) of an existing store and
- * reads its tip; upgrades a schema 5 store once it passed (drop_summaries).
+ * reads its tip; upgrades a schema 5 or 6 store once it passed (upgrade_store).
  */
 static int read_store(struct chain *c, const char *path, const uint8_t *ver, size_t vlen, char *err, size_t errlen)
 {
@@ -334,9 +436,10 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 	struct ckey k;
 	struct ckey_tipval t;
 	bool ok;
-	const bool upgrade = vlen == 4 && ckey_get_u32(ver) == CKEY_SCHEMA_SUMMARIES;
+	const uint32_t from = vlen == 4 ? ckey_get_u32(ver) : 0;
+	const bool upgrade = vlen == 4 && from >= CKEY_SCHEMA_UPGRADE && from < CKEY_SCHEMA_VERSION;
 
-	if (vlen == 4 && ckey_get_u32(ver) < CKEY_SCHEMA_SUMMARIES) {
+	if (vlen == 4 && from < CKEY_SCHEMA_UPGRADE) {
 		const bool same_format = ckey_get_u32(ver) == 4; /* format 2, records kept under "D" */
 		seterr(err, errlen,
 		       "%s: the store is of an older %s (store schema %u); this tenderd writes and checks format "
@@ -386,7 +489,7 @@ static int read_store(struct chain *c, const char *path, const uint8_t *ver, siz
 	}
 	rc = check_genesis(c, path, err, errlen);
 	if (rc == 0 && upgrade)
-		rc = drop_summaries(c, path, err, errlen);
+		rc = upgrade_store(c, from, path, err, errlen);
 	return rc;
 }
 
@@ -911,6 +1014,7 @@ static int note_record(struct chain_overlay *ov, const struct td_record *rec, st
 		if (!td_json_is_string(date) ||
 		    !ckey_date(json_string_value(date), json_string_length(date), &p->st.first_date))
 			p->st.first_date = ckey_date_ms(rec->time_ms);
+		p->st.date = p->st.first_date; /* until a tenderPeriod.startDate says otherwise */
 		p->is_new = true;
 	}
 	if (rec->kind == TD_KIND_CANCELLATION || release_cancels(rec->release))
@@ -923,28 +1027,15 @@ static int note_record(struct chain_overlay *ov, const struct td_record *rec, st
 }
 
 /* Adds a record's keys to the batch and its effect to its tender's entry p. */
-static int stage_record(const struct chain *c, struct store_batch *b, struct chain_pend *p, const struct td_record *rec,
-			uint64_t height, uint32_t index, char *err, size_t errlen)
+static void stage_record(struct store_batch *b, struct chain_pend *p, const struct td_record *rec, uint64_t height,
+			 uint32_t index)
 {
 	struct ckey k;
 	uint8_t loc[CKEY_LOC_LEN];
 
-	if (!p->compiled) {
-		if (p->is_new) {
-			p->compiled = json_object();
-		} else {
-			int rc = chain_compiled_load(c, rec->ocid, &p->old, &p->compiled);
-			if (rc != 0) {
-				seterr(err, errlen, "tender %s: cannot read its compiled release (%s)", rec->ocid,
-				       td_strerror(rc));
-				return rc;
-			}
-		}
-	}
-	td_release_merge(p->compiled, rec->release);
 	if (rec->kind == TD_KIND_CANCELLATION)
 		p->st.flags |= CKEY_FLAG_CANCELLED;
-	tstate_fields(&p->st, p->compiled);
+	chain_tstate_release(&p->st, rec->release);
 	p->st.last_height = height;
 	snprintf(p->st.last_release, sizeof(p->st.last_release), "%s", rec->release_id);
 	memcpy(p->st.last_id, rec->id, TD_HASH_LEN);
@@ -959,7 +1050,6 @@ static int stage_record(const struct chain *c, struct store_batch *b, struct cha
 	ckey_record_loc(&k, rec->id);
 	ckey_loc_encode(loc, height, index);
 	store_batch_put(b, k.b, k.n, loc, sizeof(loc));
-	return 0;
 }
 
 /*
@@ -992,18 +1082,6 @@ static void stage_block(struct store *st, struct store_batch *b, const struct td
 	ckey_block(&k, blk->hdr.height);
 	store_batch_put(b, k.b, k.n, v.sb.data, v.sb.size);
 	td_buf_free(&v);
-}
-
-/* Puts a json value as compact JSON text. */
-static int put_json(struct store_batch *b, const struct ckey *k, const json_t *v)
-{
-	char *text = td_json_dump(v, JSON_COMPACT);
-
-	if (!text)
-		return TD_ENOMEM;
-	store_batch_put(b, k->b, k->n, text, strlen(text));
-	free(text);
-	return 0;
 }
 
 /*
@@ -1070,29 +1148,17 @@ static int stage_counts(const struct chain *c, const struct chain_overlay *ov, s
 	return 0;
 }
 
-/* Adds the state, compiled release and list keys of a touched tender. */
-static int stage_tender(const struct chain *c, struct chain_overlay *ov, struct store_batch *b,
-			const struct chain_pend *p, char *err, size_t errlen)
+/* Adds the state and list keys of a touched tender. */
+static void stage_tender(struct chain_overlay *ov, struct store_batch *b, const struct chain_pend *p)
 {
 	uint8_t tv[CKEY_TSTATE_MAX];
 	size_t tl;
 	struct ckey k;
-	int rc;
 
 	ckey_tender(&k, p->ocid);
 	ckey_tstate_encode(&p->st, tv, &tl);
 	store_batch_put(b, k.b, k.n, tv, tl);
-
-	if (p->st.n_releases > 1) {
-		ckey_compiled(&k, p->ocid);
-		rc = put_json(b, &k, p->compiled);
-		if (rc != 0) {
-			seterr(err, errlen, "tender %s: cannot serialize its compiled release", p->ocid);
-			return rc;
-		}
-	}
 	stage_lists(ov, b, p);
-	return 0;
 }
 
 const uint8_t *chain_next_validators(const struct chain *c)
@@ -1375,18 +1441,14 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 		if (rc == 0)
 			rc = note_record(&ov, rec, p, height, i, &p, e, sizeof(e));
 		if (rc == 0 && stage)
-			rc = stage_record(c, b, p, rec, height, i, e, sizeof(e));
+			stage_record(b, p, rec, height, i);
 		if (rc != 0) {
 			seterr(err, errlen, "block %llu: record %u: %s", (unsigned long long)height, i, e);
 			goto out;
 		}
 		if (stage && last[i]) {
 			/* the tender's last record in the block: its state is final */
-			rc = stage_tender(c, &ov, b, p, err, errlen);
-			if (rc != 0)
-				goto out;
-			json_decref(p->compiled);
-			p->compiled = NULL;
+			stage_tender(&ov, b, p);
 		}
 	}
 	/* Checked when validating too: a block every validator decides must be one the store takes. */

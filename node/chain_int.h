@@ -73,7 +73,6 @@ struct chain_pend {
 	bool is_new;                  /* first published in this block */
 	struct ckey_tstate st;        /* staging: after the block's records so far */
 	struct ckey_tstate old;       /* staging: as committed (unset when is_new): the list keys to replace */
-	json_t *compiled;             /* staging: owned; NULL until the tender's first staged record */
 };
 
 /* A change of one "N" count by the block. */
@@ -103,7 +102,7 @@ struct chain_overlay {
  * borrows); checking: with the indexes of accepted records (has_id, has_pair).
  */
 void chain_overlay_init(struct chain_overlay *ov, const struct chain *c, size_t n, bool checking);
-/* Frees what ov holds (compiled trees included) and zeroes it. */
+/* Frees what ov holds and zeroes it. */
 void chain_overlay_free(struct chain_overlay *ov);
 /* The entry of ocid, or NULL if the overlay has none. */
 struct chain_pend *chain_overlay_find(const struct chain_overlay *ov, const char *ocid);
@@ -164,10 +163,23 @@ int chain_record_get(const struct chain *c, uint64_t height, uint32_t index, uin
 
 /*
  * The compiled release of a committed tender whose state is st into *out (a
- * new reference; NULL on failure): from "K", or compiled from its only
- * release (at st's first height and index). 0, TD_EIO or TD_ECORRUPT.
+ * new reference; NULL on failure): its releases ("E", or the one at st's
+ * first height and index) merged in order. 0, TD_EIO or TD_ECORRUPT.
  */
 int chain_compiled_load(const struct chain *c, const char *ocid, const struct ckey_tstate *st, json_t **out);
+
+/*
+ * The indexed fields of "T" (status and the cancelled flag, category,
+ * method, tender date) as read from a tender's compiled release, and as
+ * changed by merging one more release into it, without the compiled
+ * release: what the OCDS merge (merge.h) does to tender.status,
+ * .mainProcurementCategory, .procurementMethod and .tenderPeriod.startDate.
+ * A date without a usable startDate is t->first_date. For any releases,
+ * chain_tstate_release over them in order gives what chain_tstate_compiled
+ * gives of their merge (test_chain test_tstate_incremental).
+ */
+void chain_tstate_compiled(struct ckey_tstate *t, const json_t *compiled);
+void chain_tstate_release(struct ckey_tstate *t, const json_t *release);
 
 /*
  * The releases of a committed tender in order into *out (a new reference;

@@ -14,9 +14,8 @@
  *   2. record places ("R") and release ids ("U"): each points at a
  *      committed record with that id;
  *   3. tenders ("T"): each state decodes, its releases ("E") are n_releases
- *      committed records of that ocid, its compiled release ("K", two
- *      releases or more) parses, and it has exactly the list keys ("L")
- *      its state implies; the "L" entries are no more than
+ *      committed records of that ocid, and it has exactly the list keys
+ *      ("L") its state implies; the "L" entries are no more than
  *      those, and each "N" count is the number of "L" keys it counts.
  * Blocks are read in height order, so damage in a block is reported at the
  * lowest damaged height. Index damage names the height of the record or
@@ -32,6 +31,7 @@
 
 #include "tenderd/json.h"
 #include "tenderd/record.h"
+#include "tenderd/release.h"
 #include "chain_int.h"
 
 #define CHECK_PROGRESS_EVERY 1000 /* blocks between progress calls */
@@ -300,26 +300,10 @@ static int check_places(struct check *k)
 	return 0;
 }
 
-/* True if the JSON text at key parses. */
-static int json_at(const struct chain *c, const struct ckey *key)
-{
-	char e[TD_ERRMSG_MAX];
-	uint8_t *v;
-	size_t n;
-	json_t *j;
-	int rc = get(c, key, &v, &n);
-
-	if (rc != 0)
-		return rc;
-	j = td_json_load((const char *)v, n, e, sizeof(e));
-	free(v);
-	if (!j)
-		return TD_ECORRUPT;
-	json_decref(j);
-	return 0;
-}
-
-/* Checks one tender's state t (of ocid): its releases, compiled release and list keys. */
+/*
+ * Checks one tender's state t (of ocid): its releases, the indexed fields
+ * against their compiled release, and its list keys.
+ */
 static int check_tender(struct check *k, const char *ocid, const struct ckey_tstate *t, uint64_t *n_lists,
 			uint64_t *n_counted)
 {
@@ -330,12 +314,15 @@ static int check_tender(struct check *k, const char *ocid, const struct ckey_tst
 	size_t klen, vlen;
 	uint32_t n = 0;
 	struct ckey q;
+	struct ckey_tstate want = *t;
+	json_t *compiled;
 	int rc = 0;
 
 	if (t->first_height == 0 || t->first_height > c->height || t->last_height > c->height ||
 	    t->last_height < t->first_height || t->n_releases == 0)
 		return damaged(k, TD_ECORRUPT, t->first_height <= c->height ? t->first_height : 0,
 			       "tender %s: its state (\"T\") names blocks the chain does not hold", ocid);
+	compiled = json_object();
 	ckey_releases(&q, ocid);
 	it = store_iter_new(c->st, q.b, q.n, false);
 	while (store_iter_next(it, &key, &klen, &val, &vlen)) {
@@ -348,6 +335,8 @@ static int check_tender(struct check *k, const char *ocid, const struct ckey_tst
 		rc = record_of(c, val, &rh, &rec);
 		if (rc == 0 && strcmp(rec->ocid, ocid) != 0)
 			rc = TD_ECORRUPT;
+		if (rc == 0)
+			td_release_merge(compiled, rec->release);
 		td_record_free(rec);
 		if (rc != 0) {
 			damaged(k, rc, rh ? rh : h, "tender %s: release %u (\"E\") is not a committed record of it",
@@ -360,17 +349,20 @@ static int check_tender(struct check *k, const char *ocid, const struct ckey_tst
 		rc = damaged(k, store_iter_error(it), h, "tender %s: its releases (\"E\"): %s", ocid,
 			     td_strerror(store_iter_error(it)));
 	store_iter_free(it);
+	chain_tstate_compiled(&want, compiled);
+	json_decref(compiled);
 	if (rc != 0)
 		return rc;
+	if (n == t->n_releases &&
+	    (strcmp(want.status, t->status) != 0 || strcmp(want.category, t->category) != 0 ||
+	     strcmp(want.method, t->method) != 0 || want.date != t->date || (want.flags & ~t->flags) != 0))
+		return damaged(k, TD_ECORRUPT, t->last_height,
+			       "tender %s: its state (\"T\") disagrees with its compiled releases (status, category, "
+			       "method or tender date)",
+			       ocid);
 	if (n != t->n_releases)
 		return damaged(k, TD_ECORRUPT, t->last_height, "tender %s: %u releases (\"E\"), its state says %u",
 			       ocid, n, t->n_releases);
-	if (t->n_releases > 1) {
-		ckey_compiled(&q, ocid);
-		if ((rc = json_at(c, &q)) != 0)
-			return damaged(k, rc, t->last_height, "tender %s: its compiled release (\"K\"): %s", ocid,
-				       td_strerror(rc));
-	}
 	for (int i = 0; i < CKEY_LIX_COUNT; i++) {
 		const enum ckey_lix x = (enum ckey_lix)i;
 		if (!ckey_lix_has(x, t))

@@ -505,10 +505,48 @@ static int snap_record(struct chain_export *x, uint64_t height, uint32_t index, 
 	return chain_read_error(rc, "block %llu: record %u (\"D\")", (unsigned long long)height, index);
 }
 
+/* Release seq of tender ocid from the snapshot ("E", then its place "R"), checked to be its. */
+static int snap_release(struct chain_export *x, const char *ocid, uint32_t seq, struct td_record **out)
+{
+	char hex[2 * TD_HASH_LEN + 1] = "";
+	struct td_record *rec;
+	struct ckey k;
+	uint8_t *id = NULL, *loc = NULL;
+	size_t n, ln;
+	uint64_t h;
+	uint32_t i;
+	int rc;
+
+	*out = NULL;
+	ckey_release(&k, ocid, seq);
+	rc = snap_get(x, &k, &id, &n);
+	if (rc == 0 && n != TD_HASH_LEN)
+		rc = TD_ECORRUPT;
+	if (rc != 0)
+		goto out;
+	td_hex(hex, id, TD_HASH_LEN);
+	ckey_record_loc(&k, id);
+	rc = snap_get(x, &k, &loc, &ln);
+	if (rc == 0 && !ckey_loc_decode(loc, ln, &h, &i))
+		rc = TD_ECORRUPT;
+	if (rc == 0 && (rc = snap_record(x, h, i, &rec)) == 0) {
+		if (memcmp(rec->id, id, TD_HASH_LEN) != 0 || strcmp(rec->ocid, ocid) != 0) {
+			td_record_free(rec);
+			rc = TD_ECORRUPT;
+		} else {
+			*out = rec;
+		}
+	}
+out:
+	free(id);
+	free(loc);
+	return chain_read_error(rc == TD_ENOTFOUND ? TD_ECORRUPT : rc, "tender %s: release %u (\"E\" %s)", ocid, seq,
+				hex);
+}
+
 /* A committed tender's state and compiled release from the snapshot, as committed_tender. */
 static int snap_tender(struct chain_export *x, const char *ocid, struct ckey_tstate *st, json_t **compiled)
 {
-	char e[TD_ERRMSG_MAX];
 	struct td_record *rec;
 	struct ckey k;
 	uint8_t *v;
@@ -527,15 +565,17 @@ static int snap_tender(struct chain_export *x, const char *ocid, struct ckey_tst
 	if (rc != 0)
 		return chain_read_error(rc, "tender %s: its state (\"T\")", ocid);
 	if (st->n_releases > 1) {
-		ckey_compiled(&k, ocid);
-		rc = snap_get(x, &k, &v, &n);
-		if (rc == 0) {
-			*compiled = td_json_load((const char *)v, n, e, sizeof(e));
-			free(v);
-			rc = *compiled ? 0 : TD_ECORRUPT;
+		*compiled = json_object();
+		for (uint32_t seq = 0; seq < st->n_releases; seq++) {
+			if ((rc = snap_release(x, ocid, seq, &rec)) != 0) {
+				json_decref(*compiled);
+				*compiled = NULL;
+				return rc;
+			}
+			td_release_merge(*compiled, rec->release);
+			td_record_free(rec);
 		}
-		return chain_read_error(rc == TD_ENOTFOUND ? TD_ECORRUPT : rc,
-					"tender %s: its compiled release (\"K\")", ocid);
+		return 0;
 	}
 	rc = snap_record(x, st->first_height, st->first_index, &rec);
 	if (rc != 0)

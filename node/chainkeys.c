@@ -173,11 +173,6 @@ void ckey_release_id(struct ckey *k, const char *ocid, const char *release_id)
 	key_str(k, release_id);
 }
 
-void ckey_compiled(struct ckey *k, const char *ocid)
-{
-	key_ocid(k, 'K', ocid);
-}
-
 /* ---- values ----------------------------------------------------------------- */
 
 void ckey_tip_encode(const struct ckey_tipval *t, uint8_t out[static CKEY_TIP_LEN])

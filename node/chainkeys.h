@@ -1,5 +1,5 @@
 /*
- * chainkeys: the chain's store schema (version 6), its keys and the
+ * chainkeys: the chain's store schema (version 7), its keys and the
  * encodings of its values. Every key the chain reads or writes is built
  * here; tests/test_chainkeys.c pins the bytes of each kind.
  *
@@ -47,13 +47,12 @@
  *                                   of the latest release
  *   "E" ocid \0 seq u32          -> record id of the tender's seq-th release
  *   "U" ocid \0 release id       -> record id ((ocid, release id) uniqueness)
- *   "K" ocid                     -> compiled release (JSON text, exact numbers)
- *                                   of a tender with two or more releases; with
- *                                   one release it is compiled when read
  *
- * A tender's summary for listings (td_release_summary of its compiled
- * release, its agency and counts) is built when a list reads it; schema 5
- * stored it under "Y" ocid, which the upgrade to 6 deletes.
+ * A tender's compiled release (its releases merged in order) and its summary
+ * for listings (td_release_summary of the compiled release, its agency and
+ * counts) are built when read. Schemas 5 and 6 stored compiled releases of
+ * tenders with two or more releases under "K" ocid, and schema 5 summaries
+ * under "Y" ocid: opening such a store deletes them.
  *
  * List indexes; each maps to the ocid, and h i is the height u64 and index
  * u32 of the tender's first release:
@@ -89,14 +88,16 @@
 #include "tenderd/types.h"
 
 /*
- * Version 6 builds summaries when read; version 5 stored them under "Y"
- * (opening a version 5 store deletes them and makes it version 6). Version 5
- * keeps record bytes in the store's records file; version 4 held them under
- * "D" (both format 2, TD_FORMAT_VERSION); version 3 held format 1.
+ * Version 7 builds compiled releases and summaries when read; version 6
+ * stored compiled releases under "K", version 5 also summaries under "Y"
+ * (opening a version 5 or 6 store deletes them and makes it version 7).
+ * Version 5 keeps record bytes in the store's records file; version 4 held
+ * them under "D" (both format 2, TD_FORMAT_VERSION); version 3 held format 1.
  */
-#define CKEY_SCHEMA_VERSION 6u
-#define CKEY_SCHEMA_SUMMARIES 5u /* the last version with "Y" keys */
-#define CKEY_SUMMARY_TAG 'Y'     /* their prefix */
+#define CKEY_SCHEMA_VERSION 7u
+#define CKEY_SCHEMA_UPGRADE 5u /* the oldest version opening upgrades */
+#define CKEY_OLD_SUMMARY 'Y'    /* the prefix of the summaries it deletes */
+#define CKEY_OLD_COMPILED 'K'   /* the prefix of the compiled releases it deletes */
 #define CKEY_TIP_LEN (8 + TD_HASH_LEN + 8 + 8 + 8)
 #define CKEY_REF_LEN (8 + 4) /* a "D" value */
 #define CKEY_LOC_LEN (8 + 4) /* an "R" value */
@@ -159,8 +160,6 @@ void ckey_releases(struct ckey *k, const char *ocid);
 void ckey_release(struct ckey *k, const char *ocid, uint32_t seq);
 /* "U" ocid \0 release id: the record id of a release, by its id. */
 void ckey_release_id(struct ckey *k, const char *ocid, const char *release_id);
-/* "K" ocid: a tender's compiled release. */
-void ckey_compiled(struct ckey *k, const char *ocid);
 
 /* ---- values ---- */
 

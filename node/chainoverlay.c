@@ -34,8 +34,6 @@ void chain_overlay_init(struct chain_overlay *ov, const struct chain *c, size_t 
 
 void chain_overlay_free(struct chain_overlay *ov)
 {
-	for (size_t i = 0; i < ov->nt; i++)
-		json_decref(ov->t[i].compiled);
 	free(ov->t);
 	free(ov->recs);
 	free(ov->nd);

@@ -112,23 +112,6 @@ int chain_tstate_load(const struct chain *c, const char *ocid, struct ckey_tstat
 	return chain_read_error(rc, "tender %s: its state (\"T\")", ocid);
 }
 
-/* Reads the JSON text stored at k into *out: 0, TD_ENOTFOUND, TD_EIO or TD_ECORRUPT (does not parse); not logged. */
-static int get_json(const struct chain *c, const struct ckey *k, json_t **out)
-{
-	char e[TD_ERRMSG_MAX];
-	uint8_t *v;
-	size_t n;
-	int rc;
-
-	*out = NULL;
-	rc = store_get(c->st, k->b, k->n, &v, &n);
-	if (rc != 0)
-		return rc;
-	*out = td_json_load((const char *)v, n, e, sizeof(e));
-	free(v);
-	return *out ? 0 : TD_ECORRUPT;
-}
-
 int chain_record_load(const struct chain *c, uint64_t height, uint32_t index, struct td_record **out)
 {
 	char e[TD_ERRMSG_MAX];
@@ -189,15 +172,20 @@ static int record_at(const struct chain *c, const uint8_t id[static TD_HASH_LEN]
 int chain_compiled_load(const struct chain *c, const char *ocid, const struct ckey_tstate *st, json_t **out)
 {
 	struct td_record *rec;
-	struct ckey k;
 	int rc;
 
 	*out = NULL;
 	if (st->n_releases > 1) {
-		ckey_compiled(&k, ocid);
-		rc = get_json(c, &k, out);
-		return chain_read_error(rc == TD_ENOTFOUND ? TD_ECORRUPT : rc,
-					"tender %s: its compiled release (\"K\")", ocid);
+		json_t *rels, *r;
+		size_t i;
+		rc = chain_tender_releases(c, ocid, st->n_releases, false, &rels);
+		if (rc != 0)
+			return rc;
+		*out = json_object();
+		json_array_foreach(rels, i, r)
+			td_release_merge(*out, r);
+		json_decref(rels);
+		return 0;
 	}
 	rc = chain_record_load(c, st->first_height, st->first_index, &rec);
 	if (rc != 0)

@@ -36,6 +36,7 @@
 #include "tenderd/record.h"
 #include "tenderd/release.h"
 #include "chain.h"
+#include "chain_int.h"
 #include "chainkeys.h"
 #include "store.h"
 
@@ -1133,8 +1134,8 @@ static void test_wrong_store(void **state)
 	assert_non_null(strstr(err, "Resync"));
 
 	/* the net's own store reopens once the schema is back */
-	static const uint8_t v6[4] = { 0, 0, 0, 6 };
-	put_key(t->path, "S", v6, sizeof(v6));
+	static const uint8_t v7[4] = { 0, 0, 0, 7 };
+	put_key(t->path, "S", v7, sizeof(v7));
 	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
 }
 
@@ -1158,59 +1159,211 @@ static uint64_t count_tag(const char *path, uint8_t tag)
 	return n;
 }
 
-/*
- * A schema 5 store (summaries stored under "Y") opens as schema 6 with its
- * summaries deleted, and lists build the same summaries; a schema 5 store of
- * another chain is refused untouched.
- */
-static void test_upgrade_summaries(void **state)
+/* The schema version of the store at path. */
+static uint32_t schema_of(const char *path)
 {
-	struct net *t = *state;
-	struct td_genesis other = t->g;
-	struct td_record *r[1];
-	static const uint8_t v5[4] = { 0, 0, 0, 5 };
-	json_t *before, *after;
-	struct chain *c2 = NULL;
 	struct store *st;
 	char err[256];
 	uint8_t *v;
 	size_t vl;
+	uint32_t ver;
+
+	assert_int_equal(store_open(&st, path, err, sizeof(err)), 0);
+	assert_int_equal(store_get(st, "S", 1, &v, &vl), 0);
+	assert_int_equal(vl, 4);
+	ver = ckey_get_u32(v);
+	free(v);
+	store_close(st);
+	return ver;
+}
+
+/*
+ * A schema 5 store (summaries under "Y", compiled releases under "K") and a
+ * schema 6 one ("K" only) open as schema 7 with those keys deleted, and
+ * tenders and lists read the same as before; such a store of another chain
+ * is refused untouched.
+ */
+static void upgrade_from(void **state, uint8_t from)
+{
+	struct net *t = *state;
+	struct td_genesis other = t->g;
+	const char *jeju = PREFIX "-jeju-0001";
+	struct td_record *r[1];
+	const uint8_t old[4] = { 0, 0, 0, from };
+	json_t *list0, *list1, *tender0, *tender1;
+	struct chain *c2 = NULL;
+	char err[256];
 
 	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
 	apply_ok(t, r, 1);
+	r[0] = mkrec(t, TD_KIND_AMENDMENT, ref_last(t, load_sample("amend-jeju.json"), jeju), jeju, t->sk[0]);
+	apply_ok(t, r, 1);
 	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-kisa.json"), NULL, t->sk[0]);
 	apply_ok(t, r, 1);
-	before = Q_OK(chain_list_json, t->c, NULL, 10, NULL);
-	assert_int_equal(json_array_size(json_object_get(before, "tenders")), 2);
+	list0 = Q_OK(chain_list_json, t->c, NULL, 10, NULL);
+	assert_int_equal(json_array_size(json_object_get(list0, "tenders")), 2);
+	tender0 = Q_OK(chain_tender_json, t->c, jeju);
 	chain_close(t->c);
 	t->c = NULL;
+	assert_int_equal(schema_of(t->path), 7);
 
-	/* what schema 5 held beside the rest: a summary per tender */
-	put_key(t->path, "S", v5, sizeof(v5));
-	put_key(t->path, "Y" PREFIX "-jeju-0001", "{\"title\":\"old\"}", 17);
-	put_key(t->path, "Y" PREFIX "-kisa-0001", "{\"title\":\"old\"}", 17);
-	assert_int_equal(count_tag(t->path, 'Y'), 2);
+	/* what the old schema held beside the rest */
+	put_key(t->path, "S", old, sizeof(old));
+	put_key(t->path, "K" PREFIX "-jeju-0001", "{\"ocid\":\"old\"}", 16);
+	if (from == 5) {
+		put_key(t->path, "Y" PREFIX "-jeju-0001", "{\"title\":\"old\"}", 17);
+		put_key(t->path, "Y" PREFIX "-kisa-0001", "{\"title\":\"old\"}", 17);
+	}
 
 	snprintf(other.chain_id, sizeof(other.chain_id), "another-chain");
 	td_genesis_seal(&other);
 	assert_true(chain_open(&c2, t->path, &other, err, sizeof(err)) < 0);
-	assert_int_equal(count_tag(t->path, 'Y'), 2);
+	assert_int_equal(count_tag(t->path, 'Y'), from == 5 ? 2 : 0);
+	assert_int_equal(count_tag(t->path, 'K'), 1);
+	assert_int_equal(schema_of(t->path), from);
 
 	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
-	after = Q_OK(chain_list_json, t->c, NULL, 10, NULL);
-	assert_true(json_equal(before, after));
-	json_decref(before);
-	json_decref(after);
+	list1 = Q_OK(chain_list_json, t->c, NULL, 10, NULL);
+	tender1 = Q_OK(chain_tender_json, t->c, jeju);
+	assert_true(json_equal(list0, list1));
+	assert_true(json_equal(tender0, tender1));
+	json_decref(list0);
+	json_decref(list1);
+	json_decref(tender0);
+	json_decref(tender1);
 	chain_close(t->c);
 	t->c = NULL;
 	assert_int_equal(count_tag(t->path, 'Y'), 0);
-	assert_int_equal(store_open(&st, t->path, err, sizeof(err)), 0);
-	assert_int_equal(store_get(st, "S", 1, &v, &vl), 0);
-	assert_int_equal(vl, 4);
-	assert_int_equal(ckey_get_u32(v), 6);
-	free(v);
-	store_close(st);
+	assert_int_equal(count_tag(t->path, 'K'), 0);
+	assert_int_equal(schema_of(t->path), 7);
 	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
+}
+
+static void test_upgrade_5(void **state)
+{
+	upgrade_from(state, 5);
+}
+
+static void test_upgrade_6(void **state)
+{
+	upgrade_from(state, 6);
+}
+
+/* ---- the state's indexed fields, merged one release at a time ---------------- */
+
+static uint64_t tst_rng = 88172645463325252ull;
+
+static unsigned tst_pick(unsigned n)
+{
+	tst_rng ^= tst_rng << 13;
+	tst_rng ^= tst_rng >> 7;
+	tst_rng ^= tst_rng << 17;
+	return (unsigned)(tst_rng % n);
+}
+
+/* Appends a random member "name": one of vals, or none (as likely as each value). */
+static void tst_member(char *buf, size_t cap, const char *name, const char *const *vals, unsigned n)
+{
+	unsigned i = tst_pick(n + 1);
+
+	if (i >= n)
+		return;
+	snprintf(buf + strlen(buf), cap - strlen(buf), "%s\"%s\":%s", buf[strlen(buf) - 1] == '{' ? "" : ",", name,
+		 vals[i]);
+}
+
+/* A random release that exercises every way the merge can change the indexed fields. */
+static void tst_release(char *buf, size_t cap, unsigned seq)
+{
+	static const char *const leaf[] = { "null",
+					    "\"active\"",
+					    "\"cancelled\"",
+					    "\"complete\"",
+					    "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"",
+					    "{}",
+					    "{\"a\":1}",
+					    "[]",
+					    "[{\"id\":\"1\"}]",
+					    "[1,2]",
+					    "7",
+					    "true" };
+	static const char *const date[] = { "null",
+					    "\"2020-03-09T09:00:00+09:00\"",
+					    "\"2021-01-01T00:00:00Z\"",
+					    "\"2022-05-01T12:00:00+09:00\"",
+					    "\"2023-07-01T00:00:00Z\"",
+					    "\"not a date\"",
+					    "{}",
+					    "{\"a\":1}",
+					    "[]",
+					    "5" };
+	static const char *const shape[] = { "null", "{}", "[]", "\"x\"", "[{\"id\":\"t\"}]", "5" };
+	char period[512] = "{", tender[2048] = "{\"title\":\"t\"";
+
+	tst_member(period, sizeof(period), "startDate", date, 10);
+	strcat(period, "}");
+	tst_member(tender, sizeof(tender), "status", leaf, 12);
+	tst_member(tender, sizeof(tender), "mainProcurementCategory", leaf, 12);
+	tst_member(tender, sizeof(tender), "procurementMethod", leaf, 12);
+	{
+		const char *const p[] = { shape[tst_pick(6)], period, period, period, period };
+		tst_member(tender, sizeof(tender), "tenderPeriod", p, 5);
+	}
+	strcat(tender, "}");
+	snprintf(buf, cap, "{\"ocid\":\"o\",\"id\":\"r%u\",\"date\":\"2020-03-09T09:00:00Z\"", seq);
+	{
+		const char *const tv[] = { shape[tst_pick(6)], tender, tender, tender };
+		tst_member(buf, cap, "tender", tv, 4);
+	}
+	strcat(buf, "}");
+}
+
+/*
+ * chain_tstate_release, one release at a time, gives what
+ * chain_tstate_compiled reads from the merged releases, for releases that
+ * set, null, empty, replace with other shapes or leave out each field.
+ */
+static void test_tstate_incremental(void **state)
+{
+	(void)state;
+	unsigned changed = 0;
+
+	for (unsigned run = 0; run < 4000; run++) {
+		struct ckey_tstate inc, ref;
+		json_t *compiled = json_object();
+		char text[4096], e[TD_ERRMSG_MAX];
+		const unsigned n = 1 + tst_pick(4);
+
+		memset(&inc, 0, sizeof(inc));
+		inc.first_date = 1234567;
+		inc.date = inc.first_date;
+		ref = inc;
+		for (unsigned i = 0; i < n; i++) {
+			json_t *rel;
+			tst_release(text, sizeof(text), i);
+			rel = td_json_load(text, strlen(text), e, sizeof(e));
+			if (!rel)
+				fail_msg("%s: %s", text, e);
+			chain_tstate_release(&inc, rel);
+			td_release_merge(compiled, rel);
+			chain_tstate_compiled(&ref, compiled);
+			json_decref(rel);
+			if (strcmp(inc.status, ref.status) != 0 || strcmp(inc.category, ref.category) != 0 ||
+			    strcmp(inc.method, ref.method) != 0 || inc.date != ref.date || inc.flags != ref.flags) {
+				char *c = json_dumps(compiled, JSON_COMPACT);
+				fail_msg(
+					"run %u release %u %s: incremental status '%s' category '%s' method '%s' date %llu "
+					"flags %u; compiled %s gives '%s' '%s' '%s' %llu %u",
+					run, i, text, inc.status, inc.category, inc.method,
+					(unsigned long long)inc.date, inc.flags, c, ref.status, ref.category,
+					ref.method, (unsigned long long)ref.date, ref.flags);
+			}
+			changed += ref.status[0] != '\0' && ref.date != ref.first_date;
+		}
+		json_decref(compiled);
+	}
+	print_message("%u of the states had a status and a date from startDate\n", changed);
+	assert_true(changed > 300); /* the generator reaches them */
 }
 
 /* ---- listing filters -------------------------------------------------------- */
@@ -2480,15 +2633,18 @@ static void test_store_errors(void **state)
 	unpoke(t, &k, old, oldlen);
 	json_decref(Q_OK(chain_tender_json, t->c, jeju));
 
-	/* the compiled release ("K"): not JSON, then missing */
-	ckey_compiled(&k, jeju);
-	poke(t, &k, "{", 1, &old, &oldlen);
-	assert_int_equal(Q_RC(chain_tender_json, t->c, jeju), TD_ECORRUPT);
-	poke(t, &k, NULL, 0, NULL, NULL);
+	/* the second release ("E") the compiled release is built from: an unknown record, then missing */
+	static const uint8_t unknown[TD_HASH_LEN] = { 0x11 };
+	ckey_release(&k, jeju, 1);
+	poke(t, &k, unknown, sizeof(unknown), &old, &oldlen);
 	assert_int_equal(Q_RC(chain_tender_json, t->c, jeju), TD_ECORRUPT);
 	assert_int_equal(Q_RC(chain_record_package_json, t->c, 2, 2, "p", NULL), TD_ECORRUPT);
 	assert_int_equal(Q_RC(chain_list_json, t->c, NULL, 10, NULL), TD_ECORRUPT); /* its summary needs it */
+	poke(t, &k, NULL, 0, NULL, NULL);
+	assert_int_equal(Q_RC(chain_tender_json, t->c, jeju), TD_ECORRUPT);
+	assert_int_equal(Q_RC(chain_record_package_json, t->c, 2, 2, "p", NULL), TD_ECORRUPT);
 	unpoke(t, &k, old, oldlen);
+	json_decref(Q_OK(chain_tender_json, t->c, jeju));
 	json_decref(Q_OK(chain_list_json, t->c, NULL, 10, NULL));
 
 	/* a list count ("N") of the wrong size */
@@ -2789,7 +2945,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_record_refusals, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_record_authors, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_store, setup1, teardown),
-		cmocka_unit_test_setup_teardown(test_upgrade_summaries, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_5, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_6, setup1, teardown),
+		cmocka_unit_test(test_tstate_incremental),
 		cmocka_unit_test_setup_teardown(test_list_filters, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_list_scan_bound, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_prev_chain, setup1, teardown),

@@ -72,8 +72,6 @@ static void test_store_keys(void **state)
 	ckey_release_id(&k, OCID, RID);
 	assert_key(&k,
 		   "556f6364732d6b72323032302d6a656a752d30303031006f6364732d6b72323032302d6a656a752d303030312d7231");
-	ckey_compiled(&k, OCID);
-	assert_key(&k, "4b6f6364732d6b72323032302d6a656a752d30303031");
 }
 
 /* The longest key of each ocid kind fits CKEY_MAX. */
