@@ -1209,10 +1209,10 @@ static void upgrade_from(void **state, uint8_t from)
 
 	/* what the old schema held beside the rest */
 	put_key(t->path, "S", old, sizeof(old));
-	put_key(t->path, "K" PREFIX "-jeju-0001", "{\"ocid\":\"old\"}", 16);
+	put_key(t->path, "K" PREFIX "-jeju-0001", "{\"ocid\":\"old\"}", 14);
 	if (from == 5) {
-		put_key(t->path, "Y" PREFIX "-jeju-0001", "{\"title\":\"old\"}", 17);
-		put_key(t->path, "Y" PREFIX "-kisa-0001", "{\"title\":\"old\"}", 17);
+		put_key(t->path, "Y" PREFIX "-jeju-0001", "{\"title\":\"old\"}", 15);
+		put_key(t->path, "Y" PREFIX "-kisa-0001", "{\"title\":\"old\"}", 15);
 	}
 
 	snprintf(other.chain_id, sizeof(other.chain_id), "another-chain");
