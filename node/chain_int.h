@@ -184,10 +184,13 @@ void chain_tstate_release(struct ckey_tstate *t, const json_t *release);
 /*
  * The releases of a committed tender in order into *out (a new reference;
  * NULL on failure): entries as in chain_tender_json (entries true) or the
- * bare releases. 0, TD_EIO or TD_ECORRUPT (also if other than n releases
- * are found).
+ * bare releases; and, with compiled not NULL, its compiled release (the
+ * releases merged in order) from the same reads. out may be NULL when only
+ * the compiled release is wanted. 0, TD_EIO or TD_ECORRUPT (also if other
+ * than n releases are found).
  */
-int chain_tender_releases(const struct chain *c, const char *ocid, uint32_t n, bool entries, json_t **out);
+int chain_tender_releases(const struct chain *c, const char *ocid, uint32_t n, bool entries, json_t **out,
+			  json_t **compiled);
 
 /*
  * Reads the "B" value of committed block height into *val (the caller frees

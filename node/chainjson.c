@@ -249,18 +249,24 @@ static json_t *export_release(const json_t *rel, const json_t *tender_id)
 }
 
 /*
- * The state and compiled release of a tender that a committed block names:
- * 0, TD_EIO or TD_ECORRUPT (no state is corruption here).
+ * The state and compiled release of a tender that a committed block names,
+ * and with rels not NULL its bare releases (chain_tender_releases): 0,
+ * TD_EIO or TD_ECORRUPT (no state is corruption here).
  */
-static int committed_tender(const struct chain *c, const char *ocid, struct ckey_tstate *st, json_t **compiled)
+static int committed_tender(const struct chain *c, const char *ocid, struct ckey_tstate *st, json_t **rels,
+			    json_t **compiled)
 {
 	int rc = chain_tstate_load(c, ocid, st);
 
 	*compiled = NULL;
+	if (rels)
+		*rels = NULL;
 	if (rc == TD_ENOTFOUND)
 		return chain_read_error(TD_ECORRUPT, "tender %s: released in a block but has no state (\"T\")", ocid);
 	if (rc != 0)
 		return rc;
+	if (rels)
+		return chain_tender_releases(c, ocid, st->n_releases, false, rels, compiled);
 	return chain_compiled_load(c, ocid, st, compiled);
 }
 
@@ -279,7 +285,7 @@ static int tender_id_of(const struct chain *c, json_t *cache, const char *ocid, 
 	*id = json_object_get(cache, ocid);
 	if (*id)
 		return 0;
-	rc = committed_tender(c, ocid, &st, &compiled);
+	rc = committed_tender(c, ocid, &st, NULL, &compiled);
 	if (rc != 0)
 		return rc;
 	v = json_object_get(json_object_get(compiled, "tender"), "id");
@@ -361,14 +367,9 @@ int chain_record_package_json(const struct chain *c, uint64_t from, uint64_t to,
 		const char *ocid = json_string_value(o);
 		struct ckey_tstate st;
 		json_t *r, *rels, *compiled;
-		rc = committed_tender(c, ocid, &st, &compiled);
+		rc = committed_tender(c, ocid, &st, &rels, &compiled);
 		if (rc != 0)
 			goto fail;
-		rc = chain_tender_releases(c, ocid, st.n_releases, false, &rels);
-		if (rc != 0) {
-			json_decref(compiled);
-			goto fail;
-		}
 		for (size_t j = 0; j < json_array_size(rels); j++)
 			json_array_set_new(rels, j,
 					   export_release(json_array_get(rels, j),
@@ -1031,8 +1032,7 @@ int chain_tender_package_json(const struct chain *c, const char *ocid, const cha
 		return rc;
 	from = to = st.last_height;
 	if ((rc = package_new(c, &from, &to, publisher, uri, &res)) != 0 ||
-	    (rc = chain_compiled_load(c, ocid, &st, &compiled)) != 0 ||
-	    (rc = chain_tender_releases(c, ocid, st.n_releases, false, &rels)) != 0)
+	    (rc = chain_tender_releases(c, ocid, st.n_releases, false, &rels, &compiled)) != 0)
 		goto fail;
 	for (size_t j = 0; j < json_array_size(rels); j++)
 		json_array_set_new(rels, j,

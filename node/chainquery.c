@@ -175,18 +175,8 @@ int chain_compiled_load(const struct chain *c, const char *ocid, const struct ck
 	int rc;
 
 	*out = NULL;
-	if (st->n_releases > 1) {
-		json_t *rels, *r;
-		size_t i;
-		rc = chain_tender_releases(c, ocid, st->n_releases, false, &rels);
-		if (rc != 0)
-			return rc;
-		*out = json_object();
-		json_array_foreach(rels, i, r)
-			td_release_merge(*out, r);
-		json_decref(rels);
-		return 0;
-	}
+	if (st->n_releases > 1)
+		return chain_tender_releases(c, ocid, st->n_releases, false, NULL, out);
 	rc = chain_record_load(c, st->first_height, st->first_index, &rec);
 	if (rc != 0)
 		return rc;
@@ -201,48 +191,60 @@ int chain_compiled_load(const struct chain *c, const char *ocid, const struct ck
 	return 0;
 }
 
-int chain_tender_releases(const struct chain *c, const char *ocid, uint32_t n, bool entries, json_t **out)
+int chain_tender_releases(const struct chain *c, const char *ocid, uint32_t n, bool entries, json_t **out,
+			  json_t **compiled)
 {
 	struct store_iter *it;
 	struct ckey k;
 	const uint8_t *key, *val;
 	size_t klen, vlen;
-	json_t *rels = json_array();
+	json_t *rels = out ? json_array() : NULL, *merged = compiled ? json_object() : NULL;
+	uint32_t got = 0;
 	int rc = 0;
 
-	*out = NULL;
+	if (out)
+		*out = NULL;
+	if (compiled)
+		*compiled = NULL;
 	ckey_releases(&k, ocid);
 	it = store_iter_new(c->st, k.b, k.n, false);
 	while (store_iter_next(it, &key, &klen, &val, &vlen)) {
 		struct td_record *rec;
 		uint64_t height;
 		if (vlen != TD_HASH_LEN) {
-			rc = chain_read_error(TD_ECORRUPT, "tender %s: release %zu (\"E\")", ocid,
-					      json_array_size(rels));
+			rc = chain_read_error(TD_ECORRUPT, "tender %s: release %u (\"E\")", ocid, got);
 			goto fail;
 		}
 		rc = record_at(c, val, &rec, &height);
 		if (rc != 0)
 			goto fail;
-		json_array_append_new(rels, entries ? chain_entry_json(c, rec, height) : json_incref(rec->release));
+		if (rels)
+			json_array_append_new(rels,
+					      entries ? chain_entry_json(c, rec, height) : json_incref(rec->release));
+		if (merged)
+			td_release_merge(merged, rec->release);
 		td_record_free(rec);
+		got++;
 	}
 	rc = store_iter_error(it);
 	if (rc != 0) {
 		chain_read_error(rc, "tender %s: its releases (\"E\")", ocid);
 		goto fail;
 	}
-	if (json_array_size(rels) != n) {
-		rc = chain_read_error(TD_ECORRUPT, "tender %s: %zu releases (\"E\"), its state says %u", ocid,
-				      json_array_size(rels), n);
+	if (got != n) {
+		rc = chain_read_error(TD_ECORRUPT, "tender %s: %u releases (\"E\"), its state says %u", ocid, got, n);
 		goto fail;
 	}
 	store_iter_free(it);
-	*out = rels;
+	if (out)
+		*out = rels;
+	if (compiled)
+		*compiled = merged;
 	return 0;
 fail:
 	store_iter_free(it);
 	json_decref(rels);
+	json_decref(merged);
 	return rc;
 }
 
@@ -260,14 +262,9 @@ int chain_tender_json(const struct chain *c, const char *ocid, json_t **out)
 	rc = chain_tstate_load(c, ocid, &st);
 	if (rc != 0)
 		return rc;
-	rc = chain_compiled_load(c, ocid, &st, &compiled);
+	rc = chain_tender_releases(c, ocid, st.n_releases, true, &rels, &compiled);
 	if (rc != 0)
 		return rc;
-	rc = chain_tender_releases(c, ocid, st.n_releases, true, &rels);
-	if (rc != 0) {
-		json_decref(compiled);
-		return rc;
-	}
 	*out = json_object();
 	json_object_set_new(*out, "ocid", json_string(ocid));
 	json_object_set_new(*out, "compiled", compiled);
