@@ -1159,6 +1159,20 @@ static uint64_t count_tag(const char *path, uint8_t tag)
 	return n;
 }
 
+/* Applies three blocks: jeju's tender, its amendment (so it has two releases), kisa's tender. */
+static void apply_jeju_amended_kisa(struct net *t)
+{
+	const char *jeju = PREFIX "-jeju-0001";
+	struct td_record *r[1];
+
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+	r[0] = mkrec(t, TD_KIND_AMENDMENT, ref_last(t, load_sample("amend-jeju.json"), jeju), jeju, t->sk[0]);
+	apply_ok(t, r, 1);
+	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-kisa.json"), NULL, t->sk[0]);
+	apply_ok(t, r, 1);
+}
+
 /* The schema version of the store at path. */
 static uint32_t schema_of(const char *path)
 {
@@ -1188,18 +1202,12 @@ static void upgrade_from(void **state, uint8_t from)
 	struct net *t = *state;
 	struct td_genesis other = t->g;
 	const char *jeju = PREFIX "-jeju-0001";
-	struct td_record *r[1];
 	const uint8_t old[4] = { 0, 0, 0, from };
 	json_t *list0, *list1, *tender0, *tender1;
 	struct chain *c2 = NULL;
 	char err[256];
 
-	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
-	apply_ok(t, r, 1);
-	r[0] = mkrec(t, TD_KIND_AMENDMENT, ref_last(t, load_sample("amend-jeju.json"), jeju), jeju, t->sk[0]);
-	apply_ok(t, r, 1);
-	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-kisa.json"), NULL, t->sk[0]);
-	apply_ok(t, r, 1);
+	apply_jeju_amended_kisa(t);
 	list0 = Q_OK(chain_list_json, t->c, NULL, 10, NULL);
 	assert_int_equal(json_array_size(json_object_get(list0, "tenders")), 2);
 	tender0 = Q_OK(chain_tender_json, t->c, jeju);
@@ -2595,13 +2603,7 @@ static void test_store_errors(void **state)
 	size_t oldlen, bl, cl;
 	struct ckey k;
 
-	/* block 1: jeju; block 2: its amendment (so it has a "K"); block 3: kisa */
-	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-jeju.json"), NULL, t->sk[0]);
-	apply_ok(t, r, 1);
-	r[0] = mkrec(t, TD_KIND_AMENDMENT, ref_last(t, load_sample("amend-jeju.json"), jeju), jeju, t->sk[0]);
-	apply_ok(t, r, 1);
-	r[0] = mkrec(t, TD_KIND_TENDER, load_sample("tender-kisa.json"), NULL, t->sk[0]);
-	apply_ok(t, r, 1);
+	apply_jeju_amended_kisa(t); /* blocks 1 to 3 */
 	json_decref(Q_OK(chain_tender_json, t->c, jeju));
 	json_decref(Q_OK(chain_list_json, t->c, &f, 10, NULL));
 
