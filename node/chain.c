@@ -66,6 +66,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -97,6 +98,14 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* The refusal of a chain whose store failed a write: its code, with the store's message in err. */
+/* Monotonic seconds, for the apply histograms only (nothing decides on them). */
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static int store_failed(const struct chain *c, char *err, size_t errlen)
 {
 	seterr(err, errlen,
@@ -589,6 +598,8 @@ int chain_open_store(struct chain **out, struct store *st, const char *path, con
 	}
 	randombytes_buf(c->hkey, sizeof(c->hkey));
 	c->batch = store_batch_new();
+	hist_init(&c->apply_hist, hist_latency_le, HIST_LATENCY_N);
+	hist_init(&c->write_hist, hist_latency_le, HIST_LATENCY_N);
 	ckey_schema(&k);
 	rc = store_get(c->st, k.b, k.n, &ver, &vlen);
 	if (rc == TD_ENOTFOUND) {
@@ -1390,6 +1401,7 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 	struct registry_record *gov = NULL;
 	struct registry *reg = NULL;
 	uint32_t ngov = 0, *gov_at = NULL;
+	double t0;
 	int rc;
 
 	if (c->failed)
@@ -1497,7 +1509,9 @@ static int apply(struct chain *c, const struct td_block *blk, const struct td_co
 	ckey_tip(&k);
 	store_batch_put(b, k.b, k.n, tip, sizeof(tip));
 
+	t0 = mono_s();
 	rc = store_write(c->st, b, true, e, sizeof(e));
+	hist_observe(&c->write_hist, mono_s() - t0);
 	if (rc != 0) {
 		/*
 		 * LevelDB may have written part of the batch to its log: another
@@ -1533,6 +1547,7 @@ out:
 
 int chain_apply(struct chain *c, const struct td_block *blk, const struct td_commit *commit, char *err, size_t errlen)
 {
+	double t0 = mono_s();
 	int rc;
 
 	if (!commit) {
@@ -1542,11 +1557,22 @@ int chain_apply(struct chain *c, const struct td_block *blk, const struct td_com
 	rc = apply(c, blk, commit, err, errlen);
 	if (rc != 0)
 		return rc;
+	hist_observe(&c->apply_hist, mono_s() - t0);
 	c->height = blk->hdr.height;
 	memcpy(c->last_hash, blk->hash, TD_HASH_LEN);
 	c->last_time = blk->hdr.time_ms;
 	c->n_records += blk->hdr.n_records;
 	return 0;
+}
+
+const struct hist *chain_apply_hist(const struct chain *c)
+{
+	return &c->apply_hist;
+}
+
+const struct hist *chain_write_hist(const struct chain *c)
+{
+	return &c->write_hist;
 }
 
 int chain_validate(struct chain *c, const struct td_block *blk, char *err, size_t errlen)

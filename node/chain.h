@@ -14,6 +14,7 @@
 #include "tenderd/block.h"
 
 struct chain;
+struct hist;
 struct store;
 
 /*
@@ -60,6 +61,14 @@ int chain_proof_json(const struct chain *c, const char *ocid, json_t **out);
 const uint8_t *chain_last_hash(const struct chain *c);
 /* Time of the last block (genesis time at height 0). */
 uint64_t chain_last_time(const struct chain *c);
+
+/*
+ * Wall time of each block chain_apply() wrote: the whole call, and its
+ * synced store write alone (LevelDB's log and the records file). For the
+ * metrics; what a slow disk or LevelDB's throttling costs shows here.
+ */
+const struct hist *chain_apply_hist(const struct chain *c);
+const struct hist *chain_write_hist(const struct chain *c);
 /* Records committed so far. */
 uint64_t chain_record_count(const struct chain *c);
 /*

@@ -19,6 +19,7 @@
 #include "tenderd/block.h"
 #include "tenderd/record.h"
 #include "chain.h"
+#include "hist.h"
 #include "chainkeys.h"
 #include "htab.h"
 #include "registry.h"
@@ -57,6 +58,8 @@ struct chain {
 	char failure[TD_ERRMSG_MAX]; /* when failed: the store's message */
 	bool adopted;                /* the store held no block and took the genesis it was opened with */
 	struct registry *reg;        /* owned: parties and validator sets, at the tip */
+	struct hist apply_hist;      /* wall seconds of each chain_apply that wrote a block */
+	struct hist write_hist;      /* of its synced store write alone */
 };
 
 /* ---- chainoverlay.c ---- */

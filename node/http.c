@@ -1053,6 +1053,12 @@ static void h_metrics(struct http *h, const struct node_view *v, struct answer *
 		for (uint32_t i = 0; i < h->routes[r].ncodes; i++)
 			tb_printf(&b, "tenderd_http_requests_total{route=\"%s\",code=\"%u\"} %llu\n", route_names[r],
 				  h->routes[r].codes[i].code, (unsigned long long)h->routes[r].codes[i].n);
+	m_head(&b, "tenderd_chain_apply_seconds", "histogram",
+	       "Time each committed block took to apply (checks, indexes and the synced store write).");
+	m_hist(&b, "tenderd_chain_apply_seconds", "", chain_apply_hist(v->chain));
+	m_head(&b, "tenderd_store_write_seconds", "histogram",
+	       "Time the synced store write of each committed block took (LevelDB and the records file).");
+	m_hist(&b, "tenderd_store_write_seconds", "", chain_write_hist(v->chain));
 	m_head(&b, "tenderd_wal_fsync_seconds", "histogram", "Time each sync of the consensus log took.");
 	if (wal)
 		m_hist(&b, "tenderd_wal_fsync_seconds", "", wal_fsync_hist(wal));

@@ -60,7 +60,10 @@
 #                committed/s from the first to the last block holding them (shown as
 #                "burst" beside the sustained figure; no target)
 #   half         publish -> committed-on-all-nodes latency at a fixed offered rate of half
-#                the SUSTAINED figure (about 20 s). Targets: p50 <= 50 ms, p99 <= 250 ms
+#                the SUSTAINED figure (about 20 s). Targets: p50 <= 50 ms, p99 <= 250 ms.
+#                Beside it, from node 0's /metrics (each node serves HTTP on port
+#                base + 50 + I): how long its blocks of the phase took to apply, and
+#                their synced store writes alone
 #   at-max       the same at the sustained rate (shown, no target)
 #   down-max     validator 3 killed (kill -9), then a burst (--count records, unbounded)
 #                on the other 3. Target: its committed/s >= 80% of the 4/4 SUSTAINED
@@ -199,7 +202,7 @@ BASE=0
 for ((try = 0; try < 30; try++)); do
 	b=$((20000 + RANDOM % 30000))
 	busy=0
-	for ((i = 0; i < NODES; i++)); do port_busy $((b + i)) && busy=1; done
+	for ((i = 0; i < NODES; i++)); do port_busy $((b + i)) || port_busy $((b + 50 + i)) && busy=1; done
 	((busy)) || { BASE=$b; break; }
 done
 ((BASE)) || die "no free port range"
@@ -216,7 +219,8 @@ socks() { # socks I J ...: comma-separated sockets
 start() {
 	local i=$1 t0 out
 	t0=$(date +%s%N)
-	"$TENDERD" run --home "$NET/node$i" --log-level warn "${SETS[@]}" >>"$NET/node$i.log" 2>&1 &
+	"$TENDERD" run --home "$NET/node$i" --log-level warn --set "http.listen=127.0.0.1:$((BASE + 50 + i))" "${SETS[@]}" \
+		>>"$NET/node$i.log" 2>&1 &
 	PID[i]=$!
 	out=$("$LOADGEN" wait --socket "$(sock "$i")" --since-ns "$t0" --timeout 30) ||
 		{ tail -20 "$NET/node$i.log" >&2; die "node $i did not answer within 30 s"; }
@@ -252,6 +256,30 @@ rss_split() { awk '/^RssAnon/ { a = $2 } /^RssFile/ { f = $2 } END { printf "ano
 write_bytes() { awk '/^write_bytes/ { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/io" 2>/dev/null || echo 0; }
 bytes_sent() { kv bytes_sent "$("$LOADGEN" status --sockets "$(sock "$1")")"; }
 records_of() { kv records "$("$LOADGEN" status --sockets "$(sock "$1")")"; }
+# hists I: node I's histograms of block apply and store write times (its /metrics, one
+# "NAME LE COUNT" line per cumulative bucket), for apply_tail
+hists() {
+	curl -s --max-time 5 "http://127.0.0.1:$((BASE + 50 + $1))/metrics" |
+		awk -F'[{}" ]+' '/^tenderd_(chain_apply|store_write)_seconds_bucket/ { print $1, $3, $4 }'
+}
+# apply_tail BEFORE AFTER: for the blocks applied between two hists snapshots, per histogram:
+# blocks, the bucket bounds their p50 and p99 fall within, and how many took over 250 ms
+apply_tail() {
+	awk 'NR == FNR { b[$1 " " $2] = $3; next }
+	     { k = $1 " " $2; d = $3 - b[k]; n = split($1, a, "_"); name = a[2] "_" a[3]
+	       le[name, ++m[name]] = $2; c[name, m[name]] = d }
+	     END {
+		for (name in m) {
+			tot = c[name, m[name]]; p50 = p99 = ""; over = 0
+			for (i = 1; i <= m[name]; i++) {
+				if (p50 == "" && c[name, i] >= 0.5 * tot) p50 = le[name, i]
+				if (p99 == "" && c[name, i] >= 0.99 * tot) p99 = le[name, i]
+				if (le[name, i] == "0.25") over = tot - c[name, i]
+			}
+			printf "%s: %d blocks, p50 <= %s s, p99 <= %s s, %d over 0.25 s\n", name, tot, p50, p99, over
+		}
+	     }' "$1" "$2" | sort
+}
 calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
 now_ns() { date +%s%N; }
 # verdict VALUE OP TARGET: "ok", "MISS" or "n/a" (no value)
@@ -361,8 +389,11 @@ HALF=$(calc "$SUS_RPS / 2" 0)
 ((HALF >= 1)) || HALF=1
 # fixed-rate runs last about 20 s (at least 1000 records, at most 2 x COUNT)
 n_for() { awk -v r="$1" -v c="$COUNT" 'BEGIN { n = int(r * 20); if (n < 1000) n = 1000; if (n > 2 * c) n = 2 * c; print n }'; }
+hists 0 >"$TMP/hist-half-0"
 publish half "$ALL" "$(n_for "$HALF")" "$HALF"
 HALF_OUT=$OUT
+hists 0 >"$TMP/hist-half-1"
+HALF_APPLY=$(apply_tail "$TMP/hist-half-0" "$TMP/hist-half-1")
 publish at-max "$ALL" "$(n_for "$SUS_RPS")" "$SUS_RPS"
 ATMAX_OUT=$OUT
 
@@ -448,6 +479,8 @@ r() { row "$1" "$(kv committed "$2")" "$(kv committed_rps "$2")" "$(kv p50_ms "$
 	fi
 	echo "  sustained: $SUS_N records in $SUS_RUNS unbounded run(s), first publish to last commit on every node $SUS_SPAN s"
 	echo "    (asked: >= $SUSTAINED_RECORDS records and >= $SUSTAINED_SECONDS s); \"full\": mempool-full answers retried"
+	echo "  half sustained, node0's blocks (its /metrics histograms; bounds are bucket edges):"
+	sed 's/^/    /' <<<"${HALF_APPLY:-(no metrics)}"
 	if ((SCALE)); then
 		echo
 		echo "scale: ledger filled from empty in steps of $SCALE_STEP records (unbounded offer, 4/4 up)"

@@ -294,6 +294,11 @@ grep -q "^tenderd_missed_proposals_total{validator=\"$NAME0\"} 0$" "$BODY" || fa
 # The consensus log's syncs and the socket's requests, by method ("other" for names it does not know).
 n=$(metric 'tenderd_wal_fsync_seconds_count')
 ((n >= 1)) || fail "tenderd_wal_fsync_seconds_count is '$n': the consensus log's syncs were not timed"
+# Every block this run applied, and only those, is timed (the node was started on an empty store).
+n=$(metric 'tenderd_chain_apply_seconds_count')
+[[ "$n" == "$HEIGHT" ]] || fail "tenderd_chain_apply_seconds_count is '$n', not the height $HEIGHT"
+n=$(metric 'tenderd_store_write_seconds_count')
+[[ "$n" == "$HEIGHT" ]] || fail "tenderd_store_write_seconds_count is '$n', not the height $HEIGHT"
 n=$(metric 'tenderd_rpc_request_duration_seconds_count\{method="status"\}')
 ((n >= 1)) || fail "tenderd_rpc_request_duration_seconds_count{method=status} is '$n'"
 n=$(metric 'tenderd_rpc_request_duration_seconds_count\{method="tender.publish"\}')
