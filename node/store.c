@@ -36,10 +36,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <leveldb/c.h>
@@ -129,6 +132,67 @@ static int open_file(struct store *s, const char *path, char *err, size_t errlen
 	return 0;
 }
 
+/*
+ * LevelDB runs every flush and compaction of the process on one background
+ * thread, started the first time any database schedules work, as a child
+ * of the thread that asked; Linux threads inherit their nice value. So,
+ * once per process and before the first store opens, a helper thread
+ * STORE_COMPACTION_NICE nicer than the caller (at most 19) opens a scratch
+ * database beside path and asks for a compaction of it, which starts that
+ * thread; the scratch database is then removed. Compactions of every store
+ * then yield the CPU to the event loop (consensus, gossip, requests) and
+ * use what it leaves; when they fall behind, LevelDB throttles and then
+ * stops writes (by its count of level-0 files), which blocks the loop
+ * until they catch up. A failure here changes nothing but the priority.
+ */
+static void *background_start(void *arg)
+{
+	const char *scratch = arg;
+	const id_t tid = (id_t)syscall(SYS_gettid);
+	leveldb_options_t *o;
+	leveldb_t *db;
+	char *lerr = NULL;
+	int prio;
+
+	errno = 0;
+	prio = getpriority(PRIO_PROCESS, tid);
+	if (errno != 0)
+		return NULL;
+	prio = prio + STORE_COMPACTION_NICE > 19 ? 19 : prio + STORE_COMPACTION_NICE;
+	if (setpriority(PRIO_PROCESS, tid, prio) != 0)
+		return NULL;
+	o = leveldb_options_create();
+	leveldb_options_set_create_if_missing(o, 1);
+	db = leveldb_open(o, scratch, &lerr);
+	leveldb_free(lerr);
+	if (db) {
+		leveldb_compact_range(db, NULL, 0, NULL, 0);
+		leveldb_close(db);
+	}
+	lerr = NULL;
+	leveldb_destroy_db(o, scratch, &lerr);
+	leveldb_free(lerr);
+	rmdir(scratch);
+	leveldb_options_destroy(o);
+	return NULL;
+}
+
+static void background_nice(const char *path)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static bool done;
+	char scratch[4096];
+	pthread_t t;
+
+	pthread_mutex_lock(&lock);
+	if (!done && snprintf(scratch, sizeof(scratch), "%s.start-%ld", path, (long)getpid()) < (int)sizeof(scratch) &&
+	    pthread_create(&t, NULL, background_start, scratch) == 0) {
+		pthread_join(t, NULL);
+		done = true;
+	}
+	pthread_mutex_unlock(&lock);
+}
+
 int store_open(struct store **out, const char *path, char *err, size_t errlen)
 {
 	struct store *s = td_xcalloc(1, sizeof(*s));
@@ -154,6 +218,7 @@ int store_open(struct store **out, const char *path, char *err, size_t errlen)
 	s->wopts_sync = leveldb_writeoptions_create();
 	leveldb_writeoptions_set_sync(s->wopts_sync, 1);
 
+	background_nice(path);
 	s->db = leveldb_open(s->opts, path, &lerr);
 	if (lerr || !s->db) {
 		set_err(err, errlen, path, lerr);

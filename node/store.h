@@ -30,6 +30,9 @@ struct store_batch;
 struct store_iter;
 struct store_mem_world;
 
+/* LevelDB's flushes and compactions run this much nicer than the thread that first opens a store (at most 19). */
+#define STORE_COMPACTION_NICE 5
+
 /*
  * Opens the LevelDB database at path, creating it if missing, and its records
  * file (see below). Returns 0 and the store in *out, or TD_EIO with

@@ -1,7 +1,8 @@
 /*
  * Tests for node/store.c: get/put through batches, atomicity of a batch,
  * persistence across reopen, prefix iteration in both directions and seeks,
- * and damage to a table file reported rather than skipped.
+ * damage to a table file reported rather than skipped, and LevelDB's
+ * background thread running nicer than the thread that opened the store.
  * Each test works in its own temporary directory under /tmp.
  */
 #define _GNU_SOURCE
@@ -14,7 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
+#include <sys/resource.h>
 #include <cmocka.h>
 
 #include "tenderd/types.h"
@@ -199,6 +202,89 @@ static void test_reopen(void **state)
 	assert_null(s2);
 	assert_true(strlen(err) > 0);
 	store_close(NULL);
+}
+
+/* The nice value of thread tid of this process, from /proc (field 19 of its stat line). */
+static int thread_nice(const char *tid)
+{
+	char path[64], line[1024], *p;
+	FILE *f;
+	int nice = 0, field = 2;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%s/stat", tid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	p = strrchr(line, ')'); /* the name may hold spaces; the fields after it do not */
+	assert_non_null(p);
+	for (p = strtok(p + 1, " "); p; p = strtok(NULL, " "))
+		if (++field == 19) {
+			nice = atoi(p);
+			break;
+		}
+	assert_int_equal(field, 19);
+	return nice;
+}
+
+/*
+ * After an open, the process has a thread besides this one, LevelDB's
+ * background thread (flushes and compactions), STORE_COMPACTION_NICE nicer
+ * than this thread (at most 19); this thread's own nice value is unchanged. Writing enough
+ * to fill several memtables then works as before (the thread flushes them).
+ */
+static void test_background_nice(void **state)
+{
+	struct fixture *f = *state;
+	const int self = (int)gettid();
+	int mine, want, found = 0, others = 0;
+	struct dirent *e;
+	DIR *d;
+
+	errno = 0;
+	mine = getpriority(PRIO_PROCESS, (id_t)self);
+	assert_int_equal(errno, 0);
+	want = mine + STORE_COMPACTION_NICE > 19 ? 19 : mine + STORE_COMPACTION_NICE;
+	d = opendir("/proc/self/task");
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (atoi(e->d_name) == self) {
+			assert_int_equal(thread_nice(e->d_name), mine);
+			continue;
+		}
+		others++;
+		if (thread_nice(e->d_name) == want)
+			found++;
+	}
+	closedir(d);
+	assert_true(others >= 1);
+	assert_int_equal(found, 1);
+
+	/* 40 MiB through 16 MiB memtables: flushed by that thread, all readable after a reopen */
+	struct store_batch *b = store_batch_new();
+	char err[256], k[32], v[1024];
+	memset(v, 'x', sizeof(v));
+	for (int i = 0; i < 40 * 1024; i++) {
+		snprintf(k, sizeof(k), "k%08d", i);
+		store_batch_put(b, k, strlen(k), v, sizeof(v));
+		if (i % 1024 == 1023) {
+			assert_int_equal(store_write(f->s, b, false, err, sizeof(err)), 0);
+			store_batch_clear(b);
+		}
+	}
+	store_batch_free(b);
+	reopen(f);
+	for (int i = 0; i < 40 * 1024; i += 997) {
+		uint8_t *got = NULL;
+		size_t n = 0;
+		snprintf(k, sizeof(k), "k%08d", i);
+		assert_int_equal(store_get(f->s, k, strlen(k), &got, &n), 0);
+		assert_int_equal(n, sizeof(v));
+		assert_memory_equal(got, v, n);
+		free(got);
+	}
 }
 
 /* Collects the keys an iterator yields, joined by ',' (keys here are text). */
@@ -507,6 +593,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_iter_reverse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iter_binary, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_table, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_background_nice, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
