@@ -426,16 +426,20 @@ static int upgrade_store(struct chain *c, uint32_t from, const char *path, char 
 	store_batch_put(b, k.b, k.n, ver, sizeof(ver));
 	rc = store_write(c->st, b, true, err, errlen);
 	store_batch_free(b);
-	if (rc == 0)
+	if (rc == 0 && from < 7)
 		log_info("%s: upgraded the store from schema %u to %u: deleted %llu stored tender summaries and %llu "
 			 "compiled releases (both are built when read now)",
 			 path, from, CKEY_SCHEMA_VERSION, (unsigned long long)ny, (unsigned long long)nk);
+	else if (rc == 0)
+		log_info("%s: upgraded the store from schema %u to %u (list entries written from now on are smaller; "
+			 "the existing ones are read as they are)",
+			 path, from, CKEY_SCHEMA_VERSION);
 	return rc;
 }
 
 /*
  * Checks schema, tip and genesis (check_genesis) of an existing store and
- * reads its tip; upgrades a schema 5 or 6 store once it passed (upgrade_store).
+ * reads its tip; upgrades a schema 5, 6 or 7 store once it passed (upgrade_store).
  */
 static int read_store(struct chain *c, const char *path, const uint8_t *ver, size_t vlen, char *err, size_t errlen)
 {
@@ -1117,7 +1121,8 @@ static void stage_lists(struct chain_overlay *ov, struct store_batch *b, const s
 				chain_overlay_count(ov, x, &p->old, -1);
 		}
 		if (has) {
-			store_batch_put(b, kn.b, kn.n, p->ocid, strlen(p->ocid));
+			/* only the every-tender entry names the ocid; the others lead to it by their height and index */
+			store_batch_put(b, kn.b, kn.n, p->ocid, x == CKEY_LIX_ALL ? strlen(p->ocid) : 0);
 			if (ckey_lix_counted(x))
 				chain_overlay_count(ov, x, &p->st, 1);
 		}

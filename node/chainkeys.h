@@ -1,5 +1,5 @@
 /*
- * chainkeys: the chain's store schema (version 7), its keys and the
+ * chainkeys: the chain's store schema (version 8), its keys and the
  * encodings of its values. Every key the chain reads or writes is built
  * here; tests/test_chainkeys.c pins the bytes of each kind.
  *
@@ -54,8 +54,10 @@
  * tenders with two or more releases under "K" ocid, and schema 5 summaries
  * under "Y" ocid: opening such a store deletes them.
  *
- * List indexes; each maps to the ocid, and h i is the height u64 and index
- * u32 of the tender's first release:
+ * List indexes, where h i is the height u64 and index u32 of the tender's
+ * first release. The every-tender entry maps to the ocid; the others map to
+ * nothing (schemas 5 to 7 wrote the ocid there too, which readers still
+ * take), and a reader finds the ocid under "L" \0 h i:
  *   "L" \0 h i                   every tender
  *   "L" 'a' agency[32] h i       by publishing agency (never changes)
  *   "L" 's' status \0 h i        by compiled tender.status
@@ -88,13 +90,16 @@
 #include "tenderd/types.h"
 
 /*
- * Version 7 builds compiled releases and summaries when read; version 6
+ * Version 8 leaves the ocid out of the list entries but the every-tender
+ * one (opening a version 7 store only writes the new version: its entries
+ * are read as they are). Version 7 builds compiled releases and summaries
+ * when read; version 6
  * stored compiled releases under "K", version 5 also summaries under "Y"
- * (opening a version 5 or 6 store deletes them and makes it version 7).
+ * (opening a version 5 or 6 store deletes them and makes it version 8).
  * Version 5 keeps record bytes in the store's records file; version 4 held
  * them under "D" (both format 2, TD_FORMAT_VERSION); version 3 held format 1.
  */
-#define CKEY_SCHEMA_VERSION 7u
+#define CKEY_SCHEMA_VERSION 8u
 #define CKEY_SCHEMA_UPGRADE 5u /* the oldest version opening upgrades */
 #define CKEY_OLD_SUMMARY 'Y'    /* the prefix of the summaries it deletes */
 #define CKEY_OLD_COMPILED 'K'   /* the prefix of the compiled releases it deletes */

@@ -384,6 +384,35 @@ static int lix_count(const struct chain *c, enum ckey_lix x, const void *v, uint
 }
 
 /*
+ * The ocid of the tender whose first release is at hi (height u64, index
+ * u32), from its every-tender list entry: 0, TD_EIO or TD_ECORRUPT.
+ */
+static int list_ocid(const struct chain *c, const uint8_t hi[static 8 + 4], char ocid[static TD_OCID_MAX + 1])
+{
+	char hex[2 * CKEY_MAX + 1];
+	struct ckey k;
+	uint8_t *v;
+	size_t vl;
+	int rc;
+
+	ckey_lix_prefix(&k, CKEY_LIX_ALL, NULL);
+	ckey_bytes(&k, hi, 8 + 4);
+	rc = store_get(c->st, k.b, k.n, &v, &vl);
+	if (rc == TD_ENOTFOUND)
+		rc = TD_ECORRUPT;
+	if (rc == 0) {
+		if (vl == 0 || vl > TD_OCID_MAX || memchr(v, 0, vl))
+			rc = TD_ECORRUPT;
+		else {
+			memcpy(ocid, v, vl);
+			ocid[vl] = '\0';
+		}
+		free(v);
+	}
+	return chain_read_error(rc, "list index entry %s (\"L\")", key_hex(k.b, k.n, hex));
+}
+
+/*
  * The index a query walks and its prefix in *pre: the one a cursor (ck, cl
  * bytes; NULL for none) names if it belongs to the query, else the smallest
  * equality index, the date index for a date range alone, or all tenders.
@@ -498,7 +527,8 @@ int chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_
 			more = true;
 			break;
 		}
-		if (klen != pre.n + ckey_lix_tail(x) || vlen == 0 || vlen > TD_OCID_MAX || memchr(val, 0, vlen)) {
+		if (klen != pre.n + ckey_lix_tail(x) || (vlen == 0 && x == CKEY_LIX_ALL) || vlen > TD_OCID_MAX ||
+		    memchr(val, 0, vlen)) {
 			rc = chain_read_error(TD_ECORRUPT, "list index entry %s (\"L\")", key_hex(key, klen, hex));
 			goto fail;
 		}
@@ -507,8 +537,12 @@ int chain_list_json(const struct chain *c, const struct chain_filter *f, uint32_
 		examined++;
 		memcpy(last, key, klen);
 		lastlen = klen;
-		memcpy(ocid, val, vlen);
-		ocid[vlen] = '\0';
+		if (vlen > 0) {
+			memcpy(ocid, val, vlen);
+			ocid[vlen] = '\0';
+		} else if ((rc = list_ocid(c, key + klen - (8 + 4), ocid)) != 0) {
+			goto fail;
+		}
 		rc = chain_tstate_load(c, ocid, &st);
 		if (rc == TD_ENOTFOUND)
 			rc = chain_read_error(TD_ECORRUPT, "tender %s: listed by %s (\"L\") but has no state", ocid,

@@ -1134,8 +1134,8 @@ static void test_wrong_store(void **state)
 	assert_non_null(strstr(err, "Resync"));
 
 	/* the net's own store reopens once the schema is back */
-	static const uint8_t v7[4] = { 0, 0, 0, 7 };
-	put_key(t->path, "S", v7, sizeof(v7));
+	static const uint8_t cur[4] = { 0, 0, 0, CKEY_SCHEMA_VERSION };
+	put_key(t->path, "S", cur, sizeof(cur));
 	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
 }
 
@@ -1192,10 +1192,66 @@ static uint32_t schema_of(const char *path)
 }
 
 /*
- * A schema 5 store (summaries under "Y", compiled releases under "K") and a
- * schema 6 one ("K" only) open as schema 7 with those keys deleted, and
- * tenders and lists read the same as before; such a store of another chain
- * is refused untouched.
+ * Gives every list entry but the every-tender ones the ocid as its value,
+ * as schemas 5 to 7 wrote them; returns how many it rewrote.
+ */
+static unsigned old_list_values(const char *path)
+{
+	const uint8_t tag = 'L';
+	struct store *st;
+	struct store_iter *it;
+	struct store_batch *b = store_batch_new();
+	const uint8_t *key, *val;
+	size_t klen, vlen;
+	unsigned n = 0;
+	char err[256];
+
+	assert_int_equal(store_open(&st, path, err, sizeof(err)), 0);
+	it = store_iter_new(st, &tag, 1, false);
+	while (store_iter_next(it, &key, &klen, &val, &vlen)) {
+		struct ckey all;
+		uint8_t *ocid;
+		size_t on;
+		assert_true(klen >= 2 + 12);
+		if (key[1] == 0) {
+			assert_true(vlen > 0);
+			continue;
+		}
+		assert_int_equal(vlen, 0);
+		ckey_lix_prefix(&all, CKEY_LIX_ALL, NULL);
+		ckey_bytes(&all, key + klen - 12, 12);
+		assert_int_equal(store_get(st, all.b, all.n, &ocid, &on), 0);
+		store_batch_put(b, key, klen, ocid, on);
+		free(ocid);
+		n++;
+	}
+	assert_int_equal(store_iter_error(it), 0);
+	store_iter_free(it);
+	assert_int_equal(store_write(st, b, true, err, sizeof(err)), 0);
+	store_batch_free(b);
+	store_close(st);
+	return n;
+}
+
+/* The list of every tender and the lists filtered by kisa's agency and by status "active", as one array. */
+static json_t *lists_of(struct chain *c, const uint8_t *agency)
+{
+	struct chain_filter fa = { .agency = agency }, fs = { .status = "active" };
+	json_t *all = json_array();
+
+	json_array_append_new(all, Q_OK(chain_list_json, c, NULL, 10, NULL));
+	json_array_append_new(all, Q_OK(chain_list_json, c, &fa, 10, NULL));
+	json_array_append_new(all, Q_OK(chain_list_json, c, &fs, 10, NULL));
+	return all;
+}
+
+/*
+ * A schema 5 store (summaries under "Y", compiled releases under "K"), a
+ * schema 6 one ("K" only) and a schema 7 one open as the current schema
+ * with those keys deleted. Their list entries, which all named the ocid,
+ * are kept: tenders and lists, filtered or not, read the same as before,
+ * and chain_check_all accepts them. Such a store of another chain is
+ * refused untouched.
  */
 static void upgrade_from(void **state, uint8_t from)
 {
@@ -1205,19 +1261,23 @@ static void upgrade_from(void **state, uint8_t from)
 	const uint8_t old[4] = { 0, 0, 0, from };
 	json_t *list0, *list1, *tender0, *tender1;
 	struct chain *c2 = NULL;
+	uint64_t bad;
 	char err[256];
 
 	apply_jeju_amended_kisa(t);
-	list0 = Q_OK(chain_list_json, t->c, NULL, 10, NULL);
-	assert_int_equal(json_array_size(json_object_get(list0, "tenders")), 2);
+	list0 = lists_of(t->c, t->g.v[0].pk);
+	assert_int_equal(json_array_size(json_object_get(json_array_get(list0, 0), "tenders")), 2);
+	assert_int_equal(json_array_size(json_object_get(json_array_get(list0, 1), "tenders")), 2);
 	tender0 = Q_OK(chain_tender_json, t->c, jeju);
 	chain_close(t->c);
 	t->c = NULL;
-	assert_int_equal(schema_of(t->path), 7);
+	assert_int_equal(schema_of(t->path), CKEY_SCHEMA_VERSION);
 
-	/* what the old schema held beside the rest */
+	/* what the old schema held beside the rest: two tenders, each in 'a', 's', 'c', 'm' and 'd' */
+	assert_int_equal(old_list_values(t->path), 10);
 	put_key(t->path, "S", old, sizeof(old));
-	put_key(t->path, "K" PREFIX "-jeju-0001", "{\"ocid\":\"old\"}", 14);
+	if (from < 7)
+		put_key(t->path, "K" PREFIX "-jeju-0001", "{\"ocid\":\"old\"}", 14);
 	if (from == 5) {
 		put_key(t->path, "Y" PREFIX "-jeju-0001", "{\"title\":\"old\"}", 15);
 		put_key(t->path, "Y" PREFIX "-kisa-0001", "{\"title\":\"old\"}", 15);
@@ -1227,12 +1287,13 @@ static void upgrade_from(void **state, uint8_t from)
 	td_genesis_seal(&other);
 	assert_true(chain_open(&c2, t->path, &other, err, sizeof(err)) < 0);
 	assert_int_equal(count_tag(t->path, 'Y'), from == 5 ? 2 : 0);
-	assert_int_equal(count_tag(t->path, 'K'), 1);
+	assert_int_equal(count_tag(t->path, 'K'), from < 7 ? 1 : 0);
 	assert_int_equal(schema_of(t->path), from);
 
 	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
-	list1 = Q_OK(chain_list_json, t->c, NULL, 10, NULL);
+	list1 = lists_of(t->c, t->g.v[0].pk);
 	tender1 = Q_OK(chain_tender_json, t->c, jeju);
+	assert_int_equal(chain_check_all(t->c, &bad, err, sizeof(err), NULL, NULL), 0);
 	assert_true(json_equal(list0, list1));
 	assert_true(json_equal(tender0, tender1));
 	json_decref(list0);
@@ -1243,7 +1304,7 @@ static void upgrade_from(void **state, uint8_t from)
 	t->c = NULL;
 	assert_int_equal(count_tag(t->path, 'Y'), 0);
 	assert_int_equal(count_tag(t->path, 'K'), 0);
-	assert_int_equal(schema_of(t->path), 7);
+	assert_int_equal(schema_of(t->path), CKEY_SCHEMA_VERSION);
 	assert_int_equal(chain_open(&t->c, t->path, &t->g, err, sizeof(err)), 0);
 }
 
@@ -1255,6 +1316,11 @@ static void test_upgrade_5(void **state)
 static void test_upgrade_6(void **state)
 {
 	upgrade_from(state, 6);
+}
+
+static void test_upgrade_7(void **state)
+{
+	upgrade_from(state, 7);
 }
 
 /* ---- the state's indexed fields, merged one release at a time ---------------- */
@@ -2949,6 +3015,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_store, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_5, setup1, teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_6, setup1, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_7, setup1, teardown),
 		cmocka_unit_test(test_tstate_incremental),
 		cmocka_unit_test_setup_teardown(test_list_filters, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_list_scan_bound, setup1, teardown),
