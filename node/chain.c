@@ -404,10 +404,11 @@ out:
 }
 
 /*
- * Makes a schema 5 or 6 store schema 7: deletes its stored summaries ("Y")
- * and compiled releases ("K"), then writes the new version, synced (a crash
- * before leaves the old version and the upgrade runs again at the next
- * open). Logs what it did.
+ * Makes a schema 5, 6 or 7 store of the current schema: deletes its stored
+ * summaries ("Y") and compiled releases ("K"), which a schema 7 store does
+ * not hold, then writes the new version, synced (a crash before leaves the
+ * old version and the upgrade runs again at the next open). List entries
+ * that name their ocid stay: readers take both forms. Logs what it did.
  */
 static int upgrade_store(struct chain *c, uint32_t from, const char *path, char *err, size_t errlen)
 {

@@ -93,11 +93,11 @@
  * Version 8 leaves the ocid out of the list entries but the every-tender
  * one (opening a version 7 store only writes the new version: its entries
  * are read as they are). Version 7 builds compiled releases and summaries
- * when read; version 6
- * stored compiled releases under "K", version 5 also summaries under "Y"
- * (opening a version 5 or 6 store deletes them and makes it version 8).
- * Version 5 keeps record bytes in the store's records file; version 4 held
- * them under "D" (both format 2, TD_FORMAT_VERSION); version 3 held format 1.
+ * when read; version 6 stored compiled releases under "K", version 5 also
+ * summaries under "Y" (opening a version 5 or 6 store deletes them and makes
+ * it version 8). Version 5 keeps record bytes in the store's records file;
+ * version 4 held them under "D" (both format 2, TD_FORMAT_VERSION); version
+ * 3 held format 1.
  */
 #define CKEY_SCHEMA_VERSION 8u
 #define CKEY_SCHEMA_UPGRADE 5u /* the oldest version opening upgrades */
