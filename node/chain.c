@@ -97,7 +97,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The refusal of a chain whose store failed a write: its code, with the store's message in err. */
 /* Monotonic seconds, for the apply histograms only (nothing decides on them). */
 static double mono_s(void)
 {
@@ -106,6 +105,7 @@ static double mono_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The refusal of a chain whose store failed a write: its code, with the store's message in err. */
 static int store_failed(const struct chain *c, char *err, size_t errlen)
 {
 	seterr(err, errlen,

@@ -74,8 +74,8 @@ static int get(const struct chain *c, const struct ckey *key, uint8_t **v, size_
 	return rc == TD_ENOTFOUND ? TD_ECORRUPT : rc;
 }
 
-/* True if key holds exactly want[0..wn). */
-static bool holds(const struct chain *c, const struct ckey *key, const void *want, size_t wn)
+/* True if key holds exactly want[0..wn), or, with empty_ok, an empty value. */
+static bool holds(const struct chain *c, const struct ckey *key, const void *want, size_t wn, bool empty_ok)
 {
 	uint8_t *v;
 	size_t n;
@@ -83,7 +83,7 @@ static bool holds(const struct chain *c, const struct ckey *key, const void *wan
 
 	if (store_get(c->st, key->b, key->n, &v, &n) != 0)
 		return false;
-	ok = n == wn && memcmp(v, want, wn) == 0;
+	ok = (n == wn && memcmp(v, want, wn) == 0) || (empty_ok && n == 0);
 	free(v);
 	return ok;
 }
@@ -136,10 +136,10 @@ static int check_records(struct check *k, uint64_t height, const struct ckey_blo
 		}
 		ckey_record_loc(&q, id);
 		ckey_loc_encode(loc, height, n);
-		if (!holds(c, &q, loc, sizeof(loc)))
+		if (!holds(c, &q, loc, sizeof(loc), false))
 			rc = damaged(k, TD_ECORRUPT, height, "record %u: its place (\"R\") is missing or wrong", n);
 		ckey_release_id(&q, rec->ocid, rec->release_id);
-		if (rc == 0 && !holds(c, &q, id, TD_HASH_LEN))
+		if (rc == 0 && !holds(c, &q, id, TD_HASH_LEN, false))
 			rc = damaged(k, TD_ECORRUPT, height, "record %u: its release id (\"U\") is missing or wrong",
 				     n);
 		td_record_free(rec);
@@ -369,7 +369,7 @@ static int check_tender(struct check *k, const char *ocid, const struct ckey_tst
 			continue;
 		ckey_lix_key(&q, x, t);
 		/* the every-tender entry names the ocid; the others nothing (or, from schemas 5 to 7, the ocid) */
-		if (!holds(c, &q, ocid, strlen(ocid)) && (x == CKEY_LIX_ALL || !holds(c, &q, "", 0)))
+		if (!holds(c, &q, ocid, strlen(ocid), x != CKEY_LIX_ALL))
 			return damaged(k, TD_ECORRUPT, t->last_height,
 				       "tender %s: a list index entry (\"L\") is missing", ocid);
 		(*n_lists)++;
