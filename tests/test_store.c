@@ -230,8 +230,9 @@ static int thread_nice(const char *tid)
 /*
  * After an open, the process has a thread besides this one, LevelDB's
  * background thread (flushes and compactions), STORE_COMPACTION_NICE nicer
- * than this thread (at most 19); this thread's own nice value is unchanged. Writing enough
- * to fill several memtables then works as before (the thread flushes them).
+ * than this thread (at most 19); this thread's own nice value is unchanged.
+ * Writing enough to fill several memtables then works as before (the
+ * thread flushes them).
  */
 static void test_background_nice(void **state)
 {
