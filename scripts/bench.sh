@@ -63,7 +63,10 @@
 #                the SUSTAINED figure (about 20 s). Targets: p50 <= 50 ms, p99 <= 250 ms.
 #                Beside it, from node 0's /metrics (each node serves HTTP on port
 #                base + 50 + I): how long its blocks of the phase took to apply, and
-#                their synced store writes alone
+#                their synced store writes alone; and, with each node's threads' CPU
+#                read every 0.5 s, the latency of the records offered in the seconds in
+#                which some node's LevelDB thread (flushes, compactions) was at work,
+#                apart from that of the other seconds
 #   at-max       the same at the sustained rate (shown, no target)
 #   down-max     validator 3 killed (kill -9), then a burst (--count records, unbounded)
 #                on the other 3. Target: its committed/s >= 80% of the 4/4 SUSTAINED
@@ -182,6 +185,7 @@ declare -a PID=()
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
 	local i
+	[[ -n "${SAMPLER:-}" ]] && kill "$SAMPLER" 2>/dev/null
 	for i in "${!PID[@]}"; do
 		[[ -n "${PID[$i]}" ]] && kill -9 "${PID[$i]}" 2>/dev/null
 	done
@@ -281,6 +285,46 @@ apply_tail() {
 	     }' "$1" "$2" | sort
 }
 calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
+# thread_cpu PID...: every 0.5 s until killed (or the first PID is gone), one "NS PID TID
+# TICKS" line per thread of each node (utime + stime of /proc/PID/task/TID/stat, in clock
+# ticks), for half_split
+thread_cpu() {
+	local p t
+	while kill -0 "$1" 2>/dev/null; do
+		t=$(date +%s%N)
+		for p in "$@"; do
+			awk -v t="$t" -v p="$p" '{ n = split(FILENAME, a, "/"); print t, p, a[n - 1], $14 + $15 }' \
+				/proc/"$p"/task/*/stat 2>/dev/null
+		done
+		sleep 0.5
+	done
+}
+# half_split CSV SAMPLES T0_NS: splits a phase's seconds (of its loadgen CSV, sent_ms from
+# T0_NS) into those in which no node's other thread (LevelDB's compaction thread) used
+# CPU and those in which one did, and prints each part's latency p50 / p99
+half_split() {
+	local hz
+	hz=$(getconf CLK_TCK)
+	awk -F'[ ,]' -v t0="$3" -v hz="$hz" '
+		FILENAME == ARGV[1] {
+			if ($2 == $3) next
+			if (!($1 in seen)) { seen[$1] = 1; ts[++nt] = $1 }
+			v[$1, $2 "/" $3] = $4; k[$2 "/" $3] = 1
+			next
+		}
+		FNR == 1 { for (i = 2; i <= nt; i++) { sec = int((ts[i] - t0) / 1e9); busy_t = 0
+				for (x in k) if (((ts[i], x) in v) && ((ts[i - 1], x) in v)) busy_t += v[ts[i], x] - v[ts[i - 1], x]
+				if (busy_t > 0) busy[sec] = 1; cpu[sec] += busy_t / hz; secs[sec] = 1 }
+			next }
+		$7 + 0 >= 0 { sec = int($4 / 1000); if (sec in secs) print (sec in busy) ? "busy" : "quiet", $7 }
+		END { for (sec in secs) { n++; if (sec in busy) { nb++; c += cpu[sec] } }
+			printf "seconds %d %d %.2f\n", n, nb, nb ? c / nb : 0 > "/dev/stderr" }
+	' "$2" "$1" 2>"$TMP/split-secs" | sort -k1,1 -k2,2n | awk '
+		{ l[$1, ++n[$1]] = $2 }
+		END { for (c in n) { i = int(n[c] * 0.99 + 0.5); if (i < 1) i = 1
+			printf "%s %d %.1f %.1f\n", c, n[c], l[c, int((n[c] + 1) / 2)], l[c, i] } }'
+	cat "$TMP/split-secs"
+}
 now_ns() { date +%s%N; }
 # verdict VALUE OP TARGET: "ok", "MISS" or "n/a" (no value)
 verdict() { awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? v + 0 >= t + 0 : v + 0 <= t + 0; print (v == "" || v == "nan" || v == "-nan") ? "n/a" : (ok ? "ok" : "MISS") }'; }
@@ -390,8 +434,15 @@ HALF=$(calc "$SUS_RPS / 2" 0)
 # fixed-rate runs last about 20 s (at least 1000 records, at most 2 x COUNT)
 n_for() { awk -v r="$1" -v c="$COUNT" 'BEGIN { n = int(r * 20); if (n < 1000) n = 1000; if (n > 2 * c) n = 2 * c; print n }'; }
 hists 0 >"$TMP/hist-half-0"
+thread_cpu "${PID[@]}" >"$TMP/threads-half" &
+SAMPLER=$!
+HALF_T0=$(now_ns)
 publish half "$ALL" "$(n_for "$HALF")" "$HALF"
 HALF_OUT=$OUT
+kill "$SAMPLER" 2>/dev/null
+wait "$SAMPLER" 2>/dev/null
+SAMPLER=
+HALF_SPLIT=$(half_split "$TMP/half.csv" "$TMP/threads-half" "$HALF_T0")
 hists 0 >"$TMP/hist-half-1"
 HALF_APPLY=$(apply_tail "$TMP/hist-half-0" "$TMP/hist-half-1")
 publish at-max "$ALL" "$(n_for "$SUS_RPS")" "$SUS_RPS"
@@ -481,6 +532,14 @@ r() { row "$1" "$(kv committed "$2")" "$(kv committed_rps "$2")" "$(kv p50_ms "$
 	echo "    (asked: >= $SUSTAINED_RECORDS records and >= $SUSTAINED_SECONDS s); \"full\": mempool-full answers retried"
 	echo "  half sustained, node0's blocks (its /metrics histograms; bounds are bucket edges):"
 	sed 's/^/    /' <<<"${HALF_APPLY:-(no metrics)}"
+	echo "  half sustained, by second (each node's threads' CPU read every 0.5 s):"
+	awk '$1 == "seconds" { n = $2; nb = $3; c = $4 } $1 == "busy" { b = $0 } $1 == "quiet" { q = $0 }
+	     END {
+		split(b, B, " "); split(q, Q, " ")
+		printf "    %d of %d s with a LevelDB thread at work on some node (those threads: %.2f cores then):", nb, n, c
+		printf " p50 %s ms, p99 %s ms (%d records)\n", B[2] ? B[3] : "-", B[2] ? B[4] : "-", B[2]
+		printf "    the other %d s: p50 %s ms, p99 %s ms (%d records)\n", n - nb, Q[2] ? Q[3] : "-", Q[2] ? Q[4] : "-", Q[2]
+	     }' <<<"$HALF_SPLIT"
 	if ((SCALE)); then
 		echo
 		echo "scale: ledger filled from empty in steps of $SCALE_STEP records (unbounded offer, 4/4 up)"
