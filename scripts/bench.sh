@@ -318,12 +318,12 @@ half_split() {
 			next }
 		$7 + 0 >= 0 { sec = int($4 / 1000); if (sec in secs) print (sec in busy) ? "busy" : "quiet", $7 }
 		END { for (sec in secs) { n++; if (sec in busy) { nb++; c += cpu[sec] } }
-			printf "seconds %d %d %.2f\n", n, nb, nb ? c / nb : 0 > "/dev/stderr" }
-	' "$2" "$1" 2>"$TMP/split-secs" | sort -k1,1 -k2,2n | awk '
+			printf "seconds %d %d %.2f\n", n, nb, nb ? c / nb : 0 }
+	' "$2" "$1" | sort -k1,1 -k2,2n | awk '
+		$1 == "seconds" { print; next }
 		{ l[$1, ++n[$1]] = $2 }
 		END { for (c in n) { i = int(n[c] * 0.99 + 0.5); if (i < 1) i = 1
 			printf "%s %d %.1f %.1f\n", c, n[c], l[c, int((n[c] + 1) / 2)], l[c, i] } }'
-	cat "$TMP/split-secs"
 }
 now_ns() { date +%s%N; }
 # verdict VALUE OP TARGET: "ok", "MISS" or "n/a" (no value)
