@@ -70,6 +70,8 @@ struct driver {
 	struct svote *votes;               /* DRIVER_VOTES_PER_VALIDATOR slots per validator */
 	size_t nvotes;                     /* DRIVER_VOTES_PER_VALIDATOR per validator of the largest set so far */
 	uint64_t heard[TD_VALIDATORS_MAX]; /* io mono_ms of the last message signed by each, relayed or not */
+	uint64_t pol_h;                    /* the round named as valid_round by the latest proposal of a */
+	int64_t pol_r;                     /* round at or past the core's, at height pol_h; -1: none */
 	struct tslot tmo[3];               /* by enum cons_timeout */
 	bool awaiting_value;               /* REQUEST_VALUE(av_h, av_r) unanswered: nothing pending here */
 	uint64_t av_h;
@@ -210,6 +212,7 @@ int driver_new(struct driver **out, const struct node_io *io, const struct td_ge
 
 	*out = NULL;
 	d->io = io;
+	d->pol_r = -1;
 	d->g = g;
 	d->chain = chain;
 	d->mp = mp;
@@ -514,9 +517,15 @@ static uint64_t vote_distance(const struct driver *d, uint64_t h, uint32_t r)
 	uint32_t cur = cons_started(&d->cons) ? cons_round(&d->cons) : 0;
 	if (h > cur_height(d))
 		return (uint64_t)r + 1; /* next height: its first rounds matter */
-	/* The polka behind our lock and valid value: others need it to accept our proposal of it. */
+	/*
+	 * The polka behind our lock and valid value: others need it to accept
+	 * our proposal of it. The polka a proposal of the round names: we need
+	 * it to accept that proposal, however far back its round.
+	 */
 	if (cons_started(&d->cons) && h == cons_height(&d->cons) &&
 	    ((int64_t)r == cons_locked(&d->cons, NULL) || (int64_t)r == cons_valid(&d->cons, NULL)))
+		return 0;
+	if (h == d->pol_h && (int64_t)r == d->pol_r)
 		return 0;
 	return r > cur ? (uint64_t)(r - cur) : (uint64_t)(cur - r);
 }
@@ -1154,6 +1163,18 @@ void driver_on_proposal(struct driver *d, uint32_t from, uint64_t h, uint32_t r,
 		wal_proposal(d, from, r, valid_round, blk);
 	driver_hold(d);
 	driver_start_current(d);
+	/*
+	 * A proposal that names a polka (valid_round >= 0) is accepted only
+	 * with that polka's prevotes. Keep them however old their round, and
+	 * pass on the ones kept: a peer reached only through us (a star) may
+	 * have forgotten that round, and a vote we relayed once is not relayed
+	 * again.
+	 */
+	if (valid_round >= 0 && from == cons_proposer(&d->cons, h, r) && r >= cons_round(&d->cons)) {
+		d->pol_h = h;
+		d->pol_r = valid_round;
+		pol_send(d, NODE_ALL, h, valid_round, hash);
+	}
 	cons_on_proposal(&d->cons, from, h, r, hash, valid_round);
 	driver_release(d);
 }

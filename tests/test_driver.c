@@ -1367,6 +1367,46 @@ static void test_untimely_proposal_ignored(void **state)
 }
 
 /*
+ * A proposal that names a polka of a long-gone round is accepted with it.
+ * Rounds 0-23 pass with nil votes from validators 1-3, more than their
+ * vote slots hold; then round 24's proposer (validator 1) proposes again
+ * the block validators 1-3 prevoted in round 2, and their round 2
+ * prevotes arrive after the proposal (relayed through a hub, say). They
+ * are the farthest votes from the core's round, yet they must be kept and
+ * counted: otherwise a validator locked on that block in round 2 could
+ * never be joined by the others, and the chain would halt for good.
+ */
+static void test_old_polka_of_proposal_kept(void **state)
+{
+	struct env *e = *state;
+	const struct cons *c = driver_cons(e->d);
+	uint8_t hash[TD_HASH_LEN];
+	const uint32_t R = 24, VR = 2;
+
+	pool_record(e, NULL);
+	for (uint32_t r = 0; r < R; r++)
+		for (uint32_t v = 1; v <= 3; v++) {
+			vote(e, v, TD_VOTE_PREVOTE, 1, r, NULL);
+			vote(e, v, TD_VOTE_PRECOMMIT, 1, r, NULL);
+		}
+	assert_true((size_t)R * 2 > DRIVER_VOTES_PER_VALIDATOR);
+	assert_int_equal(cons_round(c), R);
+	assert_int_equal(cons_proposer(c, 1, R), 1);
+
+	struct td_block *blk = block_of_pool(e, cons_proposer(c, 1, VR));
+	memcpy(hash, blk->hash, TD_HASH_LEN);
+	prop_keep(e->prop, blk);
+	uint32_t since = e->nsent;
+	driver_on_proposal(e->d, 1, 1, R, hash, (int32_t)VR);
+	assert_int_equal(find_vote(e, since, TD_VOTE_PREVOTE, 1, R, hash), -1);
+	for (uint32_t v = 1; v <= 3; v++)
+		vote(e, v, TD_VOTE_PREVOTE, 1, VR, hash);
+	assert_true(find_vote(e, since, TD_VOTE_PREVOTE, 1, R, hash) >= 0);
+	assert_int_equal(find_vote(e, since, TD_VOTE_PREVOTE, 1, R, NULL), -1);
+	assert_sign_state_ok(e);
+}
+
+/*
  * Two different signed prevotes of one validator for one round: both go to
  * the evidence file once, and the entry checks out as a third party would
  * check it; changed in one byte, it does not.
@@ -1524,6 +1564,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_resumes_from_log, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_with_torn_log, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_untimely_proposal_ignored, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_old_polka_of_proposal_kept, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_equivocation_evidence, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_evidence_gossip, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_unsent_own_proposal_not_replayed, setup4_proposer, teardown),
