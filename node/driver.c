@@ -70,8 +70,8 @@ struct driver {
 	struct svote *votes;               /* DRIVER_VOTES_PER_VALIDATOR slots per validator */
 	size_t nvotes;                     /* DRIVER_VOTES_PER_VALIDATOR per validator of the largest set so far */
 	uint64_t heard[TD_VALIDATORS_MAX]; /* io mono_ms of the last message signed by each, relayed or not */
-	uint64_t pol_h;                    /* the round named as valid_round by the latest proposal of a */
-	int64_t pol_r;                     /* round at or past the core's, at height pol_h; -1: none */
+	uint64_t pol_h;                    /* the round named as valid_round by the latest proposal of */
+	int64_t pol_r;                     /* the core's round, at height pol_h; -1: none */
 	struct tslot tmo[3];               /* by enum cons_timeout */
 	bool awaiting_value;               /* REQUEST_VALUE(av_h, av_r) unanswered: nothing pending here */
 	uint64_t av_h;
@@ -1168,9 +1168,11 @@ void driver_on_proposal(struct driver *d, uint32_t from, uint64_t h, uint32_t r,
 	 * with that polka's prevotes. Keep them however old their round, and
 	 * pass on the ones kept: a peer reached only through us (a star) may
 	 * have forgotten that round, and a vote we relayed once is not relayed
-	 * again.
+	 * again. Only the proposal of the core's round counts, so a proposer of
+	 * some far round cannot take the protection away from it; the proposer
+	 * sends its proposal again while no block comes.
 	 */
-	if (valid_round >= 0 && from == cons_proposer(&d->cons, h, r) && r >= cons_round(&d->cons)) {
+	if (valid_round >= 0 && from == cons_proposer(&d->cons, h, r) && r == cons_round(&d->cons)) {
 		d->pol_h = h;
 		d->pol_r = valid_round;
 		pol_send(d, NODE_ALL, h, valid_round, hash);
