@@ -567,6 +567,25 @@ static void pol_send(struct driver *d, uint32_t to, uint64_t h, int32_t vr, cons
 }
 
 /*
+ * Gives the core again the kept prevotes of the polka (h, vr, value): the
+ * core holds CONS_ROUND_SLOTS rounds and may have forgotten vr, while the
+ * driver kept its votes (pol_r); no peer needs to send them back.
+ */
+static void pol_feed(struct driver *d, uint64_t h, int32_t vr, const uint8_t value[static TD_HASH_LEN])
+{
+	if (vr < 0)
+		return;
+	for (size_t i = 0; i < d->nvotes; i++) {
+		const struct svote *q = &d->votes[i];
+		if (q->height != h || q->round != (uint32_t)vr || q->type != TD_VOTE_PREVOTE || q->nil ||
+		    memcmp(q->hash, value, TD_HASH_LEN) != 0 || i / DRIVER_VOTES_PER_VALIDATOR >= d->set.n)
+			continue;
+		cons_on_vote(&d->cons, (uint32_t)(i / DRIVER_VOTES_PER_VALIDATOR), TD_VOTE_PREVOTE, h, q->round,
+			     q->hash);
+	}
+}
+
+/*
  * Keeps a verified vote of validator v. Each validator has its own
  * DRIVER_VOTES_PER_VALIDATOR slots, so no key can fill the table for the
  * others, and one vote is kept per (height, round, type, value). An
@@ -1168,14 +1187,16 @@ void driver_on_proposal(struct driver *d, uint32_t from, uint64_t h, uint32_t r,
 	 * with that polka's prevotes. Keep them however old their round, and
 	 * pass on the ones kept: a peer reached only through us (a star) may
 	 * have forgotten that round, and a vote we relayed once is not relayed
-	 * again. Only the proposal of the core's round counts, so a proposer of
-	 * some far round cannot take the protection away from it; the proposer
-	 * sends its proposal again while no block comes.
+	 * again; and give them to the core again, which may have forgotten
+	 * that round. Only the proposal of the core's round counts, so a
+	 * proposer of some far round cannot take the protection away from it;
+	 * the proposer sends its proposal again while no block comes.
 	 */
 	if (valid_round >= 0 && from == cons_proposer(&d->cons, h, r) && r == cons_round(&d->cons)) {
 		d->pol_h = h;
 		d->pol_r = valid_round;
 		pol_send(d, NODE_ALL, h, valid_round, hash);
+		pol_feed(d, h, valid_round, hash);
 	}
 	cons_on_proposal(&d->cons, from, h, r, hash, valid_round);
 	driver_release(d);

@@ -181,10 +181,11 @@ static void f_send(void *ctx, uint32_t to, const uint8_t *msg, size_t len)
 	assert_int_equal(td_msg_decode(&m, msg, len), 0);
 	if ((m.type == TD_MSG_VOTE && m.validator != (uint32_t)e->me) ||
 	    (m.type == TD_MSG_PROPOSAL && memcmp(m.hdr.proposer, e->g.v[e->me].pk, TD_PUBKEY_LEN) != 0)) {
-		/* Another validator's message passed on: counted apart from what we signed. */
-		assert_true(to < NVAL_MAX);
+		/* Another validator's message passed on: counted apart from what we signed (a polka goes to all). */
+		assert_true(to < NVAL_MAX || to == NODE_ALL);
 		assert_true(m.type != TD_MSG_VOTE || to != m.validator);
-		e->relayed[to]++;
+		if (to < NVAL_MAX)
+			e->relayed[to]++;
 		e->nrelayed++;
 		td_msg_free(&m);
 		return;
@@ -1407,6 +1408,57 @@ static void test_old_polka_of_proposal_kept(void **state)
 }
 
 /*
+ * The core keeps CONS_ROUND_SLOTS rounds, the driver the polka a proposal of
+ * the core's round named. Round R's proposal names round VR's polka after
+ * this node prevoted nil (its propose timer fired); the polka comes, then
+ * more rounds than the core holds pass with nil votes, so the core forgets
+ * VR. When the proposer of round R2 names VR again, the driver gives the
+ * core the kept prevotes: no peer has to send them back for the node to
+ * prevote the block.
+ */
+static void test_forgotten_polka_fed_again(void **state)
+{
+	struct env *e = *state;
+	const struct cons *c = driver_cons(e->d);
+	uint8_t hash[TD_HASH_LEN];
+	const uint32_t R = 4, VR = 2, R2 = R + 4 * (CONS_ROUND_SLOTS / 4 + 1);
+
+	pool_record(e, NULL);
+	for (uint32_t r = 0; r < R; r++)
+		for (uint32_t v = 1; v <= 3; v++) {
+			vote(e, v, TD_VOTE_PREVOTE, 1, r, NULL);
+			vote(e, v, TD_VOTE_PRECOMMIT, 1, r, NULL);
+		}
+	assert_int_equal(cons_round(c), R);
+	assert_int_equal(cons_proposer(c, 1, R), 1);
+	assert_int_equal(cons_proposer(c, 1, R2), 1);
+	fire(e, NODE_TIMER_PROPOSE);
+	assert_int_equal(cons_step(c), CONS_STEP_PREVOTE);
+
+	struct td_block *blk = block_of_pool(e, cons_proposer(c, 1, VR));
+	memcpy(hash, blk->hash, TD_HASH_LEN);
+	prop_keep(e->prop, blk);
+	driver_on_proposal(e->d, 1, 1, R, hash, (int32_t)VR);
+	for (uint32_t v = 1; v <= 3; v++)
+		vote(e, v, TD_VOTE_PREVOTE, 1, VR, hash);
+	uint32_t since = e->nsent;
+	for (uint32_t r = R; r < R2; r++)
+		for (uint32_t v = 1; v <= 3; v++) {
+			vote(e, v, TD_VOTE_PREVOTE, 1, r, NULL);
+			vote(e, v, TD_VOTE_PRECOMMIT, 1, r, NULL);
+		}
+	assert_int_equal(cons_round(c), R2);
+	assert_true(R2 - VR > CONS_ROUND_SLOTS);
+	assert_int_equal(find_vote(e, since, TD_VOTE_PREVOTE, 1, R2, hash), -1);
+
+	since = e->nsent;
+	driver_on_proposal(e->d, 1, 1, R2, hash, (int32_t)VR);
+	assert_true(find_vote(e, since, TD_VOTE_PREVOTE, 1, R2, hash) >= 0);
+	assert_int_equal(find_vote(e, since, TD_VOTE_PREVOTE, 1, R2, NULL), -1);
+	assert_sign_state_ok(e);
+}
+
+/*
  * Two different signed prevotes of one validator for one round: both go to
  * the evidence file once, and the entry checks out as a third party would
  * check it; changed in one byte, it does not.
@@ -1565,6 +1617,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_with_torn_log, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_untimely_proposal_ignored, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_old_polka_of_proposal_kept, setup4, teardown),
+		cmocka_unit_test_setup_teardown(test_forgotten_polka_fed_again, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_equivocation_evidence, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_evidence_gossip, setup4, teardown),
 		cmocka_unit_test_setup_teardown(test_unsent_own_proposal_not_replayed, setup4_proposer, teardown),
