@@ -674,6 +674,8 @@ int td_commit_decode(struct td_commit *c, const uint8_t *buf, size_t len, char *
 		uint64_t idx = td_get_uint(&r, &s[0]);
 		c->sigs[i].validator = idx > UINT32_MAX ? UINT32_MAX : (uint32_t)idx;
 		td_get_bin_fixed(&r, &s[1], c->sigs[i].sig, TD_SIG_LEN);
+		if (i > 0 && c->sigs[i].validator <= c->sigs[i - 1].validator)
+			goto bad; /* one signature per validator, in index order */
 	}
 	if (!r.ok)
 		goto bad;

@@ -871,6 +871,17 @@ static void test_commit_codec(void **state)
 	q[len] = 0x00;
 	assert_int_not_equal(commit_refused(q, len + 1), 0);
 	free(q);
+	/* Indexes repeated or out of order: [0, 2, 2] and [0, 3, 2]. */
+	q = malloc(len);
+	memcpy(q, p, len);
+	q[38 + 2 * 68 + 1] = 2;
+	assert_int_not_equal(commit_refused(q, len), 0);
+	q[38 + 1 * 68 + 1] = 3;
+	assert_int_not_equal(commit_refused(q, len), 0);
+	q[38 + 1 * 68 + 1] = 2;
+	q[38 + 2 * 68 + 1] = 3;
+	assert_int_equal(commit_refused(q, len), 0);
+	free(q);
 	/* Non-canonical: height 9 as cc 09. */
 	q = malloc(len + 1);
 	q[0] = 0x94;
